@@ -1,0 +1,80 @@
+"""User-facing errors: one base class, each message names the thing and the fix."""
+
+from __future__ import annotations
+
+
+class SetupError(Exception):
+    """A failure the user can act on: a one-line cause and the fix.
+
+    ``str(error)`` is what the user sees: ``<cause> -- fix: <fix>``.
+    Raised while defining tasks (bad config, bad project); returned as a task
+    failure while running.
+    """
+
+    exit_code = 1
+
+    def __init__(self, cause: str, fix: str = "") -> None:
+        self.cause = cause
+        self.fix = fix
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.cause} -- fix: {self.fix}" if self.fix else self.cause
+
+
+class ConfigError(SetupError):
+    """The setup configuration file or an environment override is invalid."""
+
+
+class ProjectError(SetupError):
+    """The dbt project cannot be read or parsed."""
+
+
+class GraphCycleError(ProjectError):
+    """The dbt dependency graph has a cycle."""
+
+    def __init__(self, path: list[str]) -> None:
+        self.path = path
+        super().__init__(
+            "dependency cycle in the dbt project: " + " --> ".join(path),
+            "remove one of these ref()/source() dependencies",
+        )
+
+
+class DatabaseError(SetupError):
+    """The DuckDB database cannot be opened or written."""
+
+
+class DatabaseLockedError(DatabaseError):
+    """Another process holds the DuckDB write lock."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(
+            f"database {path} is locked by {holder}",
+            "close that connection (notebook, IDE, another dbt run) and run again",
+        )
+
+
+class RunInProgressError(SetupError):
+    """Another planwise-setup run is already building this database."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        who = f"PID {pid}" if pid else "another process"
+        super().__init__(
+            f"another setup run ({who}) is already building {path}",
+            "wait for it to finish; nothing was changed by this run",
+        )
+
+
+class CensusError(SetupError):
+    """The census file is missing or does not meet the contract."""
+
+
+class NodeBuildError(SetupError):
+    """dbt failed to build a seed or model."""
+
+
+class ValidationFailed(SetupError):
+    """A blocking validation check failed."""
