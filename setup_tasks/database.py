@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
 
 import duckdb
+
+from .errors import DatabaseError, DatabaseLockedError
 
 
 @contextmanager
@@ -16,3 +22,118 @@ def memory_connection() -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
     finally:
         con.close()
+
+
+LOCK_RE = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+@dataclass(frozen=True)
+class TableState:
+    kind: str  # "BASE TABLE" or "VIEW"
+    signature: str | None  # row count and an order-independent content hash; None for views
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the database holds, read once before a run builds anything."""
+
+    path: Path
+    exists: bool
+    tables: Mapping[tuple[str, str, str], TableState]
+
+    def has(self, key: tuple[str, str, str]) -> bool:
+        return key in self.tables
+
+    def signature(self, key: tuple[str, str, str]) -> str | None:
+        state = self.tables.get(key)
+        return state.signature if state else None
+
+
+def lock_holder(error: Exception) -> str | None:
+    """'<program> (PID n)' when a DuckDB error is a lock conflict, else None."""
+    match = LOCK_RE.search(str(error))
+    if not match:
+        return None
+    return f"{Path(match['program']).name} (PID {match['pid']})"
+
+
+def _open_error(path: Path, error: Exception) -> DatabaseError:
+    holder = lock_holder(error)
+    if holder:
+        return DatabaseLockedError(str(path), holder)
+    return DatabaseError(f"cannot open database {path}: {error}", "check the path in database.path / DUCKDB_PATH")
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the database file, closed on exit; errors become one-line causes."""
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise _open_error(path, exc) from None
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def quote(identifier: str) -> str:
+    """A DuckDB quoted identifier: names from config never reach SQL unquoted."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def qualified(key: tuple[str, str, str]) -> str:
+    return ".".join(quote(part) for part in key if part)
+
+
+def _signature(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]) -> str | None:
+    try:
+        count, digest = con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {qualified(key)} AS t").fetchone()
+    except duckdb.Error:
+        return None
+    return f"{count}:{digest}"
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], str]:
+    rows = con.execute(
+        "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables"
+    ).fetchall()
+    return {(c.lower(), s.lower(), n.lower()): kind for c, s, n, kind in rows}
+
+
+def snapshot(path: Path, signed: Iterable[tuple[str, str, str]] = ()) -> Snapshot:
+    """Tables present, with content signatures for the ``signed`` ones (tables only)."""
+    if not path.exists():
+        return Snapshot(path, False, {})
+    with connect(path, read_only=True) as con:
+        kinds = _tables(con)
+        wanted = set(signed)
+        tables = {
+            key: TableState(kind, _signature(con, key) if key in wanted and kind == "BASE TABLE" else None)
+            for key, kind in kinds.items()
+        }
+    return Snapshot(path, True, tables)
+
+
+def signatures(path: Path, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], str | None]:
+    """Content signatures of freshly built tables (None for views and missing ones)."""
+    keys = list(keys)
+    if not keys or not path.exists():
+        return {}
+    with connect(path) as con:
+        kinds = _tables(con)
+        return {k: _signature(con, k) if kinds.get(k) == "BASE TABLE" else None for k in keys}
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, with the fix, when the database cannot be created or written."""
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise DatabaseError(f"database directory {parent} is not a directory", "set database.path to a file in a writable directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create database directory {parent}: {exc.strerror}", "set database.path to a writable location") from None
+    target = path if path.exists() else parent
+    if not os.access(target, os.W_OK):
+        raise DatabaseError(f"database {'file' if target == path else 'directory'} {target} is not writable", "fix its permissions or set database.path elsewhere")

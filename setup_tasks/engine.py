@@ -1,0 +1,369 @@
+"""The setup engine of one process: staleness of every node, and batched builds.
+
+Definitions (manifest, graph, selections) are computed when the engine is made and
+never run dbt unless the project changed. The database is read once, lazily, before
+anything is built. Building a stale node builds, in one dbt invocation, every stale
+node of the groups doit was asked to run, and records each one durably the moment
+dbt reports it done.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from . import database
+from .errors import CensusError, DatabaseError, SetupError
+from .fingerprints import FileHasher, Fingerprint, FingerprintCalculator, effective_vars, explain
+from .graph import SetupGraph
+from .manifest import DbtContext, Manifest, Node, load_manifest, manifest_cache, read_project_yaml
+from .state import BuildRecord, BuildRecords, RunLock, new_build_id, read_json, write_json_atomic
+
+CENSUS_VAR = "census_parquet_path"
+Key = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """Whether a node's table is up to date, and if not, why (in words)."""
+
+    unique_id: str
+    stale: bool
+    reasons: tuple[str, ...] = ()
+    error: SetupError | None = None
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons) if self.reasons else "up to date"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a node in this run."""
+
+    unique_id: str
+    status: str  # success | error | skipped
+    message: str = ""
+    seconds: float = 0.0
+    rows: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+
+@dataclass
+class RunState:
+    """What this process has done so far."""
+
+    build_id: str = field(default_factory=new_build_id)
+    started: float = field(default_factory=time.time)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    scope: set[str] = field(default_factory=set)
+    invocations: int = 0
+    callback_errors: list[str] = field(default_factory=list)
+
+
+def dbt_context(settings: Any) -> DbtContext:
+    variables = dict(settings.dbt.vars_dict())
+    variables.setdefault(CENSUS_VAR, str(settings.census.path))
+    return DbtContext(
+        project_dir=settings.dbt.project_dir,
+        profiles_dir=settings.dbt.profiles_dir,
+        target=settings.dbt.target,
+        vars=variables,
+        threads=settings.dbt.threads,
+        database_path=settings.database.path,
+    )
+
+
+def first_ragged_row(path: Path, delimiter: str = ",") -> str | None:
+    """'line N: k fields, expected m' for the first malformed row of a CSV, else None."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh, delimiter=delimiter, strict=True)
+            header = next(reader, None)
+            if header is None:
+                return "line 1: the file is empty (a header row is required)"
+            for row in reader:
+                if row and len(row) != len(header):
+                    return f"line {reader.line_num}: {len(row)} fields, expected {len(header)}"
+    except UnicodeDecodeError as exc:
+        return f"byte {exc.start}: not UTF-8 text"
+    except csv.Error as exc:
+        return f"line {reader.line_num}: {exc}"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
+    return None
+
+
+class Engine:
+    """Staleness and builds for one database and one dbt project."""
+
+    def __init__(self, settings: Any, listeners: Iterable[Callable[[str, dict[str, Any]], None]] = ()) -> None:
+        self.settings = settings
+        self.root = settings.root
+        self.ctx = dbt_context(settings)
+        self.db_path: Path = settings.database.path
+        self.project_yaml = read_project_yaml(self.ctx.project_dir)
+        selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
+        self.manifest: Manifest = load_manifest(self.ctx, selections)
+        self.manifest_path = manifest_cache(self.ctx).manifest_path
+        self.graph = SetupGraph.from_manifest(self.manifest)
+        self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(self.manifest.selections["setup"]))
+        self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(self.manifest.selections["foundation"]))
+        state_dir: Path = settings.state_dir
+        self.records = BuildRecords.load(state_dir / "records.json")
+        self.lock = RunLock(state_dir / "run.lock", self.db_path)
+        self._hash_cache_path = state_dir / "file_hashes.json"
+        self.hasher = FileHasher(read_json(self._hash_cache_path, {}))
+        self.run = RunState()
+        self.listeners = list(listeners)
+        self.quiet = True
+        self._snapshot: database.Snapshot | None = None
+        self._fingerprints: dict[str, Fingerprint] | None = None
+        self._record_lock = threading.Lock()
+
+    # -- names ------------------------------------------------------------------------
+
+    def node(self, uid: str) -> Node:
+        return self.manifest.nodes[uid]
+
+    def label(self, uid: str) -> str:
+        node = self.node(uid)
+        return f"{node.resource_type} {node.name}"
+
+    def tracked(self) -> list[str]:
+        """Everything setup builds, tests, plus the sources those read."""
+        nodes = set(self.setup_nodes)
+        return sorted(self.graph.with_ancestors(nodes | set(self.graph.tests_of(nodes))))
+
+    # -- what the database holds ------------------------------------------------------------
+
+    def snapshot(self) -> database.Snapshot:
+        if self._snapshot is None:
+            holder = self.lock.holder()
+            if holder:
+                from .errors import RunInProgressError
+
+                raise RunInProgressError(str(self.db_path), holder if holder > 0 else None)
+            keys = [self.node(u).relation.key() for u in self.tracked() if self.node(u).relation]
+            self._snapshot = database.snapshot(self.db_path, keys)
+        return self._snapshot
+
+    def table_exists(self, uid: str) -> bool:
+        node = self.node(uid)
+        return node.relation is not None and self.snapshot().has(node.relation.key())
+
+    # -- fingerprints -----------------------------------------------------------------
+
+    def fingerprints(self) -> dict[str, Fingerprint]:
+        if self._fingerprints is None:
+            snap = self.snapshot()
+            sources = {
+                n.relation.key(): snap.signature(n.relation.key()) or "missing"
+                for n in self.manifest.nodes.values()
+                if n.resource_type == "source" and n.relation and not n.external_location
+            }
+            variables = effective_vars(self.project_yaml, self.manifest.project_name, self.ctx.vars)
+            calc = FingerprintCalculator(
+                self.manifest, self.graph, self.ctx.project_dir, self.root, variables, self.hasher, sources
+            )
+            self._fingerprints = calc.compute(self.tracked())
+            if self.hasher.dirty:
+                try:
+                    write_json_atomic(self._hash_cache_path, self.hasher.cache)
+                except OSError:
+                    pass  # a cache: losing it costs a re-hash, nothing else
+        return self._fingerprints
+
+    def names(self) -> dict[str, str]:
+        return {uid: self.label(uid) for uid in self.manifest.nodes}
+
+    # -- staleness --------------------------------------------------------------------
+
+    def status(self, uid: str, values: Mapping[str, Any] | None = None) -> NodeStatus:
+        """Is the node's table up to date? ``values`` are doit's saved values for its task."""
+        outcome = self.run.outcomes.get(uid)
+        if outcome is not None:
+            why = "built in this run" if outcome.ok else f"{outcome.status} in this run"
+            return NodeStatus(uid, True, (why,))
+        try:
+            return self._status(uid, values)
+        except SetupError as err:
+            return NodeStatus(uid, True, (f"cannot check: {err.cause}",), err)
+
+    def _status(self, uid: str, values: Mapping[str, Any] | None) -> NodeStatus:
+        record = self.records.get(uid)
+        if record is None:
+            return NodeStatus(uid, True, ("never built",))
+        node = self.node(uid)
+        if not self.table_exists(uid):
+            return NodeStatus(uid, True, (f"table {node.relation} missing from the database",))
+        current = self.fingerprints()[uid]
+        if record.fingerprint != current.digest:
+            reasons = explain(record.parts, current.parts, self.names()) or ("fingerprint changed",)
+            return NodeStatus(uid, True, tuple(reasons))
+        if record.signature and self.snapshot().signature(node.relation.key()) != record.signature:
+            return NodeStatus(uid, True, (f"table {node.relation} changed outside setup",))
+        if values is not None and not values and record.acknowledged:
+            return NodeStatus(uid, True, ("forced (doit forget)",))
+        return NodeStatus(uid, False)
+
+    # -- building ---------------------------------------------------------------------
+
+    def add_scope(self, uids: Iterable[str]) -> None:
+        """Nodes doit will run in this invocation: one stale node builds them all at once."""
+        self.run.scope.update(uids)
+
+    def build(self, uid: str) -> Outcome:
+        """Make the node's table up to date, building with it every stale node in scope."""
+        if uid not in self.run.outcomes:
+            try:
+                self._build_batch(uid)
+            except SetupError as err:
+                self._set(Outcome(uid, "error", err.one_line()))
+        outcome = self.run.outcomes[uid]
+        if outcome.ok:
+            self.records.acknowledge(uid)
+        return outcome
+
+    def batch_for(self, uid: str) -> list[str]:
+        scope = self.run.scope | {uid}
+        return [
+            u for u in self.setup_nodes_and(uid)
+            if u in scope and u not in self.run.outcomes and (u == uid or self.status(u).stale)
+        ]
+
+    def setup_nodes_and(self, uid: str) -> list[str]:
+        nodes = self.setup_nodes if uid in self.setup_nodes else self.graph.buildable({*self.setup_nodes, uid})
+        return nodes
+
+    def _build_batch(self, uid: str) -> None:
+        status = self.status(uid)
+        if status.error is not None:
+            raise status.error
+        self.lock.acquire()
+        database.check_writable(self.db_path)
+        self.fingerprints()  # read the database and inputs before dbt holds the file
+        batch = self.batch_for(uid)
+        blocked = self._preflight(batch)
+        runnable = [u for u in batch if u not in blocked]
+        self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked)})
+        if runnable:
+            from . import execution
+
+            self.run.invocations += 1
+            nodes = [self.node(u) for u in runnable]
+            execution.build_nodes(self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet)
+            self._sign([u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok])
+        for u in runnable:
+            if u not in self.run.outcomes:
+                self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
+
+    def _preflight(self, batch: list[str]) -> set[str]:
+        """Fail nodes whose inputs are unusable before dbt sees them; skip their children."""
+        failed: dict[str, str] = {}
+        for uid in batch:
+            problem = self._input_problem(uid)
+            if problem:
+                failed[uid] = problem
+        blocked = set(failed)
+        for uid, message in failed.items():
+            self._set(Outcome(uid, "error", message))
+            for child in sorted(self.graph.descendants([uid]) & set(batch)):
+                if child not in blocked:
+                    blocked.add(child)
+                    self._set(Outcome(child, "skipped", f"not built: {self.label(uid)} failed"))
+        return blocked
+
+    def _input_problem(self, uid: str) -> str | None:
+        node = self.node(uid)
+        if node.resource_type == "seed" and node.path:
+            path = self.ctx.project_dir / node.path
+            problem = first_ragged_row(path, node.config.get("delimiter") or ",")
+            if problem:
+                return f"seed {node.name}: malformed CSV {path} {problem} -- fix: correct that row (every row needs the header's number of fields)"
+        for parent in self.graph.built_parents(uid):
+            source = self.node(parent)
+            if source.resource_type == "source" and source.external_location:
+                problem = self._census_problem(source)
+                if problem:
+                    return f"{node.resource_type} {node.name}: {problem}"
+        return None
+
+    def _census_problem(self, source: Node) -> str | None:
+        from .fingerprints import _expand_paths, _format_location
+
+        location = _format_location(source.external_location or "", source)
+        paths = _expand_paths(location, self.root)
+        missing = [p for p in paths if not p.exists()]
+        if not paths or missing:
+            where = missing[0] if missing else location
+            census = Path(self.settings.census.path)
+            if missing and missing[0].resolve() == census.resolve():
+                err = CensusError(f"census file {census} does not exist", "run `doit census` to generate one, or set census.path / CENSUS_PATH to your file")
+            else:
+                err = CensusError(f"input file {where} of source {source.name} does not exist", "create it or fix the source's external_location")
+            return err.one_line()
+        return self._census_columns_problem(paths)
+
+    def _census_columns_problem(self, paths: list[Path]) -> str | None:
+        census = Path(self.settings.census.path).resolve()
+        if census not in {p.resolve() for p in paths}:
+            return None
+        from .census import inspect_census
+
+        try:
+            info = inspect_census(census)
+        except Exception as exc:  # unreadable parquet: name the file, keep the cause
+            return CensusError(f"census file {census} cannot be read: {exc}", "replace it with a valid parquet file or run `doit census`").one_line()
+        if info.missing_columns:
+            return CensusError(
+                f"census file {census} lacks required columns: {', '.join(info.missing_columns)}",
+                "add those columns to the file (see README: census contract) or regenerate with `doit census`",
+            ).one_line()
+        return None
+
+    def _on_dbt_outcome(self, result: Any) -> None:
+        """dbt's callback, on its worker thread: it must never raise into dbt."""
+        try:
+            self._record_dbt_outcome(result)
+        except Exception as exc:  # a failed record only costs a rebuild next run
+            self.run.callback_errors.append(f"{result.unique_id}: {exc}")
+
+    def _record_dbt_outcome(self, result: Any) -> None:
+        status = result.status if result.status in ("success", "error", "skipped") else "error"
+        message = result.message if status != "success" else ""
+        if status == "error":
+            message = f"{self.label(result.unique_id)} ({self.node(result.unique_id).path}) failed: {result.message}"
+        self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
+
+    def _set(self, outcome: Outcome) -> None:
+        with self._record_lock:
+            self.run.outcomes[outcome.unique_id] = outcome
+            if outcome.ok:
+                fp = self.fingerprints()[outcome.unique_id]
+                self.records.put(
+                    outcome.unique_id,
+                    BuildRecord(fp.digest, dict(fp.parts), time.time(), outcome.seconds, self.run.build_id, outcome.rows),
+                )
+        self._emit("node", {"unique_id": outcome.unique_id, "outcome": outcome})
+
+    def _sign(self, uids: list[str]) -> None:
+        """Remember each fresh table's content signature, to notice edits made outside setup."""
+        keys = {self.node(u).relation.key(): u for u in uids if self.node(u).relation}
+        try:
+            signed = database.signatures(self.db_path, keys)
+        except DatabaseError:
+            return
+        for key, signature in signed.items():
+            self.records.sign(keys[key], signature)
+
+    def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(kind, payload)

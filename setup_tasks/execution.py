@@ -1,0 +1,196 @@
+"""Running dbt in-process through its Python entry point: the only module that imports dbt.
+
+dbt is imported on first use only (about 2 s), the project is parsed only when the
+manifest is stale, and every invocation reuses the parsed manifest. Node results
+stream back through dbt's event callbacks as each node finishes, so the caller can
+record them durably before the invocation ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from .errors import ProjectError
+from .manifest import DbtContext, Node, target_dir, read_project_yaml
+
+# Invocation flags that cut dbt's fixed costs: no artifacts, no relation cache
+# warm-up, no network (these machines have none).
+COMMON_FLAGS = ["--no-write-json", "--no-populate-cache", "--no-send-anonymous-usage-stats"]
+SELECTABLE = ["--resource-type", "seed", "--resource-type", "model", "--resource-type", "snapshot"]
+
+_manifest_cache: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """What dbt reported for one node."""
+
+    unique_id: str
+    status: str  # success | error | skipped | fail | warn | pass
+    message: str
+    seconds: float
+    rows: int | None = None
+    failures: int | None = None
+
+
+def one_line(text: str) -> str:
+    """dbt messages span lines and indent; users get one line."""
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
+            callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True) -> Any:
+    from dbt.cli.main import dbtRunner
+
+    level = ["--quiet"] if quiet else []
+    with _environment(ctx.env()):
+        result = dbtRunner(manifest=manifest, callbacks=list(callbacks)).invoke(
+            [*level, *args, *ctx.cli_args(), *COMMON_FLAGS]
+        )
+    if isinstance(result.exception, KeyboardInterrupt):
+        raise KeyboardInterrupt
+    return result
+
+
+def parse_project(ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """Parse the project with dbt (writing target/manifest.json) and resolve the selections."""
+    from dbt.cli.main import dbtRunner
+
+    with _environment(ctx.env()):
+        result = dbtRunner().invoke(
+            ["--quiet", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
+        )
+    if isinstance(result.exception, KeyboardInterrupt):
+        raise KeyboardInterrupt
+    if not result.success or result.result is None:
+        raise ProjectError(
+            f"dbt could not parse the project in {ctx.project_dir}: {one_line(str(result.exception))}",
+            "fix the file named above, then run again",
+        )
+    manifest = result.result
+    manifest_path = target_dir(ctx.project_dir, read_project_yaml(ctx.project_dir)) / "manifest.json"
+    raw = json.loads(manifest_path.read_text())
+    _manifest_cache.clear()
+    _manifest_cache[raw["metadata"]["invocation_id"]] = manifest
+    resolved = {name: resolve_selection(ctx, manifest, expr) for name, expr in selections.items()}
+    return raw, resolved
+
+
+def resolve_selection(ctx: DbtContext, manifest: Any, selection: str) -> tuple[str, ...]:
+    """Unique ids of the seeds, models and snapshots a dbt selection expression picks."""
+    if not selection.strip():
+        return ()
+    result = _invoke(
+        ctx,
+        ["--log-level", "none", "ls", "--select", selection, *SELECTABLE,
+         "--output", "json", "--output-keys", "unique_id"],
+        manifest=manifest,
+        quiet=False,
+    )
+    if not result.success:
+        raise ProjectError(
+            f"dbt could not resolve the selection {selection!r}: {one_line(str(result.exception))}",
+            "use dbt's node selection syntax in dbt.setup_selection / dbt.foundation_selection",
+        )
+    return tuple(sorted(json.loads(line)["unique_id"] for line in result.result or []))
+
+
+def dbt_manifest(manifest_path: Path) -> Any:
+    """dbt's own Manifest object for the manifest.json on disk (no re-parse)."""
+    raw_meta = json.loads(manifest_path.read_text()).get("metadata", {})
+    cached = _manifest_cache.get(raw_meta.get("invocation_id"))
+    if cached is not None:
+        return cached
+    from dbt.artifacts.schemas.manifest import WritableManifest
+    from dbt.contracts.graph.manifest import Manifest
+
+    manifest = Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(manifest_path)))
+    _manifest_cache.clear()
+    _manifest_cache[raw_meta.get("invocation_id")] = manifest
+    return manifest
+
+
+def _outcome_from_event(event: Any) -> NodeOutcome | None:
+    if event.info.name != "NodeFinished":
+        return None
+    data = event.data
+    rr = data.run_result
+    response = dict(rr.adapter_response) if rr.adapter_response else {}
+    rows = response.get("rows_affected")
+    return NodeOutcome(
+        unique_id=data.node_info.unique_id,
+        status=str(rr.status or data.node_info.node_status),
+        message=one_line(rr.message),
+        seconds=float(rr.execution_time or 0.0),
+        rows=int(rows) if rows is not None else None,
+        failures=int(rr.num_failures) if getattr(rr, "num_failures", None) else None,
+    )
+
+
+def _run(ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Node],
+         on_outcome: Callable[[NodeOutcome], None], quiet: bool) -> dict[str, NodeOutcome]:
+    outcomes: dict[str, NodeOutcome] = {}
+
+    def callback(event: Any) -> None:
+        outcome = _outcome_from_event(event)
+        if outcome is not None:
+            outcomes[outcome.unique_id] = outcome
+            on_outcome(outcome)
+
+    selection = " ".join(node.selector for node in nodes)
+    try:
+        result = _invoke(ctx, [*command, "--select", selection], dbt_manifest(manifest_path), [callback], quiet)
+    finally:
+        release_database()
+    if not result.success and not outcomes and result.exception is not None:
+        message = one_line(str(result.exception))
+        for node in nodes:
+            outcomes[node.unique_id] = NodeOutcome(node.unique_id, "error", message, 0.0)
+            on_outcome(outcomes[node.unique_id])
+    return outcomes
+
+
+def build_nodes(ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
+                on_outcome: Callable[[NodeOutcome], None], quiet: bool = True) -> dict[str, NodeOutcome]:
+    """Build seeds and models in one dbt invocation (dbt orders them); tests are not run."""
+    command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+    return _run(ctx, manifest_path, command, nodes, on_outcome, quiet)
+
+
+def run_tests(ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
+              on_outcome: Callable[[NodeOutcome], None], quiet: bool = True) -> dict[str, NodeOutcome]:
+    """Run the given dbt tests in one invocation."""
+    return _run(ctx, manifest_path, ["test"], tests, on_outcome, quiet)
+
+
+def release_database() -> None:
+    """Close dbt-duckdb's in-process database, so the engine can open it its own way."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - adapter is a dependency
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if env is not None:
+            env.close()

@@ -1,0 +1,250 @@
+"""Node fingerprints: a digest of everything a table's content is derived from.
+
+A fingerprint is a set of named parts (the node's file, its dbt config, each var
+it reads, each external file it reads, each macro it calls, each upstream node's
+fingerprint) and a digest over them. Because upstream digests are parts, a change
+anywhere upstream changes every fingerprint downstream. Comparing the parts of
+two fingerprints explains, in words, why a node is stale.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .graph import SetupGraph
+from .manifest import Manifest, Node
+
+VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
+QUOTED_RE = re.compile(r"""['"]([^'"]+)['"]""")
+GLOB_CHARS = set("*?[")
+SHOWN_VALUE_LIMIT = 60
+# Config keys that do not change a table's content.
+VOLATILE_CONFIG = {"docs", "meta", "tags", "persist_docs", "grants", "group", "access", "event_time"}
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    digest: str
+    parts: Mapping[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "parts": dict(self.parts)}
+
+
+def _sha(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return hashlib.sha256(data).hexdigest()[:20]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class FileHasher:
+    """Content hashes of files, cached by (size, mtime) so big inputs are read once."""
+
+    def __init__(self, cache: dict[str, list[Any]] | None = None) -> None:
+        self.cache: dict[str, list[Any]] = cache if cache is not None else {}
+        self.dirty = False
+
+    def hash(self, path: Path) -> str:
+        try:
+            st = path.stat()
+        except OSError:
+            return "missing"
+        key = str(path.resolve())
+        cached = self.cache.get(key)
+        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            return cached[2]
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        value = digest.hexdigest()[:20]
+        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
+        self.dirty = True
+        return value
+
+
+def effective_vars(project_yaml: Mapping[str, Any], project_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Vars as dbt resolves them for the root project: global < project-scoped < command line."""
+    declared = project_yaml.get("vars") or {}
+    result = {k: v for k, v in declared.items() if not (k == project_name and isinstance(v, dict))}
+    scoped = declared.get(project_name)
+    if isinstance(scoped, dict):
+        result.update(scoped)
+    result.update(overrides)
+    return result
+
+
+def _expand_paths(text: str, root: Path) -> list[Path]:
+    """Files named by a location: a path, a glob, or a reader call with quoted paths."""
+    candidates = QUOTED_RE.findall(text) if "(" in text else [text]
+    found: list[Path] = []
+    for cand in candidates:
+        if "://" in cand:
+            continue
+        path = Path(cand) if os.path.isabs(cand) else root / cand
+        if GLOB_CHARS & set(cand):
+            found.extend(Path(p) for p in sorted(glob.glob(str(path), recursive=True)))
+        else:
+            found.append(path)
+    return found
+
+
+def _format_location(location: str, node: Node) -> str:
+    fields = {"name": node.name, "identifier": node.relation.identifier if node.relation else node.name}
+    if node.relation:
+        fields.update(schema=node.relation.schema or "", database=node.relation.database or "")
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(location) if f}
+        return location.format(**fields) if names <= set(fields) else location
+    except (ValueError, IndexError, KeyError):
+        return location
+
+
+class FingerprintCalculator:
+    """Computes fingerprints for every node of a manifest, parents first."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        graph: SetupGraph,
+        project_dir: Path,
+        root: Path,
+        variables: Mapping[str, Any],
+        hasher: FileHasher,
+        table_signatures: Mapping[tuple[str, str, str], str] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.graph = graph
+        self.project_dir = project_dir
+        self.root = root
+        self.vars = variables
+        self.hasher = hasher
+        self.table_signatures = table_signatures or {}
+        self._macro_vars: dict[str, set[str]] = {}
+
+    def compute(self, uids: Iterable[str]) -> dict[str, Fingerprint]:
+        needed = self.graph.with_ancestors(uids)
+        result: dict[str, Fingerprint] = {}
+        for uid in self.graph.topological(needed):
+            parts = self.parts(self.manifest.nodes[uid], result)
+            result[uid] = Fingerprint(_sha(_canonical(parts)), parts)
+        return result
+
+    def parts(self, node: Node, known: Mapping[str, Fingerprint]) -> dict[str, str]:
+        parts: dict[str, str] = {"engine": f"{self.manifest.adapter_type} {self.manifest.dbt_version}"}
+        if node.resource_type == "source":
+            parts.update(self._source_parts(node))
+        else:
+            parts.update(self._code_parts(node))
+        for parent in self.graph.parents(node.unique_id):
+            parts[f"upstream:{parent}"] = known[parent].digest
+        return parts
+
+    def _code_parts(self, node: Node) -> dict[str, str]:
+        parts: dict[str, str] = {}
+        if node.path and node.resource_type != "test":
+            parts[f"file:{node.path}"] = self.hasher.hash(self.project_dir / node.path)
+        config = {k: v for k, v in node.config.items() if k not in VOLATILE_CONFIG}
+        definition = {"config": config, "relation": str(node.relation), "columns": node.columns}
+        if node.resource_type == "test":
+            definition.update(code=node.raw_code, kwargs=node.test_kwargs, test=node.test_name)
+        parts["config"] = _sha(_canonical(definition))
+        macros = self._macro_closure(node.macros)
+        for macro in sorted(macros):
+            parts[f"macro:{macro}"] = _sha(self.manifest.macros[macro][0])
+        used = set(VAR_RE.findall(node.raw_code))
+        for macro in macros:
+            used |= set(VAR_RE.findall(self.manifest.macros[macro][0]))
+        for name in sorted(used):
+            parts.update(self._var_parts(name))
+        return parts
+
+    def _var_parts(self, name: str) -> dict[str, str]:
+        if name not in self.vars:
+            return {f"var:{name}": "<unset>"}
+        value = self.vars[name]
+        shown = _canonical(value)
+        parts = {f"var:{name}": shown if len(shown) <= SHOWN_VALUE_LIMIT else _sha(shown)}
+        if isinstance(value, str) and value.strip():
+            for path in _expand_paths(value, self.root):
+                if path.is_file():
+                    parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
+        return parts
+
+    def _source_parts(self, node: Node) -> dict[str, str]:
+        if node.external_location:
+            location = _format_location(node.external_location, node)
+            parts = {"location": location}
+            paths = _expand_paths(location, self.root)
+            for path in paths:
+                parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
+            if not paths and "://" not in location:
+                parts["external:<no files>"] = "missing"
+            return parts
+        key = node.relation.key() if node.relation else ("", "", node.name)
+        return {f"table:{node.relation}": self.table_signatures.get(key, "missing")}
+
+    def _macro_closure(self, macros: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        stack = [m for m in macros if m in self.manifest.macros]
+        while stack:
+            macro = stack.pop()
+            if macro in found:
+                continue
+            found.add(macro)
+            stack.extend(m for m in self.manifest.macros[macro][1] if m in self.manifest.macros)
+        return found
+
+    def _display(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+
+def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, str] | None = None) -> list[str]:
+    """Why a node with recorded parts ``old`` is stale now that its parts are ``new``."""
+    names = names or {}
+    reasons: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        kind, _, what = key.partition(":")
+        label = names.get(what, what)
+        if before is None:
+            reasons.append(f"new input: {kind} {label}".rstrip())
+        elif after is None:
+            reasons.append(f"input removed: {kind} {label}".rstrip())
+        elif kind == "file":
+            reasons.append(f"file changed: {what}")
+        elif kind == "var":
+            shown = f" ({before} -> {after})" if len(before) + len(after) < 2 * SHOWN_VALUE_LIMIT else ""
+            reasons.append(f"var changed: {what}{shown}")
+        elif kind == "external":
+            reasons.append(f"input file changed: {what}")
+        elif kind == "upstream":
+            reasons.append(f"upstream changed: {label}")
+        elif kind == "macro":
+            reasons.append(f"macro changed: {label}")
+        elif kind == "table":
+            reasons.append(f"source table changed: {what}")
+        elif kind == "config":
+            reasons.append("dbt config changed")
+        elif kind == "engine":
+            reasons.append(f"dbt changed: {before} -> {after}")
+        else:
+            reasons.append(f"{key} changed")
+    return reasons

@@ -1,0 +1,88 @@
+"""The settings and engine one doit process shares, and how that process ends.
+
+doit imports dodo.py, reads DOIT_CONFIG, then calls the task functions: settings are
+loaded at import (doit's own state file lives beside the database), the engine when
+the first task function needs it. Ctrl-C ends the process with status 130 and one
+line, after doit has saved the state of every task completed so far.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from doit import get_var
+from doit.exceptions import InvalidDodoFile
+
+from .config import Settings, load_settings
+from .engine import Engine
+from .errors import SetupError
+
+EXIT_INTERRUPTED = 130
+
+_settings: Settings | None = None
+_engine: Engine | None = None
+
+
+def settings() -> Settings:
+    global _settings
+    if _settings is None:
+        try:
+            _settings = load_settings(get_var("config"), root=Path.cwd())
+        except SetupError as err:
+            raise InvalidDodoFile(err.one_line()) from None
+    return _settings
+
+
+def engine() -> Engine:
+    global _engine
+    if _engine is None:
+        try:
+            _engine = Engine(settings())
+        except SetupError as err:
+            raise InvalidDodoFile(err.one_line()) from None
+    return _engine
+
+
+def reset(new_settings: Settings | None = None) -> None:
+    """Forget the process's engine (the Python API runs doit more than once per process)."""
+    global _settings, _engine
+    _settings, _engine = new_settings, None
+
+
+def _interrupted(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    if not issubclass(exc_type, KeyboardInterrupt):
+        _previous_hook(exc_type, exc, tb)
+        return
+    done = 0 if _engine is None else sum(o.ok for o in _engine.run.outcomes.values())
+    sys.stdout.flush()
+    sys.stderr.write(
+        f"\ninterrupted: {done} node(s) built in this run are kept; run the same command again to finish\n"
+    )
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+_previous_hook = sys.excepthook
+
+
+def doit_config() -> dict[str, Any]:
+    """DOIT_CONFIG for dodo.py: default task, and doit's state kept per database."""
+    state_dir = settings().state_dir
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidDodoFile(
+            f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
+            "fix: set database.path (or DUCKDB_PATH) to a writable location"
+        ) from None
+    if sys.excepthook is not _interrupted:
+        sys.excepthook = _interrupted
+    return {
+        "default_tasks": ["setup"],
+        "dep_file": str(state_dir / "doit.sqlite"),
+        "backend": "sqlite3",
+        "verbosity": 1,
+    }

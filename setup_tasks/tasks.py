@@ -1,0 +1,134 @@
+"""doit task definitions: one task per seed and model, the groups, and their plans.
+
+Task creators only describe; building happens in the actions, through the engine.
+Customise naming or docs by subclassing ``Translator`` and overriding one method.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from doit.exceptions import InvalidDodoFile, TaskFailed
+
+from .engine import Engine
+from .errors import SetupError
+from .manifest import Node
+from .uptodate import TableTarget
+
+TaskDict = dict[str, Any]
+GROUP_DOCS = {
+    "setup": "Build everything stale (seeds, staging models), then validate: the default task",
+    "quick": "Build only the foundation subset (census, job levels, comp levers) and what it needs",
+    "seeds": "Load every stale seed",
+    "staging": "Build every stale staging model (and the seeds they need)",
+}
+
+
+class Translator:
+    """Turns manifest nodes into doit tasks: one method per aspect."""
+
+    def task_name(self, node: Node) -> str:
+        return f"{node.resource_type}:{node.name}"
+
+    def doc(self, node: Node) -> str:
+        what = {"seed": "Load seed", "model": "Build model", "snapshot": "Build snapshot"}.get(node.resource_type, "Build")
+        summary = node.description.strip().splitlines()[0] if node.description.strip() else ""
+        line = f"{what} {node.relation} from {node.path}"
+        return f"{line}: {summary}" if summary else line
+
+    def task_dep(self, engine: Engine, node: Node) -> list[str]:
+        parents = engine.graph.built_parents(node.unique_id)
+        return [self.task_name(engine.node(p)) for p in parents if engine.node(p).is_buildable]
+
+    def node_task(self, engine: Engine, node: Node) -> TaskDict:
+        return {
+            "basename": self.task_name(node),
+            "doc": self.doc(node),
+            "actions": [(build_action, [engine, node.unique_id])],
+            "uptodate": [TableTarget(engine, node.unique_id)],
+            "task_dep": self.task_dep(engine, node),
+            "verbosity": 1,
+        }
+
+
+def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
+    """Task action: build (batched) and report this node's outcome in doit's terms."""
+    outcome = engine.build(unique_id)
+    if not outcome.ok:
+        return TaskFailed(outcome.message)
+    record = engine.records.get(unique_id)
+    return {"fingerprint": record.fingerprint if record else "", "build_id": engine.run.build_id}
+
+
+def plan_action(engine: Engine, uids: list[str]) -> None:
+    engine.add_scope(uids)
+
+
+class SetupTasks:
+    """All tasks of one engine: nodes, groups and plans."""
+
+    def __init__(self, engine: Engine, translator: Translator | None = None) -> None:
+        self.engine = engine
+        self.translator = translator or Translator()
+
+    def name(self, uid: str) -> str:
+        return self.translator.task_name(self.engine.node(uid))
+
+    def node_tasks(self) -> Iterator[TaskDict]:
+        for uid in self.engine.setup_nodes:
+            yield self.translator.node_task(self.engine, self.engine.node(uid))
+
+    def groups(self) -> dict[str, list[str]]:
+        """Group name -> nodes it builds, in build order."""
+        engine = self.engine
+        options = engine.settings.setup
+        staging = [u for u in engine.setup_nodes if engine.node(u).resource_type != "seed"]
+        seeds = [u for u in engine.setup_nodes if engine.node(u).resource_type == "seed"]
+        setup = [u for u in engine.setup_nodes if (u in seeds and options.load_seeds) or (u in staging and options.run_staging_models)]
+        return {
+            "setup": setup,
+            "quick": list(engine.foundation_nodes),
+            "seeds": seeds,
+            "staging": engine.graph.buildable(engine.graph.with_ancestors(staging)),
+        }
+
+    def group_tasks(self, extra_deps: dict[str, list[str]] | None = None) -> Iterator[TaskDict]:
+        extra_deps = extra_deps or {}
+        for group, uids in self.groups().items():
+            plan = f"_plan:{group}"
+            yield {
+                "basename": plan,
+                "doc": f"Tell the engine which nodes `{group}` builds, so stale ones build in one dbt run",
+                "actions": [(plan_action, [self.engine, uids])],
+                "verbosity": 0,
+            }
+            yield {
+                "basename": group,
+                "doc": GROUP_DOCS[group],
+                "actions": None,
+                "task_dep": [plan, *(self.name(u) for u in uids), *extra_deps.get(group, [])],
+            }
+
+
+def definition_error(err: SetupError) -> InvalidDodoFile:
+    """Errors found while defining tasks stop doit with one line, no traceback."""
+    return InvalidDodoFile(err.one_line())
+
+
+# -- task functions that dodo.py imports ---------------------------------------------
+
+
+def _tasks() -> SetupTasks:
+    from . import session
+
+    return SetupTasks(session.engine())
+
+
+def task_nodes() -> Iterator[TaskDict]:
+    """One task per seed and staging model: seed:<name>, model:<name>"""
+    yield from _tasks().node_tasks()
+
+
+def task_groups() -> Iterator[TaskDict]:
+    """The groups: setup, quick, seeds, staging"""
+    yield from _tasks().group_tasks()
