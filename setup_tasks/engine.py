@@ -65,6 +65,8 @@ class RunState:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     scope: set[str] = field(default_factory=set)
     invocations: int = 0
+    # Validation results of this run, by check name (written by the validation tasks).
+    checks: dict[str, Any] = field(default_factory=dict)
     callback_errors: list[str] = field(default_factory=list)
 
 
