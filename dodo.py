@@ -1,9 +1,9 @@
 """planwise-setup: take the PlanWise DuckDB warehouse to simulation-ready, rebuilding only what is stale.
 
 Run `doit list` to see every task; `doit setup` (the default) builds what is stale.
+The task functions live in setup_tasks/tasks.py; this file only exposes them to doit.
 """
 
-from setup_tasks.session import doit_config
-from setup_tasks.tasks import task_groups, task_nodes  # noqa: F401  (doit collects task_*)
+from setup_tasks.tasks import namespace
 
-DOIT_CONFIG = doit_config()
+globals().update(namespace())

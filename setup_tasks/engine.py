@@ -130,6 +130,10 @@ class Engine:
         self._fingerprints: dict[str, Fingerprint] | None = None
         self._record_lock = threading.Lock()
 
+    def close(self) -> None:
+        """Let other runs build this database again."""
+        self.lock.release()
+
     # -- names ------------------------------------------------------------------------
 
     def node(self, uid: str) -> Node:

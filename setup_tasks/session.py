@@ -46,9 +46,19 @@ def engine() -> Engine:
     return _engine
 
 
+def current_settings() -> Settings | None:
+    return _settings
+
+
+def current_engine() -> Engine | None:
+    return _engine
+
+
 def reset(new_settings: Settings | None = None) -> None:
-    """Forget the process's engine (the Python API runs doit more than once per process)."""
+    """End the process's engine (the Python API runs doit more than once per process)."""
     global _settings, _engine
+    if _engine is not None:
+        _engine.close()
     _settings, _engine = new_settings, None
 
 

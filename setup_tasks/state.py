@@ -123,7 +123,8 @@ class RunLock:
                     fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:
                     text = fh.read().strip()
-                    return int(text) if text.isdigit() else -1
+                    pid = int(text) if text.isdigit() else -1
+                    return None if pid == os.getpid() else pid
                 fcntl.flock(fh, fcntl.LOCK_UN)
         except FileNotFoundError:
             return None

@@ -132,3 +132,13 @@ def task_nodes() -> Iterator[TaskDict]:
 def task_groups() -> Iterator[TaskDict]:
     """The groups: setup, quick, seeds, staging"""
     yield from _tasks().group_tasks()
+
+
+TASK_FUNCTIONS = (task_nodes, task_groups)
+
+
+def namespace() -> dict[str, Any]:
+    """What dodo.py exposes to doit: DOIT_CONFIG and the task functions."""
+    from . import session
+
+    return {"DOIT_CONFIG": session.doit_config(), **{f.__name__: f for f in TASK_FUNCTIONS}}

@@ -1,0 +1,151 @@
+"""Python API for notebooks and orchestrators: the same doit tasks, driven through doit's API.
+
+    from setup_tasks.api import run_setup, get_system_status
+    result = run_setup("setup.yaml")          # or run_setup(quick=True)
+    if not result.success: print(result.failed)
+
+Nothing here re-implements a step: ``run_setup`` runs doit's ``run`` command over
+the task functions dodo.py uses, in this process (dbt is imported once per process,
+so repeated calls are cheap).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
+from doit.exceptions import InvalidDodoFile
+from doit.reporter import ConsoleReporter
+
+from . import session
+from .config import Settings, load_settings
+from .errors import SetupError
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One task of a run: built, up-to-date, failed or not run (a dependency failed)."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    success: bool
+    exit_code: int
+    tasks: tuple[TaskRun, ...]
+    validation: dict[str, Any]
+    seconds: float
+    error: str = ""
+
+    def named(self, status: str) -> list[str]:
+        return [t.name for t in self.tasks if t.status == status]
+
+    @property
+    def built(self) -> list[str]:
+        return self.named("built")
+
+    @property
+    def up_to_date(self) -> list[str]:
+        return self.named("up-to-date")
+
+    @property
+    def failed(self) -> list[str]:
+        return self.named("failed")
+
+
+@dataclass
+class _Recorder:
+    """Collects what doit reports about each task."""
+
+    started: dict[str, float] = field(default_factory=dict)
+    runs: list[TaskRun] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def reporter(self) -> type:
+        recorder = self
+
+        class RecordingReporter(ConsoleReporter):
+            def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+                super().__init__(io.StringIO(), options)
+
+            def execute_task(self, task: Any) -> None:
+                recorder.started[task.name] = time.perf_counter()
+
+            def _seconds(self, task: Any) -> float:
+                return time.perf_counter() - recorder.started.get(task.name, time.perf_counter())
+
+            def add_success(self, task: Any) -> None:
+                recorder.runs.append(TaskRun(task.name, "built", self._seconds(task)))
+
+            def add_failure(self, task: Any, fail: Any) -> None:
+                message = fail.message if hasattr(fail, "message") else str(fail)
+                status = "not-run" if "dependent task" in str(message) else "failed"
+                recorder.runs.append(TaskRun(task.name, status, self._seconds(task), str(message)))
+
+            def skip_uptodate(self, task: Any) -> None:
+                recorder.runs.append(TaskRun(task.name, "up-to-date"))
+
+            def skip_ignore(self, task: Any) -> None:
+                recorder.runs.append(TaskRun(task.name, "ignored"))
+
+            def runtime_error(self, msg: str) -> None:
+                recorder.errors.append(msg)
+
+        return RecordingReporter
+
+
+def _settings(config: str | Path | Settings | None) -> Settings:
+    return config if isinstance(config, Settings) else load_settings(config, root=Path.cwd())
+
+
+def _namespace(settings: Settings, reporter: type | None) -> dict[str, Any]:
+    from . import tasks
+
+    if session.current_settings() is not settings:
+        session.reset(settings)
+    namespace = tasks.namespace()
+    config = dict(namespace["DOIT_CONFIG"])
+    if reporter is not None:
+        config["reporter"] = reporter
+    namespace["DOIT_CONFIG"] = config
+    return namespace
+
+
+def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, reporter: type | None = None) -> int:
+    """Run a doit command (e.g. ``["forget", "seed:x"]``) over the setup tasks, in process."""
+    loader = ModuleTaskLoader(_namespace(_settings(config), reporter))
+    return DoitMain(loader).run(list(args))
+
+
+def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
+              tasks: Sequence[str] | None = None, continue_on_failure: bool | None = None) -> SetupResult:
+    """Run ``setup`` (or ``quick``, or the named tasks) and return what happened."""
+    started = time.perf_counter()
+    try:
+        settings = _settings(config)
+    except SetupError as err:
+        return SetupResult(False, 3, (), {}, 0.0, err.one_line())
+    recorder = _Recorder()
+    keep_going = (not settings.setup.fail_fast) if continue_on_failure is None else continue_on_failure
+    args = ["run", *(["--continue"] if keep_going else []), *(tasks or ["quick" if quick else "setup"])]
+    try:
+        session.reset(settings)
+        session.engine()  # definition errors surface here as one line, not on doit's stderr
+        code = run_doit(args, settings, recorder.reporter())
+    except InvalidDodoFile as err:
+        return SetupResult(False, 3, tuple(recorder.runs), {}, time.perf_counter() - started, str(err))
+    engine = session.current_engine()
+    validation = dict(engine.run.checks) if engine else {}
+    if engine is not None:
+        engine.close()
+    error = "; ".join(recorder.errors)
+    return SetupResult(code == 0, code, tuple(recorder.runs), validation, time.perf_counter() - started, error)

@@ -1,0 +1,179 @@
+"""Tiny, real dbt-duckdb projects in temporary folders, and ways to run setup on them.
+
+The "shop" project is deliberately not PlanWise-shaped: the engine must be generic.
+
+    customers.csv -> stg_customers --\\
+                                       > stg_customer_orders
+    orders.csv    -> stg_orders -----/        (stg_orders reads var fx_rate)
+    regions.csv   -> stg_regions
+    events.csv (external source, path from var events_path) -> stg_events
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import duckdb
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+OVERRIDE_ENV = ("DUCKDB_PATH", "DBT_TARGET", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "CENSUS_PATH", "SETUP_CONFIG")
+
+SHOP_SEEDS = {
+    "customers": "id,name,region\n1,Ada,north\n2,Brian,south\n3,Chen,north\n",
+    "orders": "id,customer_id,amount\n10,1,20.5\n11,2,7.25\n12,1,3.0\n13,3,12.0\n",
+    "regions": "region,tax_rate\nnorth,0.2\nsouth,0.1\n",
+}
+SHOP_MODELS = {
+    "stg_customers": "select id, upper(name) as name, region from {{ ref('customers') }}",
+    "stg_orders": "select id, customer_id, amount * {{ var('fx_rate') }} as amount_usd from {{ ref('orders') }}",
+    "stg_customer_orders": (
+        "select c.id, c.name, count(o.id) as orders, coalesce(sum(o.amount_usd), 0) as total\n"
+        "from {{ ref('stg_customers') }} c left join {{ ref('stg_orders') }} o on o.customer_id = c.id\n"
+        "group by c.id, c.name"
+    ),
+    "stg_regions": "select region, tax_rate * 100 as tax_percent from {{ ref('regions') }}",
+    "stg_events": "select kind, count(*) as n from {{ source('raw', 'events') }} group by kind",
+}
+SHOP_SOURCES = {
+    "version": 2,
+    "sources": [
+        {
+            "name": "raw",
+            "tables": [{"name": "events", "meta": {"external_location": "{{ var('events_path') }}"}}],
+        }
+    ],
+}
+EVENTS_CSV = "kind,at\nclick,2024-01-01\nview,2024-01-02\nclick,2024-01-03\n"
+
+
+@dataclass
+class DoitRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    results: dict[str, str] = field(default_factory=dict)
+
+    def ran(self, prefix: tuple[str, ...] = ("seed:", "model:")) -> set[str]:
+        return {name for name, result in self.results.items() if result == "success" and name.startswith(prefix)}
+
+
+@dataclass
+class Workspace:
+    """A fixture dbt project, its setup config and its database, all under ``root``."""
+
+    root: Path
+
+    @property
+    def project(self) -> Path:
+        return self.root / "proj"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "setup.yaml"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    def seed(self, name: str, text: str) -> None:
+        (self.project / "seeds" / f"{name}.csv").write_text(text)
+
+    def model(self, name: str, sql: str) -> None:
+        (self.project / "models" / "staging" / f"{name}.sql").write_text(sql)
+
+    def remove(self, relative: str) -> None:
+        (self.project / relative).unlink()
+
+    def write_config(self, **sections: Mapping[str, Any]) -> None:
+        config: dict[str, Any] = {
+            "database": {"path": "warehouse.duckdb"},
+            "dbt": {"project_dir": "proj", "vars": {"fx_rate": 2, "events_path": str(self.root / "events.csv")},
+                    "foundation_selection": "stg_customer_orders"},
+            "census": {"path": "census.parquet", "generate": False},
+        }
+        for section, values in sections.items():
+            config.setdefault(section, {}).update(values)
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def set_vars(self, **values: Any) -> None:
+        config = yaml.safe_load(self.config_path.read_text())
+        config["dbt"]["vars"].update(values)
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def doit(self, *args: str, json_report: bool = True, env: Mapping[str, str] | None = None,
+             timeout: float = 300) -> DoitRun:
+        """Run doit as a user does, in a subprocess, from the repository root."""
+        reporter = ["--reporter", "json"] if json_report and args and args[0] not in ("list", "info", "forget") else []
+        cmd = [sys.executable, "-m", "doit", *reporter, *args, f"config={self.config_path}"]
+        if args and args[0] in ("list", "info", "forget"):
+            cmd = [sys.executable, "-m", "doit", args[0], *reporter, *args[1:], f"config={self.config_path}"]
+        proc = subprocess.run(cmd, cwd=REPO, env=clean_env(env), capture_output=True, text=True, timeout=timeout)
+        run = DoitRun(proc.returncode, proc.stdout, proc.stderr)
+        if reporter:
+            run.results = parse_json_report(proc.stdout)
+        return run
+
+    def tables(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every table's rows, sorted: two databases are equal when these are."""
+        con = duckdb.connect(str(self.db_path), read_only=True)
+        try:
+            names = [r[0] for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
+            return {n: sorted(con.execute(f'select * from "{n}"').fetchall(), key=repr) for n in names}
+        finally:
+            con.close()
+
+    def execute(self, sql: str) -> None:
+        con = duckdb.connect(str(self.db_path))
+        try:
+            con.execute(sql)
+        finally:
+            con.close()
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in OVERRIDE_ENV}
+    env.update(extra or {})
+    return env
+
+
+def parse_json_report(stdout: str) -> dict[str, str]:
+    start = stdout.find("{")
+    if start < 0:
+        return {}
+    try:
+        report = json.loads(stdout[start:])
+    except ValueError:
+        return {}
+    return {task["name"]: task["result"] for task in report.get("tasks", [])}
+
+
+def write_shop_project(root: Path) -> Workspace:
+    ws = Workspace(root)
+    proj = ws.project
+    (proj / "seeds").mkdir(parents=True)
+    (proj / "models" / "staging").mkdir(parents=True)
+    (proj / "dbt_project.yml").write_text(yaml.safe_dump({
+        "name": "shop", "version": "1.0", "profile": "shop", "config-version": 2,
+        "vars": {"fx_rate": 1},
+        "models": {"shop": {"+materialized": "table"}},
+    }))
+    (proj / "profiles.yml").write_text(yaml.safe_dump({
+        "shop": {"target": "dev", "outputs": {"dev": {
+            "type": "duckdb", "path": "{{ env_var('DUCKDB_PATH', 'shop.duckdb') }}", "threads": 2}}}
+    }))
+    for name, text in SHOP_SEEDS.items():
+        ws.seed(name, text)
+    for name, sql in SHOP_MODELS.items():
+        ws.model(name, sql)
+    (proj / "models" / "staging" / "sources.yml").write_text(yaml.safe_dump(SHOP_SOURCES, sort_keys=False))
+    (root / "events.csv").write_text(EVENTS_CSV)
+    ws.write_config()
+    return ws

@@ -1,0 +1,101 @@
+"""End to end through doit, as users run it: only what is stale is rebuilt."""
+
+from __future__ import annotations
+
+import pytest
+
+from factories import Workspace
+
+pytestmark = pytest.mark.slow
+
+ALL = {
+    "seed:customers", "seed:orders", "seed:regions",
+    "model:stg_customers", "model:stg_orders", "model:stg_customer_orders", "model:stg_regions", "model:stg_events",
+}
+
+
+@pytest.fixture
+def built(shop: Workspace) -> Workspace:
+    first = shop.doit("setup")
+    assert first.returncode == 0, first.stderr
+    assert first.ran() == ALL
+    return shop
+
+
+def test_second_setup_runs_nothing(built: Workspace) -> None:
+    again = built.doit("setup")
+    assert again.returncode == 0
+    assert again.ran() == set()
+    assert {n for n, r in again.results.items() if r == "up-to-date"} >= ALL
+
+
+def test_editing_a_seed_rebuilds_it_and_its_dependents(built: Workspace) -> None:
+    built.seed("customers", "id,name,region\n1,Ada,north\n2,Brian,south\n")
+    run = built.doit("setup")
+    assert run.ran() == {"seed:customers", "model:stg_customers", "model:stg_customer_orders"}
+    assert len(built.tables()["stg_customer_orders"]) == 2
+
+
+def test_editing_sql_rebuilds_model_and_downstream(built: Workspace) -> None:
+    built.model("stg_orders", "select id, customer_id, amount * 3 as amount_usd from {{ ref('orders') }}")
+    run = built.doit("setup")
+    assert run.ran() == {"model:stg_orders", "model:stg_customer_orders"}
+
+
+def test_changing_a_var_rebuilds_only_its_readers(built: Workspace) -> None:
+    built.set_vars(fx_rate=5)
+    run = built.doit("setup")
+    assert run.ran() == {"model:stg_orders", "model:stg_customer_orders"}
+    totals = dict((r[0], r[3]) for r in built.tables()["stg_customer_orders"])
+    assert totals[1] == pytest.approx((20.5 + 3.0) * 5)
+
+
+def test_changing_an_external_input_file_rebuilds_its_readers(built: Workspace) -> None:
+    (built.root / "events.csv").write_text("kind,at\nclick,2024-01-01\n")
+    run = built.doit("setup")
+    assert run.ran() == {"model:stg_events"}
+    assert built.tables()["stg_events"] == [("click", 1)]
+
+
+def test_dropped_table_is_rebuilt_alone(built: Workspace) -> None:
+    built.execute("drop table stg_regions")
+    run = built.doit("setup")
+    assert run.ran() == {"model:stg_regions"}
+
+
+def test_table_edited_outside_setup_is_rebuilt(built: Workspace) -> None:
+    built.execute("update regions set tax_rate = 0.9")
+    info = built.doit("info", "seed:regions")
+    assert "changed outside setup" in info.stdout
+    run = built.doit("setup")
+    assert run.ran() == {"seed:regions"}
+    assert sorted(r[1] for r in built.tables()["regions"]) == [0.1, 0.2]
+
+
+def test_forget_forces_exactly_that_task(built: Workspace) -> None:
+    assert built.doit("forget", "model:stg_regions").returncode == 0
+    info = built.doit("info", "model:stg_regions")
+    assert "forced (doit forget)" in info.stdout
+    run = built.doit("setup")
+    assert run.ran() == {"model:stg_regions"}
+
+
+def test_adding_and_removing_files_updates_tasks(built: Workspace) -> None:
+    built.seed("products", "sku,price\na,1.5\nb,2.5\n")
+    built.model("stg_products", "select sku, price * 2 as price2 from {{ ref('products') }}")
+    listed = built.doit("list")
+    assert "seed:products" in listed.stdout and "model:stg_products" in listed.stdout
+    run = built.doit("setup")
+    assert run.ran() == {"seed:products", "model:stg_products"}
+    built.remove("models/staging/stg_products.sql")
+    built.remove("seeds/products.csv")
+    listed = built.doit("list")
+    assert "products" not in listed.stdout
+    assert built.doit("setup").ran() == set()
+
+
+def test_quick_builds_only_the_foundation(shop: Workspace) -> None:
+    run = shop.doit("quick")
+    assert run.returncode == 0, run.stderr
+    assert run.ran() == {"seed:customers", "seed:orders", "model:stg_customers", "model:stg_orders",
+                         "model:stg_customer_orders"}
