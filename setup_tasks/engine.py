@@ -65,6 +65,8 @@ class RunState:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     scope: set[str] = field(default_factory=set)
     invocations: int = 0
+    # Staleness doit saw for each node it considered (reasons go into the run report).
+    checked: dict[str, "NodeStatus"] = field(default_factory=dict)
     # Validation results of this run, by check name (written by the validation tasks).
     checks: dict[str, Any] = field(default_factory=dict)
     callback_errors: list[str] = field(default_factory=list)
@@ -199,9 +201,12 @@ class Engine:
             why = "built in this run" if outcome.ok else f"{outcome.status} in this run"
             return NodeStatus(uid, True, (why,))
         try:
-            return self._status(uid, values)
+            status = self._status(uid, values)
         except SetupError as err:
-            return NodeStatus(uid, True, (f"cannot check: {err.cause}",), err)
+            status = NodeStatus(uid, True, (f"cannot check: {err.cause}",), err)
+        if values is not None:  # asked by doit: this node is part of the run
+            self.run.checked[uid] = status
+        return status
 
     def _status(self, uid: str, values: Mapping[str, Any] | None) -> NodeStatus:
         record = self.records.get(uid)
