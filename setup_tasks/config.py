@@ -133,7 +133,13 @@ class ValidationSettings:
     simulation_start_year: int
     simulation_end_year: int
     tables: Mapping[str, str]
+    # Column names by table (census, job_levels, ...): mapping of mappings.
+    columns: Mapping[str, Mapping[str, str]]
     custom_checks: tuple[CustomCheck, ...]
+    census_required_columns: tuple[str, ...]
+    allow_empty_models: tuple[str, ...]
+    run_dbt_tests: bool
+    check_modules: tuple[str, ...]
 
     def is_blocking(self, severity: str) -> bool:
         """True if a failed check of this severity fails the setup."""
