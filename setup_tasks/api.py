@@ -112,6 +112,7 @@ def _namespace(settings: Settings, reporter: type | None) -> dict[str, Any]:
 
     if session.current_settings() is not settings:
         session.reset(settings)
+    session.mode = "api"
     namespace = tasks.namespace()
     config = dict(namespace["DOIT_CONFIG"])
     if reporter is not None:

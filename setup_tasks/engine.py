@@ -270,7 +270,10 @@ class Engine:
 
             self.run.invocations += 1
             nodes = [self.node(u) for u in runnable]
-            execution.build_nodes(self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet)
+            execution.build_nodes(
+                self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
+                on_start=lambda started: self._emit("start", {"unique_id": started}),
+            )
             self._sign([u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok])
         for u in runnable:
             if u not in self.run.outcomes:
@@ -351,7 +354,11 @@ class Engine:
         status = result.status if result.status in ("success", "error", "skipped") else "error"
         message = result.message if status != "success" else ""
         if status == "error":
-            message = f"{self.label(result.unique_id)} ({self.node(result.unique_id).path}) failed: {result.message}"
+            node = self.node(result.unique_id)
+            message = (
+                f"{self.label(result.unique_id)} ({node.path}) failed: {result.message} -- fix: correct "
+                f"{node.path} and run again; the table built before is kept"
+            )
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 
     def _set(self, outcome: Outcome) -> None:

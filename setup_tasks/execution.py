@@ -39,9 +39,12 @@ class NodeOutcome:
     failures: int | None = None
 
 
+DBT_PREFIX_RE = re.compile(r"^(Runtime|Compilation|Database) Error in \w+ \S+ \([^)]*\)\s*")
+
+
 def one_line(text: str) -> str:
-    """dbt messages span lines and indent; users get one line."""
-    return re.sub(r"\s+", " ", text or "").strip()
+    """dbt messages span lines and indent; users get one line, without dbt's node prefix."""
+    return DBT_PREFIX_RE.sub("", re.sub(r"\s+", " ", text or "").strip())
 
 
 @contextmanager
@@ -62,7 +65,7 @@ def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
             callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True) -> Any:
     from dbt.cli.main import dbtRunner
 
-    level = ["--quiet"] if quiet else []
+    level = ["--log-level", "none"] if quiet else []
     with _environment(ctx.env()):
         result = dbtRunner(manifest=manifest, callbacks=list(callbacks)).invoke(
             [*level, *args, *ctx.cli_args(), *COMMON_FLAGS]
@@ -148,10 +151,14 @@ def _outcome_from_event(event: Any) -> NodeOutcome | None:
 
 
 def _run(ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Node],
-         on_outcome: Callable[[NodeOutcome], None], quiet: bool) -> dict[str, NodeOutcome]:
+         on_outcome: Callable[[NodeOutcome], None], quiet: bool,
+         on_start: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
     outcomes: dict[str, NodeOutcome] = {}
 
     def callback(event: Any) -> None:
+        if event.info.name == "NodeStart" and on_start is not None:
+            on_start(event.data.node_info.unique_id)
+            return
         outcome = _outcome_from_event(event)
         if outcome is not None:
             outcomes[outcome.unique_id] = outcome
@@ -171,10 +178,11 @@ def _run(ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequen
 
 
 def build_nodes(ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
-                on_outcome: Callable[[NodeOutcome], None], quiet: bool = True) -> dict[str, NodeOutcome]:
+                on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
+                on_start: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
     """Build seeds and models in one dbt invocation (dbt orders them); tests are not run."""
     command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
-    return _run(ctx, manifest_path, command, nodes, on_outcome, quiet)
+    return _run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start)
 
 
 def run_tests(ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],

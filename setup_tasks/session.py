@@ -24,6 +24,26 @@ EXIT_INTERRUPTED = 130
 
 _settings: Settings | None = None
 _engine: Engine | None = None
+# "cli" when doit runs from the command line; the Python API sets "api", where
+# Ctrl-C must reach the caller as KeyboardInterrupt instead of ending the process.
+mode = "cli"
+interrupted = False
+
+
+class Interrupted(SystemExit):
+    """Ends a command-line run on Ctrl-C: doit still saves its state on the way out."""
+
+    def __init__(self) -> None:
+        super().__init__(EXIT_INTERRUPTED)
+
+
+def on_keyboard_interrupt() -> None:
+    """Called by task actions that caught Ctrl-C (after dbt cancelled its queries)."""
+    global interrupted
+    interrupted = True
+    if mode == "cli":
+        raise Interrupted() from None
+    raise KeyboardInterrupt
 
 
 def settings() -> Settings:
@@ -62,15 +82,18 @@ def reset(new_settings: Settings | None = None) -> None:
     _settings, _engine = new_settings, None
 
 
+def interrupted_message() -> str:
+    done = 0 if _engine is None else sum(o.ok for o in _engine.run.outcomes.values())
+    return f"interrupted: {done} node(s) built in this run are kept; run the same command again to finish"
+
+
 def _interrupted(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """Last resort for a Ctrl-C outside any task action: one line, status 130."""
     if not issubclass(exc_type, KeyboardInterrupt):
         _previous_hook(exc_type, exc, tb)
         return
-    done = 0 if _engine is None else sum(o.ok for o in _engine.run.outcomes.values())
     sys.stdout.flush()
-    sys.stderr.write(
-        f"\ninterrupted: {done} node(s) built in this run are kept; run the same command again to finish\n"
-    )
+    sys.stderr.write(f"\n{interrupted_message()}\n")
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
 
@@ -90,8 +113,11 @@ def doit_config() -> dict[str, Any]:
         ) from None
     if sys.excepthook is not _interrupted:
         sys.excepthook = _interrupted
+    from .reporting import SetupReporter
+
     return {
         "default_tasks": ["setup"],
+        "reporter": SetupReporter,
         "dep_file": str(state_dir / "doit.sqlite"),
         "backend": "sqlite3",
         "verbosity": 1,

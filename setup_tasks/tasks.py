@@ -53,7 +53,13 @@ class Translator:
 
 def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
     """Task action: build (batched) and report this node's outcome in doit's terms."""
-    outcome = engine.build(unique_id)
+    try:
+        outcome = engine.build(unique_id)
+    except KeyboardInterrupt:
+        from . import session
+
+        session.on_keyboard_interrupt()
+        raise
     if not outcome.ok:
         return TaskFailed(outcome.message)
     record = engine.records.get(unique_id)
