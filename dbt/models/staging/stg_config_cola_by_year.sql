@@ -1,0 +1,4 @@
+select
+    year,
+    cola_rate
+from {{ ref('config_cola_by_year') }}
