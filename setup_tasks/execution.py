@@ -120,14 +120,21 @@ def resolve_selection(ctx: DbtContext, manifest: Any, selection: str) -> tuple[s
 
 def dbt_manifest(manifest_path: Path) -> Any:
     """dbt's own Manifest object for the manifest.json on disk (no re-parse)."""
-    raw_meta = json.loads(manifest_path.read_text()).get("metadata", {})
+    raw = json.loads(manifest_path.read_text())
+    raw_meta = raw.get("metadata", {})
     cached = _manifest_cache.get(raw_meta.get("invocation_id"))
     if cached is not None:
         return cached
     from dbt.artifacts.schemas.manifest import WritableManifest
     from dbt.contracts.graph.manifest import Manifest
+    from dbt.contracts.graph.nodes import GenericTestNode
 
     manifest = Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(manifest_path)))
+    # The artifact schema reads every test as a singular test, dropping test_metadata:
+    # generic tests then fail to compile ('_dbt_generic_test_kwargs' is undefined).
+    for uid, node in raw.get("nodes", {}).items():
+        if node.get("resource_type") == "test" and node.get("test_metadata"):
+            manifest.nodes[uid] = GenericTestNode.from_dict(node)
     _manifest_cache.clear()
     _manifest_cache[raw_meta.get("invocation_id")] = manifest
     return manifest
