@@ -124,7 +124,7 @@ def _namespace(settings: Settings, reporter: type | None) -> dict[str, Any]:
 def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, reporter: type | None = None) -> int:
     """Run a doit command (e.g. ``["forget", "seed:x"]``) over the setup tasks, in process."""
     loader = ModuleTaskLoader(_namespace(_settings(config), reporter))
-    return DoitMain(loader).run(list(args))
+    return DoitMain(loader).run(list(args)) or 0  # some doit commands return None for success
 
 
 def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
@@ -150,3 +150,21 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
         engine.close()
     error = "; ".join(recorder.errors)
     return SetupResult(code == 0, code, tuple(recorder.runs), validation, time.perf_counter() - started, error)
+
+
+from .status import SystemStatus, collect_status, saved_values, unready  # noqa: E402  (appended section)
+
+
+def get_system_status(config: str | Path | Settings | None = None) -> SystemStatus:
+    """What `doit status` reports, as data: ``.ready``, ``.reason``, ``.nodes``, ... Never builds.
+
+    ``ready`` follows the rule documented in ``setup_tasks.status``.
+    """
+    try:
+        settings = _settings(config)
+    except SetupError as err:
+        return unready(err.one_line())
+    if session.current_settings() is not settings:
+        session.reset(settings)
+    with saved_values(session.doit_config()) as values_of:
+        return collect_status(settings, session.engine, values_of)

@@ -61,8 +61,10 @@ class SetupReporter:
     def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
         self.out = outstream
         self.style = Style(outstream)
+        from .session import STARTED
+
         self.verbosity = options.get("verbosity", cli_verbosity(sys.argv[1:]))
-        self.started = time.perf_counter()
+        self.started = STARTED
         self.task_started: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
         self.failures: list[tuple[str, str]] = []

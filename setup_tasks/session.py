@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .engine import Engine
 from .errors import SetupError
 
 EXIT_INTERRUPTED = 130
+STARTED = time.perf_counter()  # the run's clock starts when doit imports dodo.py
 
 _settings: Settings | None = None
 _engine: Engine | None = None

@@ -1,0 +1,143 @@
+"""Bad input and interruptions: one line with cause and fix, non-zero exit, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from factories import REPO, Workspace, clean_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def built(shop: Workspace) -> Workspace:
+    assert shop.doit("setup").returncode == 0
+    return shop
+
+
+def assert_clean_failure(run, *needles: str) -> None:
+    text = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Traceback" not in text
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_ragged_csv_row_names_file_and_line_and_keeps_every_table(built: Workspace) -> None:
+    before = built.tables()
+    built.seed("orders", "id,customer_id,amount\n10,1,20.5\n11,2\n12,1,3.0\n")
+    run = built.doit("setup", json_report=False)
+    assert_clean_failure(run, "seeds/orders.csv line 3", "2 fields, expected 3", "fix:")
+    assert built.tables() == before
+
+
+def test_sql_error_names_model_and_file_and_keeps_previous_table(built: Workspace) -> None:
+    before = built.tables()
+    built.model("stg_regions", "select region, tax_rate frm {{ ref('regions') }}")
+    run = built.doit("--continue", "setup", json_report=False)
+    assert_clean_failure(run, "model stg_regions (models/staging/stg_regions.sql) failed", "Parser Error")
+    assert built.tables() == before
+
+
+def test_failed_node_skips_descendants_but_builds_unrelated_under_continue(built: Workspace) -> None:
+    built.model("stg_orders", "select nope from {{ ref('orders') }}")
+    built.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
+    run = built.doit("--continue", "setup")
+    assert run.returncode != 0
+    assert run.results["model:stg_orders"] == "fail"
+    assert "model:stg_customer_orders" not in run.ran()
+    assert run.ran() == {"seed:regions", "model:stg_regions"}
+    # the fix builds exactly what is still stale
+    built.model("stg_orders", "select id, customer_id, amount as amount_usd from {{ ref('orders') }}")
+    assert built.doit("setup").ran() == {"model:stg_orders", "model:stg_customer_orders"}
+
+
+def test_database_locked_by_another_process_names_the_holder(built: Workspace) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(built.db_path)!r}); print('ok', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        built.seed("regions", "region,tax_rate\nnorth,0.3\n")
+        run = built.doit("setup", json_report=False)
+        assert_clean_failure(run, f"is locked by", f"PID {holder.pid}", "close that connection")
+        assert run.returncode == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_invalid_config_is_one_line_without_traceback(shop: Workspace) -> None:
+    shop.config_path.write_text("database:\n  thraeds: 2\ncensus:\n  employees: -5\n")
+    run = shop.doit("setup", json_report=False)
+    assert_clean_failure(run, "database.thraeds", "did you mean 'threads'", "census.employees")
+
+
+def test_unwritable_database_location_is_reported(shop: Workspace) -> None:
+    (shop.root / "blocker").write_text("a file where a directory should be")
+    shop.write_config(database={"path": "blocker/warehouse.duckdb"})
+    run = shop.doit("setup", json_report=False)
+    assert_clean_failure(run, "blocker", "fix:")
+
+
+def _start_slow_setup(ws: Workspace) -> subprocess.Popen:
+    # About ten seconds of real work on 2 cores: long enough to interrupt or race.
+    ws.model("stg_slow", "select sum(a.range * b.range) as s from range(30000) a, range(30000) b, "
+                         "{{ ref('stg_customers') }} c where c.id = 1")
+    cmd = [sys.executable, "-m", "doit", "setup", f"config={ws.config_path}"]
+    return subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, predicate, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate(path):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting on {path}")
+
+
+def _records(ws: Workspace) -> set[str]:
+    import json
+
+    path = ws.root / ".planwise" / ws.db_path.name / "records.json"
+    try:
+        return set(json.loads(path.read_text())["records"])
+    except (OSError, ValueError):
+        return set()
+
+
+def test_ctrl_c_exits_130_and_keeps_completed_work(shop: Workspace) -> None:
+    proc = _start_slow_setup(shop)
+    _wait_for(shop, lambda ws: "model.shop.stg_customer_orders" in _records(ws))
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    assert "interrupted" in out + err
+    kept = _records(shop)
+    assert "model.shop.stg_slow" not in kept and len(kept) == 8
+    shop.model("stg_slow", "select 1 as n")
+    again = shop.doit("setup")
+    assert again.ran() == {"model:stg_slow"}
+
+
+def test_second_setup_while_one_runs_is_refused(shop: Workspace) -> None:
+    proc = _start_slow_setup(shop)
+    try:
+        _wait_for(shop, lambda ws: "model.shop.stg_customer_orders" in _records(ws))
+        run = shop.doit("setup", json_report=False)
+        assert_clean_failure(run, "another setup run", f"PID {proc.pid}")
+        assert run.returncode == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert "model.shop.stg_customers" in _records(shop)
