@@ -558,3 +558,24 @@ def _argument_parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@dataclass(frozen=True)
+class CensusRequest:
+    """The census a setup run wants: where, how many employees, which seed, which bands."""
+
+    path: Path
+    employees: int
+    seed: int
+    defects: CensusDefects
+    job_levels_csv: Path | None
+    plan_year: int = DEFAULT_PLAN_YEAR
+
+    def why(self) -> str | None:
+        """Why it must be (re)generated, or None when the file is current or the user's own."""
+        return census_needs_generation(self.path, self.employees, self.seed, self.defects,
+                                       self.job_levels_csv, self.plan_year)
+
+    def generate(self) -> CensusSummary:
+        return generate_census(self.path, self.employees, self.seed, self.defects,
+                               self.job_levels_csv, plan_year=self.plan_year)

@@ -131,6 +131,9 @@ class Engine:
         self._snapshot: database.Snapshot | None = None
         self._fingerprints: dict[str, Fingerprint] | None = None
         self._record_lock = threading.Lock()
+        # `doit census employees=N seed=S` overrides the config for this run.
+        self.census_overrides: dict[str, int] = {}
+        self._census_pending: bool | None = None
 
     def close(self) -> None:
         """Let other runs build this database again."""
@@ -177,9 +180,8 @@ class Engine:
                 for n in self.manifest.nodes.values()
                 if n.resource_type == "source" and n.relation and not n.external_location
             }
-            variables = effective_vars(self.project_yaml, self.manifest.project_name, self.ctx.vars)
             calc = FingerprintCalculator(
-                self.manifest, self.graph, self.ctx.project_dir, self.root, variables, self.hasher, sources
+                self.manifest, self.graph, self.ctx.project_dir, self.root, self.variables(), self.hasher, sources
             )
             self._fingerprints = calc.compute(self.tracked())
             if self.hasher.dirty:
@@ -188,6 +190,51 @@ class Engine:
                 except OSError:
                     pass  # a cache: losing it costs a re-hash, nothing else
         return self._fingerprints
+
+    def variables(self) -> dict[str, Any]:
+        """dbt vars as the project sees them (dbt_project.yml, then the setup config)."""
+        return effective_vars(self.project_yaml, self.manifest.project_name, self.ctx.vars)
+
+    def external_inputs(self, source_uid: str) -> list[Path]:
+        """Files a source with an external location reads."""
+        from .fingerprints import external_paths
+
+        return external_paths(self.node(source_uid), self.root)
+
+    def reads_census(self, uid: str) -> bool:
+        """Does this node read the configured census file through a source?"""
+        census = Path(self.settings.census.path).resolve()
+        return any(
+            census in {p.resolve() for p in self.external_inputs(parent)}
+            for parent in self.graph.built_parents(uid)
+            if self.node(parent).resource_type == "source" and self.node(parent).external_location
+        )
+
+    def census_request(self) -> "CensusRequest":
+        from .census import DEFAULT_PLAN_YEAR, CensusDefects, CensusRequest
+
+        census = self.settings.census
+        bands = next((n for n in self.manifest.nodes.values()
+                      if n.resource_type == "seed" and n.name == "config_job_levels" and n.path), None)
+        return CensusRequest(
+            path=census.path,
+            employees=self.census_overrides.get("employees", census.employees),
+            seed=self.census_overrides.get("seed", census.seed),
+            defects=CensusDefects(census.duplicate_id_rate, census.missing_ssn_rate, census.hire_after_termination_rate),
+            job_levels_csv=self.ctx.project_dir / bands.path if bands else None,
+            plan_year=int(self.variables().get("plan_year", DEFAULT_PLAN_YEAR)),
+        )
+
+    def census_written(self) -> None:
+        """The census task wrote the file: fingerprints that hashed the old one are void."""
+        self._census_pending = False
+        self._fingerprints = None
+
+    def census_pending(self) -> bool:
+        """Will the census task (re)write the census before its readers build?"""
+        if self._census_pending is None:
+            self._census_pending = self.settings.census.generate and self.census_request().why() is not None
+        return self._census_pending
 
     def names(self) -> dict[str, str]:
         return {uid: self.label(uid) for uid in self.manifest.nodes}
@@ -244,10 +291,20 @@ class Engine:
         return outcome
 
     def batch_for(self, uid: str) -> list[str]:
+        """This node plus every stale node in scope that can build now.
+
+        Readers of a census that the census task has yet to write wait for their own
+        task (after it), with everything downstream of them.
+        """
         scope = self.run.scope | {uid}
+        waiting: set[str] = set()
+        if self.census_pending():
+            readers = {u for u in scope if self.reads_census(u)}
+            waiting = readers | self.graph.descendants(readers)
         return [
             u for u in self.setup_nodes_and(uid)
-            if u in scope and u not in self.run.outcomes and (u == uid or self.status(u).stale)
+            if u in scope and u not in self.run.outcomes
+            and (u == uid or (u not in waiting and self.status(u).stale))
         ]
 
     def setup_nodes_and(self, uid: str) -> list[str]:
@@ -305,16 +362,14 @@ class Engine:
         for parent in self.graph.built_parents(uid):
             source = self.node(parent)
             if source.resource_type == "source" and source.external_location:
-                problem = self._census_problem(source)
+                problem = self._external_input_problem(source)
                 if problem:
                     return f"{node.resource_type} {node.name}: {problem}"
         return None
 
-    def _census_problem(self, source: Node) -> str | None:
-        from .fingerprints import _expand_paths, _format_location
-
-        location = _format_location(source.external_location or "", source)
-        paths = _expand_paths(location, self.root)
+    def _external_input_problem(self, source: Node) -> str | None:
+        location = source.external_location or ""
+        paths = self.external_inputs(source.unique_id)
         missing = [p for p in paths if not p.exists()]
         if not paths or missing:
             where = missing[0] if missing else location

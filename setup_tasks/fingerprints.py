@@ -112,6 +112,13 @@ def _format_location(location: str, node: Node) -> str:
         return location
 
 
+def external_paths(node: Node, root: Path) -> list[Path]:
+    """Files a source with an external location reads (placeholders filled, globs expanded)."""
+    if not node.external_location:
+        return []
+    return _expand_paths(_format_location(node.external_location, node), root)
+
+
 class FingerprintCalculator:
     """Computes fingerprints for every node of a manifest, parents first."""
 
@@ -187,7 +194,7 @@ class FingerprintCalculator:
         if node.external_location:
             location = _format_location(node.external_location, node)
             parts = {"location": location}
-            paths = _expand_paths(location, self.root)
+            paths = external_paths(node, self.root)
             for path in paths:
                 parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
             if not paths and "://" not in location:

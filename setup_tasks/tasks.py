@@ -6,16 +6,18 @@ Customise naming or docs by subclassing ``Translator`` and overriding one method
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
+from .census import CensusRequest
 from .engine import Engine
 from .errors import SetupError
 from .manifest import Node
 from .uptodate import TableTarget
 
 TaskDict = dict[str, Any]
+DOC_WIDTH = 100
 GROUP_DOCS = {
     "setup": "Build everything stale (seeds, staging models), then validate: the default task",
     "quick": "Build only the foundation subset (census, job levels, comp levers) and what it needs",
@@ -31,14 +33,22 @@ class Translator:
         return f"{node.resource_type}:{node.name}"
 
     def doc(self, node: Node) -> str:
-        what = {"seed": "Load seed", "model": "Build model", "snapshot": "Build snapshot"}.get(node.resource_type, "Build")
-        summary = node.description.strip().splitlines()[0] if node.description.strip() else ""
-        line = f"{what} {node.relation} from {node.path}"
-        return f"{line}: {summary}" if summary else line
+        """What `doit list` shows: the file, then the node's description, cut to one line."""
+        what = {"seed": "Load", "model": "Build", "snapshot": "Build"}.get(node.resource_type, "Build")
+        line = f"{what} {node.path}"
+        summary = " ".join(node.description.split()).split(". ")[0].rstrip(".")
+        if summary:
+            line = f"{line}: {summary}"
+        return line if len(line) <= DOC_WIDTH else line[: DOC_WIDTH - 1] + "…"
 
     def task_dep(self, engine: Engine, node: Node) -> list[str]:
         parents = engine.graph.built_parents(node.unique_id)
-        return [self.task_name(engine.node(p)) for p in parents if engine.node(p).is_buildable]
+        deps = [self.task_name(engine.node(p)) for p in parents if engine.node(p).is_buildable]
+        if engine.settings.census.generate and engine.reads_census(node.unique_id):
+            deps.append(CENSUS_TASK)
+        if not engine.settings.setup.load_seeds:
+            deps = [d for d in deps if not d.startswith("seed:")]
+        return deps
 
     def node_task(self, engine: Engine, node: Node) -> TaskDict:
         return {
@@ -68,6 +78,51 @@ def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
 
 def plan_action(engine: Engine, uids: list[str]) -> None:
     engine.add_scope(uids)
+
+
+# -- the census --------------------------------------------------------------------
+
+CENSUS_TASK = "census"
+
+
+class CensusTarget:
+    """Up to date when the census file exists with the requested parameters, or is the user's own."""
+
+    def __init__(self, request: CensusRequest) -> None:
+        self.request = request
+        self.reason: str | None = None
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        self.reason = self.request.why()
+        return self.reason is None
+
+    def __repr__(self) -> str:
+        return f"CensusTarget({self.request.path}): {self.reason or 'current'}"
+
+
+def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | TaskFailed:
+    try:
+        summary = request.generate()
+    except SetupError as err:
+        return TaskFailed(err.one_line())
+    engine.census_written()
+    print(f"census: wrote {summary.rows:,} employees to {summary.path} in {summary.seconds:.1f}s")
+    return {"rows": summary.rows, "seconds": round(summary.seconds, 3)}
+
+
+def census_task(engine: Engine) -> TaskDict:
+    from doit import get_var
+
+    engine.census_overrides = {k: int(get_var(k)) for k in ("employees", "seed") if get_var(k) is not None}
+    request = engine.census_request()
+    return {
+        "basename": CENSUS_TASK,
+        "doc": f"Generate the synthetic census at {request.path} when missing or its parameters changed "
+               "(never overwrites your own file); e.g. doit census employees=2000000",
+        "actions": [(census_action, [engine, request])],
+        "uptodate": [CensusTarget(request)],
+        "verbosity": 2,
+    }
 
 
 class SetupTasks:
@@ -140,7 +195,14 @@ def task_groups() -> Iterator[TaskDict]:
     yield from _tasks().group_tasks()
 
 
-TASK_FUNCTIONS = (task_nodes, task_groups)
+def task_census() -> TaskDict:
+    """Generate the synthetic census when missing or its parameters changed"""
+    from . import session
+
+    return census_task(session.engine())
+
+
+TASK_FUNCTIONS = (task_nodes, task_groups, task_census)
 
 
 def namespace() -> dict[str, Any]:
