@@ -202,7 +202,9 @@ def task_census() -> TaskDict:
     return census_task(session.engine())
 
 
-TASK_FUNCTIONS = (task_nodes, task_groups, task_census)
+from .status import task_status  # noqa: E402  (these modules import this one lazily)
+
+TASK_FUNCTIONS = (task_nodes, task_groups, task_census, task_status)
 
 
 def namespace() -> dict[str, Any]:

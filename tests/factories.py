@@ -177,3 +177,82 @@ def write_shop_project(root: Path) -> Workspace:
     (root / "events.csv").write_text(EVENTS_CSV)
     ws.write_config()
     return ws
+
+
+# -- hand-made manifests and a stand-in engine, for pure tests -------------------------------
+
+
+def _raw_node(kind: str, name: str, deps: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    folder = {"seed": "seeds", "model": "models/staging"}[kind]
+    suffix = ".csv" if kind == "seed" else ".sql"
+    return {
+        "unique_id": f"{kind}.shop.{name}", "resource_type": kind, "name": name, "package_name": "shop",
+        "original_file_path": f"{folder}/{name}{suffix}", "fqn": ["shop", name],
+        "database": "warehouse", "schema": "main", "alias": name,
+        "config": {"materialized": "seed" if kind == "seed" else "table"},
+        "depends_on": {"nodes": list(deps)}, **extra,
+    }
+
+
+def shop_manifest() -> Any:
+    """The shop project's graph as a Manifest, made by hand (no dbt)."""
+    from setup_tasks.manifest import manifest_from_dict
+
+    nodes = [
+        _raw_node("seed", "customers"), _raw_node("seed", "orders"),
+        _raw_node("model", "stg_customers", ("seed.shop.customers",)),
+        _raw_node("model", "stg_orders", ("seed.shop.orders",)),
+        _raw_node("model", "stg_customer_orders", ("model.shop.stg_customers", "model.shop.stg_orders")),
+        _raw_node("model", "stg_events", ("source.shop.raw.events",)),
+    ]
+    source = {
+        "unique_id": "source.shop.raw.events", "resource_type": "source", "name": "events", "package_name": "shop",
+        "fqn": ["shop", "raw", "events"], "identifier": "events",
+        "meta": {"external_location": "{{ var('events_path') }}"},
+    }
+    raw = {"metadata": {"project_name": "shop", "adapter_type": "duckdb"},
+           "nodes": {n["unique_id"]: n for n in nodes}, "sources": {source["unique_id"]: source}}
+    return manifest_from_dict(raw)
+
+
+class FakeEngine:
+    """What reports, status and diagrams read from an Engine, over ``shop_manifest()``.
+
+    ``statuses`` (unique id -> NodeStatus) are what ``status()`` answers; nodes not
+    in it are up to date.
+    """
+
+    def __init__(self, root: Path, statuses: Mapping[str, Any] | None = None, **setup: Any) -> None:
+        from setup_tasks.config import load_settings
+        from setup_tasks.engine import RunState
+        from setup_tasks.graph import SetupGraph
+        from setup_tasks.state import BuildRecords, RunLock
+
+        config = {"database": {"path": "warehouse.duckdb"}, "dbt": {"project_dir": "proj"},
+                  "census": {"path": "census.parquet", "generate": False}, "setup": setup}
+        (root / "setup.yaml").write_text(yaml.safe_dump(config))
+        self.settings = load_settings(root / "setup.yaml", root=root)
+        self.db_path = self.settings.database.path
+        self.manifest = shop_manifest()
+        self.graph = SetupGraph.from_manifest(self.manifest)
+        self.setup_nodes = self.graph.buildable(self.manifest.nodes)
+        self.run = RunState()
+        self.statuses = dict(statuses or {})
+        self.records = BuildRecords.load(self.settings.state_dir / "records.json")
+        self.lock = RunLock(self.settings.state_dir / "run.lock", self.db_path)
+
+    def node(self, uid: str) -> Any:
+        return self.manifest.nodes[uid]
+
+    def snapshot(self) -> Any:
+        from setup_tasks import database
+
+        return database.snapshot(self.db_path)
+
+    def status(self, uid: str, values: Mapping[str, Any] | None = None) -> Any:
+        from setup_tasks.engine import NodeStatus
+
+        status = self.statuses.get(uid) or NodeStatus(uid, False)
+        if values is not None:
+            self.run.checked[uid] = status
+        return status
