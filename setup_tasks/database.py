@@ -7,7 +7,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import duckdb
 
@@ -137,3 +137,67 @@ def check_writable(path: Path) -> None:
     target = path if path.exists() else parent
     if not os.access(target, os.W_OK):
         raise DatabaseError(f"database {'file' if target == path else 'directory'} {target} is not writable", "fix its permissions or set database.path elsewhere")
+
+
+# -- dropping tables (doit clear) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DbRelation:
+    """A table or view, with the tables its foreign keys reference."""
+
+    key: tuple[str, str, str]
+    kind: str  # "BASE TABLE" or "VIEW"
+    references: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.key[2]
+
+    def __str__(self) -> str:
+        return f"{self.key[1]}.{self.key[2]}"
+
+
+@dataclass(frozen=True)
+class DropResult:
+    dropped: list[DbRelation]
+    failed: dict[DbRelation, str]
+
+
+def _relations(con: duckdb.DuckDBPyConnection) -> list[DbRelation]:
+    refs: dict[tuple[str, str, str], set[tuple[str, str, str]]] = {}
+    rows = con.execute(
+        "SELECT database_name, schema_name, table_name, referenced_table FROM duckdb_constraints()"
+        " WHERE constraint_type = 'FOREIGN KEY'"
+    ).fetchall()
+    for catalog, schema, table, referenced in rows:
+        key = (catalog.lower(), schema.lower(), table.lower())
+        refs.setdefault(key, set()).add((key[0], key[1], referenced.lower()))
+    return [DbRelation(k, kind, tuple(sorted(refs.get(k, ())))) for k, kind in sorted(_tables(con).items())]
+
+
+def drop_relations(path: Path, choose: Callable[[list[DbRelation]], list[DbRelation]]) -> DropResult:
+    """Drop the relations ``choose`` picks from all the database holds, in its order.
+
+    A drop a dependency refuses (a foreign key from a table not dropped yet) is
+    retried after the others, for as long as a pass drops something.
+    """
+    if not path.exists():
+        return DropResult([], {})
+    with connect(path) as con:  # read-write: dbt-duckdb may hold the file open in this process
+        pending = choose(_relations(con))
+        dropped: list[DbRelation] = []
+        while pending:
+            failed: dict[DbRelation, str] = {}
+            for rel in pending:
+                kind = "VIEW" if rel.kind == "VIEW" else "TABLE"
+                try:
+                    con.execute(f"DROP {kind} IF EXISTS {qualified(rel.key)}")
+                except duckdb.Error as exc:
+                    failed[rel] = " ".join(str(exc).split())
+                else:
+                    dropped.append(rel)
+            if len(failed) == len(pending):
+                return DropResult(dropped, failed)
+            pending = list(failed)
+    return DropResult(dropped, {})

@@ -1,0 +1,170 @@
+"""Dropping tables: `doit clear`, and derived simulation tables made stale by a setup run.
+
+Both drop what ``setup.clear_table_patterns`` matches: views first (DuckDB does not
+track what reads a view, so nothing refuses), then tables, each before the tables
+its foreign keys reference. Dropping a table setup builds also forgets its build
+(the engine's record and doit's saved values), so the next setup rebuilds it.
+"""
+
+from __future__ import annotations
+
+from graphlib import CycleError, TopologicalSorter
+from typing import Any, Callable, Iterable, Iterator
+
+from doit.exceptions import TaskFailed
+
+from . import database
+from .database import DbRelation, DropResult
+from .engine import Engine
+from .errors import DatabaseError, SetupError
+from .report import task_names
+
+Key = tuple[str, str, str]
+
+
+def drop_order(relations: Iterable[DbRelation], wanted: Callable[[DbRelation], bool]) -> list[DbRelation]:
+    """The wanted relations in an order DuckDB accepts: views, then referencing tables first.
+
+    Ties are broken by name, so the same database always clears the same way; a
+    foreign-key cycle falls back to name order (the drop's retry does the rest).
+    """
+    chosen = sorted((r for r in relations if wanted(r)), key=lambda r: r.key)
+    views = [r for r in chosen if r.kind == "VIEW"]
+    tables = {r.key: r for r in chosen if r.kind != "VIEW"}
+    sorter: TopologicalSorter[Key] = TopologicalSorter({key: () for key in tables})
+    for rel in tables.values():
+        for referenced in rel.references:
+            if referenced in tables and referenced != rel.key:
+                sorter.add(referenced, rel.key)  # the referenced table goes after
+    try:
+        sorter.prepare()
+    except CycleError:
+        return views + list(tables.values())
+    ordered: list[DbRelation] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        ordered += [tables[key] for key in ready]
+        sorter.done(*ready)
+    return views + ordered
+
+
+def drop_tables(engine: Engine, wanted: Callable[[DbRelation], bool]) -> DropResult:
+    """Drop the wanted tables and views, holding the run lock so no setup builds meanwhile."""
+    engine.lock.acquire()
+    return database.drop_relations(engine.db_path, lambda relations: drop_order(relations, wanted))
+
+
+def forget(engine: Engine, dropped: Iterable[DbRelation], forget_task: Callable[[str], None]) -> list[str]:
+    """Forget the builds of the nodes whose tables were dropped; returns their task names."""
+    keys = {rel.key for rel in dropped}
+    names = task_names(engine)
+    uids = sorted(
+        uid for uid in names
+        if engine.node(uid).relation is not None and engine.node(uid).relation.key() in keys
+    )
+    engine.records.drop(uids)
+    for uid in uids:
+        forget_task(names[uid])
+    return [names[uid] for uid in uids]
+
+
+def drop_failure(result: DropResult) -> DatabaseError | None:
+    if not result.failed:
+        return None
+    rel, message = sorted(result.failed.items(), key=lambda item: item[0].key)[0]
+    others = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+    return DatabaseError(
+        f"cannot drop {rel}{others}: {message}",
+        "drop the tables that reference it by foreign key, or leave it out of setup.clear_table_patterns",
+    )
+
+
+def forget_in_doit(task_name: str) -> None:
+    from doit import Globals
+
+    if Globals.dep_manager is not None:
+        Globals.dep_manager.remove(task_name)
+
+
+def clear_matching(engine: Engine, wanted: Callable[[DbRelation], bool],
+                   forget_task: Callable[[str], None] = forget_in_doit) -> tuple[list[str], list[str]]:
+    """Drop the wanted relations and forget their builds; returns (dropped, forgotten tasks).
+
+    Builds of tables that were dropped are forgotten even when another drop failed.
+    """
+    result = drop_tables(engine, wanted)
+    forgotten = forget(engine, result.dropped, forget_task)
+    failure = drop_failure(result)
+    if failure is not None:
+        raise failure
+    return [str(r) for r in result.dropped], forgotten
+
+
+def clear(engine: Engine, forget_task: Callable[[str], None] = forget_in_doit) -> tuple[list[str], list[str]]:
+    """`doit clear`: every table and view the patterns match."""
+    options = engine.settings.setup
+    return clear_matching(engine, lambda rel: options.matches(rel.name), forget_task)
+
+
+def clear_derived_tables(engine: Engine) -> list[str]:
+    """Drop tables the patterns match that setup does not build, when this run rebuilt an input.
+
+    Such tables (simulation output: int_*, fct_*) were derived from the old inputs.
+    When nothing was rebuilt they are still current and are kept. Returns the
+    dropped names (schema.table).
+    """
+    if not any(outcome.ok for outcome in engine.run.outcomes.values()):
+        return []
+    built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation is not None}
+    options = engine.settings.setup
+    return clear_matching(engine, lambda rel: options.matches(rel.name) and rel.key not in built)[0]
+
+
+# -- doit ----------------------------------------------------------------------------------
+
+
+def clear_action(engine: Engine) -> TaskFailed | None:
+    try:
+        dropped, forgotten = clear(engine)
+    except SetupError as err:
+        return TaskFailed(err.one_line())
+    patterns = ", ".join(engine.settings.setup.clear_table_patterns)
+    print(f"dropped {len(dropped)} table(s) and view(s) matching {patterns}" + (f": {', '.join(dropped)}" if dropped else ""))
+    if forgotten:
+        print(f"forgot {len(forgotten)} task(s), rebuilt by the next setup: {', '.join(forgotten)}")
+    return None
+
+
+def clear_derived_action(engine: Engine) -> TaskFailed | None:
+    if not engine.settings.setup.clear_tables:
+        return None
+    try:
+        dropped = clear_derived_tables(engine)
+    except SetupError as err:
+        return TaskFailed(err.one_line())
+    if dropped:
+        print(f"dropped {len(dropped)} table(s) derived from inputs this run rebuilt: {', '.join(dropped)}")
+    return None
+
+
+def clear_tasks(engine: Engine) -> Iterator[dict[str, Any]]:
+    """The `clear` task, and `_clear_derived` (to run last in `setup`)."""
+    yield {
+        "basename": "clear",
+        "doc": "Drop tables matching setup.clear_table_patterns and forget their builds: the next setup rebuilds them",
+        "actions": [(clear_action, [engine])],
+        "verbosity": 2,
+    }
+    yield {
+        "basename": "_clear_derived",
+        "doc": "With setup.clear_tables: drop simulation tables derived from inputs this run rebuilt",
+        "actions": [(clear_derived_action, [engine])],
+        "verbosity": 2,
+    }
+
+
+def task_clear() -> Iterator[dict[str, Any]]:
+    """Drop tables matching setup.clear_table_patterns and forget their builds: the next setup rebuilds them"""
+    from . import session
+
+    yield from clear_tasks(session.engine())
