@@ -139,6 +139,92 @@ def check_writable(path: Path) -> None:
         raise DatabaseError(f"database {'file' if target == path else 'directory'} {target} is not writable", "fix its permissions or set database.path elsewhere")
 
 
+# -- read-only queries (validation checks) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Column names and rows of one query."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[object, ...]]
+
+    def records(self) -> list[dict[str, object]]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+class Reader:
+    """Queries on a database opened read-only (see ``read_only``); every error is a DatabaseError."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self._con = con
+        self.path = path
+        self._tables: dict[tuple[str, str, str], str] | None = None
+
+    def query(self, sql: str, params: Iterable[object] | Mapping[str, object] | None = None) -> QueryResult:
+        try:
+            cursor = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+            rows = cursor.fetchall()
+        except duckdb.Error as exc:
+            raise DatabaseError(f"query failed: {' '.join(str(exc).split())}") from None
+        return QueryResult(tuple(d[0] for d in cursor.description or ()), rows)
+
+    def tables(self) -> dict[tuple[str, str, str], str]:
+        """(catalog, schema, name) in lower case -> 'BASE TABLE' or 'VIEW'."""
+        if self._tables is None:
+            self._tables = _tables(self._con)
+        return self._tables
+
+    def find(self, name: str) -> tuple[str, str, str] | None:
+        """The table or view called ``name`` ('t', 'schema.t' or 'db.schema.t'); schema main first."""
+        parts = [p.lower() for p in name.split(".")]
+        matches = sorted(k for k in self.tables() if list(k[3 - len(parts):]) == parts)
+        main = [k for k in matches if k[1] == "main"]
+        return (main or matches or [None])[0]
+
+    def columns(self, key: tuple[str, str, str]) -> tuple[str, ...]:
+        """Column names of a table or view, in order (empty when it does not exist)."""
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE lower(table_catalog) = ? AND lower(table_schema) = ? AND lower(table_name) = ?"
+            " ORDER BY ordinal_position",
+            list(key),
+        ).rows
+        return tuple(r[0] for r in rows)
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[Reader]:
+    """A read-only Reader on the database file, closed on exit.
+
+    Inside a process that already has the file open (dbt-duckdb not yet released),
+    DuckDB refuses a second configuration; the shared instance is used instead.
+    """
+    if not path.exists():
+        raise DatabaseError(f"database {path} does not exist", "run `doit setup` to build it")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        if "different configuration" not in str(exc):
+            raise _open_error(path, exc) from None
+        try:
+            con = duckdb.connect(str(path))
+        except duckdb.Error as again:
+            raise _open_error(path, again) from None
+    try:
+        yield Reader(con, path)
+    finally:
+        con.close()
+
+
+def tables_in_sql(sql: str) -> set[str] | None:
+    """Names of the tables a query reads, as written ('t' or 'schema.t'); None if it cannot be parsed."""
+    try:
+        return set(duckdb.get_table_names(sql, qualified=True))
+    except duckdb.Error:
+        return None
+
+
 # -- dropping tables (doit clear) ---------------------------------------------------
 
 

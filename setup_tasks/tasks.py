@@ -204,8 +204,9 @@ def task_census() -> TaskDict:
 
 from .status import task_status  # noqa: E402  (these modules import this one lazily)
 from .clear import task_clear  # noqa: E402
+from .diagram import task_graph  # noqa: E402
 
-TASK_FUNCTIONS = (task_nodes, task_groups, task_census, task_status, task_clear)
+TASK_FUNCTIONS = (task_nodes, task_groups, task_census, task_status, task_clear, task_graph)
 
 
 def namespace() -> dict[str, Any]:
