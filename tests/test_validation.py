@@ -1,0 +1,450 @@
+"""The validation framework: results, severity, summary, registry, staleness, doit tasks, and end to end runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+from doit.exceptions import InvalidDodoFile, TaskFailed
+
+from factories import Workspace
+from setup_tasks import validation as v
+from setup_tasks.config import Settings, load_settings
+from setup_tasks.database import Snapshot
+from setup_tasks.engine import RunState
+from setup_tasks.errors import SetupError
+from setup_tasks.fingerprints import Fingerprint
+from setup_tasks.graph import SetupGraph
+from setup_tasks.manifest import manifest_from_dict
+from setup_tasks.state import BuildRecord
+
+COLA = "configuration_consistency.cola_years"
+
+
+def result(name: str = "a", status: str = "passed", severity: str = "error", **kw: Any) -> v.CheckResult:
+    return v.CheckResult(name, status, severity, kw.pop("message", "m"), **kw)
+
+
+# -- results, severity and the summary ------------------------------------------------------------
+
+
+def test_result_round_trips_through_json() -> None:
+    original = result(details=v.jsonable({"n": decimal.Decimal("1.50"), "when": dt.date(2025, 1, 2), "ids": ("a",)}),
+                      guidance="fix it", seconds=0.5)
+    text = json.dumps(original.as_dict())
+    back = v.CheckResult.from_dict(json.loads(text))
+    assert back == original
+    assert back.details == {"n": 1.5, "when": "2025-01-02", "ids": ["a"]}
+
+
+def test_one_line_and_blocking_follow_fail_on() -> None:
+    failed = result("x.y", "failed", "warning", message="3 rows", guidance="fix rows")
+    assert failed.one_line() == "x.y failed (warning): 3 rows -- fix: fix rows"
+    assert not failed.blocking(("critical", "error"))
+    assert failed.blocking(("warning",))
+    assert not result(status="passed").blocking(("error",))
+    assert not result(status="skipped").blocking(("error",))
+
+
+def test_summary_counts_rate_and_failures() -> None:
+    summary = v.summarize([
+        result("p1"), result("p2"), result("p3"),
+        result("c", "failed", "critical", guidance="g"), result("w", "failed", "warning"),
+        result("s", "skipped", "error", message="table t absent"),
+    ])
+    assert (summary.run, summary.passed, summary.failed, summary.skipped) == (5, 3, 2, 1)
+    assert summary.success_rate == pytest.approx(0.6)
+    assert [r.name for r in summary.critical_failures] == ["c"]
+    assert [r.name for r in summary.blocking_failures] == ["c"]
+    assert not summary.ok
+    lines = summary.lines()
+    assert lines[0] == "validation: 5 checks run, 3 passed, 2 failed, 1 skipped, success rate 60%"
+    assert "  critical: c failed (critical): m -- fix: g" in lines
+    assert "  reported: w failed (warning): m" in lines
+    assert "  skipped: s: table t absent" in lines
+    assert summary.as_dict()["critical_failures"] == ["c"]
+
+
+def test_warnings_alone_do_not_fail_and_fail_on_is_configurable() -> None:
+    results = [result("w", "failed", "warning"), result("ok")]
+    assert v.summarize(results).ok
+    assert not v.summarize(results, fail_on=("warning",)).ok
+    assert v.summarize([]).success_rate == 1.0
+
+
+def test_failure_message_is_one_line_and_counts_the_rest() -> None:
+    failures = [result(f"c{i}", "failed", "error", guidance="g") for i in range(5)]
+    message = v.failure_message(failures)
+    assert "\n" not in message
+    assert message.endswith("; and 2 more blocking failures")
+
+
+# -- the registry and loading checks ----------------------------------------------------------------
+
+
+def test_register_check_documents_and_rejects_bad_definitions() -> None:
+    registry = v.CheckRegistry()
+
+    @v.register_check("team.no_interns", severity="warning", reads=["census"], registry=registry)
+    def no_interns(ctx: v.CheckContext) -> v.CheckResult:
+        """No interns in the baseline."""
+        return ctx.passed("none")
+
+    check = registry.get("team.no_interns")
+    assert (check.severity, check.reads, check.group, check.description) == ("warning", ("census",), "team", "No interns in the baseline.")
+    assert check.task_name == "validate:team.no_interns"
+    with pytest.raises(SetupError, match="defined twice"):
+        v.register_check("team.no_interns", registry=registry)(lambda ctx: ctx.passed(""))
+    with pytest.raises(SetupError, match="is not valid"):
+        v.register_check("Bad Name", registry=registry)(no_interns)
+    with pytest.raises(SetupError, match="severity 'fatal'"):
+        v.register_check("ok_name", severity="fatal", registry=registry)(no_interns)
+
+
+def _settings(tmp_path: Path, text: str = "") -> Settings:
+    config = tmp_path / "setup.yaml"
+    config.write_text(text)
+    return load_settings(config, root=tmp_path, environ={})
+
+
+def test_load_checks_adds_custom_checks_and_honours_run_dbt_tests(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "validation:\n  run_dbt_tests: false\n  custom_checks: [{name: mine, sql: select 1 where false}]\n")
+    names = [c.name for c in v.load_checks(settings.validation, tmp_path)]
+    assert "dbt_tests" not in names and names[-1] == "mine"
+    assert "baseline_workforce.headcount" in names
+
+
+def test_custom_check_named_like_a_builtin_is_a_definition_error(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "validation:\n  custom_checks: [{name: dbt_tests, sql: select 1}]\n")
+    with pytest.raises(SetupError, match=r"custom_checks\[0\].name: 'dbt_tests' is already"):
+        v.load_checks(settings.validation, tmp_path)
+
+
+def test_check_modules_register_python_checks(tmp_path: Path) -> None:
+    (tmp_path / "acme_checks_ok.py").write_text(textwrap.dedent("""
+        from setup_tasks.validation import register_check
+
+        @register_check("acme.headcount_even", severity="info", reads=["census"])
+        def even(ctx):
+            \"\"\"Headcount is even.\"\"\"
+            return ctx.passed("even")
+    """))
+    settings = _settings(tmp_path, "validation:\n  check_modules: [acme_checks_ok]\n")
+    try:
+        names = [c.name for c in v.load_checks(settings.validation, tmp_path)]
+        assert "acme.headcount_even" in names
+    finally:
+        v.REGISTRY.remove("acme.headcount_even")
+        sys.modules.pop("acme_checks_ok", None)
+
+
+def test_unimportable_check_module_names_the_key(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "validation:\n  check_modules: [acme_missing_checks]\n")
+    with pytest.raises(SetupError, match="validation.check_modules: cannot import acme_missing_checks"):
+        v.load_checks(settings.validation, tmp_path)
+
+
+def test_a_crashing_check_fails_instead_of_ending_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "x.duckdb"
+    duckdb.connect(str(db)).close()
+
+    def broken(ctx: v.CheckContext) -> v.CheckResult:
+        raise ZeroDivisionError("boom")
+
+    check = v.Check("broken", "error", broken, origin="tests.broken")
+    [outcome] = check.run(v.Environment(_settings(tmp_path).validation, db))
+    assert (outcome.status, outcome.message) == ("failed", "check crashed: ZeroDivisionError: boom")
+    assert outcome.guidance == "fix the check tests.broken"
+
+
+# -- staleness and doit tasks, with a stand-in engine ---------------------------------------------------
+
+
+def _node(uid: str, rtype: str, deps: tuple[str, ...] = ()) -> dict[str, Any]:
+    name = uid.rsplit(".", 1)[1]
+    return {"unique_id": uid, "resource_type": rtype, "name": name, "schema": "main", "database": "wh",
+            "depends_on": {"nodes": list(deps)}, "original_file_path": f"seeds/{name}.csv" if rtype == "seed" else None,
+            "config": {"materialized": "table"} if rtype == "model" else {}}
+
+
+class FakeEngine:
+    """What the validation tasks use of an Engine, without dbt."""
+
+    def __init__(self, tmp_path: Path, settings: Settings, db: Path) -> None:
+        nodes = [_node("seed.p.cola_seed", "seed"), _node("model.p.stg_config_cola_by_year", "model", ("seed.p.cola_seed",)),
+                 _node("model.p.stg_census_data", "model"), _node("model.p.stg_config_job_levels", "model")]
+        self.manifest = manifest_from_dict({"nodes": {n["unique_id"]: n for n in nodes}})
+        self.graph = SetupGraph.from_manifest(self.manifest)
+        self.settings, self.db_path, self.root = settings, db, tmp_path
+        self.ctx = SimpleNamespace(project_dir=tmp_path)
+        self.setup_nodes = self.graph.buildable(self.manifest.nodes)
+        self.foundation_nodes = ["model.p.stg_census_data", "model.p.stg_config_job_levels"]
+        self.digests = {uid: f"fp-{uid}" for uid in self.manifest.nodes}
+        self.records = SimpleNamespace(get=lambda uid: BuildRecord("d", {}, 0.0, 0.0, "b", signature=f"sig-{uid}"))
+        self.run = RunState()
+
+    def fingerprints(self) -> dict[str, Fingerprint]:
+        return {uid: Fingerprint(d, {}) for uid, d in self.digests.items()}
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.db_path, True, {})
+
+    def node(self, uid: str) -> Any:
+        return self.manifest.nodes[uid]
+
+    def names(self) -> dict[str, str]:
+        return {uid: f"{n.resource_type} {n.name}" for uid, n in self.manifest.nodes.items()}
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> FakeEngine:
+    db = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create table stg_config_cola_by_year as select range as year, 0.02 as cola_rate from range(2024, 2031)")
+    con.close()
+    return FakeEngine(tmp_path, _settings(tmp_path), db)
+
+
+def _run_action(engine: FakeEngine, check: v.Check) -> tuple[v.CheckTarget, Any]:
+    target = v.CheckTarget(engine, check)
+    assert target(None, {}) is False
+    return target, v.check_action(engine, check, target)
+
+
+def test_check_is_up_to_date_until_what_it_reads_or_uses_changes(engine: FakeEngine, tmp_path: Path) -> None:
+    check = v.REGISTRY.get(COLA)
+    target, saved = _run_action(engine, check)
+    assert "no stored result" in repr(target)
+    assert saved["results"][0]["status"] == "passed"
+    assert engine.run.checks[COLA].passed and not engine.run.checks[COLA].up_to_date
+
+    engine.run = RunState()
+    assert target(None, saved) is True
+    assert repr(target) == f"CheckTarget(validate:{COLA}): up to date"
+    assert engine.run.checks[COLA].up_to_date  # the stored result stands for this run
+
+    engine.digests["model.p.stg_census_data"] = "other"  # a table it does not read
+    assert target(None, saved) is True
+    engine.digests["model.p.stg_config_cola_by_year"] = "changed"
+    assert target(None, saved) is False
+    assert target.reasons == ["input changed: model stg_config_cola_by_year"]
+
+    engine.digests["model.p.stg_config_cola_by_year"] = "fp-model.p.stg_config_cola_by_year"
+    engine.settings = _settings(tmp_path, "validation: {simulation_end_year: 2031}\n")
+    assert target(None, saved) is False
+    assert target.reasons == ["setting changed: validation.simulation_end_year (2029 -> 2031)"]
+
+    engine.settings = _settings(tmp_path, "validation: {fail_on: [critical]}\n")
+    assert target(None, saved) is False  # the same failure would no longer block
+    assert target(None, {"parts": saved["parts"]}) is False
+
+
+def test_blocking_failure_fails_the_task_with_one_line(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.settings = _settings(tmp_path, "validation: {simulation_end_year: 2033}\n")
+    _, outcome = _run_action(engine, v.REGISTRY.get(COLA))
+    assert isinstance(outcome, TaskFailed)
+    assert outcome.message == (f"{COLA} failed (error): no COLA rate in stg_config_cola_by_year for 2031, 2032, 2033 "
+                               "(simulation years 2025-2033) -- fix: add those years to seeds/cola_seed.csv, or change "
+                               "validation.simulation_start_year / validation.simulation_end_year")
+    assert engine.run.checks[COLA].failed
+
+
+def test_a_reported_failure_is_stored_and_does_not_fail_the_task(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.settings = _settings(tmp_path, "validation: {simulation_end_year: 2033, fail_on: [critical]}\n")
+    _, saved = _run_action(engine, v.REGISTRY.get(COLA))
+    assert saved["results"][0]["status"] == "failed"
+
+
+def test_a_check_that_could_not_run_is_not_stored(engine: FakeEngine, tmp_path: Path) -> None:
+    def crashes(ctx: v.CheckContext) -> v.CheckResult:
+        raise RuntimeError("flaky")
+
+    engine.settings = _settings(tmp_path, "validation: {fail_on: [critical]}\n")
+    check = v.Check("flaky", "warning", crashes, reads=("cola",), origin="tests.crashes")
+    target, saved = _run_action(engine, check)
+    assert engine.run.checks["flaky"].incomplete
+    assert "results" not in saved
+    assert target(None, saved) is False and target.reasons == ["last result not stored"]
+
+
+def test_tasks_dependencies_groups_and_quick(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.settings = _settings(tmp_path, "validation:\n  custom_checks:\n"
+                                          "    - {name: cola_known, sql: select * from stg_config_cola_by_year where cola_rate is null}\n"
+                                          "    - {name: pay_known, sql: select * from stg_census_data where employee_gross_compensation is null}\n")
+    vt = v.ValidationTasks(engine)
+    tasks = {t["basename"]: t for t in vt.tasks()}
+    cola = tasks[f"validate:{COLA}"]
+    assert cola["task_dep"] == ["model:stg_config_cola_by_year"]
+    assert cola["doc"] == "[error] A COLA rate for every simulation year (reads stg_config_cola_by_year)"
+    assert repr(cola["uptodate"][0]) == f"CheckTarget(validate:{COLA})"
+    assert tasks["validate:cola_known"]["task_dep"] == ["model:stg_config_cola_by_year"]
+    assert f"validate:{COLA}" in tasks["validate:configuration_consistency"]["task_dep"]
+    assert tasks["validate"]["task_dep"][0] == "_plan:validate"
+    deps = vt.dependencies()
+    assert deps["setup"][-1] == "validate" and f"validate:{COLA}" in deps["setup"]
+    assert "validate:pay_known" in deps["quick"] and "validate:baseline_workforce.headcount" in deps["quick"]
+    assert "validate:cola_known" not in deps["quick"] and f"validate:{COLA}" not in deps["quick"]
+    assert deps["quick"][-1] == "_validate:quick"
+
+
+def test_validate_results_off_adds_nothing_to_setup(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.settings = _settings(tmp_path, "setup: {validate_results: false}\n")
+    assert v.ValidationTasks(engine).dependencies() == {"setup": [], "quick": []}
+
+
+def test_definition_errors_stop_doit_with_one_line(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.settings = _settings(tmp_path, "validation:\n  check_modules: [acme_nowhere]\n")
+    with pytest.raises(InvalidDodoFile, match="cannot import acme_nowhere"):
+        v.ValidationTasks(engine)
+
+
+# -- end to end: doit in a subprocess on a tiny PlanWise-shaped project ------------------------------
+
+MINI_SEEDS = {
+    "census_raw": "employee_id,active,employee_gross_compensation,employee_birth_date,employee_hire_date,employee_termination_date\n"
+                  + "".join(f"E{i},true,{45000 + 9000 * i},19{70 + i}-05-01,20{10 + i}-02-01,\n" for i in range(10))
+                  + "E10,false,50000,1990-01-01,2015-01-01,2024-03-31\n",
+    "config_job_levels": "level_id,min_compensation,max_compensation\n1,40000,75000\n2,75000,110000\n3,110000,160000\n",
+    "config_cola_by_year": "year,cola_rate\n" + "".join(f"{y},0.02\n" for y in range(2025, 2030)),
+    "scenario_meta": "scenario_id\ndefault\n",
+    "comp_levers": "scenario_id,fiscal_year,job_level\ndefault,2025,1\ndefault,2025,2\ndefault,2025,3\n",
+    "hazard_age": "age_band,min_age,max_age\nyoung,18,40\nold,40,121\n",
+    "hazard_tenure": "tenure_band,min_tenure,max_tenure\nnew,0,5\nlong,5,100\n",
+}
+MINI_MODELS = {
+    "stg_census_data": "census_raw", "stg_config_job_levels": "config_job_levels",
+    "stg_config_cola_by_year": "config_cola_by_year", "stg_scenario_meta": "scenario_meta", "stg_comp_levers": "comp_levers",
+}
+MINI_TESTS = {"version": 2, "models": [
+    {"name": "stg_census_data", "columns": [{"name": "employee_id", "data_tests": ["unique", "not_null"]}]},
+    {"name": "stg_config_cola_by_year", "columns": [{"name": "year", "data_tests": ["unique"]}]},
+]}
+# Wires the validation tasks the way the lead's dodo.py will (only if it does not already).
+DODO = '''
+from setup_tasks import session, tasks, validation
+from setup_tasks.tasks import namespace
+
+_ns = namespace()
+globals().update(_ns)
+
+if not any(name.startswith("task_valid") for name in _ns):
+    def task_groups():
+        """The groups"""
+        engine = session.engine()
+        yield from tasks.SetupTasks(engine).group_tasks(validation.group_dependencies(engine))
+
+    def task_validation():
+        """Validation checks"""
+        yield from validation.validation_tasks(session.engine())
+'''
+
+
+def write_mini_project(root: Path, **validation: Any) -> Workspace:
+    ws = Workspace(root)
+    (ws.project / "seeds").mkdir(parents=True)
+    (ws.project / "models" / "staging").mkdir(parents=True)
+    (ws.project / "dbt_project.yml").write_text(yaml.safe_dump({
+        "name": "mini", "version": "1.0", "profile": "mini", "config-version": 2,
+        "models": {"mini": {"+materialized": "table"}}}))
+    (ws.project / "profiles.yml").write_text(yaml.safe_dump({"mini": {"target": "dev", "outputs": {"dev": {
+        "type": "duckdb", "path": "{{ env_var('DUCKDB_PATH', 'mini.duckdb') }}", "threads": 2}}}}))
+    for name, text in MINI_SEEDS.items():
+        ws.seed(name, text)
+    for model, seed in MINI_MODELS.items():
+        ws.model(model, f"select * from {{{{ ref('{seed}') }}}}")
+    (ws.project / "models" / "staging" / "schema.yml").write_text(yaml.safe_dump(MINI_TESTS, sort_keys=False))
+    (root / "dodo.py").write_text(DODO)
+    tables = {"promotion_age_multipliers": "hazard_age", "termination_age_multipliers": "hazard_age",
+              "promotion_tenure_multipliers": "hazard_tenure", "termination_tenure_multipliers": "hazard_tenure"}
+    ws.config_path.write_text(yaml.safe_dump({
+        "database": {"path": "warehouse.duckdb"},
+        "dbt": {"project_dir": "proj", "foundation_selection": "stg_census_data stg_config_job_levels stg_comp_levers"},
+        "census": {"path": "census.parquet", "generate": False},
+        "validation": {"min_baseline_workforce_count": 5, "tables": tables, **validation},
+    }, sort_keys=False))
+    return ws
+
+
+def doit(ws: Workspace, *args: str) -> Any:
+    return ws.doit(*args[:1], "-f", str(ws.root / "dodo.py"), *args[1:]) if args[0] in ("list", "info") \
+        else ws.doit("-f", str(ws.root / "dodo.py"), *args)
+
+
+GROUPS = {"seed_data_integrity", "staging_models", "baseline_workforce", "census_data_quality", "configuration_consistency"}
+
+
+def checks_run(run: Any) -> set[str]:
+    """Check tasks that ran (passed or failed), not group tasks."""
+    return {n for n, r in run.results.items()
+            if n.startswith("validate:") and r in ("success", "fail") and n.split(":", 1)[1] not in GROUPS}
+
+
+@pytest.mark.slow
+def test_setup_validates_then_reruns_only_checks_whose_inputs_changed(tmp_path: Path) -> None:
+    ws = write_mini_project(tmp_path)
+    first = doit(ws, "setup")
+    assert first.returncode == 0, first.stdout + first.stderr
+    all_checks = checks_run(first)
+    assert len(all_checks) == 19 and "validate:dbt_tests" in all_checks
+    assert first.results["validate"] == "success"
+
+    again = doit(ws, "setup")
+    assert again.returncode == 0
+    assert checks_run(again) == set()
+    assert again.results[f"validate:{COLA}"] == "up-to-date"
+    summary = json.loads(again.stdout[again.stdout.find("{"):])
+    validate_out = next(t["out"] for t in summary["tasks"] if t["name"] == "validate")
+    assert "validation: 21 checks run, 21 passed, 0 failed" in validate_out  # 18 checks + 3 dbt tests
+
+    ws.seed("config_cola_by_year", "year,cola_rate\n2025,0.02\n2026,0.02\n2028,0.02\n2029,0.02\n")
+    broken = doit(ws, "setup")
+    assert broken.returncode == 1
+    assert broken.results[f"validate:{COLA}"] == "fail"
+    assert checks_run(broken) == {
+        f"validate:{COLA}", "validate:seed_data_integrity.present", "validate:seed_data_integrity.row_counts",
+        "validate:seed_data_integrity.null_columns", "validate:staging_models.materialized",
+        "validate:staging_models.non_empty"}  # doit stops at the blocking failure: dbt_tests not reached
+    assert "no COLA rate in stg_config_cola_by_year for 2027 (simulation years 2025-2029)" in broken.stdout
+    assert "fix: add those years to seeds/config_cola_by_year.csv" in broken.stdout
+
+    info = doit(ws, "info", f"validate:{COLA}")
+    assert "no stored result" in info.stdout
+
+
+@pytest.mark.slow
+def test_quick_runs_foundation_checks_and_custom_checks_fail_by_severity(tmp_path: Path) -> None:
+    custom = [
+        {"name": "no_top_earners", "description": "pay above 100k", "severity": "warning",
+         "sql": "select employee_id from stg_census_data where employee_gross_compensation > 100000"},
+        {"name": "levers_for_2026", "description": "no lever for 2026", "severity": "error",
+         "sql": "select scenario_id from stg_scenario_meta s where not exists"
+                " (select 1 from stg_comp_levers l where l.scenario_id = s.scenario_id and fiscal_year = 2026)"},
+    ]
+    ws = write_mini_project(tmp_path, custom_checks=custom, run_dbt_tests=False)
+    quick = doit(ws, "quick")
+    assert quick.returncode == 0, quick.stdout + quick.stderr
+    assert checks_run(quick) == {
+        "validate:baseline_workforce.headcount", "validate:baseline_workforce.compensation",
+        "validate:baseline_workforce.compensation_range", "validate:census_data_quality.required_nulls",
+        "validate:census_data_quality.hire_after_termination", "validate:census_data_quality.implausible_ages",
+        "validate:census_data_quality.compensation_outliers", "validate:configuration_consistency.job_level_bands",
+        "validate:configuration_consistency.active_pay_in_job_level", "validate:no_top_earners"}
+    out = json.loads(quick.stdout[quick.stdout.find("{"):])
+    warning = next(t["out"] for t in out["tasks"] if t["name"] == "_validate:quick")
+    assert "reported: no_top_earners failed (warning): 3 offending rows (pay above 100k)" in warning
+
+    setup = doit(ws, "setup")
+    assert setup.returncode == 1
+    assert setup.results["validate:levers_for_2026"] == "fail"
+    assert setup.results["validate:no_top_earners"] == "up-to-date"
+    assert ("levers_for_2026 failed (error): 1 offending rows (no lever for 2026) -- fix: correct the rows "
+            "the query of validation.custom_checks[1] (levers_for_2026) selects") in setup.stdout
