@@ -66,8 +66,9 @@ def node_entry(uid: str, task: str, outcome: Outcome | None, checked: NodeStatus
 
 def check_dict(result: Any) -> dict[str, Any]:
     """A validation result as plain data, whatever the validation module stored."""
-    if hasattr(result, "to_dict"):
-        return dict(result.to_dict())
+    for method in ("to_dict", "as_dict"):
+        if callable(getattr(result, method, None)):
+            return dict(getattr(result, method)())
     if isinstance(result, Mapping):
         return dict(result)
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
@@ -120,7 +121,8 @@ def history_entry(report: Mapping[str, Any]) -> dict[str, Any]:
     """The compact line a run leaves in the history: enough for trends and `doit status`."""
     steps = {n["task"]: n["seconds"] for n in report["nodes"] if n["status"] == "built"}
     for name, check in report["validation"]["checks"].items():
-        if isinstance(check.get("seconds"), (int, float)):
+        # A result reused from an earlier run (up_to_date) took no time in this one.
+        if isinstance(check.get("seconds"), (int, float)) and not check.get("up_to_date"):
             steps[name if name.startswith("validate:") else f"validate:{name}"] = round(check["seconds"], 3)
     keys = ("run_id", "started", "ended", "seconds", "exit_code", "interrupted", "config_digest", "counts", "dbt_invocations")
     return {

@@ -8,9 +8,9 @@ Ready-to-set-up rule (the task exits 0 when ready, 1 when not):
     - another setup run holds this database's run lock (a run is in progress);
     - another process holds DuckDB's lock on the database file, or the file cannot
       be opened as a DuckDB database;
-    - the project reads the census (a source whose location uses the
-      ``census_parquet_path`` var), ``census.generate`` is false, and the census
-      file is missing, unreadable or lacks required columns.
+    - a node setup builds reads the census file (a source whose external
+      location is ``census.path``), ``census.generate`` is false, and the file is
+      missing, unreadable or lacks required columns.
   Everything else is ready, including a database that does not exist yet and
   stale nodes: rebuilding stale nodes is what setup is for.
 """
@@ -28,7 +28,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from . import database
 from .census import REQUIRED_CENSUS_COLUMNS, inspect_census
 from .config import Settings
-from .engine import CENSUS_VAR, Engine, NodeStatus
+from .engine import Engine, NodeStatus
 from .errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError
 from .report import last_run, regressions, task_names
 
@@ -128,13 +128,8 @@ def database_state(path: Path, read: Callable[[], database.Snapshot], run_holder
 
 
 def reads_census(engine: Engine | None) -> bool:
-    """Does a source read the census file? Unknown (no project) counts as yes."""
-    if engine is None:
-        return True
-    return any(
-        n.resource_type == "source" and CENSUS_VAR in (n.external_location or "")
-        for n in engine.manifest.nodes.values()
-    )
+    """Does a node setup builds read the census file? Unknown (no project) counts as yes."""
+    return engine is None or any(engine.reads_census(uid) for uid in engine.setup_nodes)
 
 
 def census_state(settings: Settings, read_by_project: bool) -> CensusState:

@@ -244,6 +244,9 @@ class FakeEngine:
     def node(self, uid: str) -> Any:
         return self.manifest.nodes[uid]
 
+    def reads_census(self, uid: str) -> bool:
+        return False  # shop's only external source is events.csv
+
     def snapshot(self) -> Any:
         from setup_tasks import database
 

@@ -74,12 +74,13 @@ def test_ids_are_safe_and_unique() -> None:
 
 
 def task_validate() -> Iterator[dict[str, Any]]:
-    yield {"basename": "validate:orders_positive", "actions": [], "task_dep": ["model:stg_orders", "setup"]}
-    yield {"name": "census", "actions": [], "task_dep": ["validate:orders_positive"]}
+    yield {"basename": "validate:orders_positive", "actions": ["echo"], "task_dep": ["model:stg_orders", "setup"]}
+    yield {"name": "census", "actions": ["echo"], "task_dep": ["validate:orders_positive"]}
+    yield {"basename": "validate:orders", "actions": None, "task_dep": ["validate:orders_positive"]}  # a group
 
 
 def task_other() -> dict[str, Any]:
-    return {"actions": [], "task_dep": ["seed:orders"]}
+    return {"actions": ["echo"], "task_dep": ["seed:orders"]}
 
 
 def test_validation_tasks_are_drawn_after_what_they_check(tmp_path: Path) -> None:

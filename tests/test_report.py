@@ -99,6 +99,22 @@ def test_history_line_keeps_steps_and_failures(tmp_path: Path) -> None:
     assert entry["validation"] == {"failed": 1, "passed": 1}
 
 
+def test_validation_results_of_the_validation_module(tmp_path: Path) -> None:
+    from setup_tasks.validation import CheckResult as ValidationResult
+
+    engine = engine_after_a_run(tmp_path)
+    engine.run.checks = {
+        "census.quality": ValidationResult("census.quality", "failed", "error", "3 duplicate ids", seconds=0.25),
+        "seeds.integrity": ValidationResult("seeds.integrity", "passed", "critical", "", seconds=9.0, up_to_date=True),
+    }
+    report = json.loads(write_run_report(engine).read_text())
+    assert report["validation"]["counts"] == {"failed": 1, "passed": 1}
+    assert report["validation"]["checks"]["census.quality"]["message"] == "3 duplicate ids"
+    steps = last_run(engine.settings.report.history_path)["steps"]
+    assert steps["validate:census.quality"] == 0.25
+    assert "validate:seeds.integrity" not in steps  # reused from an earlier run: no time spent now
+
+
 def test_a_process_that_ran_nothing_writes_nothing(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path)
     assert write_run_report(engine) is None
