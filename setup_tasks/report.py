@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .engine import Engine, NodeStatus, Outcome
+from .errors import SetupError
 from .state import write_json_atomic
 
 REPORT_VERSION = 1
@@ -136,6 +137,7 @@ def history_entry(report: Mapping[str, Any]) -> dict[str, Any]:
 def write_run_report(engine: Engine, *, interrupted: bool = False, exit_code: int | None = None) -> Path | None:
     """Write this run's report and put it in the history; returns the report's path.
 
+    Raises SetupError (one line, with the fix) when a file cannot be written.
     Calling it again in the same run rewrites both (the history keeps one line per
     run id). A process that neither checked, built nor validated anything (`doit
     list`, `status`, `graph`, `clear`) writes nothing and returns None, so such
@@ -145,9 +147,15 @@ def write_run_report(engine: Engine, *, interrupted: bool = False, exit_code: in
     if not (run.checked or run.outcomes or run.checks):
         return None
     report = build_report(engine, ended=time.time(), interrupted=interrupted, exit_code=exit_code)
-    path = engine.settings.report.path
-    write_json_atomic(path, report)
-    append_history(engine.settings.report.history_path, history_entry(report))
+    path, history = engine.settings.report.path, engine.settings.report.history_path
+    try:
+        write_json_atomic(path, report)
+        append_history(history, history_entry(report))
+    except OSError as exc:
+        raise SetupError(
+            f"cannot write the run report {exc.filename or path}: {exc.strerror}",
+            "set report.path and report.history_path to a writable location",
+        ) from None
     return path
 
 

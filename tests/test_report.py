@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from factories import FakeEngine
 from setup_tasks.engine import NodeStatus, Outcome
+from setup_tasks.errors import SetupError
 from setup_tasks.report import (
     HISTORY_LIMIT, append_history, last_run, read_history, regressions, write_run_report,
 )
@@ -120,6 +122,14 @@ def test_a_process_that_ran_nothing_writes_nothing(tmp_path: Path) -> None:
     assert write_run_report(engine) is None
     assert not engine.settings.report.path.exists()
     assert not engine.settings.report.history_path.exists()
+
+
+def test_an_unwritable_report_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    engine = engine_after_a_run(tmp_path)
+    (tmp_path / "warehouse.setup_report.json").mkdir()  # a directory where the file should go
+    with pytest.raises(SetupError) as err:
+        write_run_report(engine)
+    assert "cannot write the run report" in err.value.cause and "report.path" in err.value.fix
 
 
 def test_history_is_bounded_and_skips_unreadable_lines(tmp_path: Path) -> None:
