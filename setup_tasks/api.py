@@ -146,6 +146,7 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
         return SetupResult(False, 3, tuple(recorder.runs), {}, time.perf_counter() - started, str(err))
     engine = session.current_engine()
     validation = dict(engine.run.checks) if engine else {}
+    session.write_report(code)
     if engine is not None:
         engine.close()
     error = "; ".join(recorder.errors)

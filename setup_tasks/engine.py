@@ -301,11 +301,15 @@ class Engine:
         if self.census_pending():
             readers = {u for u in scope if self.reads_census(u)}
             waiting = readers | self.graph.descendants(readers)
-        return [
-            u for u in self.setup_nodes_and(uid)
-            if u in scope and u not in self.run.outcomes
-            and (u == uid or (u not in waiting and self.status(u).stale))
-        ]
+        batch = []
+        for u in self.setup_nodes_and(uid):
+            if u not in scope or u in self.run.outcomes or (u != uid and u in waiting):
+                continue
+            status = self.status(u)
+            if u == uid or status.stale:
+                self.run.checked.setdefault(u, status)  # its reason, for the run report
+                batch.append(u)
+        return batch
 
     def setup_nodes_and(self, uid: str) -> list[str]:
         nodes = self.setup_nodes if uid in self.setup_nodes else self.graph.buildable({*self.setup_nodes, uid})

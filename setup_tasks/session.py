@@ -8,6 +8,7 @@ line, after doit has saved the state of every task completed so far.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import time
@@ -89,11 +90,27 @@ def interrupted_message() -> str:
     return f"interrupted: {done} node(s) built in this run are kept; run the same command again to finish"
 
 
+def write_report(exit_code: int | None = None) -> None:
+    """Write the run report of a process that ran tasks (not of `list`, `info`, ...)."""
+    engine = _engine
+    if engine is None or not (engine.run.scope or engine.run.outcomes or engine.run.checks):
+        return
+    from .report import write_run_report
+
+    try:
+        write_run_report(engine, interrupted=interrupted, exit_code=exit_code)
+    except SetupError as err:
+        sys.stderr.write(f"warning: {err.one_line()}\n")
+
+
 def _interrupted(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
     """Last resort for a Ctrl-C outside any task action: one line, status 130."""
     if not issubclass(exc_type, KeyboardInterrupt):
         _previous_hook(exc_type, exc, tb)
         return
+    global interrupted
+    interrupted = True
+    write_report(EXIT_INTERRUPTED)
     sys.stdout.flush()
     sys.stderr.write(f"\n{interrupted_message()}\n")
     sys.stderr.flush()
@@ -101,6 +118,11 @@ def _interrupted(exc_type: type[BaseException], exc: BaseException, tb: Any) -> 
 
 
 _previous_hook = sys.excepthook
+
+
+def _write_report_at_exit() -> None:
+    if mode == "cli":
+        write_report(EXIT_INTERRUPTED if interrupted else None)
 
 
 def doit_config() -> dict[str, Any]:
@@ -113,8 +135,9 @@ def doit_config() -> dict[str, Any]:
             f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
             "fix: set database.path (or DUCKDB_PATH) to a writable location"
         ) from None
-    if sys.excepthook is not _interrupted:
+    if mode == "cli" and sys.excepthook is not _interrupted:
         sys.excepthook = _interrupted
+        atexit.register(_write_report_at_exit)
     from .reporting import SetupReporter
 
     return {

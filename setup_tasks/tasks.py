@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
-from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.exceptions import TaskFailed
 
 from .census import CensusRequest
 from .engine import Engine
@@ -117,8 +117,8 @@ def census_task(engine: Engine) -> TaskDict:
     request = engine.census_request()
     return {
         "basename": CENSUS_TASK,
-        "doc": f"Generate the synthetic census at {request.path} when missing or its parameters changed "
-               "(never overwrites your own file); e.g. doit census employees=2000000",
+        "doc": "Generate the synthetic census when missing or its parameters changed "
+               "(never over your own file): doit census employees=N",
         "actions": [(census_action, [engine, request])],
         "uptodate": [CensusTarget(request)],
         "verbosity": 2,
@@ -171,11 +171,6 @@ class SetupTasks:
             }
 
 
-def definition_error(err: SetupError) -> InvalidDodoFile:
-    """Errors found while defining tasks stop doit with one line, no traceback."""
-    return InvalidDodoFile(err.one_line())
-
-
 # -- task functions that dodo.py imports ---------------------------------------------
 
 
@@ -192,7 +187,22 @@ def task_nodes() -> Iterator[TaskDict]:
 
 def task_groups() -> Iterator[TaskDict]:
     """The groups: setup, quick, seeds, staging"""
-    yield from _tasks().group_tasks()
+    from . import session
+    from .validation import group_dependencies
+
+    engine = session.engine()
+    extra = group_dependencies(engine)
+    # Derived simulation tables go last: only a run that rebuilt an input drops them.
+    extra["setup"] = [*extra.get("setup", []), "_clear_derived"]
+    yield from SetupTasks(engine).group_tasks(extra)
+
+
+def task_validation() -> Iterator[TaskDict]:
+    """Validation checks: validate:<name>, and the validate group"""
+    from . import session
+    from .validation import validation_tasks
+
+    yield from validation_tasks(session.engine())
 
 
 def task_census() -> TaskDict:
@@ -206,7 +216,7 @@ from .status import task_status  # noqa: E402  (these modules import this one la
 from .clear import task_clear  # noqa: E402
 from .diagram import task_graph  # noqa: E402
 
-TASK_FUNCTIONS = (task_nodes, task_groups, task_census, task_status, task_clear, task_graph)
+TASK_FUNCTIONS = (task_nodes, task_groups, task_census, task_validation, task_status, task_clear, task_graph)
 
 
 def namespace() -> dict[str, Any]:
