@@ -146,4 +146,6 @@ def doit_config() -> dict[str, Any]:
         "dep_file": str(state_dir / "doit.sqlite"),
         "backend": "sqlite3",
         "verbosity": 1,
+        # setup.fail_fast: false keeps building what does not depend on a failure (doit --continue).
+        "continue": not settings().setup.fail_fast,
     }
