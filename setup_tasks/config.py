@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from setup_tasks.errors import ConfigError
@@ -248,8 +247,39 @@ def load_schema() -> dict[str, Any]:
 
 
 @functools.cache
-def _validator() -> jsonschema.Draft202012Validator:
+def _validator() -> Any:
+    import jsonschema  # imported only when a document must really be validated
+
     return jsonschema.Draft202012Validator(_schema())
+
+
+VALID_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "planwise-setup" / "valid-configs.json"
+VALID_CACHE_SIZE = 64
+
+
+def _document_digest(instance: Any) -> str:
+    schema = json.dumps(_schema(), sort_keys=True)
+    return hashlib.sha256((schema + json.dumps(instance, sort_keys=True, default=repr)).encode()).hexdigest()
+
+
+def _known_valid(digest: str) -> bool:
+    try:
+        return digest in json.loads(VALID_CACHE.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _remember_valid(digest: str) -> None:
+    """Validation is a pure function of (schema, document): remember documents that passed."""
+    try:
+        known = json.loads(VALID_CACHE.read_text()) if VALID_CACHE.exists() else []
+        known = [d for d in known if d != digest][-(VALID_CACHE_SIZE - 1):] + [digest]
+        VALID_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        tmp = VALID_CACHE.with_name(f".{VALID_CACHE.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(VALID_CACHE)
+    except (OSError, ValueError, TypeError):
+        pass  # a cache: without it the next load validates again
 
 
 def _resolve_ref(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -328,13 +358,22 @@ def _dotted(parts: Iterable[str | int]) -> str:
 
 
 def _schema_problems(instance: Any, where: str) -> list[Problem]:
+    # An empty document is all defaults; a document that passed before passes
+    # again: neither needs jsonschema (whose import alone costs a no-op run 10%).
+    if instance == {}:
+        return []
+    digest = _document_digest(instance)
+    if _known_valid(digest):
+        return []
     # Unsorted on purpose: jsonschema walks keys in schema order, which is the
     # order of the sample file, so problems read top to bottom.
     problems = [problem for error in _validator().iter_errors(instance) for problem in _describe(error, where)]
+    if not problems:
+        _remember_valid(digest)
     return list(dict.fromkeys(problems))  # one "required" error per key, each describing all missing keys
 
 
-def _describe(error: jsonschema.ValidationError, where: str) -> list[Problem]:
+def _describe(error: Any, where: str) -> list[Problem]:
     path = list(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
@@ -356,7 +395,7 @@ def _unknown_key(key: str, allowed: list[str]) -> str:
 _TYPE_WORDS = {"object": "mapping", "array": "list"}  # YAML words for JSON Schema types
 
 
-def _message(error: jsonschema.ValidationError) -> str:
+def _message(error: Any) -> str:
     if "propertyNames" in error.relative_schema_path:
         return f"key {error.instance!r} must be a string (quote it)"
     if error.validator == "type":

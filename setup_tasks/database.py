@@ -94,6 +94,20 @@ def _signature(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]) -> str
     return f"{count}:{digest}"
 
 
+def _signatures(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str | None]:
+    """Row count and order-independent content hash of each table, in one query."""
+    if not keys:
+        return {}
+    union = " UNION ALL ".join(
+        f"SELECT {i} AS i, count(*) AS n, bit_xor(hash(t)) AS h FROM {qualified(key)} AS t" for i, key in enumerate(keys)
+    )
+    try:
+        rows = con.execute(union).fetchall()
+    except duckdb.Error:  # one odd table must not cost the others their signature
+        return {key: _signature(con, key) for key in keys}
+    return {keys[i]: f"{n}:{h}" for i, n, h in rows}
+
+
 def _tables(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], str]:
     rows = con.execute(
         "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables"
@@ -108,10 +122,8 @@ def snapshot(path: Path, signed: Iterable[tuple[str, str, str]] = ()) -> Snapsho
     with connect(path, read_only=True) as con:
         kinds = _tables(con)
         wanted = set(signed)
-        tables = {
-            key: TableState(kind, _signature(con, key) if key in wanted and kind == "BASE TABLE" else None)
-            for key, kind in kinds.items()
-        }
+        signed_now = _signatures(con, sorted(k for k, kind in kinds.items() if k in wanted and kind == "BASE TABLE"))
+        tables = {key: TableState(kind, signed_now.get(key)) for key, kind in kinds.items()}
     return Snapshot(path, True, tables)
 
 
@@ -122,7 +134,8 @@ def signatures(path: Path, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[s
         return {}
     with connect(path) as con:
         kinds = _tables(con)
-        return {k: _signature(con, k) if kinds.get(k) == "BASE TABLE" else None for k in keys}
+        signed = _signatures(con, [k for k in keys if kinds.get(k) == "BASE TABLE"])
+        return {k: signed.get(k) for k in keys}
 
 
 def check_writable(path: Path) -> None:

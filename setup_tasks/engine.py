@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import database
 from .errors import CensusError, DatabaseError, SetupError
 from .fingerprints import FileHasher, Fingerprint, FingerprintCalculator, effective_vars, explain
-from .graph import SetupGraph
+from .graph import GraphMemo, SetupGraph
 from .manifest import DbtContext, Manifest, Node, load_manifest, manifest_cache, read_project_yaml
 from .state import BuildRecord, BuildRecords, RunLock, new_build_id, read_json, write_json_atomic
 
@@ -117,7 +117,8 @@ class Engine:
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
         self.manifest: Manifest = load_manifest(self.ctx, selections)
         self.manifest_path = manifest_cache(self.ctx).manifest_path
-        self.graph = SetupGraph.from_manifest(self.manifest)
+        memo = GraphMemo(self.manifest_path.with_name("planwise_graph_memo.json"), self.manifest.invocation_id)
+        self.graph = SetupGraph.from_manifest(self.manifest, memo)
         self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(self.manifest.selections["setup"]))
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(self.manifest.selections["foundation"]))
         state_dir: Path = settings.state_dir
@@ -136,8 +137,19 @@ class Engine:
         self._census_pending: bool | None = None
 
     def close(self) -> None:
-        """Let other runs build this database again."""
+        """Keep what this run learnt, and let other runs build this database again."""
+        self.save_caches()
         self.lock.release()
+
+    def save_caches(self) -> None:
+        """Graph answers and file hashes: losing them costs time, never correctness."""
+        self.graph.memo.save()
+        if self.hasher.dirty:
+            try:
+                write_json_atomic(self._hash_cache_path, self.hasher.cache)
+                self.hasher.dirty = False
+            except OSError:
+                pass
 
     # -- names ------------------------------------------------------------------------
 
@@ -184,11 +196,6 @@ class Engine:
                 self.manifest, self.graph, self.ctx.project_dir, self.root, self.variables(), self.hasher, sources
             )
             self._fingerprints = calc.compute(self.tracked())
-            if self.hasher.dirty:
-                try:
-                    write_json_atomic(self._hash_cache_path, self.hasher.cache)
-                except OSError:
-                    pass  # a cache: losing it costs a re-hash, nothing else
         return self._fingerprints
 
     def variables(self) -> dict[str, Any]:

@@ -130,6 +130,7 @@ class Manifest:
     dbt_version: str
     adapter_type: str
     selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    invocation_id: str = ""
 
 
 def _relation(raw: Mapping[str, Any]) -> Relation | None:
@@ -190,14 +191,29 @@ def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[st
         dbt_version=meta.get("dbt_version", ""),
         adapter_type=meta.get("adapter_type", ""),
         selections=dict(selections or {}),
+        invocation_id=meta.get("invocation_id", ""),
     )
 
 
 # --- freshness -------------------------------------------------------------------
 
 
+_project_yaml_cache: dict[tuple[str, int], dict[str, Any]] = {}
+
+
 def read_project_yaml(project_dir: Path) -> dict[str, Any]:
+    """dbt_project.yml as data (read once per content version: it is asked for often)."""
     path = project_dir / "dbt_project.yml"
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        key = (str(path), -1)
+    if key not in _project_yaml_cache:
+        _project_yaml_cache[key] = _read_project_yaml(path, project_dir)
+    return _project_yaml_cache[key]
+
+
+def _read_project_yaml(path: Path, project_dir: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:

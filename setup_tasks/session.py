@@ -120,9 +120,12 @@ def _interrupted(exc_type: type[BaseException], exc: BaseException, tb: Any) -> 
 _previous_hook = sys.excepthook
 
 
-def _write_report_at_exit() -> None:
-    if mode == "cli":
-        write_report(EXIT_INTERRUPTED if interrupted else None)
+def _at_exit() -> None:
+    if mode != "cli":
+        return
+    write_report(EXIT_INTERRUPTED if interrupted else None)
+    if _engine is not None:
+        _engine.save_caches()  # after the report: it asks the graph too
 
 
 def doit_config() -> dict[str, Any]:
@@ -137,7 +140,7 @@ def doit_config() -> dict[str, Any]:
         ) from None
     if mode == "cli" and sys.excepthook is not _interrupted:
         sys.excepthook = _interrupted
-        atexit.register(_write_report_at_exit)
+        atexit.register(_at_exit)
     from .reporting import SetupReporter
 
     return {

@@ -259,3 +259,36 @@ class FakeEngine:
         if values is not None:
             self.run.checked[uid] = status
         return status
+
+
+# -- hand-made manifests for pure tests ------------------------------------------------
+
+
+def manifest_node(uid: str, depends_on: tuple[str, ...] = (), *, materialized: str = "table",
+                  raw_code: str = "", path: str | None = None, config: Mapping[str, Any] | None = None,
+                  external_location: str | None = None, macros: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One node of manifest.json as dbt writes it, with only the fields the engine reads."""
+    rtype, package, name = uid.split(".", 2)
+    node: dict[str, Any] = {
+        "unique_id": uid, "resource_type": rtype, "name": name, "package_name": package,
+        "original_file_path": path or (f"seeds/{name}.csv" if rtype == "seed" else f"models/{name}.sql"),
+        "fqn": [package, name], "database": "db", "schema": "main", "alias": name,
+        "config": {"materialized": "seed" if rtype == "seed" else materialized, **(config or {})},
+        "depends_on": {"nodes": list(depends_on), "macros": list(macros)}, "raw_code": raw_code,
+    }
+    if rtype == "source":
+        node.update(identifier=name, source_meta={}, meta={"external_location": external_location} if external_location else {})
+    if rtype == "test":
+        node["test_metadata"] = {"name": "not_null", "kwargs": {"column_name": "id"}}
+        node["attached_node"] = depends_on[0] if depends_on else None
+    return node
+
+
+def make_manifest(*nodes: dict[str, Any], macros: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A manifest.json document from nodes made by ``manifest_node``."""
+    return {
+        "metadata": {"project_name": "p", "dbt_version": "1.11.0", "adapter_type": "duckdb", "invocation_id": "inv"},
+        "nodes": {n["unique_id"]: n for n in nodes if n["resource_type"] != "source"},
+        "sources": {n["unique_id"]: n for n in nodes if n["resource_type"] == "source"},
+        "macros": {uid: {"macro_sql": sql, "depends_on": {"macros": []}} for uid, sql in (macros or {}).items()},
+    }

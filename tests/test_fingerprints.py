@@ -1,0 +1,101 @@
+"""Fingerprints: what each node's content derives from, and the words for what changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factories import make_manifest, manifest_node as n
+from setup_tasks.fingerprints import FileHasher, FingerprintCalculator, effective_vars, explain
+from setup_tasks.graph import SetupGraph
+from setup_tasks.manifest import manifest_from_dict
+
+
+def project(tmp_path: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    return tmp_path
+
+
+NODES = (
+    n("seed.p.levels"),
+    n("source.p.raw.census", external_location="data/census_*.parquet"),
+    n("model.p.stg_levels", ("seed.p.levels",), raw_code="select * from {{ ref('levels') }} where y = {{ var('year') }}"),
+    n("model.p.stg_census", ("source.p.raw.census",), raw_code="select {{ scale('pay') }} from x",
+      macros=("macro.p.scale",)),
+    n("model.p.report", ("model.p.stg_levels", "model.p.stg_census"), raw_code="select 1"),
+)
+FILES = {
+    "seeds/levels.csv": "id\n1\n",
+    "models/stg_levels.sql": "v1", "models/stg_census.sql": "v1", "models/report.sql": "v1",
+    "data/census_1.parquet": "A", "data/census_2.parquet": "B",
+}
+
+
+def fingerprints(root: Path, variables: dict | None = None, macro_sql: str = "{{ var('factor') }} * pay"):
+    manifest = manifest_from_dict(make_manifest(*NODES, macros={"macro.p.scale": macro_sql}))
+    calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root, root,
+                                 {"year": 2025, "factor": 2, **(variables or {})}, FileHasher())
+    return calc.compute(manifest.nodes)
+
+
+def test_parts_name_files_vars_macros_externals_and_upstreams(tmp_path: Path) -> None:
+    fp = fingerprints(project(tmp_path, FILES))
+    levels = fp["model.p.stg_levels"].parts
+    assert "file:models/stg_levels.sql" in levels and levels["var:year"] == "2025"
+    assert "var:factor" not in levels
+    census = fp["model.p.stg_census"].parts
+    assert census["var:factor"] == "2" and "macro:macro.p.scale" in census  # var read through a macro
+    source = fp["source.p.raw.census"].parts
+    assert {"external:data/census_1.parquet", "external:data/census_2.parquet"} <= set(source)  # a glob
+    assert fp["model.p.report"].parts["upstream:model.p.stg_census"] == fp["model.p.stg_census"].digest
+
+
+def test_a_change_propagates_downstream_and_only_there(tmp_path: Path) -> None:
+    root = project(tmp_path, FILES)
+    before = fingerprints(root)
+    (root / "data" / "census_2.parquet").write_text("changed")
+    after = fingerprints(root)
+    changed = {uid for uid in before if before[uid].digest != after[uid].digest}
+    assert changed == {"source.p.raw.census", "model.p.stg_census", "model.p.report"}
+
+
+def test_vars_change_only_their_readers(tmp_path: Path) -> None:
+    root = project(tmp_path, FILES)
+    before, after = fingerprints(root), fingerprints(root, {"year": 2026})
+    changed = {uid for uid in before if before[uid].digest != after[uid].digest}
+    assert changed == {"model.p.stg_levels", "model.p.report"}
+
+
+def test_a_var_naming_a_file_makes_the_file_an_input(tmp_path: Path) -> None:
+    root = project(tmp_path, {**FILES, "extra.csv": "x"})
+    fp = fingerprints(root, {"year": "extra.csv"})
+    assert "external:extra.csv" in fp["model.p.stg_levels"].parts
+
+
+def test_explain_says_what_changed_in_words(tmp_path: Path) -> None:
+    root = project(tmp_path, FILES)
+    before = fingerprints(root)
+    (root / "seeds" / "levels.csv").write_text("id\n2\n")
+    after = fingerprints(root, {"year": 2030})
+    names = {"seed.p.levels": "seed levels"}
+    assert explain(before["model.p.stg_levels"].parts, after["model.p.stg_levels"].parts, names) == [
+        "upstream changed: seed levels", "var changed: year (2025 -> 2030)",
+    ]
+    assert explain(before["seed.p.levels"].parts, after["seed.p.levels"].parts) == ["file changed: seeds/levels.csv"]
+    assert explain({"a": "1"}, {"a": "1", "var:x": "2"}) == ["new input: var x"]
+
+
+def test_file_hasher_reuses_hashes_of_unchanged_files(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 3_000_000)  # beyond the 1 MiB where dbt stops hashing seeds
+    cache: dict = {}
+    first = FileHasher(cache).hash(path)
+    assert FileHasher(cache).hash(path) == first and cache
+    path.write_bytes(b"x" * 2_999_999 + b"y")
+    assert FileHasher(cache).hash(path) != first
+
+
+def test_effective_vars_follow_dbt_precedence() -> None:
+    project_yaml = {"vars": {"a": 1, "b": 1, "proj": {"b": 2, "c": 2}}}
+    assert effective_vars(project_yaml, "proj", {"c": 3}) == {"a": 1, "b": 2, "c": 3}

@@ -1,0 +1,74 @@
+"""The manifest graph: selections, order, ephemeral walk-through, cycles, the memo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from factories import make_manifest, manifest_node as n
+from setup_tasks.errors import GraphCycleError
+from setup_tasks.graph import GraphMemo, SetupGraph
+from setup_tasks.manifest import manifest_from_dict
+
+
+def graph(*nodes, memo=None) -> SetupGraph:
+    return SetupGraph.from_manifest(manifest_from_dict(make_manifest(*nodes)), memo)
+
+
+DIAMOND = (
+    n("seed.p.b"), n("seed.p.a"),
+    n("model.p.left", ("seed.p.a",)), n("model.p.right", ("seed.p.a", "seed.p.b")),
+    n("model.p.top", ("model.p.left", "model.p.right")),
+    n("test.p.not_null_top", ("model.p.top",)),
+    n("test.p.rel_left_right", ("model.p.left", "model.p.right")),
+)
+
+
+def test_topological_order_is_deterministic_with_ties_by_id() -> None:
+    g = graph(*DIAMOND)
+    order = g.topological(["model.p.top", "model.p.left", "model.p.right", "seed.p.a", "seed.p.b"])
+    assert order == ["seed.p.a", "model.p.left", "seed.p.b", "model.p.right", "model.p.top"]
+    assert graph(*reversed(DIAMOND)).topological(order) == order
+
+
+def test_selection_with_ancestors_and_buildable() -> None:
+    g = graph(*DIAMOND)
+    assert g.with_ancestors(["model.p.left"]) == {"model.p.left", "seed.p.a"}
+    assert g.buildable(g.with_ancestors(["model.p.top"]))[-1] == "model.p.top"
+    assert g.descendants(["seed.p.b"]) == {"model.p.right", "model.p.top", "test.p.not_null_top", "test.p.rel_left_right"}
+
+
+def test_tests_of_needs_every_parent_in_scope() -> None:
+    g = graph(*DIAMOND)
+    assert g.tests_of(["model.p.left"]) == []
+    assert g.tests_of(["model.p.left", "model.p.right"]) == ["test.p.rel_left_right"]
+
+
+def test_ephemeral_models_are_walked_through_to_real_parents() -> None:
+    g = graph(
+        n("source.p.raw.events", ()), n("seed.p.s"),
+        n("model.p.eph", ("seed.p.s", "source.p.raw.events"), materialized="ephemeral"),
+        n("model.p.out", ("model.p.eph",)),
+    )
+    assert g.built_parents("model.p.out") == ["seed.p.s", "source.p.raw.events"]
+    assert "model.p.eph" not in g.buildable(g.with_ancestors(["model.p.out"]))
+
+
+def test_cycle_is_reported_with_its_path() -> None:
+    with pytest.raises(GraphCycleError) as err:
+        graph(n("model.p.a", ("model.p.c",)), n("model.p.b", ("model.p.a",)), n("model.p.c", ("model.p.b",)))
+    message = str(err.value)
+    assert "-->" in message and message.count("model.p.") == 4
+
+
+def test_memo_answers_without_recomputing(tmp_path: Path) -> None:
+    path = tmp_path / "memo.json"
+    first = graph(*DIAMOND, memo=GraphMemo(path, "inv"))
+    answer = first.topological(None)
+    first.memo.save()
+    again = graph(*DIAMOND, memo=GraphMemo(path, "inv"))
+    assert again._nx is None  # a verified memo: networkx not needed
+    assert again.topological(None) == answer and again._nx is None
+    other = graph(*DIAMOND, memo=GraphMemo(path, "another manifest"))
+    assert other._nx is not None  # a memo of another manifest is not trusted
