@@ -31,7 +31,7 @@ def _test_parents(project: Project, validation: ValidationSettings) -> list[str]
 
 @dataclass(frozen=True)
 class DbtTestsCheck(Check):
-    """Runs the stale dbt tests through ``execution.run_tests`` and reuses the others' stored results."""
+    """Runs the stale dbt tests through the engine's runner (one dbt invocation) and reuses the others' stored results."""
 
     def input_parts(self, engine: "Engine") -> dict[str, str]:
         fingerprints = engine.fingerprints()
@@ -65,12 +65,10 @@ class DbtTestsCheck(Check):
         return kept
 
     def run_tests(self, engine: "Engine", uids: list[str]) -> dict[str, CheckResult]:
-        from . import execution
-
         outcomes: dict[str, Any] = {}
         engine.run.invocations += 1
         try:
-            execution.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in uids],
+            engine.runner.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in uids],
                                 lambda outcome: outcomes.__setitem__(outcome.unique_id, outcome), quiet=engine.quiet)
         except KeyboardInterrupt:
             from . import session

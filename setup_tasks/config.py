@@ -81,6 +81,7 @@ class DbtSettings:
     vars: Mapping[str, Any]
     setup_selection: str
     foundation_selection: str
+    worker_idle_seconds: int
 
     def vars_dict(self) -> dict[str, Any]:
         """A plain, mutable deep copy of ``vars`` (for JSON and dbt's --vars)."""

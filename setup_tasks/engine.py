@@ -20,6 +20,7 @@ from . import database
 from .errors import CensusError, DatabaseError, SetupError
 from .fingerprints import FileHasher, Fingerprint, FingerprintCalculator, effective_vars, explain
 from .graph import GraphMemo, SetupGraph
+from .runner import Runner
 from .manifest import DbtContext, Manifest, Node, load_manifest, manifest_cache, read_project_yaml
 from .state import BuildRecord, BuildRecords, RunLock, new_build_id, read_json, write_json_atomic
 
@@ -115,7 +116,8 @@ class Engine:
         self.db_path: Path = settings.database.path
         self.project_yaml = read_project_yaml(self.ctx.project_dir)
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
-        self.manifest: Manifest = load_manifest(self.ctx, selections)
+        self.runner = Runner(settings.dbt.worker_idle_seconds)
+        self.manifest: Manifest = load_manifest(self.ctx, selections, self.runner)
         self.manifest_path = manifest_cache(self.ctx).manifest_path
         memo = GraphMemo(self.manifest_path.with_name("planwise_graph_memo.json"), self.manifest.invocation_id)
         self.graph = SetupGraph.from_manifest(self.manifest, memo)
@@ -334,11 +336,9 @@ class Engine:
         runnable = [u for u in batch if u not in blocked]
         self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked)})
         if runnable:
-            from . import execution
-
             self.run.invocations += 1
             nodes = [self.node(u) for u in runnable]
-            execution.build_nodes(
+            self.runner.build_nodes(
                 self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
                 on_start=lambda started: self._emit("start", {"unique_id": started}),
             )

@@ -159,10 +159,15 @@ def _outcome_from_event(event: Any) -> NodeOutcome | None:
 
 def _run(ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Node],
          on_outcome: Callable[[NodeOutcome], None], quiet: bool,
-         on_start: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
+         on_start: Callable[[str], None] | None = None,
+         log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
     outcomes: dict[str, NodeOutcome] = {}
+    if not nodes:
+        return outcomes  # an empty --select would mean "everything"
 
     def callback(event: Any) -> None:
+        if log is not None and event.info.level in ("info", "warn", "error") and event.info.msg:
+            log(event.info.msg)
         if event.info.name == "NodeStart" and on_start is not None:
             on_start(event.data.node_info.unique_id)
             return
@@ -186,16 +191,32 @@ def _run(ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequen
 
 def build_nodes(ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
                 on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
-                on_start: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
+                on_start: Callable[[str], None] | None = None,
+                log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
     """Build seeds and models in one dbt invocation (dbt orders them); tests are not run."""
     command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
-    return _run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start)
+    return _run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log)
 
 
 def run_tests(ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
-              on_outcome: Callable[[NodeOutcome], None], quiet: bool = True) -> dict[str, NodeOutcome]:
+              on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
+              log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
     """Run the given dbt tests in one invocation."""
-    return _run(ctx, manifest_path, ["test"], tests, on_outcome, quiet)
+    return _run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log)
+
+
+def warm_up() -> None:
+    """Import what every invocation needs, ahead of the first one (for the warm worker)."""
+    import dbt.adapters.duckdb  # noqa: F401
+    import dbt.cli.main  # noqa: F401
+    from dbt.artifacts.schemas.manifest import WritableManifest  # noqa: F401
+    from dbt.contracts.graph.manifest import Manifest  # noqa: F401
+    from dbt.contracts.project import Project, ProfileConfig
+
+    # dbt validates dbt_project.yml and profiles.yml against JSON Schemas it builds,
+    # slowly, on first use in a process.
+    Project.json_schema()
+    ProfileConfig.json_schema()
 
 
 def release_database() -> None:

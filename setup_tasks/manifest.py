@@ -327,16 +327,17 @@ def manifest_cache(ctx: DbtContext) -> ManifestCache:
     return ManifestCache(tdir / CACHE_FILE, tdir / "manifest.json")
 
 
-def load_manifest(ctx: DbtContext, selections: Mapping[str, str]) -> Manifest:
+def load_manifest(ctx: DbtContext, selections: Mapping[str, str], runner: Any = None) -> Manifest:
     """The project's manifest, parsed by dbt only when a project file changed."""
     stamp = project_stamp(ctx, selections)
     cache = manifest_cache(ctx)
     cached = cache.load(stamp)
     if cached is not None:
         return cached
-    from . import execution  # imports dbt: only on this path
+    if runner is None:
+        from . import execution as runner  # imports dbt: only on this path
 
-    raw, resolved = execution.parse_project(ctx, selections)
+    raw, resolved = runner.parse_project(ctx, selections)
     cache.path.parent.mkdir(parents=True, exist_ok=True)
     cache.save(stamp, raw, resolved)
     return manifest_from_dict(raw, resolved)

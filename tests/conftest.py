@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# dbt runs inside each process under test, unless a test asks for the warm worker
+# (tests/test_worker.py): no worker outlives the suite.
+os.environ["PLANWISE_SETUP_WORKER"] = "0"
 
 from factories import Workspace, write_shop_project
 
