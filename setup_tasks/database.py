@@ -64,11 +64,24 @@ def _open_error(path: Path, error: Exception) -> DatabaseError:
     return DatabaseError(f"cannot open database {path}: {error}", "check the path in database.path / DUCKDB_PATH")
 
 
+# DuckDB settings for the engine's own connections (database.threads / memory_limit).
+SETTINGS: dict[str, str] = {}
+
+
+def configure(settings: Mapping[str, str]) -> None:
+    SETTINGS.clear()
+    SETTINGS.update(settings)
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(path), read_only=read_only, config=dict(SETTINGS))
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the database file, closed on exit; errors become one-line causes."""
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = _connect(path, read_only)
     except duckdb.Error as exc:
         raise _open_error(path, exc) from None
     try:
@@ -216,7 +229,7 @@ def read_only(path: Path) -> Iterator[Reader]:
     if not path.exists():
         raise DatabaseError(f"database {path} does not exist", "run `doit setup` to build it")
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = _connect(path, True)
     except duckdb.Error as exc:
         if "different configuration" not in str(exc):
             raise _open_error(path, exc) from None

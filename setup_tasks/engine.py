@@ -83,6 +83,8 @@ def dbt_context(settings: Any) -> DbtContext:
         vars=variables,
         threads=settings.dbt.threads,
         database_path=settings.database.path,
+        duckdb_threads=settings.database.threads,
+        duckdb_memory_limit=settings.database.memory_limit,
     )
 
 
@@ -113,6 +115,7 @@ class Engine:
         self.settings = settings
         self.root = settings.root
         self.ctx = dbt_context(settings)
+        database.configure(self.ctx.duckdb_config())
         self.db_path: Path = settings.database.path
         self.project_yaml = read_project_yaml(self.ctx.project_dir)
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}

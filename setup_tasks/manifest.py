@@ -45,13 +45,23 @@ class DbtContext:
     vars: Mapping[str, Any]
     threads: int | None
     database_path: Path
+    duckdb_threads: int | None = None
+    duckdb_memory_limit: str | None = None
 
     def env(self) -> dict[str, str]:
-        """Environment dbt runs with: the profile reads the database path from it."""
-        env = {"DUCKDB_PATH": str(self.database_path)}
+        """Environment dbt runs with: the profile reads the database path and settings from it."""
+        env = {
+            "DUCKDB_PATH": str(self.database_path),
+            "PLANWISE_DUCKDB_THREADS": str(self.duckdb_threads or os.cpu_count() or 1),
+            "PLANWISE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit or "80%",
+        }
         if self.target:
             env["DBT_TARGET"] = self.target
         return env
+
+    def duckdb_config(self) -> dict[str, str]:
+        """The same settings for the engine's own connections."""
+        return {"threads": self.env()["PLANWISE_DUCKDB_THREADS"], "memory_limit": self.env()["PLANWISE_DUCKDB_MEMORY_LIMIT"]}
 
     def cli_args(self) -> list[str]:
         args = ["--project-dir", str(self.project_dir), "--profiles-dir", str(self.profiles_dir)]

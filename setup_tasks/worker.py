@@ -45,7 +45,8 @@ def context_to_dict(ctx: DbtContext) -> dict[str, Any]:
     return {
         "project_dir": str(ctx.project_dir), "profiles_dir": str(ctx.profiles_dir), "target": ctx.target,
         "vars": json.loads(json.dumps(dict(ctx.vars), default=str)), "threads": ctx.threads,
-        "database_path": str(ctx.database_path),
+        "database_path": str(ctx.database_path), "duckdb_threads": ctx.duckdb_threads,
+        "duckdb_memory_limit": ctx.duckdb_memory_limit,
     }
 
 
@@ -53,6 +54,7 @@ def context_from_dict(data: dict[str, Any]) -> DbtContext:
     return DbtContext(
         project_dir=Path(data["project_dir"]), profiles_dir=Path(data["profiles_dir"]), target=data["target"],
         vars=data["vars"], threads=data["threads"], database_path=Path(data["database_path"]),
+        duckdb_threads=data.get("duckdb_threads"), duckdb_memory_limit=data.get("duckdb_memory_limit"),
     )
 
 
