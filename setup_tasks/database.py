@@ -73,7 +73,20 @@ def configure(settings: Mapping[str, str]) -> None:
     SETTINGS.update(settings)
 
 
+# One read-only connection kept open across validation checks (opening the file
+# costs tens of milliseconds per check); closed before anything writes the file.
+_shared: dict[str, duckdb.DuckDBPyConnection] = {}
+
+
+def close_shared() -> None:
+    """Close the kept read-only connection: call before dbt or the engine writes."""
+    while _shared:
+        _, con = _shared.popitem()
+        con.close()
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    close_shared()
     return duckdb.connect(str(path), read_only=read_only, config=dict(SETTINGS))
 
 
@@ -220,27 +233,39 @@ class Reader:
 
 
 @contextmanager
-def read_only(path: Path) -> Iterator[Reader]:
-    """A read-only Reader on the database file, closed on exit.
+def read_only(path: Path, keep_open: bool = False) -> Iterator[Reader]:
+    """A read-only Reader on the database file, closed on exit unless ``keep_open``.
 
-    Inside a process that already has the file open (dbt-duckdb not yet released),
-    DuckDB refuses a second configuration; the shared instance is used instead.
+    With ``keep_open`` the connection stays for the next reader of the same file,
+    until ``close_shared()`` or a writing connection. Inside a process that already
+    has the file open (dbt-duckdb not yet released), DuckDB refuses a second
+    configuration; the shared instance is used instead.
     """
     if not path.exists():
         raise DatabaseError(f"database {path} does not exist", "run `doit setup` to build it")
+    key = str(path.resolve())
+    con = _shared.get(key)
+    if con is None:
+        con = _open_read_only(path)
+        if keep_open:
+            _shared[key] = con
     try:
-        con = _connect(path, True)
+        yield Reader(con, path)
+    finally:
+        if key not in _shared:
+            con.close()
+
+
+def _open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return _connect(path, True)
     except duckdb.Error as exc:
         if "different configuration" not in str(exc):
             raise _open_error(path, exc) from None
         try:
-            con = duckdb.connect(str(path))
+            return duckdb.connect(str(path))
         except duckdb.Error as again:
             raise _open_error(path, again) from None
-    try:
-        yield Reader(con, path)
-    finally:
-        con.close()
 
 
 def tables_in_sql(sql: str) -> set[str] | None:

@@ -143,6 +143,7 @@ class Engine:
 
     def close(self) -> None:
         """Keep what this run learnt, and let other runs build this database again."""
+        database.close_shared()
         self.save_caches()
         self.lock.release()
 
@@ -405,10 +406,12 @@ class Engine:
             info = inspect_census(census)
         except Exception as exc:  # unreadable parquet: name the file, keep the cause
             return CensusError(f"census file {census} cannot be read: {exc}", "replace it with a valid parquet file or run `doit census`").one_line()
-        if info.missing_columns:
+        missing = [c for c in self.settings.validation.census_required_columns if c not in info.columns]
+        if missing:
             return CensusError(
-                f"census file {census} lacks required columns: {', '.join(info.missing_columns)}",
-                "add those columns to the file (see README: census contract) or regenerate with `doit census`",
+                f"census file {census} lacks required columns: {', '.join(missing)}",
+                "add those columns to the file (README: Census), regenerate with `doit census`, "
+                "or change validation.census_required_columns",
             ).one_line()
         return None
 

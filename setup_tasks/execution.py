@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ def parse_project(ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[
     raw = json.loads(manifest_path.read_text())
     _manifest_cache.clear()
     _manifest_cache[raw["metadata"]["invocation_id"]] = manifest
+    _save_pickle(manifest_path, raw["metadata"]["invocation_id"], manifest)
     resolved = {name: resolve_selection(ctx, manifest, expr) for name, expr in selections.items()}
     return raw, resolved
 
@@ -118,12 +120,40 @@ def resolve_selection(ctx: DbtContext, manifest: Any, selection: str) -> tuple[s
     return tuple(sorted(json.loads(line)["unique_id"] for line in result.result or []))
 
 
+def _pickle_path(manifest_path: Path) -> Path:
+    return manifest_path.with_name("planwise_manifest.pickle")
+
+
+def _save_pickle(manifest_path: Path, invocation_id: str, manifest: Any) -> None:
+    """dbt's Manifest object as parsed: loading it is 40x faster than rebuilding it from JSON."""
+    tmp = _pickle_path(manifest_path).with_suffix(".tmp")
+    try:
+        with tmp.open("wb") as fh:
+            pickle.dump((invocation_id, manifest), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(_pickle_path(manifest_path))
+    except Exception:  # a cache: without it the manifest is rebuilt from manifest.json
+        tmp.unlink(missing_ok=True)
+
+
+def _load_pickle(manifest_path: Path, invocation_id: str) -> Any:
+    try:
+        with _pickle_path(manifest_path).open("rb") as fh:
+            stored_id, manifest = pickle.load(fh)
+    except Exception:
+        return None
+    return manifest if stored_id == invocation_id else None
+
+
 def dbt_manifest(manifest_path: Path) -> Any:
     """dbt's own Manifest object for the manifest.json on disk (no re-parse)."""
     raw = json.loads(manifest_path.read_text())
     raw_meta = raw.get("metadata", {})
     cached = _manifest_cache.get(raw_meta.get("invocation_id"))
+    if cached is None:
+        cached = _load_pickle(manifest_path, raw_meta.get("invocation_id"))
     if cached is not None:
+        _manifest_cache.clear()
+        _manifest_cache[raw_meta.get("invocation_id")] = cached
         return cached
     from dbt.artifacts.schemas.manifest import WritableManifest
     from dbt.contracts.graph.manifest import Manifest

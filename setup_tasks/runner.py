@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import errors
+from . import database, errors
 from .execution import NodeOutcome
 from .manifest import DbtContext, Node
 
@@ -215,6 +215,7 @@ class Runner:
         reported: set[str] = set()
         if not nodes:
             return
+        database.close_shared()  # dbt writes the file, here or in the worker
         if self.client is not None:
             def on_event(event: dict[str, Any]) -> None:
                 kind = event.pop("event")

@@ -126,6 +126,9 @@ def _at_exit() -> None:
     write_report(EXIT_INTERRUPTED if interrupted else None)
     if _engine is not None:
         _engine.save_caches()  # after the report: it asks the graph too
+    from . import database
+
+    database.close_shared()
 
 
 def doit_config() -> dict[str, Any]:

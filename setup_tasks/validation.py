@@ -407,7 +407,7 @@ class Check:
         """Run the check once; never raises: problems become failed or skipped results."""
         started = time.perf_counter()
         try:
-            with database.read_only(env.db_path) as reader:
+            with database.read_only(env.db_path, keep_open=True) as reader:
                 ctx = CheckContext(self, env.validation, reader, env.project)
                 outcome = self.function(ctx) if self.function else []
                 results = [outcome] if isinstance(outcome, CheckResult) else list(outcome)

@@ -141,3 +141,27 @@ def test_second_setup_while_one_runs_is_refused(shop: Workspace) -> None:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     assert "model.shop.stg_customers" in _records(shop)
+
+
+def _census_shop(ws: Workspace, census_text_sql: str | None) -> None:
+    """Make stg_events read the configured census file (a parquet), generation off."""
+    census = ws.root / "census.parquet"
+    ws.write_config(census={"path": "census.parquet", "generate": False},
+                    dbt={"vars": {"fx_rate": 2, "events_path": str(census)}})
+    if census_text_sql:
+        import duckdb
+
+        duckdb.connect().execute(f"COPY ({census_text_sql}) TO '{census}' (FORMAT parquet)")
+
+
+def test_missing_census_says_how_to_generate_one(shop: Workspace) -> None:
+    _census_shop(shop, None)
+    run = shop.doit("--continue", "setup", json_report=False)
+    assert_clean_failure(run, "model stg_events: census file", "does not exist", "doit census")
+    assert "stg_customers" in shop.tables()  # everything else was built
+
+
+def test_census_without_required_columns_lists_them(shop: Workspace) -> None:
+    _census_shop(shop, "select 'click' as kind, date '2024-01-01' as at")
+    run = shop.doit("setup", json_report=False)
+    assert_clean_failure(run, "lacks required columns: employee_id, employee_birth_date", "validation.census_required_columns")

@@ -99,3 +99,17 @@ def test_quick_builds_only_the_foundation(shop: Workspace) -> None:
     assert run.returncode == 0, run.stderr
     assert run.ran() == {"seed:customers", "seed:orders", "model:stg_customers", "model:stg_orders",
                          "model:stg_customer_orders"}
+
+
+def test_nothing_to_do_imports_neither_dbt_nor_networkx(built: Workspace) -> None:
+    import subprocess
+    import sys
+
+    from factories import REPO, clean_env
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "setup", f"config={built.config_path}"],
+                          cwd=REPO, env=clean_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not {m for m in imported if m == "dbt" or m.startswith("dbt.")}
+    assert "networkx" not in imported and "jsonschema" not in imported
