@@ -130,10 +130,13 @@ class WorkerClient:
     def _start(self) -> None:
         self.socket_path.unlink(missing_ok=True)  # left by a worker that died
         log = (self.dir / f"worker-{self.version}.log").open("a")
+        # The worker must run this very code (a checkout may differ from what is installed).
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "setup_tasks.worker", "--socket", str(self.socket_path), "--idle", str(self.idle)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True,
-            cwd=str(self.dir),
+            cwd=str(self.dir), env=env,
         )
         log.close()
 
