@@ -124,12 +124,38 @@ def _pickle_path(manifest_path: Path) -> Path:
     return manifest_path.with_name("planwise_manifest.pickle")
 
 
+def _rebuild_manifest(state: dict[str, Any]) -> Any:
+    from dbt.contracts.graph.manifest import Manifest
+
+    return Manifest(**state)
+
+
+class _ManifestPickler(pickle.Pickler):
+    """Pickles dbt's Manifest by field name.
+
+    dbt's own ``Manifest.__reduce_ex__`` passes its fields by position and misses
+    one (``fixtures``), so everything after it lands in the wrong field: lookups
+    then break on the second invocation. The private lookups and caches are left
+    out; dbt rebuilds them on first use.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        from dbt.contracts.graph.manifest import Manifest
+
+        if type(obj) is Manifest:
+            import dataclasses
+
+            state = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+            return _rebuild_manifest, (state,)
+        return NotImplemented
+
+
 def _save_pickle(manifest_path: Path, invocation_id: str, manifest: Any) -> None:
     """dbt's Manifest object as parsed: loading it is 40x faster than rebuilding it from JSON."""
     tmp = _pickle_path(manifest_path).with_suffix(".tmp")
     try:
         with tmp.open("wb") as fh:
-            pickle.dump((invocation_id, manifest), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            _ManifestPickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump((invocation_id, manifest))
         tmp.replace(_pickle_path(manifest_path))
     except Exception:  # a cache: without it the manifest is rebuilt from manifest.json
         tmp.unlink(missing_ok=True)
