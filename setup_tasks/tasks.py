@@ -157,6 +157,9 @@ class SetupTasks:
         extra_deps = extra_deps or {}
         for group, uids in self.groups().items():
             plan = f"_plan:{group}"
+            # doit runs dependency-free tasks in list order: the census first (so its readers
+            # can build in the same dbt run as the rest), then the plan, then the nodes.
+            census = self.engine.settings.census.generate and any(self.engine.reads_census(u) for u in uids)
             yield {
                 "basename": plan,
                 "doc": f"Tell the engine which nodes `{group}` builds, so stale ones build in one dbt run",
@@ -167,7 +170,8 @@ class SetupTasks:
                 "basename": group,
                 "doc": GROUP_DOCS[group],
                 "actions": None,
-                "task_dep": [plan, *(self.name(u) for u in uids), *extra_deps.get(group, [])],
+                "task_dep": [*([CENSUS_TASK] if census else []), plan, *(self.name(u) for u in uids),
+                             *extra_deps.get(group, [])],
             }
 
 

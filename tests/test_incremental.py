@@ -22,6 +22,21 @@ def built(shop: Workspace) -> Workspace:
     return shop
 
 
+def report(ws: Workspace) -> dict:
+    import json
+
+    return json.loads((ws.root / "warehouse.setup_report.json").read_text())
+
+
+def test_a_cold_build_is_one_dbt_invocation(built: Workspace) -> None:
+    assert report(built)["dbt_invocations"] == 1  # all 8 stale nodes at once (shop has no dbt tests)
+    built.seed("orders", "id,customer_id,amount\n10,1,1.0\n")
+    built.seed("regions", "region,tax_rate\nnorth,0.5\n")
+    assert built.doit("setup").ran() == {"seed:orders", "model:stg_orders", "model:stg_customer_orders",
+                                          "seed:regions", "model:stg_regions"}
+    assert report(built)["dbt_invocations"] == 1
+
+
 def test_second_setup_runs_nothing(built: Workspace) -> None:
     again = built.doit("setup")
     assert again.returncode == 0
