@@ -148,7 +148,11 @@ class Engine:
         self.lock.release()
 
     def save_caches(self) -> None:
-        """Graph answers and file hashes: losing them costs time, never correctness."""
+        """Acknowledged builds, graph answers and file hashes, at the end of a run."""
+        try:
+            self.records.flush()
+        except OSError:
+            pass  # unacknowledged records only make `doit forget` of them a no-op
         self.graph.memo.save()
         if self.hasher.dirty:
             try:
@@ -451,8 +455,7 @@ class Engine:
             signed = database.signatures(self.db_path, keys)
         except DatabaseError:
             return
-        for key, signature in signed.items():
-            self.records.sign(keys[key], signature)
+        self.records.sign({keys[key]: signature for key, signature in signed.items()})
 
     def _emit(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in self.listeners:

@@ -62,6 +62,7 @@ class BuildRecords:
 
     path: Path
     records: dict[str, BuildRecord] = field(default_factory=dict)
+    dirty: bool = False
 
     @classmethod
     def load(cls, path: Path) -> "BuildRecords":
@@ -82,15 +83,23 @@ class BuildRecords:
         self.save()
 
     def acknowledge(self, uid: str) -> None:
+        """doit has the task as done. Written by ``flush`` when the run ends, as doit's own state is."""
         rec = self.records.get(uid)
         if rec and not rec.acknowledged:
             self.records[uid] = BuildRecord(**{**asdict(rec), "acknowledged": True})
-            self.save()
+            self.dirty = True
 
-    def sign(self, uid: str, signature: str | None) -> None:
-        rec = self.records.get(uid)
-        if rec and signature and rec.signature != signature:
-            self.records[uid] = BuildRecord(**{**asdict(rec), "signature": signature})
+    def sign(self, signatures: Mapping[str, str | None]) -> None:
+        """Record the content signatures of freshly built tables (one write)."""
+        for uid, signature in signatures.items():
+            rec = self.records.get(uid)
+            if rec and signature and rec.signature != signature:
+                self.records[uid] = BuildRecord(**{**asdict(rec), "signature": signature})
+                self.dirty = True
+        self.flush()
+
+    def flush(self) -> None:
+        if self.dirty:
             self.save()
 
     def drop(self, uids: list[str]) -> None:
@@ -100,6 +109,7 @@ class BuildRecords:
 
     def save(self) -> None:
         write_json_atomic(self.path, {"version": 1, "records": {k: asdict(v) for k, v in self.records.items()}})
+        self.dirty = False
 
 
 class RunLock:
