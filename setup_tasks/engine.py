@@ -122,7 +122,7 @@ class Engine:
         self.runner = Runner(settings.dbt.worker_idle_seconds)
         self.manifest: Manifest = load_manifest(self.ctx, selections, self.runner)
         self.manifest_path = manifest_cache(self.ctx).manifest_path
-        memo = GraphMemo(self.manifest_path.with_name("planwise_graph_memo.json"), self.manifest.invocation_id)
+        memo = GraphMemo(self.manifest_path.with_name("graph_memo.json"), self.manifest.invocation_id)
         self.graph = SetupGraph.from_manifest(self.manifest, memo)
         self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(self.manifest.selections["setup"]))
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(self.manifest.selections["foundation"]))

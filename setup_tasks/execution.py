@@ -121,7 +121,7 @@ def resolve_selection(ctx: DbtContext, manifest: Any, selection: str) -> tuple[s
 
 
 def _pickle_path(manifest_path: Path) -> Path:
-    return manifest_path.with_name("planwise_manifest.pickle")
+    return manifest_path.with_name("manifest.pickle")
 
 
 def _rebuild_manifest(state: dict[str, Any]) -> Any:

@@ -20,7 +20,7 @@ import yaml
 from .errors import ProjectError
 
 STAMP_VERSION = 2
-CACHE_FILE = "planwise_setup_cache.json"
+CACHE_FILE = "setup_cache.json"
 # Default folders of a dbt project (dbt_project.yml may rename them).
 PATH_KEYS = {
     "model-paths": ["models"],
@@ -71,6 +71,7 @@ class DbtContext:
             args += ["--vars", json.dumps(dict(self.vars), sort_keys=True, default=str)]
         if self.threads:
             args += ["--threads", str(self.threads)]
+        args += ["--target-path", str(target_dir(self.project_dir, read_project_yaml(self.project_dir)))]
         return args
 
 
@@ -239,10 +240,16 @@ def _read_project_yaml(path: Path, project_dir: Path) -> dict[str, Any]:
 
 
 def target_dir(project_dir: Path, project_yaml: Mapping[str, Any]) -> Path:
+    """The engine's own dbt target path: ``<target-path>/planwise``.
+
+    Kept apart from the project's target folder, so that a `dbt build` someone runs by
+    hand (which rewrites target/manifest.json) does not cost the next setup a re-parse,
+    and setup's parses do not replace what the hand-run dbt left there.
+    """
     target = project_yaml.get("target-path", "target")
     if "{{" in str(target):
         target = "target"
-    return project_dir / target
+    return project_dir / target / "planwise"
 
 
 def project_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Path]:

@@ -916,7 +916,11 @@ class ValidationSummary:
                                ("blocking", [r for r in self.blocking_failures if r.severity != "critical"]),
                                ("reported", self.reported_failures)):
             lines += [f"  {label}: {r.one_line()}" for r in results]
-        lines += [f"  skipped: {r.name}: {r.message}" for r in self.results if r.skipped]
+        by_reason: dict[str, list[str]] = {}
+        for r in self.results:
+            if r.skipped:
+                by_reason.setdefault(r.message, []).append(r.name)
+        lines += [f"  skipped ({reason}): {', '.join(names)}" for reason, names in by_reason.items()]
         return lines
 
     def as_dict(self) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def test_summary_counts_rate_and_failures() -> None:
     assert lines[0] == "validation: 5 checks run, 3 passed, 2 failed, 1 skipped, success rate 60%"
     assert "  critical: c failed (critical): m -- fix: g" in lines
     assert "  reported: w failed (warning): m" in lines
-    assert "  skipped: s: table t absent" in lines
+    assert "  skipped (table t absent): s" in lines
     assert summary.as_dict()["critical_failures"] == ["c"]
 
 
