@@ -19,11 +19,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-import duckdb  # only for duckdb.Error; connections come from setup_tasks.database
-
-from .database import memory_connection
+from .database import duckdb, memory_connection  # duckdb (lazy) only for duckdb.Error
 from .errors import CensusError
 
 GENERATOR_VERSION = 1
@@ -212,14 +210,17 @@ def census_needs_generation(
     defects: CensusDefects = CensusDefects(),
     job_levels_csv: Path | None = None,
     plan_year: int = DEFAULT_PLAN_YEAR,
+    provenance: Callable[[Path], dict[str, Any] | None] | None = None,
 ) -> str | None:
     """Why the census at ``path`` must be (re)generated, or None when it is current.
 
     A user's own census (no provenance) never needs generation: it is used as is.
+    ``provenance`` reads a file's provenance (default ``read_census_provenance``;
+    the engine passes a cached one).
     """
     if not Path(path).exists():
         return "missing"
-    stored = read_census_provenance(path)
+    stored = (provenance or read_census_provenance)(Path(path))
     if stored is None:
         return None
     wanted = census_provenance(employees, seed, defects, load_job_level_bands(job_levels_csv), plan_year)
@@ -571,10 +572,10 @@ class CensusRequest:
     job_levels_csv: Path | None
     plan_year: int = DEFAULT_PLAN_YEAR
 
-    def why(self) -> str | None:
+    def why(self, provenance: Callable[[Path], dict[str, Any] | None] | None = None) -> str | None:
         """Why it must be (re)generated, or None when the file is current or the user's own."""
         return census_needs_generation(self.path, self.employees, self.seed, self.defects,
-                                       self.job_levels_csv, self.plan_year)
+                                       self.job_levels_csv, self.plan_year, provenance)
 
     def generate(self) -> CensusSummary:
         return generate_census(self.path, self.employees, self.seed, self.defects,

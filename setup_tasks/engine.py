@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import database
-from .errors import CensusError, DatabaseError, SetupError
+from .errors import CensusError, DatabaseError, DatabaseLockedError, SetupError
 from .fingerprints import FileHasher, Fingerprint, FingerprintCalculator, effective_vars, explain
 from .graph import GraphMemo, SetupGraph
 from .runner import Runner
@@ -71,6 +71,12 @@ class RunState:
     # Validation results of this run, by check name (written by the validation tasks).
     checks: dict[str, Any] = field(default_factory=dict)
     callback_errors: list[str] = field(default_factory=list)
+
+
+def _digest(values: Iterable[Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(repr(sorted(values)).encode()).hexdigest()[:16]
 
 
 def dbt_context(settings: Any) -> DbtContext:
@@ -130,6 +136,9 @@ class Engine:
         self.records = BuildRecords.load(state_dir / "records.json")
         self.lock = RunLock(state_dir / "run.lock", self.db_path)
         self._hash_cache_path = state_dir / "file_hashes.json"
+        self._snapshot_path = state_dir / "db_snapshot.json"
+        self._saved: database.Snapshot | None = None
+        self._snapshot_state: list[int] | None = None
         self.hasher = FileHasher(read_json(self._hash_cache_path, {}))
         self.run = RunState()
         self.listeners = list(listeners)
@@ -148,11 +157,12 @@ class Engine:
         self.lock.release()
 
     def save_caches(self) -> None:
-        """Acknowledged builds, graph answers and file hashes, at the end of a run."""
+        """Acknowledged builds, the database snapshot, graph answers and file hashes, at the end of a run."""
         try:
             self.records.flush()
+            self.save_snapshot()
         except OSError:
-            pass  # unacknowledged records only make `doit forget` of them a no-op
+            pass  # unacknowledged records only make `doit forget` of them a no-op; a lost snapshot costs a read
         self.graph.memo.save()
         if self.hasher.dirty:
             try:
@@ -177,16 +187,53 @@ class Engine:
 
     # -- what the database holds ------------------------------------------------------------
 
-    def snapshot(self) -> database.Snapshot:
+    def snapshot(self, live: bool = False) -> database.Snapshot:
+        """What the database holds; ``live`` opens it even when a saved snapshot is current
+        (to learn whether it can be opened at all: `doit status`)."""
+        if live and self._snapshot is not None and self._snapshot is self._saved:
+            self._snapshot = None
         if self._snapshot is None:
             holder = self.lock.holder()
             if holder:
                 from .errors import RunInProgressError
 
                 raise RunInProgressError(str(self.db_path), holder if holder > 0 else None)
-            keys = [self.node(u).relation.key() for u in self.tracked() if self.node(u).relation]
-            self._snapshot = database.snapshot(self.db_path, keys)
+            self._snapshot_state = database.file_state(self.db_path)
+            self._saved = None if live else self._saved_snapshot()
+            self._snapshot = self._saved or database.snapshot(self.db_path, self._signed_keys())
         return self._snapshot
+
+    def _signed_keys(self) -> list[Key]:
+        return [self.node(u).relation.key() for u in self.tracked() if self.node(u).relation]
+
+    def _saved_snapshot(self) -> database.Snapshot | None:
+        """The snapshot saved when the last run ended, if the file has not been written since.
+
+        Any write to a DuckDB file changes its size or modification time (or its WAL's):
+        an unchanged file needs no DuckDB at all, as Make trusts timestamps.
+        """
+        saved = read_json(self._snapshot_path, None)
+        if not saved or self._snapshot_state is None or saved.get("file") != self._snapshot_state:
+            return None
+        if saved.get("keys") != _digest(self._signed_keys()):
+            return None
+        return database.snapshot_from_dict(self.db_path, saved["snapshot"])
+
+    def save_snapshot(self) -> None:
+        """At the end of a run: what the database holds now, keyed by its file state."""
+        if self._snapshot is None:
+            return
+        now = database.file_state(self.db_path)
+        try:
+            snap = self._snapshot if now == self._snapshot_state else database.snapshot(self.db_path, self._signed_keys())
+            now = database.file_state(self.db_path)
+        except SetupError:  # locked by someone meanwhile: next run reads the database itself
+            now = None
+        if now is None:
+            self._snapshot_path.unlink(missing_ok=True)
+            return
+        write_json_atomic(self._snapshot_path, {"file": now, "keys": _digest(self._signed_keys()),
+                                                "snapshot": database.snapshot_to_dict(snap)})
 
     def table_exists(self, uid: str) -> bool:
         node = self.node(uid)
@@ -242,6 +289,12 @@ class Engine:
             plan_year=int(self.variables().get("plan_year", DEFAULT_PLAN_YEAR)),
         )
 
+    def census_why(self) -> str | None:
+        """Why the census must be (re)generated (provenance read once per file version)."""
+        from .census import read_census_provenance
+
+        return self.census_request().why(lambda p: self.hasher.derived(p, "census-provenance", read_census_provenance))
+
     def census_written(self) -> None:
         """The census task wrote the file: fingerprints that hashed the old one are void."""
         self._census_pending = False
@@ -250,7 +303,7 @@ class Engine:
     def census_pending(self) -> bool:
         """Will the census task (re)write the census before its readers build?"""
         if self._census_pending is None:
-            self._census_pending = self.settings.census.generate and self.census_request().why() is not None
+            self._census_pending = self.settings.census.generate and self.census_why() is not None
         return self._census_pending
 
     def names(self) -> dict[str, str]:
@@ -338,6 +391,7 @@ class Engine:
             raise status.error
         self.lock.acquire()
         database.check_writable(self.db_path)
+        self.snapshot(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
         blocked = self._preflight(batch)
@@ -429,7 +483,10 @@ class Engine:
     def _record_dbt_outcome(self, result: Any) -> None:
         status = result.status if result.status in ("success", "error", "skipped") else "error"
         message = result.message if status != "success" else ""
-        if status == "error":
+        holder = database.lock_holder(result.message) if status == "error" else None
+        if holder:  # someone took the file between our check and dbt's connection
+            message = DatabaseLockedError(str(self.db_path), holder).one_line()
+        elif status == "error":
             node = self.node(result.unique_id)
             message = (
                 f"{self.label(result.unique_id)} ({node.path}) failed: {result.message} -- fix: correct "

@@ -17,7 +17,7 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .graph import SetupGraph
 from .manifest import Manifest, Node
@@ -55,6 +55,21 @@ class FileHasher:
     def __init__(self, cache: dict[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = cache if cache is not None else {}
         self.dirty = False
+
+    def derived(self, path: Path, kind: str, compute: Callable[[Path], Any]) -> Any:
+        """Any value computed from a file's content, cached like its hash (JSON-able values)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return compute(path)
+        key = f"{kind}:{path.resolve()}"
+        cached = self.cache.get(key)
+        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            return cached[2]
+        value = compute(path)
+        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
+        self.dirty = True
+        return value
 
     def hash(self, path: Path) -> str:
         try:

@@ -88,12 +88,13 @@ CENSUS_TASK = "census"
 class CensusTarget:
     """Up to date when the census file exists with the requested parameters, or is the user's own."""
 
-    def __init__(self, request: CensusRequest) -> None:
+    def __init__(self, engine: Engine, request: CensusRequest) -> None:
+        self.engine = engine
         self.request = request
         self.reason: str | None = None
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
-        self.reason = self.request.why()
+        self.reason = self.engine.census_why()
         return self.reason is None
 
     def __repr__(self) -> str:
@@ -120,7 +121,7 @@ def census_task(engine: Engine) -> TaskDict:
         "doc": "Generate the synthetic census when missing or its parameters changed "
                "(never over your own file): doit census employees=N",
         "actions": [(census_action, [engine, request])],
-        "uptodate": [CensusTarget(request)],
+        "uptodate": [CensusTarget(engine, request)],
         "verbosity": 2,
     }
 

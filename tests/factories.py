@@ -247,7 +247,7 @@ class FakeEngine:
     def reads_census(self, uid: str) -> bool:
         return False  # shop's only external source is events.csv
 
-    def snapshot(self) -> Any:
+    def snapshot(self, live: bool = False) -> Any:
         from setup_tasks import database
 
         return database.snapshot(self.db_path)

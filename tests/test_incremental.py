@@ -116,7 +116,7 @@ def test_quick_builds_only_the_foundation(shop: Workspace) -> None:
                          "model:stg_customer_orders"}
 
 
-def test_nothing_to_do_imports_neither_dbt_nor_networkx(built: Workspace) -> None:
+def test_nothing_to_do_imports_neither_dbt_nor_networkx_nor_duckdb(built: Workspace) -> None:
     import subprocess
     import sys
 
@@ -128,3 +128,4 @@ def test_nothing_to_do_imports_neither_dbt_nor_networkx(built: Workspace) -> Non
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert not {m for m in imported if m == "dbt" or m.startswith("dbt.")}
     assert "networkx" not in imported and "jsonschema" not in imported
+    assert "duckdb" not in imported  # the database file is as the last run left it: its saved snapshot holds
