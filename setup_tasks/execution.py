@@ -66,7 +66,9 @@ def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
             callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True) -> Any:
     from dbt.cli.main import dbtRunner
 
-    level = ["--log-level", "none"] if quiet else []
+    # Quiet: nothing on the console (outcomes carry the errors) and only warnings in
+    # logs/dbt.log; its debug lines cost up to 3 s of a cold build.
+    level = ["--log-level", "none", "--log-level-file", "warn"] if quiet else []
     with _environment(ctx.env()):
         result = dbtRunner(manifest=manifest, callbacks=list(callbacks)).invoke(
             [*level, *args, *ctx.cli_args(), *COMMON_FLAGS]
