@@ -166,5 +166,10 @@ def clear_tasks(engine: Engine) -> Iterator[dict[str, Any]]:
 def task_clear() -> Iterator[dict[str, Any]]:
     """Drop tables matching setup.clear_table_patterns and forget their builds: the next setup rebuilds them"""
     from . import session
+    from .tasks import unavailable
 
-    yield from clear_tasks(session.engine())
+    engine = session.task_engine()
+    if engine is None:
+        yield unavailable("clear", "Drop tables matching setup.clear_table_patterns and forget their builds")
+        return
+    yield from clear_tasks(engine)

@@ -169,9 +169,13 @@ def graph_action(engine: Engine, out_dir: str = "") -> TaskFailed | None:
 def task_graph() -> dict[str, Any]:
     """Write the setup DAG as Mermaid and DOT files beside the database, stale nodes marked"""
     from . import session
+    from .tasks import unavailable
 
+    engine = session.task_engine()
+    if engine is None:
+        return unavailable("graph", "Write the setup DAG as Mermaid and DOT files")
     return {
-        "actions": [(graph_action, [session.engine()])],
+        "actions": [(graph_action, [engine])],
         "params": [{"name": "out_dir", "long": "dir", "type": str, "default": "",
                     "help": "folder for the .mmd and .dot files (default: beside the database)"}],
         "verbosity": 2,

@@ -44,8 +44,9 @@ DBT_PREFIX_RE = re.compile(r"^(Runtime|Compilation|Database) Error in \w+ \S+ \(
 
 
 def one_line(text: str) -> str:
-    """dbt messages span lines and indent; users get one line, without dbt's node prefix."""
-    return DBT_PREFIX_RE.sub("", re.sub(r"\s+", " ", text or "").strip())
+    """dbt messages span lines and indent; users get one line, without dbt's node prefix or rulers."""
+    text = re.sub(r"-{4,}", " ", text or "")
+    return DBT_PREFIX_RE.sub("", re.sub(r"\s+", " ", text).strip())
 
 
 @contextmanager
@@ -84,7 +85,7 @@ def parse_project(ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[
 
     with _environment(ctx.env()):
         result = dbtRunner().invoke(
-            ["--quiet", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
+            ["--log-level", "none", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
         )
     if isinstance(result.exception, KeyboardInterrupt):
         raise KeyboardInterrupt

@@ -59,14 +59,37 @@ def settings() -> Settings:
     return _settings
 
 
+_load_error: InvalidDodoFile | None = None
+
+
 def engine() -> Engine:
-    global _engine
+    """The engine; when the project cannot be loaded, doit's one-line stop (InvalidDodoFile)."""
+    global _engine, _load_error
     if _engine is None:
+        if _load_error is not None:
+            raise _load_error
         try:
             _engine = Engine(settings())
         except SetupError as err:
-            raise InvalidDodoFile(err.one_line()) from None
+            _load_error = InvalidDodoFile(err.one_line())
+            raise _load_error from None
     return _engine
+
+
+def task_engine() -> Engine | None:
+    """For task functions: the engine, or None when the project cannot be loaded.
+
+    Tasks are then defined anyway and fail with the reason when run, so `doit status`
+    can still report (exit 1) and every other command names the cause.
+    """
+    try:
+        return engine()
+    except InvalidDodoFile:
+        return None
+
+
+def load_error() -> str:
+    return str(_load_error) if _load_error is not None else ""
 
 
 def current_settings() -> Settings | None:
@@ -80,9 +103,10 @@ def current_engine() -> Engine | None:
 def reset(new_settings: Settings | None = None) -> None:
     """End the process's engine (the Python API runs doit more than once per process)."""
     global _settings, _engine
+    global _load_error
     if _engine is not None:
         _engine.close()
-    _settings, _engine = new_settings, None
+    _settings, _engine, _load_error = new_settings, None, None
 
 
 def interrupted_message() -> str:

@@ -179,15 +179,20 @@ class SetupTasks:
 # -- task functions that dodo.py imports ---------------------------------------------
 
 
-def _tasks() -> SetupTasks:
+def unavailable(name: str, doc: str) -> TaskDict:
+    """A task that fails with the reason the project could not be loaded."""
     from . import session
 
-    return SetupTasks(session.engine())
+    return {"basename": name, "doc": doc, "actions": [lambda: TaskFailed(session.load_error())], "verbosity": 1}
 
 
 def task_nodes() -> Iterator[TaskDict]:
     """One task per seed and staging model: seed:<name>, model:<name>"""
-    yield from _tasks().node_tasks()
+    from . import session
+
+    engine = session.task_engine()
+    if engine is not None:
+        yield from SetupTasks(engine).node_tasks()
 
 
 def task_groups() -> Iterator[TaskDict]:
@@ -195,7 +200,11 @@ def task_groups() -> Iterator[TaskDict]:
     from . import session
     from .validation import group_dependencies
 
-    engine = session.engine()
+    engine = session.task_engine()
+    if engine is None:
+        for group, doc in GROUP_DOCS.items():
+            yield unavailable(group, doc)
+        return
     extra = group_dependencies(engine)
     # Derived simulation tables go last: only a run that rebuilt an input drops them.
     extra["setup"] = [*extra.get("setup", []), "_clear_derived"]
@@ -205,16 +214,23 @@ def task_groups() -> Iterator[TaskDict]:
 def task_validation() -> Iterator[TaskDict]:
     """Validation checks: validate:<name>, and the validate group"""
     from . import session
-    from .validation import validation_tasks
+    from .validation import GROUP_TASK, validation_tasks
 
-    yield from validation_tasks(session.engine())
+    engine = session.task_engine()
+    if engine is None:
+        yield unavailable(GROUP_TASK, "Run every validation check and print the summary")
+        return
+    yield from validation_tasks(engine)
 
 
 def task_census() -> TaskDict:
     """Generate the synthetic census when missing or its parameters changed"""
     from . import session
 
-    return census_task(session.engine())
+    engine = session.task_engine()
+    if engine is None:
+        return unavailable(CENSUS_TASK, "Generate the synthetic census when missing or its parameters changed")
+    return census_task(engine)
 
 
 from .status import task_status  # noqa: E402  (these modules import this one lazily)

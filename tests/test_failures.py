@@ -165,3 +165,13 @@ def test_census_without_required_columns_lists_them(shop: Workspace) -> None:
     _census_shop(shop, "select 'click' as kind, date '2024-01-01' as at")
     run = shop.doit("setup", json_report=False)
     assert_clean_failure(run, "lacks required columns: employee_id, employee_birth_date", "validation.census_required_columns")
+
+
+def test_an_unparsable_project_fails_every_command_with_the_file_and_status_says_not_ready(shop: Workspace) -> None:
+    (shop.project / "models" / "staging" / "broken.yml").write_text("models: [\n")
+    run = shop.doit("setup", json_report=False)
+    assert_clean_failure(run, "dbt could not parse the project", "staging/broken.yml", "line 2", "fix:")
+    assert run.returncode == 1
+    status = shop.doit("status", json_report=False)
+    assert_clean_failure(status, "NOT READY", "staging/broken.yml")
+    assert status.returncode == 1
