@@ -236,8 +236,37 @@ class FingerprintCalculator:
             return str(path)
 
 
+def _shown_change(before: str | None, after: str | None) -> str:
+    """`` (old -> new)`` when both values are short enough to read, else nothing."""
+    before, after = before or "unset", after or "unset"
+    return f" ({before} -> {after})" if len(before) + len(after) < 2 * SHOWN_VALUE_LIMIT else ""
+
+
+# How a changed part reads, by the part's kind (the text before the first ':' of its key).
+# Each phrase gets (what, label, before, after); ``label`` is ``what`` with unique ids made readable.
+# Node parts (built by Fingerprinter) and check parts (validation.fingerprint_parts) share this table.
+_Phrase = Callable[[str, str, "str | None", "str | None"], str]
+_PHRASES: dict[str, _Phrase] = {
+    "file": lambda what, label, b, a: f"file changed: {what}",
+    "var": lambda what, label, b, a: f"var changed: {what}{_shown_change(b, a)}",
+    "external": lambda what, label, b, a: f"input file changed: {what}",
+    "upstream": lambda what, label, b, a: f"upstream changed: {label}",
+    "macro": lambda what, label, b, a: f"macro changed: {label}",
+    "table": lambda what, label, b, a: f"source table changed: {what}",
+    "config": lambda what, label, b, a: "dbt config changed",
+    "engine": lambda what, label, b, a: f"dbt changed: {b} -> {a}",
+    "input": lambda what, label, b, a: f"input changed: {label}",
+    "test": lambda what, label, b, a: f"dbt test changed: {label}",
+    "setting": lambda what, label, b, a: f"setting changed: {what}{_shown_change(b, a)}",
+    "definition": lambda what, label, b, a: "check definition changed",
+    "absent": lambda what, label, b, a: f"table {what} appeared in the database" if a is None else f"table {what} no longer read",
+}
+# Kinds whose phrase already covers a part that appeared or disappeared.
+_PHRASED_WHEN_ADDED_OR_REMOVED = frozenset({"input", "test", "setting", "absent", "definition"})
+
+
 def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, str] | None = None) -> list[str]:
-    """Why a node with recorded parts ``old`` is stale now that its parts are ``new``."""
+    """Why something whose recorded parts were ``old`` is stale now that its parts are ``new``, in words."""
     names = names or {}
     reasons: list[str] = []
     for key in sorted(set(old) | set(new)):
@@ -246,27 +275,11 @@ def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, 
             continue
         kind, _, what = key.partition(":")
         label = names.get(what, what)
-        if before is None:
-            reasons.append(f"new input: {kind} {label}".rstrip())
-        elif after is None:
-            reasons.append(f"input removed: {kind} {label}".rstrip())
-        elif kind == "file":
-            reasons.append(f"file changed: {what}")
-        elif kind == "var":
-            shown = f" ({before} -> {after})" if len(before) + len(after) < 2 * SHOWN_VALUE_LIMIT else ""
-            reasons.append(f"var changed: {what}{shown}")
-        elif kind == "external":
-            reasons.append(f"input file changed: {what}")
-        elif kind == "upstream":
-            reasons.append(f"upstream changed: {label}")
-        elif kind == "macro":
-            reasons.append(f"macro changed: {label}")
-        elif kind == "table":
-            reasons.append(f"source table changed: {what}")
-        elif kind == "config":
-            reasons.append("dbt config changed")
-        elif kind == "engine":
-            reasons.append(f"dbt changed: {before} -> {after}")
-        else:
+        phrase = _PHRASES.get(kind)
+        if phrase is None:
             reasons.append(f"{key} changed")
+        elif (before is None or after is None) and kind not in _PHRASED_WHEN_ADDED_OR_REMOVED:
+            reasons.append(f"{'new input' if before is None else 'input removed'}: {kind} {label}".rstrip())
+        else:
+            reasons.append(phrase(what, label, before, after))
     return reasons

@@ -61,6 +61,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from . import database
 from .config import ValidationSettings, thaw
 from .errors import DatabaseError, SetupError
+from .fingerprints import explain
 from .manifest import Node
 
 if TYPE_CHECKING:
@@ -643,22 +644,11 @@ def stale_reasons(old: Mapping[str, str], new: Mapping[str, str], names: Mapping
     """Why a check whose last run saw ``old`` must run again now that it sees ``new``."""
     if not old:
         return ["no stored result (never checked, failed last time, or forgotten)"]
-    reasons = [f"reads {k.split(':', 1)[1]}, which setup does not track" for k in new if k.startswith("untracked:")]
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) == new.get(key) or key.startswith("untracked:"):
-            continue
-        kind, _, what = key.partition(":")
-        if kind in ("input", "test"):
-            reasons.append(f"{'input' if kind == 'input' else 'dbt test'} changed: {names.get(what, what)}")
-        elif kind == "setting":
-            reasons.append(f"setting changed: {what} ({old.get(key, 'unset')} -> {new.get(key, 'unset')})")
-        elif kind == "definition":
-            reasons.append("check definition changed")
-        elif kind == "absent":
-            reasons.append(f"table {what} appeared in the database" if key not in new else f"table {what} no longer read")
-        else:
-            reasons.append(f"{key} changed: {old.get(key)} -> {new.get(key)}")
-    return reasons
+    untracked = [key for key in (*old, *new) if key.startswith("untracked:")]
+    reasons = [f"reads {k.split(':', 1)[1]}, which setup does not track" for k in new if k in untracked]
+    tracked_old = {k: v for k, v in old.items() if k not in untracked}
+    tracked_new = {k: v for k, v in new.items() if k not in untracked}
+    return reasons + explain(tracked_old, tracked_new, names)
 
 
 class CheckTarget:

@@ -86,6 +86,25 @@ def test_explain_says_what_changed_in_words(tmp_path: Path) -> None:
     assert explain({"a": "1"}, {"a": "1", "var:x": "2"}) == ["new input: var x"]
 
 
+
+def test_a_checks_reasons_use_the_same_words() -> None:
+    from setup_tasks.validation import stale_reasons
+
+    names = {"model.p.stg_levels": "model stg_levels"}
+    old = {"definition": "a", "input:model.p.stg_levels": "1", "setting:validation.min": "10", "absent:t": "x"}
+    new = {"definition": "b", "input:model.p.stg_levels": "2", "untracked:raw": "y"}
+    assert stale_reasons(old, new, names) == [
+        "reads raw, which setup does not track",
+        "table t appeared in the database",
+        "check definition changed",
+        "input changed: model stg_levels",
+        "setting changed: validation.min (10 -> unset)",
+    ]
+    assert stale_reasons({}, new, names) == ["no stored result (never checked, failed last time, or forgotten)"]
+    assert stale_reasons(old, dict(old), names) == []
+    # A table setup does not build cannot be tracked: a check reading one always runs.
+    assert stale_reasons(new, dict(new), names) == ["reads raw, which setup does not track"]
+
 def test_file_hasher_reuses_hashes_of_unchanged_files(tmp_path: Path) -> None:
     path = tmp_path / "big.bin"
     path.write_bytes(b"x" * 3_000_000)  # beyond the 1 MiB where dbt stops hashing seeds
