@@ -186,13 +186,13 @@ def unavailable(name: str, doc: str) -> TaskDict:
     return {"basename": name, "doc": doc, "actions": [lambda: TaskFailed(session.load_error())], "verbosity": 1}
 
 
-def task_nodes() -> Iterator[TaskDict]:
+def task_nodes() -> Iterator[TaskDict] | None:
     """One task per seed and staging model: seed:<name>, model:<name>"""
     from . import session
 
     engine = session.task_engine()
-    if engine is not None:
-        yield from SetupTasks(engine).node_tasks()
+    # None, not an empty generator: doit would list an empty "nodes" group.
+    return SetupTasks(engine).node_tasks() if engine is not None else None
 
 
 def task_groups() -> Iterator[TaskDict]:

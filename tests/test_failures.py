@@ -175,3 +175,7 @@ def test_an_unparsable_project_fails_every_command_with_the_file_and_status_says
     status = shop.doit("status", json_report=False)
     assert_clean_failure(status, "NOT READY", "staging/broken.yml")
     assert status.returncode == 1
+    listed = shop.doit("list", json_report=False)
+    assert listed.returncode == 0
+    assert {"setup", "quick", "status", "clear"} <= set(listed.stdout.split())
+    assert "nodes" not in listed.stdout.split()  # no empty group where the node tasks would be
