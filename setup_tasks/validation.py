@@ -63,6 +63,7 @@ from .config import ValidationSettings, thaw
 from .errors import DatabaseError, SetupError
 from .fingerprints import explain
 from .manifest import Node
+from .state import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -698,7 +699,9 @@ class CheckTarget:
 def check_action(engine: "Engine", check: Check, target: CheckTarget) -> dict[str, Any] | TaskFailed:
     """Task action: run the check, record its results, fail the task on a blocking failure."""
     parts = target.check_parts()
-    env = Environment(engine.settings.validation, engine.db_path, Project.from_engine(engine), engine, target.values)
+    memo = _failed_run_memo(engine, check)
+    previous = target.values or read_json(memo, {})
+    env = Environment(engine.settings.validation, engine.db_path, Project.from_engine(engine), engine, previous)
     results = check.run(env)
     for result in results:
         engine.run.checks[result.name] = result
@@ -707,10 +710,20 @@ def check_action(engine: "Engine", check: Check, target: CheckTarget) -> dict[st
     fail_on = engine.settings.validation.fail_on
     blocking = [r for r in results if r.blocking(fail_on)]
     if blocking:
+        # doit keeps no values of a failed task: keep what passed here, so a check made of
+        # many results (dbt_tests) re-runs only the failed ones and those whose inputs changed.
+        kept = [r.as_dict() for r in results if r.passed and not r.incomplete]
+        write_json_atomic(memo, {"parts": parts, "results": kept})
         return TaskFailed(failure_message(blocking))
+    memo.unlink(missing_ok=True)
     if any(r.incomplete for r in results):
         return {"parts": parts}  # no result stored: the next run checks again
     return {"parts": parts, "results": [r.as_dict() for r in results], "build_id": engine.run.build_id}
+
+
+def _failed_run_memo(engine: "Engine", check: Check) -> Path:
+    """Where the passing results of a check's last failed run are kept."""
+    return engine.settings.state_dir / "failed_checks" / f"{check.name}.json"
 
 
 def failure_message(blocking: Sequence[CheckResult], shown: int = 3) -> str:

@@ -448,3 +448,34 @@ def test_quick_runs_foundation_checks_and_custom_checks_fail_by_severity(tmp_pat
     assert setup.results["validate:no_top_earners"] == "up-to-date"
     assert ("levers_for_2026 failed (error): 1 offending rows (no lever for 2026) -- fix: correct the rows "
             "the query of validation.custom_checks[1] (levers_for_2026) selects") in setup.stdout
+
+
+@pytest.mark.slow
+def test_after_a_failed_dbt_test_only_it_and_tests_with_changed_inputs_run_again(tmp_path: Path) -> None:
+    ws = write_mini_project(tmp_path)
+    assert doit(ws, "validate:dbt_tests").returncode == 0
+
+    def dbt_tests() -> dict[str, dict]:
+        checks = json.loads((ws.root / "warehouse.setup_report.json").read_text())["validation"]["checks"]
+        return {name.split(".", 1)[1]: c for name, c in checks.items() if name.startswith("dbt_tests.")}
+
+    ws.seed("config_cola_by_year", "year,cola_rate\n" + "".join(f"{y},0.02\n" for y in (2025, 2025, 2026, 2027)))
+    failed = doit(ws, "validate:dbt_tests")
+    assert failed.returncode == 1 and failed.results["validate:dbt_tests"] == "fail"
+    tests = dbt_tests()
+    year = next(name for name in tests if "stg_config_cola_by_year" in name)
+    assert tests[year]["status"] == "failed" and not tests[year]["up_to_date"]
+    assert all(c["up_to_date"] and c["status"] == "passed" for n, c in tests.items() if n != year)
+
+    # doit keeps nothing of a failed task; the census tests' results still stand, so only the fixed one runs.
+    ws.seed("config_cola_by_year", "year,cola_rate\n" + "".join(f"{y},0.02\n" for y in range(2025, 2030)))
+    fixed = doit(ws, "validate:dbt_tests")
+    assert fixed.returncode == 0, fixed.stdout[-2000:]
+    tests = dbt_tests()
+    assert tests[year]["status"] == "passed" and not tests[year]["up_to_date"]
+    assert all(c["up_to_date"] for n, c in tests.items() if n != year)
+
+    again = ws.doit("forget", "-f", str(ws.root / "dodo.py"), "validate:dbt_tests", json_report=False)
+    assert again.returncode == 0
+    assert doit(ws, "validate:dbt_tests").returncode == 0
+    assert not any(c["up_to_date"] for c in dbt_tests().values())  # forgotten after a success: all run
