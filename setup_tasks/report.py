@@ -26,8 +26,11 @@ REPORT_VERSION = 1
 HISTORY_LIMIT = 200
 # Regressions need a baseline: at least this many earlier samples of a step...
 MIN_SAMPLES = 3
-# ...and times above this (below it, ratios are timer noise).
+# ...and times above this (below it, ratios are timer noise)...
 TINY_SECONDS = 0.05
+# ...and at least this much slower than the median: a 0.1 s node taking 0.2 s on a busy
+# laptop is scheduling noise, not something to show anyone.
+MIN_SLOWDOWN_SECONDS = 0.25
 STATUS_OF_OUTCOME = {"success": "built", "error": "failed", "skipped": "skipped"}
 
 
@@ -200,8 +203,9 @@ def regressions(history_path: Path | None, factor: float = 1.5) -> list[tuple[st
 
     Returns (step, seconds, median), slowest relative to its median first. Steps
     with fewer than MIN_SAMPLES earlier samples are ignored (no baseline), and so
-    are last times under TINY_SECONDS; a median under it counts as TINY_SECONDS,
-    so timer noise on near-instant steps is never a regression.
+    are last times under TINY_SECONDS or less than MIN_SLOWDOWN_SECONDS above the
+    median; a median under TINY_SECONDS counts as TINY_SECONDS, so timer noise on
+    near-instant steps is never a regression.
     """
     runs = read_history(history_path)
     if not runs:
@@ -217,6 +221,7 @@ def regressions(history_path: Path | None, factor: float = 1.5) -> list[tuple[st
         if len(earlier) < MIN_SAMPLES or not isinstance(seconds, (int, float)):
             continue
         median = statistics.median(earlier)
-        if seconds >= TINY_SECONDS and seconds > factor * max(median, TINY_SECONDS):
+        slower = seconds > factor * max(median, TINY_SECONDS) and seconds - median >= MIN_SLOWDOWN_SECONDS
+        if seconds >= TINY_SECONDS and slower:
             found.append((step, float(seconds), median))
     return sorted(found, key=lambda r: (-r[1] / max(r[2], TINY_SECONDS), r[0]))

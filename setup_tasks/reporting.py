@@ -133,6 +133,7 @@ class SetupReporter:
         from . import session
 
         self._clear_live()
+        session.run_failed = bool(self.failures)
         if session.interrupted:
             self._write(session.interrupted_message() + "\n", always=True)
             return

@@ -31,6 +31,8 @@ _engine: Engine | None = None
 # Ctrl-C must reach the caller as KeyboardInterrupt instead of ending the process.
 mode = "cli"
 interrupted = False
+# Set by our reporter when doit's run ends: whether any task failed (doit then exits 1).
+run_failed: bool | None = None
 
 
 class Interrupted(SystemExit):
@@ -103,10 +105,10 @@ def current_engine() -> Engine | None:
 def reset(new_settings: Settings | None = None) -> None:
     """End the process's engine (the Python API runs doit more than once per process)."""
     global _settings, _engine
-    global _load_error
+    global _load_error, run_failed
     if _engine is not None:
         _engine.close()
-    _settings, _engine, _load_error = new_settings, None, None
+    _settings, _engine, _load_error, run_failed = new_settings, None, None, None
 
 
 def interrupted_message() -> str:
@@ -144,10 +146,25 @@ def _interrupted(exc_type: type[BaseException], exc: BaseException, tb: Any) -> 
 _previous_hook = sys.excepthook
 
 
+def _cli_exit_code() -> int:
+    """doit's exit status, which atexit cannot see: from our reporter, else from what the engine saw fail."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if run_failed is not None:
+        return int(run_failed)
+    engine = _engine
+    if engine is None:
+        return 0
+    fail_on = engine.settings.validation.fail_on
+    failed = any(not o.ok for o in engine.run.outcomes.values()) or any(
+        c.blocking(fail_on) for c in engine.run.checks.values())
+    return int(failed)
+
+
 def _at_exit() -> None:
     if mode != "cli":
         return
-    write_report(EXIT_INTERRUPTED if interrupted else None)
+    write_report(_cli_exit_code())
     if _engine is not None:
         _engine.save_caches()  # after the report: it asks the graph too
     from . import database

@@ -21,6 +21,12 @@ def built(shop: Workspace) -> Workspace:
     return shop
 
 
+def last_report(ws: Workspace) -> dict:
+    import json
+
+    return json.loads((ws.root / "warehouse.setup_report.json").read_text())
+
+
 def assert_clean_failure(run, *needles: str) -> None:
     text = run.stdout + run.stderr
     assert run.returncode != 0
@@ -43,6 +49,7 @@ def test_sql_error_names_model_and_file_and_keeps_previous_table(built: Workspac
     run = built.doit("--continue", "setup", json_report=False)
     assert_clean_failure(run, "model stg_regions (models/staging/stg_regions.sql) failed", "Parser Error")
     assert built.tables() == before
+    assert last_report(built)["exit_code"] == 1
 
 
 def test_failed_node_skips_descendants_but_builds_unrelated_under_continue(built: Workspace) -> None:
@@ -51,11 +58,13 @@ def test_failed_node_skips_descendants_but_builds_unrelated_under_continue(built
     run = built.doit("--continue", "setup")
     assert run.returncode != 0
     assert run.results["model:stg_orders"] == "fail"
+    assert last_report(built)["exit_code"] == 1  # with doit's json reporter too
     assert "model:stg_customer_orders" not in run.ran()
     assert run.ran() == {"seed:regions", "model:stg_regions"}
     # the fix builds exactly what is still stale
     built.model("stg_orders", "select id, customer_id, amount as amount_usd from {{ ref('orders') }}")
     assert built.doit("setup").ran() == {"model:stg_orders", "model:stg_customer_orders"}
+    assert last_report(built)["exit_code"] == 0
 
 
 def test_database_locked_by_another_process_names_the_holder(built: Workspace) -> None:

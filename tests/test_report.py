@@ -171,6 +171,11 @@ def test_steps_with_few_samples_or_tiny_times_are_ignored(tmp_path: Path) -> Non
     assert regressions(path) == [("from_tiny", 2.0, 0.001)]
 
 
+def test_a_small_absolute_slowdown_is_noise_not_a_regression(tmp_path: Path) -> None:
+    path = history(tmp_path / "h.jsonl", *[{"seed": 0.13, "model": 0.4}] * 3, {"seed": 0.23, "model": 0.9})
+    assert regressions(path) == [("model", 0.9, 0.4)]  # 1.8x and 0.1 s slower is noise; 0.5 s is not
+
+
 def test_no_history_no_regressions(tmp_path: Path) -> None:
     assert regressions(tmp_path / "missing.jsonl") == []
     assert last_run(tmp_path / "missing.jsonl") is None
