@@ -252,8 +252,15 @@ def build_nodes(ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
                 on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
                 on_start: Callable[[str], None] | None = None,
                 log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
-    """Build seeds and models in one dbt invocation (dbt orders them); tests are not run."""
-    command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+    """Build seeds and models in one dbt invocation (dbt orders them); tests are not run.
+
+    Always ``--full-refresh``: a stale node is rebuilt from its inputs, as a clean build
+    would. Without it dbt truncates and refills an existing seed table, so a CSV that
+    gained a column or a changed ``column_types`` failed or kept the old types, and an
+    incremental model merged new rows into old ones. Each node's drop and create run in
+    one transaction: a node that fails keeps the table it had.
+    """
+    command = ["build", "--full-refresh", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
     return _run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log)
 
 

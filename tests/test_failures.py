@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from factories import REPO, Workspace, clean_env
 
@@ -188,3 +189,15 @@ def test_an_unparsable_project_fails_every_command_with_the_file_and_status_says
     assert listed.returncode == 0
     assert {"setup", "quick", "status", "clear"} <= set(listed.stdout.split())
     assert "nodes" not in listed.stdout.split()  # no empty group where the node tasks would be
+
+
+def test_a_seed_value_dbt_cannot_load_fails_its_task_and_keeps_the_old_table(built: Workspace) -> None:
+    # Caught by dbt (not by the CSV preflight): the rebuild's drop is rolled back with the failed load.
+    before = built.tables()
+    project = yaml.safe_load((built.project / "dbt_project.yml").read_text())
+    project["seeds"] = {"shop": {"regions": {"+column_types": {"tax_rate": "double"}}}}
+    (built.project / "dbt_project.yml").write_text(yaml.safe_dump(project))
+    built.seed("regions", "region,tax_rate\nnorth,abc\nsouth,0.1\n")
+    run = built.doit("setup", json_report=False)
+    assert_clean_failure(run, "seed regions (seeds/regions.csv) failed", "fix:")
+    assert built.tables() == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from factories import Workspace
 
@@ -49,6 +50,29 @@ def test_editing_a_seed_rebuilds_it_and_its_dependents(built: Workspace) -> None
     run = built.doit("setup")
     assert run.ran() == {"seed:customers", "model:stg_customers", "model:stg_customer_orders"}
     assert len(built.tables()["stg_customer_orders"]) == 2
+
+
+
+def column_types(ws: Workspace, table: str) -> dict[str, str]:
+    import duckdb
+
+    with duckdb.connect(str(ws.db_path), read_only=True) as con:
+        return dict(con.execute("select column_name, data_type from information_schema.columns "
+                                "where table_name = ? order by ordinal_position", [table]).fetchall())
+
+
+def test_a_seed_that_gains_a_column_or_changes_type_is_rebuilt_as_a_clean_build_would(built: Workspace) -> None:
+    # dbt refills an existing seed table unless told to rebuild it: a new column used to fail.
+    built.seed("regions", "region,tax_rate,label\nnorth,0.2,N\nsouth,0.1,S\n")
+    assert built.doit("setup").ran() == {"seed:regions", "model:stg_regions"}
+    assert built.tables()["regions"] == [("north", 0.2, "N"), ("south", 0.1, "S")]
+
+    project = yaml.safe_load((built.project / "dbt_project.yml").read_text())
+    project["seeds"] = {"shop": {"regions": {"+column_types": {"tax_rate": "decimal(6,3)"}}}}
+    (built.project / "dbt_project.yml").write_text(yaml.safe_dump(project))
+    run = built.doit("setup")
+    assert run.returncode == 0 and "seed:regions" in run.ran()
+    assert column_types(built, "regions")["tax_rate"] == "DECIMAL(6,3)"
 
 
 def test_editing_sql_rebuilds_model_and_downstream(built: Workspace) -> None:

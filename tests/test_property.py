@@ -30,6 +30,7 @@ EDITS = st.one_of(
     st.tuples(st.just("drop"), st.sampled_from(["customers", "stg_orders", "stg_customer_orders", "stg_events"])),
     st.tuples(st.just("forget"), st.sampled_from(["seed:orders", "model:stg_customers", "model:stg_regions"])),
     st.tuples(st.just("extra_model"), st.booleans()),
+    st.tuples(st.just("regions_columns"), st.booleans()),  # a seed gains or loses a column
 )
 
 
@@ -48,6 +49,9 @@ def apply(ws: Workspace, edit: tuple) -> None:
         ws.execute(f'drop table if exists "{arg}"')
     elif kind == "forget":
         assert run_doit(["forget", arg], ws.config_path) == 0
+    elif kind == "regions_columns":
+        ws.seed("regions", "region,tax_rate,label\nnorth,0.2,N\nsouth,0.1,S\n" if arg
+                else "region,tax_rate\nnorth,0.2\nsouth,0.1\n")
     elif kind == "extra_model":
         path = ws.project / "models" / "staging" / "stg_big_orders.sql"
         if arg:
