@@ -71,12 +71,20 @@ class RunState:
     # Validation results of this run, by check name (written by the validation tasks).
     checks: dict[str, Any] = field(default_factory=dict)
     callback_errors: list[str] = field(default_factory=list)
+    # Tables dropped because their node left the project.
+    retired: list[str] = field(default_factory=list)
 
 
 def _digest(values: Iterable[Any]) -> str:
     import hashlib
 
     return hashlib.sha256(repr(sorted(values)).encode()).hexdigest()[:16]
+
+
+def leftover_label(uid: str, key: Key) -> str:
+    """``main.stg_old (from removed model stg_old)``: a table whose node left the project."""
+    kind, _, rest = uid.partition(".")
+    return f"{'.'.join(key[1:])} (from removed {kind} {rest.rpartition('.')[2]})"
 
 
 def dbt_context(settings: Any) -> DbtContext:
@@ -342,6 +350,47 @@ class Engine:
             return NodeStatus(uid, True, ("forced (doit forget)",))
         return NodeStatus(uid, False)
 
+    # -- tables of nodes removed from the project ------------------------------------------
+
+    def removed_builds(self) -> dict[str, BuildRecord]:
+        """Builds recorded for nodes the project no longer has (file deleted or renamed, node disabled)."""
+        return {uid: rec for uid, rec in self.records.records.items() if uid not in self.manifest.nodes}
+
+    def leftover_tables(self) -> dict[str, Key]:
+        """Tables setup built for removed nodes that no current node builds: a clean build has none of them."""
+        claimed = {n.relation.key() for n in self.manifest.nodes.values() if n.relation is not None}
+        tables = self.snapshot().tables
+        return {uid: rec.relation for uid, rec in self.removed_builds().items()
+                if rec.relation is not None and rec.relation not in claimed and rec.relation in tables}
+
+    def retire_removed(self) -> list[str]:
+        """Drop the tables of nodes removed from the project and forget their builds.
+
+        Returns the dropped tables. A table another node now builds (same name) is
+        kept. A drop the database refuses keeps its record, so the next run tries again.
+        """
+        removed = self.removed_builds()
+        if not removed:
+            return []
+        leftovers = self.leftover_tables()
+        dropped: list[str] = []
+        if leftovers:
+            self.lock.acquire()
+            keys = set(leftovers.values())
+            result = database.drop_relations(
+                self.db_path, lambda rels: sorted((r for r in rels if r.key in keys), key=lambda r: r.kind != "VIEW"))
+            dropped = [str(rel) for rel in result.dropped]
+            refused = {rel.key: message for rel, message in result.failed.items()}
+            for uid, key in leftovers.items():
+                if key in refused:
+                    removed.pop(uid)
+                    self._emit("warning", {"message": f"cannot drop {leftover_label(uid, key)}: {refused[key]}"})
+        self.records.drop(list(removed))
+        self.run.retired.extend(dropped)
+        if dropped:
+            self._emit("retired", {"tables": dropped})
+        return dropped
+
     # -- building ---------------------------------------------------------------------
 
     def add_scope(self, uids: Iterable[str]) -> None:
@@ -499,9 +548,11 @@ class Engine:
             self.run.outcomes[outcome.unique_id] = outcome
             if outcome.ok:
                 fp = self.fingerprints()[outcome.unique_id]
+                relation = self.node(outcome.unique_id).relation
                 self.records.put(
                     outcome.unique_id,
-                    BuildRecord(fp.digest, dict(fp.parts), time.time(), outcome.seconds, self.run.build_id, outcome.rows),
+                    BuildRecord(fp.digest, dict(fp.parts), time.time(), outcome.seconds, self.run.build_id, outcome.rows,
+                                relation=relation.key() if relation is not None else None),
                 )
         self._emit("node", {"unique_id": outcome.unique_id, "outcome": outcome})
 

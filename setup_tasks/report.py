@@ -116,6 +116,8 @@ def build_report(engine: Engine, *, ended: float, interrupted: bool = False, exi
         "nodes": nodes,
         "validation": validation_summary(run.checks),
     }
+    if run.retired:
+        report["dropped_leftovers"] = list(run.retired)
     if run.callback_errors:
         report["record_errors"] = list(run.callback_errors)
     return report

@@ -159,6 +159,11 @@ class SetupReporter:
             self._progress()
         elif kind == "node":
             self._node_done(payload["outcome"])
+        elif kind == "retired":
+            for table in payload["tables"]:
+                self._line(self.style("-", "yellow"), table, "dropped: its node was removed from the project")
+        elif kind == "warning":
+            self._write(self.style(f"warning: {payload['message']}\n", "yellow"), always=True)
 
     def _node_done(self, outcome: Outcome) -> None:
         if self.engine is None:
@@ -183,6 +188,8 @@ class SetupReporter:
         if self.engine is not None:  # nodes built inside a batch finish before doit reaches their task
             self.counts["built"] = max(self.counts["built"], sum(o.ok for o in self.engine.run.outcomes.values()))
         parts = [f"{self.counts[k]} {k}" for k in ("built", "up to date", "failed", "not run", "ran") if self.counts[k]]
+        if self.engine is not None and self.engine.run.retired:
+            parts.append(f"{len(self.engine.run.retired)} leftover table(s) dropped")
         line = "summary: " + (", ".join(parts) or "nothing to do") + f" in {total}"
         checks = self._checks_line()
         return line + (f"\n{checks}" if checks else "")

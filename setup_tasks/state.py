@@ -54,6 +54,12 @@ class BuildRecord:
     # Set once doit has recorded the task as done; a record doit has forgotten
     # since then was forgotten on purpose (`doit forget`).
     acknowledged: bool = False
+    # The table it built (catalog, schema, name): dropped by setup if the node leaves the project.
+    relation: tuple[str, str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.relation is not None:  # JSON gives a list
+            object.__setattr__(self, "relation", tuple(self.relation))
 
 
 @dataclass

@@ -28,7 +28,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from . import database
 from .census import REQUIRED_CENSUS_COLUMNS, inspect_census
 from .config import Settings
-from .engine import Engine, NodeStatus
+from .engine import Engine, NodeStatus, leftover_label
 from .errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError
 from .report import last_run, regressions, task_names
 
@@ -87,6 +87,8 @@ class SystemStatus:
     nodes: tuple[NodeState, ...] = ()
     last_run: Mapping[str, Any] | None = None
     regressions: tuple[tuple[str, float, float], ...] = ()
+    # Tables setup built for nodes since removed from the project: the next setup drops them.
+    leftovers: tuple[str, ...] = ()
 
     @property
     def stale(self) -> list[str]:
@@ -207,7 +209,9 @@ def _with_nodes(status: SystemStatus, engine: Engine, values_of: ValuesOf | None
     nodes: tuple[NodeState, ...] = ()
     if values_of is not None:
         nodes = tuple(NodeState(names[u], u, s.stale, s.reason) for u, s in node_statuses(engine, values_of).items())
-    return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes)
+    leftovers = tuple(leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items())) \
+        if values_of is not None else ()
+    return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes, leftovers=leftovers)
 
 
 def unready(reason: str) -> SystemStatus:
@@ -232,6 +236,8 @@ def render(status: SystemStatus) -> list[str]:
     lines.append(f"seeds      {len(status.seeds)}" + (f": {', '.join(status.seeds)}" if status.seeds else ""))
     lines.append(f"models     {len(status.models)}" + (f": {', '.join(status.models)}" if status.models else ""))
     lines += nodes_lines(status)
+    for leftover in status.leftovers:
+        lines.append(f"leftover   {leftover}: the next setup drops it")
     lines.append(f"last run   {run_line(status.last_run)}")
     for step, seconds, median in status.regressions:
         lines.append(f"slower     {step}: {seconds:.2f} s, median of earlier runs {median:.2f} s")

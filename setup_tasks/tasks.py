@@ -78,6 +78,8 @@ def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
 
 def plan_action(engine: Engine, uids: list[str]) -> None:
     engine.add_scope(uids)
+    # Before any build: a node renamed in this change frees its old table's name.
+    engine.retire_removed()
 
 
 # -- the census --------------------------------------------------------------------

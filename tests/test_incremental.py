@@ -130,7 +130,21 @@ def test_adding_and_removing_files_updates_tasks(built: Workspace) -> None:
     built.remove("seeds/products.csv")
     listed = built.doit("list")
     assert "products" not in listed.stdout
+    status = built.doit("status", json_report=False)
+    assert "leftover   main.stg_products (from removed model stg_products): the next setup drops it" in status.stdout
     assert built.doit("setup").ran() == set()
+    # A clean build would not have them: setup drops the tables of nodes that left the project.
+    assert not {"products", "stg_products"} & set(built.tables())
+    assert report(built)["dropped_leftovers"] == ["main.products", "main.stg_products"]
+
+
+def test_a_table_another_node_now_builds_is_not_dropped_as_a_leftover(built: Workspace) -> None:
+    built.remove("models/staging/stg_regions.sql")
+    built.model("stg_regions_v2", "{{ config(alias='stg_regions') }} select region, tax_rate from {{ ref('regions') }}")
+    run = built.doit("setup")
+    assert run.ran() == {"model:stg_regions_v2"}
+    assert built.tables()["stg_regions"] == [("north", 0.2), ("south", 0.1)]
+    assert "dropped_leftovers" not in report(built)
 
 
 def test_quick_builds_only_the_foundation(shop: Workspace) -> None:
