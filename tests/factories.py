@@ -244,6 +244,16 @@ class FakeEngine:
     def node(self, uid: str) -> Any:
         return self.manifest.nodes[uid]
 
+    def removed_builds(self) -> Any:
+        from setup_tasks.engine import Engine
+
+        return Engine.removed_builds(self)  # type: ignore[arg-type]
+
+    def leftover_tables(self) -> Any:
+        from setup_tasks.engine import Engine
+
+        return Engine.leftover_tables(self)  # type: ignore[arg-type]
+
     def reads_census(self, uid: str) -> bool:
         return False  # shop's only external source is events.csv
 

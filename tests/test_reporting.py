@@ -10,7 +10,7 @@ import pytest
 from doit.exceptions import TaskFailed, UnmetDependency
 
 from setup_tasks import session
-from setup_tasks.engine import Outcome
+from setup_tasks.engine import Outcome, RunState
 from setup_tasks.reporting import SetupReporter, cli_verbosity
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -33,7 +33,7 @@ class FakeEngine:
     """What the reporter reads of an engine: node names, this run's outcomes and checks."""
 
     def __init__(self) -> None:
-        self.run = SimpleNamespace(outcomes={}, checks={})
+        self.run = RunState()
         self.listeners: list = []
         self.quiet = True
 
@@ -63,6 +63,8 @@ def run(reporter: SetupReporter, engine: FakeEngine) -> None:
     reporter.add_failure(task("model:stg_customers"), TaskFailed("model stg_customers failed: Parser Error"))
     reporter.add_failure(task("model:stg_orders"), UnmetDependency("model:stg_customers"))
     engine.run.checks["cola_years"] = SimpleNamespace(status="failed", severity="error")
+    engine.run.retired.append("main.stg_old")
+    engine.listeners[0]("retired", {"tables": ["main.stg_old"]})
     reporter.complete_run()
 
 
@@ -77,8 +79,9 @@ def test_piped_output_is_plain_lines_and_a_summary(engine: FakeEngine) -> None:
     assert any(l.startswith("✓ seed:customers") and "3 rows" in l for l in lines)
     assert any(l.startswith("✗ model:stg_customers") and "Parser Error" in l for l in lines)
     assert any(l.startswith("- model:stg_orders") and "not run" in l for l in lines)
-    assert "summary: 1 built, 1 up to date, 1 failed, 1 not run" in text
+    assert "summary: 1 built, 1 up to date, 1 failed, 1 not run, 1 leftover table(s) dropped" in text
     assert "validations: 1 failed (error)" in text
+    assert any(l.startswith("- main.stg_old") and "its node was removed from the project" in l for l in lines)
 
 
 def test_terminal_output_has_colour_and_live_progress(engine: FakeEngine) -> None:
