@@ -76,10 +76,14 @@ def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
     return {"fingerprint": record.fingerprint if record else "", "build_id": engine.run.build_id}
 
 
-def plan_action(engine: Engine, uids: list[str]) -> None:
+def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
     engine.add_scope(uids)
     # Before any build: a node renamed in this change frees its old table's name.
-    engine.retire_removed()
+    try:
+        engine.retire_removed()
+    except SetupError as err:  # the database is locked, or a setup run holds it
+        return TaskFailed(err.one_line())
+    return None
 
 
 # -- the census --------------------------------------------------------------------
