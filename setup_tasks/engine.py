@@ -81,12 +81,6 @@ def _digest(values: Iterable[Any]) -> str:
     return hashlib.sha256(repr(sorted(values)).encode()).hexdigest()[:16]
 
 
-def leftover_label(uid: str, key: Key) -> str:
-    """``main.stg_old (from removed model stg_old)``: a table whose node left the project."""
-    kind, _, rest = uid.partition(".")
-    return f"{'.'.join(key[1:])} (from removed {kind} {rest.rpartition('.')[2]})"
-
-
 def dbt_context(settings: Any) -> DbtContext:
     variables = dict(settings.dbt.vars_dict())
     variables.setdefault(CENSUS_VAR, str(settings.census.path))
@@ -350,29 +344,47 @@ class Engine:
             return NodeStatus(uid, True, ("forced (doit forget)",))
         return NodeStatus(uid, False)
 
-    # -- tables of nodes removed from the project ------------------------------------------
+    # -- tables setup built that a clean build would not have ---------------------------------
 
     def removed_builds(self) -> dict[str, BuildRecord]:
         """Builds recorded for nodes the project no longer has (file deleted or renamed, node disabled)."""
         return {uid: rec for uid, rec in self.records.records.items() if uid not in self.manifest.nodes}
 
-    def leftover_tables(self) -> dict[str, Key]:
-        """Tables setup built for removed nodes that no current node builds: a clean build has none of them."""
+    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[str, Key]:
+        """Tables setup built that no current node builds: a clean build has none of them.
+
+        Those of nodes removed from the project, and those a node built under its old
+        name (alias, schema or database changed) -- the latter only for nodes in
+        ``scope`` when given (a run drops them when it rebuilds the node).
+        """
         claimed = {n.relation.key() for n in self.manifest.nodes.values() if n.relation is not None}
         tables = self.snapshot().tables
-        return {uid: rec.relation for uid, rec in self.removed_builds().items()
-                if rec.relation is not None and rec.relation not in claimed and rec.relation in tables}
+        wanted = None if scope is None else set(scope)
+        return {
+            uid: rec.relation for uid, rec in self.records.records.items()
+            if rec.relation is not None and rec.relation not in claimed and rec.relation in tables
+            and (uid not in self.manifest.nodes or wanted is None or uid in wanted)
+        }
 
-    def retire_removed(self) -> list[str]:
-        """Drop the tables of nodes removed from the project and forget their builds.
+    def leftover_label(self, uid: str, key: Key) -> str:
+        """``main.stg_old (from removed model stg_old)``, or what the node builds now."""
+        name = ".".join(key[1:])
+        node = self.manifest.nodes.get(uid)
+        if node is None:
+            kind, _, rest = uid.partition(".")
+            return f"{name} (from removed {kind} {rest.rpartition('.')[2]})"
+        return f"{name} ({self.label(uid)} now builds {'.'.join(node.relation.key()[1:]) if node.relation else 'no table'})"
+
+    def retire_leftovers(self) -> list[str]:
+        """Drop the leftover tables of this run's scope; forget the builds of removed nodes.
 
         Returns the dropped tables. A table another node now builds (same name) is
         kept. A drop the database refuses keeps its record, so the next run tries again.
         """
         removed = self.removed_builds()
-        if not removed:
+        if not removed and not self.run.scope:
             return []
-        leftovers = self.leftover_tables()
+        leftovers = self.leftover_tables(self.run.scope)
         dropped: list[str] = []
         if leftovers:
             self.lock.acquire()
@@ -383,9 +395,10 @@ class Engine:
             refused = {rel.key: message for rel, message in result.failed.items()}
             for uid, key in leftovers.items():
                 if key in refused:
-                    removed.pop(uid)
-                    self._emit("warning", {"message": f"cannot drop {leftover_label(uid, key)}: {refused[key]}"})
-        self.records.drop(list(removed))
+                    removed.pop(uid, None)
+                    self._emit("warning", {"message": f"cannot drop {self.leftover_label(uid, key)}: {refused[key]}"})
+        if removed:
+            self.records.drop(list(removed))
         self.run.retired.extend(dropped)
         if dropped:
             self._emit("retired", {"tables": dropped})

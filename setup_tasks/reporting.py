@@ -161,7 +161,7 @@ class SetupReporter:
             self._node_done(payload["outcome"])
         elif kind == "retired":
             for table in payload["tables"]:
-                self._line(self.style("-", "yellow"), table, "dropped: its node was removed from the project")
+                self._line(self.style("-", "yellow"), table, "dropped: no node of the project builds it now")
         elif kind == "warning":
             self._write(self.style(f"warning: {payload['message']}\n", "yellow"), always=True)
 

@@ -28,7 +28,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from . import database
 from .census import REQUIRED_CENSUS_COLUMNS, inspect_census
 from .config import Settings
-from .engine import Engine, NodeStatus, leftover_label
+from .engine import Engine, NodeStatus
 from .errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError
 from .report import last_run, regressions, task_names
 
@@ -209,7 +209,7 @@ def _with_nodes(status: SystemStatus, engine: Engine, values_of: ValuesOf | None
     nodes: tuple[NodeState, ...] = ()
     if values_of is not None:
         nodes = tuple(NodeState(names[u], u, s.stale, s.reason) for u, s in node_statuses(engine, values_of).items())
-    leftovers = tuple(leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items())) \
+    leftovers = tuple(engine.leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items())) \
         if values_of is not None else ()
     return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes, leftovers=leftovers)
 

@@ -80,7 +80,7 @@ def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
     engine.add_scope(uids)
     # Before any build: a node renamed in this change frees its old table's name.
     try:
-        engine.retire_removed()
+        engine.retire_leftovers()
     except SetupError as err:  # the database is locked, or a setup run holds it
         return TaskFailed(err.one_line())
     return None

@@ -249,10 +249,15 @@ class FakeEngine:
 
         return Engine.removed_builds(self)  # type: ignore[arg-type]
 
-    def leftover_tables(self) -> Any:
+    def leftover_tables(self, scope: Any = None) -> Any:
         from setup_tasks.engine import Engine
 
-        return Engine.leftover_tables(self)  # type: ignore[arg-type]
+        return Engine.leftover_tables(self, scope)  # type: ignore[arg-type]
+
+    def leftover_label(self, uid: str, key: Any) -> str:
+        from setup_tasks.engine import Engine
+
+        return Engine.leftover_label(self, uid, key)  # type: ignore[arg-type]
 
     def reads_census(self, uid: str) -> bool:
         return False  # shop's only external source is events.csv

@@ -138,6 +138,17 @@ def test_adding_and_removing_files_updates_tasks(built: Workspace) -> None:
     assert report(built)["dropped_leftovers"] == ["main.products", "main.stg_products"]
 
 
+def test_a_model_built_under_a_new_name_drops_the_old_table(built: Workspace) -> None:
+    built.model("stg_regions", "{{ config(alias='regions_clean') }} select region, tax_rate from {{ ref('regions') }}")
+    status = built.doit("status", json_report=False)
+    assert "leftover   main.stg_regions (model stg_regions now builds main.regions_clean)" in status.stdout
+    # `doit seeds` does not rebuild the model, so it keeps the old table for now.
+    assert built.doit("seeds").returncode == 0 and "stg_regions" in built.tables()
+    assert built.doit("setup").ran() == {"model:stg_regions"}
+    assert "stg_regions" not in built.tables() and built.tables()["regions_clean"] == [("north", 0.2), ("south", 0.1)]
+    assert report(built)["dropped_leftovers"] == ["main.stg_regions"]
+
+
 def test_a_table_another_node_now_builds_is_not_dropped_as_a_leftover(built: Workspace) -> None:
     built.remove("models/staging/stg_regions.sql")
     built.model("stg_regions_v2", "{{ config(alias='stg_regions') }} select region, tax_rate from {{ ref('regions') }}")

@@ -81,7 +81,7 @@ def test_piped_output_is_plain_lines_and_a_summary(engine: FakeEngine) -> None:
     assert any(l.startswith("- model:stg_orders") and "not run" in l for l in lines)
     assert "summary: 1 built, 1 up to date, 1 failed, 1 not run, 1 leftover table(s) dropped" in text
     assert "validations: 1 failed (error)" in text
-    assert any(l.startswith("- main.stg_old") and "its node was removed from the project" in l for l in lines)
+    assert any(l.startswith("- main.stg_old") and "no node of the project builds it now" in l for l in lines)
 
 
 def test_terminal_output_has_colour_and_live_progress(engine: FakeEngine) -> None:
