@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -392,6 +392,10 @@ class Engine:
             result = database.drop_relations(
                 self.db_path, lambda rels: sorted((r for r in rels if r.key in keys), key=lambda r: r.kind != "VIEW"))
             dropped = [str(rel) for rel in result.dropped]
+            gone = {rel.key for rel in result.dropped}
+            if self._snapshot is not None:  # what later checks of this run see
+                self._snapshot = replace(self._snapshot, tables={
+                    key: state for key, state in self._snapshot.tables.items() if key not in gone})
             refused = {rel.key: message for rel, message in result.failed.items()}
             for uid, key in leftovers.items():
                 if key in refused:
