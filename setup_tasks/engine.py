@@ -10,6 +10,7 @@ dbt reports it done.
 from __future__ import annotations
 
 import csv
+import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -252,7 +253,8 @@ class Engine:
                 if n.resource_type == "source" and n.relation and not n.external_location
             }
             calc = FingerprintCalculator(
-                self.manifest, self.graph, self.ctx.project_dir, self.root, self.variables(), self.hasher, sources
+                self.manifest, self.graph, self.ctx.project_dir, self.root, self.variables(), self.hasher, sources,
+                environ={**os.environ, **self.ctx.env()},  # as dbt sees it
             )
             self._fingerprints = calc.compute(self.tracked())
         return self._fingerprints

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .graph import SetupGraph
-from .manifest import Manifest, Node
+from .manifest import ENV_VAR_RE, Manifest, Node
 
 VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
 QUOTED_RE = re.compile(r"""['"]([^'"]+)['"]""")
@@ -146,6 +146,7 @@ class FingerprintCalculator:
         variables: Mapping[str, Any],
         hasher: FileHasher,
         table_signatures: Mapping[tuple[str, str, str], str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.manifest = manifest
         self.graph = graph
@@ -154,6 +155,7 @@ class FingerprintCalculator:
         self.vars = variables
         self.hasher = hasher
         self.table_signatures = table_signatures or {}
+        self.environ = os.environ if environ is None else environ
         self._macro_vars: dict[str, set[str]] = {}
 
     def compute(self, uids: Iterable[str]) -> dict[str, Fingerprint]:
@@ -186,11 +188,14 @@ class FingerprintCalculator:
         macros = self._macro_closure(node.macros)
         for macro in sorted(macros):
             parts[f"macro:{macro}"] = _sha(self.manifest.macros[macro][0])
-        used = set(VAR_RE.findall(node.raw_code))
-        for macro in macros:
-            used |= set(VAR_RE.findall(self.manifest.macros[macro][0]))
-        for name in sorted(used):
+        codes = [node.raw_code, *(self.manifest.macros[macro][0] for macro in macros)]
+        for name in sorted({name for code in codes for name in VAR_RE.findall(code)}):
             parts.update(self._var_parts(name))
+        # env_var() is rendered when dbt runs the node: its value is an input like a var's.
+        # Only a digest is kept (values may be credentials).
+        for name in sorted({name for code in codes for name in ENV_VAR_RE.findall(code)}):
+            value = self.environ.get(name)
+            parts[f"env:{name}"] = "<unset>" if value is None else _sha(value)[:16]
         return parts
 
     def _var_parts(self, name: str) -> dict[str, str]:
@@ -249,6 +254,7 @@ _Phrase = Callable[[str, str, "str | None", "str | None"], str]
 _PHRASES: dict[str, _Phrase] = {
     "file": lambda what, label, b, a: f"file changed: {what}",
     "var": lambda what, label, b, a: f"var changed: {what}{_shown_change(b, a)}",
+    "env": lambda what, label, b, a: f"environment variable changed: {what}",
     "external": lambda what, label, b, a: f"input file changed: {what}",
     "upstream": lambda what, label, b, a: f"upstream changed: {label}",
     "macro": lambda what, label, b, a: f"macro changed: {label}",

@@ -67,6 +67,25 @@ def test_vars_change_only_their_readers(tmp_path: Path) -> None:
     assert changed == {"model.p.stg_levels", "model.p.report"}
 
 
+def test_environment_variables_read_by_code_or_its_macros_are_inputs(tmp_path: Path) -> None:
+    root = project(tmp_path, FILES)
+    manifest = manifest_from_dict(make_manifest(*NODES, macros={"macro.p.scale": "pay * {{ env_var('PAY_FACTOR', '1') }}"}))
+
+    def digests(environ: dict) -> dict:
+        calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root, root,
+                                     {"year": 2025}, FileHasher(), environ=environ)
+        return calc.compute(manifest.nodes)
+
+    unset, one, two = digests({}), digests({"PAY_FACTOR": "s3cr3t", "OTHER": "x"}), digests({"PAY_FACTOR": "2"})
+    assert unset["model.p.stg_census"].parts["env:PAY_FACTOR"] == "<unset>"
+    assert "s3cr3t" not in str(one["model.p.stg_census"].parts)  # recorded as a digest, never the value
+    changed = {uid for uid in one if one[uid].digest != two[uid].digest}
+    assert changed == {"model.p.stg_census", "model.p.report"}
+    assert explain(one["model.p.stg_census"].parts, two["model.p.stg_census"].parts) == [
+        "environment variable changed: PAY_FACTOR"]
+    assert digests({"PAY_FACTOR": "2", "OTHER": "y"})["model.p.report"].digest == two["model.p.report"].digest
+
+
 def test_a_var_naming_a_file_makes_the_file_an_input(tmp_path: Path) -> None:
     root = project(tmp_path, {**FILES, "extra.csv": "x"})
     fp = fingerprints(root, {"year": "extra.csv"})

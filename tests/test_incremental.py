@@ -89,6 +89,17 @@ def test_changing_a_var_rebuilds_only_its_readers(built: Workspace) -> None:
     assert totals[1] == pytest.approx((20.5 + 3.0) * 5)
 
 
+def test_changing_an_environment_variable_a_model_reads_rebuilds_it(built: Workspace) -> None:
+    built.model("stg_regions", "select region, tax_rate * {{ env_var('SHOP_PERCENT', '100') }} as tax_percent "
+                               "from {{ ref('regions') }}")
+    assert built.doit("setup", env={"SHOP_PERCENT": "100"}).ran() == {"model:stg_regions"}
+    assert built.doit("setup", env={"SHOP_PERCENT": "100"}).ran() == set()
+    info = built.doit("info", "model:stg_regions", json_report=False, env={"SHOP_PERCENT": "1000"})
+    assert "environment variable changed: SHOP_PERCENT" in info.stdout
+    assert built.doit("setup", env={"SHOP_PERCENT": "1000"}).ran() == {"model:stg_regions"}
+    assert built.tables()["stg_regions"] == [("north", 200.0), ("south", 100.0)]
+
+
 def test_changing_an_external_input_file_rebuilds_its_readers(built: Workspace) -> None:
     (built.root / "events.csv").write_text("kind,at\nclick,2024-01-01\n")
     run = built.doit("setup")
