@@ -139,6 +139,7 @@ class ValidationSettings:
     census_required_columns: tuple[str, ...]
     allow_empty_models: tuple[str, ...]
     run_dbt_tests: bool
+    disabled_checks: tuple[str, ...]
     check_modules: tuple[str, ...]
 
     def is_blocking(self, severity: str) -> bool:

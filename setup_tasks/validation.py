@@ -572,7 +572,23 @@ def load_checks(validation: ValidationSettings, root: Path, registry: CheckRegis
             )
         taken.add(entry.name)
         found.append(custom_check(index, entry.name, entry.sql, entry.severity, entry.description))
-    return found
+    return _without_disabled(found, validation.disabled_checks, taken | {"dbt_tests"})
+
+
+def _without_disabled(checks: list[Check], disabled: Sequence[str], known: set[str]) -> list[Check]:
+    """The checks ``validation.disabled_checks`` leaves, by check name or area; an unknown name is an error."""
+    import difflib
+
+    for index, name in enumerate(disabled):
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            raise SetupError(
+                f"validation.disabled_checks[{index}]: {name!r} is no check or area"
+                + (f" (did you mean {close[0]!r}?)" if close else ""),
+                "use a name from `doit list` without the validate: prefix",
+            )
+    off = set(disabled)
+    return [c for c in checks if c.name not in off and (c.group or "") not in off]
 
 
 # -- staleness ----------------------------------------------------------------------------

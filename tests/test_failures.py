@@ -94,6 +94,11 @@ def test_invalid_config_is_one_line_without_traceback(shop: Workspace) -> None:
     shop.config_path.write_text("database:\n  thraeds: 2\ncensus:\n  employees: -5\n")
     run = shop.doit("setup", json_report=False)
     assert_clean_failure(run, "database.thraeds", "did you mean 'threads'", "census.employees")
+    # A check name is known only once the checks are loaded: same kind of answer.
+    shop.write_config(validation={"disabled_checks": ["baseline_workfrce"]})
+    run = shop.doit("setup", json_report=False)
+    assert_clean_failure(run, "validation.disabled_checks[0]: 'baseline_workfrce' is no check or area",
+                         "did you mean 'baseline_workforce'")
 
 
 def test_unwritable_database_location_is_reported(shop: Workspace) -> None:

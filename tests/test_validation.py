@@ -123,6 +123,22 @@ def test_load_checks_adds_custom_checks_and_honours_run_dbt_tests(tmp_path: Path
     assert "baseline_workforce.headcount" in names
 
 
+def test_disabled_checks_by_name_or_area_are_not_defined(tmp_path: Path) -> None:
+    every = {c.name for c in v.load_checks(_settings(tmp_path).validation, tmp_path)}
+    settings = _settings(tmp_path, "validation:\n  disabled_checks: [census_data_quality, "
+                                   "configuration_consistency.hazard_bands, dbt_tests]\n")
+    names = {c.name for c in v.load_checks(settings.validation, tmp_path)}
+    assert every - names == {n for n in every if n.startswith("census_data_quality.")} | {
+        "configuration_consistency.hazard_bands", "dbt_tests"}
+    assert "configuration_consistency.cola_years" in names
+
+
+def test_an_unknown_disabled_check_says_the_nearest_name(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "validation:\n  disabled_checks: [census_data_qualty]\n")
+    with pytest.raises(SetupError, match=r"disabled_checks\[0\]: 'census_data_qualty' is no check or area "
+                                         r"\(did you mean 'census_data_quality'\?\)"):
+        v.load_checks(settings.validation, tmp_path)
+
 def test_custom_check_named_like_a_builtin_is_a_definition_error(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  custom_checks: [{name: dbt_tests, sql: select 1}]\n")
     with pytest.raises(SetupError, match=r"custom_checks\[0\].name: 'dbt_tests' is already"):
