@@ -8,50 +8,15 @@ its foreign keys reference. Dropping a table setup builds also forgets its build
 
 from __future__ import annotations
 
-from graphlib import CycleError, TopologicalSorter
 from typing import Any, Callable, Iterable, Iterator
 
 from doit.exceptions import TaskFailed
 
-from . import database
 from .database import DbRelation, DropResult
 from .engine import Engine
 from .errors import DatabaseError, SetupError
 from .report import task_names
 
-Key = tuple[str, str, str]
-
-
-def drop_order(relations: Iterable[DbRelation], wanted: Callable[[DbRelation], bool]) -> list[DbRelation]:
-    """The wanted relations in an order DuckDB accepts: views, then referencing tables first.
-
-    Ties are broken by name, so the same database always clears the same way; a
-    foreign-key cycle falls back to name order (the drop's retry does the rest).
-    """
-    chosen = sorted((r for r in relations if wanted(r)), key=lambda r: r.key)
-    views = [r for r in chosen if r.kind == "VIEW"]
-    tables = {r.key: r for r in chosen if r.kind != "VIEW"}
-    sorter: TopologicalSorter[Key] = TopologicalSorter({key: () for key in tables})
-    for rel in tables.values():
-        for referenced in rel.references:
-            if referenced in tables and referenced != rel.key:
-                sorter.add(referenced, rel.key)  # the referenced table goes after
-    try:
-        sorter.prepare()
-    except CycleError:
-        return views + list(tables.values())
-    ordered: list[DbRelation] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready())
-        ordered += [tables[key] for key in ready]
-        sorter.done(*ready)
-    return views + ordered
-
-
-def drop_tables(engine: Engine, wanted: Callable[[DbRelation], bool]) -> DropResult:
-    """Drop the wanted tables and views, holding the run lock so no setup builds meanwhile."""
-    engine.lock.acquire()
-    return database.drop_relations(engine.db_path, lambda relations: drop_order(relations, wanted))
 
 
 def forget(engine: Engine, dropped: Iterable[DbRelation], forget_task: Callable[[str], None]) -> list[str]:
@@ -92,7 +57,7 @@ def clear_matching(engine: Engine, wanted: Callable[[DbRelation], bool],
 
     Builds of tables that were dropped are forgotten even when another drop failed.
     """
-    result = drop_tables(engine, wanted)
+    result = engine.drop_tables(wanted)
     forgotten = forget(engine, result.dropped, forget_task)
     failure = drop_failure(result)
     if failure is not None:

@@ -26,7 +26,7 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -387,10 +387,16 @@ def _describe(error: Any, where: str) -> list[Problem]:
     return [Problem(where, _dotted(path), _message(error))]
 
 
+def nearest(name: str, options: Iterable[str]) -> str | None:
+    """The option a mistyped ``name`` most likely meant, if any is close enough."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _unknown_key(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    close = nearest(key, allowed)
     if close:
-        return f"unknown key (did you mean '{close[0]}'?)"
+        return f"unknown key (did you mean '{close}'?)"
     return f"unknown key (valid keys: {', '.join(allowed)})"
 
 

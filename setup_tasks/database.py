@@ -13,6 +13,7 @@ import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -352,6 +353,32 @@ def _relations(con: duckdb.DuckDBPyConnection) -> list[DbRelation]:
         key = (catalog.lower(), schema.lower(), table.lower())
         refs.setdefault(key, set()).add((key[0], key[1], referenced.lower()))
     return [DbRelation(k, kind, tuple(sorted(refs.get(k, ())))) for k, kind in sorted(_tables(con).items())]
+
+
+def drop_order(relations: Iterable[DbRelation], wanted: Callable[[DbRelation], bool]) -> list[DbRelation]:
+    """The wanted relations in an order DuckDB accepts: views, then referencing tables first.
+
+    Ties are broken by name, so the same database always clears the same way; a
+    foreign-key cycle falls back to name order (the drop's retry does the rest).
+    """
+    chosen = sorted((r for r in relations if wanted(r)), key=lambda r: r.key)
+    views = [r for r in chosen if r.kind == "VIEW"]
+    tables = {r.key: r for r in chosen if r.kind != "VIEW"}
+    sorter: TopologicalSorter[tuple[str, str, str]] = TopologicalSorter({key: () for key in tables})
+    for rel in tables.values():
+        for referenced in rel.references:
+            if referenced in tables and referenced != rel.key:
+                sorter.add(referenced, rel.key)  # the referenced table goes after
+    try:
+        sorter.prepare()
+    except CycleError:
+        return views + list(tables.values())
+    ordered: list[DbRelation] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        ordered += [tables[key] for key in ready]
+        sorter.done(*ready)
+    return views + ordered
 
 
 def drop_relations(path: Path, choose: Callable[[list[DbRelation]], list[DbRelation]]) -> DropResult:

@@ -10,7 +10,6 @@ dbt reports it done.
 from __future__ import annotations
 
 import csv
-import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -238,6 +237,17 @@ class Engine:
         write_json_atomic(self._snapshot_path, {"file": now, "keys": _digest(self._signed_keys()),
                                                 "snapshot": database.snapshot_to_dict(snap)})
 
+    def drop_tables(self, wanted: Callable[[database.DbRelation], bool]) -> database.DropResult:
+        """Drop the wanted tables and views (views first, foreign-key order), holding the run
+        lock so no setup builds meanwhile; this run's snapshot forgets what was dropped."""
+        self.lock.acquire()
+        result = database.drop_relations(self.db_path, lambda relations: database.drop_order(relations, wanted))
+        gone = {rel.key for rel in result.dropped}
+        if gone and self._snapshot is not None:
+            self._snapshot = replace(self._snapshot, tables={
+                key: state for key, state in self._snapshot.tables.items() if key not in gone})
+        return result
+
     def table_exists(self, uid: str) -> bool:
         node = self.node(uid)
         return node.relation is not None and self.snapshot().has(node.relation.key())
@@ -254,7 +264,7 @@ class Engine:
             }
             calc = FingerprintCalculator(
                 self.manifest, self.graph, self.ctx.project_dir, self.root, self.variables(), self.hasher, sources,
-                environ={**os.environ, **self.ctx.env()},  # as dbt sees it
+                environ=self.ctx.environ(),
             )
             self._fingerprints = calc.compute(self.tracked())
         return self._fingerprints
@@ -384,20 +394,12 @@ class Engine:
         kept. A drop the database refuses keeps its record, so the next run tries again.
         """
         removed = self.removed_builds()
-        if not removed and not self.run.scope:
-            return []
         leftovers = self.leftover_tables(self.run.scope)
         dropped: list[str] = []
         if leftovers:
-            self.lock.acquire()
             keys = set(leftovers.values())
-            result = database.drop_relations(
-                self.db_path, lambda rels: sorted((r for r in rels if r.key in keys), key=lambda r: r.kind != "VIEW"))
+            result = self.drop_tables(lambda rel: rel.key in keys)
             dropped = [str(rel) for rel in result.dropped]
-            gone = {rel.key for rel in result.dropped}
-            if self._snapshot is not None:  # what later checks of this run see
-                self._snapshot = replace(self._snapshot, tables={
-                    key: state for key, state in self._snapshot.tables.items() if key not in gone})
             refused = {rel.key: message for rel, message in result.failed.items()}
             for uid, key in leftovers.items():
                 if key in refused:

@@ -59,6 +59,10 @@ class DbtContext:
             env["DBT_TARGET"] = self.target
         return env
 
+    def environ(self) -> dict[str, str]:
+        """The whole environment dbt sees: this process's, with ``env()`` on top."""
+        return {**os.environ, **self.env()}
+
     def duckdb_config(self) -> dict[str, str]:
         """The same settings for the engine's own connections."""
         return {"threads": self.env()["PLANWISE_DUCKDB_THREADS"], "memory_limit": self.env()["PLANWISE_DUCKDB_MEMORY_LIMIT"]}
@@ -292,7 +296,7 @@ def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
         content = path.read_bytes()
         digest.update(hashlib.sha256(content).digest())
         env_names.update(ENV_VAR_RE.findall(content.decode("utf-8", "replace")))
-    env = {**os.environ, **ctx.env()}
+    env = ctx.environ()
     context = {
         "version": STAMP_VERSION,
         "dbt": _dbt_version(),

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
 from . import database
-from .config import ValidationSettings, thaw
+from .config import ValidationSettings, nearest, thaw
 from .errors import DatabaseError, SetupError
 from .fingerprints import explain
 from .manifest import Node
@@ -577,14 +577,12 @@ def load_checks(validation: ValidationSettings, root: Path, registry: CheckRegis
 
 def _without_disabled(checks: list[Check], disabled: Sequence[str], known: set[str]) -> list[Check]:
     """The checks ``validation.disabled_checks`` leaves, by check name or area; an unknown name is an error."""
-    import difflib
-
     for index, name in enumerate(disabled):
         if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            close = nearest(name, known)
             raise SetupError(
                 f"validation.disabled_checks[{index}]: {name!r} is no check or area"
-                + (f" (did you mean {close[0]!r}?)" if close else ""),
+                + (f" (did you mean {close!r}?)" if close else ""),
                 "use a name from `doit list` without the validate: prefix",
             )
     off = set(disabled)
@@ -661,7 +659,7 @@ def stale_reasons(old: Mapping[str, str], new: Mapping[str, str], names: Mapping
     """Why a check whose last run saw ``old`` must run again now that it sees ``new``."""
     if not old:
         return ["no stored result (never checked, failed last time, or forgotten)"]
-    untracked = [key for key in (*old, *new) if key.startswith("untracked:")]
+    untracked = {key for key in (*old, *new) if key.startswith("untracked:")}
     reasons = [f"reads {k.split(':', 1)[1]}, which setup does not track" for k in new if k in untracked]
     tracked_old = {k: v for k, v in old.items() if k not in untracked}
     tracked_new = {k: v for k, v in new.items() if k not in untracked}

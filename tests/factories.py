@@ -240,6 +240,7 @@ class FakeEngine:
         self.statuses = dict(statuses or {})
         self.records = BuildRecords.load(self.settings.state_dir / "records.json")
         self.lock = RunLock(self.settings.state_dir / "run.lock", self.db_path)
+        self._snapshot = None  # snapshot() reads the database every time: nothing cached to update
 
     def node(self, uid: str) -> Any:
         return self.manifest.nodes[uid]
@@ -253,6 +254,11 @@ class FakeEngine:
         from setup_tasks.engine import Engine
 
         return Engine.leftover_tables(self, scope)  # type: ignore[arg-type]
+
+    def drop_tables(self, wanted: Any) -> Any:
+        from setup_tasks.engine import Engine
+
+        return Engine.drop_tables(self, wanted)  # type: ignore[arg-type]
 
     def leftover_label(self, uid: str, key: Any) -> str:
         from setup_tasks.engine import Engine

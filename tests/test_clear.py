@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 from factories import FakeEngine, Workspace
-from setup_tasks.clear import clear, clear_derived_tables, drop_order
-from setup_tasks.database import DbRelation, drop_relations
+from setup_tasks.clear import clear, clear_derived_tables
+from setup_tasks.database import DbRelation, drop_order, drop_relations
 from setup_tasks.engine import Outcome
 from setup_tasks.errors import DatabaseError
 from setup_tasks.state import BuildRecord
