@@ -19,12 +19,16 @@ from typing import Any, Sequence
 
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
-from doit.exceptions import InvalidDodoFile
+from doit.exceptions import InvalidDodoFile, UnmetDependency
 from doit.reporter import ConsoleReporter
 
-from . import session
+from .cli import namespace
+from .cli.app import App
+from .cli.doit_state import saved_values
 from .config import Settings, load_settings
 from .errors import SetupError
+from .naming import Translator
+from .ops.status import SystemStatus, collect_status, unready
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ class _Recorder:
 
             def add_failure(self, task: Any, fail: Any) -> None:
                 message = fail.message if hasattr(fail, "message") else str(fail)
-                status = "not-run" if "dependent task" in str(message) else "failed"
+                status = "not-run" if isinstance(fail, UnmetDependency) else "failed"
                 recorder.runs.append(TaskRun(task.name, status, self._seconds(task), str(message)))
 
             def skip_uptodate(self, task: Any) -> None:
@@ -107,65 +111,63 @@ def _settings(config: str | Path | Settings | None) -> Settings:
     return config if isinstance(config, Settings) else load_settings(config, root=Path.cwd())
 
 
-def _namespace(settings: Settings, reporter: type | None) -> dict[str, Any]:
-    from . import tasks
-
-    if session.current_settings() is not settings:
-        session.reset(settings)
-    session.mode = "api"
-    namespace = tasks.namespace()
-    config = dict(namespace["DOIT_CONFIG"])
-    if reporter is not None:
-        config["reporter"] = reporter
-    namespace["DOIT_CONFIG"] = config
-    return namespace
+def _app(config: str | Path | Settings | None, translator: Translator | None) -> App:
+    return App(settings=_settings(config), translator=translator, mode="api")
 
 
-def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, reporter: type | None = None) -> int:
-    """Run a doit command (e.g. ``["forget", "seed:x"]``) over the setup tasks, in process."""
-    loader = ModuleTaskLoader(_namespace(_settings(config), reporter))
+def _run(app: App, args: Sequence[str], reporter: type | None) -> int:
+    loader = ModuleTaskLoader(namespace(app, reporter))
     return DoitMain(loader).run(list(args)) or 0  # some doit commands return None for success
 
 
+def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, reporter: type | None = None,
+             translator: Translator | None = None) -> int:
+    """Run a doit command (e.g. ``["forget", "seed:x"]``) over the setup tasks, in process."""
+    app = _app(config, translator)
+    try:
+        return _run(app, args, reporter)
+    finally:
+        app.close()
+
+
 def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
-              tasks: Sequence[str] | None = None, continue_on_failure: bool | None = None) -> SetupResult:
+              tasks: Sequence[str] | None = None, continue_on_failure: bool | None = None,
+              translator: Translator | None = None) -> SetupResult:
     """Run ``setup`` (or ``quick``, or the named tasks) and return what happened."""
     started = time.perf_counter()
     try:
-        settings = _settings(config)
+        app = _app(config, translator)
     except SetupError as err:
         return SetupResult(False, 3, (), {}, 0.0, err.one_line())
+    settings = app.settings
     recorder = _Recorder()
     keep_going = (not settings.setup.fail_fast) if continue_on_failure is None else continue_on_failure
     args = ["run", *(["--continue"] if keep_going else []), *(tasks or ["quick" if quick else "setup"])]
     try:
-        session.reset(settings)
-        session.engine()  # definition errors surface here as one line, not on doit's stderr
-        code = run_doit(args, settings, recorder.reporter())
-    except InvalidDodoFile as err:
-        return SetupResult(False, 3, tuple(recorder.runs), {}, time.perf_counter() - started, str(err))
-    engine = session.current_engine()
-    validation = dict(engine.run.checks) if engine else {}
-    session.write_report(code)
-    if engine is not None:
-        engine.close()
+        app.engine()  # definition errors surface here as one line, not on doit's stderr
+        code = _run(app, args, recorder.reporter())
+    except (SetupError, InvalidDodoFile) as err:
+        app.close()
+        message = err.one_line() if isinstance(err, SetupError) else str(err)
+        return SetupResult(False, 3, tuple(recorder.runs), {}, time.perf_counter() - started, message)
+    validation = app.check_results
+    app.write_report(code)
+    app.close()
     error = "; ".join(recorder.errors)
     return SetupResult(code == 0, code, tuple(recorder.runs), validation, time.perf_counter() - started, error)
-
-
-from .status import SystemStatus, collect_status, saved_values, unready  # noqa: E402  (appended section)
 
 
 def get_system_status(config: str | Path | Settings | None = None) -> SystemStatus:
     """What `doit status` reports, as data: ``.ready``, ``.reason``, ``.nodes``, ... Never builds.
 
-    ``ready`` follows the rule documented in ``setup_tasks.status``.
+    ``ready`` follows the rule documented in ``setup_tasks.ops.status``.
     """
     try:
-        settings = _settings(config)
+        app = _app(config, None)
     except SetupError as err:
         return unready(err.one_line())
-    if session.current_settings() is not settings:
-        session.reset(settings)
-    with saved_values(session.doit_config()) as values_of:
-        return collect_status(settings, session.engine, values_of)
+    try:
+        with saved_values(app.doit_config(reporter=type(None))) as values_of:
+            return collect_status(app.settings, app.engine, values_of, app.translator)
+    finally:
+        app.close()

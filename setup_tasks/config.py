@@ -30,7 +30,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from setup_tasks.errors import ConfigError
+from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "setup_config.schema.json"
 CONFIG_ENV_VAR = "SETUP_CONFIG"
@@ -48,7 +48,7 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = types.MappingProxyType(
 REFERENCE_START = "<!-- config-reference:start -->"
 REFERENCE_END = "<!-- config-reference:end -->"
 REFERENCE_COMMAND = "python -m setup_tasks.config --reference"
-_GLOB_CHARS = frozenset("*?[")
+GLOB_CHARS = frozenset("*?[")  # a name holding one of these is a glob pattern
 _DEFAULTS_LABEL = "defaults"
 # Ordered pairs (section, low key, high key) that the schema cannot relate.
 _ORDERED_PAIRS = (
@@ -202,7 +202,7 @@ class Settings:
 
 
 def _pattern_matches(pattern: str, name: str) -> bool:
-    if _GLOB_CHARS & set(pattern):
+    if GLOB_CHARS & set(pattern):
         return fnmatch.fnmatchcase(name, pattern)
     return name.startswith(pattern)
 

@@ -70,11 +70,3 @@ class RunInProgressError(SetupError):
 
 class CensusError(SetupError):
     """The census file is missing or does not meet the contract."""
-
-
-class NodeBuildError(SetupError):
-    """dbt failed to build a seed or model."""
-
-
-class ValidationFailed(SetupError):
-    """A blocking validation check failed."""

@@ -196,7 +196,7 @@ def _raw_node(kind: str, name: str, deps: tuple[str, ...] = (), **extra: Any) ->
 
 def shop_manifest() -> Any:
     """The shop project's graph as a Manifest, made by hand (no dbt)."""
-    from setup_tasks.manifest import manifest_from_dict
+    from setup_tasks.project.manifest import manifest_from_dict
 
     nodes = [
         _raw_node("seed", "customers"), _raw_node("seed", "orders"),
@@ -219,67 +219,67 @@ class FakeEngine:
     """What reports, status and diagrams read from an Engine, over ``shop_manifest()``.
 
     ``statuses`` (unique id -> NodeStatus) are what ``status()`` answers; nodes not
-    in it are up to date.
+    in it are up to date. The database is read afresh on every question.
     """
 
     def __init__(self, root: Path, statuses: Mapping[str, Any] | None = None, **setup: Any) -> None:
         from setup_tasks.config import load_settings
-        from setup_tasks.engine import RunState
-        from setup_tasks.graph import SetupGraph
-        from setup_tasks.state import BuildRecords, RunLock
+        from setup_tasks.engine.definitions import Definitions
+        from setup_tasks.engine.engine import RunState
+        from setup_tasks.project.context import dbt_context
+        from setup_tasks.store.database import Database
+        from setup_tasks.store.lock import RunLock
+        from setup_tasks.store.records import BuildRecords
 
         config = {"database": {"path": "warehouse.duckdb"}, "dbt": {"project_dir": "proj"},
                   "census": {"path": "census.parquet", "generate": False}, "setup": setup}
         (root / "setup.yaml").write_text(yaml.safe_dump(config))
         self.settings = load_settings(root / "setup.yaml", root=root)
         self.db_path = self.settings.database.path
+        self.db = Database(self.db_path)
         self.manifest = shop_manifest()
-        self.graph = SetupGraph.from_manifest(self.manifest)
+        self.definitions = Definitions(dbt_context(self.settings), self.manifest, root / "target" / "manifest.json",
+                                       root, self.settings.census.path)
+        self.graph = self.definitions.graph
         self.setup_nodes = self.graph.buildable(self.manifest.nodes)
         self.run = RunState()
         self.statuses = dict(statuses or {})
         self.records = BuildRecords.load(self.settings.state_dir / "records.json")
         self.lock = RunLock(self.settings.state_dir / "run.lock", self.db_path)
-        self._snapshot = None  # snapshot() reads the database every time: nothing cached to update
+
+    def _staleness(self) -> Any:
+        from setup_tasks.engine.contents import ContentsView
+        from setup_tasks.engine.staleness import Staleness
+        from setup_tasks.project.fingerprints import FileHasher
+
+        contents = ContentsView(self.db, self.lock, self.settings.state_dir / "contents.json", lambda: [])
+        return Staleness(self.definitions, contents, self.records, FileHasher())
 
     def node(self, uid: str) -> Any:
         return self.manifest.nodes[uid]
 
-    def removed_builds(self) -> Any:
-        from setup_tasks.engine import Engine
-
-        return Engine.removed_builds(self)  # type: ignore[arg-type]
+    def label(self, uid: str) -> str:
+        return self.definitions.label(uid)
 
     def leftover_tables(self, scope: Any = None) -> Any:
-        from setup_tasks.engine import Engine
-
-        return Engine.leftover_tables(self, scope)  # type: ignore[arg-type]
+        return self._staleness().leftover_tables(scope)
 
     def drop_tables(self, wanted: Any) -> Any:
-        from setup_tasks.engine import Engine
-
-        return Engine.drop_tables(self, wanted)  # type: ignore[arg-type]
+        return self._staleness().contents.drop(wanted)
 
     def leftover_label(self, uid: str, key: Any) -> str:
-        from setup_tasks.engine import Engine
-
-        return Engine.leftover_label(self, uid, key)  # type: ignore[arg-type]
+        return self._staleness().leftover_label(uid, key)
 
     def reads_census(self, uid: str) -> bool:
         return False  # shop's only external source is events.csv
 
     def snapshot(self, live: bool = False) -> Any:
-        from setup_tasks import database
-
-        return database.snapshot(self.db_path)
+        return self.db.contents()
 
     def status(self, uid: str, values: Mapping[str, Any] | None = None) -> Any:
-        from setup_tasks.engine import NodeStatus
+        from setup_tasks.engine.staleness import NodeStatus
 
-        status = self.statuses.get(uid) or NodeStatus(uid, False)
-        if values is not None:
-            self.run.checked[uid] = status
-        return status
+        return self.statuses.get(uid) or NodeStatus(uid, False)
 
 
 # -- hand-made manifests for pure tests ------------------------------------------------

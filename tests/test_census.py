@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from setup_tasks.census import (
+from setup_tasks.engine.census import (
     DEFAULT_JOB_LEVEL_BANDS,
     DEFAULT_PLAN_YEAR,
     REQUIRED_CENSUS_COLUMNS,
@@ -25,7 +25,7 @@ from setup_tasks.census import (
     main,
     read_census_provenance,
 )
-from setup_tasks.database import memory_connection
+from setup_tasks.store.database import memory_connection
 from setup_tasks.errors import CensusError
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt"

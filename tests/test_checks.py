@@ -10,10 +10,15 @@ from typing import Any
 import duckdb
 import pytest
 
-from setup_tasks import checks  # noqa: F401  (registers the built-in checks)
 from setup_tasks.config import ValidationSettings, load_settings
-from setup_tasks.manifest import manifest_from_dict
-from setup_tasks.validation import REGISTRY, CheckResult, Environment, Project, custom_check
+from setup_tasks.project.manifest import manifest_from_dict
+from setup_tasks.store.database import Database
+from setup_tasks.validation.catalog import custom_check, discover_builtin
+from setup_tasks.validation.framework import REGISTRY, Environment
+from setup_tasks.validation.project import Project
+from setup_tasks.validation.results import CheckResult
+
+discover_builtin()
 
 CLEAN_TABLES = {
     "stg_census_data": (
@@ -86,7 +91,7 @@ def settings(tmp_path: Path, text: str = "") -> ValidationSettings:
 def run(name: str, validation: ValidationSettings, db: Path, project: Project | None = None) -> CheckResult:
     check = REGISTRY.get(name)
     assert check is not None, name
-    [result] = check.run(Environment(validation, db, project))
+    [result] = check.run(Environment(validation, Database(db), project))
     return result
 
 
@@ -292,7 +297,7 @@ def test_no_database_fails_with_the_fix(tmp_path: Path) -> None:
 def test_failing_custom_sql_check(clean: Path, tmp_path: Path) -> None:
     check = custom_check(0, "no_low_earners", "select employee_id from stg_census_data where employee_gross_compensation < 60000;",
                          "warning", "pay under 60k")
-    [result] = check.run(Environment(settings(tmp_path), clean))
+    [result] = check.run(Environment(settings(tmp_path), Database(clean)))
     assert (result.name, result.status, result.severity) == ("no_low_earners", "failed", "warning")
     assert result.message == "3 offending rows (pay under 60k)"
     assert result.details["offending_rows"] == 3
@@ -303,13 +308,13 @@ def test_failing_custom_sql_check(clean: Path, tmp_path: Path) -> None:
 def test_passing_custom_sql_check(clean: Path, tmp_path: Path) -> None:
     check = custom_check(1, "positive_pay", "with c as (select * from stg_census_data) select * from c where employee_gross_compensation <= 0",
                          "error", "")
-    [result] = check.run(Environment(settings(tmp_path), clean))
+    [result] = check.run(Environment(settings(tmp_path), Database(clean)))
     assert result.passed and result.message == "no offending rows"
 
 
 def test_custom_sql_that_does_not_run_fails_with_the_key_to_fix(clean: Path, tmp_path: Path) -> None:
     check = custom_check(2, "typo", "select * from stg_cnesus_data", "critical", "")
-    [result] = check.run(Environment(settings(tmp_path), clean))
+    [result] = check.run(Environment(settings(tmp_path), Database(clean)))
     assert (result.status, result.severity) == ("failed", "critical")
     assert "stg_cnesus_data does not exist" in result.message
     assert result.guidance == "fix the SQL of validation.custom_checks[2].sql"

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from setup_tasks.census import CensusDefects, generate_census
+from setup_tasks.engine.census import CensusDefects, generate_census
 
 pytestmark = pytest.mark.slow
 

@@ -9,17 +9,18 @@ from typing import Any, Iterator
 import pytest
 
 from factories import FakeEngine, Workspace
-from setup_tasks.diagram import Diagram, node_ids, setup_diagram, validation_tasks, write_graph
-from setup_tasks.engine import NodeStatus
+from setup_tasks.naming import Translator
+from setup_tasks.ops.diagram import Diagram, node_ids, setup_diagram, write_graph
+from setup_tasks.engine.staleness import NodeStatus
 from setup_tasks.errors import DatabaseLockedError
-from setup_tasks.status import node_statuses
+from setup_tasks.ops.status import node_statuses
 
 STALE_ORDERS = {"model.shop.stg_orders": NodeStatus("model.shop.stg_orders", True, ('var changed: fx_rate (1 -> 2) "x"',))}
 SAFE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def diagram_of(engine: FakeEngine, validations: list[dict[str, Any]] | None = None) -> Diagram:
-    return setup_diagram(engine, node_statuses(engine, lambda task: {}), validations or [])
+    return setup_diagram(engine, node_statuses(engine, lambda task: {}, Translator()), Translator(), validations or [])
 
 
 def mermaid_nodes(text: str) -> dict[str, str]:
@@ -51,9 +52,9 @@ def test_dot_marks_stale_nodes_and_escapes_labels(tmp_path: Path) -> None:
 
 def test_output_is_deterministic(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path, STALE_ORDERS)
-    statuses = node_statuses(engine, lambda task: {})
-    first = setup_diagram(engine, statuses)
-    second = setup_diagram(engine, dict(reversed(list(statuses.items()))))
+    statuses = node_statuses(engine, lambda task: {}, Translator())
+    first = setup_diagram(engine, statuses, Translator())
+    second = setup_diagram(engine, dict(reversed(list(statuses.items()))), Translator())
     assert first.mermaid() == second.mermaid() and first.dot() == second.dot()
     assert [n.name for n in first.nodes] == sorted(n.name for n in first.nodes)
 
@@ -73,19 +74,9 @@ def test_ids_are_safe_and_unique() -> None:
     assert ids["end"] != "end"  # a Mermaid keyword
 
 
-def task_validate() -> Iterator[dict[str, Any]]:
-    yield {"basename": "validate:orders_positive", "actions": ["echo"], "task_dep": ["model:stg_orders", "setup"]}
-    yield {"name": "census", "actions": ["echo"], "task_dep": ["validate:orders_positive"]}
-    yield {"basename": "validate:orders", "actions": None, "task_dep": ["validate:orders_positive"]}  # a group
-
-
-def task_other() -> dict[str, Any]:
-    return {"actions": ["echo"], "task_dep": ["seed:orders"]}
-
-
 def test_validation_tasks_are_drawn_after_what_they_check(tmp_path: Path) -> None:
-    validations = validation_tasks([task_validate, task_other])
-    assert [v["name"] for v in validations] == ["validate:orders_positive", "validate:census"]
+    validations = [{"name": "validate:orders_positive", "task_dep": ["model:stg_orders", "setup"]},
+                   {"name": "validate:census", "task_dep": ["validate:orders_positive"]}]
     diagram = diagram_of(FakeEngine(tmp_path), validations)
     text = diagram.mermaid()
     assert mermaid_nodes(text)["n_validate_orders_positive"] == "check"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from factories import Workspace
-from setup_tasks import execution
+from setup_tasks.dbt import invoke as execution
 from setup_tasks.config import load_settings
-from setup_tasks.engine import dbt_context
-from setup_tasks.manifest import manifest_cache
+from setup_tasks.project.context import dbt_context
+from setup_tasks.store.caches import manifest_cache
 
 pytestmark = pytest.mark.slow
 

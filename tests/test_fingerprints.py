@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from factories import make_manifest, manifest_node as n
-from setup_tasks.fingerprints import FileHasher, FingerprintCalculator, effective_vars, explain
-from setup_tasks.graph import SetupGraph
-from setup_tasks.manifest import manifest_from_dict
+from setup_tasks.project.fingerprints import FileHasher, FingerprintCalculator, effective_vars, explain
+from setup_tasks.project.graph import SetupGraph
+from setup_tasks.project.manifest import manifest_from_dict
 
 
 def project(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -107,7 +107,7 @@ def test_explain_says_what_changed_in_words(tmp_path: Path) -> None:
 
 
 def test_a_checks_reasons_use_the_same_words() -> None:
-    from setup_tasks.validation import stale_reasons
+    from setup_tasks.validation.scope import stale_reasons
 
     names = {"model.p.stg_levels": "model stg_levels"}
     old = {"definition": "a", "input:model.p.stg_levels": "1", "setting:validation.min": "10", "absent:t": "x"}

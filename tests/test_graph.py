@@ -8,8 +8,9 @@ import pytest
 
 from factories import make_manifest, manifest_node as n
 from setup_tasks.errors import GraphCycleError
-from setup_tasks.graph import GraphMemo, SetupGraph
-from setup_tasks.manifest import manifest_from_dict
+from setup_tasks.project.graph import SetupGraph
+from setup_tasks.store.caches import load_graph_memo, save_graph_memo
+from setup_tasks.project.manifest import manifest_from_dict
 
 
 def graph(*nodes, memo=None) -> SetupGraph:
@@ -64,11 +65,11 @@ def test_cycle_is_reported_with_its_path() -> None:
 
 def test_memo_answers_without_recomputing(tmp_path: Path) -> None:
     path = tmp_path / "memo.json"
-    first = graph(*DIAMOND, memo=GraphMemo(path, "inv"))
+    first = graph(*DIAMOND, memo=load_graph_memo(path, "inv"))
     answer = first.topological(None)
-    first.memo.save()
-    again = graph(*DIAMOND, memo=GraphMemo(path, "inv"))
+    save_graph_memo(path, first.memo)
+    again = graph(*DIAMOND, memo=load_graph_memo(path, "inv"))
     assert again._nx is None  # a verified memo: networkx not needed
     assert again.topological(None) == answer and again._nx is None
-    other = graph(*DIAMOND, memo=GraphMemo(path, "another manifest"))
+    other = graph(*DIAMOND, memo=load_graph_memo(path, "another manifest"))
     assert other._nx is not None  # a memo of another manifest is not trusted

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +11,24 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from factories import FakeEngine
-from setup_tasks.engine import NodeStatus, Outcome
+from setup_tasks.engine.engine import Outcome
+from setup_tasks.engine.staleness import NodeStatus
 from setup_tasks.errors import SetupError
-from setup_tasks.report import (
+from setup_tasks.naming import Translator
+from setup_tasks.validation.results import CheckResult
+from setup_tasks.ops.run_report import (
     HISTORY_LIMIT, append_history, last_run, read_history, regressions, write_run_report,
 )
 
 
-@dataclass
-class CheckResult:
-    passed: bool
-    rows: int
+CHECKS = {
+    "row_counts": CheckResult("row_counts", "failed", "error", "3 failing rows", {"failing_rows": 3}),
+    "census_quality": CheckResult("census_quality", "passed", "error", ""),
+}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "failing_rows": self.rows}
+
+def write(engine: FakeEngine, checks: dict[str, CheckResult] | None = None, **kwargs: Any) -> Any:
+    return write_run_report(engine, CHECKS if checks is None else checks, Translator(), **kwargs)  # type: ignore[arg-type]
 
 
 def engine_after_a_run(root: Path) -> FakeEngine:
@@ -40,7 +44,6 @@ def engine_after_a_run(root: Path) -> FakeEngine:
         "model.shop.stg_orders": Outcome("model.shop.stg_orders", "success", seconds=0.4, rows=4),
         "model.shop.stg_customer_orders": Outcome("model.shop.stg_customer_orders", "error", "model stg_customer_orders failed: boom", 0.1),
     }
-    run.checks = {"row_counts": CheckResult(False, 3), "census_quality": {"status": "passed"}}
     run.invocations = 1
     return engine
 
@@ -51,7 +54,7 @@ def by_task(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_report_says_what_each_node_did_and_why(tmp_path: Path) -> None:
     engine = engine_after_a_run(tmp_path)
-    path = write_run_report(engine, exit_code=1)
+    path = write(engine, exit_code=1)
     assert path == engine.settings.report.path == tmp_path / "warehouse.setup_report.json"
     report = json.loads(path.read_text())
     nodes = by_task(report)
@@ -70,21 +73,21 @@ def test_report_says_what_each_node_did_and_why(tmp_path: Path) -> None:
     assert report["dbt_invocations"] == 1
     assert report["config"] == json.loads(json.dumps(engine.settings.as_dict()))
     assert report["config_digest"] == engine.settings.digest()
-    assert report["validation"]["checks"]["row_counts"] == {"passed": False, "failing_rows": 3}
+    assert report["validation"]["checks"]["row_counts"]["details"] == {"failing_rows": 3}
     assert report["validation"]["counts"] == {"failed": 1, "passed": 1}
     assert report["started"] <= report["ended"]
 
 
 def test_nodes_are_listed_in_build_order(tmp_path: Path) -> None:
-    report = json.loads(write_run_report(engine_after_a_run(tmp_path)).read_text())
+    report = json.loads(write(engine_after_a_run(tmp_path)).read_text())
     tasks = [n["task"] for n in report["nodes"]]
     assert tasks.index("model:stg_orders") < tasks.index("model:stg_customer_orders")
 
 
 def test_writing_twice_in_one_run_overwrites(tmp_path: Path) -> None:
     engine = engine_after_a_run(tmp_path)
-    write_run_report(engine, exit_code=None)
-    write_run_report(engine, interrupted=True, exit_code=130)
+    write(engine, exit_code=None)
+    write(engine, interrupted=True, exit_code=130)
     history = read_history(engine.settings.report.history_path)
     assert len(history) == 1
     assert history[0]["interrupted"] is True and history[0]["exit_code"] == 130
@@ -93,23 +96,21 @@ def test_writing_twice_in_one_run_overwrites(tmp_path: Path) -> None:
 
 def test_history_line_keeps_steps_and_failures(tmp_path: Path) -> None:
     engine = engine_after_a_run(tmp_path)
-    write_run_report(engine, exit_code=1)
+    write(engine, exit_code=1)
     entry = last_run(engine.settings.report.history_path)
     assert entry is not None
-    assert entry["steps"] == {"model:stg_orders": 0.4}
+    assert entry["steps"] == {"model:stg_orders": 0.4, "validate:census_quality": 0.0, "validate:row_counts": 0.0}
     assert entry["failed"] == ["model:stg_customer_orders"]
     assert entry["validation"] == {"failed": 1, "passed": 1}
 
 
 def test_validation_results_of_the_validation_module(tmp_path: Path) -> None:
-    from setup_tasks.validation import CheckResult as ValidationResult
-
     engine = engine_after_a_run(tmp_path)
-    engine.run.checks = {
-        "census.quality": ValidationResult("census.quality", "failed", "error", "3 duplicate ids", seconds=0.25),
-        "seeds.integrity": ValidationResult("seeds.integrity", "passed", "critical", "", seconds=9.0, up_to_date=True),
+    checks = {
+        "census.quality": CheckResult("census.quality", "failed", "error", "3 duplicate ids", seconds=0.25),
+        "seeds.integrity": CheckResult("seeds.integrity", "passed", "critical", "", seconds=9.0, up_to_date=True),
     }
-    report = json.loads(write_run_report(engine).read_text())
+    report = json.loads(write(engine, checks).read_text())
     assert report["validation"]["counts"] == {"failed": 1, "passed": 1}
     assert report["validation"]["checks"]["census.quality"]["message"] == "3 duplicate ids"
     steps = last_run(engine.settings.report.history_path)["steps"]
@@ -119,7 +120,7 @@ def test_validation_results_of_the_validation_module(tmp_path: Path) -> None:
 
 def test_a_process_that_ran_nothing_writes_nothing(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path)
-    assert write_run_report(engine) is None
+    assert write(engine, {}) is None
     assert not engine.settings.report.path.exists()
     assert not engine.settings.report.history_path.exists()
 
@@ -128,7 +129,7 @@ def test_an_unwritable_report_is_one_line_with_the_fix(tmp_path: Path) -> None:
     engine = engine_after_a_run(tmp_path)
     (tmp_path / "warehouse.setup_report.json").mkdir()  # a directory where the file should go
     with pytest.raises(SetupError) as err:
-        write_run_report(engine)
+        write(engine)
     assert "cannot write the run report" in err.value.cause and "report.path" in err.value.fix
 
 

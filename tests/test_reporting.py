@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import re
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from doit.exceptions import TaskFailed, UnmetDependency
 
-from setup_tasks import session
-from setup_tasks.engine import Outcome, RunState
-from setup_tasks.reporting import SetupReporter, cli_verbosity
+from setup_tasks.cli.app import App
+from setup_tasks.cli.reporter import SetupReporter, cli_verbosity, reporter_for  # noqa: F401
+from setup_tasks.engine.engine import Outcome, RunState
+from setup_tasks.validation.results import CheckResult
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -36,18 +38,35 @@ class FakeEngine:
         self.run = RunState()
         self.listeners: list = []
         self.quiet = True
+        self.settings = SimpleNamespace()
+        self.manifest = SimpleNamespace(nodes={})
+        self.checks: dict = {}
 
     def node(self, uid: str) -> SimpleNamespace:
         kind, _, name = uid.split(".", 2)
-        return SimpleNamespace(resource_type=kind, name=name)
+        return SimpleNamespace(resource_type=kind, name=name, unique_id=uid)
+
+
+class FakeApp(App):
+    """An app whose engine is the fake and whose checks are set by the test."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        super().__init__(engine=engine, mode="api")  # type: ignore[arg-type]
+        self.node_task_names = frozenset({"seed:customers", "model:stg_customers", "seed:regions", "model:stg_orders"})
+
+    @property
+    def check_results(self) -> dict:
+        return self._engine.checks  # type: ignore[union-attr]
 
 
 @pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
-    fake = FakeEngine()
-    monkeypatch.setattr(session, "_engine", fake)
-    monkeypatch.setattr(session, "interrupted", False)
-    return fake
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+def make_reporter(out: Stream, options: dict, engine: FakeEngine) -> Any:
+    """The reporter class bound to a fake app over ``engine``, instantiated as doit does."""
+    return reporter_for(FakeApp(engine))(out, options)
 
 
 def run(reporter: SetupReporter, engine: FakeEngine) -> None:
@@ -62,7 +81,7 @@ def run(reporter: SetupReporter, engine: FakeEngine) -> None:
     reporter.add_success(task("seed:customers"))
     reporter.add_failure(task("model:stg_customers"), TaskFailed("model stg_customers failed: Parser Error"))
     reporter.add_failure(task("model:stg_orders"), UnmetDependency("model:stg_customers"))
-    engine.run.checks["cola_years"] = SimpleNamespace(status="failed", severity="error")
+    engine.checks["cola_years"] = CheckResult("cola_years", "failed", "error", "m")
     engine.run.retired.append("main.stg_old")
     engine.listeners[0]("retired", {"tables": ["main.stg_old"]})
     reporter.complete_run()
@@ -70,7 +89,7 @@ def run(reporter: SetupReporter, engine: FakeEngine) -> None:
 
 def test_piped_output_is_plain_lines_and_a_summary(engine: FakeEngine) -> None:
     out = Stream(tty=False)
-    run(SetupReporter(out, {"verbosity": 1}), engine)
+    run(make_reporter(out, {"verbosity": 1}, engine), engine)
     text = out.getvalue()
     assert not ANSI.search(text) and "\r" not in text
     lines = text.splitlines()
@@ -86,7 +105,7 @@ def test_piped_output_is_plain_lines_and_a_summary(engine: FakeEngine) -> None:
 
 def test_terminal_output_has_colour_and_live_progress(engine: FakeEngine) -> None:
     out = Stream(tty=True)
-    run(SetupReporter(out, {"verbosity": 1}), engine)
+    run(make_reporter(out, {"verbosity": 1}, engine), engine)
     text = out.getvalue()
     assert "\x1b[32m✓\x1b[0m" in text and "\x1b[31m✗\x1b[0m" in text
     assert re.search(r"\r\x1b\[K.*building seed:customers \(1 of 2\)", text)
@@ -95,7 +114,7 @@ def test_terminal_output_has_colour_and_live_progress(engine: FakeEngine) -> Non
 
 def test_quiet_prints_errors_and_the_summary_only(engine: FakeEngine) -> None:
     out = Stream(tty=False)
-    run(SetupReporter(out, {"verbosity": 0}), engine)
+    run(make_reporter(out, {"verbosity": 0}, engine), engine)
     text = out.getvalue()
     assert "up to date" not in text.split("summary")[0] and "✓" not in text
     assert "✗ model:stg_customers" in text and "summary:" in text
@@ -103,7 +122,7 @@ def test_quiet_prints_errors_and_the_summary_only(engine: FakeEngine) -> None:
 
 def test_quiet_success_prints_nothing(engine: FakeEngine) -> None:
     out = Stream(tty=False)
-    reporter = SetupReporter(out, {"verbosity": 0})
+    reporter = make_reporter(out, {"verbosity": 0}, engine)
     reporter.initialize({}, [])
     reporter.skip_uptodate(task("seed:regions"))
     reporter.complete_run()
@@ -111,7 +130,7 @@ def test_quiet_success_prints_nothing(engine: FakeEngine) -> None:
 
 
 def test_verbose_lets_dbt_log(engine: FakeEngine) -> None:
-    SetupReporter(Stream(tty=False), {"verbosity": 2}).initialize({}, [])
+    make_reporter(Stream(tty=False), {"verbosity": 2}, engine).initialize({}, [])
     assert engine.quiet is False
 
 

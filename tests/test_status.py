@@ -13,11 +13,12 @@ import duckdb
 import pytest
 
 from factories import REPO, FakeEngine, Workspace, clean_env
-from setup_tasks.engine import NodeStatus
+from setup_tasks.engine.staleness import NodeStatus
 from setup_tasks.errors import ProjectError
-from setup_tasks.status import (
+from setup_tasks.cli.doit_state import saved_values
+from setup_tasks.naming import Translator
+from setup_tasks.ops.status import (
     CensusState, DatabaseState, NodeState, SystemStatus, census_state, collect_status, node_statuses, readiness, render,
-    saved_values,
 )
 
 REACHABLE = DatabaseState("w.duckdb", "reachable", "", 3)
@@ -62,7 +63,7 @@ def test_collect_reports_nodes_with_doit_values(tmp_path: Path) -> None:
     stale = {"model.shop.stg_orders": NodeStatus("model.shop.stg_orders", True, ("forced (doit forget)",))}
     engine = FakeEngine(tmp_path, stale)
     asked: list[str] = []
-    result = collect_status(engine.settings, lambda: engine, lambda task: asked.append(task) or {})
+    result = collect_status(engine.settings, lambda: engine, lambda task: asked.append(task) or {}, Translator())
     assert result.ready, result.reason
     assert result.database is not None and result.database.state == "absent"
     assert result.seeds == ("customers", "orders")
@@ -78,7 +79,7 @@ def test_observing_leaves_the_run_report_alone(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path)
     engine.run.checked["seed.shop.orders"] = NodeStatus("seed.shop.orders", True, ("never built",))
     before = dict(engine.run.checked)
-    assert len(node_statuses(engine, lambda task: {})) == len(engine.setup_nodes)
+    assert len(node_statuses(engine, lambda task: {}, Translator())) == len(engine.setup_nodes)
     assert engine.run.checked == before
 
 
@@ -88,7 +89,7 @@ def test_unusable_project_is_not_ready(tmp_path: Path) -> None:
     def broken() -> FakeEngine:
         raise ProjectError("dbt cannot parse the project: bad yaml", "fix models/schema.yml")
 
-    result = collect_status(engine.settings, broken, lambda task: {})
+    result = collect_status(engine.settings, broken, lambda task: {}, Translator())
     assert not result.ready
     assert result.reason.startswith("dbt project unusable: dbt cannot parse the project")
     assert result.nodes == () and result.census is not None
@@ -115,7 +116,7 @@ def test_locked_database_is_not_ready_and_names_the_holder(tmp_path: Path) -> No
     engine = FakeEngine(tmp_path)
     duckdb.connect(str(engine.db_path)).close()
     with holding_duckdb(engine.db_path) as pid:
-        result = collect_status(engine.settings, lambda: engine, lambda task: {})
+        result = collect_status(engine.settings, lambda: engine, lambda task: {}, Translator())
     assert not result.ready
     assert result.database is not None and result.database.state == "locked"
     assert f"PID {pid}" in result.reason
@@ -125,10 +126,10 @@ def test_locked_database_is_not_ready_and_names_the_holder(tmp_path: Path) -> No
 
 def test_run_in_progress_is_not_ready(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path)
-    code = ("from pathlib import Path; from setup_tasks.state import RunLock; "
+    code = ("from pathlib import Path; from setup_tasks.store.lock import RunLock; "
             f"lock = RunLock(Path({str(engine.lock.path)!r}), Path('w')); lock.acquire()")
     with another_process(code) as pid:
-        result = collect_status(engine.settings, lambda: engine, lambda task: {})
+        result = collect_status(engine.settings, lambda: engine, lambda task: {}, Translator())
     assert not result.ready
     assert result.reason.endswith(f"a setup run is in progress (PID {pid})")
 
@@ -165,7 +166,7 @@ def test_saved_values_without_a_doit_state_file(tmp_path: Path) -> None:
 
 
 def test_versions_come_without_importing_dbt() -> None:
-    code = ("import sys; from setup_tasks.status import package_versions; "
+    code = ("import sys; from setup_tasks.ops.status import package_versions; "
             "v = package_versions(); assert 'dbt' not in sys.modules, 'dbt imported'; print(v['dbt-core'])")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -17,31 +17,36 @@ import yaml
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
 from factories import Workspace
-from setup_tasks import validation as v
+from setup_tasks.cli import app as cli_app
+from setup_tasks.cli import checks as cli_checks
+from setup_tasks.cli.uptodate import CheckTarget
+from setup_tasks.validation import catalog, framework
+from setup_tasks.validation import results as vr
+from setup_tasks.validation import scope as v_scope
 from setup_tasks.config import Settings, load_settings
-from setup_tasks.database import Snapshot
-from setup_tasks.engine import RunState
+from setup_tasks.store.database import Database, DatabaseContents
+from setup_tasks.engine.engine import RunState
 from setup_tasks.errors import SetupError
-from setup_tasks.fingerprints import Fingerprint
-from setup_tasks.graph import SetupGraph
-from setup_tasks.manifest import manifest_from_dict
-from setup_tasks.state import BuildRecord
+from setup_tasks.project.fingerprints import Fingerprint
+from setup_tasks.project.graph import SetupGraph
+from setup_tasks.project.manifest import manifest_from_dict
+from setup_tasks.store.records import BuildRecord
 
 COLA = "configuration_consistency.cola_years"
 
 
-def result(name: str = "a", status: str = "passed", severity: str = "error", **kw: Any) -> v.CheckResult:
-    return v.CheckResult(name, status, severity, kw.pop("message", "m"), **kw)
+def result(name: str = "a", status: str = "passed", severity: str = "error", **kw: Any) -> vr.CheckResult:
+    return vr.CheckResult(name, status, severity, kw.pop("message", "m"), **kw)
 
 
 # -- results, severity and the summary ------------------------------------------------------------
 
 
 def test_result_round_trips_through_json() -> None:
-    original = result(details=v.jsonable({"n": decimal.Decimal("1.50"), "when": dt.date(2025, 1, 2), "ids": ("a",)}),
+    original = result(details=vr.jsonable({"n": decimal.Decimal("1.50"), "when": dt.date(2025, 1, 2), "ids": ("a",)}),
                       guidance="fix it", seconds=0.5)
     text = json.dumps(original.as_dict())
-    back = v.CheckResult.from_dict(json.loads(text))
+    back = vr.CheckResult.from_dict(json.loads(text))
     assert back == original
     assert back.details == {"n": 1.5, "when": "2025-01-02", "ids": ["a"]}
 
@@ -56,7 +61,7 @@ def test_one_line_and_blocking_follow_fail_on() -> None:
 
 
 def test_summary_counts_rate_and_failures() -> None:
-    summary = v.summarize([
+    summary = vr.summarize([
         result("p1"), result("p2"), result("p3"),
         result("c", "failed", "critical", guidance="g"), result("w", "failed", "warning"),
         result("s", "skipped", "error", message="table t absent"),
@@ -76,14 +81,14 @@ def test_summary_counts_rate_and_failures() -> None:
 
 def test_warnings_alone_do_not_fail_and_fail_on_is_configurable() -> None:
     results = [result("w", "failed", "warning"), result("ok")]
-    assert v.summarize(results).ok
-    assert not v.summarize(results, fail_on=("warning",)).ok
-    assert v.summarize([]).success_rate == 1.0
+    assert vr.summarize(results).ok
+    assert not vr.summarize(results, fail_on=("warning",)).ok
+    assert vr.summarize([]).success_rate == 1.0
 
 
 def test_failure_message_is_one_line_and_counts_the_rest() -> None:
     failures = [result(f"c{i}", "failed", "error", guidance="g") for i in range(5)]
-    message = v.failure_message(failures)
+    message = v_scope.CheckRun([], failures, {}).failure_message()
     assert "\n" not in message
     assert message.endswith("; and 2 more blocking failures")
 
@@ -92,22 +97,21 @@ def test_failure_message_is_one_line_and_counts_the_rest() -> None:
 
 
 def test_register_check_documents_and_rejects_bad_definitions() -> None:
-    registry = v.CheckRegistry()
+    registry = framework.CheckRegistry()
 
-    @v.register_check("team.no_interns", severity="warning", reads=["census"], registry=registry)
-    def no_interns(ctx: v.CheckContext) -> v.CheckResult:
+    @framework.register_check("team.no_interns", severity="warning", reads=["census"], registry=registry)
+    def no_interns(ctx: framework.CheckContext) -> vr.CheckResult:
         """No interns in the baseline."""
         return ctx.passed("none")
 
     check = registry.get("team.no_interns")
     assert (check.severity, check.reads, check.group, check.description) == ("warning", ("census",), "team", "No interns in the baseline.")
-    assert check.task_name == "validate:team.no_interns"
     with pytest.raises(SetupError, match="defined twice"):
-        v.register_check("team.no_interns", registry=registry)(lambda ctx: ctx.passed(""))
+        framework.register_check("team.no_interns", registry=registry)(lambda ctx: ctx.passed(""))
     with pytest.raises(SetupError, match="is not valid"):
-        v.register_check("Bad Name", registry=registry)(no_interns)
+        framework.register_check("Bad Name", registry=registry)(no_interns)
     with pytest.raises(SetupError, match="severity 'fatal'"):
-        v.register_check("ok_name", severity="fatal", registry=registry)(no_interns)
+        framework.register_check("ok_name", severity="fatal", registry=registry)(no_interns)
 
 
 def _settings(tmp_path: Path, text: str = "") -> Settings:
@@ -118,16 +122,16 @@ def _settings(tmp_path: Path, text: str = "") -> Settings:
 
 def test_load_checks_adds_custom_checks_and_honours_run_dbt_tests(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  run_dbt_tests: false\n  custom_checks: [{name: mine, sql: select 1 where false}]\n")
-    names = [c.name for c in v.load_checks(settings.validation, tmp_path)]
+    names = [c.name for c in catalog.load_checks(settings.validation, tmp_path)]
     assert "dbt_tests" not in names and names[-1] == "mine"
     assert "baseline_workforce.headcount" in names
 
 
 def test_disabled_checks_by_name_or_area_are_not_defined(tmp_path: Path) -> None:
-    every = {c.name for c in v.load_checks(_settings(tmp_path).validation, tmp_path)}
+    every = {c.name for c in catalog.load_checks(_settings(tmp_path).validation, tmp_path)}
     settings = _settings(tmp_path, "validation:\n  disabled_checks: [census_data_quality, "
                                    "configuration_consistency.hazard_bands, dbt_tests]\n")
-    names = {c.name for c in v.load_checks(settings.validation, tmp_path)}
+    names = {c.name for c in catalog.load_checks(settings.validation, tmp_path)}
     assert every - names == {n for n in every if n.startswith("census_data_quality.")} | {
         "configuration_consistency.hazard_bands", "dbt_tests"}
     assert "configuration_consistency.cola_years" in names
@@ -137,12 +141,12 @@ def test_an_unknown_disabled_check_says_the_nearest_name(tmp_path: Path) -> None
     settings = _settings(tmp_path, "validation:\n  disabled_checks: [census_data_qualty]\n")
     with pytest.raises(SetupError, match=r"disabled_checks\[0\]: 'census_data_qualty' is no check or area "
                                          r"\(did you mean 'census_data_quality'\?\)"):
-        v.load_checks(settings.validation, tmp_path)
+        catalog.load_checks(settings.validation, tmp_path)
 
 def test_custom_check_named_like_a_builtin_is_a_definition_error(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  custom_checks: [{name: dbt_tests, sql: select 1}]\n")
     with pytest.raises(SetupError, match=r"custom_checks\[0\].name: 'dbt_tests' is already"):
-        v.load_checks(settings.validation, tmp_path)
+        catalog.load_checks(settings.validation, tmp_path)
 
 
 def test_check_modules_register_python_checks(tmp_path: Path) -> None:
@@ -156,28 +160,28 @@ def test_check_modules_register_python_checks(tmp_path: Path) -> None:
     """))
     settings = _settings(tmp_path, "validation:\n  check_modules: [acme_checks_ok]\n")
     try:
-        names = [c.name for c in v.load_checks(settings.validation, tmp_path)]
+        names = [c.name for c in catalog.load_checks(settings.validation, tmp_path)]
         assert "acme.headcount_even" in names
     finally:
-        v.REGISTRY.remove("acme.headcount_even")
+        framework.REGISTRY.remove("acme.headcount_even")
         sys.modules.pop("acme_checks_ok", None)
 
 
 def test_unimportable_check_module_names_the_key(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  check_modules: [acme_missing_checks]\n")
     with pytest.raises(SetupError, match="validation.check_modules: cannot import acme_missing_checks"):
-        v.load_checks(settings.validation, tmp_path)
+        catalog.load_checks(settings.validation, tmp_path)
 
 
 def test_a_crashing_check_fails_instead_of_ending_the_run(tmp_path: Path) -> None:
     db = tmp_path / "x.duckdb"
     duckdb.connect(str(db)).close()
 
-    def broken(ctx: v.CheckContext) -> v.CheckResult:
+    def broken(ctx: framework.CheckContext) -> vr.CheckResult:
         raise ZeroDivisionError("boom")
 
-    check = v.Check("broken", "error", broken, origin="tests.broken")
-    [outcome] = check.run(v.Environment(_settings(tmp_path).validation, db))
+    check = framework.Check("broken", "error", broken, origin="tests.broken")
+    [outcome] = check.run(framework.Environment(_settings(tmp_path).validation, Database(db)))
     assert (outcome.status, outcome.message) == ("failed", "check crashed: ZeroDivisionError: boom")
     assert outcome.guidance == "fix the check tests.broken"
 
@@ -201,6 +205,7 @@ class FakeEngine:
         self.manifest = manifest_from_dict({"nodes": {n["unique_id"]: n for n in nodes}})
         self.graph = SetupGraph.from_manifest(self.manifest)
         self.settings, self.db_path, self.root = settings, db, tmp_path
+        self.db = Database(db)
         self.ctx = SimpleNamespace(project_dir=tmp_path)
         self.setup_nodes = self.graph.buildable(self.manifest.nodes)
         self.foundation_nodes = ["model.p.stg_census_data", "model.p.stg_config_job_levels"]
@@ -211,8 +216,8 @@ class FakeEngine:
     def fingerprints(self) -> dict[str, Fingerprint]:
         return {uid: Fingerprint(d, {}) for uid, d in self.digests.items()}
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot(self.db_path, True, {})
+    def snapshot(self) -> DatabaseContents:
+        return DatabaseContents(self.db_path, True, {})
 
     def node(self, uid: str) -> Any:
         return self.manifest.nodes[uid]
@@ -230,23 +235,35 @@ def engine(tmp_path: Path) -> FakeEngine:
     return FakeEngine(tmp_path, _settings(tmp_path), db)
 
 
-def _run_action(engine: FakeEngine, check: v.Check) -> tuple[v.CheckTarget, Any]:
-    target = v.CheckTarget(engine, check)
+def _scope(engine: FakeEngine) -> v_scope.ValidationScope:
+    return v_scope.ValidationScope(engine)  # type: ignore[arg-type]
+
+
+def _run_action(engine: FakeEngine, check: framework.Check, scope: v_scope.ValidationScope | None = None
+                ) -> tuple[CheckTarget, Any]:
+    scope = scope or _scope(engine)
+    engine.scope = scope
+    target = CheckTarget(scope, check, f"validate:{check.name}")
     assert target(None, {}) is False
-    return target, v.check_action(engine, check, target)
+    return target, cli_checks.check_action(scope, check, target)
+
+
+def _tasks(engine: FakeEngine) -> cli_checks.ValidationTasks:
+    app = cli_app.App(engine=engine, mode="api")  # type: ignore[arg-type]
+    return cli_checks.ValidationTasks(app, lambda *args: None)
 
 
 def test_check_is_up_to_date_until_what_it_reads_or_uses_changes(engine: FakeEngine, tmp_path: Path) -> None:
-    check = v.REGISTRY.get(COLA)
+    check = framework.REGISTRY.get(COLA)
     target, saved = _run_action(engine, check)
     assert "no stored result" in repr(target)
     assert saved["results"][0]["status"] == "passed"
-    assert engine.run.checks[COLA].passed and not engine.run.checks[COLA].up_to_date
+    assert engine.scope.results[COLA].passed and not engine.scope.results[COLA].up_to_date
 
-    engine.run = RunState()
+    engine.scope.results.clear()
     assert target(None, saved) is True
     assert repr(target) == f"CheckTarget(validate:{COLA}): up to date"
-    assert engine.run.checks[COLA].up_to_date  # the stored result stands for this run
+    assert engine.scope.results[COLA].up_to_date  # the stored result stands for this run
 
     engine.digests["model.p.stg_census_data"] = "other"  # a table it does not read
     assert target(None, saved) is True
@@ -266,28 +283,28 @@ def test_check_is_up_to_date_until_what_it_reads_or_uses_changes(engine: FakeEng
 
 def test_blocking_failure_fails_the_task_with_one_line(engine: FakeEngine, tmp_path: Path) -> None:
     engine.settings = _settings(tmp_path, "validation: {simulation_end_year: 2033}\n")
-    _, outcome = _run_action(engine, v.REGISTRY.get(COLA))
+    _, outcome = _run_action(engine, framework.REGISTRY.get(COLA))
     assert isinstance(outcome, TaskFailed)
     assert outcome.message == (f"{COLA} failed (error): no COLA rate in stg_config_cola_by_year for 2031, 2032, 2033 "
                                "(simulation years 2025-2033) -- fix: add those years to seeds/cola_seed.csv, or change "
                                "validation.simulation_start_year / validation.simulation_end_year")
-    assert engine.run.checks[COLA].failed
+    assert engine.scope.results[COLA].failed
 
 
 def test_a_reported_failure_is_stored_and_does_not_fail_the_task(engine: FakeEngine, tmp_path: Path) -> None:
     engine.settings = _settings(tmp_path, "validation: {simulation_end_year: 2033, fail_on: [critical]}\n")
-    _, saved = _run_action(engine, v.REGISTRY.get(COLA))
+    _, saved = _run_action(engine, framework.REGISTRY.get(COLA))
     assert saved["results"][0]["status"] == "failed"
 
 
 def test_a_check_that_could_not_run_is_not_stored(engine: FakeEngine, tmp_path: Path) -> None:
-    def crashes(ctx: v.CheckContext) -> v.CheckResult:
+    def crashes(ctx: framework.CheckContext) -> vr.CheckResult:
         raise RuntimeError("flaky")
 
     engine.settings = _settings(tmp_path, "validation: {fail_on: [critical]}\n")
-    check = v.Check("flaky", "warning", crashes, reads=("cola",), origin="tests.crashes")
+    check = framework.Check("flaky", "warning", crashes, reads=("cola",), origin="tests.crashes")
     target, saved = _run_action(engine, check)
-    assert engine.run.checks["flaky"].incomplete
+    assert engine.scope.results["flaky"].incomplete
     assert "results" not in saved
     assert target(None, saved) is False and target.reasons == ["last result not stored"]
 
@@ -296,7 +313,7 @@ def test_tasks_dependencies_groups_and_quick(engine: FakeEngine, tmp_path: Path)
     engine.settings = _settings(tmp_path, "validation:\n  custom_checks:\n"
                                           "    - {name: cola_known, sql: select * from stg_config_cola_by_year where cola_rate is null}\n"
                                           "    - {name: pay_known, sql: select * from stg_census_data where employee_gross_compensation is null}\n")
-    vt = v.ValidationTasks(engine)
+    vt = _tasks(engine)
     tasks = {t["basename"]: t for t in vt.tasks()}
     cola = tasks[f"validate:{COLA}"]
     assert cola["task_dep"] == ["model:stg_config_cola_by_year"]
@@ -314,13 +331,13 @@ def test_tasks_dependencies_groups_and_quick(engine: FakeEngine, tmp_path: Path)
 
 def test_validate_results_off_adds_nothing_to_setup(engine: FakeEngine, tmp_path: Path) -> None:
     engine.settings = _settings(tmp_path, "setup: {validate_results: false}\n")
-    assert v.ValidationTasks(engine).dependencies() == {"setup": [], "quick": []}
+    assert _tasks(engine).dependencies() == {"setup": [], "quick": []}
 
 
 def test_definition_errors_stop_doit_with_one_line(engine: FakeEngine, tmp_path: Path) -> None:
     engine.settings = _settings(tmp_path, "validation:\n  check_modules: [acme_nowhere]\n")
     with pytest.raises(InvalidDodoFile, match="cannot import acme_nowhere"):
-        v.ValidationTasks(engine)
+        _tasks(engine)
 
 
 # -- end to end: doit in a subprocess on a tiny PlanWise-shaped project ------------------------------
@@ -346,21 +363,9 @@ MINI_TESTS = {"version": 2, "models": [
 ]}
 # Wires the validation tasks the way the lead's dodo.py will (only if it does not already).
 DODO = '''
-from setup_tasks import session, tasks, validation
-from setup_tasks.tasks import namespace
+from setup_tasks.cli import dodo_namespace
 
-_ns = namespace()
-globals().update(_ns)
-
-if not any(name.startswith("task_valid") for name in _ns):
-    def task_groups():
-        """The groups"""
-        engine = session.engine()
-        yield from tasks.SetupTasks(engine).group_tasks(validation.group_dependencies(engine))
-
-    def task_validation():
-        """Validation checks"""
-        yield from validation.validation_tasks(session.engine())
+globals().update(dodo_namespace())
 '''
 
 

@@ -1,0 +1,230 @@
+"""One setup run as an object: its settings, engine, translator and validation scope, and how it ends.
+
+doit imports dodo.py, which makes one ``App`` (``cli.dodo_namespace``); the task
+creators, the reporter and every action hang off it, so nothing lives in module
+globals. The Python API makes its own ``App`` per call. Settings load when doit
+reads DOIT_CONFIG (doit's own state file lives beside the database), the engine
+when the first task creator needs it. Ctrl-C ends a command-line run with status
+130 and one line, after doit has saved the state of every task completed so far.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+from doit.exceptions import InvalidDodoFile
+
+from ..config import Settings, load_settings
+from ..engine.engine import Engine
+from ..errors import SetupError
+from ..naming import Translator
+from ..ops.run_report import write_run_report
+from ..validation.scope import ValidationScope
+
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(SystemExit):
+    """Ends a command-line run on Ctrl-C: doit still saves its state on the way out."""
+
+    def __init__(self) -> None:
+        super().__init__(EXIT_INTERRUPTED)
+
+
+class App:
+    """Everything one run of the setup tasks shares.
+
+    ``mode`` is "cli" when doit runs from the command line; the Python API uses
+    "api", where Ctrl-C must reach the caller as KeyboardInterrupt instead of
+    ending the process.
+    """
+
+    def __init__(self, config: str | Path | None = None, *, settings: Settings | None = None,
+                 translator: Translator | None = None, mode: str = "cli", root: Path | None = None,
+                 engine: Engine | None = None) -> None:
+        self.config = config
+        self.root = root or Path.cwd()
+        self.translator = translator or Translator()
+        self.mode = mode
+        self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
+        self.interrupted = False
+        self.run_failed: bool | None = None  # set by the reporter when doit's run ends
+        self._settings = settings if settings is not None or engine is None else engine.settings
+        self._engine: Engine | None = engine
+        self._load_error: SetupError | None = None
+        self._validation: ValidationScope | None = None
+
+    # -- what the run works on --------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The settings; a configuration problem is doit's one-line stop (InvalidDodoFile)."""
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config, root=self.root)
+            except SetupError as err:
+                raise InvalidDodoFile(err.one_line()) from None
+        return self._settings
+
+    def engine(self) -> Engine:
+        """The engine; raises the SetupError that keeps the project from loading."""
+        if self._engine is None:
+            if self._load_error is not None:
+                raise self._load_error
+            try:
+                self._engine = Engine(self.settings)
+            except SetupError as err:
+                self._load_error = err
+                raise
+        return self._engine
+
+    def task_engine(self) -> Engine | None:
+        """For task creators: the engine, or None when the project cannot be loaded.
+
+        Tasks are then defined anyway and fail with the reason when run, so `doit status`
+        can still report (exit 1) and every other command names the cause.
+        """
+        try:
+            return self.engine()
+        except SetupError:
+            return None
+
+    @property
+    def current_engine(self) -> Engine | None:
+        return self._engine
+
+    @property
+    def load_error(self) -> str:
+        return self._load_error.one_line() if self._load_error is not None else ""
+
+    def validation(self) -> ValidationScope:
+        """The run's checks and their results (one per engine); InvalidDodoFile when they cannot load."""
+        if self._validation is None:
+            try:
+                self._validation = ValidationScope(self.engine())
+            except SetupError as err:
+                raise InvalidDodoFile(err.one_line()) from None
+        return self._validation
+
+    @property
+    def check_results(self) -> dict[str, Any]:
+        return dict(self._validation.results) if self._validation is not None else {}
+
+    @cached_property
+    def node_task_names(self) -> frozenset[str]:
+        """Task names of the seeds, models and snapshots (built, not ran)."""
+        engine = self._engine
+        if engine is None:
+            return frozenset()
+        return frozenset(self.translator.task_names(n for n in engine.manifest.nodes.values() if n.is_buildable).values())
+
+    # -- Ctrl-C ------------------------------------------------------------------------------
+
+    def on_keyboard_interrupt(self) -> None:
+        """A task action caught Ctrl-C (after dbt cancelled its queries): end the run."""
+        self.interrupted = True
+        if self.mode == "cli":
+            raise Interrupted() from None
+        raise KeyboardInterrupt
+
+    def action(self, function: Callable[..., Any], *args: Any) -> tuple[Callable[..., Any], list[Any]]:
+        """A doit python-action that turns Ctrl-C into the end of the run: every action goes through it."""
+        return (self._guarded, [function, *args])
+
+    def _guarded(self, function: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        try:
+            return function(*args, **options)  # options: the task's command-line parameters
+        except KeyboardInterrupt:
+            self.on_keyboard_interrupt()
+            raise
+
+    def interrupted_message(self) -> str:
+        engine = self._engine
+        done = 0 if engine is None else sum(o.ok for o in engine.run.outcomes.values())
+        return f"interrupted: {done} node(s) built in this run are kept; run the same command again to finish"
+
+    # -- the end of the run ---------------------------------------------------------------------
+
+    def write_report(self, exit_code: int | None = None) -> None:
+        """Write the run report of a process that ran tasks (not of `list`, `info`, ...)."""
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            write_run_report(engine, self.check_results, self.translator, interrupted=self.interrupted,
+                             exit_code=exit_code)
+        except SetupError as err:
+            sys.stderr.write(f"warning: {err.one_line()}\n")
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+    def exit_code(self) -> int:
+        """doit's exit status, which atexit cannot see: from our reporter, else from what the engine saw fail."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.run_failed is not None:
+            return int(self.run_failed)
+        engine = self._engine
+        if engine is None:
+            return 0
+        fail_on = engine.settings.validation.fail_on
+        failed = any(not o.ok for o in engine.run.outcomes.values()) or any(
+            c.blocking(fail_on) for c in self.check_results.values())
+        return int(failed)
+
+    def _at_exit(self) -> None:
+        self.write_report(self.exit_code())
+        if self._engine is not None:
+            self._engine.save_caches()  # after the report: it asks the graph too
+            self._engine.db.close_reader()
+
+    def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        """Last resort for a Ctrl-C outside any task action: one line, status 130."""
+        if not issubclass(exc_type, KeyboardInterrupt):
+            self._previous_hook(exc_type, exc, tb)
+            return
+        self.interrupted = True
+        self.write_report(EXIT_INTERRUPTED)
+        sys.stdout.flush()
+        sys.stderr.write(f"\n{self.interrupted_message()}\n")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    def install_process_hooks(self) -> None:
+        """Command line only: Ctrl-C outside actions, and the report written when the process ends."""
+        if self.mode != "cli" or getattr(sys.excepthook, "__self__", None) is self:
+            return
+        self._previous_hook = sys.excepthook
+        sys.excepthook = self._excepthook
+        atexit.register(self._at_exit)
+
+    # -- doit ---------------------------------------------------------------------------------
+
+    def doit_config(self, reporter: type) -> dict[str, Any]:
+        """DOIT_CONFIG: default task, the reporter, and doit's state kept per database."""
+        state_dir = self.settings.state_dir
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidDodoFile(
+                f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
+                "fix: set database.path (or DUCKDB_PATH) to a writable location"
+            ) from None
+        self.install_process_hooks()
+        return {
+            "default_tasks": ["setup"],
+            "reporter": reporter,
+            "dep_file": str(state_dir / "doit.sqlite"),
+            "backend": "sqlite3",
+            "verbosity": 1,
+            # setup.fail_fast: false keeps building what does not depend on a failure (doit --continue).
+            "continue": not self.settings.setup.fail_fast,
+        }

@@ -1,0 +1,98 @@
+"""The tasks that are commands rather than builds: `status`, `clear` (and `_clear_derived`), `graph`."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+from doit.exceptions import TaskFailed
+
+from ..engine.engine import Engine
+from ..errors import SetupError
+from ..naming import CLEAR_DERIVED_TASK
+from ..ops.clear import clear, clear_derived_tables
+from ..ops.diagram import graph_paths, setup_diagram, write_graph
+from ..ops.status import collect_status, node_statuses
+from .app import App
+from .doit_state import ValuesOf, forget_in_run, values_in_run
+
+TaskDict = dict[str, Any]
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+def status_action(app: App, values_of: ValuesOf) -> TaskFailed | None:
+    status = collect_status(app.settings, app.engine, values_of, app.translator)
+    print("\n".join(status.lines()))
+    return None if status.ready else TaskFailed(f"not ready to set up: {status.reason}")
+
+
+def status_task(app: App) -> TaskDict:
+    return {"actions": [app.action(status_action, app, values_in_run)], "verbosity": 2}
+
+
+# -- clear ---------------------------------------------------------------------------------
+
+
+def clear_action(app: App, engine: Engine) -> TaskFailed | None:
+    try:
+        dropped, forgotten = clear(engine, forget_in_run, app.translator)
+    except SetupError as err:
+        return TaskFailed(err.one_line())
+    patterns = ", ".join(engine.settings.setup.clear_table_patterns)
+    print(f"dropped {len(dropped)} table(s) and view(s) matching {patterns}" + (f": {', '.join(dropped)}" if dropped else ""))
+    if forgotten:
+        print(f"forgot {len(forgotten)} task(s), rebuilt by the next setup: {', '.join(forgotten)}")
+    return None
+
+
+def clear_derived_action(app: App, engine: Engine) -> TaskFailed | None:
+    if not engine.settings.setup.clear_tables:
+        return None
+    try:
+        dropped = clear_derived_tables(engine, forget_in_run, app.translator)
+    except SetupError as err:
+        return TaskFailed(err.one_line())
+    if dropped:
+        print(f"dropped {len(dropped)} table(s) derived from inputs this run rebuilt: {', '.join(dropped)}")
+    return None
+
+
+def clear_tasks(app: App, engine: Engine) -> Iterator[TaskDict]:
+    """The `clear` task, and `_clear_derived` (to run last in `setup`)."""
+    yield {
+        "basename": "clear",
+        "doc": "Drop tables matching setup.clear_table_patterns and forget their builds: the next setup rebuilds them",
+        "actions": [app.action(clear_action, app, engine)],
+        "verbosity": 2,
+    }
+    yield {
+        "basename": CLEAR_DERIVED_TASK,
+        "doc": "With setup.clear_tables: drop simulation tables derived from inputs this run rebuilt",
+        "actions": [app.action(clear_derived_action, app, engine)],
+        "verbosity": 2,
+    }
+
+
+# -- graph ---------------------------------------------------------------------------------
+
+
+def graph_action(app: App, engine: Engine, checks: list[Mapping[str, Any]], out_dir: str = "") -> TaskFailed | None:
+    diagram = setup_diagram(engine, node_statuses(engine, values_in_run, app.translator), app.translator, checks)
+    try:
+        mmd, dot = write_graph(engine, diagram, out_dir)
+    except OSError as exc:
+        return TaskFailed(f"cannot write the graph into {graph_paths(engine, out_dir)[0].parent}: {exc.strerror} -- fix: pass a writable --dir")
+    stale = sum(n.state == "stale" for n in diagram.nodes)
+    print(f"{len(diagram.nodes)} nodes ({stale} stale), {len(diagram.edges)} edges")
+    print(f"wrote {mmd}\nwrote {dot}")
+    return None
+
+
+def graph_task(app: App, engine: Engine, checks: list[Mapping[str, Any]]) -> TaskDict:
+    return {
+        "actions": [app.action(graph_action, app, engine, checks)],
+        "params": [{"name": "out_dir", "long": "dir", "type": str, "default": "",
+                    "help": "folder for the .mmd and .dot files (default: beside the database)"}],
+        "verbosity": 2,
+    }

@@ -1,0 +1,206 @@
+"""doit task definitions: one task per seed and model, the census, the groups and their plans.
+
+Task creators only describe; building happens in the actions, through the engine.
+Names and docs come from the app's ``naming.Translator``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from doit import get_var
+from doit.exceptions import TaskFailed
+
+from ..engine.census import CensusRequest
+from ..engine.engine import Engine
+from ..errors import SetupError
+from ..naming import CENSUS_TASK, CLEAR_DERIVED_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK, STAGING_TASK
+from ..project.manifest import Node
+from .app import App
+from .checks import ValidationTasks
+from .commands import clear_tasks, graph_task, status_task
+from .uptodate import CensusTarget, TableTarget
+
+TaskDict = dict[str, Any]
+GROUP_DOCS = {
+    SETUP_TASK: "Build everything stale (seeds, staging models), then validate: the default task",
+    QUICK_TASK: "Build only the foundation subset (census, job levels, comp levers) and what it needs",
+    SEEDS_TASK: "Load every stale seed",
+    STAGING_TASK: "Build every stale staging model (and the seeds they need)",
+}
+CENSUS_DOC = "Generate the synthetic census when missing or its parameters changed (never over your own file): doit census employees=N"
+
+
+def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
+    """Task action: build (batched) and report this node's outcome in doit's terms."""
+    outcome = engine.build(unique_id)
+    if not outcome.ok:
+        return TaskFailed(outcome.message)
+    record = engine.records.get(unique_id)
+    return {"fingerprint": record.fingerprint if record else "", "build_id": engine.run.build_id}
+
+
+def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
+    engine.add_scope(uids)
+    # Before any build: a node renamed in this change frees its old table's name.
+    try:
+        engine.retire_leftovers()
+    except SetupError as err:  # the database is locked, or a setup run holds it
+        return TaskFailed(err.one_line())
+    return None
+
+
+def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | TaskFailed:
+    try:
+        summary = request.generate()
+    except SetupError as err:
+        return TaskFailed(err.one_line())
+    engine.census_written()
+    print(f"census: wrote {summary.rows:,} employees to {summary.path} in {summary.seconds:.1f}s")
+    return {"rows": summary.rows, "seconds": round(summary.seconds, 3)}
+
+
+class NodeTasks:
+    """The build tasks of one engine: a task per node, the census, the groups and their plans."""
+
+    def __init__(self, app: App, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+        self.translator = app.translator
+
+    def name(self, uid: str) -> str:
+        return self.translator.task_name(self.engine.node(uid))
+
+    def task_dep(self, node: Node) -> list[str]:
+        engine = self.engine
+        parents = engine.graph.built_parents(node.unique_id)
+        deps = [self.name(p) for p in parents if engine.node(p).is_buildable]
+        if engine.settings.census.generate and engine.reads_census(node.unique_id):
+            deps.append(CENSUS_TASK)
+        if not engine.settings.setup.load_seeds:
+            deps = [d for d in deps if d not in {self.name(p) for p in parents if engine.node(p).resource_type == "seed"}]
+        return deps
+
+    def node_task(self, node: Node) -> TaskDict:
+        return {
+            "basename": self.translator.task_name(node),
+            "doc": self.translator.doc(node),
+            "actions": [self.app.action(build_action, self.engine, node.unique_id)],
+            "uptodate": [TableTarget(self.engine, node.unique_id)],
+            "task_dep": self.task_dep(node),
+            "verbosity": 1,
+        }
+
+    def node_tasks(self) -> Iterator[TaskDict]:
+        for uid in self.engine.setup_nodes:
+            yield self.node_task(self.engine.node(uid))
+
+    def census_task(self) -> TaskDict:
+        self.engine.census.override({k: int(get_var(k)) for k in ("employees", "seed") if get_var(k) is not None})
+        request = self.engine.census.request()
+        return {
+            "basename": CENSUS_TASK,
+            "doc": CENSUS_DOC,
+            "actions": [self.app.action(census_action, self.engine, request)],
+            "uptodate": [CensusTarget(self.engine, request)],
+            "verbosity": 2,
+        }
+
+    def groups(self) -> dict[str, list[str]]:
+        """Group name -> nodes it builds, in build order."""
+        engine = self.engine
+        options = engine.settings.setup
+        staging = [u for u in engine.setup_nodes if engine.node(u).resource_type != "seed"]
+        seeds = [u for u in engine.setup_nodes if engine.node(u).resource_type == "seed"]
+        setup = [u for u in engine.setup_nodes if (u in seeds and options.load_seeds) or (u in staging and options.run_staging_models)]
+        return {
+            SETUP_TASK: setup,
+            QUICK_TASK: list(engine.foundation_nodes),
+            SEEDS_TASK: seeds,
+            STAGING_TASK: engine.graph.buildable(engine.graph.with_ancestors(staging)),
+        }
+
+    def group_tasks(self, extra_deps: dict[str, list[str]]) -> Iterator[TaskDict]:
+        for group, uids in self.groups().items():
+            plan = self.translator.plan_task_name(group)
+            # doit runs dependency-free tasks in list order: the census first (so its readers
+            # can build in the same dbt run as the rest), then the plan, then the nodes.
+            census = self.engine.settings.census.generate and any(self.engine.reads_census(u) for u in uids)
+            yield {
+                "basename": plan,
+                "doc": f"Tell the engine which nodes `{group}` builds, so stale ones build in one dbt run",
+                "actions": [self.app.action(plan_action, self.engine, uids)],
+                "verbosity": 0,
+            }
+            yield {
+                "basename": group,
+                "doc": GROUP_DOCS[group],
+                "actions": None,
+                "task_dep": [*([CENSUS_TASK] if census else []), plan, *(self.name(u) for u in uids),
+                             *extra_deps.get(group, [])],
+            }
+
+
+class TaskCreators:
+    """The task creators doit collects (``task_*``), bound to one app."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def creators(self) -> dict[str, Callable[[], Any]]:
+        return {name: getattr(self, name) for name in dir(self) if name.startswith("task_")}
+
+    def unavailable(self, name: str, doc: str) -> TaskDict:
+        """A task that fails with the reason the project could not be loaded."""
+        return {"basename": name, "doc": doc, "actions": [lambda: TaskFailed(self.app.load_error)], "verbosity": 1}
+
+    def task_nodes(self) -> Iterator[TaskDict] | None:
+        """One task per seed and staging model: seed:<name>, model:<name>"""
+        engine = self.app.task_engine()
+        # None, not an empty generator: doit would list an empty "nodes" group.
+        return NodeTasks(self.app, engine).node_tasks() if engine is not None else None
+
+    def task_groups(self) -> Iterator[TaskDict]:
+        """The groups: setup, quick, seeds, staging"""
+        engine = self.app.task_engine()
+        if engine is None:
+            for group, doc in GROUP_DOCS.items():
+                yield self.unavailable(group, doc)
+            return
+        extra = ValidationTasks(self.app, plan_action).dependencies()
+        # Derived simulation tables go last: only a run that rebuilt an input drops them.
+        extra[SETUP_TASK] = [*extra.get(SETUP_TASK, []), CLEAR_DERIVED_TASK]
+        yield from NodeTasks(self.app, engine).group_tasks(extra)
+
+    def task_census(self) -> TaskDict:
+        """Generate the synthetic census when missing or its parameters changed"""
+        engine = self.app.task_engine()
+        if engine is None:
+            return self.unavailable(CENSUS_TASK, "Generate the synthetic census when missing or its parameters changed")
+        return NodeTasks(self.app, engine).census_task()
+
+    def task_validation(self) -> Iterator[TaskDict]:
+        """Validation checks: validate:<name>, and the validate group"""
+        if self.app.task_engine() is None:
+            yield self.unavailable("validate", "Run every validation check and print the summary")
+            return
+        yield from ValidationTasks(self.app, plan_action).tasks()
+
+    def task_status(self) -> TaskDict:
+        """Report readiness and what is stale (never builds); fails when setup cannot run now"""
+        return status_task(self.app)
+
+    def task_clear(self) -> Iterator[TaskDict]:
+        """Drop tables matching setup.clear_table_patterns and forget their builds: the next setup rebuilds them"""
+        engine = self.app.task_engine()
+        if engine is None:
+            yield self.unavailable("clear", "Drop tables matching setup.clear_table_patterns and forget their builds")
+            return
+        yield from clear_tasks(self.app, engine)
+
+    def task_graph(self) -> TaskDict:
+        """Write the setup DAG as Mermaid and DOT files beside the database, stale nodes marked"""
+        engine = self.app.task_engine()
+        if engine is None:
+            return self.unavailable("graph", "Write the setup DAG as Mermaid and DOT files")
+        return graph_task(self.app, engine, ValidationTasks(self.app, plan_action).diagram_entries())

@@ -1,0 +1,88 @@
+"""doit up-to-date checks (doit's ``(task, values)`` protocol): a node's table, the census, a check.
+
+Each one's repr says why its task will run, so ``doit info <task>`` explains itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..engine.census import CensusRequest
+from ..engine.engine import Engine
+from ..engine.staleness import NodeStatus
+from ..errors import SetupError
+from ..validation.framework import Check
+from ..validation.scope import ValidationScope
+
+
+class TableTarget:
+    """Up to date when the node's table exists and was built from its current fingerprint."""
+
+    def __init__(self, engine: Engine, unique_id: str) -> None:
+        self.engine = engine
+        self.unique_id = unique_id
+        self.last: NodeStatus | None = None
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        self.last = self.engine.status(self.unique_id, values)
+        self.engine.note_checked(self.last)  # doit asked: this node is part of the run
+        return not self.last.stale
+
+    def __repr__(self) -> str:
+        node = self.engine.node(self.unique_id)
+        target = f"table {node.relation}" if node.relation else node.unique_id
+        if self.last is None:
+            return f"TableTarget({target})"
+        return f"TableTarget({target}): {self.last.reason}"
+
+
+class CensusTarget:
+    """Up to date when the census file exists with the requested parameters, or is the user's own."""
+
+    def __init__(self, engine: Engine, request: CensusRequest) -> None:
+        self.engine = engine
+        self.request = request
+        self.reason: str | None = None
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        self.reason = self.engine.census.why()
+        return self.reason is None
+
+    def __repr__(self) -> str:
+        return f"CensusTarget({self.request.path}): {self.reason or 'current'}"
+
+
+class CheckTarget:
+    """Up to date when a check's inputs are unchanged and its last result is stored.
+
+    When up to date, the stored result becomes this run's result (marked up_to_date).
+    """
+
+    def __init__(self, scope: ValidationScope, check: Check, task_name: str) -> None:
+        self.scope = scope
+        self.check = check
+        self.task_name = task_name
+        self.reasons: list[str] | None = None
+        self.values: Mapping[str, Any] = {}
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        self.values = dict(values or {})
+        self.reasons = self.compute_reasons(self.values)
+        if self.reasons:
+            return False
+        self.scope.reuse(self.values)
+        return True
+
+    def compute_reasons(self, values: Mapping[str, Any]) -> list[str]:
+        try:
+            parts = self.scope.parts(self.check)
+        except SetupError as err:
+            return [f"cannot check: {err.cause}"]
+        reasons = self.scope.stale_reasons(values.get("parts") or {}, parts)
+        if not reasons and not values.get("results"):
+            reasons = ["last result not stored"]
+        return reasons
+
+    def __repr__(self) -> str:
+        state = "" if self.reasons is None else ": " + ("; ".join(self.reasons) if self.reasons else "up to date")
+        return f"CheckTarget({self.task_name}){state}"

@@ -1,0 +1,241 @@
+"""Where dbt runs: in the warm worker when one can serve, else in this process.
+
+Same three calls either way: ``parse_project``, ``build_nodes``, ``run_tests``.
+The worker (``setup_tasks.dbt.worker``) is started on first use and reused by later
+runs until it has been idle for ``dbt.worker_idle_seconds``; 0 (or the environment
+variable ``PLANWISE_SETUP_WORKER=0``) keeps dbt in the doit process. If the worker
+cannot start or dies mid-request, the request runs here instead: never a failed
+setup for the sake of speed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .. import errors
+from ..project.context import DbtContext
+from ..project.manifest import Node
+from ..store.caches import manifest_cache
+from .invoke import InProcessDbt, NodeOutcome
+from .worker import context_to_dict
+
+WORKER_ENV = "PLANWISE_SETUP_WORKER"
+WORKER_DIR_ENV = "PLANWISE_SETUP_WORKER_DIR"
+START_TIMEOUT = 90.0
+CANCEL_GRACE = 60.0
+
+
+class WorkerUnavailable(Exception):
+    """The worker could not be reached or died; the caller runs dbt itself."""
+
+
+def code_version() -> str:
+    """Workers serve only clients of the same code, Python and dbt."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(sys.executable.encode())
+    for path in sorted(package.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(package)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for dist in ("dbt-core", "dbt-duckdb", "duckdb"):
+        try:
+            digest.update(metadata.version(dist).encode())
+        except metadata.PackageNotFoundError:
+            pass
+    return digest.hexdigest()[:16]
+
+
+def worker_dir() -> Path:
+    return Path(os.environ.get(WORKER_DIR_ENV) or Path(tempfile.gettempdir()) / f"planwise-setup-{os.getuid()}")
+
+
+class WorkerClient:
+    """Talks to (and if needed starts) the worker for this code version."""
+
+    def __init__(self, idle_seconds: float, directory: Path | None = None) -> None:
+        self.idle = idle_seconds
+        self.dir = directory or worker_dir()
+        self.version = code_version()
+        self.socket_path = self.dir / f"worker-{self.version}.sock"
+
+    def request(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        sock = self._connect()
+        try:
+            sock.sendall((json.dumps(payload, default=str) + "\n").encode())
+            return self._events(sock, on_event)
+        finally:
+            sock.close()
+
+    def _events(self, sock: socket.socket, on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        reader = sock.makefile("r", encoding="utf-8")
+        interrupted = False
+        while True:
+            try:
+                line = reader.readline()
+            except KeyboardInterrupt:
+                # Ctrl-C here: ask the worker to cancel dbt, keep the outcomes of nodes
+                # that finished meanwhile, then stop as Ctrl-C stops.
+                interrupted = True
+                self._cancel(sock)
+                continue
+            if not line:
+                raise WorkerUnavailable("the worker went away mid-request")
+            event = json.loads(line)
+            if event.get("event") == "done":
+                if interrupted or event.get("cancelled"):
+                    raise KeyboardInterrupt
+                return event
+            on_event(event)
+
+    @staticmethod
+    def _cancel(sock: socket.socket) -> None:
+        try:
+            sock.sendall(b'{"op": "cancel"}\n')
+        except OSError:
+            pass
+        sock.settimeout(CANCEL_GRACE)
+
+    def _connect(self) -> socket.socket:
+        sock = self._try_connect()
+        if sock is not None:
+            return sock
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with (self.dir / f"worker-{self.version}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time
+            sock = self._try_connect()
+            if sock is None:
+                self._start()
+                sock = self._wait()
+            return sock
+
+    def _try_connect(self) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.socket_path))
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return None
+        except OSError as exc:
+            sock.close()
+            raise WorkerUnavailable(str(exc)) from None
+
+    def _start(self) -> None:
+        self.socket_path.unlink(missing_ok=True)  # left by a worker that died
+        log = (self.dir / f"worker-{self.version}.log").open("a")
+        # The worker must run this very code (a checkout may differ from what is installed).
+        package_root = str(Path(__file__).resolve().parent.parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "setup_tasks.dbt.worker", "--socket", str(self.socket_path), "--idle", str(self.idle)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True,
+            cwd=str(self.dir), env=env,
+        )
+        log.close()
+
+    def _wait(self) -> socket.socket:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            sock = self._try_connect()
+            if sock is not None:
+                return sock
+            if self.process.poll() is not None:
+                raise WorkerUnavailable(f"the worker exited with status {self.process.returncode}")
+            time.sleep(0.05)
+        raise WorkerUnavailable("the worker did not start in time")
+
+    def shutdown(self) -> None:
+        sock = self._try_connect()
+        if sock is not None:
+            with sock:
+                sock.sendall(b'{"op": "shutdown"}\n')
+                sock.recv(1024)
+
+
+def _raise_remote(error: Mapping[str, Any]) -> None:
+    cls = getattr(errors, error.get("type", ""), None)
+    if isinstance(cls, type) and issubclass(cls, errors.SetupError):
+        raise cls(error.get("cause", ""), error.get("fix", ""))
+    raise WorkerUnavailable(error.get("cause", "the worker failed"))
+
+
+class DbtClient:
+    """Runs dbt requests for one engine: through the warm worker when enabled, else in this process."""
+
+    def __init__(self, idle_seconds: float) -> None:
+        enabled = idle_seconds > 0 and os.environ.get(WORKER_ENV, "1") not in ("0", "false", "off")
+        self.client = WorkerClient(idle_seconds) if enabled else None
+        self.local = InProcessDbt()
+        self.notes: list[str] = []
+
+    def _remote(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> Any:
+        assert self.client is not None
+        payload = {**payload, "ctx": context_to_dict(payload["ctx"]), "env": dict(os.environ), "cwd": os.getcwd()}
+        done = self.client.request(payload, on_event)
+        if done.get("error"):
+            _raise_remote(done["error"])
+        return done.get("result")
+
+    def _local_fallback(self, reason: Exception) -> None:
+        self.notes.append(f"warm worker unavailable ({reason}); dbt ran in this process")
+        self.client = None
+
+    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+        if self.client is not None:
+            try:
+                resolved = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections)}, lambda e: None)
+                raw = json.loads(manifest_cache(ctx).manifest_path.read_text())
+                return raw, {k: tuple(v) for k, v in resolved.items()}
+            except WorkerUnavailable as exc:
+                self._local_fallback(exc)
+        return self.local.parse_project(ctx, selections)
+
+    def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
+                    on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
+                    on_start: Callable[[str], None] | None = None) -> None:
+        self._run("build", ctx, manifest_path, nodes, on_outcome, quiet, on_start)
+
+    def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
+                  on_outcome: Callable[[NodeOutcome], None], quiet: bool = True) -> None:
+        self._run("tests", ctx, manifest_path, tests, on_outcome, quiet, None)
+
+    def _run(self, op: str, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
+             on_outcome: Callable[[NodeOutcome], None], quiet: bool, on_start: Callable[[str], None] | None) -> None:
+        reported: set[str] = set()
+        if not nodes:
+            return
+        if self.client is not None:
+            def on_event(event: dict[str, Any]) -> None:
+                kind = event.pop("event")
+                if kind == "outcome":
+                    reported.add(event["unique_id"])
+                    on_outcome(NodeOutcome(**event))
+                elif kind == "start" and on_start is not None:
+                    on_start(event["unique_id"])
+                elif kind == "log":
+                    print(event["line"], flush=True)
+
+            payload = {"op": op, "ctx": ctx, "manifest_path": str(manifest_path), "quiet": quiet,
+                       "targets": [[n.unique_id, n.selector] for n in nodes]}
+            try:
+                self._remote(payload, on_event)
+                return
+            except WorkerUnavailable as exc:
+                self._local_fallback(exc)
+                nodes = [n for n in nodes if n.unique_id not in reported]
+                if not nodes:
+                    return
+        if op == "build":
+            self.local.build_nodes(ctx, manifest_path, nodes, on_outcome, quiet, on_start)
+        else:
+            self.local.run_tests(ctx, manifest_path, nodes, on_outcome, quiet)

@@ -1,0 +1,298 @@
+"""Running dbt in this process through its Python entry point: the only module that imports dbt.
+
+dbt is imported on first use only (about 2 s), the project is parsed only when the
+manifest is stale, and every invocation reuses the parsed manifest. Node results
+stream back through dbt's event callbacks as each node finishes, so the caller can
+record them durably before the invocation ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from ..errors import ProjectError
+from ..project.context import DbtContext, read_project_yaml, target_dir
+from ..project.manifest import Node
+
+# Invocation flags that cut dbt's fixed costs: no artifacts, no relation cache
+# warm-up, no network (these machines have none).
+COMMON_FLAGS = ["--no-write-json", "--no-populate-cache", "--no-send-anonymous-usage-stats"]
+SELECTABLE = ["--resource-type", "seed", "--resource-type", "model", "--resource-type", "snapshot"]
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """What dbt reported for one node."""
+
+    unique_id: str
+    status: str  # success | error | skipped | fail | warn | pass
+    message: str
+    seconds: float
+    rows: int | None = None
+    failures: int | None = None
+
+
+DBT_PREFIX_RE = re.compile(r"^(Runtime|Compilation|Database) Error in \w+ \S+ \([^)]*\)\s*")
+
+
+def one_line(text: str) -> str:
+    """dbt messages span lines and indent; users get one line, without dbt's node prefix or rulers."""
+    text = re.sub(r"-{4,}", " ", text or "")
+    return DBT_PREFIX_RE.sub("", re.sub(r"\s+", " ", text).strip())
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
+            callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True) -> Any:
+    from dbt.cli.main import dbtRunner
+
+    # Quiet: nothing on the console (outcomes carry the errors) and only warnings in
+    # logs/dbt.log; its debug lines cost up to 3 s of a cold build.
+    level = ["--log-level", "none", "--log-level-file", "warn"] if quiet else []
+    with _environment(ctx.env_overrides()):
+        result = dbtRunner(manifest=manifest, callbacks=list(callbacks)).invoke(
+            [*level, *args, *ctx.cli_args(), *COMMON_FLAGS]
+        )
+    if isinstance(result.exception, KeyboardInterrupt):
+        raise KeyboardInterrupt
+    return result
+
+
+def _pickle_path(manifest_path: Path) -> Path:
+    return manifest_path.with_name("manifest.pickle")
+
+
+def _rebuild_manifest(state: dict[str, Any]) -> Any:
+    from dbt.contracts.graph.manifest import Manifest
+
+    return Manifest(**state)
+
+
+class _ManifestPickler(pickle.Pickler):
+    """Pickles dbt's Manifest by field name.
+
+    dbt's own ``Manifest.__reduce_ex__`` passes its fields by position and misses
+    one (``fixtures``), so everything after it lands in the wrong field: lookups
+    then break on the second invocation. The private lookups and caches are left
+    out; dbt rebuilds them on first use.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        from dbt.contracts.graph.manifest import Manifest
+
+        if type(obj) is Manifest:
+            import dataclasses
+
+            state = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+            return _rebuild_manifest, (state,)
+        return NotImplemented
+
+
+def _save_pickle(manifest_path: Path, invocation_id: str, manifest: Any) -> None:
+    """dbt's Manifest object as parsed: loading it is 40x faster than rebuilding it from JSON."""
+    tmp = _pickle_path(manifest_path).with_suffix(".tmp")
+    try:
+        with tmp.open("wb") as fh:
+            _ManifestPickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump((invocation_id, manifest))
+        tmp.replace(_pickle_path(manifest_path))
+    except Exception:  # a cache: without it the manifest is rebuilt from manifest.json
+        tmp.unlink(missing_ok=True)
+
+
+def _load_pickle(manifest_path: Path, invocation_id: str) -> Any:
+    try:
+        with _pickle_path(manifest_path).open("rb") as fh:
+            stored_id, manifest = pickle.load(fh)
+    except Exception:
+        return None
+    return manifest if stored_id == invocation_id else None
+
+
+def _outcome_from_event(event: Any) -> NodeOutcome | None:
+    if event.info.name != "NodeFinished":
+        return None
+    data = event.data
+    rr = data.run_result
+    response = dict(rr.adapter_response) if rr.adapter_response else {}
+    rows = response.get("rows_affected")
+    return NodeOutcome(
+        unique_id=data.node_info.unique_id,
+        status=str(rr.status or data.node_info.node_status),
+        message=one_line(rr.message),
+        seconds=float(rr.execution_time or 0.0),
+        rows=int(rows) if rows is not None else None,
+        failures=int(rr.num_failures) if getattr(rr, "num_failures", None) else None,
+    )
+
+
+class InProcessDbt:
+    """dbt in this process, keeping dbt's own Manifest object between invocations."""
+
+    def __init__(self) -> None:
+        self._manifests: dict[str, Any] = {}  # invocation id -> dbt Manifest (the latest only)
+
+    def _remember(self, invocation_id: str, manifest: Any) -> None:
+        self._manifests = {invocation_id: manifest}
+
+    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+        """Parse the project with dbt (writing target/manifest.json) and resolve the selections."""
+        from dbt.cli.main import dbtRunner
+
+        with _environment(ctx.env_overrides()):
+            result = dbtRunner().invoke(
+                ["--log-level", "none", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
+            )
+        if isinstance(result.exception, KeyboardInterrupt):
+            raise KeyboardInterrupt
+        if not result.success or result.result is None:
+            raise ProjectError(
+                f"dbt could not parse the project in {ctx.project_dir}: {one_line(str(result.exception))}",
+                "fix the file named above, then run again",
+            )
+        manifest = result.result
+        manifest_path = target_dir(ctx.project_dir, read_project_yaml(ctx.project_dir)) / "manifest.json"
+        raw = json.loads(manifest_path.read_text())
+        self._remember(raw["metadata"]["invocation_id"], manifest)
+        _save_pickle(manifest_path, raw["metadata"]["invocation_id"], manifest)
+        resolved = {name: self.resolve_selection(ctx, manifest, expr) for name, expr in selections.items()}
+        return raw, resolved
+
+    def resolve_selection(self, ctx: DbtContext, manifest: Any, selection: str) -> tuple[str, ...]:
+        """Unique ids of the seeds, models and snapshots a dbt selection expression picks."""
+        if not selection.strip():
+            return ()
+        result = _invoke(
+            ctx,
+            ["--log-level", "none", "ls", "--select", selection, *SELECTABLE,
+             "--output", "json", "--output-keys", "unique_id"],
+            manifest=manifest,
+            quiet=False,
+        )
+        if not result.success:
+            raise ProjectError(
+                f"dbt could not resolve the selection {selection!r}: {one_line(str(result.exception))}",
+                "use dbt's node selection syntax in dbt.setup_selection / dbt.foundation_selection",
+            )
+        return tuple(sorted(json.loads(line)["unique_id"] for line in result.result or []))
+
+    def dbt_manifest(self, manifest_path: Path) -> Any:
+        """dbt's own Manifest object for the manifest.json on disk (no re-parse)."""
+        raw = json.loads(manifest_path.read_text())
+        raw_meta = raw.get("metadata", {})
+        cached = self._manifests.get(raw_meta.get("invocation_id"))
+        if cached is None:
+            cached = _load_pickle(manifest_path, raw_meta.get("invocation_id"))
+        if cached is not None:
+            self._remember(raw_meta.get("invocation_id"), cached)
+            return cached
+        from dbt.artifacts.schemas.manifest import WritableManifest
+        from dbt.contracts.graph.manifest import Manifest
+        from dbt.contracts.graph.nodes import GenericTestNode
+
+        manifest = Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(manifest_path)))
+        # The artifact schema reads every test as a singular test, dropping test_metadata:
+        # generic tests then fail to compile ('_dbt_generic_test_kwargs' is undefined).
+        for uid, node in raw.get("nodes", {}).items():
+            if node.get("resource_type") == "test" and node.get("test_metadata"):
+                manifest.nodes[uid] = GenericTestNode.from_dict(node)
+        self._remember(raw_meta.get("invocation_id"), manifest)
+        return manifest
+
+    def _run(self, ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Node],
+             on_outcome: Callable[[NodeOutcome], None], quiet: bool,
+             on_start: Callable[[str], None] | None = None,
+             log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
+        outcomes: dict[str, NodeOutcome] = {}
+        if not nodes:
+            return outcomes  # an empty --select would mean "everything"
+
+        def callback(event: Any) -> None:
+            if log is not None and event.info.level in ("info", "warn", "error") and event.info.msg:
+                log(event.info.msg)
+            if event.info.name == "NodeStart" and on_start is not None:
+                on_start(event.data.node_info.unique_id)
+                return
+            outcome = _outcome_from_event(event)
+            if outcome is not None:
+                outcomes[outcome.unique_id] = outcome
+                on_outcome(outcome)
+
+        selection = " ".join(node.selector for node in nodes)
+        try:
+            result = _invoke(ctx, [*command, "--select", selection], self.dbt_manifest(manifest_path), [callback], quiet)
+        finally:
+            release_database()
+        if not result.success and not outcomes and result.exception is not None:
+            message = one_line(str(result.exception))
+            for node in nodes:
+                outcomes[node.unique_id] = NodeOutcome(node.unique_id, "error", message, 0.0)
+                on_outcome(outcomes[node.unique_id])
+        return outcomes
+
+    def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
+                    on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
+                    on_start: Callable[[str], None] | None = None,
+                    log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
+        """Build seeds and models in one dbt invocation (dbt orders them); tests are not run.
+
+        Always ``--full-refresh``: a stale node is rebuilt from its inputs, as a clean build
+        would. Without it dbt truncates and refills an existing seed table, so a CSV that
+        gained a column or a changed ``column_types`` failed or kept the old types, and an
+        incremental model merged new rows into old ones. Each node's drop and create run in
+        one transaction: a node that fails keeps the table it had.
+        """
+        command = ["build", "--full-refresh", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+        return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log)
+
+    def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
+                  on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
+                  log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
+        """Run the given dbt tests in one invocation."""
+        return self._run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log)
+
+
+def warm_up() -> None:
+    """Import what every invocation needs, ahead of the first one (for the warm worker)."""
+    import dbt.adapters.duckdb  # noqa: F401
+    import dbt.cli.main  # noqa: F401
+    from dbt.artifacts.schemas.manifest import WritableManifest  # noqa: F401
+    from dbt.contracts.graph.manifest import Manifest  # noqa: F401
+    from dbt.contracts.project import Project, ProfileConfig
+
+    # dbt validates dbt_project.yml and profiles.yml against JSON Schemas it builds,
+    # slowly, on first use in a process.
+    Project.json_schema()
+    ProfileConfig.json_schema()
+
+
+def release_database() -> None:
+    """Close dbt-duckdb's in-process database, so the engine can open it its own way."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - adapter is a dependency
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if env is not None:
+            env.close()

@@ -1,0 +1,97 @@
+"""What the database holds, as one run sees it: read once, or taken from the last run's saved copy.
+
+Any write to a DuckDB file changes its size or modification time (or its WAL's):
+a file unchanged since the last run ended needs no DuckDB at all, as Make trusts
+timestamps. A build and `doit status` always open the file (``live``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..errors import RunInProgressError, SetupError
+from ..store.database import Database, DatabaseContents, DbRelation, DropResult, contents_from_dict, contents_to_dict, drop_order
+from ..store.files import read_json, write_json_atomic
+from ..store.lock import RunLock
+
+Key = tuple[str, str, str]
+
+
+def _digest(values: Iterable[Any]) -> str:
+    return hashlib.sha256(repr(sorted(values)).encode()).hexdigest()[:16]
+
+
+class ContentsView:
+    """The database's tables and content signatures, for one run."""
+
+    def __init__(self, db: Database, lock: RunLock, saved_path: Path, signed_keys: Callable[[], list[Key]]) -> None:
+        self.db = db
+        self.lock = lock
+        self.saved_path = saved_path
+        self.signed_keys = signed_keys
+        self._contents: DatabaseContents | None = None
+        self._saved: DatabaseContents | None = None
+        self._file_state: list[int] | None = None
+
+    def get(self, live: bool = False) -> DatabaseContents:
+        """What the database holds; ``live`` opens it even when a saved copy is current
+        (to learn whether it can be opened at all)."""
+        if live and self._contents is not None and self._contents is self._saved:
+            self._contents = None
+        if self._contents is None:
+            holder = self.lock.holder()
+            if holder:
+                raise RunInProgressError(str(self.db.path), holder if holder > 0 else None)
+            self._file_state = self.db.file_state()
+            self._saved = None if live else self._load_saved()
+            self._contents = self._saved or self.db.contents(self.signed_keys())
+        return self._contents
+
+    @property
+    def read(self) -> bool:
+        """Has this run looked at the database yet?"""
+        return self._contents is not None
+
+    def has(self, key: Key) -> bool:
+        return self.get().has(key)
+
+    def _load_saved(self) -> DatabaseContents | None:
+        saved = read_json(self.saved_path, {})
+        if not saved or self._file_state is None or saved.get("file") != self._file_state:
+            return None
+        if saved.get("keys") != _digest(self.signed_keys()):
+            return None
+        try:
+            return contents_from_dict(self.db.path, saved["contents"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def save(self) -> None:
+        """At the end of a run: what the database holds now, keyed by its file state."""
+        if self._contents is None:
+            return
+        now = self.db.file_state()
+        try:
+            contents = self._contents if now == self._file_state else self.db.contents(self.signed_keys())
+            now = self.db.file_state()
+        except SetupError:  # locked by someone meanwhile: the next run reads the database itself
+            now = None
+        if now is None:
+            self.saved_path.unlink(missing_ok=True)
+            return
+        write_json_atomic(self.saved_path, {"file": now, "keys": _digest(self.signed_keys()),
+                                            "contents": contents_to_dict(contents)})
+
+    def drop(self, wanted: Callable[[DbRelation], bool]) -> DropResult:
+        """Drop the wanted tables and views (views first, foreign-key order), holding the run
+        lock so no setup builds meanwhile; this run's view forgets what was dropped."""
+        self.lock.acquire()
+        result = self.db.drop_relations(lambda relations: drop_order(relations, wanted))
+        gone = {rel.key for rel in result.dropped}
+        if gone and self._contents is not None:
+            self._contents = replace(self._contents, tables={
+                key: state for key, state in self._contents.tables.items() if key not in gone})
+        return result

@@ -1,0 +1,93 @@
+"""What setup builds, read from the manifest: nodes, their graph, the selections, their labels.
+
+dbt parses the project only when its stamp changed (``project.manifest.project_stamp``);
+otherwise the manifest and graph answers come from the caches beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..dbt.client import DbtClient
+from ..project.context import DbtContext, read_project_yaml
+from ..project.fingerprints import effective_vars
+from ..project.graph import SetupGraph
+from ..project.inputs import external_paths
+from ..project.manifest import Manifest, Node, manifest_from_dict, project_stamp
+from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
+
+
+def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient) -> Manifest:
+    """The project's manifest, parsed by dbt only when a project file changed."""
+    stamp = project_stamp(ctx, selections)
+    cache = manifest_cache(ctx)
+    cached = cache.load(stamp)
+    if cached is not None:
+        return cached
+    raw, resolved = dbt.parse_project(ctx, selections)
+    cache.save(stamp, raw, resolved)
+    return manifest_from_dict(raw, resolved)
+
+
+class Definitions:
+    """The manifest's nodes as setup sees them, and the graph over them."""
+
+    def __init__(self, ctx: DbtContext, manifest: Manifest, manifest_path: Path, root: Path,
+                 census_path: Path, graph: SetupGraph | None = None) -> None:
+        self.ctx = ctx
+        self.manifest = manifest
+        self.manifest_path = manifest_path
+        self.root = root
+        self.census_path = census_path
+        self.graph_memo_path = manifest_path.with_name("graph_memo.json")
+        self.graph = graph or SetupGraph.from_manifest(manifest, load_graph_memo(self.graph_memo_path, manifest.invocation_id))
+        self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("setup", ())))
+        self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
+
+    @classmethod
+    def load(cls, settings: Any, ctx: DbtContext, dbt: DbtClient) -> "Definitions":
+        selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
+        manifest = load_manifest(ctx, selections, dbt)
+        return cls(ctx, manifest, manifest_cache(ctx).manifest_path, settings.root, settings.census.path)
+
+    def save(self) -> None:
+        save_graph_memo(self.graph_memo_path, self.graph.memo)
+
+    # -- nodes ------------------------------------------------------------------------
+
+    def node(self, uid: str) -> Node:
+        return self.manifest.nodes[uid]
+
+    def label(self, uid: str) -> str:
+        node = self.node(uid)
+        return f"{node.resource_type} {node.name}"
+
+    def names(self) -> dict[str, str]:
+        return {uid: self.label(uid) for uid in self.manifest.nodes}
+
+    def tracked(self) -> list[str]:
+        """Everything setup builds, tests, plus the sources those read."""
+        nodes = set(self.setup_nodes)
+        return sorted(self.graph.with_ancestors(nodes | set(self.graph.tests_of(nodes))))
+
+    def variables(self) -> dict[str, Any]:
+        """dbt vars as the project sees them (dbt_project.yml, then the setup config)."""
+        return effective_vars(read_project_yaml(self.ctx.project_dir), self.manifest.project_name, self.ctx.vars)
+
+    def external_inputs(self, source_uid: str) -> list[Path]:
+        """Files a source with an external location reads."""
+        return external_paths(self.node(source_uid), self.root)
+
+    def reads_census(self, uid: str) -> bool:
+        """Does this node read the configured census file through a source?"""
+        census = Path(self.census_path).resolve()
+        return any(
+            census in {p.resolve() for p in self.external_inputs(parent)}
+            for parent in self.graph.built_parents(uid)
+            if self.node(parent).resource_type == "source" and self.node(parent).external_location
+        )
+
+    def node_for_seed(self, name: str) -> Node | None:
+        return next((n for n in self.manifest.nodes.values()
+                     if n.resource_type == "seed" and n.name == name and n.path), None)

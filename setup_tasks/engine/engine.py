@@ -1,0 +1,370 @@
+"""The setup engine of one run: staleness of every node, and batched builds.
+
+Definitions (manifest, graph, selections) are computed when the engine is made and
+never run dbt unless the project changed. The database is read once, lazily, before
+anything is built. Building a stale node builds, in one dbt invocation, every stale
+node of the groups doit was asked to run, and records each one durably the moment
+dbt reports it done. The engine knows nothing of doit: the ``cli`` layer drives it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from ..dbt.client import DbtClient
+from ..errors import CensusError, DatabaseError, DatabaseLockedError, SetupError
+from ..project.context import dbt_context
+from ..project.fingerprints import FileHasher, Fingerprint
+from ..project.inputs import first_ragged_row
+from ..project.manifest import Node
+from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
+from ..store.files import read_json, write_json_atomic
+from ..store.lock import RunLock
+from ..store.records import BuildRecord, BuildRecords, new_build_id
+from .census import inspect_census
+from .census_owner import CensusOwner
+from .contents import ContentsView, Key
+from .definitions import Definitions
+from .staleness import NodeStatus, Staleness
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a node in this run."""
+
+    unique_id: str
+    status: str  # success | error | skipped
+    message: str = ""
+    seconds: float = 0.0
+    rows: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+
+@dataclass
+class RunState:
+    """What this run has done to nodes so far."""
+
+    build_id: str = field(default_factory=new_build_id)
+    started: float = field(default_factory=time.time)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    scope: set[str] = field(default_factory=set)
+    invocations: int = 0
+    # Staleness doit saw for each node it considered (reasons go into the run report).
+    checked: dict[str, NodeStatus] = field(default_factory=dict)
+    callback_errors: list[str] = field(default_factory=list)
+    # Tables dropped because their node left the project.
+    retired: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """Staleness and builds for one database and one dbt project."""
+
+    def __init__(self, settings: Any, listeners: Iterable[Listener] = ()) -> None:
+        self.settings = settings
+        self.root: Path = settings.root
+        self.ctx = dbt_context(settings)
+        self.db_path: Path = settings.database.path
+        self.db = Database(self.db_path, self.ctx.duckdb_config())
+        self.dbt = DbtClient(settings.dbt.worker_idle_seconds)
+        self.definitions = Definitions.load(settings, self.ctx, self.dbt)
+        self.manifest = self.definitions.manifest
+        self.manifest_path = self.definitions.manifest_path
+        self.graph = self.definitions.graph
+        self.setup_nodes = self.definitions.setup_nodes
+        self.foundation_nodes = self.definitions.foundation_nodes
+        state_dir: Path = settings.state_dir
+        self.records = BuildRecords.load(state_dir / "records.json")
+        self.lock = RunLock(state_dir / "run.lock", self.db_path)
+        self._hash_cache_path = state_dir / "file_hashes.json"
+        self.hasher = FileHasher(read_json(self._hash_cache_path, {}))
+        self.contents = ContentsView(self.db, self.lock, state_dir / "db_contents.json", self._signed_keys)
+        self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher)
+        self.census = CensusOwner(settings, self.definitions, self.hasher)
+        self.run = RunState()
+        self.listeners = list(listeners)
+        self.quiet = True
+        self._record_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Keep what this run learnt, and let other runs build this database again."""
+        self.db.close_reader()
+        self.save_caches()
+        self.lock.release()
+
+    def save_caches(self) -> None:
+        """Acknowledged builds, the database contents, graph answers and file hashes, at the end of a run."""
+        try:
+            self.records.flush()
+            self.contents.save()
+        except OSError:
+            pass  # unacknowledged records only make `doit forget` of them a no-op; a lost copy costs a read
+        self.definitions.save()
+        if self.hasher.dirty:
+            try:
+                write_json_atomic(self._hash_cache_path, self.hasher.cache)
+                self.hasher.dirty = False
+            except OSError:
+                pass
+
+    # -- what the project and the database hold --------------------------------------------
+
+    def node(self, uid: str) -> Node:
+        return self.definitions.node(uid)
+
+    def label(self, uid: str) -> str:
+        return self.definitions.label(uid)
+
+    def names(self) -> dict[str, str]:
+        return self.definitions.names()
+
+    def reads_census(self, uid: str) -> bool:
+        return self.definitions.reads_census(uid)
+
+    def _signed_keys(self) -> list[Key]:
+        return [self.node(u).relation.key() for u in self.definitions.tracked() if self.node(u).relation]
+
+    def snapshot(self, live: bool = False) -> DatabaseContents:
+        """What the database holds (``live``: open it even when the saved copy is current)."""
+        return self.contents.get(live)
+
+    def drop_tables(self, wanted: Callable[[DbRelation], bool]) -> DropResult:
+        return self.contents.drop(wanted)
+
+    def fingerprints(self) -> dict[str, Fingerprint]:
+        return self.staleness.fingerprints()
+
+    def census_written(self) -> None:
+        """The census task wrote the file: fingerprints that hashed the old one are void."""
+        self.census.written()
+        self.staleness.invalidate()
+
+    # -- staleness --------------------------------------------------------------------
+
+    def status(self, uid: str, values: Mapping[str, Any] | None = None) -> NodeStatus:
+        """Is the node's table up to date? ``values`` are doit's saved values for its task. No side effects."""
+        outcome = self.run.outcomes.get(uid)
+        if outcome is not None:
+            why = "built in this run" if outcome.ok else f"{outcome.status} in this run"
+            return NodeStatus(uid, True, (why,))
+        return self.staleness.status(uid, values)
+
+    def note_checked(self, status: NodeStatus) -> None:
+        """doit considered this node in this run: its reason goes into the run report."""
+        self.run.checked[status.unique_id] = status
+
+    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[str, Key]:
+        return self.staleness.leftover_tables(scope)
+
+    def leftover_label(self, uid: str, key: Key) -> str:
+        return self.staleness.leftover_label(uid, key)
+
+    def retire_leftovers(self) -> list[str]:
+        """Drop the leftover tables of this run's scope; forget the builds of removed nodes.
+
+        Returns the dropped tables. A table another node now builds (same name) is
+        kept. A drop the database refuses keeps its record, so the next run tries again.
+        """
+        removed = self.staleness.removed_builds()
+        leftovers = self.leftover_tables(self.run.scope)
+        dropped: list[str] = []
+        if leftovers:
+            keys = set(leftovers.values())
+            result = self.drop_tables(lambda rel: rel.key in keys)
+            dropped = [str(rel) for rel in result.dropped]
+            refused = {rel.key: message for rel, message in result.failed.items()}
+            for uid, key in leftovers.items():
+                if key in refused:
+                    removed.pop(uid, None)
+                    self._emit("warning", {"message": f"cannot drop {self.leftover_label(uid, key)}: {refused[key]}"})
+        if removed:
+            self.records.drop(list(removed))
+        self.run.retired.extend(dropped)
+        if dropped:
+            self._emit("retired", {"tables": dropped})
+        return dropped
+
+    # -- building ---------------------------------------------------------------------
+
+    def add_scope(self, uids: Iterable[str]) -> None:
+        """Nodes doit will run in this invocation: one stale node builds them all at once."""
+        self.run.scope.update(uids)
+
+    def build(self, uid: str) -> Outcome:
+        """Make the node's table up to date, building with it every stale node in scope."""
+        if uid not in self.run.outcomes:
+            try:
+                self._build_batch(uid)
+            except SetupError as err:
+                self._set(Outcome(uid, "error", err.one_line()))
+        outcome = self.run.outcomes[uid]
+        if outcome.ok:
+            self.records.acknowledge(uid)
+        return outcome
+
+    def batch_for(self, uid: str) -> list[str]:
+        """This node plus every stale node in scope that can build now.
+
+        Readers of a census that the census task has yet to write wait for their own
+        task (after it), with everything downstream of them.
+        """
+        scope = self.run.scope | {uid}
+        waiting: set[str] = set()
+        if self.census.pending():
+            readers = {u for u in scope if self.reads_census(u)}
+            waiting = readers | self.graph.descendants(readers)
+        batch = []
+        for u in self.setup_nodes_and(uid):
+            if u not in scope or u in self.run.outcomes or (u != uid and u in waiting):
+                continue
+            status = self.status(u)
+            if u == uid or status.stale:
+                self.run.checked.setdefault(u, status)  # its reason, for the run report
+                batch.append(u)
+        return batch
+
+    def setup_nodes_and(self, uid: str) -> list[str]:
+        nodes = self.setup_nodes if uid in self.setup_nodes else self.graph.buildable({*self.setup_nodes, uid})
+        return nodes
+
+    def _build_batch(self, uid: str) -> None:
+        status = self.status(uid)
+        if status.error is not None:
+            raise status.error
+        self.lock.acquire()
+        self.db.check_writable()
+        self.snapshot(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
+        self.fingerprints()  # read the database and inputs before dbt holds the file
+        batch = self.batch_for(uid)
+        blocked = self._preflight(batch)
+        runnable = [u for u in batch if u not in blocked]
+        self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked)})
+        if runnable:
+            self.run.invocations += 1
+            nodes = [self.node(u) for u in runnable]
+            self.db.close_reader()  # dbt writes the file, here or in the worker
+            self.dbt.build_nodes(
+                self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
+                on_start=lambda started: self._emit("start", {"unique_id": started}),
+            )
+            self._sign([u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok])
+        for u in runnable:
+            if u not in self.run.outcomes:
+                self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
+
+    def _preflight(self, batch: list[str]) -> set[str]:
+        """Fail nodes whose inputs are unusable before dbt sees them; skip their children."""
+        failed: dict[str, str] = {}
+        for uid in batch:
+            problem = self._input_problem(uid)
+            if problem:
+                failed[uid] = problem
+        blocked = set(failed)
+        for uid, message in failed.items():
+            self._set(Outcome(uid, "error", message))
+            for child in sorted(self.graph.descendants([uid]) & set(batch)):
+                if child not in blocked:
+                    blocked.add(child)
+                    self._set(Outcome(child, "skipped", f"not built: {self.label(uid)} failed"))
+        return blocked
+
+    def _input_problem(self, uid: str) -> str | None:
+        node = self.node(uid)
+        if node.resource_type == "seed" and node.path:
+            path = self.ctx.project_dir / node.path
+            problem = first_ragged_row(path, node.config.get("delimiter") or ",")
+            if problem:
+                return f"seed {node.name}: malformed CSV {path} {problem} -- fix: correct that row (every row needs the header's number of fields)"
+        for parent in self.graph.built_parents(uid):
+            source = self.node(parent)
+            if source.resource_type == "source" and source.external_location:
+                problem = self._external_input_problem(source)
+                if problem:
+                    return f"{node.resource_type} {node.name}: {problem}"
+        return None
+
+    def _external_input_problem(self, source: Node) -> str | None:
+        location = source.external_location or ""
+        paths = self.definitions.external_inputs(source.unique_id)
+        missing = [p for p in paths if not p.exists()]
+        if not paths or missing:
+            where = missing[0] if missing else location
+            census = Path(self.settings.census.path)
+            if missing and missing[0].resolve() == census.resolve():
+                err = CensusError(f"census file {census} does not exist", "run `doit census` to generate one, or set census.path / CENSUS_PATH to your file")
+            else:
+                err = CensusError(f"input file {where} of source {source.name} does not exist", "create it or fix the source's external_location")
+            return err.one_line()
+        return self._census_columns_problem(paths)
+
+    def _census_columns_problem(self, paths: list[Path]) -> str | None:
+        census = Path(self.settings.census.path).resolve()
+        if census not in {p.resolve() for p in paths}:
+            return None
+        try:
+            info = inspect_census(census)
+        except Exception as exc:  # unreadable parquet: name the file, keep the cause
+            return CensusError(f"census file {census} cannot be read: {exc}", "replace it with a valid parquet file or run `doit census`").one_line()
+        missing = [c for c in self.settings.validation.census_required_columns if c not in info.columns]
+        if missing:
+            return CensusError(
+                f"census file {census} lacks required columns: {', '.join(missing)}",
+                "add those columns to the file (README: Census), regenerate with `doit census`, "
+                "or change validation.census_required_columns",
+            ).one_line()
+        return None
+
+    def _on_dbt_outcome(self, result: Any) -> None:
+        """dbt's callback, on its worker thread: it must never raise into dbt."""
+        try:
+            self._record_dbt_outcome(result)
+        except Exception as exc:  # a failed record only costs a rebuild next run
+            self.run.callback_errors.append(f"{result.unique_id}: {exc}")
+
+    def _record_dbt_outcome(self, result: Any) -> None:
+        status = result.status if result.status in ("success", "error", "skipped") else "error"
+        message = result.message if status != "success" else ""
+        holder = lock_holder(result.message) if status == "error" else None
+        if holder:  # someone took the file between our check and dbt's connection
+            message = DatabaseLockedError(str(self.db_path), holder).one_line()
+        elif status == "error":
+            node = self.node(result.unique_id)
+            message = (
+                f"{self.label(result.unique_id)} ({node.path}) failed: {result.message} -- fix: correct "
+                f"{node.path} and run again; the table built before is kept"
+            )
+        self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
+
+    def _set(self, outcome: Outcome) -> None:
+        with self._record_lock:
+            self.run.outcomes[outcome.unique_id] = outcome
+            if outcome.ok:
+                fp = self.fingerprints()[outcome.unique_id]
+                relation = self.node(outcome.unique_id).relation
+                self.records.put(
+                    outcome.unique_id,
+                    BuildRecord(fp.digest, dict(fp.parts), time.time(), outcome.seconds, self.run.build_id, outcome.rows,
+                                relation=relation.key() if relation is not None else None),
+                )
+        self._emit("node", {"unique_id": outcome.unique_id, "outcome": outcome})
+
+    def _sign(self, uids: list[str]) -> None:
+        """Remember each fresh table's content signature, to notice edits made outside setup."""
+        keys = {self.node(u).relation.key(): u for u in uids if self.node(u).relation}
+        try:
+            signed = self.db.signatures(keys)
+        except DatabaseError:
+            return
+        self.records.sign({keys[key]: signature for key, signature in signed.items()})
+
+    def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(kind, payload)

@@ -1,0 +1,268 @@
+"""`doit status`: is the warehouse ready to set up, and what would setup rebuild? Never builds.
+
+Ready-to-set-up rule (the task exits 0 when ready, 1 when not):
+
+  not ready when
+    - the dbt project cannot be loaded (parse error, cycle, bad profile) or its setup
+      selection holds no seed and no model;
+    - another setup run holds this database's run lock (a run is in progress);
+    - another process holds DuckDB's lock on the database file, or the file cannot
+      be opened as a DuckDB database;
+    - a node setup builds reads the census file (a source whose external
+      location is ``census.path``), ``census.generate`` is false, and the file is
+      missing, unreadable or lacks required columns.
+  Everything else is ready, including a database that does not exist yet and
+  stale nodes: rebuilding stale nodes is what setup is for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..config import Settings
+from ..engine.census import REQUIRED_CENSUS_COLUMNS, inspect_census
+from ..engine.engine import Engine
+from ..engine.staleness import NodeStatus
+from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError
+from ..naming import Translator
+from ..store.database import Database, DatabaseContents
+from .run_report import last_run, regressions, task_names
+
+ValuesOf = Callable[[str], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """Whether the database can be read: reachable, absent, in-use, locked or unreadable."""
+
+    path: str
+    state: str
+    detail: str = ""
+    relations: int = 0
+
+    @property
+    def readable(self) -> bool:
+        return self.state in ("reachable", "absent")
+
+
+@dataclass(frozen=True)
+class CensusState:
+    path: str
+    read_by_project: bool
+    generate: bool
+    rows: int | None = None
+    missing_columns: tuple[str, ...] = ()
+    problem: str = ""  # why the file is unusable ("" when usable)
+
+    @property
+    def blocks_setup(self) -> bool:
+        return self.read_by_project and not self.generate and bool(self.problem)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    task: str
+    unique_id: str
+    stale: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    """Everything `doit status` reports; ``ready`` follows the rule in this module's docstring."""
+
+    ready: bool
+    reason: str = ""
+    versions: Mapping[str, str] = field(default_factory=dict)
+    project: str = ""
+    project_problem: str = ""
+    database: DatabaseState | None = None
+    census: CensusState | None = None
+    seeds: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    nodes: tuple[NodeState, ...] = ()
+    last_run: Mapping[str, Any] | None = None
+    regressions: tuple[tuple[str, float, float], ...] = ()
+    # Tables setup built for nodes since removed from the project: the next setup drops them.
+    leftovers: tuple[str, ...] = ()
+
+    @property
+    def stale(self) -> list[str]:
+        return [n.task for n in self.nodes if n.stale]
+
+    def lines(self) -> list[str]:
+        return render(self)
+
+
+# -- facts ---------------------------------------------------------------------------
+
+
+def package_versions(adapter: str = "duckdb") -> dict[str, str]:
+    """Installed versions of dbt, its adapter and DuckDB, without importing dbt."""
+    versions = {}
+    for package in ("dbt-core", f"dbt-{adapter}", "duckdb"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def database_state(path: Path, read: Callable[[], DatabaseContents], run_holder: int | None = None) -> DatabaseState:
+    """Read the database the way a build would, and say what stopped it."""
+    if run_holder:
+        return DatabaseState(str(path), "in-use", f"a setup run is in progress (PID {run_holder})" if run_holder > 0 else "a setup run is in progress")
+    try:
+        snap = read()
+    except RunInProgressError:
+        return DatabaseState(str(path), "in-use", "a setup run is in progress")
+    except DatabaseLockedError as err:
+        return DatabaseState(str(path), "locked", f"locked by {err.holder}")
+    except DatabaseError as err:
+        return DatabaseState(str(path), "unreadable", err.cause)
+    if not snap.exists:
+        return DatabaseState(str(path), "absent", "does not exist yet (setup creates it)")
+    return DatabaseState(str(path), "reachable", "", len(snap.tables))
+
+
+def reads_census(engine: Engine | None) -> bool:
+    """Does a node setup builds read the census file? Unknown (no project) counts as yes."""
+    return engine is None or any(engine.reads_census(uid) for uid in engine.setup_nodes)
+
+
+def census_state(settings: Settings, read_by_project: bool) -> CensusState:
+    path, generate = settings.census.path, settings.census.generate
+    if not path.exists():
+        return CensusState(str(path), read_by_project, generate, problem="missing")
+    try:
+        info = inspect_census(path)
+    except SetupError as err:
+        return CensusState(str(path), read_by_project, generate, problem=err.cause)
+    problem = f"lacks required columns: {', '.join(info.missing_columns)}" if info.missing_columns else ""
+    return CensusState(str(path), read_by_project, generate, info.rows, tuple(info.missing_columns), problem)
+
+
+def node_statuses(engine: Engine, values_of: ValuesOf, translator: Translator) -> dict[str, NodeStatus]:
+    """Each setup node's staleness as doit would see it now (``values_of``: doit's saved values)."""
+    names = task_names(engine, translator)
+    return {uid: engine.status(uid, values_of(names[uid])) for uid in engine.setup_nodes}
+
+
+def readiness(status: SystemStatus) -> str:
+    """Why setup cannot run now ('' when it can): the rule in the module docstring."""
+    if status.project_problem:
+        return f"dbt project unusable: {status.project_problem}"
+    db = status.database
+    if db is not None and not db.readable:
+        return f"database {db.path}: {db.detail}"
+    census = status.census
+    if census is not None and census.blocks_setup:
+        return f"census {census.path}: {census.problem} (and census.generate is false)"
+    return ""
+
+
+def collect_status(settings: Settings, make_engine: Callable[[], Engine], values_of: ValuesOf,
+                   translator: Translator) -> SystemStatus:
+    """Gather the facts `doit status` shows. Reads the database; never builds or writes it."""
+    try:
+        engine: Engine | None = make_engine()
+    except SetupError as err:
+        engine, problem = None, err.one_line()
+    else:
+        problem = "" if engine.setup_nodes else "the setup selection holds no seed or model"
+    db_path = settings.database.path
+    if engine is not None:
+        db = database_state(db_path, lambda: engine.snapshot(live=True), engine.lock.holder())
+    else:
+        db = database_state(db_path, lambda: Database(db_path).contents())
+    census = census_state(settings, reads_census(engine))
+    status = SystemStatus(
+        ready=False,
+        versions=package_versions(engine.manifest.adapter_type if engine else "duckdb"),
+        project=str(settings.dbt.project_dir) if engine is None else f"{engine.manifest.project_name} ({settings.dbt.project_dir})",
+        project_problem=problem,
+        database=db,
+        census=census,
+        last_run=last_run(settings.report.history_path),
+        regressions=tuple(regressions(settings.report.history_path)),
+    )
+    if engine is not None:
+        status = _with_nodes(status, engine, values_of if db.readable else None, translator)
+    reason = readiness(status)
+    return replace(status, ready=not reason, reason=reason)
+
+
+def _with_nodes(status: SystemStatus, engine: Engine, values_of: ValuesOf | None,
+                translator: Translator) -> SystemStatus:
+    names = task_names(engine, translator)
+    by_type = {kind: tuple(engine.node(u).name for u in engine.setup_nodes if engine.node(u).resource_type == kind) for kind in ("seed", "model")}
+    nodes: tuple[NodeState, ...] = ()
+    if values_of is not None:
+        nodes = tuple(NodeState(names[u], u, s.stale, s.reason)
+                      for u, s in node_statuses(engine, values_of, translator).items())
+    leftovers = tuple(engine.leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items())) \
+        if values_of is not None else ()
+    return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes, leftovers=leftovers)
+
+
+def unready(reason: str) -> SystemStatus:
+    """The status when not even the configuration could be read."""
+    return SystemStatus(ready=False, reason=reason, project_problem=reason, versions=package_versions())
+
+
+# -- text ------------------------------------------------------------------------------
+
+
+def render(status: SystemStatus) -> list[str]:
+    verdict = "ready to set up" if status.ready else f"NOT READY: {status.reason}"
+    lines = [f"status     {verdict}"]
+    lines.append("versions   " + ", ".join(f"{k} {v}" for k, v in status.versions.items()))
+    lines.append(f"project    {status.project}" + (f": {status.project_problem}" if status.project_problem else ""))
+    if status.database is not None:
+        db = status.database
+        detail = db.detail or f"reachable, {db.relations} tables and views"
+        lines.append(f"database   {db.path}: {detail}")
+    if status.census is not None:
+        lines.append(f"census     {census_line(status.census)}")
+    lines.append(f"seeds      {len(status.seeds)}" + (f": {', '.join(status.seeds)}" if status.seeds else ""))
+    lines.append(f"models     {len(status.models)}" + (f": {', '.join(status.models)}" if status.models else ""))
+    lines += nodes_lines(status)
+    for leftover in status.leftovers:
+        lines.append(f"leftover   {leftover}: the next setup drops it")
+    lines.append(f"last run   {run_line(status.last_run)}")
+    for step, seconds, median in status.regressions:
+        lines.append(f"slower     {step}: {seconds:.2f} s, median of earlier runs {median:.2f} s")
+    return lines
+
+
+def census_line(census: CensusState) -> str:
+    if census.problem:
+        text = f"{census.path}: {census.problem}"
+    else:
+        text = f"{census.path}: {census.rows} rows, all {len(REQUIRED_CENSUS_COLUMNS)} required columns"
+    if not census.read_by_project:
+        return f"{text} (not read by this project)"
+    return f"{text} (census.generate is {'on' if census.generate else 'off'})"
+
+
+def nodes_lines(status: SystemStatus) -> list[str]:
+    if not status.nodes:
+        return [] if status.database is None or status.database.readable else ["nodes      not checked: the database cannot be read"]
+    stale = sum(n.stale for n in status.nodes)
+    lines = [f"nodes      {stale} stale, {len(status.nodes) - stale} up to date"]
+    width = max(len(n.task) for n in status.nodes)
+    for node in status.nodes:
+        lines.append(f"  {'stale' if node.stale else 'ok':5}  {node.task:{width}}  {node.reason if node.stale else ''}".rstrip())
+    return lines
+
+
+def run_line(run: Mapping[str, Any] | None) -> str:
+    if not run:
+        return "none recorded"
+    counts = run.get("counts") or {}
+    done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing checked"
+    end = "interrupted" if run.get("interrupted") else f"exit {run.get('exit_code')}"
+    return f"{run.get('run_id')} at {run.get('started')}, {run.get('seconds')} s, {end}: {done}"

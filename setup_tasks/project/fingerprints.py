@@ -1,0 +1,255 @@
+"""Node fingerprints: a digest of everything a table's content is derived from.
+
+A fingerprint is a set of named parts (the node's file, its dbt config, each var
+it reads, each external file it reads, each macro it calls, each upstream node's
+fingerprint) and a digest over them. Because upstream digests are parts, a change
+anywhere upstream changes every fingerprint downstream. Comparing the parts of
+two fingerprints explains, in words, why a node is stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .graph import SetupGraph
+from .inputs import expand_paths, external_paths, format_location
+from .manifest import ENV_VAR_RE, Manifest, Node
+
+VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
+SHOWN_VALUE_LIMIT = 60
+# Config keys that do not change a table's content.
+VOLATILE_CONFIG = {"docs", "meta", "tags", "persist_docs", "grants", "group", "access", "event_time"}
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    digest: str
+    parts: Mapping[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "parts": dict(self.parts)}
+
+
+def _sha(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return hashlib.sha256(data).hexdigest()[:20]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class FileHasher:
+    """Content hashes of files, cached by (size, mtime) so big inputs are read once."""
+
+    def __init__(self, cache: dict[str, list[Any]] | None = None) -> None:
+        self.cache: dict[str, list[Any]] = cache if cache is not None else {}
+        self.dirty = False
+
+    def derived(self, path: Path, kind: str, compute: Callable[[Path], Any]) -> Any:
+        """Any value computed from a file's content, cached like its hash (JSON-able values)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return compute(path)
+        key = f"{kind}:{path.resolve()}"
+        cached = self.cache.get(key)
+        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            return cached[2]
+        value = compute(path)
+        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
+        self.dirty = True
+        return value
+
+    def hash(self, path: Path) -> str:
+        try:
+            st = path.stat()
+        except OSError:
+            return "missing"
+        key = str(path.resolve())
+        cached = self.cache.get(key)
+        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            return cached[2]
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        value = digest.hexdigest()[:20]
+        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
+        self.dirty = True
+        return value
+
+
+def effective_vars(project_yaml: Mapping[str, Any], project_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Vars as dbt resolves them for the root project: global < project-scoped < command line."""
+    declared = project_yaml.get("vars") or {}
+    result = {k: v for k, v in declared.items() if not (k == project_name and isinstance(v, dict))}
+    scoped = declared.get(project_name)
+    if isinstance(scoped, dict):
+        result.update(scoped)
+    result.update(overrides)
+    return result
+
+
+class FingerprintCalculator:
+    """Computes fingerprints for every node of a manifest, parents first."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        graph: SetupGraph,
+        project_dir: Path,
+        root: Path,
+        variables: Mapping[str, Any],
+        hasher: FileHasher,
+        table_signatures: Mapping[tuple[str, str, str], str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.graph = graph
+        self.project_dir = project_dir
+        self.root = root
+        self.vars = variables
+        self.hasher = hasher
+        self.table_signatures = table_signatures or {}
+        self.environ = os.environ if environ is None else environ
+        self._macro_vars: dict[str, set[str]] = {}
+
+    def compute(self, uids: Iterable[str]) -> dict[str, Fingerprint]:
+        needed = self.graph.with_ancestors(uids)
+        result: dict[str, Fingerprint] = {}
+        for uid in self.graph.topological(needed):
+            parts = self.parts(self.manifest.nodes[uid], result)
+            result[uid] = Fingerprint(_sha(_canonical(parts)), parts)
+        return result
+
+    def parts(self, node: Node, known: Mapping[str, Fingerprint]) -> dict[str, str]:
+        parts: dict[str, str] = {"engine": f"{self.manifest.adapter_type} {self.manifest.dbt_version}"}
+        if node.resource_type == "source":
+            parts.update(self._source_parts(node))
+        else:
+            parts.update(self._code_parts(node))
+        for parent in self.graph.parents(node.unique_id):
+            parts[f"upstream:{parent}"] = known[parent].digest
+        return parts
+
+    def _code_parts(self, node: Node) -> dict[str, str]:
+        parts: dict[str, str] = {}
+        if node.path and node.resource_type != "test":
+            parts[f"file:{node.path}"] = self.hasher.hash(self.project_dir / node.path)
+        config = {k: v for k, v in node.config.items() if k not in VOLATILE_CONFIG}
+        definition = {"config": config, "relation": str(node.relation), "columns": node.columns}
+        if node.resource_type == "test":
+            definition.update(code=node.raw_code, kwargs=node.test_kwargs, test=node.test_name)
+        parts["config"] = _sha(_canonical(definition))
+        macros = self._macro_closure(node.macros)
+        for macro in sorted(macros):
+            parts[f"macro:{macro}"] = _sha(self.manifest.macros[macro][0])
+        codes = [node.raw_code, *(self.manifest.macros[macro][0] for macro in macros)]
+        for name in sorted({name for code in codes for name in VAR_RE.findall(code)}):
+            parts.update(self._var_parts(name))
+        # env_var() is rendered when dbt runs the node: its value is an input like a var's.
+        # Only a digest is kept (values may be credentials).
+        for name in sorted({name for code in codes for name in ENV_VAR_RE.findall(code)}):
+            value = self.environ.get(name)
+            parts[f"env:{name}"] = "<unset>" if value is None else _sha(value)[:16]
+        return parts
+
+    def _var_parts(self, name: str) -> dict[str, str]:
+        if name not in self.vars:
+            return {f"var:{name}": "<unset>"}
+        value = self.vars[name]
+        shown = _canonical(value)
+        parts = {f"var:{name}": shown if len(shown) <= SHOWN_VALUE_LIMIT else _sha(shown)}
+        if isinstance(value, str) and value.strip():
+            for path in expand_paths(value, self.root):
+                if path.is_file():
+                    parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
+        return parts
+
+    def _source_parts(self, node: Node) -> dict[str, str]:
+        if node.external_location:
+            location = format_location(node.external_location, node)
+            parts = {"location": location}
+            paths = external_paths(node, self.root)
+            for path in paths:
+                parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
+            if not paths and "://" not in location:
+                parts["external:<no files>"] = "missing"
+            return parts
+        key = node.relation.key() if node.relation else ("", "", node.name)
+        return {f"table:{node.relation}": self.table_signatures.get(key, "missing")}
+
+    def _macro_closure(self, macros: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        stack = [m for m in macros if m in self.manifest.macros]
+        while stack:
+            macro = stack.pop()
+            if macro in found:
+                continue
+            found.add(macro)
+            stack.extend(m for m in self.manifest.macros[macro][1] if m in self.manifest.macros)
+        return found
+
+    def _display(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+
+def _shown_change(before: str | None, after: str | None) -> str:
+    """`` (old -> new)`` when both values are short enough to read, else nothing."""
+    before, after = before or "unset", after or "unset"
+    return f" ({before} -> {after})" if len(before) + len(after) < 2 * SHOWN_VALUE_LIMIT else ""
+
+
+# How a changed part reads, by the part's kind (the text before the first ':' of its key).
+# Each phrase gets (what, label, before, after); ``label`` is ``what`` with unique ids made readable.
+# Node parts (built by Fingerprinter) and check parts (validation.fingerprint_parts) share this table.
+_Phrase = Callable[[str, str, "str | None", "str | None"], str]
+_PHRASES: dict[str, _Phrase] = {
+    "file": lambda what, label, b, a: f"file changed: {what}",
+    "var": lambda what, label, b, a: f"var changed: {what}{_shown_change(b, a)}",
+    "env": lambda what, label, b, a: f"environment variable changed: {what}",
+    "external": lambda what, label, b, a: f"input file changed: {what}",
+    "upstream": lambda what, label, b, a: f"upstream changed: {label}",
+    "macro": lambda what, label, b, a: f"macro changed: {label}",
+    "table": lambda what, label, b, a: f"source table changed: {what}",
+    "config": lambda what, label, b, a: "dbt config changed",
+    "engine": lambda what, label, b, a: f"dbt changed: {b} -> {a}",
+    "input": lambda what, label, b, a: f"input changed: {label}",
+    "test": lambda what, label, b, a: f"dbt test changed: {label}",
+    "setting": lambda what, label, b, a: f"setting changed: {what}{_shown_change(b, a)}",
+    "definition": lambda what, label, b, a: "check definition changed",
+    "absent": lambda what, label, b, a: f"table {what} appeared in the database" if a is None else f"table {what} no longer read",
+}
+# Kinds whose phrase already covers a part that appeared or disappeared.
+_PHRASED_WHEN_ADDED_OR_REMOVED = frozenset({"input", "test", "setting", "absent", "definition"})
+
+
+def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, str] | None = None) -> list[str]:
+    """Why something whose recorded parts were ``old`` is stale now that its parts are ``new``, in words."""
+    names = names or {}
+    reasons: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        kind, _, what = key.partition(":")
+        label = names.get(what, what)
+        phrase = _PHRASES.get(kind)
+        if phrase is None:
+            reasons.append(f"{key} changed")
+        elif (before is None or after is None) and kind not in _PHRASED_WHEN_ADDED_OR_REMOVED:
+            reasons.append(f"{'new input' if before is None else 'input removed'}: {kind} {label}".rstrip())
+        else:
+            reasons.append(phrase(what, label, before, after))
+    return reasons

@@ -1,0 +1,76 @@
+"""Input files a project reads: seed CSVs (well-formed?), and the files external sources name."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+import string
+from pathlib import Path
+
+from ..config import GLOB_CHARS
+from .manifest import Node
+
+QUOTED_RE = re.compile(r"""['"]([^'"]+)['"]""")
+
+
+def first_ragged_row(path: Path, delimiter: str = ",") -> str | None:
+    """'line N: k fields, expected m' for the first malformed row of a CSV, else None."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh, delimiter=delimiter, strict=True)
+            header = next(reader, None)
+            if header is None:
+                return "line 1: the file is empty (a header row is required)"
+            for row in reader:
+                if row and len(row) != len(header):
+                    return f"line {reader.line_num}: {len(row)} fields, expected {len(header)}"
+    except UnicodeDecodeError as exc:
+        return f"byte {exc.start}: not UTF-8 text"
+    except csv.Error as exc:
+        return f"line {reader.line_num}: {exc}"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
+    return None
+
+
+def csv_data_rows(path: Path, delimiter: str = ",") -> int:
+    """Data rows of a CSV (header excluded, blank lines skipped; quoted newlines stay one row)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        next(reader, None)
+        return sum(1 for row in reader if any(cell.strip() for cell in row))
+
+
+def expand_paths(text: str, root: Path) -> list[Path]:
+    """Files named by a location: a path, a glob, or a reader call with quoted paths."""
+    candidates = QUOTED_RE.findall(text) if "(" in text else [text]
+    found: list[Path] = []
+    for cand in candidates:
+        if "://" in cand:
+            continue
+        path = Path(cand) if os.path.isabs(cand) else root / cand
+        if GLOB_CHARS & set(cand):
+            found.extend(Path(p) for p in sorted(glob.glob(str(path), recursive=True)))
+        else:
+            found.append(path)
+    return found
+
+
+def format_location(location: str, node: Node) -> str:
+    fields = {"name": node.name, "identifier": node.relation.identifier if node.relation else node.name}
+    if node.relation:
+        fields.update(schema=node.relation.schema or "", database=node.relation.database or "")
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(location) if f}
+        return location.format(**fields) if names <= set(fields) else location
+    except (ValueError, IndexError, KeyError):
+        return location
+
+
+def external_paths(node: Node, root: Path) -> list[Path]:
+    """Files a source with an external location reads (placeholders filled, globs expanded)."""
+    if not node.external_location:
+        return []
+    return expand_paths(format_location(node.external_location, node), root)

@@ -1,0 +1,221 @@
+"""The dbt manifest as plain, typed data, and the stamp that says when dbt must parse again.
+
+Reading the manifest is pure and cheap (JSON); parsing the project needs dbt and
+happens (in the ``dbt`` layer) only when ``project_stamp`` changed since the last parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import ProjectError
+from .context import DbtContext, read_project_yaml
+
+STAMP_VERSION = 2
+# Default folders of a dbt project (dbt_project.yml may rename them).
+PATH_KEYS = {
+    "model-paths": ["models"],
+    "seed-paths": ["seeds"],
+    "macro-paths": ["macros"],
+    "snapshot-paths": ["snapshots"],
+    "test-paths": ["tests"],
+    "analysis-paths": ["analyses"],
+}
+SOURCE_SUFFIXES = {".sql", ".yml", ".yaml", ".py", ".md", ".csv"}
+ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
+BUILDABLE = ("seed", "model", "snapshot")
+
+
+@dataclass(frozen=True)
+class Relation:
+    database: str | None
+    schema: str | None
+    identifier: str
+
+    def key(self) -> tuple[str, str, str]:
+        """Case-insensitive identity, as DuckDB compares identifiers."""
+        return ((self.database or "").lower(), (self.schema or "").lower(), self.identifier.lower())
+
+    def __str__(self) -> str:
+        return ".".join(p for p in (self.database, self.schema, self.identifier) if p)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One manifest node (seed, model, snapshot, source or test) as the engine needs it."""
+
+    unique_id: str
+    resource_type: str
+    name: str
+    package: str
+    path: str | None
+    fqn: tuple[str, ...]
+    relation: Relation | None
+    materialized: str | None
+    tags: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    macros: tuple[str, ...]
+    raw_code: str
+    config: Mapping[str, Any]
+    columns: Mapping[str, Any]
+    description: str = ""
+    external_location: str | None = None
+    test_severity: str | None = None
+    attached_node: str | None = None
+    test_name: str | None = None
+    test_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_buildable(self) -> bool:
+        """Does dbt materialise this node into a relation that setup builds?"""
+        return self.resource_type in BUILDABLE and self.materialized != "ephemeral"
+
+    @property
+    def selector(self) -> str:
+        """dbt selection syntax that picks exactly this node.
+
+        A seed's or model's file is unique to it; tests share their yml file, so
+        they are picked by their full fqn.
+        """
+        if self.resource_type == "test" or not self.path:
+            return "fqn:" + ".".join(self.fqn)
+        return f"path:{self.path}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Nodes and macros of a parsed project, plus the selections resolved by dbt."""
+
+    nodes: Mapping[str, Node]
+    macros: Mapping[str, tuple[str, tuple[str, ...]]]  # unique_id -> (sql, macro deps)
+    project_name: str
+    dbt_version: str
+    adapter_type: str
+    selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    invocation_id: str = ""
+
+
+def _relation(raw: Mapping[str, Any]) -> Relation | None:
+    identifier = raw.get("alias") or raw.get("identifier") or raw.get("name")
+    if not identifier:
+        return None
+    return Relation(raw.get("database"), raw.get("schema"), identifier)
+
+
+def _node_from_dict(raw: Mapping[str, Any]) -> Node:
+    config = raw.get("config") or {}
+    rtype = raw["resource_type"]
+    materialized = config.get("materialized") if rtype != "source" else None
+    meta = {**(raw.get("source_meta") or {}), **(raw.get("meta") or {})}
+    external = (raw.get("config") or {}).get("external_location") or meta.get("external_location")
+    test_meta = raw.get("test_metadata") or {}
+    return Node(
+        unique_id=raw["unique_id"],
+        resource_type=rtype,
+        name=raw["name"],
+        package=raw.get("package_name", ""),
+        path=raw.get("original_file_path"),
+        fqn=tuple(raw.get("fqn") or ()),
+        relation=_relation(raw) if rtype in ("seed", "model", "snapshot", "source") else None,
+        materialized=materialized,
+        tags=tuple(sorted(set(raw.get("tags") or ()) | set(config.get("tags") or ()))),
+        depends_on=tuple(sorted((raw.get("depends_on") or {}).get("nodes") or ())),
+        macros=tuple(sorted((raw.get("depends_on") or {}).get("macros") or ())),
+        raw_code=raw.get("raw_code") or "",
+        config=config,
+        columns={
+            name: {"data_type": col.get("data_type"), "constraints": col.get("constraints") or []}
+            for name, col in (raw.get("columns") or {}).items()
+        },
+        description=raw.get("description") or "",
+        external_location=external,
+        test_severity=(config.get("severity") or "ERROR").lower() if rtype == "test" else None,
+        attached_node=raw.get("attached_node"),
+        test_name=test_meta.get("name") if rtype == "test" else None,
+        test_kwargs=test_meta.get("kwargs") or {},
+    )
+
+
+def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]] | None = None) -> Manifest:
+    """Turn manifest.json content into a ``Manifest`` (pure; no dbt import)."""
+    nodes = {uid: _node_from_dict(n) for uid, n in raw.get("nodes", {}).items()}
+    nodes.update({uid: _node_from_dict(s) for uid, s in raw.get("sources", {}).items()})
+    macros = {
+        uid: (m.get("macro_sql") or "", tuple((m.get("depends_on") or {}).get("macros") or ()))
+        for uid, m in raw.get("macros", {}).items()
+        if not uid.startswith(("macro.dbt.", "macro.dbt_duckdb."))
+    }
+    meta = raw.get("metadata", {})
+    return Manifest(
+        nodes=nodes,
+        macros=macros,
+        project_name=meta.get("project_name", ""),
+        dbt_version=meta.get("dbt_version", ""),
+        adapter_type=meta.get("adapter_type", ""),
+        selections=dict(selections or {}),
+        invocation_id=meta.get("invocation_id", ""),
+    )
+
+
+# --- freshness -------------------------------------------------------------------
+
+
+def project_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Path]:
+    """Every file whose content or presence can change what dbt parses."""
+    files = [project_dir / "dbt_project.yml"]
+    for key, defaults in PATH_KEYS.items():
+        for rel in project_yaml.get(key, defaults) or []:
+            root = project_dir / str(rel)
+            if root.is_dir():
+                files.extend(
+                    p for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()
+                )
+    for extra in ("packages.yml", "dependencies.yml", "selectors.yml"):
+        if (project_dir / extra).is_file():
+            files.append(project_dir / extra)
+    return sorted(set(files))
+
+
+def _dbt_version() -> str:
+    try:
+        return metadata.version("dbt-core") + "/" + metadata.version("dbt-duckdb")
+    except metadata.PackageNotFoundError:  # pragma: no cover - dbt is a dependency
+        return "unknown"
+
+
+def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
+    """A digest that changes exactly when dbt's parse of the project could change.
+
+    Seed CSVs count by path only: their content does not change the parse (the
+    engine fingerprints it separately), so editing a seed costs no re-parse.
+    """
+    project_yaml = read_project_yaml(ctx.project_dir)
+    digest = hashlib.sha256()
+    env_names: set[str] = set()
+    profiles = ctx.profiles_dir / "profiles.yml"
+    for path in [*project_files(ctx.project_dir, project_yaml), profiles]:
+        digest.update(str(path).encode() + b"\0")
+        if path.suffix == ".csv" or not path.is_file():
+            continue
+        content = path.read_bytes()
+        digest.update(hashlib.sha256(content).digest())
+        env_names.update(ENV_VAR_RE.findall(content.decode("utf-8", "replace")))
+    env = ctx.environ()
+    context = {
+        "version": STAMP_VERSION,
+        "dbt": _dbt_version(),
+        "target": ctx.target,
+        "vars": ctx.vars,
+        "database": str(ctx.database_path),
+        "profiles_dir": str(ctx.profiles_dir),
+        "env": {name: env.get(name) for name in sorted(env_names)},
+        "selections": dict(selections),
+    }
+    digest.update(json.dumps(context, sort_keys=True, default=str).encode())
+    return digest.hexdigest()

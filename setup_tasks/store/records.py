@@ -1,0 +1,100 @@
+"""Build records: per node, the fingerprint and table its last successful build had.
+
+Build records say, per node, which fingerprint its table was last built from. They
+are written (atomically) the moment dbt reports a node done, so a Ctrl-C or crash
+never loses work already completed: doit's own dependency file is only written when
+a run closes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .files import read_json, write_json_atomic
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """The last successful build of one node."""
+
+    fingerprint: str
+    parts: Mapping[str, str]
+    built_at: float
+    seconds: float
+    build_id: str
+    rows: int | None = None
+    # Row count and content hash right after the build, to notice later edits.
+    signature: str | None = None
+    # Set once doit has recorded the task as done; a record doit has forgotten
+    # since then was forgotten on purpose (`doit forget`).
+    acknowledged: bool = False
+    # The table it built (catalog, schema, name): dropped by setup if the node leaves the project.
+    relation: tuple[str, str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.relation is not None:  # JSON gives a list
+            object.__setattr__(self, "relation", tuple(self.relation))
+
+
+@dataclass
+class BuildRecords:
+    """Build records of one database, persisted in its state directory."""
+
+    path: Path
+    records: dict[str, BuildRecord] = field(default_factory=dict)
+    dirty: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> "BuildRecords":
+        raw = read_json(path, {})
+        records = {}
+        for uid, rec in (raw.get("records") or {}).items():
+            try:
+                records[uid] = BuildRecord(**rec)
+            except TypeError:
+                continue  # written by an incompatible version: treat as never built
+        return cls(path, records)
+
+    def get(self, uid: str) -> BuildRecord | None:
+        return self.records.get(uid)
+
+    def put(self, uid: str, record: BuildRecord) -> None:
+        self.records[uid] = record
+        self.save()
+
+    def acknowledge(self, uid: str) -> None:
+        """doit has the task as done. Written by ``flush`` when the run ends, as doit's own state is."""
+        rec = self.records.get(uid)
+        if rec and not rec.acknowledged:
+            self.records[uid] = BuildRecord(**{**asdict(rec), "acknowledged": True})
+            self.dirty = True
+
+    def sign(self, signatures: Mapping[str, str | None]) -> None:
+        """Record the content signatures of freshly built tables (one write)."""
+        for uid, signature in signatures.items():
+            rec = self.records.get(uid)
+            if rec and signature and rec.signature != signature:
+                self.records[uid] = BuildRecord(**{**asdict(rec), "signature": signature})
+                self.dirty = True
+        self.flush()
+
+    def flush(self) -> None:
+        if self.dirty:
+            self.save()
+
+    def drop(self, uids: list[str]) -> None:
+        for uid in uids:
+            self.records.pop(uid, None)
+        self.save()
+
+    def save(self) -> None:
+        write_json_atomic(self.path, {"version": 1, "records": {k: asdict(v) for k, v in self.records.items()}})
+        self.dirty = False
+
+
+def new_build_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"

@@ -1,0 +1,1 @@
+"""The built-in checks: every module here registers its checks when ``validation.catalog`` imports it."""

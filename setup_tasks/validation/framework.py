@@ -1,0 +1,335 @@
+"""Validation framework: what a check function gets (CheckContext), the Check itself, and the registry.
+
+A check selects what is wrong (sqlmesh audit style: zero offending rows passes)
+and returns a ``CheckResult`` (``validation.results``). The framework knows no
+check: the built-in ones live in ``validation.builtin`` and ``validation.catalog``
+discovers them.
+
+Adding a check without touching this package
+--------------------------------------------
+In ``setup.yaml``, a query selecting the offending rows::
+
+    validation:
+      custom_checks:
+        - name: no_negative_salaries
+          severity: error
+          sql: select * from stg_census_data where employee_gross_compensation <= 0
+
+In Python, a function registered with ``register_check`` in a module that
+``validation.check_modules`` names (imported when the tasks are defined)::
+
+    from setup_tasks.validation import CheckContext, CheckResult, register_check
+
+    @register_check(name="no_contractors", severity="warning", reads=["census"])
+    def no_contractors(ctx: CheckContext) -> CheckResult:
+        \"\"\"Contractors do not belong in the baseline census.\"\"\"
+        census = ctx.table("census")                  # validation.tables.census
+        kind = ctx.column(census, "employee_type")    # validation.columns.census.employee_type, else as is
+        return ctx.audit(f"select * from {census} where {kind} = ?", ["contractor"],
+                         what="contractors in the census", guidance="remove them from the census file")
+
+``reads`` names logical tables (keys of ``validation.tables``), table names or dbt
+unique ids: they decide the task's dependencies and when it is stale.
+``thresholds`` names the ``validation`` settings the check uses (dotted, e.g.
+``min_baseline_workforce_count`` or ``columns.census``). A table or column that
+is not there makes ``ctx.table``/``ctx.column`` skip the check with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from ..config import ValidationSettings
+from ..engine.engine import Engine
+from ..errors import SetupError
+from ..store.database import Database, QueryResult, Reader, quote, qualified
+from ..project.manifest import Node
+from .project import Project
+from .results import FAILED, PASSED, SEVERITIES, SKIPPED, CheckResult, SkipCheck, jsonable
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
+SAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table a check reads: its configured name, where it is, its columns."""
+
+    logical: str
+    name: str
+    key: tuple[str, str, str]
+    columns: tuple[str, ...]
+    config_key: str | None = None
+    node: Node | None = None
+
+    @property
+    def sql(self) -> str:
+        return qualified(self.key)
+
+    def __str__(self) -> str:
+        return self.sql
+
+
+
+class CheckContext:
+    """Everything a check function uses: settings, tables, queries and result helpers."""
+
+    def __init__(self, check: "Check", validation: ValidationSettings, reader: Reader,
+                 project: Project | None = None) -> None:
+        self.check = check
+        self.validation = validation
+        self.reader = reader
+        self.project = project
+        self._tables: dict[str, Table | None] = {}
+
+    # -- tables and columns -----------------------------------------------------------
+
+    def table_name(self, logical: str) -> str:
+        return self.validation.tables.get(logical, logical)
+
+    def find_table(self, logical: str) -> Table | None:
+        """The table for a logical name (or a table name), None if absent from the database."""
+        if logical not in self._tables:
+            self._tables[logical] = self._locate(logical)
+        return self._tables[logical]
+
+    def _locate(self, logical: str) -> Table | None:
+        name = self.table_name(logical)
+        node = self.project.node_for_table(name) if self.project else None
+        key = None
+        if node is not None and node.relation is not None and node.relation.key() in self.reader.tables():
+            key = node.relation.key()
+        if key is None:
+            key = self.reader.find(node.relation.identifier if node is not None and node.relation else name)
+        if key is None:
+            return None
+        config_key = f"validation.tables.{logical}" if logical in self.validation.tables else None
+        return Table(logical, name, key, self.reader.columns(key), config_key, node)
+
+    def table(self, logical: str) -> Table:
+        """The table, or skip the check saying which table (and setting) is missing."""
+        found = self.find_table(logical)
+        if found is None:
+            where = f" (validation.tables.{logical})" if logical in self.validation.tables else ""
+            raise SkipCheck(f"table {self.table_name(logical)}{where} is not in the database")
+        return found
+
+    def has_table(self, logical: str) -> bool:
+        return self.find_table(logical) is not None
+
+    def column_name(self, table: Table, key: str, columns_of: str | None = None) -> str:
+        return (self.validation.columns.get(columns_of or table.logical) or {}).get(key, key)
+
+    def find_column(self, table: Table, key: str, columns_of: str | None = None) -> str | None:
+        """The quoted column for a logical column key, None if the table lacks it."""
+        return self.existing_column(table, self.column_name(table, key, columns_of))
+
+    @staticmethod
+    def existing_column(table: Table, name: str) -> str | None:
+        """The quoted column called ``name`` (any case), None if the table lacks it."""
+        actual = next((c for c in table.columns if c.lower() == name.lower()), None)
+        return quote(actual) if actual is not None else None
+
+    def column(self, table: Table, key: str, columns_of: str | None = None) -> str:
+        """The quoted column for ``validation.columns.<table>.<key>`` (else ``key`` itself), or skip."""
+        found = self.find_column(table, key, columns_of)
+        if found is None:
+            group = columns_of or table.logical
+            setting = f" (validation.columns.{group}.{key})" if group in self.validation.columns else ""
+            raise SkipCheck(f"column {self.column_name(table, key, columns_of)}{setting} is not in table {table.name}")
+        return found
+
+    def fix_location(self, table: Table) -> str:
+        """Where to correct a table's content: its seed files, else the table."""
+        files = self.project.seed_files_behind(table.node.unique_id) if self.project and table.node else []
+        return " or ".join(files) if files else f"the source of {table.name}"
+
+    # -- queries ----------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> QueryResult:
+        return self.reader.query(sql, params)
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        rows = self.query(sql, params).rows
+        return rows[0][0] if rows else None
+
+    def audit(self, sql: str, params: Sequence[Any] | None = None, *, what: str, guidance: str,
+              **details: Any) -> CheckResult:
+        """Passed when ``sql`` selects no rows; else failed with the count and a sample."""
+        body = sql.strip().rstrip(";")
+        count = self.scalar(f"SELECT count(*) FROM ({body}) AS offending", params) or 0
+        if not count:
+            return self.passed(f"no {what}", offending_rows=0, **details)
+        sample = self.query(f"SELECT * FROM ({body}) AS offending LIMIT {SAMPLE_ROWS}", params).records()
+        return self.failed(f"{count:,} {what}", guidance, offending_rows=count, sample=sample, **details)
+
+    # -- results ----------------------------------------------------------------------
+
+    def passed(self, message: str, **details: Any) -> CheckResult:
+        return CheckResult(self.check.name, PASSED, self.check.severity, message, jsonable(details))
+
+    def failed(self, message: str, guidance: str, severity: str | None = None, **details: Any) -> CheckResult:
+        return CheckResult(self.check.name, FAILED, severity or self.check.severity, message, jsonable(details), guidance)
+
+
+# -- checks -----------------------------------------------------------------------------
+
+Reads = Sequence[str] | Callable[[Project, ValidationSettings], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a check runs: settings, database, project, and (in a setup run) the engine and saved values."""
+
+    validation: ValidationSettings
+    db: Database
+    project: Project | None = None
+    engine: Engine | None = None
+    previous: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One validation, named ``<area>.<check>`` (its task is named by ``naming.Translator``)."""
+
+    name: str
+    severity: str
+    function: Callable[[CheckContext], CheckResult | Iterable[CheckResult]] | None
+    reads: Reads = ()
+    thresholds: tuple[str, ...] = ()
+    description: str = ""
+    origin: str = ""  # where it is defined, for messages: a function or a config key
+    definition: str = ""  # what else defines it (custom SQL), besides the function's source
+
+    @property
+    def group(self) -> str | None:
+        return self.name.split(".", 1)[0] if "." in self.name else None
+
+    def read_names(self, project: Project | None, validation: ValidationSettings) -> list[str]:
+        if callable(self.reads):
+            return list(self.reads(project, validation)) if project is not None else []
+        return list(self.reads)
+
+    def definition_digest(self) -> str:
+        return _sha(self.definition + "\0" + _source_digest(self.function))
+
+    def input_parts(self, engine: Engine, project: Project) -> dict[str, str]:
+        """Fingerprint parts beyond the tables read (subclasses: e.g. each dbt test's definition)."""
+        return {}
+
+    def run(self, env: Environment) -> list[CheckResult]:
+        """Run the check once; never raises: problems become failed or skipped results."""
+        started = time.perf_counter()
+        try:
+            with env.db.read_only(keep_open=True) as reader:
+                ctx = CheckContext(self, env.validation, reader, env.project)
+                outcome = self.function(ctx) if self.function else []
+                results = [outcome] if isinstance(outcome, CheckResult) else list(outcome)
+        except SkipCheck as skip:
+            results = [CheckResult(self.name, SKIPPED, self.severity, skip.reason)]
+        except SetupError as err:
+            fix = err.fix or (f"check the types of the tables and columns it reads (validation.tables, "
+                              f"validation.columns), or fix {self.origin or self.name}")
+            results = [CheckResult(self.name, FAILED, self.severity, f"could not run: {err.cause}", {}, fix,
+                                   incomplete=True)]
+        except Exception as exc:  # a broken check must not end the run: report it as failed
+            results = [CheckResult(self.name, FAILED, self.severity, f"check crashed: {type(exc).__name__}: {exc}",
+                                   {}, f"fix the check {self.origin or self.name}", incomplete=True)]
+        seconds = time.perf_counter() - started
+        return [replace(r, seconds=seconds) if not r.seconds else r for r in results]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str) -> str:
+    try:
+        return _sha(Path(path).read_text(encoding="utf-8"))
+    except OSError:
+        return "unreadable"
+
+
+def _source_digest(function: Callable[..., Any] | None) -> str:
+    """The function's whole module and this framework: editing either re-runs the check."""
+    if function is None:
+        return ""
+    try:
+        path = inspect.getsourcefile(function) or ""
+    except TypeError:
+        path = ""
+    digests = [_file_digest(file) if file else "" for file in (path, __file__)]
+    return f"{function.__module__}.{function.__qualname__}:{':'.join(digests)}"
+
+
+# -- the registry -------------------------------------------------------------------------
+
+
+class CheckRegistry:
+    """Checks by name, in registration order."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, Check] = {}
+
+    def add(self, check: Check) -> Check:
+        _check_definition(check.name, check.severity, check.origin)
+        existing = self._checks.get(check.name)
+        if existing is not None and existing.origin != check.origin:
+            raise SetupError(
+                f"validation check {check.name!r} is defined twice: {existing.origin} and {check.origin}",
+                "rename one of them",
+            )
+        self._checks[check.name] = check
+        return check
+
+    def remove(self, name: str) -> None:
+        self._checks.pop(name, None)
+
+    def get(self, name: str) -> Check | None:
+        return self._checks.get(name)
+
+    def checks(self) -> list[Check]:
+        return list(self._checks.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._checks
+
+
+REGISTRY = CheckRegistry()
+
+
+def _check_definition(name: str, severity: str, origin: str) -> None:
+    if not NAME_RE.match(name):
+        raise SetupError(
+            f"validation check name {name!r} ({origin}) is not valid",
+            "use lower case letters, digits and underscores, optionally 'group.name'",
+        )
+    if severity not in SEVERITIES:
+        raise SetupError(f"validation check {name!r} ({origin}) has severity {severity!r}",
+                         f"use one of {', '.join(SEVERITIES)}")
+
+
+def register_check(name: str, *, severity: str = "error", reads: Reads = (), thresholds: Sequence[str] = (),
+                   description: str | None = None, registry: CheckRegistry | None = None
+                   ) -> Callable[[Callable[[CheckContext], Any]], Callable[[CheckContext], Any]]:
+    """Decorator: the function becomes the check ``validate:<name>`` (see the module docstring)."""
+
+    def decorator(function: Callable[[CheckContext], Any]) -> Callable[[CheckContext], Any]:
+        doc = (inspect.getdoc(function) or "").strip().splitlines()
+        (registry or REGISTRY).add(Check(
+            name=name, severity=severity, function=function,
+            reads=reads if callable(reads) else tuple(reads), thresholds=tuple(thresholds),
+            description=description if description is not None else (doc[0] if doc else ""),
+            origin=f"{function.__module__}.{function.__qualname__}",
+        ))
+        return function
+
+    return decorator

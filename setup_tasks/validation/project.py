@@ -1,0 +1,74 @@
+"""The dbt project as checks see it: its nodes, what setup builds, the tests on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..engine.engine import Engine
+from ..project.manifest import Node
+
+
+@dataclass(frozen=True)
+class Project:
+    """The parts of the dbt project checks need: where it is, its nodes, what setup builds."""
+
+    project_dir: Path
+    nodes: Mapping[str, Node]
+    setup_nodes: tuple[str, ...] = ()
+    foundation_nodes: tuple[str, ...] = ()
+    tests: tuple[str, ...] = ()  # dbt tests on the setup nodes
+
+    @classmethod
+    def from_engine(cls, engine: Engine) -> "Project":
+        """The engine's project (make it once per engine: ``validation.scope.ValidationScope`` does)."""
+        return cls(engine.ctx.project_dir, engine.manifest.nodes, tuple(engine.setup_nodes),
+                   tuple(engine.foundation_nodes), tuple(engine.graph.tests_of(engine.setup_nodes)))
+
+    def selected(self, *resource_types: str) -> list[Node]:
+        """Nodes setup builds, of the given types, in build order."""
+        return [self.nodes[u] for u in self.setup_nodes if self.nodes[u].resource_type in resource_types]
+
+    def node_for_table(self, name: str) -> Node | None:
+        """The seed, model, snapshot or source whose relation (or unique id) is ``name``."""
+        if name in self.nodes:
+            return self.nodes[name]
+        found = [
+            n for n in self.nodes.values()
+            if n.relation is not None and (n.is_buildable or n.resource_type == "source")
+            and names_table(n.relation.key(), name)
+        ]
+        found.sort(key=lambda n: (not n.is_buildable, n.unique_id))
+        return found[0] if found else None
+
+    def seed_files_behind(self, uid: str) -> list[str]:
+        """CSV files of the seeds a node is built from (itself included): where a fix goes."""
+        seen: set[str] = set()
+        stack, files = [uid], []
+        while stack:
+            current = stack.pop()
+            if current in seen or current not in self.nodes:
+                continue
+            seen.add(current)
+            node = self.nodes[current]
+            if node.resource_type == "seed" and node.path:
+                files.append(node.path)
+            stack.extend(node.depends_on)
+        return sorted(files)
+
+
+
+
+def names_table(key: tuple[str, str, str], name: str) -> bool:
+    """Does 'table', 'schema.table' or 'db.schema.table' (any case) name the relation ``key``?"""
+    parts = [p.lower() for p in name.split(".")]
+    return list(key[3 - len(parts):]) == parts
+
+
+def input_state(engine: Engine, uid: str, fingerprints: Mapping[str, Any]) -> str:
+    """A node's inputs and, for a built table, the content it was built with."""
+    fingerprint = fingerprints.get(uid)
+    record = engine.records.get(uid)
+    digest = fingerprint.digest if fingerprint is not None else "untracked"
+    return f"{digest}:{record.signature if record and record.signature else ''}"
