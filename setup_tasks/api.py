@@ -157,13 +157,13 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
     return SetupResult(code == 0, code, tuple(recorder.runs), validation, time.perf_counter() - started, error)
 
 
-def get_system_status(config: str | Path | Settings | None = None) -> SystemStatus:
+def get_system_status(config: str | Path | Settings | None = None, translator: Translator | None = None) -> SystemStatus:
     """What `doit status` reports, as data: ``.ready``, ``.reason``, ``.nodes``, ... Never builds.
 
     ``ready`` follows the rule documented in ``setup_tasks.ops.status``.
     """
     try:
-        app = _app(config, None)
+        app = _app(config, translator)
     except SetupError as err:
         return unready(err.one_line())
     try:

@@ -273,7 +273,7 @@ class FakeEngine:
     def reads_census(self, uid: str) -> bool:
         return False  # shop's only external source is events.csv
 
-    def snapshot(self, live: bool = False) -> Any:
+    def database_contents(self, live: bool = False) -> Any:
         return self.db.contents()
 
     def status(self, uid: str, values: Mapping[str, Any] | None = None) -> Any:

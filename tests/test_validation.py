@@ -216,7 +216,7 @@ class FakeEngine:
     def fingerprints(self) -> dict[str, Fingerprint]:
         return {uid: Fingerprint(d, {}) for uid, d in self.digests.items()}
 
-    def snapshot(self) -> DatabaseContents:
+    def database_contents(self) -> DatabaseContents:
         return DatabaseContents(self.db_path, True, {})
 
     def node(self, uid: str) -> Any:

@@ -8,6 +8,7 @@ record them durably before the invocation ends.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ProjectError
+from ..files import write_bytes_atomic
 from ..project.context import DbtContext, read_project_yaml, target_dir
 from ..project.manifest import Node
 
@@ -110,13 +112,12 @@ class _ManifestPickler(pickle.Pickler):
 
 def _save_pickle(manifest_path: Path, invocation_id: str, manifest: Any) -> None:
     """dbt's Manifest object as parsed: loading it is 40x faster than rebuilding it from JSON."""
-    tmp = _pickle_path(manifest_path).with_suffix(".tmp")
+    buffer = io.BytesIO()
     try:
-        with tmp.open("wb") as fh:
-            _ManifestPickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump((invocation_id, manifest))
-        tmp.replace(_pickle_path(manifest_path))
+        _ManifestPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump((invocation_id, manifest))
+        write_bytes_atomic(_pickle_path(manifest_path), buffer.getvalue())
     except Exception:  # a cache: without it the manifest is rebuilt from manifest.json
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 def _load_pickle(manifest_path: Path, invocation_id: str) -> Any:

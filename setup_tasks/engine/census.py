@@ -174,7 +174,7 @@ def census_provenance(
 ) -> dict[str, Any]:
     """The generator parameters that determine a census file's content."""
     return {
-        "generator": "setup_tasks.census",
+        "generator": "setup_tasks.census",  # a provenance label: files written before the move still match
         "generator_version": GENERATOR_VERSION,
         "employees": employees,
         "seed": seed,
@@ -528,7 +528,7 @@ def inspect_census(path: Path) -> CensusInfo:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m setup_tasks.census``: write a synthetic census by hand."""
+    """``python -m setup_tasks.engine.census``: write a synthetic census by hand."""
     args = _argument_parser().parse_args(argv)
     defects = CensusDefects(args.duplicate_id_rate, args.missing_ssn_rate, args.hire_after_termination_rate)
     try:
@@ -544,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _argument_parser() -> argparse.ArgumentParser:
     defaults = CensusDefects()
-    parser = argparse.ArgumentParser(prog="python -m setup_tasks.census", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m setup_tasks.engine.census", description=main.__doc__)
     parser.add_argument("--path", type=Path, default=Path("data/census.parquet"), help="parquet file to write")
     parser.add_argument("--employees", type=int, default=100_000, help="rows to write (default 100000)")
     parser.add_argument("--seed", type=int, default=42, help="same seed, same content (default 42)")

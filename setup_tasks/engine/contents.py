@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import RunInProgressError, SetupError
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, contents_from_dict, contents_to_dict, drop_order
-from ..store.files import read_json, write_json_atomic
+from ..files import read_json, write_json_atomic
 from ..store.lock import RunLock
 
 Key = tuple[str, str, str]

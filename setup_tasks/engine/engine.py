@@ -22,7 +22,7 @@ from ..project.fingerprints import FileHasher, Fingerprint
 from ..project.inputs import first_ragged_row
 from ..project.manifest import Node
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
-from ..store.files import read_json, write_json_atomic
+from ..files import read_json, write_json_atomic
 from ..store.lock import RunLock
 from ..store.records import BuildRecord, BuildRecords, new_build_id
 from .census import inspect_census
@@ -132,7 +132,7 @@ class Engine:
     def _signed_keys(self) -> list[Key]:
         return [self.node(u).relation.key() for u in self.definitions.tracked() if self.node(u).relation]
 
-    def snapshot(self, live: bool = False) -> DatabaseContents:
+    def database_contents(self, live: bool = False) -> DatabaseContents:
         """What the database holds (``live``: open it even when the saved copy is current)."""
         return self.contents.get(live)
 
@@ -241,7 +241,7 @@ class Engine:
             raise status.error
         self.lock.acquire()
         self.db.check_writable()
-        self.snapshot(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
+        self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
         blocked = self._preflight(batch)

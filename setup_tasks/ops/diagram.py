@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 from ..engine.engine import Engine
 from ..engine.staleness import NodeStatus
 from ..naming import Translator
-from ..store.files import write_text_atomic
+from ..files import write_text_atomic
 from .run_report import task_names
 
 # state -> (Mermaid classDef style, DOT fill colour)

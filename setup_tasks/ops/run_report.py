@@ -20,7 +20,7 @@ from ..engine.engine import Engine, Outcome
 from ..engine.staleness import NodeStatus
 from ..errors import SetupError
 from ..naming import Translator
-from ..store.files import write_json_atomic, write_text_atomic
+from ..files import write_json_atomic, write_text_atomic
 from ..validation.results import CheckResult, summarize
 
 REPORT_VERSION = 1

@@ -175,7 +175,7 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], values
         problem = "" if engine.setup_nodes else "the setup selection holds no seed or model"
     db_path = settings.database.path
     if engine is not None:
-        db = database_state(db_path, lambda: engine.snapshot(live=True), engine.lock.holder())
+        db = database_state(db_path, lambda: engine.database_contents(live=True), engine.lock.holder())
     else:
         db = database_state(db_path, lambda: Database(db_path).contents())
     census = census_state(settings, reads_census(engine))

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from ..project.context import DbtContext, read_project_yaml, target_dir
 from ..project.graph import GraphMemo
 from ..project.manifest import Manifest, manifest_from_dict
-from .files import read_json, write_json_atomic
+from ..files import read_json, write_json_atomic
 
 CACHE_FILE = "setup_cache.json"
 GRAPH_MEMO_FILE = "graph_memo.json"

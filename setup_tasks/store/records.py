@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .files import read_json, write_json_atomic
+from ..files import read_json, write_json_atomic
 
 
 @dataclass(frozen=True)

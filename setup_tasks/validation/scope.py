@@ -15,7 +15,7 @@ from ..config import ValidationSettings, thaw
 from ..engine.engine import Engine
 from ..project.fingerprints import explain
 from .catalog import load_checks
-from ..store.files import read_json, write_json_atomic
+from ..files import read_json, write_json_atomic
 from .framework import Check, Environment
 from .project import Project, input_state, names_table
 from .results import CheckResult, ValidationSummary, summarize
@@ -61,7 +61,7 @@ def fingerprint_parts(check: Check, engine: Engine, project: Project) -> dict[st
     fingerprints = engine.fingerprints()
     for uid in uids:
         parts[f"input:{uid}"] = input_state(engine, uid, fingerprints)
-    tables = engine.snapshot().tables
+    tables = engine.database_contents().tables
     for name in untracked:
         table = validation.tables.get(name, name)
         if any(names_table(key, table) for key in tables):

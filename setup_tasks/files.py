@@ -1,4 +1,4 @@
-"""The one way setup writes its own files (atomically) and reads them back (tolerantly)."""
+"""The one way setup writes its own files (atomically) and reads them back (tolerantly). A leaf."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Bytes twin of ``write_json_atomic`` (the pickled dbt manifest)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
