@@ -7,6 +7,7 @@ import json
 import re
 import textwrap
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,13 +21,19 @@ from setup_tasks import config
 from setup_tasks.config import (
     CustomCheck,
     Settings,
+    ValidationSettings,
     check_readme_reference,
     config_reference_markdown,
+    limits,
     load_schema,
     load_settings,
     replace_readme_reference,
 )
-from setup_tasks.errors import ConfigError
+from setup_tasks.config.__main__ import main
+from setup_tasks.config.schema import resolve_ref, with_defaults
+from setup_tasks.config.settings import derive_sections
+from setup_tasks.engine.census import CensusDefects, generate_census
+from setup_tasks.errors import CensusError, ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "setup.example.yaml"
@@ -216,7 +223,7 @@ def test_all_problems_at_once_with_paths_and_suggestion(tmp_path: Path) -> None:
     assert lines[0].startswith("4 problems in the setup configuration (setup.yaml)")
     assert "  setup.yaml: database.thraeds: unknown key (did you mean 'threads'?)" in lines
     assert "  setup.yaml: census.employees: -5 is less than the minimum of 1" in lines
-    assert "  setup.yaml: census.missing_ssn_rate: 2 is greater than the maximum of 1" in lines
+    assert "  setup.yaml: census.missing_ssn_rate: 2 is greater than the maximum of 0.5" in lines
     assert "  setup.yaml: dbt.threads: expected integer or null, got string 'four'" in lines
 
 
@@ -437,7 +444,7 @@ def _schema_keys(node: dict[str, Any] | None = None, prefix: str = "") -> Iterat
     """(dotted key, resolved schema) for every leaf key, with [] for list items."""
     node = load_schema() if node is None else node
     for key, sub in node.get("properties", {}).items():
-        sub = config._resolve_ref(sub)
+        sub = resolve_ref(sub)
         if "properties" in sub:
             yield from _schema_keys(sub, f"{prefix}{key}.")
             continue
@@ -450,7 +457,7 @@ def _schema_keys(node: dict[str, Any] | None = None, prefix: str = "") -> Iterat
 def _schema_nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(path, property schema, parent schema) for every property, sections included."""
     for key, sub in node.get("properties", {}).items():
-        yield f"{path}{key}", config._resolve_ref(sub), node
+        yield f"{path}{key}", resolve_ref(sub), node
         yield from _schema_nodes(sub, f"{path}{key}.")
         if "properties" in sub.get("items", {}):
             yield from _schema_nodes(sub["items"], f"{path}{key}[].")
@@ -481,19 +488,54 @@ def test_defaults_validate_and_object_defaults_agree_with_their_keys() -> None:
         if "default" in node:
             assert not list(jsonschema.Draft202012Validator(schema).descend(node["default"], node)), path
         if "properties" in node and node.get("default"):
-            assert node["default"] == config._with_defaults(node, {}), path
+            assert node["default"] == with_defaults(node, {}), path
 
 
-def test_dataclass_fields_agree_with_schema_keys() -> None:
+def test_derived_classes_have_exactly_the_schema_keys() -> None:
     schema = load_schema()
+    assert [f.name for f in dataclasses.fields(Settings)] == ["root", "source", *schema["properties"]]
     hints = typing.get_type_hints(Settings)
-    sections = [f.name for f in dataclasses.fields(Settings) if f.name not in ("root", "source")]
-    assert sections == list(schema["properties"])
-    for section in sections:
+    public = {"database": "DatabaseSettings", "dbt": "DbtSettings", "setup": "SetupOptions",
+              "validation": "ValidationSettings", "census": "CensusSettings", "report": "ReportSettings"}
+    assert {name: hints[name] for name in schema["properties"]} == {k: getattr(config, v) for k, v in public.items()}
+    for section, node in schema["properties"].items():
         cls = hints[section]
-        assert [f.name for f in dataclasses.fields(cls)] == list(schema["properties"][section]["properties"]), section
-    items = schema["properties"]["validation"]["properties"]["custom_checks"]["items"]["properties"]
-    assert [f.name for f in dataclasses.fields(CustomCheck)] == list(items)
+        assert [f.name for f in dataclasses.fields(cls)] == list(node["properties"]), section
+        assert cls.__doc__ == node["description"] and cls.__module__ == "setup_tasks.config.settings"
+        assert cls.__dataclass_params__.frozen and cls.__slots__ == tuple(node["properties"]), section
+    items = schema["properties"]["validation"]["properties"]["custom_checks"]["items"]
+    assert [f.name for f in dataclasses.fields(CustomCheck)] == list(items["properties"])
+    assert typing.get_type_hints(ValidationSettings)["custom_checks"] == tuple[CustomCheck, ...]
+
+
+def test_field_types_follow_the_json_types(tmp_path: Path) -> None:
+    settings = load(tmp_path)
+    hints = {f"{section}.{name}": hint for section in load_schema()["properties"]
+             for name, hint in typing.get_type_hints(typing.get_type_hints(Settings)[section]).items()}
+    assert {key for key, hint in hints.items() if Path in (hint, *typing.get_args(hint))} == {
+        key for key, node in _schema_keys() if node.get("x-path")}
+    assert hints["database.threads"] == int | None
+    assert hints["validation.min_reasonable_compensation"] is float
+    assert hints["validation.required_seed_tables"] == tuple[str, ...] | None
+    assert hints["validation.columns"] == Mapping[str, Mapping[str, str]]
+    assert hints["dbt.vars"] == Mapping[str, Any]
+    assert not hasattr(settings.census, "__dict__")  # slotted: no stray attributes
+
+
+def test_a_key_added_to_the_schema_becomes_a_field_without_python() -> None:
+    schema = load_schema()
+    schema["properties"]["census"]["properties"]["region"] = {"type": ["string", "null"], "default": None, "description": "x"}
+    schema["properties"]["extra"] = {
+        "type": "object", "description": "A new section.", "properties": {
+            "folders": {"type": "array", "items": {"type": "string", "x-path": True}, "description": "y"}}}
+    sections = derive_sections(schema)
+    assert [f.name for f in dataclasses.fields(sections["census"])][-1] == "region"
+    assert typing.get_type_hints(sections["census"])["region"] == str | None
+    assert sections["extra"].__name__ == "ExtraSettings" and sections["extra"].__doc__ == "A new section."
+    assert typing.get_type_hints(sections["extra"])["folders"] == tuple[Path, ...]
+    schema["properties"]["census"]["properties"]["region"]["type"] = ["string", "integer"]
+    with pytest.raises(TypeError, match="one JSON type"):
+        derive_sections(schema)
 
 
 def test_loaded_defaults_match_schema_defaults(tmp_path: Path) -> None:
@@ -505,10 +547,63 @@ def test_loaded_defaults_match_schema_defaults(tmp_path: Path) -> None:
         value = data[section]
         for part in rest:
             value = value[part]
-        if node["type"] == "string" and key.endswith(("path", "_dir")):
+        if node.get("x-path"):
             assert value == str(tmp_path / node["default"]), key
         else:
             assert value == node["default"], key
+
+
+# ---------------------------------------------------------------- limits the census generator shares
+
+
+def test_defect_rate_the_generator_refuses_is_a_config_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The crash: --check said ok for a rate the generator refuses, and `doit list` printed its traceback."""
+    path = write(tmp_path, "census:\n  duplicate_id_rate: 0.7\n")
+    assert main(["--check", str(path)]) == 1
+    assert "setup.yaml: census.duplicate_id_rate: 0.7 is greater than the maximum of 0.5" in capsys.readouterr().err
+    bound = limits("census.duplicate_id_rate")
+    assert bound.maximum == 0.5
+    with pytest.raises(CensusError, match=re.escape(f"duplicate_id_rate=0.7 is outside 0..{bound.maximum}")):
+        CensusDefects(duplicate_id_rate=0.7)
+
+
+@pytest.mark.parametrize("key", ["duplicate_id_rate", "missing_ssn_rate", "hire_after_termination_rate"])
+@pytest.mark.parametrize("rate", [0, 0.25, 0.5, 0.5000001, 0.7, 1])
+def test_config_and_generator_accept_the_same_defect_rates(tmp_path: Path, key: str, rate: float) -> None:
+    try:
+        load(tmp_path, f"census: {{{key}: {rate}}}")
+        config_accepts = True
+    except ConfigError as error:
+        assert f"census.{key}: {rate} is greater than the maximum of" in error.cause
+        config_accepts = False
+    try:
+        CensusDefects(**{key: rate})
+        generator_accepts = True
+    except CensusError:
+        generator_accepts = False
+    assert config_accepts == generator_accepts
+
+
+@pytest.mark.parametrize(("key", "outside"), [("employees", 1), ("employees", -1), ("seed", 1), ("seed", -1)])
+def test_generator_refuses_what_the_config_refuses(tmp_path: Path, key: str, outside: int) -> None:
+    bound = limits(f"census.{key}")
+    edge = bound.maximum if outside > 0 else bound.minimum
+    assert load(tmp_path, f"census: {{{key}: {edge}}}").census.employees
+    error = error_of(tmp_path, f"census: {{{key}: {edge + outside}}}")
+    assert error.cause.startswith(f"setup.yaml: census.{key}: {edge + outside} is ")
+    with pytest.raises(CensusError, match=str(edge + outside)):
+        generate_census(tmp_path / "census.parquet", **{"employees": 10, "seed": 1, key: edge + outside})
+    assert not (tmp_path / "census.parquet").exists()
+
+
+def test_limits_are_the_schemas_inclusive_bounds() -> None:
+    assert (limits("census.employees").minimum, limits("census.employees").maximum) == (1, 99_999_999)
+    assert str(limits("census.seed")) == "0..2147483647"
+    assert limits("validation.min_baseline_workforce_count").allows(10**9)
+    with pytest.raises(ValueError, match="exclusiveMinimum"):
+        limits("validation.compensation_outlier_zscore")
+    with pytest.raises(KeyError, match="census.employes"):
+        limits("census.employes")
 
 
 # ---------------------------------------------------------------- reference and command line
@@ -539,12 +634,12 @@ def test_cli_check_and_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.chdir(tmp_path)
     for var in (config.CONFIG_ENV_VAR, *config.ENV_OVERRIDES):
         monkeypatch.delenv(var, raising=False)
-    assert config.main(["--check"]) == 0
+    assert main(["--check"]) == 0
     assert capsys.readouterr().out == "ok\n"
     bad = write(tmp_path, "database: {thraeds: 1}", "bad.yaml")
-    assert config.main(["--check", str(bad)]) == 1
+    assert main(["--check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "bad.yaml: database.thraeds: unknown key (did you mean 'threads'?)" in err
     assert "\nfix: " in err
-    assert config.main(["--reference"]) == 0
+    assert main(["--reference"]) == 0
     assert capsys.readouterr().out == config_reference_markdown()

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..config.schema import default_of, limits
 from ..errors import CensusError
 from ..store.database import duckdb, memory_connection  # duckdb (lazy) only for duckdb.Error
 
@@ -32,8 +33,6 @@ DEFAULT_PLAN_YEAR = 2024  # var plan_year
 IRS_COMPENSATION_LIMIT = 345_000  # var irs_compensation_limit (401(a)(17), 2024)
 IRS_DEFERRAL_LIMIT = 23_000  # 402(g) elective deferral limit, 2024
 
-# Ids (EMP_ + 8 digits) and SSNs stay unique below 10**8 people.
-MAX_EMPLOYEES = 99_999_999
 TERMINATION_RATE = 0.12  # share of records that leave during the plan year
 MEAN_TENURE_YEARS = 6.0
 PARTICIPATION_RATE = 0.82
@@ -65,17 +64,17 @@ REQUIRED_CENSUS_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class CensusDefects:
-    """Share of records carrying each defect real HR extracts have."""
+    """Share of records carrying each defect real HR extracts have (defaults and limits: the census.* keys)."""
 
-    duplicate_id_rate: float = 0.002
-    missing_ssn_rate: float = 0.001
-    hire_after_termination_rate: float = 0.0005
+    duplicate_id_rate: float = default_of("census.duplicate_id_rate")
+    missing_ssn_rate: float = default_of("census.missing_ssn_rate")
+    hire_after_termination_rate: float = default_of("census.hire_after_termination_rate")
 
     def __post_init__(self) -> None:
         for name, rate in asdict(self).items():
-            # Duplicates are drawn on odd rows only, so at most half the rows.
-            if not 0 <= rate <= 0.5:
-                raise CensusError(f"census defect rate {name}={rate} is outside 0..0.5", "use a fraction such as 0.002")
+            bounds = limits(f"census.{name}")
+            if not bounds.allows(rate):
+                raise CensusError(f"census defect rate {name}={rate} is outside {bounds}", "use a fraction such as 0.002")
 
 
 @dataclass(frozen=True)
@@ -252,8 +251,8 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def generate_census(
     path: Path,
-    employees: int = 100_000,
-    seed: int = 42,
+    employees: int = default_of("census.employees"),
+    seed: int = default_of("census.seed"),
     defects: CensusDefects = CensusDefects(),
     job_levels_csv: Path | None = None,
     *,
@@ -274,10 +273,12 @@ def generate_census(
 
 
 def _check_generation_request(path: Path, employees: int, seed: int, plan_year: int, force: bool) -> None:
-    if not 1 <= employees <= MAX_EMPLOYEES:
-        raise CensusError(f"cannot generate a census of {employees} employees", f"ask for 1 to {MAX_EMPLOYEES:,}")
-    if not 0 <= seed < 2**31:
-        raise CensusError(f"census seed {seed} is outside 0..2147483647", "use a smaller non-negative seed")
+    employee_limits, seed_limits = limits("census.employees"), limits("census.seed")
+    if not employee_limits.allows(employees):
+        raise CensusError(f"cannot generate a census of {employees} employees",
+                          f"ask for {employee_limits.minimum:,} to {employee_limits.maximum:,}")
+    if not seed_limits.allows(seed):
+        raise CensusError(f"census seed {seed} is outside {seed_limits}", "use a smaller non-negative seed")
     if not 1950 <= plan_year <= 2100:
         raise CensusError(f"census plan year {plan_year} is outside 1950..2100", "use the year the census covers")
     if path.exists() and not force and read_census_provenance(path) is None:
@@ -545,9 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _argument_parser() -> argparse.ArgumentParser:
     defaults = CensusDefects()
     parser = argparse.ArgumentParser(prog="python -m setup_tasks.engine.census", description=main.__doc__)
-    parser.add_argument("--path", type=Path, default=Path("data/census.parquet"), help="parquet file to write")
-    parser.add_argument("--employees", type=int, default=100_000, help="rows to write (default 100000)")
-    parser.add_argument("--seed", type=int, default=42, help="same seed, same content (default 42)")
+    parser.add_argument("--path", type=Path, default=Path(default_of("census.path")), help="parquet file to write")
+    parser.add_argument("--employees", type=int, default=default_of("census.employees"), help="rows to write (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=default_of("census.seed"), help="same seed, same content (default %(default)s)")
     parser.add_argument("--plan-year", type=int, default=DEFAULT_PLAN_YEAR, help="year the census covers")
     parser.add_argument("--job-levels-csv", type=Path, help="config_job_levels seed to take pay bands from")
     parser.add_argument("--duplicate-id-rate", type=float, default=defaults.duplicate_id_rate)

@@ -1,0 +1,39 @@
+"""Setup configuration: setup.yaml and the environment into typed, immutable Settings, all derived from one schema.
+
+``schemas/setup_config.schema.json`` is the single declaration of every key:
+its type, default, description, limits, whether it is a path and which
+environment variable overrides it. Adding a key means editing the schema only.
+
+- ``schema``: reads the schema; defaults, limits and the keys' roles come from here.
+- ``settings``: the frozen settings classes, derived from the schema.
+- ``problems``: every problem of a file and the environment, at once (the only jsonschema user).
+- ``loader``: ``load_settings``: file, environment overrides and defaults.
+- ``reference``: the Markdown reference and README.md's copy of it.
+- ``__main__``: ``python -m setup_tasks.config --check | --show | --reference``.
+"""
+
+from .loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_NAME, load_settings
+from .problems import Problem, nearest
+from .reference import REFERENCE_END, REFERENCE_START, check_readme_reference, config_reference_markdown, replace_readme_reference
+from .schema import ENV_OVERRIDES, REFERENCE_COMMAND, SCHEMA_PATH, Limits, default_of, limits, load_schema
+from .settings import (
+    GLOB_CHARS,
+    CensusSettings,
+    CustomCheck,
+    DatabaseSettings,
+    DbtSettings,
+    ReportSettings,
+    Settings,
+    SetupOptions,
+    ValidationSettings,
+    freeze,
+    thaw,
+)
+
+__all__ = [
+    "CONFIG_ENV_VAR", "DEFAULT_CONFIG_NAME", "ENV_OVERRIDES", "GLOB_CHARS", "REFERENCE_COMMAND", "REFERENCE_END",
+    "REFERENCE_START", "SCHEMA_PATH", "CensusSettings", "CustomCheck", "DatabaseSettings", "DbtSettings", "Limits",
+    "Problem", "ReportSettings", "Settings", "SetupOptions", "ValidationSettings", "check_readme_reference",
+    "config_reference_markdown", "default_of", "freeze", "limits", "load_schema", "load_settings", "nearest",
+    "replace_readme_reference", "thaw",
+]

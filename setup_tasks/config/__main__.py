@@ -1,0 +1,41 @@
+"""The configuration command line: ``python -m setup_tasks.config --check [PATH] | --show [PATH] | --reference``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import ConfigError
+from .loader import load_settings
+from .reference import config_reference_markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check or show a configuration file, or print the configuration reference."""
+    parser = argparse.ArgumentParser(
+        prog="python -m setup_tasks.config",
+        description="Check or show the planwise-setup configuration (setup.yaml), or print its reference.",
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--reference", action="store_true", help="print the configuration reference (Markdown)")
+    action.add_argument("--check", nargs="?", const=True, default=False, metavar="PATH",
+                        help="validate PATH (default: $SETUP_CONFIG or ./setup.yaml) and print the problems or 'ok'")
+    action.add_argument("--show", nargs="?", const=True, default=False, metavar="PATH",
+                        help="print the effective settings as JSON")
+    args = parser.parse_args(argv)
+    if args.reference:
+        print(config_reference_markdown(), end="")
+        return 0
+    path = args.check if args.check is not False else args.show
+    try:
+        settings = load_settings(None if path is True else path)
+    except ConfigError as error:
+        print(f"{error.cause}\nfix: {error.fix}" if error.fix else error.cause, file=sys.stderr)
+        return error.exit_code
+    print("ok" if args.check is not False else json.dumps(settings.as_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
