@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import read_json, write_json_atomic
 from .schema import ENV_OVERRIDES, REFERENCE_COMMAND, YAML_TYPE_WORDS, document
 
 VALID_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "planwise-setup" / "valid-configs.json"
@@ -100,22 +101,15 @@ def _document_digest(instance: Any) -> str:
 
 
 def _known_valid(digest: str) -> bool:
-    try:
-        return digest in json.loads(VALID_CACHE.read_text())
-    except (OSError, ValueError, TypeError):
-        return False
+    return digest in read_json(VALID_CACHE, [])
 
 
 def _remember_valid(digest: str) -> None:
     """Validation is a pure function of (schema, document): remember documents that passed."""
+    known = [d for d in read_json(VALID_CACHE, []) if d != digest][-(VALID_CACHE_SIZE - 1):] + [digest]
     try:
-        known = json.loads(VALID_CACHE.read_text()) if VALID_CACHE.exists() else []
-        known = [d for d in known if d != digest][-(VALID_CACHE_SIZE - 1):] + [digest]
-        VALID_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        tmp = VALID_CACHE.with_name(f".{VALID_CACHE.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(known))
-        tmp.replace(VALID_CACHE)
-    except (OSError, ValueError, TypeError):
+        write_json_atomic(VALID_CACHE, known)
+    except OSError:
         pass  # a cache: without it the next load validates again
 
 
