@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from factories import Workspace
-from setup_tasks.dbt import invoke as execution
+from setup_tasks.dbt.invoke import InProcessDbt
 from setup_tasks.config import load_settings
 from setup_tasks.project.context import dbt_context
 from setup_tasks.store.caches import manifest_cache
@@ -15,10 +15,10 @@ pytestmark = pytest.mark.slow
 
 def test_a_pickled_manifest_serves_several_invocations(shop: Workspace) -> None:
     ctx = dbt_context(load_settings(shop.config_path, root=shop.root, environ={}))
-    raw, resolved = execution.parse_project(ctx, {"setup": "resource_type:seed path:models/staging"})
+    raw, resolved = InProcessDbt().parse_project(ctx, {"setup": "resource_type:seed path:models/staging"})
     assert "model.shop.stg_customer_orders" in resolved["setup"]
     manifest_path = manifest_cache(ctx).manifest_path
-    execution._manifest_cache.clear()  # as a fresh process: only the pickle on disk
+    dbt = InProcessDbt()  # as a fresh process: only the pickle on disk
     nodes = {uid: type("Target", (), {"unique_id": uid, "selector": sel}) for uid, sel in [
         ("seed.shop.customers", "path:seeds/customers.csv"),
         ("model.shop.stg_customers", "path:models/staging/stg_customers.sql"),
@@ -28,5 +28,5 @@ def test_a_pickled_manifest_serves_several_invocations(shop: Workspace) -> None:
     ]}
     seen: list[tuple[str, str]] = []
     for uid in nodes:  # one invocation each: lookups dbt caches on the manifest must survive
-        execution.build_nodes(ctx, manifest_path, [nodes[uid]], lambda o: seen.append((o.unique_id, o.status)))
+        dbt.build_nodes(ctx, manifest_path, [nodes[uid]], lambda o: seen.append((o.unique_id, o.status)))
     assert seen == [(uid, "success") for uid in nodes]
