@@ -123,7 +123,8 @@ def test_derived_tables_are_dropped_only_when_an_input_was_rebuilt(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_clearing_end_to_end(shop: Workspace) -> None:
+def test_clearing_end_to_end(built_shop: Workspace) -> None:
+    shop = built_shop
     shop.write_config(setup={"clear_tables": True})
     assert shop.doit("setup").returncode == 0
     shop.execute("create table fct_sim as select 1 as x; create view int_v as select * from stg_orders")

@@ -94,8 +94,8 @@ def test_files_go_beside_the_database_by_default(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_doit_graph_on_a_built_project(shop: Workspace) -> None:
-    assert shop.doit("setup").returncode == 0
+def test_doit_graph_on_a_built_project(built_shop: Workspace) -> None:
+    shop = built_shop
     shop.set_vars(fx_rate=7)
     run = shop.doit("graph", json_report=False)
     assert run.returncode == 0, run.stderr

@@ -17,9 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def built(shop: Workspace) -> Workspace:
-    assert shop.doit("setup").returncode == 0
-    return shop
+def built(built_shop: Workspace) -> Workspace:
+    return built_shop
 
 
 def last_report(ws: Workspace) -> dict:
