@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class SetupError(Exception):
     """A failure the user can act on: a one-line cause and the fix.
@@ -70,3 +73,26 @@ class RunInProgressError(SetupError):
 
 class CensusError(SetupError):
     """The census file is missing or does not meet the contract."""
+
+
+class WriteError(SetupError):
+    """Setup cannot write one of its files, or the database: disk full, read-only, no permission."""
+
+
+def cannot_write(what: str, path: str | Path, exc: OSError, elsewhere: str) -> WriteError:
+    """One line for an OSError raised writing ``what`` at ``path``: the cause, and the fix its errno calls for.
+
+    ``elsewhere`` is the other way out (``set database.path elsewhere``).
+    """
+    place = Path(exc.filename or path)
+    folder = place if place.is_dir() else place.parent
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free space on the disk holding {folder} (nothing was lost), or {elsewhere}"
+    elif exc.errno == errno.EROFS:
+        fix = f"{folder} is on a read-only file system: mount it writable, or {elsewhere}"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = f"make {folder} writable for you, or {elsewhere}"
+    else:
+        fix = elsewhere
+    return WriteError(f"cannot write {what} {place}: {reason}", fix)

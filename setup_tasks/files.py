@@ -1,64 +1,187 @@
-"""The one way setup writes its own files (atomically) and reads them back (tolerantly). A leaf."""
+"""The one way setup writes its own files (atomically, privately) and reads them back (tolerantly). A leaf.
+
+Setup's own files are caches and records it can rebuild: a damaged one (unreadable,
+of the wrong shape, from another version) is treated as absent, with a note on the
+``setup_tasks`` logger (shown by ``doit -v 2``), never as a crash. Files it writes
+are created 0600 (they may hold sample rows, digests of secrets, dbt's manifest):
+``O_EXCL | O_NOFOLLOW``, so a name planted in the directory is never written through.
+A failed write leaves no temporary file behind; a killed one is swept by the next
+writer (``sweep_temps``).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+log = logging.getLogger("setup_tasks")
+
+PRIVATE = 0o600
+SHARED = 0o644  # files meant for people to open (diagrams): the umask still applies
+TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old or the new file, never half of one.
+def temp_path(path: Path) -> Path:
+    """The temporary name ``path`` is written under before it replaces the file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _write_atomic(path: Path, write: Callable[[Any], None], mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    tmp.unlink(missing_ok=True)  # ours (same pid): left by an earlier failed write
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes, mode: int = PRIVATE) -> None:
+    """Write ``path`` so that readers see the old or the new file, never half of one.
 
     No fsync: this guards against a killed process, not a lost machine, and
     fsync per node would cost more than the node itself.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _write_atomic(path, lambda fh: fh.write(data), mode)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Text twin of ``write_json_atomic`` (JSON lines, diagrams)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def write_text_atomic(path: Path, text: str, mode: int = PRIVATE) -> None:
+    """Text twin of ``write_bytes_atomic`` (JSON lines, diagrams)."""
+    write_bytes_atomic(path, text.encode("utf-8"), mode)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Bytes twin of ``write_json_atomic`` (the pickled dbt manifest)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def write_json_atomic(path: Path, data: Any) -> None:
+    """JSON twin of ``write_bytes_atomic``."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, default=str))
 
 
-def read_json(path: Path, default: Any) -> Any:
+def discarded(path: Path, why: str) -> None:
+    """Note (for ``-v 2``) that one of setup's own files was ignored and will be rebuilt."""
+    log.info("discarded %s: %s; it is rebuilt", path, why)
+
+
+def read_json(path: Path, default: Any, *, version: int | None = None) -> Any:
     """The file's JSON, or ``default`` when it is missing, unreadable or not of ``default``'s type.
 
-    Setup's own files are caches and records it can rebuild: a damaged one is
-    treated as absent, never as a crash.
+    With ``version``, a JSON object whose ``"version"`` differs is discarded too.
+    Anything discarded (other than a missing file) is noted on the logger.
     """
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as exc:
+        discarded(path, f"unreadable ({type(exc).__name__})")
         return default
     if default is not None and not isinstance(data, type(default)):
+        discarded(path, f"a JSON {type(data).__name__}, not a {type(default).__name__}")
+        return default
+    if version is not None and isinstance(data, dict) and data.get("version") != version:
+        discarded(path, f"version {data.get('version')!r}, not {version}")
         return default
     return data
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def sweep_temps(directory: Path, name: str | None = None) -> list[Path]:
+    """Remove temporary files (``.<name>.<pid>.tmp``) of writers that died (kill -9) in ``directory``.
+
+    Only ``name``'s when given. A live writer's file is never touched: its pid is alive.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_RE.match(entry.name)
+        if not match or (name is not None and match["name"] != name):
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700, and take group and other access
+    away from it when it already exists and is ours (dbt and doit write with default modes)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+    except OSError:
+        pass
+
+
+class NotPrivate(PermissionError):
+    """A directory or file that must be the user's own and private is not."""
+
+
+def _private_problem(st: os.stat_result, kind: str) -> str | None:
+    if st.st_uid != os.getuid():
+        return f"owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+    if st.st_mode & 0o077:
+        return f"mode {stat.S_IMODE(st.st_mode):04o}: other users can use it ({kind} must be 0700 or stricter)"
+    return None
+
+
+def open_private_dir(path: Path) -> int:
+    """A descriptor of directory ``path``, created 0700 when missing, verified to be the user's own,
+    private (no group or other access) and not a symlink. Raises NotPrivate (or OSError) otherwise.
+
+    Checks are made on the opened descriptor, so the directory cannot be swapped between
+    check and use; files inside are then opened relative to it (``dir_fd``).
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise NotPrivate(f"{path} is a symbolic link") from None
+        raise exc
+    problem = _private_problem(os.fstat(fd), "it")
+    if problem is not None:
+        os.close(fd)
+        raise NotPrivate(f"{path} is {problem}")
+    return fd
+
+
+def open_private_file(name: str, flags: int, dir_fd: int) -> int:
+    """Open ``name`` inside a verified private directory without following a symlink planted there.
+
+    Created 0600; an existing file must be the user's own.
+    """
+    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE, dir_fd=dir_fd)
+    st = os.fstat(fd)
+    if st.st_uid != os.getuid() or not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotPrivate(f"{name} is not a regular file of yours")
+    return fd
