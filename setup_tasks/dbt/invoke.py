@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ProjectError
-from ..files import write_bytes_atomic
-from ..project.context import DbtContext, read_project_yaml, target_dir
+from ..files import discarded, make_private_dir, write_bytes_atomic
+from ..keys import seal, unseal
+from ..project.context import DbtContext
 from ..project.manifest import Node
+from ..store.caches import manifest_cache
 
 # Invocation flags that cut dbt's fixed costs: no artifacts, no relation cache
 # warm-up, no network (these machines have none).
@@ -80,6 +82,9 @@ def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
     return result
 
 
+PICKLE_PURPOSE = "dbt-manifest-pickle"
+
+
 def _pickle_path(manifest_path: Path) -> Path:
     return manifest_path.with_name("manifest.pickle")
 
@@ -111,20 +116,34 @@ class _ManifestPickler(pickle.Pickler):
 
 
 def _save_pickle(manifest_path: Path, invocation_id: str, manifest: Any) -> None:
-    """dbt's Manifest object as parsed: loading it is 40x faster than rebuilding it from JSON."""
+    """dbt's Manifest object as parsed: loading it is 40x faster than rebuilding it from JSON.
+
+    Sealed with the user's key (``keys.seal``): unpickling runs code, so only a file this
+    user's setup wrote is ever unpickled. Private (0600): it holds env_var() values.
+    """
     buffer = io.BytesIO()
     try:
         _ManifestPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump((invocation_id, manifest))
-        write_bytes_atomic(_pickle_path(manifest_path), buffer.getvalue())
+        write_bytes_atomic(_pickle_path(manifest_path), seal(PICKLE_PURPOSE, buffer.getvalue()))
     except Exception:  # a cache: without it the manifest is rebuilt from manifest.json
         pass
 
 
 def _load_pickle(manifest_path: Path, invocation_id: str) -> Any:
+    """The pickled Manifest of ``invocation_id``, or None; a file that is not sealed by this user is never unpickled."""
+    path = _pickle_path(manifest_path)
     try:
-        with _pickle_path(manifest_path).open("rb") as fh:
-            stored_id, manifest = pickle.load(fh)
+        data = path.read_bytes()
+    except OSError:
+        return None
+    payload = unseal(PICKLE_PURPOSE, data)
+    if payload is None:
+        discarded(path, "not sealed with your key (never unpickled)")
+        return None
+    try:
+        stored_id, manifest = pickle.loads(payload)
     except Exception:
+        discarded(path, "unreadable pickle")
         return None
     return manifest if stored_id == invocation_id else None
 
@@ -159,6 +178,9 @@ class InProcessDbt:
         """Parse the project with dbt (writing target/manifest.json) and resolve the selections."""
         from dbt.cli.main import dbtRunner
 
+        manifest_path = manifest_cache(ctx).manifest_path
+        make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
+        make_private_dir(manifest_path.parent)
         with _environment(ctx.env_overrides()):
             result = dbtRunner().invoke(
                 ["--log-level", "none", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
@@ -171,7 +193,6 @@ class InProcessDbt:
                 "fix the file named above, then run again",
             )
         manifest = result.result
-        manifest_path = target_dir(ctx.project_dir, read_project_yaml(ctx.project_dir)) / "manifest.json"
         raw = json.loads(manifest_path.read_text())
         self._remember(raw["metadata"]["invocation_id"], manifest)
         _save_pickle(manifest_path, raw["metadata"]["invocation_id"], manifest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -14,6 +15,17 @@ import yaml
 from ..errors import ProjectError
 
 CENSUS_VAR = "census_parquet_path"
+# What a dbt process needs of the environment besides the env_var() names the project
+# reads: dbt's own flags (never a credential), and what any process needs to run.
+PROCESS_ENV = ("PATH", "HOME", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "NO_COLOR", "DO_NOT_TRACK")
+DBT_FLAG_ENV = frozenset(f"DBT_{name}" for name in (
+    "ARTIFACT_STATE_PATH", "CACHE_SELECTED_ONLY", "DEBUG", "DEFER", "DEFER_STATE", "EMPTY", "FAIL_FAST",
+    "FAVOR_STATE", "INDIRECT_SELECTION", "INTROSPECT", "LOG_CACHE_EVENTS", "LOG_FILE_MAX_BYTES", "LOG_FORMAT",
+    "LOG_FORMAT_FILE", "LOG_LEVEL", "LOG_LEVEL_FILE", "LOG_PATH", "MACRO_DEBUGGING", "NO_PRINT", "PARTIAL_PARSE",
+    "PARTIAL_PARSE_FILE_DIFF", "POPULATE_CACHE", "PRINTER_WIDTH", "PROFILE", "QUIET", "SEND_ANONYMOUS_USAGE_STATS",
+    "SINGLE_THREADED", "STATE", "STATIC_PARSER", "STORE_FAILURES", "USE_COLORS", "USE_COLORS_FILE",
+    "USE_EXPERIMENTAL_PARSER", "USE_FAST_TEST_EDGES", "VERSION_CHECK", "WARN_ERROR", "WARN_ERROR_OPTIONS",
+))
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,20 @@ class DbtContext:
         """The whole environment dbt sees: this process's, with ``env_overrides()`` on top."""
         return {**os.environ, **self.env_overrides()}
 
+    def dbt_environment(self, env_var_names: set[str]) -> dict[str, str]:
+        """What dbt needs of ``environ()`` to build this project, and nothing else (no stray secrets):
+        the variables it reads with env_var(), dbt's flags, and the basics of any process."""
+        env = self.environ()
+        wanted = {*PROCESS_ENV, *DBT_FLAG_ENV, *env_var_names, *self.env_overrides()}
+        return {k: v for k, v in env.items() if k in wanted or k.startswith("DBT_ENV_CUSTOM_ENV_")}
+
+    def target_path(self) -> Path:
+        """dbt's target path for this context: one folder per database, target, profiles and vars,
+        so that runs on two databases never read each other's manifest."""
+        key = json.dumps([str(self.database_path), self.target, str(self.profiles_dir), dict(self.vars)],
+                         sort_keys=True, default=str)
+        return target_dir(self.project_dir, read_project_yaml(self.project_dir)) / f"ctx-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
     def duckdb_config(self) -> dict[str, str]:
         """The same settings for the engine's own connections."""
         return {"threads": self.env_overrides()["PLANWISE_DUCKDB_THREADS"], "memory_limit": self.env_overrides()["PLANWISE_DUCKDB_MEMORY_LIMIT"]}
@@ -56,7 +82,7 @@ class DbtContext:
             args += ["--vars", json.dumps(dict(self.vars), sort_keys=True, default=str)]
         if self.threads:
             args += ["--threads", str(self.threads)]
-        args += ["--target-path", str(target_dir(self.project_dir, read_project_yaml(self.project_dir)))]
+        args += ["--target-path", str(self.target_path())]
         return args
 
 
@@ -103,11 +129,12 @@ def _read_project_yaml(path: Path, project_dir: Path, version: int) -> dict[str,
 
 
 def target_dir(project_dir: Path, project_yaml: Mapping[str, Any]) -> Path:
-    """The engine's own dbt target path: ``<target-path>/planwise``.
+    """The engine's own dbt folder: ``<target-path>/planwise``, holding one target path per context.
 
     Kept apart from the project's target folder, so that a `dbt build` someone runs by
     hand (which rewrites target/manifest.json) does not cost the next setup a re-parse,
-    and setup's parses do not replace what the hand-run dbt left there.
+    and setup's parses do not replace what the hand-run dbt left there. Private (0700):
+    dbt writes rendered SQL and env_var() values into it.
     """
     target = project_yaml.get("target-path", "target")
     if "{{" in str(target):

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ..files import discarded, read_json
+from ..keys import keyed_digest
 from .graph import SetupGraph
 from .inputs import expand_paths, external_paths, format_location
 from .manifest import ENV_VAR_RE, Manifest, Node
 
 VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
 SHOWN_VALUE_LIMIT = 60
+KEYED_PREFIX = "hmac:"
 # Config keys that do not change a table's content.
 VOLATILE_CONFIG = {"docs", "meta", "tags", "persist_docs", "grants", "group", "access", "event_time"}
 
@@ -42,6 +45,11 @@ def _sha(data: bytes | str) -> str:
     return hashlib.sha256(data).hexdigest()[:20]
 
 
+def env_digest(name: str, value: str | None) -> str:
+    """What is kept of an environment variable's value: ``hmac:`` and a digest under the user's key."""
+    return "<unset>" if value is None else KEYED_PREFIX + keyed_digest("env", name, value)
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -52,6 +60,16 @@ class FileHasher:
     def __init__(self, cache: dict[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = cache if cache is not None else {}
         self.dirty = False
+
+    @classmethod
+    def load(cls, path: Path) -> "FileHasher":
+        """The hashes cached in ``path``; entries of the wrong shape are discarded (and hashed again)."""
+        stored = read_json(path, {})
+        cache = {k: v for k, v in stored.items()
+                 if isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) for x in v[:2])}
+        if len(cache) < len(stored):
+            discarded(path, f"{len(stored) - len(cache)} entries of the wrong shape")
+        return cls(cache)
 
     def derived(self, path: Path, kind: str, compute: Callable[[Path], Any]) -> Any:
         """Any value computed from a file's content, cached like its hash (JSON-able values)."""
@@ -156,10 +174,10 @@ class FingerprintCalculator:
         for name in sorted({name for code in codes for name in VAR_RE.findall(code)}):
             parts.update(self._var_parts(name))
         # env_var() is rendered when dbt runs the node: its value is an input like a var's.
-        # Only a digest is kept (values may be credentials).
+        # Only a keyed digest is kept (values may be credentials; a plain hash of a guessable
+        # one would give it away).
         for name in sorted({name for code in codes for name in ENV_VAR_RE.findall(code)}):
-            value = self.environ.get(name)
-            parts[f"env:{name}"] = "<unset>" if value is None else _sha(value)[:16]
+            parts[f"env:{name}"] = env_digest(name, self.environ.get(name))
         return parts
 
     def _var_parts(self, name: str) -> dict[str, str]:
@@ -211,6 +229,13 @@ def _shown_change(before: str | None, after: str | None) -> str:
     return f" ({before} -> {after})" if len(before) + len(after) < 2 * SHOWN_VALUE_LIMIT else ""
 
 
+def _unkeyed(before: str | None, after: str | None) -> bool:
+    """A digest recorded before digests were keyed (plain hex), compared with a keyed one."""
+    if before is None or after is None or before == "<unset>":
+        return False
+    return not before.startswith(KEYED_PREFIX) and after.startswith(KEYED_PREFIX)
+
+
 # How a changed part reads, by the part's kind (the text before the first ':' of its key).
 # Each phrase gets (what, label, before, after); ``label`` is ``what`` with unique ids made readable.
 # Node parts (built by Fingerprinter) and check parts (validation.fingerprint_parts) share this table.
@@ -218,7 +243,8 @@ _Phrase = Callable[[str, str, "str | None", "str | None"], str]
 _PHRASES: dict[str, _Phrase] = {
     "file": lambda what, label, b, a: f"file changed: {what}",
     "var": lambda what, label, b, a: f"var changed: {what}{_shown_change(b, a)}",
-    "env": lambda what, label, b, a: f"environment variable changed: {what}",
+    "env": lambda what, label, b, a: (f"environment variable changed: {what}" if not _unkeyed(b, a) else
+                                      f"environment variable {what}: its digest is now keyed (setup upgrade)"),
     "external": lambda what, label, b, a: f"input file changed: {what}",
     "upstream": lambda what, label, b, a: f"upstream changed: {label}",
     "macro": lambda what, label, b, a: f"macro changed: {label}",

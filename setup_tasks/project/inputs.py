@@ -13,6 +13,23 @@ from ..config import GLOB_CHARS
 from .manifest import Node
 
 QUOTED_RE = re.compile(r"""['"]([^'"]+)['"]""")
+# dbt-duckdb puts an external location into SQL between single quotes without escaping
+# them, pastes it as it is when it contains a parenthesis, and formats braces first.
+UNQUOTABLE = {"'": "a single quote", "(": "a parenthesis", ")": "a parenthesis", "{": "a brace", "}": "a brace",
+              "\n": "a line break", "\r": "a line break", "\0": "a NUL byte"}
+
+
+def sql_path_problem(path: str | Path) -> str | None:
+    """What in a path passed to dbt (the census var, an external location) it cannot quote safely, or None.
+
+    Such a path breaks the SQL at best, and at worst (``x' union all select * from 'y``)
+    adds rows no fingerprint tracks: setup refuses it rather than guess.
+    """
+    text = str(path)
+    for char, name in UNQUOTABLE.items():
+        if char in text:
+            return f"contains {name} ({char!r}), which dbt-duckdb would paste into SQL unescaped"
+    return None
 
 
 def first_ragged_row(path: Path, delimiter: str = ",") -> str | None:

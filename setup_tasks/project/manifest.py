@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ProjectError
+from ..keys import keyed_digest
 from .context import DbtContext, read_project_yaml
 
-STAMP_VERSION = 2
+STAMP_VERSION = 3
 # Default folders of a dbt project (dbt_project.yml may rename them).
 PATH_KEYS = {
     "model-paths": ["models"],
@@ -189,12 +190,8 @@ def _dbt_version() -> str:
         return "unknown"
 
 
-def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
-    """A digest that changes exactly when dbt's parse of the project could change.
-
-    Seed CSVs count by path only: their content does not change the parse (the
-    engine fingerprints it separately), so editing a seed costs no re-parse.
-    """
+def _read_project(ctx: DbtContext) -> tuple[bytes, set[str]]:
+    """A digest of every file dbt parses (seed CSVs by path only), and the env_var() names they use."""
     project_yaml = read_project_yaml(ctx.project_dir)
     digest = hashlib.sha256()
     env_names: set[str] = set()
@@ -206,6 +203,23 @@ def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
         content = path.read_bytes()
         digest.update(hashlib.sha256(content).digest())
         env_names.update(ENV_VAR_RE.findall(content.decode("utf-8", "replace")))
+    return digest.digest(), env_names
+
+
+def env_var_names(ctx: DbtContext) -> set[str]:
+    """Environment variables the project and its profile read with ``env_var('NAME')``."""
+    return _read_project(ctx)[1]
+
+
+def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
+    """A digest that changes exactly when dbt's parse of the project could change.
+
+    Seed CSVs count by path only: their content does not change the parse (the
+    engine fingerprints it separately), so editing a seed costs no re-parse. The
+    values of environment variables the project reads enter as keyed digests: the
+    stamp is kept on disk, and must not let a reader test guesses of a password.
+    """
+    files, env_names = _read_project(ctx)
     env = ctx.environ()
     context = {
         "version": STAMP_VERSION,
@@ -214,8 +228,9 @@ def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
         "vars": ctx.vars,
         "database": str(ctx.database_path),
         "profiles_dir": str(ctx.profiles_dir),
-        "env": {name: env.get(name) for name in sorted(env_names)},
+        "env": {name: None if env.get(name) is None else keyed_digest("env", name, env[name]) for name in sorted(env_names)},
         "selections": dict(selections),
     }
+    digest = hashlib.sha256(files)
     digest.update(json.dumps(context, sort_keys=True, default=str).encode())
     return digest.hexdigest()

@@ -1,22 +1,27 @@
 """Caches setup keeps beside the manifest: the parse stamp and resolved selections, graph answers.
 
 Every cache is rebuilt when it is missing, damaged, of the wrong shape or for
-another manifest: a cache can cost time, never correctness.
+another manifest: a cache can cost time, never correctness. Each context (database,
+target, profiles, vars) has its own folder under setup's dbt folder; the least
+recently parsed beyond ``KEPT_CONTEXTS`` are removed.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..project.context import DbtContext, read_project_yaml, target_dir
+from ..files import discarded, make_private_dir, read_json, write_json_atomic
+from ..project.context import DbtContext
 from ..project.graph import GraphMemo
 from ..project.manifest import Manifest, manifest_from_dict
-from ..files import read_json, write_json_atomic
 
 CACHE_FILE = "setup_cache.json"
 GRAPH_MEMO_FILE = "graph_memo.json"
+CACHE_VERSION = 2
+KEPT_CONTEXTS = 8
 
 
 @dataclass(frozen=True)
@@ -28,27 +33,32 @@ class ManifestCache:
 
     def load(self, stamp: str) -> Manifest | None:
         """The cached manifest when its stamp matches, else None (re-parse needed)."""
-        cache = read_json(self.path, {})
+        cache = read_json(self.path, {}, version=CACHE_VERSION)
         if cache.get("stamp") != stamp:
             return None
         raw = read_json(self.manifest_path, {})
         metadata = raw.get("metadata")
         if not isinstance(metadata, dict) or metadata.get("invocation_id") != cache.get("invocation_id"):
+            if raw:
+                discarded(self.manifest_path, "not the manifest of the last parse")
             return None  # manifest.json rewritten by someone else's dbt run, or damaged
         selections = cache.get("selections")
-        if not isinstance(selections, dict):
-            return None
         try:
-            return manifest_from_dict(raw, {k: tuple(v) for k, v in selections.items()})
-        except (KeyError, TypeError, AttributeError, ValueError):
+            return manifest_from_dict(raw, {k: tuple(map(str, v)) for k, v in selections.items()})
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            discarded(self.path if not isinstance(selections, dict) else self.manifest_path, f"wrong shape ({type(exc).__name__})")
             return None
 
     def save(self, stamp: str, raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]]) -> None:
+        make_private_dir(self.path.parent.parent)
+        make_private_dir(self.path.parent)
         write_json_atomic(self.path, {
+            "version": CACHE_VERSION,
             "stamp": stamp,
             "invocation_id": raw.get("metadata", {}).get("invocation_id"),
             "selections": {k: list(v) for k, v in selections.items()},
         })
+        prune_contexts(self.path.parent.parent, keep=self.path.parent)
 
     @property
     def graph_memo_path(self) -> Path:
@@ -56,16 +66,52 @@ class ManifestCache:
 
 
 def manifest_cache(ctx: DbtContext) -> ManifestCache:
-    tdir = target_dir(ctx.project_dir, read_project_yaml(ctx.project_dir))
+    tdir = ctx.target_path()
     return ManifestCache(tdir / CACHE_FILE, tdir / "manifest.json")
+
+
+def prune_contexts(base: Path, keep: Path) -> None:
+    """Remove what older versions and contexts not parsed lately left in setup's dbt folder.
+
+    Everything but the ``KEPT_CONTEXTS`` most recently parsed context folders goes: the
+    folder is setup's own, and a removed context only costs its next run a parse.
+    """
+    def parsed(folder: Path) -> float:
+        for path in (folder / CACHE_FILE, folder):  # a folder being parsed has no cache file yet
+            try:
+                return path.stat().st_mtime
+            except OSError:
+                continue
+        return 0.0
+
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return
+    contexts = sorted((e for e in entries if e.name.startswith("ctx-") and e.is_dir() and e != keep), key=parsed, reverse=True)
+    kept = {keep, *contexts[:KEPT_CONTEXTS - 1]}
+    for entry in entries:
+        if entry in kept:
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            pass
 
 
 def load_graph_memo(path: Path, manifest_id: str) -> GraphMemo:
     stored = read_json(path, {})
     answers = stored.get("answers")
-    if stored.get("manifest") != manifest_id or not isinstance(answers, dict):
+    if not stored or stored.get("manifest") != manifest_id:
         return GraphMemo(manifest_id)
-    return GraphMemo(manifest_id, {k: v for k, v in answers.items() if isinstance(v, list)})
+    if not isinstance(answers, dict) or not all(
+            isinstance(v, list) and all(isinstance(u, str) for u in v) for v in answers.values()):
+        discarded(path, "wrong shape")
+        return GraphMemo(manifest_id)
+    return GraphMemo(manifest_id, dict(answers))
 
 
 def save_graph_memo(path: Path, memo: GraphMemo) -> None:

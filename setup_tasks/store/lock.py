@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatabaseError, RunInProgressError
+from ..errors import RunInProgressError, cannot_write
 
 
 class RunLock:
@@ -45,10 +45,7 @@ class RunLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fh = self.path.open("a+")
         except OSError as exc:
-            raise DatabaseError(
-                f"cannot write the setup state directory {self.path.parent}: {exc.strerror}",
-                "make the database's directory writable or set database.path elsewhere",
-            ) from None
+            raise self._unwritable(exc) from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -56,11 +53,19 @@ class RunLock:
             text = fh.read().strip()
             fh.close()
             raise RunInProgressError(str(self.database), int(text) if text.isdigit() else None) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+        except OSError as exc:
+            fh.close()
+            raise self._unwritable(exc) from None
         self._fh = fh
+
+    def _unwritable(self, exc: OSError) -> Exception:
+        return cannot_write("the setup state directory", self.path.parent, exc,
+                            "set database.path (or DUCKDB_PATH) to a writable location")
 
     def release(self) -> None:
         if self._fh is not None:

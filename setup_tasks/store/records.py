@@ -14,7 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..files import read_json, write_json_atomic
+from ..errors import cannot_write
+from ..files import discarded, read_json, write_json_atomic
+
+RECORDS_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,13 @@ class BuildRecord:
     relation: tuple[str, str, str] | None = None
 
     def __post_init__(self) -> None:
+        """Refuse (TypeError) a record of the wrong shape read from a damaged file."""
+        if not isinstance(self.fingerprint, str) or not isinstance(self.parts, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.parts.items()):
+            raise TypeError("fingerprint and parts must be strings")
         if self.relation is not None:  # JSON gives a list
+            if not (isinstance(self.relation, (list, tuple)) and len(self.relation) == 3):
+                raise TypeError("relation must be (catalog, schema, name)")
             object.__setattr__(self, "relation", tuple(self.relation))
 
 
@@ -50,13 +59,19 @@ class BuildRecords:
 
     @classmethod
     def load(cls, path: Path) -> "BuildRecords":
-        raw = read_json(path, {})
+        raw = read_json(path, {}, version=RECORDS_VERSION)
+        stored = raw.get("records") or {}
+        if not isinstance(stored, dict):
+            discarded(path, "wrong shape")
+            stored = {}
         records = {}
-        for uid, rec in (raw.get("records") or {}).items():
+        for uid, rec in stored.items():
             try:
                 records[uid] = BuildRecord(**rec)
             except TypeError:
-                continue  # written by an incompatible version: treat as never built
+                continue  # of the wrong shape: treat as never built
+        if len(records) < len(stored):
+            discarded(path, f"{len(stored) - len(records)} record(s) of the wrong shape")
         return cls(path, records)
 
     def get(self, uid: str) -> BuildRecord | None:
@@ -92,7 +107,11 @@ class BuildRecords:
         self.save()
 
     def save(self) -> None:
-        write_json_atomic(self.path, {"version": 1, "records": {k: asdict(v) for k, v in self.records.items()}})
+        """Write the records; WriteError (one line, with the fix) when the disk refuses."""
+        try:
+            write_json_atomic(self.path, {"version": RECORDS_VERSION, "records": {k: asdict(v) for k, v in self.records.items()}})
+        except OSError as exc:
+            raise cannot_write("setup's build records", self.path, exc, "set database.path (or DUCKDB_PATH) elsewhere") from None
         self.dirty = False
 
 
