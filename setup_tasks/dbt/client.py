@@ -4,8 +4,15 @@ Same three calls either way: ``parse_project``, ``build_nodes``, ``run_tests``.
 The worker (``setup_tasks.dbt.worker``) is started on first use and reused by later
 runs until it has been idle for ``dbt.worker_idle_seconds``; 0 (or the environment
 variable ``PLANWISE_SETUP_WORKER=0``) keeps dbt in the doit process. If the worker
-cannot start or dies mid-request, the request runs here instead: never a failed
-setup for the sake of speed.
+cannot start, cannot be trusted, stops answering or dies mid-request, the request
+runs here instead, and one line says why: never a failed setup for the sake of speed.
+
+The worker lives in a private runtime directory: ``$XDG_RUNTIME_DIR/planwise-setup``
+when set, else ``$TMPDIR/planwise-setup-<uid>`` (or ``PLANWISE_SETUP_WORKER_DIR``).
+It is used only when it is the user's own, mode 0700 and not a symlink; files in it
+are opened relative to the verified directory without following symlinks, and the
+socket's listener must be the user's own uid (SO_PEERCRED). Requests carry only what
+dbt needs of the environment (``DbtContext.dbt_environment``), never all of it.
 """
 
 from __future__ import annotations
@@ -19,25 +26,32 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import errors
-from ..project.context import DbtContext
-from ..project.manifest import Node
+from ..files import NotPrivate, log, open_private_dir, open_private_file
+from ..project.context import PROCESS_ENV, DbtContext
+from ..project.manifest import Node, env_var_names
 from ..store.caches import manifest_cache
 from .invoke import InProcessDbt, NodeOutcome
-from .worker import context_to_dict
+from .worker import context_to_dict, peer_uid
 
 WORKER_ENV = "PLANWISE_SETUP_WORKER"
 WORKER_DIR_ENV = "PLANWISE_SETUP_WORKER_DIR"
 START_TIMEOUT = 90.0
 CANCEL_GRACE = 60.0
+# The worker says "alive" every few seconds while it runs or queues a request: this much
+# silence means it is stuck or gone.
+SILENCE_TIMEOUT = 45.0
+# What the worker process itself is started with (its requests bring dbt's environment).
+WORKER_START_ENV = (*PROCESS_ENV, "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 class WorkerUnavailable(Exception):
-    """The worker could not be reached or died; the caller runs dbt itself."""
+    """The worker could not be reached, trusted or kept answering; the caller runs dbt itself."""
 
 
 def code_version() -> str:
@@ -55,8 +69,15 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def worker_dir() -> Path:
-    return Path(os.environ.get(WORKER_DIR_ENV) or Path(tempfile.gettempdir()) / f"planwise-setup-{os.getuid()}")
+def runtime_dir() -> Path:
+    """Where the worker's socket, lock and log live (verified before use, see ``open_private_dir``)."""
+    override = os.environ.get(WORKER_DIR_ENV)
+    if override:
+        return Path(override)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
+        return Path(runtime) / "planwise-setup"
+    return Path(tempfile.gettempdir()) / f"planwise-setup-{os.getuid()}"
 
 
 class WorkerClient:
@@ -64,9 +85,16 @@ class WorkerClient:
 
     def __init__(self, idle_seconds: float, directory: Path | None = None) -> None:
         self.idle = idle_seconds
-        self.dir = directory or worker_dir()
-        self.version = code_version()
-        self.socket_path = self.dir / f"worker-{self.version}.sock"
+        self.dir = directory or runtime_dir()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @cached_property
+    def version(self) -> str:
+        return code_version()
+
+    @property
+    def socket_path(self) -> Path:
+        return self.dir / f"worker-{self.version}.sock"
 
     def request(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         sock = self._connect()
@@ -77,6 +105,7 @@ class WorkerClient:
             sock.close()
 
     def _events(self, sock: socket.socket, on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        sock.settimeout(SILENCE_TIMEOUT)
         reader = sock.makefile("r", encoding="utf-8")
         interrupted = False
         while True:
@@ -88,10 +117,21 @@ class WorkerClient:
                 interrupted = True
                 self._cancel(sock)
                 continue
+            except OSError:  # timed out: no word, not even "alive"
+                raise WorkerUnavailable(f"the worker said nothing for {SILENCE_TIMEOUT:.0f} s") from None
             if not line:
                 raise WorkerUnavailable("the worker went away mid-request")
-            event = json.loads(line)
-            if event.get("event") == "done":
+            try:
+                event = json.loads(line)
+            except ValueError:
+                raise WorkerUnavailable("the worker answered something that is not JSON") from None
+            kind = event.get("event")
+            if kind == "alive":
+                continue
+            if kind == "queued":
+                log.warning("waiting for the dbt worker: busy with %s", event.get("busy_with", "another request"))
+                continue
+            if kind == "done":
                 if interrupted or event.get("cancelled"):
                     raise KeyboardInterrupt
                 return event
@@ -105,43 +145,69 @@ class WorkerClient:
             pass
         sock.settimeout(CANCEL_GRACE)
 
+    def _open_dir(self) -> int:
+        try:
+            return open_private_dir(self.dir)
+        except NotPrivate as exc:
+            raise WorkerUnavailable(f"worker directory {exc}") from None
+        except OSError as exc:
+            raise WorkerUnavailable(f"worker directory {self.dir}: {exc.strerror or exc}") from None
+
     def _connect(self) -> socket.socket:
-        sock = self._try_connect()
-        if sock is not None:
-            return sock
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with (self.dir / f"worker-{self.version}.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time
+        directory = self._open_dir()
+        try:
             sock = self._try_connect()
-            if sock is None:
-                self._start()
-                sock = self._wait()
-            return sock
+            if sock is not None:
+                return sock
+            with os.fdopen(self._open_file(directory, "lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time
+                sock = self._try_connect()
+                if sock is None:
+                    self._start(directory)
+                    sock = self._wait()
+                return sock
+        finally:
+            os.close(directory)
+
+    def _open_file(self, directory: int, suffix: str) -> int:
+        name = f"worker-{self.version}.{suffix}"
+        try:
+            return open_private_file(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, directory)
+        except OSError as exc:  # a symlink planted there (ELOOP), or not ours
+            raise WorkerUnavailable(f"cannot use {self.dir / name}: {exc.strerror or exc}") from None
 
     def _try_connect(self) -> socket.socket | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(str(self.socket_path))
-            return sock
+            uid = peer_uid(sock)
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             return None
         except OSError as exc:
             sock.close()
             raise WorkerUnavailable(str(exc)) from None
+        if uid != os.getuid():
+            sock.close()  # nothing was sent: an impostor never sees a request
+            self.socket_path.unlink(missing_ok=True)
+            raise WorkerUnavailable(f"the worker socket {self.socket_path} was served by uid {uid}, not by you: removed it")
+        return sock
 
-    def _start(self) -> None:
+    def _start(self, directory: int) -> None:
         self.socket_path.unlink(missing_ok=True)  # left by a worker that died
-        log = (self.dir / f"worker-{self.version}.log").open("a")
+        log_fd = self._open_file(directory, "log")
         # The worker must run this very code (a checkout may differ from what is installed).
         package_root = str(Path(__file__).resolve().parent.parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "setup_tasks.dbt.worker", "--socket", str(self.socket_path), "--idle", str(self.idle)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True,
-            cwd=str(self.dir), env=env,
-        )
-        log.close()
+        env = {k: os.environ[k] for k in WORKER_START_ENV if k in os.environ}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "setup_tasks.dbt.worker", "--socket", str(self.socket_path), "--idle", str(self.idle)],
+                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, start_new_session=True,
+                cwd=str(self.dir), env=env,
+            )
+        finally:
+            os.close(log_fd)
 
     def _wait(self) -> socket.socket:
         deadline = time.monotonic() + START_TIMEOUT
@@ -149,7 +215,7 @@ class WorkerClient:
             sock = self._try_connect()
             if sock is not None:
                 return sock
-            if self.process.poll() is not None:
+            if self.process is not None and self.process.poll() is not None:
                 raise WorkerUnavailable(f"the worker exited with status {self.process.returncode}")
             time.sleep(0.05)
         raise WorkerUnavailable("the worker did not start in time")
@@ -176,18 +242,19 @@ class DbtClient:
         enabled = idle_seconds > 0 and os.environ.get(WORKER_ENV, "1") not in ("0", "false", "off")
         self.client = WorkerClient(idle_seconds) if enabled else None
         self.local = InProcessDbt()
-        self.notes: list[str] = []
 
     def _remote(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> Any:
         assert self.client is not None
-        payload = {**payload, "ctx": context_to_dict(payload["ctx"]), "env": dict(os.environ), "cwd": os.getcwd()}
+        ctx: DbtContext = payload["ctx"]
+        payload = {**payload, "ctx": context_to_dict(ctx), "env": ctx.dbt_environment(env_var_names(ctx)),
+                   "cwd": os.getcwd(), "who": f"setup of {ctx.database_path} (PID {os.getpid()})"}
         done = self.client.request(payload, on_event)
         if done.get("error"):
             _raise_remote(done["error"])
         return done.get("result")
 
     def _local_fallback(self, reason: Exception) -> None:
-        self.notes.append(f"warm worker unavailable ({reason}); dbt ran in this process")
+        log.warning("dbt runs in this process: the warm worker is not used (%s)", reason)
         self.client = None
 
     def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
@@ -225,8 +292,7 @@ class DbtClient:
                 elif kind == "log":
                     print(event["line"], flush=True)
 
-            payload = {"op": op, "ctx": ctx, "manifest_path": str(manifest_path), "quiet": quiet,
-                       "targets": [[n.unique_id, n.selector] for n in nodes]}
+            payload = {"op": op, "ctx": ctx, "quiet": quiet, "targets": [[n.unique_id, n.selector] for n in nodes]}
             try:
                 self._remote(payload, on_event)
                 return

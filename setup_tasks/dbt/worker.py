@@ -2,16 +2,21 @@
 
 Importing dbt and its first invocation cost about 4 s of every build, whatever the
 build is. The worker pays that once; each later build in the same session costs what
-dbt's own work costs. It serves one request at a time over a Unix socket (private to
-the user), holds no database open between requests, and exits after a quiet period.
-A worker only serves clients of the same code and dbt versions: each combination has
-its own socket.
+dbt's own work costs. It runs one request at a time (dbt runs on its main thread),
+holds no database open between requests, and exits after a quiet period. A worker
+only serves clients of the same code and dbt versions (each combination has its own
+socket), and of the same user: the client starts it in a verified private directory,
+and it answers only connections whose peer credentials (SO_PEERCRED) are its own uid.
 
     python -m setup_tasks.dbt.worker --socket PATH --idle 900     # started by the client
 
-The protocol is JSON lines: one request, then events (``start``, ``outcome``,
-``log``) and a final ``done``. A client that sends ``cancel`` or goes away cancels
-the dbt invocation, as Ctrl-C would.
+The protocol is JSON lines: one request, then events and a final ``done``. Events:
+``queued`` (another request runs: who it is), ``alive`` (every few seconds, so a
+client can tell a long build from a dead worker), ``start``, ``outcome``, ``log``. A
+client that sends ``cancel`` or goes away cancels its own request, as Ctrl-C would,
+and never another one: each request has its own cancel flag, the watcher of a finished
+request ends when its connection is shut down, and SIGINT interrupts dbt only while
+the cancelled request is the one running.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -30,7 +37,11 @@ from typing import Any, Callable
 
 from ..errors import SetupError
 from ..project.context import DbtContext
+from ..store.caches import manifest_cache
 from . import invoke
+
+HEARTBEAT_SECONDS = 5.0
+REQUEST_READ_SECONDS = 30.0  # a client that connects and says nothing is dropped
 
 
 class Target:
@@ -58,6 +69,12 @@ def context_from_dict(data: dict[str, Any]) -> DbtContext:
     )
 
 
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid
+
+
 class Connection:
     """One client connection: JSON lines in, JSON lines out (thread-safe sends)."""
 
@@ -80,104 +97,183 @@ class Connection:
     def receive(self) -> dict[str, Any] | None:
         try:
             line = self.reader.readline()
+            message = json.loads(line) if line.strip() else None
         except (OSError, ValueError):
             return None
-        return json.loads(line) if line.strip() else None
+        return message if isinstance(message, dict) else None
+
+    def close(self) -> None:
+        """Shut the socket down, so a thread blocked reading it wakes (close alone would not), then close."""
+        with self.lock:
+            self.open = False
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class Request:
+    """One request of one client, with its own cancel flag."""
+
+    def __init__(self, conn: Connection, message: dict[str, Any]) -> None:
+        self.conn = conn
+        self.message = message
+        self.who = str(message.get("who") or "another setup run")
+        self.cancelled = False
+        self.finished = False
 
 
 class Worker:
-    """Serves requests sequentially until idle for ``idle`` seconds."""
+    """Runs requests one at a time, on the main thread, until idle for ``idle`` seconds."""
 
     def __init__(self, socket_path: Path, idle: float) -> None:
         self.socket_path = socket_path
         self.idle = idle
         self.dbt = invoke.InProcessDbt()
-        self.busy = False
+        self.requests: queue.Queue[Request | None] = queue.Queue()
         self.state = threading.Lock()
+        self.current: Request | None = None
+        self.waiting: list[Request] = []
+        self.interruptible = False
+        self.main_thread = threading.main_thread().ident
+
+    # -- serving ----------------------------------------------------------------------------
 
     def serve(self) -> None:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.socket_path.unlink(missing_ok=True)
         server.bind(str(self.socket_path))
         os.chmod(self.socket_path, 0o600)
-        server.listen(8)
-        server.settimeout(self.idle)
+        server.listen(16)
+        threading.Thread(target=self.accept, args=(server,), daemon=True).start()
+        threading.Thread(target=self.heartbeat, daemon=True).start()
         try:
             while True:
                 try:
-                    sock, _ = server.accept()
-                except socket.timeout:
+                    request = self.requests.get(timeout=self.idle)
+                except queue.Empty:
                     return  # idle long enough: let the machine have its memory back
-                except KeyboardInterrupt:
-                    continue  # a cancel that arrived after its request finished
-                sock.settimeout(None)
-                if not self.handle(Connection(sock)):
+                if request is None:
                     return
+                self.run(request)
         finally:
             server.close()
             self.socket_path.unlink(missing_ok=True)
 
-    def handle(self, conn: Connection) -> bool:
-        """Answer one request; False when asked to shut down."""
-        try:
-            request = conn.receive()
-            if request is None:
-                return True
-            op = request.get("op")
-            if op == "hello":
-                conn.send({"event": "done", "result": {"pid": os.getpid()}})
-                return True
-            if op == "shutdown":
-                conn.send({"event": "done", "result": "bye"})
-                return False
-            self.run(request, conn)
-            return True
-        except KeyboardInterrupt:
-            return True
-        finally:
-            conn.open = False
-            conn.sock.close()
-
-    def run(self, request: dict[str, Any], conn: Connection) -> None:
-        """Run one dbt request in the client's environment, watching for a cancel."""
-        saved_env, saved_cwd = dict(os.environ), os.getcwd()
-        os.environ.clear()
-        os.environ.update(request.get("env") or saved_env)
-        os.chdir(request.get("cwd") or saved_cwd)
-        self.busy = True
-        threading.Thread(target=self.watch, args=(conn,), daemon=True).start()
-        try:
-            reply: dict[str, Any] = {"event": "done", "result": self.dispatch(request, conn)}
-        except KeyboardInterrupt:
-            reply = {"event": "done", "cancelled": True}
-        except SetupError as err:
-            reply = {"event": "done", "error": {"type": type(err).__name__, "cause": err.cause, "fix": err.fix}}
-        except Exception as exc:  # report, and stay up for the next request
-            reply = {"event": "done", "error": {"type": "crash", "cause": f"{type(exc).__name__}: {exc}", "fix": ""}}
-        finally:
-            self.finish(saved_env, saved_cwd)
-        conn.send(reply)
-
-    def finish(self, env: dict[str, str], cwd: str) -> None:
-        """Back to the worker's own environment, even if a late cancel lands meanwhile."""
+    def accept(self, server: socket.socket) -> None:
+        """Accept connections of this user only; each gets a thread that reads its request and then watches it."""
         while True:
             try:
-                with self.state:
-                    self.busy = False
-                os.environ.clear()
-                os.environ.update(env)
-                os.chdir(cwd)
-                return
-            except KeyboardInterrupt:
+                sock, _ = server.accept()
+            except OSError:
+                return  # the server closed
+            try:
+                mine = peer_uid(sock) == os.getuid()
+            except OSError:
+                mine = False
+            if not mine:
+                sock.close()  # another user's client: no answer at all
                 continue
+            threading.Thread(target=self.receive, args=(sock,), daemon=True).start()
 
-    def watch(self, conn: Connection) -> None:
-        """A cancel from the client, or the client going away, interrupts dbt like Ctrl-C."""
+    def receive(self, sock: socket.socket) -> None:
+        sock.settimeout(REQUEST_READ_SECONDS)
+        conn = Connection(sock)
         message = conn.receive()
+        sock.settimeout(None)
+        op = message.get("op") if message else None
+        if op not in ("parse", "build", "tests"):
+            if op == "hello":
+                conn.send({"event": "done", "result": {"pid": os.getpid()}})
+            elif op == "shutdown":
+                conn.send({"event": "done", "result": "bye"})
+                self.requests.put(None)
+            conn.close()
+            return
+        assert message is not None
+        request = Request(conn, message)
+        with self.state:
+            busy = self.current or (self.waiting[0] if self.waiting else None)
+            self.waiting.append(request)
+            if busy is not None:
+                conn.send({"event": "queued", "busy_with": busy.who})
+        self.requests.put(request)
+        self.watch(request)
+
+    def watch(self, request: Request) -> None:
+        """A cancel from the client, or the client going away, cancels this request (and only it).
+
+        Returns when the connection ends: the client's hang-up, or the worker shutting
+        the connection down after the reply (then the request is finished: nothing to cancel).
+        """
+        message = request.conn.receive()
         if message is None or message.get("op") == "cancel":
+            self.cancel(request)
+        while message is not None:  # read to the end, so the next message cannot be lost
+            message = request.conn.receive()
+
+    def cancel(self, request: Request) -> None:
+        with self.state:
+            if request.finished or request.cancelled:
+                return
+            request.cancelled = True
+            if self.current is request and self.interruptible:
+                signal.pthread_kill(self.main_thread, signal.SIGINT)
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """SIGINT interrupts dbt only while the request it runs for is cancelled (a late one is ignored)."""
+        current = self.current
+        if self.interruptible and current is not None and current.cancelled:
+            raise KeyboardInterrupt
+
+    def heartbeat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
             with self.state:
-                if self.busy:
-                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                connections = [r.conn for r in ([self.current] if self.current else []) + self.waiting]
+            for conn in connections:
+                conn.send({"event": "alive"})
+
+    # -- running one request -------------------------------------------------------------------
+
+    def run(self, request: Request) -> None:
+        """Run one request in its client's environment; always answer it (unless it was cancelled while queued)."""
+        with self.state:
+            self.waiting.remove(request)
+            if request.cancelled:
+                request.finished = True
+            else:
+                self.current = request
+        if request.finished:
+            request.conn.close()
+            return
+        saved_env, saved_cwd = dict(os.environ), os.getcwd()
+        try:
+            try:
+                os.environ.update(request.message.get("env") or {})
+                os.chdir(request.message.get("cwd") or saved_cwd)
+                self.interruptible = True
+                try:
+                    result = self.dispatch(request.message, request.conn)
+                finally:
+                    self.interruptible = False
+                reply: dict[str, Any] = {"event": "done", "result": result}
+            except KeyboardInterrupt:
+                reply = {"event": "done", "cancelled": True}
+            except SetupError as err:
+                reply = {"event": "done", "error": {"type": type(err).__name__, "cause": err.cause, "fix": err.fix}}
+            except Exception as exc:  # report, and stay up for the next request
+                reply = {"event": "done", "error": {"type": "crash", "cause": f"{type(exc).__name__}: {exc}", "fix": ""}}
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            os.chdir(saved_cwd)
+            with self.state:
+                self.current = None
+                request.finished = True
+        request.conn.send(reply)
+        request.conn.close()
 
     def dispatch(self, request: dict[str, Any], conn: Connection) -> Any:
         ctx = context_from_dict(request["ctx"])
@@ -188,13 +284,12 @@ class Worker:
         on_outcome: Callable[[Any], None] = lambda o: conn.send({"event": "outcome", **asdict(o)})
         on_start: Callable[[str], None] = lambda uid: conn.send({"event": "start", "unique_id": uid})
         log = None if request.get("quiet", True) else (lambda line: conn.send({"event": "log", "line": line}))
-        manifest_path = Path(request["manifest_path"])
+        # Only the manifest this worker's own parses cached for the context: a request names no file.
+        manifest_path = manifest_cache(ctx).manifest_path
         if request["op"] == "build":
             self.dbt.build_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), on_start, log)
-        elif request["op"] == "tests":
-            self.dbt.run_tests(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), log)
         else:
-            raise ValueError(f"unknown request {request['op']!r}")
+            self.dbt.run_tests(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), log)
         return None
 
 
@@ -203,11 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", type=Path, required=True)
     parser.add_argument("--idle", type=float, default=900.0)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    worker = Worker(args.socket, args.idle)
+    signal.signal(signal.SIGINT, worker.on_sigint)
     started = time.perf_counter()
     invoke.warm_up()
     print(f"worker {os.getpid()} ready in {time.perf_counter() - started:.1f}s on {args.socket}", flush=True)
-    Worker(args.socket, args.idle).serve()
+    worker.serve()
     return 0
 
 
