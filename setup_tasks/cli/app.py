@@ -6,6 +6,8 @@ globals. The Python API makes its own ``App`` per call. Settings load when doit
 reads DOIT_CONFIG (doit's own state file lives beside the database), the engine
 when the first task creator needs it. Ctrl-C ends a command-line run with status
 130 and one line, after doit has saved the state of every task completed so far.
+Notes of the layers below (the ``setup_tasks`` logger) are shown as dim lines, and a
+state file the disk refuses to write is one line and exit 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
@@ -22,10 +25,13 @@ from doit.exceptions import InvalidDodoFile
 
 from ..config import Settings, load_settings
 from ..engine.engine import Engine
-from ..errors import SetupError
+from ..errors import SetupError, cannot_write
+from ..files import log, make_private_dir, sweep_temps
 from ..naming import Translator
 from ..ops.run_report import write_run_report
 from ..validation.scope import ValidationScope
+from .doit_state import as_os_error, damage, guard_writes, move_aside
+from .notes import cli_verbosity, show_notes
 
 EXIT_INTERRUPTED = 130
 
@@ -59,6 +65,9 @@ class App:
         self._engine: Engine | None = engine
         self._load_error: SetupError | None = None
         self._validation: ValidationScope | None = None
+        self.note_sink: Callable[[str], None] | None = None  # the reporter, once it runs
+        self.state_error: SetupError | None = None  # doit's state could not be written
+        self.dep_file: Path | None = None
 
     # -- what the run works on --------------------------------------------------------------
 
@@ -90,6 +99,7 @@ class App:
         Tasks are then defined anyway and fail with the reason when run, so `doit status`
         can still report (exit 1) and every other command names the cause.
         """
+        self.guard_state()
         try:
             return self.engine()
         except SetupError:
@@ -171,14 +181,14 @@ class App:
         if self.interrupted:
             return EXIT_INTERRUPTED
         if self.run_failed is not None:
-            return int(self.run_failed)
+            return int(self.run_failed or self.state_error is not None)
         engine = self._engine
         if engine is None:
             return 0
         fail_on = engine.settings.validation.fail_on
         failed = any(not o.ok for o in engine.run.outcomes.values()) or any(
             c.blocking(fail_on) for c in self.check_results.values())
-        return int(failed)
+        return int(failed or self.state_error is not None)
 
     def _at_exit(self) -> None:
         self.write_report(self.exit_code())
@@ -199,30 +209,76 @@ class App:
         os._exit(EXIT_INTERRUPTED)
 
     def install_process_hooks(self) -> None:
-        """Command line only: Ctrl-C outside actions, and the report written when the process ends."""
+        """Command line only: Ctrl-C outside actions, notes shown, the report written when the process ends."""
         if self.mode != "cli" or getattr(sys.excepthook, "__self__", None) is self:
             return
         self._previous_hook = sys.excepthook
         sys.excepthook = self._excepthook
+        show_notes(self.show_note, cli_verbosity(sys.argv[1:]))
         atexit.register(self._at_exit)
+
+    def show_note(self, text: str) -> None:
+        """One of setup's notes: through the reporter when it runs, else on stderr."""
+        if self.note_sink is not None:
+            self.note_sink(text)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    # -- doit's state file ------------------------------------------------------------------------
+
+    def guard_state(self) -> None:
+        """Inside a doit command: a write of doit's state the disk refuses becomes ``state_error``."""
+        guard_writes(self.state_write_failed)
+
+    def state_write_failed(self, exc: Exception) -> None:
+        """doit could not write its state (disk full, read-only): one line, and the run ends with exit 1."""
+        if self.state_error is not None:
+            return
+        path = self.dep_file or self.settings.state_dir / "doit.sqlite"
+        self.state_error = cannot_write("doit's state", path, as_os_error(exc, path),
+                                        "set database.path (or DUCKDB_PATH) to a writable location")
+        sys.stdout.flush()
+        sys.stderr.write(f"error: {self.state_error.one_line()}\n")
+        sys.stderr.flush()
+
+    def _dep_file(self, state_dir: Path) -> Path:
+        """doit's state file, moved aside first when it is damaged (its tasks then count as forgotten)."""
+        path = state_dir / "doit.sqlite"
+        problem = damage(path)
+        if problem is None:
+            return path
+        try:
+            aside = move_aside(path)
+        except OSError as exc:
+            fresh = Path(tempfile.mkdtemp(prefix="planwise-doit-")) / "doit.sqlite"
+            log.warning("doit's state %s is damaged (%s) and cannot be moved aside (%s): this run uses an empty one, "
+                        "so every task counts as forgotten", path, problem, exc.strerror)
+            return fresh
+        log.warning("doit's state %s was damaged (%s): moved aside to %s; its tasks count as forgotten and rebuild",
+                    path, problem, aside.name)
+        return path
 
     # -- doit ---------------------------------------------------------------------------------
 
     def doit_config(self, reporter: type) -> dict[str, Any]:
-        """DOIT_CONFIG: default task, the reporter, and doit's state kept per database."""
+        """DOIT_CONFIG: default task, the reporter, and doit's state kept per database (private: 0700)."""
         state_dir = self.settings.state_dir
         try:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(state_dir.parent)
+            make_private_dir(state_dir)
         except OSError as exc:
             raise InvalidDodoFile(
                 f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
                 "fix: set database.path (or DUCKDB_PATH) to a writable location"
             ) from None
         self.install_process_hooks()
+        sweep_temps(state_dir)  # left by a run killed while writing
+        self.dep_file = self._dep_file(state_dir)
         return {
             "default_tasks": ["setup"],
             "reporter": reporter,
-            "dep_file": str(state_dir / "doit.sqlite"),
+            "dep_file": str(self.dep_file),
             "backend": "sqlite3",
             "verbosity": 1,
             # setup.fail_fast: false keeps building what does not depend on a failure (doit --continue).

@@ -28,6 +28,7 @@ def status_action(app: App, values_of: ValuesOf) -> TaskFailed | None:
 
 
 def status_task(app: App) -> TaskDict:
+    app.guard_state()
     return {"actions": [app.action(status_action, app, values_in_run)], "verbosity": 2}
 
 

@@ -1,7 +1,16 @@
-"""doit's own state file (its dependency manager): the one place that reads or forgets a task's saved values."""
+"""doit's own state file (its dependency manager): reading and forgetting a task's saved values, and keeping the file healthy.
+
+doit opens its state file before any of setup's code runs and writes it when tasks
+fail and when the run closes. A damaged file (truncated, garbage) is moved aside
+before doit opens it: its tasks then count as forgotten, which rebuilds them and never
+loses a table. A write the disk refuses (full, read-only) goes to the app as one line
+instead of ending the run with a traceback.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -40,3 +49,94 @@ def saved_values(doit_config: Mapping[str, Any]) -> Iterator[ValuesOf]:
         yield lambda name: dep.get_values(name) or {}
     finally:
         dep.close()
+
+
+def damage(path: Path) -> str | None:
+    """Why doit's sqlite state file cannot be read (``file is not a database``...), or None when it can
+    (or is missing, or cannot be opened for reasons other than its content)."""
+    import sqlite3
+
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            (result,) = con.execute("PRAGMA quick_check").fetchone()
+            if result == "ok":
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.OperationalError:  # locked, unreadable: not a matter of its content
+        return None
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if result == "ok" else str(result)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged state file out of doit's way (kept for whoever wants to look at it)."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, aside)
+    for suffix in ("-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return aside
+
+
+class _GuardedBackend:
+    """doit's state backend, with writes the disk refuses handed to ``on_error``."""
+
+    def __init__(self, backend: Any, on_error: Callable[[Exception], None]) -> None:
+        self._backend = backend
+        self._on_error = on_error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def _guard(self, name: str, *args: Any) -> None:
+        import sqlite3
+
+        try:
+            getattr(self._backend, name)(*args)
+        except (sqlite3.Error, OSError) as exc:
+            self._on_error(exc)
+
+    def dump(self) -> None:
+        self._guard("dump")
+
+    def remove(self, task_id: str) -> None:
+        self._guard("remove", task_id)
+
+    def remove_all(self) -> None:
+        self._guard("remove_all")
+
+
+def guard_writes(on_error: Callable[[Exception], None]) -> None:
+    """Inside a doit command: send the state file's refused writes to ``on_error`` (once per command)."""
+    from doit import Globals
+
+    manager = Globals.dep_manager
+    if manager is None or isinstance(manager.backend, _GuardedBackend):
+        return
+    manager.backend = _GuardedBackend(manager.backend, on_error)
+    manager.remove = manager.backend.remove
+    manager.remove_all = manager.backend.remove_all
+
+
+def as_os_error(exc: Exception, path: Path) -> OSError:
+    """An sqlite3 write error as the OSError it stands for (disk full, read-only), to phrase its fix."""
+    import errno
+
+    if isinstance(exc, OSError):
+        return exc
+    text = str(exc).lower()
+    if "full" in text:
+        code = errno.ENOSPC
+    elif "readonly" in text or "read-only" in text:
+        try:
+            read_only = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        code = errno.EROFS if read_only else errno.EACCES
+    else:
+        return OSError(errno.EIO, str(exc), str(path))
+    return OSError(code, os.strerror(code), str(path))

@@ -15,24 +15,23 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any
 
-from doit.exceptions import UnmetDependency
+from doit.exceptions import TaskFailed, UnmetDependency
 
 from ..engine.engine import Engine, Outcome
 from .app import App
+from .notes import cli_verbosity
+
+__all__ = ["SetupReporter", "cli_verbosity", "reporter_for"]
 
 
-def cli_verbosity(argv: Sequence[str], default: int = 1) -> int:
-    """doit's -v/--verbosity from a command line (doit does not hand it to reporters)."""
-    for i, arg in enumerate(argv):
-        if arg in ("-v", "--verbosity") and i + 1 < len(argv) and argv[i + 1].isdigit():
-            return int(argv[i + 1])
-        if arg.startswith("--verbosity="):
-            return int(arg.split("=", 1)[1] or default)
-        if arg.startswith("-v") and arg[2:].isdigit():
-            return int(arg[2:])
-    return default
+def exception_line(fail: Any) -> str:
+    """The last line of an unexpected exception's traceback (``ValueError: ...``): a task that crashed says why."""
+    if isinstance(fail, TaskFailed):
+        return ""
+    lines = "".join(getattr(fail, "traceback", None) or ()).strip().splitlines()
+    return lines[-1].strip() if lines else ""
 
 
 class Style:
@@ -81,6 +80,7 @@ class SetupReporter:
 
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
         self.engine = self.app.current_engine
+        self.app.note_sink = self.note
         if self.engine is not None:
             self.engine.quiet = self.verbosity < 2
             self.engine.listeners.append(self.on_engine_event)
@@ -107,6 +107,9 @@ class SetupReporter:
             return
         self.counts["failed"] += 1
         message = " ".join(str(getattr(fail, "message", fail)).split())
+        cause = exception_line(fail)
+        if cause:
+            message = f"{message}: {cause}"
         self.failures.append((task.name, message))
         self._line(self.style("✗", "red"), task.name, self.style(message, "red"), always=True)
 
@@ -136,12 +139,18 @@ class SetupReporter:
             self._write(self.app.interrupted_message() + "\n", always=True)
             return
         failed = bool(self.failures)
-        if self.verbosity == 0 and not failed:
+        if self.verbosity == 0 and not failed and self.app.state_error is None:
             return
         for name, message in self.failures:
             if name == "doit":
                 self._write(f"error: {message}\n", always=True)
         self._write(self.summary() + "\n", always=True)
+        if self.app.state_error is not None and not failed and self.app.mode == "cli":
+            raise SystemExit(1)  # the state was not saved (its line is above): not a success
+
+    def note(self, text: str) -> None:
+        """One of setup's notes (``cli.notes``), dim."""
+        self._write(self.style(text, "dim") + "\n", always=True)
 
     # -- engine events: progress inside one batched dbt invocation -----------------
 

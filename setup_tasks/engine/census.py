@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from ..config.schema import default_of, limits
 from ..errors import CensusError
+from ..files import sweep_temps, temp_path
 from ..store.database import duckdb, memory_connection  # duckdb (lazy) only for duckdb.Error
 
 GENERATOR_VERSION = 1
@@ -294,25 +295,22 @@ def _write_atomically(path: Path, select_sql: str, provenance: dict[str, Any]) -
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CensusError(f"cannot create census directory {path.parent}: {exc.strerror}", "choose a writable census path") from None
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    metadata = _sql_string(json.dumps(provenance, sort_keys=True))
+    sweep_temps(path.parent, path.name)  # of generations killed before they finished (kill -9)
+    temporary = temp_path(path)
+    # Paths and values are bound, never pasted into the SQL.
     copy = (
-        f"COPY ({select_sql}) TO {_sql_string(str(temporary))} "
-        f"(FORMAT parquet, COMPRESSION snappy, KV_METADATA {{{PROVENANCE_KEY}: {metadata}}})"
+        f"COPY ({select_sql}) TO $path "
+        f"(FORMAT parquet, COMPRESSION snappy, KV_METADATA {{{PROVENANCE_KEY}: $provenance}})"
     )
     try:
         with memory_connection() as con:
             con.execute("SET enable_progress_bar = false")
-            con.execute(copy)
+            con.execute(copy, {"path": str(temporary), "provenance": json.dumps(provenance, sort_keys=True)})
         os.replace(temporary, path)
     except (duckdb.Error, OSError) as exc:
         raise CensusError(f"cannot write census {path}: {exc}", "check free space and permissions of its directory") from None
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class _Draws:
@@ -513,11 +511,10 @@ def inspect_census(path: Path) -> CensusInfo:
     path = Path(path)
     if not path.is_file():
         raise CensusError(f"census file {path} does not exist", "generate one (census.generate: true) or set census.path")
-    source = _sql_string(str(path))
     try:
         with memory_connection() as con:
-            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({source})").fetchall()
-            (rows,) = con.execute(f"SELECT count(*) FROM read_parquet({source})").fetchone()
+            described = con.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}).fetchall()
+            (rows,) = con.execute("SELECT count(*) FROM read_parquet($path)", {"path": str(path)}).fetchone()
     except duckdb.Error as exc:
         raise CensusError(f"census file {path} is not readable parquet: {exc}", "export the census as parquet") from None
     columns = {row[0]: row[1] for row in described}

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..dbt.client import DbtClient
-from ..errors import CensusError, DatabaseError, DatabaseLockedError, SetupError
+from ..errors import CensusError, DatabaseError, DatabaseLockedError, SetupError, WriteError
 from ..project.context import dbt_context
 from ..project.fingerprints import FileHasher, Fingerprint
-from ..project.inputs import first_ragged_row
+from ..project.inputs import first_ragged_row, sql_path_problem
 from ..project.manifest import Node
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
-from ..files import read_json, write_json_atomic
+from ..files import write_json_atomic
 from ..store.lock import RunLock
 from ..store.records import BuildRecord, BuildRecords, new_build_id
 from .census import inspect_census
@@ -32,6 +32,7 @@ from .definitions import Definitions
 from .staleness import NodeStatus, Staleness
 
 Listener = Callable[[str, dict[str, Any]], None]
+DISK_FULL = ("No space left on device", "disk is full", "Disk quota exceeded")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class Engine:
         self.records = BuildRecords.load(state_dir / "records.json")
         self.lock = RunLock(state_dir / "run.lock", self.db_path)
         self._hash_cache_path = state_dir / "file_hashes.json"
-        self.hasher = FileHasher(read_json(self._hash_cache_path, {}))
+        self.hasher = FileHasher.load(self._hash_cache_path)
         self.contents = ContentsView(self.db, self.lock, state_dir / "db_contents.json", self._signed_keys)
         self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher)
         self.census = CensusOwner(settings, self.definitions, self.hasher)
@@ -105,7 +106,7 @@ class Engine:
         try:
             self.records.flush()
             self.contents.save()
-        except OSError:
+        except (OSError, SetupError):
             pass  # unacknowledged records only make `doit forget` of them a no-op; a lost copy costs a read
         self.definitions.save()
         if self.hasher.dirty:
@@ -294,6 +295,15 @@ class Engine:
     def _external_input_problem(self, source: Node) -> str | None:
         location = source.external_location or ""
         paths = self.definitions.external_inputs(source.unique_id)
+        census = Path(self.settings.census.path)
+        problem = sql_path_problem(census)
+        if problem and any(p.resolve() == census.resolve() for p in paths):
+            return CensusError(f"census path {census} {problem}",
+                               "rename or move the file so that its path has none of ' ( ) { }, and set census.path "
+                               "(or CENSUS_PATH) to it").one_line()
+        if "(" not in location and not location.startswith("'") and "'" in location:
+            return CensusError(f"input location {location} of source {source.name} {sql_path_problem(location)}",
+                               "rename or move the file so that its path has no quote").one_line()
         missing = [p for p in paths if not p.exists()]
         if not paths or missing:
             where = missing[0] if missing else location
@@ -335,6 +345,11 @@ class Engine:
         holder = lock_holder(result.message) if status == "error" else None
         if holder:  # someone took the file between our check and dbt's connection
             message = DatabaseLockedError(str(self.db_path), holder).one_line()
+        elif status == "error" and any(s in result.message for s in DISK_FULL):
+            message = WriteError(
+                f"{self.label(result.unique_id)} failed: {result.message}",
+                f"free space on the disk holding {self.db_path.parent} and run again; the table built before is kept",
+            ).one_line()
         elif status == "error":
             node = self.node(result.unique_id)
             message = (
@@ -345,15 +360,18 @@ class Engine:
 
     def _set(self, outcome: Outcome) -> None:
         with self._record_lock:
-            self.run.outcomes[outcome.unique_id] = outcome
             if outcome.ok:
                 fp = self.fingerprints()[outcome.unique_id]
                 relation = self.node(outcome.unique_id).relation
-                self.records.put(
-                    outcome.unique_id,
-                    BuildRecord(fp.digest, dict(fp.parts), time.time(), outcome.seconds, self.run.build_id, outcome.rows,
-                                relation=relation.key() if relation is not None else None),
-                )
+                try:
+                    self.records.put(
+                        outcome.unique_id,
+                        BuildRecord(fp.digest, dict(fp.parts), time.time(), outcome.seconds, self.run.build_id, outcome.rows,
+                                    relation=relation.key() if relation is not None else None),
+                    )
+                except WriteError as err:  # the table is built; without its record the next run builds it again
+                    outcome = Outcome(outcome.unique_id, "error", f"built, but {err.one_line()}", outcome.seconds, outcome.rows)
+            self.run.outcomes[outcome.unique_id] = outcome
         self._emit("node", {"unique_id": outcome.unique_id, "outcome": outcome})
 
     def _sign(self, uids: list[str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 from ..engine.engine import Engine
 from ..engine.staleness import NodeStatus
 from ..naming import Translator
-from ..files import write_text_atomic
+from ..files import SHARED, write_text_atomic
 from .run_report import task_names
 
 # state -> (Mermaid classDef style, DOT fill colour)
@@ -132,6 +132,6 @@ def graph_paths(engine: Engine, out_dir: str = "") -> tuple[Path, Path]:
 
 def write_graph(engine: Engine, diagram: Diagram, out_dir: str = "") -> tuple[Path, Path]:
     mmd, dot = graph_paths(engine, out_dir)
-    write_text_atomic(mmd, diagram.mermaid())
-    write_text_atomic(dot, diagram.dot())
+    write_text_atomic(mmd, diagram.mermaid(), SHARED)  # for people to open and share: not private
+    write_text_atomic(dot, diagram.dot(), SHARED)
     return mmd, dot

@@ -18,9 +18,9 @@ from typing import Any, Mapping
 
 from ..engine.engine import Engine, Outcome
 from ..engine.staleness import NodeStatus
-from ..errors import SetupError
+from ..errors import cannot_write
+from ..files import discarded, write_json_atomic, write_text_atomic
 from ..naming import Translator
-from ..files import write_json_atomic, write_text_atomic
 from ..validation.results import CheckResult, summarize
 
 REPORT_VERSION = 1
@@ -137,12 +137,12 @@ def write_run_report(engine: Engine, checks: Mapping[str, CheckResult], translat
     path, history = engine.settings.report.path, engine.settings.report.history_path
     try:
         write_json_atomic(path, report)
+    except OSError as exc:
+        raise cannot_write("the run report", path, exc, "set report.path to a writable location") from None
+    try:
         append_history(history, history_entry(report))
     except OSError as exc:
-        raise SetupError(
-            f"cannot write the run report {exc.filename or path}: {exc.strerror}",
-            "set report.path and report.history_path to a writable location",
-        ) from None
+        raise cannot_write("the run history", history, exc, "set report.history_path to a writable location") from None
     return path
 
 
@@ -150,9 +150,9 @@ def write_run_report(engine: Engine, checks: Mapping[str, CheckResult], translat
 
 
 def read_history(path: Path | None) -> list[dict[str, Any]]:
-    """Runs in the history, oldest first; unreadable lines are skipped."""
+    """Runs in the history, oldest first; unreadable lines are skipped (and dropped by the next append)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines() if path else []
+        lines = path.read_bytes().splitlines() if path else []
     except OSError:
         return []
     runs = []
@@ -160,9 +160,11 @@ def read_history(path: Path | None) -> list[dict[str, Any]]:
         try:
             entry = json.loads(line)
         except ValueError:
-            continue
+            entry = None
         if isinstance(entry, dict):
             runs.append(entry)
+    if len(runs) < len(lines) and path is not None:
+        discarded(path, f"{len(lines) - len(runs)} unreadable line(s)")
     return runs
 
 

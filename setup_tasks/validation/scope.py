@@ -15,10 +15,21 @@ from ..config import ValidationSettings, thaw
 from ..engine.engine import Engine
 from ..project.fingerprints import explain
 from .catalog import load_checks
-from ..files import read_json, write_json_atomic
+from ..files import discarded, read_json, write_json_atomic
 from .framework import Check, Environment
 from .project import Project, input_state, names_table
 from .results import CheckResult, ValidationSummary, summarize
+
+
+def _read_memo(path: Path) -> dict[str, Any]:
+    """The passing results a check's last failed run kept, or {} when the file is missing or of the wrong shape."""
+    memo = read_json(path, {})
+    results = memo.get("results", [])
+    if memo and not (isinstance(memo.get("parts", {}), dict) and isinstance(results, list)
+                     and all(isinstance(r, dict) for r in results)):
+        discarded(path, "wrong shape")
+        return {}
+    return memo
 
 
 def setting_value(validation: ValidationSettings, dotted: str) -> Any:
@@ -128,7 +139,7 @@ class ValidationScope:
         parts = self.parts(check)
         memo = self.failed_run_memo(check)
         env = Environment(self.validation, self.engine.db, self.project, self.engine,
-                          previous or read_json(memo, {}))
+                          previous or _read_memo(memo))
         results = check.run(env)
         self.record(results)
         blocking = [r for r in results if r.blocking(self.validation.fail_on)]
