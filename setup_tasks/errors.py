@@ -84,7 +84,7 @@ def cannot_write(what: str, path: str | Path, exc: OSError, elsewhere: str) -> W
 
     ``elsewhere`` is the other way out (``set database.path elsewhere``).
     """
-    place = Path(exc.filename or path)
+    place = Path(path)  # not exc.filename: that may be the temporary file the write went to
     folder = place if place.is_dir() else place.parent
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
