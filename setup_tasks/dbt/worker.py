@@ -300,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     worker = Worker(args.socket, args.idle)
     signal.signal(signal.SIGINT, worker.on_sigint)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # ends serve(): its socket is removed
     started = time.perf_counter()
     invoke.warm_up()
     print(f"worker {os.getpid()} ready in {time.perf_counter() - started:.1f}s on {args.socket}", flush=True)
