@@ -12,7 +12,7 @@ import pytest
 # (tests/test_worker.py): no worker outlives the suite.
 os.environ["PLANWISE_SETUP_WORKER"] = "0"
 
-from factories import Pristine, Workspace, build_pristine, write_shop_project  # noqa: E402
+from factories import Workspace, write_shop_project  # noqa: E402
 
 
 @pytest.fixture
@@ -45,9 +45,3 @@ def built_shop(shop_template: tuple[Path, Path]) -> Workspace:
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(pristine, root, symlinks=True)
     return Workspace(root)
-
-
-@pytest.fixture(scope="session")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
-    """The shop workspace built once per session (see ``factories.Pristine``); ``.restore()`` for a copy."""
-    return build_pristine(tmp_path_factory.mktemp("pristine"))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -70,7 +69,6 @@ class Workspace:
     """A fixture dbt project, its setup config and its database, all under ``root``."""
 
     root: Path
-    database: str = "warehouse.duckdb"  # relative to root, as database.path in its config
 
     @property
     def project(self) -> Path:
@@ -82,7 +80,7 @@ class Workspace:
 
     @property
     def db_path(self) -> Path:
-        return self.root / self.database
+        return self.root / "warehouse.duckdb"
 
     def seed(self, name: str, text: str) -> None:
         (self.project / "seeds" / f"{name}.csv").write_text(text)
@@ -95,7 +93,7 @@ class Workspace:
 
     def write_config(self, **sections: Mapping[str, Any]) -> None:
         config: dict[str, Any] = {
-            "database": {"path": self.database},
+            "database": {"path": "warehouse.duckdb"},
             "dbt": {"project_dir": "proj", "vars": {"fx_rate": 2, "events_path": str(self.root / "events.csv")},
                     "foundation_selection": "stg_customer_orders"},
             "census": {"path": "census.parquet", "generate": False},
@@ -157,8 +155,8 @@ def parse_json_report(stdout: str) -> dict[str, str]:
     return {task["name"]: task["result"] for task in report.get("tasks", [])}
 
 
-def write_shop_project(root: Path, ws: Workspace | None = None) -> Workspace:
-    ws = ws or Workspace(root)
+def write_shop_project(root: Path) -> Workspace:
+    ws = Workspace(root)
     proj = ws.project
     (proj / "seeds").mkdir(parents=True)
     (proj / "models" / "staging").mkdir(parents=True)
@@ -179,54 +177,6 @@ def write_shop_project(root: Path, ws: Workspace | None = None) -> Workspace:
     (root / "events.csv").write_text(EVENTS_CSV)
     ws.write_config()
     return ws
-
-
-# -- one built workspace, restored for each test that damages it ------------------------------
-
-SECRET = "s3cr3t-Pa55w0rd-9f1c2b"  # what a user keeps in an environment variable a model reads
-
-
-@dataclass
-class Pristine:
-    """A shop workspace built once (``copy``), restored at ``live`` for each test: the same absolute
-    path and mtimes, so an undamaged restore is a no-op run that needs no dbt.
-
-    Its database is in ``db/`` (a folder a test can mount over); a model reads the secret
-    ``SHOP_API_TOKEN`` with env_var(), and a warning check samples personal rows into the report.
-    Runs must pass ``env`` (the secret), or the model counts as changed.
-    """
-
-    live: Path
-    copy: Path
-    tables: dict[str, list[tuple[Any, ...]]]
-    env: dict[str, str]
-
-    def restore(self) -> Workspace:
-        if self.live.exists():
-            shutil.rmtree(self.live)
-        shutil.copytree(self.copy, self.live, symlinks=True)
-        return Workspace(self.live, "db/warehouse.duckdb")
-
-
-def build_pristine(base: Path) -> Pristine:
-    live = base / "ws"
-    live.mkdir()
-    os.chmod(live, 0o755)  # a checkout as people have it (pytest makes its folders 0700)
-    ws = Workspace(live, "db/warehouse.duckdb")
-    write_shop_project(live, ws)
-    ws.model("stg_token", "select length('{{ env_var(\"SHOP_API_TOKEN\") }}') as token_length")
-    ws.write_config(validation={"custom_checks": [
-        {"name": "customers_listed", "severity": "warning", "sql": "select * from stg_customers"}]})
-    env = {"SHOP_API_TOKEN": SECRET, "PLANWISE_SETUP_WORKER": "0"}
-    old = os.umask(0o022)
-    try:
-        run = ws.doit("setup", env=env)
-    finally:
-        os.umask(old)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    copy = base / "pristine"
-    shutil.copytree(live, copy, symlinks=True)
-    return Pristine(live, copy, ws.tables(), env)
 
 
 # -- hand-made manifests and a stand-in engine, for pure tests -------------------------------

@@ -28,7 +28,7 @@ import duckdb
 import pytest
 import yaml
 
-from factories import SECRET, Pristine, Workspace
+from factories import Workspace
 from setup_tasks.config import load_settings
 from setup_tasks.dbt import invoke
 from setup_tasks.dbt.client import DbtClient, WorkerClient, WorkerUnavailable
@@ -39,6 +39,7 @@ from setup_tasks.project.context import dbt_context
 from setup_tasks.project.inputs import sql_path_problem
 
 NOBODY = 65534
+SECRET = "s3cr3t-Pa55w0rd-9f1c2b"  # what a user keeps in DBT_PASSWORD and the like
 NEW_REGIONS = "region,tax_rate\nnorth,0.3\nsouth,0.1\n"  # shop's regions seed, edited
 
 
@@ -178,14 +179,14 @@ def plant_pickles(ws: Workspace, marker: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_a_worker_directory_another_user_created_is_refused_and_dbt_runs_here(
-        pristine: Pristine, monkeypatch: pytest.MonkeyPatch) -> None:
+        built_shop: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another user creates $TMPDIR/planwise-setup-<uid> first, listens on every socket name, and plants
     symlinks for the lock and log files: setup sends nothing, follows no symlink, builds with dbt in
     process (not loading the code-running pickle planted in the project either), and says why in one line."""
     needs_root()
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.delenv("PLANWISE_SETUP_WORKER_DIR", raising=False)
-    ws = pristine.restore()
+    ws = built_shop
     ws.seed("regions", NEW_REGIONS)
     marker = ws.root / "pwned"
     plant_pickles(ws, marker)
@@ -209,8 +210,8 @@ def test_a_worker_directory_another_user_created_is_refused_and_dbt_runs_here(
     try:
         wait_ready(ready_r)
         assert wdir.stat().st_uid == NOBODY
-        run = ws.doit("setup", json_report=False, env={**pristine.env, "PLANWISE_SETUP_WORKER": "1",
-                                                      "TMPDIR": str(tmpdir), "DBT_PASSWORD": SECRET})
+        run = ws.doit("setup", json_report=False, env={"PLANWISE_SETUP_WORKER": "1", "TMPDIR": str(tmpdir),
+                                                      "DBT_PASSWORD": SECRET})
         text = output(run)
         got = requests_in(wdir)
         written = sorted(p.name for p in victim_files.iterdir()) != ["precious.txt"] or precious.read_text() != "precious\n"
@@ -493,30 +494,40 @@ def _readable_by_others(path: Path, root: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_files_holding_secrets_or_personal_data_are_private(pristine: Pristine) -> None:
-    """Built under umask 022: the report (sample rows), history, state, dbt's files holding the env_var()
-    secret (rendered SQL, partial parse, manifest) are readable by the user only."""
-    root = pristine.copy
-    report = root / "db" / "warehouse.setup_report.json"
+def test_secrets_and_personal_data_on_disk_are_private_and_keyed(built_shop: Workspace) -> None:
+    """A model reads a secret with env_var() and a check samples personal rows into the report; built
+    under umask 022. The report, history, state and dbt's files holding the secret (rendered SQL,
+    partial parse, manifest) are readable by the user only, and no file holds a plain (unkeyed)
+    sha256 of the secret (records.json kept one: with a guessable secret, that is the secret)."""
+    ws = built_shop
+    root = ws.root
+    os.chmod(root, 0o755)  # a checkout as people have it (pytest makes its folders 0700)
+    ws.model("stg_token", "select length('{{ env_var(\"SHOP_API_TOKEN\") }}') as token_length")
+    config = yaml.safe_load(ws.config_path.read_text())
+    config["validation"] = {"custom_checks": [
+        {"name": "customers_listed", "severity": "warning", "sql": "select * from stg_customers"}]}
+    ws.config_path.write_text(yaml.safe_dump(config))
+    old = os.umask(0o022)
+    try:
+        run = ws.doit("setup", json_report=False, env={"SHOP_API_TOKEN": SECRET})
+    finally:
+        os.umask(old)
+    assert run.returncode == 0, tail(output(run))
+
+    report = root / "warehouse.setup_report.json"
     assert "ADA" in report.read_text(), "the check's sample rows (personal data) should be in the report"
-    sensitive = {report, root / "db" / "warehouse.setup_history.jsonl"}
-    sensitive |= {p for p in (root / "db" / ".planwise").rglob("*") if p.is_file()}  # state
-    sensitive |= {p for p in (root / "proj").rglob("*") if p.is_file() and p.suffix in (".pickle", ".msgpack")}
+    sensitive = {report, root / "warehouse.setup_history.jsonl"}
+    sensitive |= {p for p in (root / ".planwise").rglob("*") if p.is_file()}  # state
+    sensitive |= {p for p in ws.project.rglob("*") if p.is_file() and p.suffix in (".pickle", ".msgpack")}
     holding_secret = {p for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()}
     assert holding_secret, "the secret should be somewhere (dbt's rendered SQL): the test would prove nothing"
     exposed = sorted(f"{stat.filemode(p.stat().st_mode)} {p.relative_to(root)}"
                      for p in sensitive | holding_secret if _readable_by_others(p, root))
     assert not exposed, "readable by other users:\n" + "\n".join(exposed)
 
-
-@pytest.mark.slow
-def test_env_var_digests_are_keyed(pristine: Pristine) -> None:
-    """records.json kept sha256(secret) truncated: with a guessable secret, that is the secret.
-    No file may hold a plain (unkeyed) sha256 of an env_var() value."""
-    root = pristine.copy
     plain = hashlib.sha256(SECRET.encode()).hexdigest()[:12]
     holders = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and plain.encode() in p.read_bytes())
     assert not holders, f"plain sha256 of SHOP_API_TOKEN's value stored in: {holders}"
-    records = json.loads((root / "db" / ".planwise" / "warehouse.duckdb" / "records.json").read_text())
+    records = json.loads((root / ".planwise" / "warehouse.duckdb" / "records.json").read_text())
     part = records["records"]["model.shop.stg_token"]["parts"]["env:SHOP_API_TOKEN"]
     assert part.startswith("hmac:"), part

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import duckdb
 import pytest
 
-from factories import Pristine, Workspace
+from factories import Workspace
 from setup_tasks.config import load_settings
 from setup_tasks.engine.census import generate_census
 from setup_tasks.engine.engine import Engine
@@ -32,8 +32,8 @@ from setup_tasks.store.caches import manifest_cache
 
 pytestmark = pytest.mark.slow
 
-STATE = "db/.planwise/warehouse.duckdb"
-# Setup's own files (doit.sqlite aside), where they are in the pristine workspace; "ctx-*" is the context folder.
+STATE = ".planwise/warehouse.duckdb"
+# Setup's own files (doit.sqlite aside), where they are in the built shop workspace; "ctx-*" is the context folder.
 OWN_FILES = {
     "records.json": f"{STATE}/records.json",
     "file_hashes.json": f"{STATE}/file_hashes.json",
@@ -42,8 +42,8 @@ OWN_FILES = {
     "setup_cache.json": "proj/target/planwise/ctx-*/setup_cache.json",
     "manifest.json": "proj/target/planwise/ctx-*/manifest.json",
     "manifest.pickle": "proj/target/planwise/ctx-*/manifest.pickle",
-    "run_history": "db/warehouse.setup_history.jsonl",
-    "run_report": "db/warehouse.setup_report.json",
+    "run_history": "warehouse.setup_history.jsonl",
+    "run_report": "warehouse.setup_report.json",
 }
 DAMAGES = ("truncated", "garbage", "wrong_json_type")
 
@@ -97,17 +97,15 @@ def _temp_files(directory: Path) -> list[str]:
 
 @pytest.mark.parametrize("how", DAMAGES)
 def test_every_loader_discards_a_damaged_own_file_with_a_note(
-        pristine: Pristine, how: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        built_shop: Workspace, how: str, caplog: pytest.LogCaptureFixture) -> None:
     """The engine of a run over damaged caches and state (every file damaged the same way) loads, says
     which it discarded at INFO (``-v 2``), and answers every node's status: those whose records went
     are stale, never an exception."""
-    ws = pristine.restore()
+    ws = built_shop
     # setup_cache.json last: with it damaged, manifest.json would not even be read.
     damaged = [name for name in OWN_FILES if name not in ("setup_cache.json", "run_report", "manifest.pickle")]
     for name in damaged:
         damage(own_file(ws, name), how)
-    for key, value in pristine.env.items():
-        monkeypatch.setenv(key, value)
     caplog.set_level(logging.INFO, logger="setup_tasks")
     settings = load_settings(ws.config_path, root=ws.root)
     engine = Engine(settings)
@@ -126,24 +124,25 @@ def test_every_loader_discards_a_damaged_own_file_with_a_note(
     assert runs == []
 
 
-def test_damaged_files_heal_and_no_table_is_lost(pristine: Pristine) -> None:
+def test_damaged_files_heal_and_no_table_is_lost(built_shop: Workspace) -> None:
     """Every own file damaged (each in its own way) and doit.sqlite garbage: `doit status` reports without a
     traceback; `doit -v 2 setup` says what it discarded and moved aside, rebuilds, loses no table; the
     next run builds nothing."""
-    ws = pristine.restore()
+    ws = built_shop
+    tables = ws.tables()
     damaged = {}
     for i, name in enumerate(OWN_FILES):
         damage(own_file(ws, name), DAMAGES[i % len(DAMAGES)])
         damaged[name] = own_file(ws, name).read_bytes()
     doit_state = ws.root / STATE / "doit.sqlite"
     damage(doit_state, "garbage")
-    status = ws.doit("-v", "2", "status", json_report=False, env=pristine.env)
+    status = ws.doit("-v", "2", "status", json_report=False)
     assert_no_traceback(status)
     assert status.returncode in (0, 1), tail(output(status))
     damage(doit_state, "truncated")  # status moved the garbage aside; damage the new one again
     # Files status read (or rewrote, healed, without reading: the database snapshot) need no second note.
     left = {name for name, data in damaged.items() if own_file(ws, name).read_bytes() == data}
-    first = ws.doit("-v", "2", "setup", json_report=False, env=pristine.env)
+    first = ws.doit("-v", "2", "setup", json_report=False)
     text = output(first)
     assert_no_traceback(first)
     assert first.returncode == 0, tail(text)
@@ -154,8 +153,8 @@ def test_damaged_files_heal_and_no_table_is_lost(pristine: Pristine) -> None:
               and not any(str(own_file(ws, name)) in line for line in notes) and (name in left or name == "setup_cache.json")]
     assert not silent, f"discarded without a note at -v 2: {silent}\n" + "\n".join(notes)
     assert len(list((ws.root / STATE).glob("doit.sqlite.damaged-*"))) == 2, "the damaged state files were not kept aside"
-    assert ws.tables() == pristine.tables, "tables changed or lost"
-    again = ws.doit("setup", env=pristine.env)
+    assert ws.tables() == tables, "tables changed or lost"
+    again = ws.doit("setup")
     assert_no_traceback(again)
     assert again.returncode == 0 and again.ran() == set(), f"not healed: the next run built {sorted(again.ran())}"
 
@@ -176,30 +175,34 @@ def umount(path: Path) -> None:
 
 
 @pytest.fixture
-def full_disk(pristine: Pristine) -> Iterator[tuple[Workspace, Path]]:
-    """The pristine workspace with its database folder (database, state, reports) on a small tmpfs, filled."""
-    ws = pristine.restore()
-    db_dir = ws.root / "db"
-    saved = ws.root / "db-saved"
-    db_dir.rename(saved)
-    db_dir.mkdir()
+def full_disk(built_shop: Workspace, tmp_path: Path) -> Iterator[tuple[Workspace, Path]]:
+    """The built workspace (database, state, reports beside it) on a small tmpfs at the same path, filled."""
+    ws = built_shop
+    db_dir = ws.root
+    saved = tmp_path / "saved"
+    shutil.copytree(db_dir, saved, symlinks=True)
     mount_or_skip("-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(db_dir))
     try:
         shutil.copytree(saved, db_dir, symlinks=True, dirs_exist_ok=True)
         shutil.copystat(saved, db_dir)
-        with open(db_dir / "filler", "wb") as fh:
-            try:
-                while True:
-                    fh.write(b"\0" * (1 << 16))
-                    fh.flush()
-            except OSError:
-                pass
+        fill(db_dir)
         yield ws, db_dir
     finally:
         umount(db_dir)
 
 
-def test_disk_full_is_one_line_without_traceback_or_temp_files(full_disk: tuple[Workspace, Path], pristine: Pristine) -> None:
+def fill(directory: Path) -> None:
+    """Fill the file system of ``directory`` (a ``filler`` file takes what is left)."""
+    with open(directory / "filler", "ab") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 16))
+                fh.flush()
+        except OSError:
+            pass
+
+
+def test_disk_full_is_one_line_without_traceback_or_temp_files(full_disk: tuple[Workspace, Path]) -> None:
     """Nothing stale, then a seed edited: exit 0 or 1 and 1, each failure one line with the cause (no space)
     and the fix, no traceback, no temp file, the tables as they were."""
     ws, db_dir = full_disk
@@ -207,8 +210,10 @@ def test_disk_full_is_one_line_without_traceback_or_temp_files(full_disk: tuple[
     problems = []
     for change in ("nothing_stale", "seed_edited"):
         if change == "seed_edited":
+            (db_dir / "filler").unlink()
             ws.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
-        run = ws.doit("setup", json_report=False, env=pristine.env)
+            fill(db_dir)
+        run = ws.doit("setup", json_report=False)
         text = output(run)
         if "Traceback" in text:
             problems.append(f"{change}: traceback")
@@ -226,33 +231,33 @@ def test_disk_full_is_one_line_without_traceback_or_temp_files(full_disk: tuple[
     assert not problems, "\n".join(problems)
 
 
-def test_read_only_database_directory_is_one_line_without_traceback(pristine: Pristine) -> None:
+def test_read_only_database_directory_is_one_line_without_traceback(built_shop: Workspace) -> None:
     """Status, a no-op setup and a build over a read-only database folder: exit 0 or 1 (1 for the build),
     never a traceback, a failure named in one line with the folder and the fix, the tables as they were."""
-    ws = pristine.restore()
-    db_dir = ws.root / "db"
+    ws = built_shop
+    db_dir = ws.root
     before = _tables(ws.db_path)
-    mount_or_skip("--bind", "-o", "ro", str(db_dir), str(db_dir))
     problems = []
-    try:
-        for command in ("status", "no-op setup", "build"):
-            if command == "build":
-                ws.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
-            run = ws.doit("status" if command == "status" else "setup", json_report=False, env=pristine.env)
-            text = output(run)
-            if "Traceback" in text or "readonly database" in text:
-                problems.append(f"{command}: traceback")
-            if run.returncode not in ((0, 1) if command != "build" else (1,)):
-                problems.append(f"{command}: exit {run.returncode}")
-            if run.returncode == 1 and not any("fix:" in line and str(db_dir) in line for line in text.splitlines()):
-                problems.append(f"{command}: no one line naming {db_dir} with the fix")
-            if _tables(ws.db_path) != before:
-                problems.append(f"{command}: tables changed")
-            if problems:
-                problems.append(tail(text))
-                break
-    finally:
-        umount(db_dir)
+    for command in ("status", "no-op setup", "build"):
+        if command == "build":
+            ws.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
+        mount_or_skip("--bind", "-o", "ro", str(db_dir), str(db_dir))
+        try:
+            run = ws.doit("status" if command == "status" else "setup", json_report=False)
+        finally:
+            umount(db_dir)  # the seed edit of the build needs the folder writable
+        text = output(run)
+        if "Traceback" in text or "readonly database" in text:
+            problems.append(f"{command}: traceback")
+        if run.returncode not in ((0, 1) if command != "build" else (1,)):
+            problems.append(f"{command}: exit {run.returncode}")
+        if run.returncode == 1 and not any("fix:" in line and str(db_dir) in line for line in text.splitlines()):
+            problems.append(f"{command}: no one line naming {db_dir} with the fix")
+        if _tables(ws.db_path) != before:
+            problems.append(f"{command}: tables changed")
+        if problems:
+            problems.append(tail(text))
+            break
     assert not problems, "\n".join(problems)
 
 

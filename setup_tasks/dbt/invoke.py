@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pickle
 import re
@@ -66,15 +67,23 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
-            callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True) -> Any:
+def _runner(manifest: Any = None, callbacks: Sequence[Callable[[Any], None]] = ()) -> Any:
     from dbt.cli.main import dbtRunner
 
+    # dbt writes its log file (logs/dbt.log) through Python logging: on a full or read-only
+    # disk, logging would print a traceback per line. The failure itself reaches the user
+    # through the node's outcome, in one line.
+    logging.raiseExceptions = False
+    return dbtRunner(manifest=manifest, callbacks=list(callbacks))
+
+
+def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
+            callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True) -> Any:
     # Quiet: nothing on the console (outcomes carry the errors) and only warnings in
     # logs/dbt.log; its debug lines cost up to 3 s of a cold build.
     level = ["--log-level", "none", "--log-level-file", "warn"] if quiet else []
     with _environment(ctx.env_overrides()):
-        result = dbtRunner(manifest=manifest, callbacks=list(callbacks)).invoke(
+        result = _runner(manifest, callbacks).invoke(
             [*level, *args, *ctx.cli_args(), *COMMON_FLAGS]
         )
     if isinstance(result.exception, KeyboardInterrupt):
@@ -176,13 +185,11 @@ class InProcessDbt:
 
     def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
         """Parse the project with dbt (writing target/manifest.json) and resolve the selections."""
-        from dbt.cli.main import dbtRunner
-
         manifest_path = manifest_cache(ctx).manifest_path
         make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
         make_private_dir(manifest_path.parent)
         with _environment(ctx.env_overrides()):
-            result = dbtRunner().invoke(
+            result = _runner().invoke(
                 ["--log-level", "none", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
             )
         if isinstance(result.exception, KeyboardInterrupt):
