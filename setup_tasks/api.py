@@ -151,6 +151,9 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
         message = err.one_line() if isinstance(err, SetupError) else str(err)
         return SetupResult(False, 3, tuple(recorder.runs), {}, time.perf_counter() - started, message)
     validation = app.check_results
+    if app.state_error is not None:  # doit's state could not be written (disk full, read-only)
+        code = code or 1
+        recorder.errors.append(app.state_error.one_line())
     app.write_report(code)
     app.close()
     error = "; ".join(recorder.errors)
