@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -122,13 +123,7 @@ class Workspace:
 
     def tables(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every table's rows, sorted: two databases are equal when these are."""
-        con = duckdb.connect(str(self.db_path), read_only=True)
-        try:
-            names = [r[0] for r in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
-            return {n: sorted(con.execute(f'select * from "{n}"').fetchall(), key=repr) for n in names}
-        finally:
-            con.close()
+        return database_tables(self.db_path)
 
     def execute(self, sql: str) -> None:
         con = duckdb.connect(str(self.db_path))
@@ -136,6 +131,25 @@ class Workspace:
             con.execute(sql)
         finally:
             con.close()
+
+
+def database_tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows of the database file ``db`` (schema main), sorted; opened read-only."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        names = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
+        return {n: sorted(con.execute(f'select * from "{n}"').fetchall(), key=repr) for n in names}
+    finally:
+        con.close()
+
+
+def worker_pids(directory: Path) -> list[int]:
+    """Pids of the warm workers started in ``directory``, as their log says (oldest first)."""
+    pids = []
+    for log in directory.glob("worker-*.log"):
+        pids += [int(p) for p in re.findall(r"^worker (\d+) ready", log.read_text(), re.M)]
+    return pids
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
 import shutil
 import signal
 import socket
@@ -28,7 +27,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from factories import REPO, DoitRun, Workspace, clean_env, parse_json_report, write_shop_project
+from factories import REPO, DoitRun, Workspace, clean_env, database_tables, parse_json_report, worker_pids, write_shop_project
 
 pytestmark = pytest.mark.slow
 
@@ -53,13 +52,6 @@ class Shared:
     @property
     def directory(self) -> Path:
         return Path(self.env["PLANWISE_SETUP_WORKER_DIR"])
-
-
-def worker_pids(directory: Path) -> list[int]:
-    pids = []
-    for log in directory.glob("worker-*.log"):
-        pids += [int(p) for p in re.findall(r"^worker (\d+) ready", log.read_text(), re.M)]
-    return pids
 
 
 def stop_workers(directory: Path) -> None:
@@ -126,18 +118,6 @@ def tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _tables(db: Path) -> dict[str, Any]:
-    import duckdb
-
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        names = [r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
-        return {n: sorted(con.execute(f'select * from "{n}"').fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
-
-
 def test_a_finished_request_does_not_cancel_the_next_one_and_a_waiting_run_says_why(shared: Shared) -> None:
     """Client A's request is finished but its connection stays open; B (setup of a) builds a slow model;
     A hangs up: B finishes normally (main's worker interrupted it: false rc 130). C (setup of b, a new
@@ -181,7 +161,7 @@ def test_a_finished_request_does_not_cancel_the_next_one_and_a_waiting_run_says_
     waiting = [line for line in c_out.splitlines() if "waiting for the dbt worker: busy with" in line]
     assert waiting, f"C waited for the worker without saying so:\n{tail(c_out, 30)}"
     assert f"setup of {ws.root / 'a.duckdb'} (PID {b.pid})" in waiting[0], waiting[0]
-    assert _tables(ws.root / "a.duckdb") == _tables(ws.root / "b.duckdb")
+    assert database_tables(ws.root / "a.duckdb") == database_tables(ws.root / "b.duckdb")
 
 
 class _Payload:
@@ -217,7 +197,7 @@ def test_two_setups_on_two_databases_at_once_start_one_worker_and_both_succeed(s
             problems.append(f"{name}: rc {code}\n{tail(out)}")
     assert not problems, "\n".join(problems)
     assert len(worker_pids(shared.directory)) == 2, "not one new worker for the two runs"
-    a, b = (_tables(ws.root / f"{n}.duckdb") for n in ("a", "b"))
+    a, b = (database_tables(ws.root / f"{n}.duckdb") for n in ("a", "b"))
     assert a == b, "the two databases differ although built from the same project"
     assert sorted(r[1] for r in a["stg_regions"]) == [10.0, 30.0]
     assert not marker.exists(), "the worker unpickled a planted manifest.pickle"
@@ -246,6 +226,6 @@ def test_two_setups_on_one_database_at_once(shared: Shared) -> None:
             break
         run = setup(shared.configs["a"], env)
         assert run.returncode == 0 and run.ran() == set(), f"round x{factor}: not built by either run"
-        values = sorted(r[1] for r in _tables(ws.root / "a.duckdb")["stg_regions"])
+        values = sorted(r[1] for r in database_tables(ws.root / "a.duckdb")["stg_regions"])
         assert values == pytest.approx([0.1 * factor, 0.3 * factor])
     assert not problems, "\n".join(problems)

@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import duckdb
 import pytest
 
-from factories import Workspace
+from factories import Workspace, database_tables
 from setup_tasks.config import load_settings
 from setup_tasks.engine.census import generate_census
 from setup_tasks.engine.engine import Engine
@@ -76,16 +75,6 @@ def tail(text: str, lines: int = 30) -> str:
 def assert_no_traceback(run: Any) -> None:
     text = output(run)
     assert "Traceback" not in text and "PythonAction Error" not in text, f"rc {run.returncode}:\n{tail(text)}"
-
-
-def _tables(db: Path) -> dict[str, Any]:
-    """Every table's rows of the database at ``db`` (read-only)."""
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        names = [r[0] for r in con.execute("select table_name from information_schema.tables order by 1").fetchall()]
-        return {n: sorted(con.execute(f'select * from "{n}"').fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
 
 
 def _temp_files(directory: Path) -> list[str]:
@@ -206,29 +195,37 @@ def test_disk_full_is_one_line_without_traceback_or_temp_files(full_disk: tuple[
     """Nothing stale, then a seed edited: exit 0 or 1 and 1, each failure one line with the cause (no space)
     and the fix, no traceback, no temp file, the tables as they were."""
     ws, db_dir = full_disk
-    before = _tables(ws.db_path)
-    problems = []
+    before = database_tables(ws.db_path)
+    problems: list[str] = []
     for change in ("nothing_stale", "seed_edited"):
         if change == "seed_edited":
             (db_dir / "filler").unlink()
             ws.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
             fill(db_dir)
         run = ws.doit("setup", json_report=False)
-        text = output(run)
-        if "Traceback" in text:
-            problems.append(f"{change}: traceback")
-        if run.returncode not in ((0, 1) if change == "nothing_stale" else (1,)):
-            problems.append(f"{change}: exit {run.returncode}")
-        if run.returncode == 1 and not any("fix:" in line and "space" in line.lower() for line in text.splitlines()):
-            problems.append(f"{change}: no one-line cause (no space left) with the fix")
+        problems += one_line_failure(change, run, (0, 1) if change == "nothing_stale" else (1,), "space", ws, before)
         if _temp_files(db_dir):
             problems.append(f"{change}: temp files left: {_temp_files(db_dir)}")
-        if _tables(ws.db_path) != before:
-            problems.append(f"{change}: tables changed")
         if problems:
-            problems.append(tail(text))
             break
     assert not problems, "\n".join(problems)
+
+
+def one_line_failure(label: str, run: Any, codes: tuple[int, ...], needle: str, ws: Workspace,
+                     tables: dict[str, Any]) -> list[str]:
+    """What is wrong with a run that met an unwritable location: a traceback, another exit code, a failure
+    without one line holding ``needle`` and the fix, changed tables (with the output's tail)."""
+    text = output(run)
+    problems = []
+    if "Traceback" in text or "readonly database" in text:
+        problems.append(f"{label}: traceback")
+    if run.returncode not in codes:
+        problems.append(f"{label}: exit {run.returncode}")
+    if run.returncode == 1 and not any("fix:" in line and needle in line for line in text.splitlines()):
+        problems.append(f"{label}: no one line with {needle!r} and the fix")
+    if database_tables(ws.db_path) != tables:
+        problems.append(f"{label}: tables changed")
+    return [*problems, tail(text)] if problems else []
 
 
 def test_read_only_database_directory_is_one_line_without_traceback(built_shop: Workspace) -> None:
@@ -236,8 +233,8 @@ def test_read_only_database_directory_is_one_line_without_traceback(built_shop: 
     never a traceback, a failure named in one line with the folder and the fix, the tables as they were."""
     ws = built_shop
     db_dir = ws.root
-    before = _tables(ws.db_path)
-    problems = []
+    before = database_tables(ws.db_path)
+    problems: list[str] = []
     for command in ("status", "no-op setup", "build"):
         if command == "build":
             ws.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
@@ -246,17 +243,8 @@ def test_read_only_database_directory_is_one_line_without_traceback(built_shop: 
             run = ws.doit("status" if command == "status" else "setup", json_report=False)
         finally:
             umount(db_dir)  # the seed edit of the build needs the folder writable
-        text = output(run)
-        if "Traceback" in text or "readonly database" in text:
-            problems.append(f"{command}: traceback")
-        if run.returncode not in ((0, 1) if command != "build" else (1,)):
-            problems.append(f"{command}: exit {run.returncode}")
-        if run.returncode == 1 and not any("fix:" in line and str(db_dir) in line for line in text.splitlines()):
-            problems.append(f"{command}: no one line naming {db_dir} with the fix")
-        if _tables(ws.db_path) != before:
-            problems.append(f"{command}: tables changed")
+        problems += one_line_failure(command, run, (0, 1) if command != "build" else (1,), str(db_dir), ws, before)
         if problems:
-            problems.append(tail(text))
             break
     assert not problems, "\n".join(problems)
 

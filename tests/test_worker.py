@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from factories import REPO, Workspace, clean_env
+from factories import REPO, Workspace, clean_env, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +30,6 @@ def worker_env() -> Iterator[dict[str, str]]:
         except ProcessLookupError:
             pass
     shutil.rmtree(directory, ignore_errors=True)
-
-
-def worker_pids(directory: Path) -> list[int]:
-    pids = []
-    for log in directory.glob("worker-*.log"):
-        pids += [int(p) for p in re.findall(r"^worker (\d+) ready", log.read_text(), re.M)]
-    return pids
 
 
 def alive(pid: int) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from ..engine.engine import Engine, Outcome
 from ..engine.staleness import NodeStatus
 from ..errors import cannot_write
-from ..files import discarded, write_json_atomic, write_text_atomic
+from ..files import discarded, sweep_temps, write_json_atomic, write_text_atomic
 from ..naming import Translator
 from ..validation.results import CheckResult, summarize
 
@@ -135,6 +135,8 @@ def write_run_report(engine: Engine, checks: Mapping[str, CheckResult], translat
         return None
     report = build_report(engine, checks, translator, ended=time.time(), interrupted=interrupted, exit_code=exit_code)
     path, history = engine.settings.report.path, engine.settings.report.history_path
+    for written in (path, history):
+        sweep_temps(written.parent, written.name)  # of a run killed while writing them
     try:
         write_json_atomic(path, report)
     except OSError as exc:
