@@ -120,6 +120,8 @@ class WorkerClient:
             except OSError:  # timed out: no word, not even "alive"
                 raise WorkerUnavailable(f"the worker said nothing for {SILENCE_TIMEOUT:.0f} s") from None
             if not line:
+                if interrupted:  # cancelled before it ran, or the worker died meanwhile: stop as Ctrl-C stops
+                    raise KeyboardInterrupt
                 raise WorkerUnavailable("the worker went away mid-request")
             try:
                 event = json.loads(line)

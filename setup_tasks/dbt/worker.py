@@ -245,7 +245,8 @@ class Worker:
                 request.finished = True
             else:
                 self.current = request
-        if request.finished:
+        if request.finished:  # cancelled while it waited
+            request.conn.send({"event": "done", "cancelled": True})
             request.conn.close()
             return
         saved_env, saved_cwd = dict(os.environ), os.getcwd()
