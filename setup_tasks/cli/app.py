@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -251,7 +252,9 @@ class App:
         try:
             aside = move_aside(path)
         except OSError as exc:
-            fresh = Path(tempfile.mkdtemp(prefix="planwise-doit-")) / "doit.sqlite"
+            scratch = tempfile.mkdtemp(prefix="planwise-doit-")
+            atexit.register(shutil.rmtree, scratch, True)
+            fresh = Path(scratch) / "doit.sqlite"
             log.warning("doit's state %s is damaged (%s) and cannot be moved aside (%s): this run uses an empty one, "
                         "so every task counts as forgotten", path, problem, exc.strerror)
             return fresh
