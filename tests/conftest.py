@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-# dbt runs inside each process under test, unless a test asks for the warm worker
-# (tests/test_worker.py): no worker outlives the suite.
-os.environ["PLANWISE_SETUP_WORKER"] = "0"
+# One warm dbt worker per test session (per xdist worker), as a person's shell would have
+# after their first build: doit subprocesses then skip dbt's start-up (seconds each). Tests
+# about the worker itself, or about dbt in process, set their own PLANWISE_SETUP_WORKER*.
+# The directory is private and short (socket paths are limited); no worker outlives the session.
+SUITE_WORKER_DIR = Path(tempfile.mkdtemp(prefix="pw-suite-", dir="/tmp"))
+os.environ["PLANWISE_SETUP_WORKER"] = os.environ.get("PLANWISE_SUITE_WORKER", "1")
+os.environ["PLANWISE_SETUP_WORKER_DIR"] = str(SUITE_WORKER_DIR)
 
-from factories import Workspace, write_shop_project  # noqa: E402
+from factories import Workspace, worker_pids, write_shop_project  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_worker() -> Iterator[Path]:
+    """The session's worker directory; its workers are stopped when the session ends."""
+    yield SUITE_WORKER_DIR
+    for pid in worker_pids(SUITE_WORKER_DIR):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(SUITE_WORKER_DIR, ignore_errors=True)
 
 
 @pytest.fixture

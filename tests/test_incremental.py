@@ -44,9 +44,10 @@ def test_second_setup_runs_nothing(built: Workspace) -> None:
     assert {n for n, r in again.results.items() if r == "up-to-date"} >= ALL
 
 
-def test_editing_a_seed_rebuilds_it_and_its_dependents(built: Workspace) -> None:
+@pytest.mark.parametrize("dbt_runs", ["in the warm worker", "in the doit process"])
+def test_editing_a_seed_rebuilds_it_and_its_dependents(built: Workspace, dbt_runs: str) -> None:
     built.seed("customers", "id,name,region\n1,Ada,north\n2,Brian,south\n")
-    run = built.doit("setup")
+    run = built.doit("setup", env={"PLANWISE_SETUP_WORKER": "1" if dbt_runs == "in the warm worker" else "0"})
     assert run.ran() == {"seed:customers", "model:stg_customers", "model:stg_customer_orders"}
     assert len(built.tables()["stg_customer_orders"]) == 2
 
