@@ -61,6 +61,7 @@ def shop_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 def built_shop(shop_template: tuple[Path, Path]) -> Workspace:
     """The shop project already set up (every seed and model built), restored in place for this test."""
     root, pristine = shop_template
-    shutil.rmtree(root, ignore_errors=True)
+    if root.exists():
+        shutil.rmtree(root)
     shutil.copytree(pristine, root, symlinks=True)
     return Workspace(root)
