@@ -1,6 +1,7 @@
 """Setup configuration: setup.yaml and the environment into typed, immutable Settings, all derived from one schema.
 
-``schemas/setup_config.schema.json`` is the single declaration of every key:
+``setup_config.schema.json`` (package data here; ``schemas/`` in the repository is a copy for
+editors, kept equal by a test) is the single declaration of every key:
 its type, default, description, limits, whether it is a path and which
 environment variable overrides it. Adding a key means editing the schema only.
 
@@ -9,13 +10,13 @@ environment variable overrides it. Adding a key means editing the schema only.
 - ``problems``: every problem of a file and the environment, at once (the only jsonschema user).
 - ``loader``: ``load_settings``: file, environment overrides and defaults.
 - ``reference``: the Markdown reference and README.md's copy of it.
-- ``__main__``: ``python -m setup_tasks.config --check | --show | --reference``.
+- ``__main__``: ``python -m setup_tasks.config --check | --show | --reference | --schema``.
 """
 
 from .loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_NAME, load_settings
 from .problems import Problem, nearest
 from .reference import REFERENCE_END, REFERENCE_START, check_readme_reference, config_reference_markdown, replace_readme_reference
-from .schema import ENV_OVERRIDES, REFERENCE_COMMAND, SCHEMA_PATH, Limits, default_of, limits, load_schema
+from .schema import ENV_OVERRIDES, REFERENCE_COMMAND, SCHEMA_PATH, Limits, default_of, limits, load_schema, schema_text
 from .settings import (
     GLOB_CHARS,
     CensusSettings,
@@ -35,5 +36,5 @@ __all__ = [
     "REFERENCE_START", "SCHEMA_PATH", "CensusSettings", "CustomCheck", "DatabaseSettings", "DbtSettings", "Limits",
     "Problem", "ReportSettings", "Settings", "SetupOptions", "ValidationSettings", "check_readme_reference",
     "config_reference_markdown", "default_of", "freeze", "limits", "load_schema", "load_settings", "nearest",
-    "replace_readme_reference", "thaw",
+    "replace_readme_reference", "schema_text", "thaw",
 ]

@@ -1,4 +1,4 @@
-"""The configuration command line: ``python -m setup_tasks.config --check [PATH] | --show [PATH] | --reference``."""
+"""The configuration command line: ``python -m setup_tasks.config --check [PATH] | --show [PATH] | --reference | --schema``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from ..errors import ConfigError
 from .loader import load_settings
 from .reference import config_reference_markdown
+from .schema import schema_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,13 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--reference", action="store_true", help="print the configuration reference (Markdown)")
+    action.add_argument("--schema", action="store_true",
+                        help="print the JSON Schema (the repository keeps a copy in schemas/ for editors)")
     action.add_argument("--check", nargs="?", const=True, default=False, metavar="PATH",
                         help="validate PATH (default: $SETUP_CONFIG or ./setup.yaml) and print the problems or 'ok'")
     action.add_argument("--show", nargs="?", const=True, default=False, metavar="PATH",
                         help="print the effective settings as JSON")
     args = parser.parse_args(argv)
-    if args.reference:
-        print(config_reference_markdown(), end="")
+    if args.reference or args.schema:
+        print(config_reference_markdown() if args.reference else schema_text(), end="")
         return 0
     path = args.check if args.check is not False else args.show
     try:

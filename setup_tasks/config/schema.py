@@ -1,6 +1,7 @@
 """The configuration schema: the one declaration of every key, its type, default, description, limits and role.
 
-``schemas/setup_config.schema.json`` is read here and nowhere else. Besides
+``setup_config.schema.json`` (package data beside this module; the repository's
+``schemas/`` holds a copy for editors) is read here and nowhere else. Besides
 JSON Schema's own keywords it carries two of ours, which validators and
 editors ignore: ``"x-path": true`` marks a string that names a file or
 directory (made absolute when loaded), and ``"x-env": "VAR"`` names the
@@ -22,7 +23,9 @@ from typing import Any
 
 from ..errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "setup_config.schema.json"
+SCHEMA_NAME = "setup_config.schema.json"
+# Package data, so that an installed (non-editable) package has it; schemas/ in the repository is a copy.
+SCHEMA_PATH = Path(__file__).resolve().parent / SCHEMA_NAME
 PATH_KEYWORD = "x-path"  # true: the string names a file or directory
 ENV_KEYWORD = "x-env"  # the environment variable that overrides the key
 # The command printing this schema as the Markdown reference (config/__main__.py, reference.py).
@@ -33,12 +36,17 @@ YAML_TYPE_WORDS = {"object": "mapping", "array": "list"}  # what YAML users call
 @functools.cache
 def document() -> dict[str, Any]:
     """The schema as read from SCHEMA_PATH, once per process (shared: never modify it)."""
+    return json.loads(schema_text())
+
+
+def schema_text() -> str:
+    """The schema file's text, as shipped with the package."""
     try:
-        return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+        return SCHEMA_PATH.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
             f"configuration schema {SCHEMA_PATH} cannot be read: {exc.strerror}",
-            "run from a planwise-setup source checkout (the schema ships in schemas/)",
+            "reinstall planwise-setup (the schema ships inside the package, as setup_tasks/config/" + SCHEMA_NAME + ")",
         ) from exc
 
 
