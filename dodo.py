@@ -6,4 +6,4 @@ The tasks live in setup_tasks/cli; this file only exposes them to doit.
 
 from setup_tasks.cli import dodo_namespace
 
-globals().update(dodo_namespace())
+globals().update(dodo_namespace(__file__))

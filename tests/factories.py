@@ -258,7 +258,8 @@ class FakeEngine:
         self.setup_nodes = self.graph.buildable(self.manifest.nodes)
         self.run = RunState()
         self.statuses = dict(statuses or {})
-        self.records = BuildRecords.load(self.settings.state_dir / "records.json")
+        self.state_dir = self.settings.state_dir / "projects" / self.manifest.project_name
+        self.records = BuildRecords.load(self.state_dir / "records.json")
         self.lock = RunLock(self.settings.state_dir / "run.lock", self.db_path)
 
     def _staleness(self) -> Any:

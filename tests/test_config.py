@@ -70,7 +70,7 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     settings = load(tmp_path)
     assert settings.source is None
     assert settings.root == tmp_path
-    assert settings.database.path == tmp_path / "simulation.duckdb"
+    assert settings.database.path is None  # the file dbt's profile writes (the engine reads it)
     assert settings.database.threads is None
     assert settings.dbt.project_dir == settings.dbt.profiles_dir == tmp_path / "dbt"
     assert settings.dbt.target is None
@@ -82,16 +82,40 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert settings.validation.custom_checks == ()
     assert settings.validation.required_seed_tables is None
     assert settings.census.path == tmp_path / "data" / "census.parquet"
-    assert settings.report.path == tmp_path / "simulation.setup_report.json"
-    assert settings.report.history_path == tmp_path / "simulation.setup_history.jsonl"
-    assert settings.state_dir == tmp_path / ".planwise" / "simulation.duckdb"
+    assert settings.report.path is None and settings.report.history_path is None
+    with pytest.raises(ValueError):
+        settings.state_dir
+    resolved = settings.with_database(tmp_path / "simulation.duckdb")  # as dbt's profile names it
+    assert resolved.report.path == tmp_path / "simulation.setup_report.json"
+    assert resolved.report.history_path == tmp_path / "simulation.setup_history.jsonl"
+    assert resolved.state_dir == tmp_path / ".planwise" / "simulation.duckdb"
+
+
+def test_a_root_holding_dbt_project_yml_is_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team's repository: dodo.py beside dbt_project.yml; profiles.yml there, else in ~/.dbt as dbt looks."""
+    (tmp_path / "dbt_project.yml").write_text("name: team\n")
+    home = tmp_path / "home"
+    (home / ".dbt").mkdir(parents=True)
+    (home / ".dbt" / "profiles.yml").write_text("team: {}\n")
+    monkeypatch.setenv("HOME", str(home))
+    settings = load(tmp_path)
+    assert settings.dbt.project_dir == tmp_path
+    assert settings.dbt.profiles_dir == home / ".dbt"
+    (tmp_path / "profiles.yml").write_text("team: {}\n")
+    assert load(tmp_path).dbt.profiles_dir == tmp_path
+
+
+def test_a_set_database_path_derives_the_report_paths(tmp_path: Path) -> None:
+    settings = load(tmp_path, "database: {path: w/warehouse.duckdb}")
+    assert settings.report.path == tmp_path / "w" / "warehouse.setup_report.json"
+    assert settings.with_database(tmp_path / "w" / "warehouse.duckdb").report == settings.report
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "database:\n  # path: x.duckdb\n"])
 def test_empty_file_and_empty_section_mean_defaults(tmp_path: Path, text: str) -> None:
     settings = load(tmp_path, text)
     assert settings.source == tmp_path / "setup.yaml"
-    assert settings.database.path == tmp_path / "simulation.duckdb"
+    assert settings.database.path is None
 
 
 def test_file_values_are_typed(tmp_path: Path) -> None:
@@ -389,7 +413,7 @@ def test_freeze_then_thaw_round_trips(value: Any) -> None:
 def test_as_dict_is_json_and_digest_is_stable(tmp_path: Path) -> None:
     settings = load(tmp_path, "validation: {custom_checks: [{name: a, sql: select 1}]}")
     data = json.loads(json.dumps(settings.as_dict()))
-    assert data["database"]["path"] == str(tmp_path / "simulation.duckdb")
+    assert data["database"]["path"] is None
     assert data["validation"]["custom_checks"][0]["severity"] == "error"
     assert settings.digest() == load(tmp_path).digest()
     assert re.fullmatch(r"[0-9a-f]{64}", settings.digest())

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow
 
 def test_a_pickled_manifest_serves_several_invocations(shop: Workspace) -> None:
     ctx = dbt_context(load_settings(shop.config_path, root=shop.root, environ={}))
-    raw, resolved = InProcessDbt().parse_project(ctx, {"setup": "resource_type:seed path:models/staging"})
-    assert "model.shop.stg_customer_orders" in resolved["setup"]
+    parsed = InProcessDbt().parse_project(ctx, {"setup": "resource_type:seed path:models/staging"})
+    assert "model.shop.stg_customer_orders" in parsed.selections["setup"]
+    assert parsed.profile.path == str(shop.db_path)  # the profile reads DUCKDB_PATH, which setup exported
     manifest_path = manifest_cache(ctx).manifest_path
     dbt = InProcessDbt()  # as a fresh process: only the pickle on disk
     nodes = {uid: type("Target", (), {"unique_id": uid, "selector": sel}) for uid, sel in [

@@ -205,6 +205,7 @@ class FakeEngine:
         self.manifest = manifest_from_dict({"nodes": {n["unique_id"]: n for n in nodes}})
         self.graph = SetupGraph.from_manifest(self.manifest)
         self.settings, self.db_path, self.root = settings, db, tmp_path
+        self.state_dir = tmp_path / ".planwise" / "p"
         self.db = Database(db)
         self.ctx = SimpleNamespace(project_dir=tmp_path)
         self.setup_nodes = self.graph.buildable(self.manifest.nodes)

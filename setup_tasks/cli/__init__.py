@@ -1,13 +1,15 @@
 """The doit layer: the app object of a run, the task creators, up-to-date checks and the reporter.
 
-A dodo file needs one call::
+A dodo file needs one call (``python -m setup_tasks init`` writes it for a team's project)::
 
     from setup_tasks.cli import dodo_namespace
-    globals().update(dodo_namespace())
+    globals().update(dodo_namespace(__file__))
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from doit import get_var
@@ -22,6 +24,12 @@ def namespace(app: App, reporter: type | None = None) -> dict[str, Any]:
     return {"DOIT_CONFIG": app.doit_config(reporter or reporter_for(app)), **TaskCreators(app).creators()}
 
 
-def dodo_namespace() -> dict[str, Any]:
-    """What dodo.py exposes to doit, for a command-line run (`doit setup config=path.yaml`)."""
-    return namespace(App(get_var("config"), mode="cli"))
+def dodo_namespace(dodo_file: str | Path | None = None) -> dict[str, Any]:
+    """What dodo.py exposes to doit, for a command-line run (`doit setup config=path.yaml`).
+
+    Paths resolve against the folder of ``dodo_file`` (the repository it sits in: its
+    setup.yaml, its dbt project), wherever doit runs from (``-f``, ``-k``, ``-d``); without
+    it, against the working directory.
+    """
+    root = Path(os.path.abspath(dodo_file)).parent if dodo_file is not None else None
+    return namespace(App(get_var("config"), mode="cli", root=root))

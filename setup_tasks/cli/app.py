@@ -2,10 +2,11 @@
 
 doit imports dodo.py, which makes one ``App`` (``cli.dodo_namespace``); the task
 creators, the reporter and every action hang off it, so nothing lives in module
-globals. The Python API makes its own ``App`` per call. Settings load when doit
-reads DOIT_CONFIG (doit's own state file lives beside the database), the engine
-when the first task creator needs it. Ctrl-C ends a command-line run with status
-130 and one line, after doit has saved the state of every task completed so far.
+globals. The Python API makes its own ``App`` per call. Settings and the engine load
+when doit reads DOIT_CONFIG: doit's own state file lives with the project's build
+records for the database, and the database is the file dbt's profile names. Ctrl-C
+ends a command-line run with status 130 and one line, after doit has saved the state
+of every task completed so far.
 Notes of the layers below (the ``setup_tasks`` logger) are shown as dim lines, and a
 state file the disk refuses to write is one line and exit 1, never a traceback.
 """
@@ -44,6 +45,14 @@ class Interrupted(SystemExit):
         super().__init__(EXIT_INTERRUPTED)
 
 
+def private_folders(state_dir: Path) -> list[Path]:
+    """The state folder and those above it up to ``.planwise`` (or its parent), outermost first."""
+    chain = [state_dir]
+    while chain[-1].name != ".planwise" and chain[-1].parent != chain[-1] and len(chain) < 4:
+        chain.append(chain[-1].parent)
+    return chain[::-1]
+
+
 class App:
     """Everything one run of the setup tasks shares.
 
@@ -74,7 +83,12 @@ class App:
 
     @property
     def settings(self) -> Settings:
-        """The settings; a configuration problem is doit's one-line stop (InvalidDodoFile)."""
+        """The settings; a configuration problem is doit's one-line stop (InvalidDodoFile).
+
+        Once the engine exists, its settings: they name the database file dbt's profile writes.
+        """
+        if self._engine is not None:
+            return self._engine.settings
         if self._settings is None:
             try:
                 self._settings = load_settings(self.config, root=self.root)
@@ -264,12 +278,25 @@ class App:
 
     # -- doit ---------------------------------------------------------------------------------
 
+    def state_dir(self) -> Path:
+        """Where doit's state file lives: with this project's build records for its database.
+
+        The database is the file dbt's profile writes, so the engine (the project, parsed
+        when it changed) comes first. A project that cannot load gets a folder of its own:
+        its tasks only fail with the reason, and save nothing.
+        """
+        engine = self.task_engine()
+        if engine is not None:
+            return engine.state_dir
+        settings = self.settings
+        return (settings.state_dir if settings.database.path is not None else settings.root / ".planwise") / "unloaded"
+
     def doit_config(self, reporter: type) -> dict[str, Any]:
-        """DOIT_CONFIG: default task, the reporter, and doit's state kept per database (private: 0700)."""
-        state_dir = self.settings.state_dir
+        """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700)."""
+        state_dir = self.state_dir()
         try:
-            make_private_dir(state_dir.parent)
-            make_private_dir(state_dir)
+            for folder in private_folders(state_dir):
+                make_private_dir(folder)
         except OSError as exc:
             raise InvalidDodoFile(
                 f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "

@@ -18,10 +18,13 @@ import yaml
 from ..errors import ConfigError
 from .problems import document_problems, env_problems, problems_error
 from .schema import ENV_OVERRIDES, document, nulls_as_empty, with_defaults
-from .settings import SECTIONS, Settings, build
+from .settings import SECTIONS, Settings, build, report_paths
 
 CONFIG_ENV_VAR = "SETUP_CONFIG"
 DEFAULT_CONFIG_NAME = "setup.yaml"
+PROJECT_FILE = "dbt_project.yml"
+PROFILES_FILE = "profiles.yml"
+DEMO_PROJECT_DIR = "dbt"  # this repository's layout: the project in dbt/ beside dodo.py
 _DEFAULTS_LABEL = "defaults"
 
 
@@ -171,17 +174,22 @@ def _settings_from(data: Mapping[str, Any], root: Path, source: Path | None, bas
         return _absolute(Path(value), bases.get(key, root))
 
     sections = {name: build(cls, data[name], to_path, name) for name, cls in SECTIONS.items()}
-    return Settings(root=root, source=source, **_derive_paths(sections))
+    return Settings(root=root, source=source, **_derive_paths(sections, root))
 
 
-def _derive_paths(sections: dict[str, Any]) -> dict[str, Any]:
-    """Resolve the null path defaults that depend on other keys."""
-    database, dbt, report = sections["database"], sections["dbt"], sections["report"]
-    if dbt.profiles_dir is None:
-        sections["dbt"] = dataclasses.replace(dbt, profiles_dir=dbt.project_dir)
-    sections["report"] = dataclasses.replace(
-        report,
-        path=report.path or database.path.with_suffix(".setup_report.json"),
-        history_path=report.history_path or database.path.with_suffix(".setup_history.jsonl"),
-    )
+def _derive_paths(sections: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Resolve the null path defaults that depend on other keys or on what is on disk.
+
+    ``database.path`` stays null until dbt's profile names the file (``Settings.with_database``).
+    """
+    dbt = sections["dbt"]
+    project_dir = dbt.project_dir
+    if project_dir is None:  # a team's repository (dodo.py beside dbt_project.yml), else the demo layout
+        project_dir = root if (root / PROJECT_FILE).is_file() else root / DEMO_PROJECT_DIR
+    profiles_dir = dbt.profiles_dir
+    if profiles_dir is None:  # where dbt looks (it runs in the project directory), after --profiles-dir
+        home = Path.home() / ".dbt"
+        profiles_dir = home if not (project_dir / PROFILES_FILE).is_file() and (home / PROFILES_FILE).is_file() else project_dir
+    sections["dbt"] = dataclasses.replace(dbt, project_dir=project_dir, profiles_dir=profiles_dir)
+    sections["report"] = report_paths(sections["report"], sections["database"].path)
     return sections

@@ -92,11 +92,20 @@ class _ValidationBehaviour:
 class _SettingsBehaviour:
     __slots__ = ()
     database: Any
+    report: Any
 
     @property
     def state_dir(self) -> Path:
-        """Where run state for this database lives (locks, fingerprints)."""
-        return self.database.path.parent / ".planwise" / self.database.path.name
+        """Where run state for this database lives (locks; each project's records below it)."""
+        path = self.database.path
+        if path is None:
+            raise ValueError("database.path is not known yet: the engine reads it from dbt's profile")
+        return path.parent / ".planwise" / path.name
+
+    def with_database(self, path: Path) -> Any:
+        """These settings for the database file dbt's profile names (``database.path`` was null)."""
+        return dataclasses.replace(self, database=dataclasses.replace(self.database, path=path),
+                                   report=report_paths(self.report, path))
 
     def as_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict of the effective settings (paths as str)."""
@@ -111,6 +120,17 @@ class _SettingsBehaviour:
         values = {k: v for k, v in self.as_dict().items() if k not in ("root", "source")}
         text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def report_paths(report: Any, database: Path | None) -> Any:
+    """The report section with its null paths made from the database path (once it is known)."""
+    if database is None:
+        return report
+    return dataclasses.replace(
+        report,
+        path=report.path or database.with_suffix(".setup_report.json"),
+        history_path=report.history_path or database.with_suffix(".setup_history.jsonl"),
+    )
 
 
 # The Python names of the derived classes (section or list key -> class name) where

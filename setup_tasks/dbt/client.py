@@ -33,10 +33,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .. import errors
 from ..files import NotPrivate, log, open_private_dir, open_private_file
-from ..project.context import PROCESS_ENV, DbtContext
+from ..project.context import PROCESS_ENV, DbtContext, DbtProfile
 from ..project.manifest import Node, env_var_names
 from ..store.caches import manifest_cache
-from .invoke import InProcessDbt, NodeOutcome
+from .invoke import InProcessDbt, NodeOutcome, Parsed
 from .worker import context_to_dict, peer_uid
 
 WORKER_ENV = "PLANWISE_SETUP_WORKER"
@@ -249,7 +249,7 @@ class DbtClient:
         assert self.client is not None
         ctx: DbtContext = payload["ctx"]
         payload = {**payload, "ctx": context_to_dict(ctx), "env": ctx.dbt_environment(env_var_names(ctx)),
-                   "cwd": os.getcwd(), "who": f"setup of {ctx.database_path} (PID {os.getpid()})"}
+                   "cwd": str(ctx.cwd), "who": f"setup of {ctx.database_path or ctx.project_dir} (PID {os.getpid()})"}
         done = self.client.request(payload, on_event)
         if done.get("error"):
             _raise_remote(done["error"])
@@ -259,12 +259,13 @@ class DbtClient:
         log.warning("dbt runs in this process: the warm worker is not used (%s)", reason)
         self.client = None
 
-    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> Parsed:
         if self.client is not None:
             try:
-                resolved = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections)}, lambda e: None)
+                result = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections)}, lambda e: None)
                 raw = json.loads(manifest_cache(ctx).manifest_path.read_text())
-                return raw, {k: tuple(v) for k, v in resolved.items()}
+                resolved = {k: tuple(v) for k, v in result["selections"].items()}
+                return Parsed(raw, resolved, DbtProfile.from_dict(result["profile"]))
             except WorkerUnavailable as exc:
                 self._local_fallback(exc)
         return self.local.parse_project(ctx, selections)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from ..errors import ProjectError
 from ..files import discarded, make_private_dir, write_bytes_atomic
 from ..keys import seal, unseal
-from ..project.context import DbtContext
+from ..project.context import DbtContext, DbtProfile
 from ..project.manifest import Node
 from ..store.caches import manifest_cache
 
@@ -54,9 +54,17 @@ def one_line(text: str) -> str:
 
 
 @contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def _environment(ctx: DbtContext) -> Iterator[None]:
+    """dbt's process state for one invocation: setup's environment overrides, and the project
+    directory as the working directory (a profile's relative path resolves there, as for the team)."""
+    values = ctx.env_overrides()
     saved = {k: os.environ.get(k) for k in values}
+    try:
+        saved_cwd: str | None = os.getcwd()
+    except FileNotFoundError:  # the caller's directory was removed: nowhere to go back to
+        saved_cwd = None
     os.environ.update(values)
+    os.chdir(ctx.cwd)
     try:
         yield
     finally:
@@ -65,6 +73,8 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+        if saved_cwd is not None:
+            os.chdir(saved_cwd)
 
 
 def _runner(manifest: Any = None, callbacks: Sequence[Callable[[Any], None]] = ()) -> Any:
@@ -82,7 +92,7 @@ def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
     # Quiet: nothing on the console (outcomes carry the errors) and only warnings in
     # logs/dbt.log; its debug lines cost up to 3 s of a cold build.
     level = ["--log-level", "none", "--log-level-file", "warn"] if quiet else []
-    with _environment(ctx.env_overrides()):
+    with _environment(ctx):
         result = _runner(manifest, callbacks).invoke(
             [*level, *args, *ctx.cli_args(), *COMMON_FLAGS]
         )
@@ -157,6 +167,32 @@ def _load_pickle(manifest_path: Path, invocation_id: str) -> Any:
     return manifest if stored_id == invocation_id else None
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """What a parse gives: manifest.json's content, the resolved selections, the rendered profile."""
+
+    raw: dict[str, Any]
+    selections: dict[str, tuple[str, ...]]
+    profile: DbtProfile
+
+
+def _rendered_profile(ctx: DbtContext) -> DbtProfile:
+    """The profile of the parse that just ran: its registered adapter holds the rendered credentials."""
+    from dbt.adapters.factory import FACTORY
+
+    adapters = list(FACTORY.adapters.values())
+    if adapters:
+        config = adapters[0].config
+        credentials = config.credentials
+    else:  # no adapter registered (a dbt version that parses without one): render the profile ourselves
+        from dbt.config.runtime import load_profile
+
+        config = load_profile(str(ctx.project_dir), dict(ctx.vars), None, ctx.target, ctx.threads)
+        credentials = config.credentials
+    return DbtProfile.rendered(config.profile_name, config.target_name, credentials.type,
+                               getattr(credentials, "path", None), ctx.project_dir)
+
+
 def _outcome_from_event(event: Any) -> NodeOutcome | None:
     if event.info.name != "NodeFinished":
         return None
@@ -183,18 +219,20 @@ class InProcessDbt:
     def _remember(self, invocation_id: str, manifest: Any) -> None:
         self._manifests = {invocation_id: manifest}
 
-    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
-        """Parse the project with dbt (writing target/manifest.json) and resolve the selections."""
+    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> Parsed:
+        """Parse the project with dbt (writing target/manifest.json), resolve the selections, and
+        read the profile dbt rendered (the database file it writes): no extra cost, dbt just did it."""
         manifest_path = manifest_cache(ctx).manifest_path
         make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
         make_private_dir(manifest_path.parent)
-        with _environment(ctx.env_overrides()):
+        with _environment(ctx):
             result = _runner().invoke(
                 ["--log-level", "none", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
             )
+            profile = _rendered_profile(ctx) if result.success else None
         if isinstance(result.exception, KeyboardInterrupt):
             raise KeyboardInterrupt
-        if not result.success or result.result is None:
+        if not result.success or result.result is None or profile is None:
             raise ProjectError(
                 f"dbt could not parse the project in {ctx.project_dir}: {one_line(str(result.exception))}",
                 "fix the file named above, then run again",
@@ -204,7 +242,7 @@ class InProcessDbt:
         self._remember(raw["metadata"]["invocation_id"], manifest)
         _save_pickle(manifest_path, raw["metadata"]["invocation_id"], manifest)
         resolved = {name: self.resolve_selection(ctx, manifest, expr) for name, expr in selections.items()}
-        return raw, resolved
+        return Parsed(raw, resolved, profile)
 
     def resolve_selection(self, ctx: DbtContext, manifest: Any, selection: str) -> tuple[str, ...]:
         """Unique ids of the seeds, models and snapshots a dbt selection expression picks."""

@@ -56,7 +56,7 @@ def context_to_dict(ctx: DbtContext) -> dict[str, Any]:
     return {
         "project_dir": str(ctx.project_dir), "profiles_dir": str(ctx.profiles_dir), "target": ctx.target,
         "vars": json.loads(json.dumps(dict(ctx.vars), default=str)), "threads": ctx.threads,
-        "database_path": str(ctx.database_path), "duckdb_threads": ctx.duckdb_threads,
+        "database_path": None if ctx.database_path is None else str(ctx.database_path), "duckdb_threads": ctx.duckdb_threads,
         "duckdb_memory_limit": ctx.duckdb_memory_limit,
     }
 
@@ -64,7 +64,8 @@ def context_to_dict(ctx: DbtContext) -> dict[str, Any]:
 def context_from_dict(data: dict[str, Any]) -> DbtContext:
     return DbtContext(
         project_dir=Path(data["project_dir"]), profiles_dir=Path(data["profiles_dir"]), target=data["target"],
-        vars=data["vars"], threads=data["threads"], database_path=Path(data["database_path"]),
+        vars=data["vars"], threads=data["threads"],
+        database_path=None if data["database_path"] is None else Path(data["database_path"]),
         duckdb_threads=data.get("duckdb_threads"), duckdb_memory_limit=data.get("duckdb_memory_limit"),
     )
 
@@ -279,8 +280,9 @@ class Worker:
     def dispatch(self, request: dict[str, Any], conn: Connection) -> Any:
         ctx = context_from_dict(request["ctx"])
         if request["op"] == "parse":
-            _, resolved = self.dbt.parse_project(ctx, request["selections"])
-            return {name: list(ids) for name, ids in resolved.items()}
+            parsed = self.dbt.parse_project(ctx, request["selections"])
+            return {"selections": {name: list(ids) for name, ids in parsed.selections.items()},
+                    "profile": parsed.profile.as_dict()}
         targets = [Target(uid, selector) for uid, selector in request["targets"]]
         on_outcome: Callable[[Any], None] = lambda o: conn.send({"event": "outcome", **asdict(o)})
         on_start: Callable[[str], None] = lambda uid: conn.send({"event": "start", "unique_id": uid})

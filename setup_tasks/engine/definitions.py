@@ -25,9 +25,9 @@ def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient
     cached = cache.load(stamp)
     if cached is not None:
         return cached
-    raw, resolved = dbt.parse_project(ctx, selections)
-    cache.save(stamp, raw, resolved)
-    return manifest_from_dict(raw, resolved)
+    parsed = dbt.parse_project(ctx, selections)
+    cache.save(stamp, parsed.raw, parsed.selections, parsed.profile)
+    return manifest_from_dict(parsed.raw, parsed.selections, parsed.profile)
 
 
 class Definitions:
@@ -76,8 +76,9 @@ class Definitions:
         return effective_vars(read_project_yaml(self.ctx.project_dir), self.manifest.project_name, self.ctx.vars)
 
     def external_inputs(self, source_uid: str) -> list[Path]:
-        """Files a source with an external location reads."""
-        return external_paths(self.node(source_uid), self.root)
+        """Files a source with an external location reads (a relative path from the project
+        directory, where dbt runs)."""
+        return external_paths(self.node(source_uid), self.ctx.project_dir)
 
     def reads_census(self, uid: str) -> bool:
         """Does this node read the configured census file through a source?"""

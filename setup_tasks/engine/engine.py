@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..dbt.client import DbtClient
-from ..errors import CensusError, DatabaseError, DatabaseLockedError, SetupError, WriteError
-from ..project.context import dbt_context
+from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, SetupError, WriteError
+from ..project.context import DbtProfile, dbt_context
 from ..project.fingerprints import FileHasher, Fingerprint
 from ..project.inputs import first_ragged_row, sql_path_problem
 from ..project.manifest import Node
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
 from ..files import write_json_atomic
 from ..store.lock import RunLock
-from ..store.records import BuildRecord, BuildRecords, new_build_id
+from ..store.records import RECORDS_FILE, BuildRecord, BuildRecords, new_build_id, project_state_dir
 from .census import inspect_census
 from .census_owner import CensusOwner
 from .contents import ContentsView, Key
@@ -66,15 +66,25 @@ class RunState:
     retired: list[str] = field(default_factory=list)
 
 
+def database_settings(settings: Any, profile: DbtProfile | None) -> Any:
+    """The settings of the database file dbt's profile writes: the one setup inspects.
+
+    ``database.path`` null takes the profile's file; set, it must be that file (else a
+    one-line refusal naming both), so setup never checks a file dbt did not write.
+    """
+    if profile is None:  # a manifest made without dbt (tests): the configured file or nothing
+        if settings.database.path is None:
+            raise ProjectError("the database file is unknown: no parse read dbt's profile", "set database.path")
+        return settings
+    path = profile.database_file(settings.database.path)
+    return settings if settings.database.path is not None else settings.with_database(path)
+
+
 class Engine:
     """Staleness and builds for one database and one dbt project."""
 
     def __init__(self, settings: Any, listeners: Iterable[Listener] = ()) -> None:
-        self.settings = settings
-        self.root: Path = settings.root
         self.ctx = dbt_context(settings)
-        self.db_path: Path = settings.database.path
-        self.db = Database(self.db_path, self.ctx.duckdb_config())
         self.dbt = DbtClient(settings.dbt.worker_idle_seconds)
         self.definitions = Definitions.load(settings, self.ctx, self.dbt)
         self.manifest = self.definitions.manifest
@@ -82,12 +92,18 @@ class Engine:
         self.graph = self.definitions.graph
         self.setup_nodes = self.definitions.setup_nodes
         self.foundation_nodes = self.definitions.foundation_nodes
-        state_dir: Path = settings.state_dir
-        self.records = BuildRecords.load(state_dir / "records.json")
-        self.lock = RunLock(state_dir / "run.lock", self.db_path)
-        self._hash_cache_path = state_dir / "file_hashes.json"
+        self.settings = settings = database_settings(settings, self.manifest.profile)
+        self.root: Path = settings.root
+        self.db_path: Path = settings.database.path
+        self.db = Database(self.db_path, self.ctx.duckdb_config())
+        self.project = self.manifest.project_name
+        self.state_dir = project_state_dir(settings.state_dir, self.project)
+        packages = {n.package for n in self.manifest.nodes.values()} | {m.split(".")[1] for m in self.manifest.macros}
+        self.records = BuildRecords.load(self.state_dir / RECORDS_FILE, self.project, packages)
+        self.lock = RunLock(settings.state_dir / "run.lock", self.db_path)  # one writer per database file
+        self._hash_cache_path = self.state_dir / "file_hashes.json"
         self.hasher = FileHasher.load(self._hash_cache_path)
-        self.contents = ContentsView(self.db, self.lock, state_dir / "db_contents.json", self._signed_keys)
+        self.contents = ContentsView(self.db, self.lock, self.state_dir / "db_contents.json", self._signed_keys)
         self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher)
         self.census = CensusOwner(settings, self.definitions, self.hasher)
         self.run = RunState()
@@ -367,7 +383,7 @@ class Engine:
                     self.records.put(
                         outcome.unique_id,
                         BuildRecord(fp.digest, dict(fp.parts), time.time(), outcome.seconds, self.run.build_id, outcome.rows,
-                                    relation=relation.key() if relation is not None else None),
+                                    relation=relation.key() if relation is not None else None, project=self.project),
                     )
                 except WriteError as err:  # the table is built; without its record the next run builds it again
                     outcome = Outcome(outcome.unique_id, "error", f"built, but {err.one_line()}", outcome.seconds, outcome.rows)

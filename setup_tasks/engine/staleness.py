@@ -91,22 +91,24 @@ class Staleness:
 
     def removed_builds(self) -> dict[str, BuildRecord]:
         """Builds recorded for nodes the project no longer has (file deleted or renamed, node disabled)."""
-        nodes = self.definitions.manifest.nodes
-        return {uid: rec for uid, rec in self.records.records.items() if uid not in nodes}
+        manifest = self.definitions.manifest
+        return {uid: rec for uid, rec in self.records.of_project(manifest.project_name).items() if uid not in manifest.nodes}
 
     def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[str, Key]:
-        """Tables setup built that no current node builds: a clean build has none of them.
+        """Tables this project built that no current node builds: a clean build has none of them.
 
         Those of nodes removed from the project, and those a node built under its old
         name (alias, schema or database changed) -- the latter only for nodes in
-        ``scope`` when given (a run drops them when it rebuilds the node).
+        ``scope`` when given (a run drops them when it rebuilds the node). Tables another
+        project recorded are never leftovers of this one.
         """
-        nodes = self.definitions.manifest.nodes
+        manifest = self.definitions.manifest
+        nodes = manifest.nodes
         claimed = {n.relation.key() for n in nodes.values() if n.relation is not None}
         tables = self.contents.get().tables
         wanted = None if scope is None else set(scope)
         return {
-            uid: rec.relation for uid, rec in self.records.records.items()
+            uid: rec.relation for uid, rec in self.records.of_project(manifest.project_name).items()
             if rec.relation is not None and rec.relation not in claimed and rec.relation in tables
             and (uid not in nodes or wanted is None or uid in wanted)
         }

@@ -36,16 +36,17 @@ ValuesOf = Callable[[str], Mapping[str, Any]]
 
 @dataclass(frozen=True)
 class DatabaseState:
-    """Whether the database can be read: reachable, absent, in-use, locked or unreadable."""
+    """Whether the database can be read: reachable, absent, in-use, locked, unreadable or unknown (no project)."""
 
     path: str
     state: str
     detail: str = ""
     relations: int = 0
+    named_by: str = ""  # whose file it is: dbt's profile and target
 
     @property
     def readable(self) -> bool:
-        return self.state in ("reachable", "absent")
+        return self.state in ("reachable", "absent", "unknown")
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,16 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], values
         engine, problem = None, err.one_line()
     else:
         problem = "" if engine.setup_nodes else "the setup selection holds no seed or model"
+        settings = engine.settings  # the database is the file dbt's profile writes
     db_path = settings.database.path
     if engine is not None:
         db = database_state(db_path, lambda: engine.database_contents(live=True), engine.lock.holder())
-    else:
+        if engine.manifest.profile is not None:
+            db = replace(db, named_by=engine.manifest.profile.label)
+    elif db_path is not None:
         db = database_state(db_path, lambda: Database(db_path).contents())
+    else:
+        db = DatabaseState("(dbt's profile names it)", "unknown", "not known until the project loads")
     census = census_state(settings, reads_census(engine))
     status = SystemStatus(
         ready=False,
@@ -186,8 +192,8 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], values
         project_problem=problem,
         database=db,
         census=census,
-        last_run=last_run(settings.report.history_path),
-        regressions=tuple(regressions(settings.report.history_path)),
+        last_run=last_run(settings.report.history_path) if settings.report.history_path else None,
+        regressions=tuple(regressions(settings.report.history_path)) if settings.report.history_path else (),
     )
     if engine is not None:
         status = _with_nodes(status, engine, values_of if db.readable else None, translator)
@@ -224,7 +230,7 @@ def render(status: SystemStatus) -> list[str]:
     if status.database is not None:
         db = status.database
         detail = db.detail or f"reachable, {db.relations} tables and views"
-        lines.append(f"database   {db.path}: {detail}")
+        lines.append(f"database   {db.path}{f' ({db.named_by})' if db.named_by else ''}: {detail}")
     if status.census is not None:
         lines.append(f"census     {census_line(status.census)}")
     lines.append(f"seeds      {len(status.seeds)}" + (f": {', '.join(status.seeds)}" if status.seeds else ""))

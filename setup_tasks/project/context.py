@@ -1,4 +1,4 @@
-"""How dbt sees the project: paths, profile, target, vars and the database it writes."""
+"""How dbt sees the project: paths, profile, target, vars and the database file its profile writes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..errors import ProjectError
+from ..errors import DatabaseError, ProjectError
 
 CENSUS_VAR = "census_parquet_path"
 # What a dbt process needs of the environment besides the env_var() names the project
@@ -26,6 +26,7 @@ DBT_FLAG_ENV = frozenset(f"DBT_{name}" for name in (
     "SINGLE_THREADED", "STATE", "STATIC_PARSER", "STORE_FAILURES", "USE_COLORS", "USE_COLORS_FILE",
     "USE_EXPERIMENTAL_PARSER", "USE_FAST_TEST_EDGES", "VERSION_CHECK", "WARN_ERROR", "WARN_ERROR_OPTIONS",
 ))
+DATABASE_ENV = "DUCKDB_PATH"  # what setup exports when database.path is set; a profile may read it
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,24 @@ class DbtContext:
     target: str | None
     vars: Mapping[str, Any]
     threads: int | None
-    database_path: Path
+    database_path: Path | None  # database.path when set; None: the profile alone names the file
     duckdb_threads: int | None = None
     duckdb_memory_limit: str | None = None
 
+    @property
+    def cwd(self) -> Path:
+        """Where dbt runs: the project directory, as a team runs `dbt build`, so a relative
+        ``path:`` in the profile means the same file to setup and to the team."""
+        return self.project_dir
+
     def env_overrides(self) -> dict[str, str]:
-        """What setup adds to dbt's environment: the profile reads the database path and settings from it."""
+        """What setup adds to dbt's environment: a profile may read the database path and settings from it."""
         env = {
-            "DUCKDB_PATH": str(self.database_path),
             "PLANWISE_DUCKDB_THREADS": str(self.duckdb_threads or os.cpu_count() or 1),
             "PLANWISE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit or "80%",
         }
+        if self.database_path is not None:
+            env[DATABASE_ENV] = str(self.database_path)
         if self.target:
             env["DBT_TARGET"] = self.target
         return env
@@ -84,6 +92,61 @@ class DbtContext:
             args += ["--threads", str(self.threads)]
         args += ["--target-path", str(self.target_path())]
         return args
+
+
+@dataclass(frozen=True)
+class DbtProfile:
+    """The profile dbt rendered for the project: its name, target, adapter and the database it writes.
+
+    ``written`` is the profile's ``path:`` as rendered; ``path`` is that file made absolute
+    against the project directory (where dbt runs), or as written when it is no file
+    (``:memory:``, ``md:...``).
+    """
+
+    name: str
+    target: str
+    adapter: str
+    written: str | None
+    path: str | None
+
+    @classmethod
+    def rendered(cls, name: str, target: str, adapter: str, written: str | None, project_dir: Path) -> "DbtProfile":
+        path = os.path.normpath(project_dir / written) if written and is_database_file(written) else written
+        return cls(name, target, adapter, written, path)
+
+    @property
+    def label(self) -> str:
+        return f"dbt's profile {self.name} (target {self.target})"
+
+    def database_file(self, configured: Path | None) -> Path:
+        """The one database setup inspects: the profile's file; ``configured`` (database.path) must agree."""
+        if self.adapter != "duckdb":
+            raise DatabaseError(f"{self.label} uses the {self.adapter} adapter; setup builds DuckDB files",
+                                "choose a duckdb target with dbt.target (or DBT_TARGET)")
+        if not self.path or not is_database_file(self.path):
+            raise DatabaseError(f"{self.label} writes to {self.path or ':memory:'}, not a database file",
+                                "set path: in profiles.yml to a DuckDB file")
+        written = Path(self.path)
+        if configured is not None and os.path.realpath(configured) != os.path.realpath(written):
+            raise DatabaseError(
+                f"database.path is {configured} but {self.label} writes {written}",
+                f"remove database.path / {DATABASE_ENV} to build the profile's file, or let the profile read it: "
+                f"path: \"{{{{ env_var('{DATABASE_ENV}', '{self.written}') }}}}\"",
+            )
+        return written
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target, "adapter": self.adapter, "written": self.written,
+                "path": self.path}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DbtProfile":
+        return cls(str(data["name"]), str(data["target"]), str(data["adapter"]), data.get("written"), data.get("path"))
+
+
+def is_database_file(path: str) -> bool:
+    """Is a profile's ``path`` a file on this machine (not in memory, MotherDuck or a URL)?"""
+    return path != ":memory:" and not path.startswith(("md:", "motherduck:")) and "://" not in path
 
 
 def dbt_context(settings: Any) -> DbtContext:

@@ -187,7 +187,7 @@ class FingerprintCalculator:
         shown = _canonical(value)
         parts = {f"var:{name}": shown if len(shown) <= SHOWN_VALUE_LIMIT else _sha(shown)}
         if isinstance(value, str) and value.strip():
-            for path in expand_paths(value, self.root):
+            for path in expand_paths(value, self.project_dir):
                 if path.is_file():
                     parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
         return parts
@@ -196,7 +196,7 @@ class FingerprintCalculator:
         if node.external_location:
             location = format_location(node.external_location, node)
             parts = {"location": location}
-            paths = external_paths(node, self.root)
+            paths = external_paths(node, self.project_dir)
             for path in paths:
                 parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
             if not paths and "://" not in location:

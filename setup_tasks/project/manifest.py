@@ -16,9 +16,9 @@ from typing import Any, Mapping
 
 from ..errors import ProjectError
 from ..keys import keyed_digest
-from .context import DbtContext, read_project_yaml
+from .context import DbtContext, DbtProfile, read_project_yaml
 
-STAMP_VERSION = 3
+STAMP_VERSION = 4  # 4: source builders (graph memos of older parses lack their edges)
 # Default folders of a dbt project (dbt_project.yml may rename them).
 PATH_KEYS = {
     "model-paths": ["models"],
@@ -100,6 +100,7 @@ class Manifest:
     adapter_type: str
     selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     invocation_id: str = ""
+    profile: DbtProfile | None = None  # as dbt rendered it in the parse that wrote this manifest
 
 
 def _relation(raw: Mapping[str, Any]) -> Relation | None:
@@ -143,7 +144,8 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
     )
 
 
-def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]] | None = None) -> Manifest:
+def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]] | None = None,
+                       profile: DbtProfile | None = None) -> Manifest:
     """Turn manifest.json content into a ``Manifest`` (pure; no dbt import)."""
     nodes = {uid: _node_from_dict(n) for uid, n in raw.get("nodes", {}).items()}
     nodes.update({uid: _node_from_dict(s) for uid, s in raw.get("sources", {}).items()})
@@ -161,6 +163,7 @@ def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[st
         adapter_type=meta.get("adapter_type", ""),
         selections=dict(selections or {}),
         invocation_id=meta.get("invocation_id", ""),
+        profile=profile,
     )
 
 
@@ -226,7 +229,7 @@ def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
         "dbt": _dbt_version(),
         "target": ctx.target,
         "vars": ctx.vars,
-        "database": str(ctx.database_path),
+        # No database path: setup exports it as DUCKDB_PATH, so it counts (above) exactly when profiles.yml reads it.
         "profiles_dir": str(ctx.profiles_dir),
         "env": {name: None if env.get(name) is None else keyed_digest("env", name, env[name]) for name in sorted(env_names)},
         "selections": dict(selections),

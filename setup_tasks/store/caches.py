@@ -1,4 +1,4 @@
-"""Caches setup keeps beside the manifest: the parse stamp and resolved selections, graph answers.
+"""Caches setup keeps beside the manifest: the parse stamp, resolved selections and profile, graph answers.
 
 Every cache is rebuilt when it is missing, damaged, of the wrong shape or for
 another manifest: a cache can cost time, never correctness. Each context (database,
@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..files import discarded, make_private_dir, read_json, write_json_atomic
-from ..project.context import DbtContext
+from ..project.context import DbtContext, DbtProfile
 from ..project.graph import GraphMemo
 from ..project.manifest import Manifest, manifest_from_dict
 
 CACHE_FILE = "setup_cache.json"
 GRAPH_MEMO_FILE = "graph_memo.json"
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: the rendered profile
 KEPT_CONTEXTS = 8
 
 
@@ -42,14 +42,18 @@ class ManifestCache:
             if raw:
                 discarded(self.manifest_path, "not the manifest of the last parse")
             return None  # manifest.json rewritten by someone else's dbt run, or damaged
-        selections = cache.get("selections")
+        selections, profile = cache.get("selections"), cache.get("profile")
         try:
-            return manifest_from_dict(raw, {k: tuple(map(str, v)) for k, v in selections.items()})
+            return manifest_from_dict(raw, {k: tuple(map(str, v)) for k, v in selections.items()},
+                                      DbtProfile.from_dict(profile))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            discarded(self.path if not isinstance(selections, dict) else self.manifest_path, f"wrong shape ({type(exc).__name__})")
+            shaped = isinstance(selections, dict) and isinstance(profile, dict)
+            discarded(self.manifest_path if shaped else self.path, f"wrong shape ({type(exc).__name__})")
             return None
 
-    def save(self, stamp: str, raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]]) -> None:
+    def save(self, stamp: str, raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]],
+             profile: DbtProfile) -> None:
+        """The parse's stamp, with what dbt resolved in it: the selections and the profile (its database file)."""
         make_private_dir(self.path.parent.parent)
         make_private_dir(self.path.parent)
         write_json_atomic(self.path, {
@@ -57,6 +61,7 @@ class ManifestCache:
             "stamp": stamp,
             "invocation_id": raw.get("metadata", {}).get("invocation_id"),
             "selections": {k: list(v) for k, v in selections.items()},
+            "profile": profile.as_dict(),
         })
         prune_contexts(self.path.parent.parent, keep=self.path.parent)
 

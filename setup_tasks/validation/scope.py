@@ -125,7 +125,7 @@ class ValidationScope:
 
     def failed_run_memo(self, check: Check) -> Path:
         """Where the passing results of a check's last failed run are kept."""
-        return self.engine.settings.state_dir / "failed_checks" / f"{check.name}.json"
+        return self.engine.state_dir / "failed_checks" / f"{check.name}.json"
 
     # -- running a check -------------------------------------------------------------------
 
