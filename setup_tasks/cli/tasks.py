@@ -28,6 +28,13 @@ GROUP_DOCS = {
     SEEDS_TASK: "Load every stale seed",
     STAGING_TASK: "Build every stale staging model (and the seeds they need)",
 }
+# Groups that fail when their selection is empty: (the setting that selects, how to fix it).
+EMPTY_GROUP_FIXES = {
+    SETUP_TASK: ("setup_selection", "select the seeds and models to build in dbt.setup_selection (setup.yaml), "
+                                    "e.g. \"resource_type:seed resource_type:model\""),
+    QUICK_TASK: ("foundation_selection", "list the models the simulation needs first in dbt.foundation_selection "
+                                         "(setup.yaml), or run doit setup"),
+}
 CENSUS_DOC = "Generate the synthetic census when missing or its parameters changed (never over your own file): doit census employees=N"
 
 
@@ -120,8 +127,22 @@ class NodeTasks:
             STAGING_TASK: engine.graph.buildable(engine.graph.with_ancestors(staging)),
         }
 
+    def empty_selection(self, group: str) -> TaskFailed | None:
+        """`setup` / `quick` whose selection holds no node: say so (a silent success built nothing)."""
+        key, fix = EMPTY_GROUP_FIXES[group]
+        settings = self.engine.settings
+        expression = getattr(settings.dbt, key)
+        return TaskFailed(
+            f"{group}: dbt.{key} ({expression!r}) selects no seed or model of project {self.engine.project} "
+            f"-- fix: {fix}"
+        )
+
     def group_tasks(self, extra_deps: dict[str, list[str]]) -> Iterator[TaskDict]:
         for group, uids in self.groups().items():
+            if not uids and group in EMPTY_GROUP_FIXES:
+                yield {"basename": group, "doc": GROUP_DOCS[group],
+                       "actions": [self.app.action(self.empty_selection, group)], "verbosity": 1}
+                continue
             plan = self.translator.plan_task_name(group)
             # doit runs dependency-free tasks in list order: the census first (so its readers
             # can build in the same dbt run as the rest), then the plan, then the nodes.
