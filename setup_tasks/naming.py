@@ -48,10 +48,14 @@ class Translator:
         """``seed:<name>``, ``model:<name>``, ``snapshot:<name>``."""
         return f"{node.resource_type}:{node.name}"
 
-    def doc(self, node: NamedNode) -> str:
-        """What `doit list` shows: the file, then the node's description, cut to one line."""
+    def doc(self, node: NamedNode, built_sources: Iterable[tuple[str, str]] = ()) -> str:
+        """What `doit list` and `doit info` show: the file, the sources it reads that the project
+        builds (``(source, task that builds it)``), then the node's description, cut to one line."""
         what = "Load" if node.resource_type == "seed" else "Build"
         line = f"{what} {node.path}"
+        reads = [f"{task} through source {source}" for source, task in built_sources]
+        if reads:
+            line = f"{line} (reads {', '.join(reads)})"
         summary = " ".join(node.description.split()).split(". ")[0].rstrip(".")
         if summary:
             line = f"{line}: {summary}"

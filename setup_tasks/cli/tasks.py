@@ -89,9 +89,11 @@ class NodeTasks:
         return deps
 
     def node_task(self, node: Node) -> TaskDict:
+        built_sources = [(self.engine.node(source).display_name, self.name(builder))
+                         for source, builder in self.engine.graph.built_sources(node.unique_id)]
         return {
             "basename": self.translator.task_name(node),
-            "doc": self.translator.doc(node),
+            "doc": self.translator.doc(node, built_sources),
             "actions": [self.app.action(build_action, self.engine, node.unique_id)],
             "uptodate": [TableTarget(self.engine, node.unique_id)],
             "task_dep": self.task_dep(node),

@@ -272,15 +272,16 @@ class DbtClient:
 
     def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
                     on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
-                    on_start: Callable[[str], None] | None = None) -> None:
-        self._run("build", ctx, manifest_path, nodes, on_outcome, quiet, on_start)
+                    on_start: Callable[[str], None] | None = None, edges: Sequence[tuple[str, str]] = ()) -> None:
+        self._run("build", ctx, manifest_path, nodes, on_outcome, quiet, on_start, edges)
 
     def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
                   on_outcome: Callable[[NodeOutcome], None], quiet: bool = True) -> None:
         self._run("tests", ctx, manifest_path, tests, on_outcome, quiet, None)
 
     def _run(self, op: str, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
-             on_outcome: Callable[[NodeOutcome], None], quiet: bool, on_start: Callable[[str], None] | None) -> None:
+             on_outcome: Callable[[NodeOutcome], None], quiet: bool, on_start: Callable[[str], None] | None,
+             edges: Sequence[tuple[str, str]] = ()) -> None:
         reported: set[str] = set()
         if not nodes:
             return
@@ -295,7 +296,8 @@ class DbtClient:
                 elif kind == "log":
                     print(event["line"], flush=True)
 
-            payload = {"op": op, "ctx": ctx, "quiet": quiet, "targets": [[n.unique_id, n.selector] for n in nodes]}
+            payload = {"op": op, "ctx": ctx, "quiet": quiet, "targets": [[n.unique_id, n.selector] for n in nodes],
+                       "edges": [list(e) for e in edges]}
             try:
                 self._remote(payload, on_event)
                 return
@@ -305,6 +307,6 @@ class DbtClient:
                 if not nodes:
                     return
         if op == "build":
-            self.local.build_nodes(ctx, manifest_path, nodes, on_outcome, quiet, on_start)
+            self.local.build_nodes(ctx, manifest_path, nodes, on_outcome, quiet, on_start, edges=edges)
         else:
             self.local.run_tests(ctx, manifest_path, nodes, on_outcome, quiet)

@@ -288,10 +288,13 @@ class InProcessDbt:
     def _run(self, ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Node],
              on_outcome: Callable[[NodeOutcome], None], quiet: bool,
              on_start: Callable[[str], None] | None = None,
-             log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
+             log: Callable[[str], None] | None = None,
+             edges: Sequence[tuple[str, str]] = ()) -> dict[str, NodeOutcome]:
         outcomes: dict[str, NodeOutcome] = {}
         if not nodes:
             return outcomes  # an empty --select would mean "everything"
+        manifest = self.dbt_manifest(manifest_path)
+        _add_edges(manifest, edges)
 
         def callback(event: Any) -> None:
             if log is not None and event.info.level in ("info", "warn", "error") and event.info.msg:
@@ -306,7 +309,7 @@ class InProcessDbt:
 
         selection = " ".join(node.selector for node in nodes)
         try:
-            result = _invoke(ctx, [*command, "--select", selection], self.dbt_manifest(manifest_path), [callback], quiet)
+            result = _invoke(ctx, [*command, "--select", selection], manifest, [callback], quiet)
         finally:
             release_database()
         if not result.success and not outcomes and result.exception is not None:
@@ -319,8 +322,12 @@ class InProcessDbt:
     def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
                     on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
                     on_start: Callable[[str], None] | None = None,
-                    log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
+                    log: Callable[[str], None] | None = None,
+                    edges: Sequence[tuple[str, str]] = ()) -> dict[str, NodeOutcome]:
         """Build seeds and models in one dbt invocation (dbt orders them); tests are not run.
+
+        ``edges`` (reader, builder) are dependencies dbt's graph lacks (a seed read through
+        source()): added to dbt's manifest, so the same invocation builds the seed first.
 
         Always ``--full-refresh``: a stale node is rebuilt from its inputs, as a clean build
         would. Without it dbt truncates and refills an existing seed table, so a CSV that
@@ -329,13 +336,22 @@ class InProcessDbt:
         one transaction: a node that fails keeps the table it had.
         """
         command = ["build", "--full-refresh", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
-        return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log)
+        return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log, edges)
 
     def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
                   on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
                   log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
         """Run the given dbt tests in one invocation."""
         return self._run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log)
+
+
+def _add_edges(manifest: Any, edges: Sequence[tuple[str, str]]) -> None:
+    """Make each reader depend on a builder in dbt's own manifest: dbt links its graph from
+    ``depends_on.nodes`` at every invocation, so it then orders them (idempotent)."""
+    for reader, builder in edges:
+        node = manifest.nodes.get(reader)
+        if node is not None and builder in manifest.nodes and builder not in node.depends_on.nodes:
+            node.depends_on.nodes.append(builder)
 
 
 def warm_up() -> None:

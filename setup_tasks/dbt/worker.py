@@ -290,7 +290,8 @@ class Worker:
         # Only the manifest this worker's own parses cached for the context: a request names no file.
         manifest_path = manifest_cache(ctx).manifest_path
         if request["op"] == "build":
-            self.dbt.build_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), on_start, log)
+            edges = [(reader, builder) for reader, builder in request.get("edges") or ()]
+            self.dbt.build_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), on_start, log, edges)
         else:
             self.dbt.run_tests(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), log)
         return None

@@ -9,6 +9,7 @@ dbt reports it done. The engine knows nothing of doit: the ``cli`` layer drives 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from .staleness import NodeStatus, Staleness
 
 Listener = Callable[[str, dict[str, Any]], None]
 DISK_FULL = ("No space left on device", "disk is full", "Disk quota exceeded")
+# DuckDB's error for a table that is not there (yet): "Catalog Error: Table with name x does not exist!"
+MISSING_TABLE_RE = re.compile(r"Table with name (?P<table>\w+) does not exist", re.I)
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,7 @@ class Engine:
             self.dbt.build_nodes(
                 self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
                 on_start=lambda started: self._emit("start", {"unique_id": started}),
+                edges=self.graph.implied_edges(runnable),
             )
             self._sign([u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok])
         for u in runnable:
@@ -367,12 +371,25 @@ class Engine:
                 f"free space on the disk holding {self.db_path.parent} and run again; the table built before is kept",
             ).one_line()
         elif status == "error":
-            node = self.node(result.unique_id)
-            message = (
-                f"{self.label(result.unique_id)} ({node.path}) failed: {result.message} -- fix: correct "
-                f"{node.path} and run again; the table built before is kept"
-            )
+            message = self.failure_message(result.unique_id, result.message)
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
+
+    def failure_message(self, uid: str, dbt_message: str) -> str:
+        """A node dbt failed to build, in one line with the fix: its SQL's, unless it read a
+        table another node builds and has not (yet) -- then that node is named."""
+        node = self.node(uid)
+        failed = f"{self.label(uid)} ({node.path}) failed: {dbt_message}"
+        match = MISSING_TABLE_RE.search(dbt_message)
+        builder = self.manifest.builder_of(match["table"]) if match else None
+        if builder is None or builder == uid:
+            return f"{failed} -- fix: correct {node.path} and run again; the table built before is kept"
+        outcome = self.run.outcomes.get(builder)
+        if outcome is not None and not outcome.ok:
+            return f"{failed} -- fix: {self.label(builder)} builds that table and failed in this run: fix it first"
+        name = self.node(builder).name
+        return (f"{failed} -- fix: {self.label(builder)} builds {match['table']}, and {node.name} does not read it "
+                f"through ref(): write {{{{ ref('{name}') }}}} in {node.path}, so setup builds "
+                f"{self.label(builder)} first")
 
     def _set(self, outcome: Outcome) -> None:
         with self._record_lock:

@@ -193,6 +193,11 @@ class FingerprintCalculator:
         return parts
 
     def _source_parts(self, node: Node) -> dict[str, str]:
+        builder = self.manifest.source_builders.get(node.unique_id)
+        if builder is not None:
+            # The table a node of the project builds: its builder's fingerprint (an upstream part)
+            # says when it changes, before the build; its record's signature, an edit outside setup.
+            return {f"built_by:{builder}": "the project builds this table"}
         if node.external_location:
             location = format_location(node.external_location, node)
             parts = {"location": location}
@@ -249,6 +254,7 @@ _PHRASES: dict[str, _Phrase] = {
     "upstream": lambda what, label, b, a: f"upstream changed: {label}",
     "macro": lambda what, label, b, a: f"macro changed: {label}",
     "table": lambda what, label, b, a: f"source table changed: {what}",
+    "built_by": lambda what, label, b, a: f"source table now built by {label}" if a else f"source table no longer built by {label}",
     "config": lambda what, label, b, a: "dbt config changed",
     "engine": lambda what, label, b, a: f"dbt changed: {b} -> {a}",
     "input": lambda what, label, b, a: f"input changed: {label}",
@@ -258,7 +264,7 @@ _PHRASES: dict[str, _Phrase] = {
     "absent": lambda what, label, b, a: f"table {what} appeared in the database" if a is None else f"table {what} no longer read",
 }
 # Kinds whose phrase already covers a part that appeared or disappeared.
-_PHRASED_WHEN_ADDED_OR_REMOVED = frozenset({"input", "test", "setting", "absent", "definition"})
+_PHRASED_WHEN_ADDED_OR_REMOVED = frozenset({"input", "test", "setting", "absent", "definition", "built_by"})
 
 
 def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, str] | None = None) -> list[str]:

@@ -41,13 +41,22 @@ def _key(method: str, uids: Iterable[str] | None) -> str:
 
 
 class SetupGraph:
-    """A directed graph of seeds, models, snapshots, sources and tests (parent -> child)."""
+    """A directed graph of seeds, models, snapshots, sources and tests (parent -> child).
 
-    def __init__(self, nodes: Mapping[str, Node], memo: GraphMemo | None = None) -> None:
+    Besides dbt's own edges, a source whose table a node of the project builds has that
+    node as its parent (``Manifest.source_builders``): a seed read through source() is
+    upstream of its readers, for order and for staleness.
+    """
+
+    def __init__(self, nodes: Mapping[str, Node], memo: GraphMemo | None = None,
+                 source_builders: Mapping[str, str] | None = None) -> None:
         self.nodes = dict(nodes)
         self.memo = memo or GraphMemo("")
+        self.source_builders = dict(source_builders or {})
         self._parents = {
-            uid: sorted(p for p in self.nodes[uid].depends_on if p in self.nodes) for uid in sorted(self.nodes)
+            uid: sorted({p for p in self.nodes[uid].depends_on if p in self.nodes}
+                        | ({self.source_builders[uid]} if uid in self.source_builders else set()))
+            for uid in sorted(self.nodes)
         }
         self._children: dict[str, list[str]] = {uid: [] for uid in self._parents}
         for uid, parents in self._parents.items():
@@ -59,7 +68,7 @@ class SetupGraph:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, memo: GraphMemo | None = None) -> "SetupGraph":
-        return cls(manifest.nodes, memo)
+        return cls(manifest.nodes, memo, manifest.source_builders)
 
     def _graph(self) -> Any:
         if self._nx is None:
@@ -120,7 +129,8 @@ class SetupGraph:
     def built_parents(self, uid: str) -> list[str]:
         """Nearest parents that are tables of their own, walking through ephemeral models.
 
-        Sources count as parents: they are inputs, though setup does not build them.
+        Sources count as parents: they are inputs, though setup does not build them; a
+        source the project builds brings its builder too.
         """
         found: set[str] = set()
         stack = self.parents(uid)
@@ -133,9 +143,17 @@ class SetupGraph:
             node = self.nodes[parent]
             if node.is_buildable or node.resource_type == "source":
                 found.add(parent)
-            else:
+            if not node.is_buildable:  # through ephemeral models, and to the builder of a built source
                 stack.extend(self.parents(parent))
         return sorted(found)
+
+    def built_sources(self, uid: str) -> list[tuple[str, str]]:
+        """(source, builder) for each source this node reads whose table the project builds."""
+        return [(p, self.source_builders[p]) for p in self.built_parents(uid) if p in self.source_builders]
+
+    def implied_edges(self, uids: Iterable[str]) -> list[tuple[str, str]]:
+        """(reader, builder) for each of ``uids`` reading a built source: the edges dbt's graph lacks."""
+        return sorted({(uid, builder) for uid in uids for _, builder in self.built_sources(uid)})
 
     # -- selections ----------------------------------------------------------------
 

@@ -71,11 +71,17 @@ class Node:
     attached_node: str | None = None
     test_name: str | None = None
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    source_name: str | None = None  # a source's name in sources.yml (its tables are its children)
 
     @property
     def is_buildable(self) -> bool:
         """Does dbt materialise this node into a relation that setup builds?"""
         return self.resource_type in BUILDABLE and self.materialized != "ephemeral"
+
+    @property
+    def display_name(self) -> str:
+        """``raw.raw_orders`` for a source (as source() names it), the name otherwise."""
+        return f"{self.source_name}.{self.name}" if self.source_name else self.name
 
     @property
     def selector(self) -> str:
@@ -101,6 +107,34 @@ class Manifest:
     selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     invocation_id: str = ""
     profile: DbtProfile | None = None  # as dbt rendered it in the parse that wrote this manifest
+    # A source whose table a seed, model or snapshot of the project builds -> that node.
+    source_builders: Mapping[str, str] = field(default_factory=dict)
+
+    def builder_of(self, identifier: str) -> str | None:
+        """The buildable node whose table is named ``identifier`` (DuckDB compares names case-insensitively)."""
+        wanted = identifier.lower()
+        found = sorted(uid for uid, n in self.nodes.items()
+                       if n.is_buildable and n.relation is not None and n.relation.identifier.lower() == wanted)
+        return found[0] if found else None
+
+
+def source_builders(nodes: Mapping[str, Node]) -> dict[str, str]:
+    """Sources that are tables the project builds (a seed read through source(), say): source -> builder.
+
+    dbt's graph has no edge from the seed to the source, so without this a seed edit did not
+    reach the source's readers and a cold build read the table before the seed wrote it.
+    Sources with an external location are files, never a node's table.
+    """
+    built = {n.relation.key(): uid for uid, n in sorted(nodes.items())
+             if n.is_buildable and n.relation is not None}
+    found = {}
+    for uid, node in nodes.items():
+        if node.resource_type != "source" or node.external_location or node.relation is None:
+            continue
+        builder = built.get(node.relation.key())
+        if builder is not None and uid not in nodes[builder].depends_on:  # a node reading its own table
+            found[uid] = builder
+    return found
 
 
 def _relation(raw: Mapping[str, Any]) -> Relation | None:
@@ -141,6 +175,7 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
         attached_node=raw.get("attached_node"),
         test_name=test_meta.get("name") if rtype == "test" else None,
         test_kwargs=test_meta.get("kwargs") or {},
+        source_name=raw.get("source_name") if rtype == "source" else None,
     )
 
 
@@ -164,6 +199,7 @@ def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[st
         selections=dict(selections or {}),
         invocation_id=meta.get("invocation_id", ""),
         profile=profile,
+        source_builders=source_builders(nodes),
     )
 
 
