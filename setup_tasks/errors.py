@@ -96,3 +96,7 @@ def cannot_write(what: str, path: str | Path, exc: OSError, elsewhere: str) -> W
     else:
         fix = elsewhere
     return WriteError(f"cannot write {what} {place}: {reason}", fix)
+
+
+class PackagesError(SetupError):
+    """`dbt deps` could not install the project's packages (no network, a bad entry)."""

@@ -18,6 +18,7 @@ QUICK_TASK = "quick"
 SEEDS_TASK = "seeds"
 STAGING_TASK = "staging"
 CENSUS_TASK = "census"
+DEPS_TASK = "deps"
 VALIDATE_TASK = "validate"
 # Hidden helpers (doit does not list names starting with an underscore).
 PLAN_PREFIX = "_plan:"

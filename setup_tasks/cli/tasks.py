@@ -14,12 +14,12 @@ from doit.exceptions import TaskFailed
 from ..engine.census import CensusRequest
 from ..engine.engine import Engine
 from ..errors import SetupError
-from ..naming import CENSUS_TASK, CLEAR_DERIVED_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK, STAGING_TASK
+from ..naming import CENSUS_TASK, CLEAR_DERIVED_TASK, DEPS_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK, STAGING_TASK
 from ..project.manifest import Node
 from .app import App
 from .checks import ValidationTasks
 from .commands import clear_tasks, graph_task, status_task
-from .uptodate import CensusTarget, TableTarget
+from .uptodate import CensusTarget, DepsTarget, TableTarget
 
 TaskDict = dict[str, Any]
 GROUP_DOCS = {
@@ -35,6 +35,8 @@ EMPTY_GROUP_FIXES = {
     QUICK_TASK: ("foundation_selection", "list the models the simulation needs first in dbt.foundation_selection "
                                          "(setup.yaml), or run doit setup"),
 }
+DEPS_DOC = ("Install the dbt packages (dbt deps) when packages.yml, dependencies.yml or package-lock.yml "
+            "changed or a package is missing")
 CENSUS_DOC = "Generate the synthetic census when missing or its parameters changed (never over your own file): doit census employees=N"
 
 
@@ -55,6 +57,13 @@ def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
     except SetupError as err:  # the database is locked, or a setup run holds it
         return TaskFailed(err.one_line())
     return None
+
+
+def deps_action(engine: Engine) -> None:
+    """Task action: say what `dbt deps` installed while the project loaded (it must, before dbt parses)."""
+    installed = engine.definitions.packages_installed
+    if installed is not None:
+        print(installed.line())
 
 
 def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | TaskFailed:
@@ -115,6 +124,15 @@ class NodeTasks:
             "verbosity": 2,
         }
 
+    def deps_task(self) -> TaskDict:
+        return {
+            "basename": DEPS_TASK,
+            "doc": DEPS_DOC,
+            "actions": [self.app.action(deps_action, self.engine)],
+            "uptodate": [DepsTarget(self.engine)],
+            "verbosity": 2,
+        }
+
     def groups(self) -> dict[str, list[str]]:
         """Group name -> nodes it builds, in build order."""
         engine = self.engine
@@ -149,6 +167,7 @@ class NodeTasks:
             # doit runs dependency-free tasks in list order: the census first (so its readers
             # can build in the same dbt run as the rest), then the plan, then the nodes.
             census = self.engine.settings.census.generate and any(self.engine.reads_census(u) for u in uids)
+            deps = [DEPS_TASK] if self.engine.definitions.declares_packages else []
             yield {
                 "basename": plan,
                 "doc": f"Tell the engine which nodes `{group}` builds, so stale ones build in one dbt run",
@@ -159,7 +178,7 @@ class NodeTasks:
                 "basename": group,
                 "doc": GROUP_DOCS[group],
                 "actions": None,
-                "task_dep": [*([CENSUS_TASK] if census else []), plan, *(self.name(u) for u in uids),
+                "task_dep": [*deps, *([CENSUS_TASK] if census else []), plan, *(self.name(u) for u in uids),
                              *extra_deps.get(group, [])],
             }
 
@@ -194,6 +213,13 @@ class TaskCreators:
         # Derived simulation tables go last: only a run that rebuilt an input drops them.
         extra[SETUP_TASK] = [*extra.get(SETUP_TASK, []), CLEAR_DERIVED_TASK]
         yield from NodeTasks(self.app, engine).group_tasks(extra)
+
+    def task_deps(self) -> TaskDict | None:
+        """Install the project's dbt packages when packages.yml changed or one is missing"""
+        engine = self.app.task_engine()
+        if engine is None or not engine.definitions.declares_packages:
+            return None
+        return NodeTasks(self.app, engine).deps_task()
 
     def task_census(self) -> TaskDict:
         """Generate the synthetic census when missing or its parameters changed"""

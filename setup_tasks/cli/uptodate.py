@@ -1,4 +1,4 @@
-"""doit up-to-date checks (doit's ``(task, values)`` protocol): a node's table, the census, a check.
+"""doit up-to-date checks (doit's ``(task, values)`` protocol): a node's table, the census, the packages, a check.
 
 Each one's repr says why its task will run, so ``doit info <task>`` explains itself.
 """
@@ -11,6 +11,7 @@ from ..engine.census import CensusRequest
 from ..engine.engine import Engine
 from ..engine.staleness import NodeStatus
 from ..errors import SetupError
+from ..project.packages import packages_dir
 from ..validation.framework import Check
 from ..validation.scope import ValidationScope
 
@@ -50,6 +51,26 @@ class CensusTarget:
 
     def __repr__(self) -> str:
         return f"CensusTarget({self.request.path}): {self.reason or 'current'}"
+
+
+class DepsTarget:
+    """Up to date unless `dbt deps` ran in this run: the project loads (and installs what changed or
+    is missing) before doit checks any task, as dbt cannot parse without the packages."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.checked = False
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        self.checked = True
+        return self.engine.definitions.packages_installed is None
+
+    def __repr__(self) -> str:
+        installed = self.engine.definitions.packages_installed
+        folder = packages_dir(self.engine.ctx.project_dir).name
+        if not self.checked:
+            return f"DepsTarget({folder}/)"
+        return f"DepsTarget({folder}/): " + (f"installed in this run: {installed.reason}" if installed else "installed")
 
 
 class CheckTarget:

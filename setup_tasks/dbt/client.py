@@ -1,6 +1,6 @@
 """Where dbt runs: in the warm worker when one can serve, else in this process.
 
-Same three calls either way: ``parse_project``, ``build_nodes``, ``run_tests``.
+Same calls either way: ``install_packages``, ``parse_project``, ``build_nodes``, ``run_tests``.
 The worker (``setup_tasks.dbt.worker``) is started on first use and reused by later
 runs until it has been idle for ``dbt.worker_idle_seconds``; 0 (or the environment
 variable ``PLANWISE_SETUP_WORKER=0``) keeps dbt in the doit process. If the worker
@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import errors
+from ..errors import PackagesError
 from ..files import NotPrivate, log, open_private_dir, open_private_file
 from ..project.context import PROCESS_ENV, DbtContext, DbtProfile
 from ..project.manifest import Node, env_var_names
+from ..project.packages import Package
 from ..store.caches import manifest_cache
 from .invoke import InProcessDbt, NodeOutcome, Parsed
 from .worker import context_to_dict, peer_uid
@@ -42,6 +44,7 @@ from .worker import context_to_dict, peer_uid
 WORKER_ENV = "PLANWISE_SETUP_WORKER"
 WORKER_DIR_ENV = "PLANWISE_SETUP_WORKER_DIR"
 START_TIMEOUT = 90.0
+PROBE_TIMEOUT = 3.0  # seconds to reach a package host before `dbt deps` is not even tried
 CANCEL_GRACE = 60.0
 # The worker says "alive" every few seconds while it runs or queues a request: this much
 # silence means it is stuck or gone.
@@ -230,6 +233,25 @@ class WorkerClient:
                 sock.recv(1024)
 
 
+def _hosts(packages: Sequence[Package]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for package in packages:
+        if package.host:
+            found.setdefault(package.host, []).append(package.label)
+    return found
+
+
+def _unreachable(host: str) -> str | None:
+    """Why ``host`` cannot be reached over HTTPS now (None when it can): one quick try."""
+    try:
+        socket.create_connection((host, 443), timeout=PROBE_TIMEOUT).close()
+    except socket.gaierror:
+        return "no network: its name does not resolve"
+    except OSError as exc:
+        return f"no network: {exc.strerror or exc}"
+    return None
+
+
 def _raise_remote(error: Mapping[str, Any]) -> None:
     cls = getattr(errors, error.get("type", ""), None)
     if isinstance(cls, type) and issubclass(cls, errors.SetupError):
@@ -269,6 +291,26 @@ class DbtClient:
             except WorkerUnavailable as exc:
                 self._local_fallback(exc)
         return self.local.parse_project(ctx, selections)
+
+    def install_packages(self, ctx: DbtContext, packages: Sequence[Package]) -> None:
+        """`dbt deps`, after making sure the hosts it needs answer: dbt itself retries for about
+        19 s and ends in a traceback when there is no network."""
+        for host, labels in sorted(_hosts(packages).items()):
+            problem = _unreachable(host)
+            if problem:
+                local = labels[0].split("/")[-1].split()[0]
+                raise PackagesError(
+                    f"dbt deps could not reach {host} for {', '.join(labels)} ({problem})",
+                    f"connect to the network and run again; offline, copy the package beside the project and "
+                    f"list it in packages.yml as \"- local: ../{local}\"",
+                )
+        if self.client is not None:
+            try:
+                self._remote({"op": "deps", "ctx": ctx}, lambda e: None)
+                return
+            except WorkerUnavailable as exc:
+                self._local_fallback(exc)
+        self.local.install_packages(ctx)
 
     def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
                     on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,

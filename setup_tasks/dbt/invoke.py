@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..errors import ProjectError
+from ..errors import PackagesError, ProjectError
 from ..files import discarded, make_private_dir, write_bytes_atomic
 from ..keys import seal, unseal
 from ..project.context import DbtContext, DbtProfile
@@ -243,6 +243,22 @@ class InProcessDbt:
         _save_pickle(manifest_path, raw["metadata"]["invocation_id"], manifest)
         resolved = {name: self.resolve_selection(ctx, manifest, expr) for name, expr in selections.items()}
         return Parsed(raw, resolved, profile)
+
+    def install_packages(self, ctx: DbtContext) -> None:
+        """`dbt deps`: install the packages packages.yml / dependencies.yml name (a PackagesError if it fails)."""
+        from dbt.cli.main import dbtRunner
+
+        args = ["--log-level", "none", "deps", "--project-dir", str(ctx.project_dir),
+                "--profiles-dir", str(ctx.profiles_dir), "--no-send-anonymous-usage-stats"]
+        if ctx.vars:
+            args += ["--vars", json.dumps(dict(ctx.vars), sort_keys=True, default=str)]
+        with _environment(ctx):
+            result = dbtRunner().invoke(args)
+        if isinstance(result.exception, KeyboardInterrupt):
+            raise KeyboardInterrupt
+        if not result.success:
+            raise PackagesError(f"dbt deps failed in {ctx.project_dir}: {one_line(str(result.exception))}",
+                                "correct the entry packages.yml names above, then run again")
 
     def resolve_selection(self, ctx: DbtContext, manifest: Any, selection: str) -> tuple[str, ...]:
         """Unique ids of the seeds, models and snapshots a dbt selection expression picks."""

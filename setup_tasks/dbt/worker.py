@@ -184,7 +184,7 @@ class Worker:
         message = conn.receive()
         sock.settimeout(None)
         op = message.get("op") if message else None
-        if op not in ("parse", "build", "tests"):
+        if op not in ("deps", "parse", "build", "tests"):
             if op == "hello":
                 conn.send({"event": "done", "result": {"pid": os.getpid()}})
             elif op == "shutdown":
@@ -279,6 +279,9 @@ class Worker:
 
     def dispatch(self, request: dict[str, Any], conn: Connection) -> Any:
         ctx = context_from_dict(request["ctx"])
+        if request["op"] == "deps":
+            self.dbt.install_packages(ctx)
+            return None
         if request["op"] == "parse":
             parsed = self.dbt.parse_project(ctx, request["selections"])
             return {"selections": {name: list(ids) for name, ids in parsed.selections.items()},

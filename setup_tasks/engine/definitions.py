@@ -1,41 +1,98 @@
 """What setup builds, read from the manifest: nodes, their graph, the selections, their labels.
 
-dbt parses the project only when its stamp changed (``project.manifest.project_stamp``);
-otherwise the manifest and graph answers come from the caches beside it.
+dbt parses the project only when its stamp changed (``project.manifest.project_stamp``), after
+`dbt deps` when the project's packages changed or are missing; otherwise the manifest and
+graph answers come from the caches beside it.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..dbt.client import DbtClient
-from ..project.context import DbtContext, read_project_yaml
+from ..errors import ProjectError
+from ..files import read_json, write_json_atomic
+from ..project.context import DbtContext, read_project_yaml, target_dir
+from ..project.packages import declared, deps_reason, installed, packages_state
 from ..project.fingerprints import effective_vars
 from ..project.graph import SetupGraph
 from ..project.inputs import external_paths
 from ..project.manifest import Manifest, Node, manifest_from_dict, project_stamp
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
 
+DEPS_RECORD = "deps.json"  # beside the manifest: what the last `dbt deps` by setup left
 
-def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient) -> Manifest:
-    """The project's manifest, parsed by dbt only when a project file changed."""
+
+@dataclass(frozen=True)
+class PackagesInstalled:
+    """`dbt deps` ran while the project loaded: why, what it installed, how long it took."""
+
+    reason: str
+    packages: tuple[str, ...]
+    seconds: float
+
+    def line(self) -> str:
+        return f"dbt deps: installed {', '.join(self.packages) or 'nothing'} ({self.reason}) in {self.seconds:.1f}s"
+
+
+def install_packages(ctx: DbtContext, dbt: DbtClient, reason: str) -> PackagesInstalled:
+    """Run `dbt deps` and record what it left, so that the next load knows whether to run it again."""
+    started = time.perf_counter()
+    dbt.install_packages(ctx, declared(ctx.project_dir))
+    write_json_atomic(_deps_record(ctx), packages_state(ctx.project_dir))
+    return PackagesInstalled(reason, tuple(installed(ctx.project_dir)), time.perf_counter() - started)
+
+
+def ensure_packages(ctx: DbtContext, dbt: DbtClient) -> PackagesInstalled | None:
+    """`dbt deps` when packages.yml / dependencies.yml / package-lock.yml changed or a package is missing."""
+    recorded = read_json(_deps_record(ctx), {})
+    reason = deps_reason(ctx.project_dir, recorded)
+    if reason is not None:
+        return install_packages(ctx, dbt, reason)
+    if not recorded and declared(ctx.project_dir):  # installed by hand: trusted, and recorded from now on
+        write_json_atomic(_deps_record(ctx), packages_state(ctx.project_dir))
+    return None
+
+
+def _deps_record(ctx: DbtContext) -> Path:
+    return target_dir(ctx.project_dir, read_project_yaml(ctx.project_dir)) / DEPS_RECORD
+
+
+def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient) -> tuple[Manifest, PackagesInstalled | None]:
+    """The project's manifest, parsed by dbt only when a project file changed (after `dbt deps`, when
+    the parse needs it: package macros are the project's own inputs). Also: what `dbt deps` installed."""
     stamp = project_stamp(ctx, selections)
     cache = manifest_cache(ctx)
     cached = cache.load(stamp)
     if cached is not None:
-        return cached
-    parsed = dbt.parse_project(ctx, selections)
+        return cached, None
+    packages = ensure_packages(ctx, dbt)
+    try:
+        parsed = dbt.parse_project(ctx, selections)
+    except ProjectError as err:
+        if packages is not None or "dbt deps" not in err.cause or not declared(ctx.project_dir):
+            raise
+        # A hand-made install that packages.yml outgrew: dbt says "Run dbt deps".
+        packages = install_packages(ctx, dbt, "dbt's parse asked for it")
+        parsed = dbt.parse_project(ctx, selections)
+    if packages is not None:
+        stamp = project_stamp(ctx, selections)  # the installed packages' files are part of it
     cache.save(stamp, parsed.raw, parsed.selections, parsed.profile)
-    return manifest_from_dict(parsed.raw, parsed.selections, parsed.profile)
+    return manifest_from_dict(parsed.raw, parsed.selections, parsed.profile), packages
 
 
 class Definitions:
     """The manifest's nodes as setup sees them, and the graph over them."""
 
     def __init__(self, ctx: DbtContext, manifest: Manifest, manifest_path: Path, root: Path,
-                 census_path: Path, graph: SetupGraph | None = None) -> None:
+                 census_path: Path, graph: SetupGraph | None = None,
+                 packages_installed: PackagesInstalled | None = None) -> None:
         self.ctx = ctx
+        self.packages_installed = packages_installed
+        self.declares_packages = bool(declared(ctx.project_dir))
         self.manifest = manifest
         self.manifest_path = manifest_path
         self.root = root
@@ -48,8 +105,9 @@ class Definitions:
     @classmethod
     def load(cls, settings: Any, ctx: DbtContext, dbt: DbtClient) -> "Definitions":
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
-        manifest = load_manifest(ctx, selections, dbt)
-        return cls(ctx, manifest, manifest_cache(ctx).manifest_path, settings.root, settings.census.path)
+        manifest, packages = load_manifest(ctx, selections, dbt)
+        return cls(ctx, manifest, manifest_cache(ctx).manifest_path, settings.root, settings.census.path,
+                   packages_installed=packages)
 
     def save(self) -> None:
         save_graph_memo(self.graph_memo_path, self.graph.memo)

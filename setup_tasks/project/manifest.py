@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from ..errors import ProjectError
 from ..keys import keyed_digest
 from .context import DbtContext, DbtProfile, read_project_yaml
+from .packages import PACKAGE_FILES, installed_project_dirs
 
 STAMP_VERSION = 4  # 4: source builders (graph memos of older parses lack their edges)
 # Default folders of a dbt project (dbt_project.yml may rename them).
@@ -216,10 +217,19 @@ def project_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Pa
                 files.extend(
                     p for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()
                 )
-    for extra in ("packages.yml", "dependencies.yml", "selectors.yml"):
+    for extra in (*PACKAGE_FILES, "selectors.yml"):
         if (project_dir / extra).is_file():
             files.append(project_dir / extra)
     return sorted(set(files))
+
+
+def parsed_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Path]:
+    """The project's files and those of every installed package: a package upgrade or a
+    macro edited in a local package changes the parse like the project's own files do."""
+    files = project_files(project_dir, project_yaml)
+    for package in installed_project_dirs(project_dir):
+        files.extend(project_files(package, read_project_yaml(package)))
+    return files
 
 
 def _dbt_version() -> str:
@@ -235,7 +245,7 @@ def _read_project(ctx: DbtContext) -> tuple[bytes, set[str]]:
     digest = hashlib.sha256()
     env_names: set[str] = set()
     profiles = ctx.profiles_dir / "profiles.yml"
-    for path in [*project_files(ctx.project_dir, project_yaml), profiles]:
+    for path in [*parsed_files(ctx.project_dir, project_yaml), profiles]:
         digest.update(str(path).encode() + b"\0")
         if path.suffix == ".csv" or not path.is_file():
             continue
