@@ -285,6 +285,9 @@ class FakeEngine:
     def leftover_label(self, uid: str, key: Any) -> str:
         return self._staleness().leftover_label(uid, key)
 
+    def other_projects_tables(self) -> dict[str, list[Any]]:
+        return {}
+
     def reads_census(self, uid: str) -> bool:
         return False  # shop's only external source is events.csv
 

@@ -25,7 +25,7 @@ from ..project.manifest import Node
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
 from ..files import write_json_atomic
 from ..store.lock import RunLock
-from ..store.records import RECORDS_FILE, BuildRecord, BuildRecords, new_build_id, project_state_dir
+from ..store.records import RECORDS_FILE, BuildRecord, BuildRecords, new_build_id, other_projects, project_state_dir
 from .census import inspect_census
 from .census_owner import CensusOwner
 from .contents import ContentsView, Key
@@ -183,6 +183,19 @@ class Engine:
 
     def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[str, Key]:
         return self.staleness.leftover_tables(scope)
+
+    def other_projects_tables(self) -> dict[str, list[Key]]:
+        """Tables of this database that other dbt projects built, by project: kept, never retired here."""
+        foreign = [(rec.project, rec.relation) for rec in self.records.records.values()
+                   if rec.project not in (None, self.project)]
+        for name, records in other_projects(self.settings.state_dir, self.project):
+            foreign += [(name, rec.relation) for rec in records.records.values()]
+        tables = self.database_contents().tables
+        found: dict[str, set[Key]] = {}
+        for project, key in foreign:
+            if key is not None and key in tables:
+                found.setdefault(str(project), set()).add(key)
+        return {project: sorted(keys) for project, keys in sorted(found.items())}
 
     def leftover_label(self, uid: str, key: Key) -> str:
         return self.staleness.leftover_label(uid, key)

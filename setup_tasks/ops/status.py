@@ -89,6 +89,10 @@ class SystemStatus:
     regressions: tuple[tuple[str, float, float], ...] = ()
     # Tables setup built for nodes since removed from the project: the next setup drops them.
     leftovers: tuple[str, ...] = ()
+    # Tables other dbt projects built into this database: "main.x (project sales)"; never dropped here.
+    others: tuple[str, ...] = ()
+    # Tables this project builds that another project recorded too: "main.x (also built by project sales)".
+    shared: tuple[str, ...] = ()
 
     @property
     def stale(self) -> list[str]:
@@ -209,9 +213,17 @@ def _with_nodes(status: SystemStatus, engine: Engine, values_of: ValuesOf | None
     if values_of is not None:
         nodes = tuple(NodeState(names[u], u, s.stale, s.reason)
                       for u, s in node_statuses(engine, values_of, translator).items())
-    leftovers = tuple(engine.leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items())) \
-        if values_of is not None else ()
-    return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes, leftovers=leftovers)
+    leftovers: tuple[str, ...] = ()
+    others: list[str] = []
+    shared: list[str] = []
+    if values_of is not None:
+        leftovers = tuple(engine.leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items()))
+        built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation}
+        for project, keys in engine.other_projects_tables().items():
+            others += [f"{'.'.join(k[1:])} (project {project})" for k in keys if k not in built]
+            shared += [f"{'.'.join(k[1:])} (also built by project {project})" for k in keys if k in built]
+    return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes, leftovers=leftovers,
+                   others=tuple(others), shared=tuple(shared))
 
 
 def unready(reason: str) -> SystemStatus:
@@ -238,6 +250,10 @@ def render(status: SystemStatus) -> list[str]:
     lines += nodes_lines(status)
     for leftover in status.leftovers:
         lines.append(f"leftover   {leftover}: the next setup drops it")
+    if status.others:
+        lines.append(f"others     {', '.join(status.others)}: built by other dbt projects, kept")
+    for table in status.shared:
+        lines.append(f"shared     {table}: both projects write it, the last build wins")
     lines.append(f"last run   {run_line(status.last_run)}")
     for step, seconds, median in status.regressions:
         lines.append(f"slower     {step}: {seconds:.2f} s, median of earlier runs {median:.2f} s")
