@@ -12,6 +12,7 @@ so repeated calls are cheap).
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,12 @@ class _Recorder:
 
 
 def _settings(config: str | Path | Settings | None) -> Settings:
-    return config if isinstance(config, Settings) else load_settings(config, root=Path.cwd())
+    """Settings as a dodo.py beside the config file would load them: defaults resolve in its folder
+    (a team's repository: ``run_setup("team/setup.yaml")``); without a file, in the working directory."""
+    if isinstance(config, Settings):
+        return config
+    root = Path(os.path.abspath(config)).parent if config is not None else Path.cwd()
+    return load_settings(config, root=root)
 
 
 def _app(config: str | Path | Settings | None, translator: Translator | None) -> App:

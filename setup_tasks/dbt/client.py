@@ -298,7 +298,7 @@ class DbtClient:
         for host, labels in sorted(_hosts(packages).items()):
             problem = _unreachable(host)
             if problem:
-                local = labels[0].split("/")[-1].split()[0]
+                local = labels[0].split("/")[-1].split()[0].removesuffix(".git")
                 raise PackagesError(
                     f"dbt deps could not reach {host} for {', '.join(labels)} ({problem})",
                     f"connect to the network and run again; offline, copy the package beside the project and "

@@ -1,0 +1,411 @@
+"""Any team's dbt project: `python -m setup_tasks init`, then doit in the team's own repository (issue 14).
+
+One cold `doit setup` per fixture project, run as the team runs it (a subprocess whose
+working directory is the team's repository, with the dodo.py init wrote); the stories of
+that project share it. Later steps whose point is the engine (a seed edit, a macro edit)
+run the same tasks in this process through ``setup_tasks.api``, so dbt starts once.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+import team_projects as tp
+from factories import REPO, DoitRun
+from team_projects import TeamRepo
+
+PLANWISE_AREAS = {"baseline_workforce", "census_data_quality", "configuration_consistency"}
+
+
+def output(run: DoitRun | subprocess.CompletedProcess[str]) -> str:
+    return run.stdout + run.stderr
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def code_lines(path: Path) -> list[str]:
+    """Statements of a Python file: no blank lines, comments or module docstring."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    body = tree.body[1:] if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(
+        getattr(tree.body[0], "value", None), ast.Constant) else tree.body
+    return [ast.unparse(node) for node in body]
+
+
+def up_to_date(run: DoitRun) -> set[str]:
+    return {name for name, result in run.results.items() if result == "up-to-date"}
+
+
+def nodes_built(result: Any) -> set[str]:
+    """Seeds and models an API run built."""
+    return {name for name in result.built if name.startswith(("seed:", "model:"))}
+
+
+def built_ok(result: Any, expected: set[str]) -> None:
+    assert result.success, (result.error, result.failed, [t for t in result.tasks if t.message])
+    assert nodes_built(result) == expected
+
+
+def initialised(repo: TeamRepo) -> subprocess.CompletedProcess[str]:
+    proc = repo.init()
+    assert proc.returncode == 0, f"`python -m setup_tasks init` failed:\n{output(proc)[-2000:]}"
+    return proc
+
+
+def nothing_stale(status_text: str) -> bool:
+    """`doit status` lists no stale node ("0 stale" is fine)."""
+    return not re.search(r"^\s+stale\s", status_text, re.M) and not re.search(r"\b[1-9]\d* stale\b", status_text)
+
+
+def repo_entries() -> set[str]:
+    """What the top of this checkout holds: running in a team's repository must write nothing here."""
+    return {p.name for p in REPO.iterdir() if p.name not in (".pytest_cache", "__pycache__")}
+
+
+def config_of(repo: TeamRepo) -> dict[str, Any]:
+    return yaml.safe_load((repo.project / "setup.yaml").read_text()) or {}
+
+
+# ================================================================ init (no dbt)
+
+
+def test_init_writes_a_two_line_dodo_and_a_commented_setup_yaml_next_to_dbt_project(tmp_path: Path) -> None:
+    repo = tp.write_jaffle_shop(tmp_path)
+    before = {p.name for p in repo.project.iterdir()}
+    proc = repo.init()
+    assert proc.returncode == 0, output(proc)
+    assert {p.name for p in repo.project.iterdir()} - before == {"dodo.py", "setup.yaml"}
+    dodo = repo.project / "dodo.py"
+    statements = code_lines(dodo)
+    assert len(statements) <= 2 and "setup_tasks" in dodo.read_text(), dodo.read_text()
+    text = (repo.project / "setup.yaml").read_text()
+    assert sum(line.lstrip().startswith("#") for line in text.splitlines()) >= 3, text  # commented for the team
+    check = subprocess.run([sys.executable, "-m", "setup_tasks.config", "--check", "setup.yaml"],
+                           cwd=repo.project, env=tp.team_env(), capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip() == "ok", output(check)
+    # init reads files only: it neither parses with dbt nor touches a database
+    assert not (repo.project / "target").exists() and not list(repo.project.glob("*.duckdb"))
+    # a project without the PlanWise tables: everything dbt build makes, and no PlanWise checks
+    config = config_of(repo)
+    assert config["dbt"]["setup_selection"] == "resource_type:seed resource_type:model resource_type:snapshot"
+    assert PLANWISE_AREAS == set(config["validation"]["disabled_checks"]), config
+
+
+def test_init_from_a_parent_directory_writes_next_to_dbt_project(tmp_path: Path) -> None:
+    repo = tp.write_jaffle_shop(tmp_path / "team_repo")
+    proc = repo.init(cwd=tmp_path / "team_repo")
+    assert proc.returncode == 0, output(proc)
+    assert (repo.project / "dodo.py").is_file() and (repo.project / "setup.yaml").is_file()
+    assert not (tmp_path / "team_repo" / "dodo.py").exists()
+    assert f"{repo.project.name}/dodo.py" in output(proc) and "doit setup" in output(proc)  # where, and what next
+
+
+@pytest.mark.parametrize("existing", ["dodo.py", "setup.yaml"])
+def test_init_refuses_to_overwrite_in_one_line_and_writes_nothing(tmp_path: Path, existing: str) -> None:
+    repo = tp.write_jaffle_shop(tmp_path)
+    mine = "# the team's own file\n"
+    (repo.project / existing).write_text(mine)
+    proc = repo.init()
+    assert proc.returncode == 1
+    assert len(lines(output(proc))) == 1 and str(repo.project / existing) in output(proc), output(proc)
+    assert "Traceback" not in output(proc)
+    assert (repo.project / existing).read_text() == mine
+    other = ({"dodo.py", "setup.yaml"} - {existing}).pop()
+    assert not (repo.project / other).exists()
+
+
+def test_init_names_the_projects_when_it_cannot_choose_one(tmp_path: Path) -> None:
+    from setup_tasks.errors import SetupError
+    from setup_tasks.ops.init import init
+
+    with pytest.raises(SetupError, match="no dbt_project.yml"):
+        init(tmp_path)
+    tp.write_jaffle_shop(tmp_path / "a")
+    tp.write_source_seed_project(tmp_path / "b")
+    with pytest.raises(SetupError) as error:
+        init(tmp_path)
+    assert "jaffle_shop" in error.value.cause and "shop_src" in error.value.cause and "fix:" in str(error.value)
+    assert not list(tmp_path.rglob("dodo.py"))
+
+
+def test_init_keeps_the_defaults_on_a_planwise_project(tmp_path: Path) -> None:
+    """The issue's staging rule, for PlanWise-shaped projects only: seeds and staging (the simulation
+    builds the marts), every check, the synthetic census."""
+    repo = tp.write_planwise_project(tmp_path)
+    initialised(repo)
+    config = config_of(repo)
+    assert "setup_selection" not in config["dbt"], config  # the default: resource_type:seed path:models/staging
+    assert not (config.get("validation") or {}).get("disabled_checks"), config
+    assert "census" not in config, config
+
+
+# ================================================================ stories: init, then doit in the team's repository
+
+
+def cold_story(tmp_path_factory: pytest.TempPathFactory, name: str, write: Callable[[Path], TeamRepo]) -> Any:
+    """A fixture project after `init` and a cold `doit setup` in its repository (each test asserts on them)."""
+    base = tmp_path_factory.mktemp(name)
+    repo = write(base)
+    entries = repo_entries()
+    init = repo.init()
+    cold = repo.doit("setup") if init.returncode == 0 else None
+    return SimpleNamespace(repo=repo, base=base, init=init, cold=cold, repo_entries=entries)
+
+
+def started(state: Any) -> None:
+    assert state.init.returncode == 0, f"init failed:\n{output(state.init)[-2000:]}"
+    assert state.cold is not None and state.cold.returncode == 0, output(state.cold)[-4000:]
+
+
+@pytest.fixture(scope="class")
+def jaffle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """jaffle_shop (in a folder of the team's repository) after `init` and a cold `doit setup`."""
+    return cold_story(tmp_path_factory, "jaffle", lambda base: tp.write_jaffle_shop(base / "team"))
+
+
+@pytest.mark.slow
+class TestJaffleShop:
+    """Seeds, staging views, marts; a profile with a fixed `path: 'jaffle_shop.duckdb'`."""
+
+    def test_cold_build_equals_dbt_build_in_the_profile_database(self, jaffle: Any) -> None:
+        started(jaffle)
+        assert jaffle.cold.ran() == tp.JAFFLE_NODES  # marts included: init's selection covers the project
+        reference = jaffle.repo.dbt_reference(jaffle.base / "dbt_build")
+        assert tp.tables(jaffle.repo.db_path) == tp.tables(reference)
+        # the one database: the file the team's profile names, nothing beside it
+        assert [p.name for p in jaffle.repo.project.glob("*.duckdb")] == ["jaffle_shop.duckdb"]
+
+    def test_checks_fit_the_project(self, jaffle: Any) -> None:
+        started(jaffle)
+        planwise = {n for n in jaffle.cold.results if n.split(":", 1)[-1].split(".")[0] in PLANWISE_AREAS}
+        assert not planwise, sorted(planwise)
+        assert jaffle.cold.results.get("validate:dbt_tests") == "success"  # the project's own tests still run
+        assert not (jaffle.repo.project / "data").exists()  # no synthetic census for a project that reads none
+
+    def test_second_setup_builds_nothing_and_imports_no_dbt(self, jaffle: Any) -> None:
+        started(jaffle)
+        again = jaffle.repo.doit("setup")
+        assert again.returncode == 0 and again.ran() == set(), output(again)[-3000:]
+        assert tp.JAFFLE_NODES <= up_to_date(again)
+        # the profile's database came from the parse cache: no dbt, even to learn which file it is
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "setup"], cwd=jaffle.repo.project,
+                              env=tp.team_env(), capture_output=True, text=True)
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        assert proc.returncode == 0 and "dbt" not in imported and "dbt.cli" not in imported, proc.stdout[-2000:]
+
+    def test_list_info_status_forget_work_in_the_team_repository(self, jaffle: Any) -> None:
+        started(jaffle)
+        repo = jaffle.repo
+        listed = repo.doit("list")
+        assert listed.returncode == 0 and all(n in listed.stdout for n in tp.JAFFLE_NODES), output(listed)
+        info = repo.doit("info", "model:customers")
+        assert info.returncode == 0 and "up-to-date" in info.stdout, output(info)
+        status = repo.doit("status", json_report=False)
+        assert status.returncode == 0, output(status)
+        assert str(repo.db_path) in status.stdout and nothing_stale(status.stdout), status.stdout
+        assert "profile jaffle_shop" in status.stdout  # says whose file it is
+        forget = repo.doit("forget", "model:customers")
+        assert forget.returncode == 0, output(forget)
+        built_ok(repo.setup(), {"model:customers"})  # the same doit state, from this process
+        assert repo_entries() == jaffle.repo_entries  # nothing written into the planwise-setup checkout
+
+    def test_a_database_path_the_profile_does_not_write_is_refused_before_building(self, jaffle: Any) -> None:
+        started(jaffle)
+        elsewhere = jaffle.repo.project / "elsewhere.duckdb"
+        run = jaffle.repo.doit("setup", json_report=False, env={"DUCKDB_PATH": str(elsewhere)})
+        text = output(run)
+        assert run.returncode == 1 and "Traceback" not in text, text
+        assert not re.search(r"✓ (seed|model):", text), text
+        assert any(str(elsewhere) in line and str(jaffle.repo.db_path) in line and "fix:" in line
+                   for line in lines(text)), text
+        assert not elsewhere.exists()
+
+    def test_quick_with_an_empty_foundation_says_so(self, jaffle: Any) -> None:
+        started(jaffle)
+        quick = jaffle.repo.doit("quick", json_report=False)
+        assert quick.returncode == 1, output(quick)
+        assert "Traceback" not in output(quick)
+        assert any("foundation_selection" in line and "fix:" in line for line in lines(output(quick))), output(quick)
+
+    def test_one_seed_edit_rebuilds_only_its_subtree(self, jaffle: Any) -> None:
+        started(jaffle)
+        jaffle.repo.seed("raw_customers", tp.JAFFLE_SEEDS["raw_customers"] + "5,Katherine,R.\n")
+        built_ok(jaffle.repo.setup(), {"seed:raw_customers", "model:stg_customers", "model:customers"})
+        assert len(tp.tables(jaffle.repo.db_path)["customers"]) == 5
+
+
+@pytest.fixture(scope="class")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The local-package project after `init` and a cold `doit setup` (no `dbt deps` run by hand)."""
+    return cold_story(tmp_path_factory, "packages", tp.write_package_project)
+
+
+@pytest.mark.slow
+class TestLocalPackage:
+    """packages.yml with `- local: ../my_pkg`; stg_payments calls my_pkg.cents_to_dollars."""
+
+    def test_setup_installs_the_packages_and_builds_what_dbt_build_builds(self, packaged: Any) -> None:
+        started(packaged)
+        assert packaged.cold.ran() == tp.PACKAGE_NODES
+        assert packaged.cold.results.get("deps") == "success"
+        assert (packaged.repo.project / "dbt_packages" / "my_pkg").exists()
+        reference = packaged.repo.dbt_reference(packaged.base / "dbt_build")
+        assert tp.tables(packaged.repo.db_path) == tp.tables(reference)
+
+    def test_second_setup_neither_installs_nor_builds(self, packaged: Any) -> None:
+        started(packaged)
+        installed = (packaged.repo.project / "dbt_packages" / "my_pkg").lstat()
+        again = packaged.repo.doit("setup")
+        assert again.returncode == 0 and again.ran() == set(), output(again)[-3000:]
+        assert again.results.get("deps") == "up-to-date"
+        after = (packaged.repo.project / "dbt_packages" / "my_pkg").lstat()
+        assert (after.st_ino, after.st_mtime_ns) == (installed.st_ino, installed.st_mtime_ns)  # dbt deps did not run
+
+    def test_editing_the_package_macro_rebuilds_the_model_that_calls_it(self, packaged: Any) -> None:
+        started(packaged)
+        (packaged.base / "my_pkg" / "macros" / "cents_to_dollars.sql").write_text(tp.CENTS_MACRO_ROUNDED)
+        built_ok(packaged.repo.setup(), {"model:stg_payments", "model:payment_totals"})
+        assert sorted(r[2] for r in tp.tables(packaged.repo.db_path)["stg_payments"]) == [3.0, 8.0, 11.0]
+
+    def test_one_seed_edit_rebuilds_only_its_subtree(self, packaged: Any) -> None:
+        started(packaged)
+        packaged.repo.seed("raw_methods", "method,label\ncard,Card\ncash,Cash\n")
+        built_ok(packaged.repo.setup(), {"seed:raw_methods", "model:stg_methods"})
+
+    def test_a_changed_packages_yml_runs_dbt_deps_again(self, packaged: Any) -> None:
+        started(packaged)
+        tp.add_local_package(packaged.repo, "other_pkg")
+        run = packaged.repo.setup()
+        assert run.success, run.error
+        assert "deps" in run.built and (packaged.repo.project / "dbt_packages" / "other_pkg").exists()
+        assert nodes_built(run) == set()  # a new package whose macros no model calls rebuilds nothing
+
+
+@pytest.fixture(scope="class")
+def sourced(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The project reading its seeds through source(), after `init` and a cold `doit setup`."""
+    return cold_story(tmp_path_factory, "sources", tp.write_source_seed_project)
+
+
+def says_source_is_seed(text: str, seed: str) -> bool:
+    """A line that names the source and the seed whose table it is."""
+    return any("source" in line and re.search(rf"seed[: ]{seed}\b", line) for line in text.splitlines())
+
+
+@pytest.mark.slow
+class TestSeedsReadThroughSources:
+    """sources.yml lists the seed tables; stg_* read them with source(); an incremental model downstream."""
+
+    def test_cold_build_orders_the_seeds_first_and_equals_dbt_seed_then_build(self, sourced: Any) -> None:
+        started(sourced)  # `dbt build` alone fails on this project cold: it does not know the order
+        assert sourced.cold.ran() == tp.SOURCE_NODES
+        reference = sourced.repo.dbt_reference(sourced.base / "dbt_build", (("seed",), ("build",)))
+        assert tp.tables(sourced.repo.db_path) == tp.tables(reference)
+
+    def test_second_setup_builds_nothing(self, sourced: Any) -> None:
+        started(sourced)
+        again = sourced.repo.doit("setup")
+        assert again.returncode == 0 and again.ran() == set(), output(again)[-3000:]
+
+    def test_info_says_the_source_is_the_seed_table(self, sourced: Any) -> None:
+        started(sourced)
+        info = sourced.repo.doit("info", "model:stg_orders")
+        assert info.returncode == 0 and says_source_is_seed(info.stdout, "raw_orders"), output(info)
+        assert re.search(r"^\s*- seed:raw_orders$", info.stdout, re.M), info.stdout  # and doit builds it first
+
+    def test_one_seed_edit_rebuilds_its_readers_in_the_same_run(self, sourced: Any) -> None:
+        started(sourced)
+        sourced.repo.seed("raw_orders", tp.SOURCE_SEEDS["raw_orders"] + "4,2,2024-01-04,7.0\n")
+        info = sourced.repo.doit("info", "model:orders_incremental")
+        assert "up-to-date" not in info.stdout, info.stdout  # stale before the seed is rebuilt, not a run later
+        built_ok(sourced.repo.setup(), {"seed:raw_orders", "model:stg_orders", "model:orders_incremental"})
+        assert len(tp.tables(sourced.repo.db_path)["orders_incremental"]) == 4
+        built_ok(sourced.repo.setup(), set())
+
+
+@pytest.mark.slow
+def test_two_projects_share_a_database_and_never_drop_each_others_tables(tmp_path: Path) -> None:
+    """Issue 14: on jaffle_shop the first run dropped all 28 demo tables as leftovers."""
+    from setup_tasks.api import get_system_status
+
+    sales, hr = tp.write_shared_projects(tmp_path)
+    initialised(sales)
+    initialised(hr)
+    cold = sales.doit("setup")
+    assert cold.returncode == 0 and cold.ran() == {"seed:sales_raw", "model:sales_total"}, output(cold)[-3000:]
+    built_ok(hr.setup(), {"seed:hr_raw", "model:hr_headcount"})
+    shared = tmp_path / "shared.duckdb"
+    assert tp.tables(shared) == {  # what `dbt build` in each project makes
+        "hr_headcount": [("it", 1), ("ops", 2)], "hr_raw": [(1, "ops"), (2, "ops"), (3, "it")],
+        "sales_raw": [(1, 10), (2, 32)], "sales_total": [(2, 42)],
+    }
+    built_ok(sales.setup(), set())
+    built_ok(hr.setup(), set())
+    sales.seed("sales_raw", "id,amount\n1,10\n2,32\n3,8\n")
+    built_ok(sales.setup(), {"seed:sales_raw", "model:sales_total"})
+    assert {"hr_raw", "hr_headcount"} <= set(tp.tables(shared))
+    assert "main.hr_raw (project hr)" in get_system_status(sales.project / "setup.yaml").others
+    # a project still retires its own leftovers, and only those
+    (hr.project / "models" / "hr_headcount.sql").unlink()
+    assert hr.setup().success
+    assert set(tp.tables(shared)) == {"sales_raw", "sales_total", "hr_raw"}
+
+
+@pytest.mark.slow
+def test_a_package_host_out_of_reach_is_one_line_with_the_fix_at_once(tmp_path: Path) -> None:
+    """dbt deps itself retries for about 19 s, then prints a traceback."""
+    repo = tp.write_unreachable_package_project(tmp_path)
+    initialised(repo)
+    run = repo.doit("setup", json_report=False, timeout=60)
+    text = output(run).replace(str(tmp_path), "<tmp>")  # the folder is named after this test
+    assert run.returncode == 1 and "Traceback" not in text, text[-3000:]
+    failure = [line for line in lines(text) if "dbt deps" in line]
+    assert failure and all("packages.invalid" in line and "fix:" in line for line in failure), text[-3000:]
+
+
+# ================================================================ pieces, without dbt
+
+
+def test_package_entries_name_the_host_dbt_deps_needs(tmp_path: Path) -> None:
+    from setup_tasks.project.packages import HUB_HOST, declared
+
+    (tmp_path / "packages.yml").write_text(yaml.safe_dump({"packages": [
+        {"package": "dbt-labs/dbt_utils", "version": "1.3.0"}, {"local": "../mine"},
+        {"git": "https://github.example/team/macros.git", "revision": "v1"},
+        {"git": "git@gitlab.example:team/other.git"}]}))
+    assert [(p.label, p.host) for p in declared(tmp_path)] == [
+        ("dbt-labs/dbt_utils 1.3.0", HUB_HOST), ("local ../mine", None),
+        ("https://github.example/team/macros.git", "github.example"),
+        ("git@gitlab.example:team/other.git", "gitlab.example")]
+
+
+def test_a_model_naming_a_table_no_node_built_yet_is_told_which_node_builds_it() -> None:
+    """Issue 14: 'Table with name orders does not exist ... fix: correct models/...sql' (the SQL was right)."""
+    from setup_tasks.engine.engine import Engine, Outcome
+    from setup_tasks.project.manifest import manifest_from_dict
+    from factories import make_manifest, manifest_node
+
+    manifest = manifest_from_dict(make_manifest(
+        manifest_node("seed.p.raw_customers"), manifest_node("model.p.stg_direct"), manifest_node("model.p.stg_ok")))
+    engine = SimpleNamespace(manifest=manifest, node=manifest.nodes.__getitem__, run=SimpleNamespace(outcomes={}),
+                             label=lambda uid: f"{manifest.nodes[uid].resource_type} {manifest.nodes[uid].name}")
+    duckdb_says = ('Catalog Error: Table with name raw_customers does not exist! Did you mean "pragma_database_list"? '
+                   'LINE 10: select count(*) as n from raw_customers')
+    hint = Engine.failure_message(engine, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
+    assert "seed raw_customers" in hint.split("-- fix:")[1] and "ref('raw_customers')" in hint, hint
+    assert "correct models/stg_direct.sql" not in hint
+    engine.run.outcomes["seed.p.raw_customers"] = Outcome("seed.p.raw_customers", "error", "bad CSV")
+    assert "failed in this run" in Engine.failure_message(engine, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
+    plain = Engine.failure_message(engine, "model.p.stg_ok", "Parser Error: syntax error at or near x")  # type: ignore[arg-type]
+    assert plain.endswith("-- fix: correct models/stg_ok.sql and run again; the table built before is kept")
