@@ -20,8 +20,8 @@ def config_reference_markdown() -> str:
     parts = [
         f"Generated from `schemas/setup_config.schema.json` by `{REFERENCE_COMMAND}`; do not edit by hand.",
         f"Every key is optional. Relative paths resolve against the directory of the file that sets them "
-        f"(environment variables and defaults: the repository root). "
-        f"The file is `{DEFAULT_CONFIG_NAME}` at the repository root, or the one named by `config=PATH` "
+        f"(environment variables and defaults: the root, the folder of `dodo.py`). "
+        f"The file is `{DEFAULT_CONFIG_NAME}` in the root, or the one named by `config=PATH` "
         f"or `{CONFIG_ENV_VAR}`. Environment variables override the file: {env_lines}.",
     ]
     for name, section in schema["properties"].items():
