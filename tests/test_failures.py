@@ -127,7 +127,7 @@ def _wait_for(path, predicate, timeout: float = 60.0) -> None:
 def _records(ws: Workspace) -> set[str]:
     import json
 
-    path = ws.root / ".planwise" / ws.db_path.name / "records.json"
+    path = ws.root / ".planwise" / ws.db_path.name / "projects" / "shop" / "records.json"
     try:
         return set(json.loads(path.read_text())["records"])
     except (OSError, ValueError):

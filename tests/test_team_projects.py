@@ -409,3 +409,20 @@ def test_a_model_naming_a_table_no_node_built_yet_is_told_which_node_builds_it()
     assert "failed in this run" in Engine.failure_message(engine, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
     plain = Engine.failure_message(engine, "model.p.stg_ok", "Parser Error: syntax error at or near x")  # type: ignore[arg-type]
     assert plain.endswith("-- fix: correct models/stg_ok.sql and run again; the table built before is kept")
+
+
+def test_the_database_is_the_profiles_file_and_a_configured_path_must_agree(tmp_path: Path) -> None:
+    from setup_tasks.errors import DatabaseError
+    from setup_tasks.project.context import DbtProfile
+
+    profile = DbtProfile.rendered("jaffle_shop", "dev", "duckdb", "jaffle_shop.duckdb", tmp_path)
+    assert profile.database_file(None) == tmp_path / "jaffle_shop.duckdb"  # relative to the project: dbt runs there
+    assert profile.database_file(tmp_path / "x" / ".." / "jaffle_shop.duckdb") == tmp_path / "jaffle_shop.duckdb"
+    with pytest.raises(DatabaseError) as refused:
+        profile.database_file(tmp_path / "elsewhere.duckdb")
+    line = str(refused.value)
+    assert str(tmp_path / "elsewhere.duckdb") in line and str(tmp_path / "jaffle_shop.duckdb") in line
+    assert "env_var('DUCKDB_PATH', 'jaffle_shop.duckdb')" in line  # the fix keeps the profile's own default
+    for written, adapter in ((":memory:", "duckdb"), ("md:my_db", "duckdb"), ("x.duckdb", "postgres")):
+        with pytest.raises(DatabaseError, match="fix:"):
+            DbtProfile.rendered("p", "dev", adapter, written, tmp_path).database_file(None)
