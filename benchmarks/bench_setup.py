@@ -5,6 +5,12 @@ alternating the commands round by round so that machine noise hits all of them a
 and reports medians and ratios. Writes BENCHMARKS.md with the machine it ran on.
 
     python benchmarks/bench_setup.py --rounds 5 --per-node-rounds 1
+    python benchmarks/bench_setup.py --project jaffle_shop --rows 100000 --output jaffle.md
+
+``--project jaffle_shop`` measures a team's project instead: the jaffle_shop-shaped fixture
+of the tests (seeds, staging views, marts, a profile with a fixed path), scaled to
+``--rows`` orders and payments, set up with `python -m setup_tasks init` and run from its
+own folder, against `dbt build` in a copy of it (targets: no-op 20x, one seed edit 4x).
 
 Not a test: the numbers depend on the machine, so nothing here asserts a time.
 """
@@ -137,6 +143,81 @@ class Bench:
         self.record(f"one dbt process per node ({len(nodes) + 1})", time.perf_counter() - started)
 
 
+class JaffleBench(Bench):
+    """A team's project: jaffle_shop-shaped, run where it lives (dodo.py from init), its profile's database."""
+
+    EDITED = "raw_customers"
+
+    def __init__(self, root: Path, rows: int) -> None:
+        super().__init__(root, 0)
+        self.rows = rows
+
+    @property
+    def project(self) -> Path:
+        return self.root / "team" / "jaffle_shop"
+
+    @property
+    def reference(self) -> Path:
+        return self.root / "reference" / "jaffle_shop"
+
+    def prepare(self) -> None:
+        sys.path.insert(0, str(REPO / "tests"))
+        from team_projects import write_jaffle_shop
+
+        write_jaffle_shop(self.root / "team")
+        self.write_rows()
+        shutil.copytree(self.project, self.reference)
+        subprocess.run([sys.executable, "-m", "setup_tasks", "init"], cwd=self.project, env=self.env(),
+                       check=True, capture_output=True)
+        self.run_doit("list")  # parse once, as any user's first command does
+
+    def write_rows(self) -> None:
+        """raw_orders and raw_payments with ``rows`` rows each (deterministic), customers a tenth of that."""
+        seeds = self.project / "seeds"
+        customers = max(4, self.rows // 10)
+        statuses = ["placed", "shipped", "completed", "return_pending", "returned"]
+        methods = ["credit_card", "coupon", "bank_transfer", "gift_card"]
+        (seeds / "raw_customers.csv").write_text("id,first_name,last_name\n" + "".join(
+            f"{i},First{i},L{i % 26}.\n" for i in range(1, customers + 1)))
+        (seeds / "raw_orders.csv").write_text("id,user_id,order_date,status\n" + "".join(
+            f"{i},{i % customers + 1},2018-{i % 12 + 1:02d}-{i % 28 + 1:02d},{statuses[i % 5]}\n"
+            for i in range(1, self.rows + 1)))
+        (seeds / "raw_payments.csv").write_text("id,order_id,payment_method,amount\n" + "".join(
+            f"{i},{i},{methods[i % 4]},{(i * 37) % 3000}\n" for i in range(1, self.rows + 1)))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                           **extra)
+
+    def run_doit(self, *args: str, worker: bool = True) -> float:
+        extra = {"PLANWISE_SETUP_WORKER_DIR": str(self.root / "w")}
+        if not worker:
+            extra["PLANWISE_SETUP_WORKER"] = "0"
+        return self._timed([sys.executable, "-m", "doit", *args], self.project, self.env(**extra))
+
+    def cold_setup(self, worker: bool) -> None:
+        for path in self.project.glob("jaffle_shop.*"):
+            path.unlink()
+        shutil.rmtree(self.project / ".planwise", ignore_errors=True)
+        label = "doit setup (cold: database deleted)" + ("" if worker else ", dbt in process")
+        self.record(label, self.run_doit("setup", worker=worker))
+
+    def seed_edit_setup(self, round_no: int, worker: bool = True) -> None:
+        seed = self.project / "seeds" / f"{self.EDITED}.csv"
+        lines = seed.read_text().splitlines()
+        extra = "999999999,Added,Row."
+        lines = [line for line in lines if line != extra] + ([extra] if round_no % 2 == 0 else [])
+        seed.write_text("\n".join(lines) + "\n")
+        label = "doit setup (one seed edited)" + ("" if worker else ", dbt in process")
+        self.record(label, self.run_doit("setup", worker=worker))
+
+    def dbt_build(self) -> None:
+        (self.reference / "jaffle_shop.duckdb").unlink(missing_ok=True)
+        dbt = shutil.which("dbt") or "dbt"
+        cmd = [dbt, "build", "--profiles-dir", ".", "--quiet", "--no-send-anonymous-usage-stats"]
+        self.record("dbt build (one CLI process)", self._timed(cmd, self.reference, self.env()))
+
+
 def stop_worker(directory: Path) -> None:
     """The benchmark's private worker must not outlive it."""
     import re
@@ -187,7 +268,13 @@ def main() -> None:
     parser.add_argument("--per-node-rounds", type=int, default=1, help="one process per node is slow; run it fewer times")
     parser.add_argument("--employees", type=int, default=100_000)
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--project", choices=["demo", "jaffle_shop"], default="demo",
+                        help="the demo (PlanWise) project, or a team's jaffle_shop-shaped project")
+    parser.add_argument("--rows", type=int, default=100_000, help="jaffle_shop: orders and payments")
     args = parser.parse_args()
+    if args.project == "jaffle_shop":
+        jaffle(args)
+        return
     with tempfile.TemporaryDirectory(prefix="pwb-", dir="/tmp") as tmp:
         bench = Bench(Path(tmp), args.employees)
         bench.prepare()
@@ -214,6 +301,36 @@ def main() -> None:
         "project's dbt tests plus the built-in checks). Unless marked \"dbt in process\", dbt runs in the "
         "warm worker a previous run left (`dbt.worker_idle_seconds`), as in a working session; \"dbt in "
         "process\" is the first run of a session (dbt imported by the run itself).\n\n" + result + "\n"
+    )
+    args.output.write_text(text)
+    print("\n" + result)
+
+
+
+def jaffle(args: argparse.Namespace) -> None:
+    """The team-project benchmark: no per-node baseline (the targets are against `dbt build`)."""
+    with tempfile.TemporaryDirectory(prefix="pwb-", dir="/tmp") as tmp:
+        bench = JaffleBench(Path(tmp), args.rows)
+        bench.prepare()
+        for round_no in range(args.rounds):
+            print(f"round {round_no + 1} of {args.rounds}", flush=True)
+            bench.cold_setup(worker=False)
+            bench.cold_setup(worker=True)
+            bench.noop_setup()
+            bench.seed_edit_setup(2 * round_no)
+            bench.noop_setup()
+            bench.seed_edit_setup(2 * round_no + 1, worker=False)
+            bench.dbt_build()
+        result = table(bench)
+        stop_worker(Path(tmp) / "w")
+    text = (
+        "# Benchmarks: a team's project\n\n"
+        f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/bench_setup.py --project jaffle_shop "
+        f"--rounds {args.rounds} --rows {args.rows}` on: {machine()}.\n\n"
+        f"The jaffle_shop-shaped fixture (3 seeds, 3 staging views, 2 marts, 5 dbt tests; {args.rows:,} orders "
+        "and payments), set up with `python -m setup_tasks init` and run from its folder; `dbt build` in a "
+        "copy of it. Targets: nothing to do at least 20x faster than `dbt build`, one seed edited at least 4x.\n\n"
+        + result + "\n"
     )
     args.output.write_text(text)
     print("\n" + result)
