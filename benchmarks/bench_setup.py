@@ -262,68 +262,38 @@ def table(bench: Bench) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--per-node-rounds", type=int, default=1, help="one process per node is slow; run it fewer times")
-    parser.add_argument("--employees", type=int, default=100_000)
-    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
-    parser.add_argument("--project", choices=["demo", "jaffle_shop"], default="demo",
-                        help="the demo (PlanWise) project, or a team's jaffle_shop-shaped project")
-    parser.add_argument("--rows", type=int, default=100_000, help="jaffle_shop: orders and payments")
-    args = parser.parse_args()
-    if args.project == "jaffle_shop":
-        jaffle(args)
-        return
-    with tempfile.TemporaryDirectory(prefix="pwb-", dir="/tmp") as tmp:
-        bench = Bench(Path(tmp), args.employees)
-        bench.prepare()
-        for round_no in range(args.rounds):
-            print(f"round {round_no + 1} of {args.rounds}", flush=True)
-            bench.cold_setup(worker=False)
-            bench.cold_setup(worker=True)
-            bench.noop_setup()
-            bench.seed_edit_setup(2 * round_no)
-            bench.noop_setup()
-            bench.seed_edit_setup(2 * round_no + 1, worker=False)
-            bench.dbt_build()
-            if round_no < args.per_node_rounds:
-                bench.dbt_per_node()
-        result = table(bench)
-        stop_worker(Path(tmp) / "w")
-    when = time.strftime("%Y-%m-%d")
-    text = (
+def run_rounds(bench: Bench, rounds: int, per_node_rounds: int) -> str:
+    """The commands alternated round by round (machine noise hits them alike); the table of medians."""
+    bench.prepare()
+    for round_no in range(rounds):
+        print(f"round {round_no + 1} of {rounds}", flush=True)
+        bench.cold_setup(worker=False)
+        bench.cold_setup(worker=True)
+        bench.noop_setup()
+        bench.seed_edit_setup(2 * round_no)
+        bench.noop_setup()
+        bench.seed_edit_setup(2 * round_no + 1, worker=False)
+        bench.dbt_build()
+        if round_no < per_node_rounds:
+            bench.dbt_per_node()
+    return table(bench)
+
+
+def demo_text(args: argparse.Namespace, result: str) -> str:
+    return (
         "# Benchmarks\n\n"
-        f"Measured {when} by `python benchmarks/bench_setup.py --rounds {args.rounds} --per-node-rounds "
-        f"{args.per_node_rounds} --employees {args.employees}` on: {machine()}.\n\n"
+        f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/bench_setup.py --rounds {args.rounds} "
+        f"--per-node-rounds {args.per_node_rounds} --employees {args.employees}` on: {machine()}.\n\n"
         "Same project (the demo: 14 seeds, 14 staging models, their dbt tests), same census, commands "
         "alternated round by round; medians of the runs. `doit setup` runs the validations too (the "
         "project's dbt tests plus the built-in checks). Unless marked \"dbt in process\", dbt runs in the "
         "warm worker a previous run left (`dbt.worker_idle_seconds`), as in a working session; \"dbt in "
         "process\" is the first run of a session (dbt imported by the run itself).\n\n" + result + "\n"
     )
-    args.output.write_text(text)
-    print("\n" + result)
 
 
-
-def jaffle(args: argparse.Namespace) -> None:
-    """The team-project benchmark: no per-node baseline (the targets are against `dbt build`)."""
-    with tempfile.TemporaryDirectory(prefix="pwb-", dir="/tmp") as tmp:
-        bench = JaffleBench(Path(tmp), args.rows)
-        bench.prepare()
-        for round_no in range(args.rounds):
-            print(f"round {round_no + 1} of {args.rounds}", flush=True)
-            bench.cold_setup(worker=False)
-            bench.cold_setup(worker=True)
-            bench.noop_setup()
-            bench.seed_edit_setup(2 * round_no)
-            bench.noop_setup()
-            bench.seed_edit_setup(2 * round_no + 1, worker=False)
-            bench.dbt_build()
-        result = table(bench)
-        stop_worker(Path(tmp) / "w")
-    text = (
+def jaffle_text(args: argparse.Namespace, result: str) -> str:
+    return (
         "# Benchmarks: a team's project\n\n"
         f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/bench_setup.py --project jaffle_shop "
         f"--rounds {args.rounds} --rows {args.rows}` on: {machine()}.\n\n"
@@ -332,9 +302,25 @@ def jaffle(args: argparse.Namespace) -> None:
         "copy of it. Targets: nothing to do at least 20x faster than `dbt build`, one seed edited at least 4x.\n\n"
         + result + "\n"
     )
-    args.output.write_text(text)
-    print("\n" + result)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-node-rounds", type=int, default=1, help="one process per node is slow; run it fewer times")
+    parser.add_argument("--employees", type=int, default=100_000)
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--project", choices=["demo", "jaffle_shop"], default="demo",
+                        help="the demo (PlanWise) project, or a team's jaffle_shop-shaped project (no per-node rounds)")
+    parser.add_argument("--rows", type=int, default=100_000, help="jaffle_shop: orders and payments")
+    args = parser.parse_args()
+    jaffle = args.project == "jaffle_shop"
+    with tempfile.TemporaryDirectory(prefix="pwb-", dir="/tmp") as tmp:
+        bench = JaffleBench(Path(tmp), args.rows) if jaffle else Bench(Path(tmp), args.employees)
+        result = run_rounds(bench, args.rounds, 0 if jaffle else args.per_node_rounds)
+        stop_worker(Path(tmp) / "w")
+    args.output.write_text(jaffle_text(args, result) if jaffle else demo_text(args, result))
+    print("\n" + result)
 
 if __name__ == "__main__":
     main()
