@@ -69,12 +69,14 @@ def clear_derived_tables(engine: Engine, forget_task: ForgetTask, translator: Tr
     """Drop tables the patterns match that setup does not build, when this run rebuilt an input.
 
     Such tables (simulation output: int_*, fct_*) were derived from the old inputs.
-    When nothing was rebuilt they are still current and are kept. Returns the
-    dropped names (schema.table).
+    When nothing was rebuilt they are still current and are kept, and so are the
+    tables another dbt project built into the same database. Returns the dropped
+    names (schema.table).
     """
     if not any(outcome.ok for outcome in engine.run.outcomes.values()):
         return []
     built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation is not None}
+    built |= {key for keys in engine.other_projects_tables().values() for key in keys}
     options = engine.settings.setup
     return clear_matching(engine, lambda rel: options.matches(rel.name) and rel.key not in built,
                           forget_task, translator)[0]
