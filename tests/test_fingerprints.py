@@ -34,7 +34,7 @@ FILES = {
 
 def fingerprints(root: Path, variables: dict | None = None, macro_sql: str = "{{ var('factor') }} * pay"):
     manifest = manifest_from_dict(make_manifest(*NODES, macros={"macro.p.scale": macro_sql}))
-    calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root, root,
+    calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root,
                                  {"year": 2025, "factor": 2, **(variables or {})}, FileHasher())
     return calc.compute(manifest.nodes)
 
@@ -72,7 +72,7 @@ def test_environment_variables_read_by_code_or_its_macros_are_inputs(tmp_path: P
     manifest = manifest_from_dict(make_manifest(*NODES, macros={"macro.p.scale": "pay * {{ env_var('PAY_FACTOR', '1') }}"}))
 
     def digests(environ: dict) -> dict:
-        calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root, root,
+        calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root,
                                      {"year": 2025}, FileHasher(), environ=environ)
         return calc.compute(manifest.nodes)
 

@@ -53,7 +53,7 @@ class Staleness:
                 if n.resource_type == "source" and n.relation and not n.external_location
             }
             calc = FingerprintCalculator(
-                defs.manifest, defs.graph, defs.ctx.project_dir, defs.root, defs.variables(), self.hasher, sources,
+                defs.manifest, defs.graph, defs.ctx.project_dir, defs.variables(), self.hasher, sources,
                 environ=defs.ctx.environ(),
             )
             self._fingerprints = calc.compute(defs.tracked())

@@ -124,7 +124,6 @@ class FingerprintCalculator:
         manifest: Manifest,
         graph: SetupGraph,
         project_dir: Path,
-        root: Path,
         variables: Mapping[str, Any],
         hasher: FileHasher,
         table_signatures: Mapping[tuple[str, str, str], str] | None = None,
@@ -133,7 +132,6 @@ class FingerprintCalculator:
         self.manifest = manifest
         self.graph = graph
         self.project_dir = project_dir
-        self.root = root
         self.vars = variables
         self.hasher = hasher
         self.table_signatures = table_signatures or {}
@@ -222,9 +220,11 @@ class FingerprintCalculator:
         return found
 
     def _display(self, path: Path) -> str:
+        """An input file's name in a part's key: relative to the project, so it is the same whichever
+        folder setup runs from (a dodo file's, a config file's), and after the repository moves."""
         try:
-            return str(path.resolve().relative_to(self.root.resolve()))
-        except ValueError:
+            return os.path.relpath(path.resolve(), self.project_dir.resolve())
+        except ValueError:  # another drive
             return str(path)
 
 
