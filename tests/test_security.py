@@ -528,6 +528,6 @@ def test_secrets_and_personal_data_on_disk_are_private_and_keyed(built_shop: Wor
     plain = hashlib.sha256(SECRET.encode()).hexdigest()[:12]
     holders = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and plain.encode() in p.read_bytes())
     assert not holders, f"plain sha256 of SHOP_API_TOKEN's value stored in: {holders}"
-    records = json.loads((root / ".planwise" / "warehouse.duckdb" / "records.json").read_text())
+    records = json.loads((root / ".planwise" / "warehouse.duckdb" / "projects" / "shop" / "records.json").read_text())
     part = records["records"]["model.shop.stg_token"]["parts"]["env:SHOP_API_TOKEN"]
     assert part.startswith("hmac:"), part

@@ -31,7 +31,7 @@ from setup_tasks.store.caches import manifest_cache
 
 pytestmark = pytest.mark.slow
 
-STATE = ".planwise/warehouse.duckdb"
+STATE = ".planwise/warehouse.duckdb/projects/shop"  # this project's state for the database
 # Setup's own files (doit.sqlite aside), where they are in the built shop workspace; "ctx-*" is the context folder.
 OWN_FILES = {
     "records.json": f"{STATE}/records.json",

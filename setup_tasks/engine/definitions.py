@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from ..dbt.client import DbtClient
 from ..errors import ProjectError
 from ..files import read_json, write_json_atomic
-from ..project.context import DbtContext, read_project_yaml, target_dir
+from ..project.context import DbtContext, read_project_yaml
 from ..project.packages import declared, deps_reason, installed, packages_state
 from ..project.fingerprints import effective_vars
 from ..project.graph import SetupGraph
@@ -23,7 +23,7 @@ from ..project.inputs import external_paths
 from ..project.manifest import Manifest, Node, manifest_from_dict, project_stamp
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
 
-DEPS_RECORD = "deps.json"  # beside the manifest: what the last `dbt deps` by setup left
+DEPS_RECORD = "deps.json"  # beside the context's manifest: what the last `dbt deps` by setup left
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ def ensure_packages(ctx: DbtContext, dbt: DbtClient) -> PackagesInstalled | None
 
 
 def _deps_record(ctx: DbtContext) -> Path:
-    return target_dir(ctx.project_dir, read_project_yaml(ctx.project_dir)) / DEPS_RECORD
+    """In the context's own dbt folder: setup's dbt folder keeps nothing else (store.caches prunes it)."""
+    return ctx.target_path() / DEPS_RECORD
 
 
 def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient) -> tuple[Manifest, PackagesInstalled | None]:
