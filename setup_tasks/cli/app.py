@@ -293,6 +293,7 @@ class App:
 
     def doit_config(self, reporter: type) -> dict[str, Any]:
         """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700)."""
+        self.install_process_hooks()  # first: loading the project (for the state folder) may already note things
         state_dir = self.state_dir()
         try:
             for folder in private_folders(state_dir):
@@ -302,7 +303,6 @@ class App:
                 f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
                 "fix: set database.path (or DUCKDB_PATH) to a writable location"
             ) from None
-        self.install_process_hooks()
         sweep_temps(state_dir)  # left by a run killed while writing
         self.dep_file = self._dep_file(state_dir)
         return {
