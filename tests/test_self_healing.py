@@ -187,8 +187,12 @@ def full_disk(built_shop: Workspace, tmp_path: Path) -> Iterator[tuple[Workspace
 
 
 def fill(directory: Path) -> None:
-    """Fill the file system of ``directory`` (a ``filler`` file takes what is left)."""
-    with open(directory / "filler", "ab") as fh:
+    """Fill the file system of ``directory`` (a ``filler`` file takes what is left).
+
+    Unbuffered: a buffered file keeps the part of the last write that did not fit, and closing
+    it tries again and raises ENOSPC (whether depends on the exact free space, so on file sizes).
+    """
+    with open(directory / "filler", "ab", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * (1 << 16))

@@ -75,7 +75,12 @@ def damage(path: Path) -> str | None:
 
 def move_aside(path: Path) -> Path:
     """Rename a damaged state file out of doit's way (kept for whoever wants to look at it)."""
-    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    stamp = time.strftime('%Y%m%dT%H%M%S')
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():  # moved aside twice in one second: keep both
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
     os.replace(path, aside)
     for suffix in ("-journal", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
