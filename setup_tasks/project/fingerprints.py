@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -54,8 +55,32 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+# A file changed this recently may still change within the same clock tick as the stat that
+# keyed its hash (git's "racy" case): its hash is not cached, so the next run reads it again.
+RACY_NS = 2_000_000_000
+
+
+def _file_key(st: os.stat_result) -> list[int]:
+    """What changes whenever a file's content can have: ``touch -r`` restores the mtime but not
+    the ctime (any write or utime sets it to now), and a file replaced by another has a new inode."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _sha_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:20]
+
+
 class FileHasher:
-    """Content hashes of files, cached by (size, mtime) so big inputs are read once."""
+    """Content hashes of files, cached under a key nothing but a change of the file can change.
+
+    The key is (device, inode, size, mtime, ctime): an edit that keeps the length and
+    restores the mtime still changes the ctime. Entries of older versions (keyed by size
+    and mtime only) never match, and a file changed in the last ``RACY_NS`` is not cached.
+    """
 
     def __init__(self, cache: dict[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = cache if cache is not None else {}
@@ -66,43 +91,43 @@ class FileHasher:
         """The hashes cached in ``path``; entries of the wrong shape are discarded (and hashed again)."""
         stored = read_json(path, {})
         cache = {k: v for k, v in stored.items()
-                 if isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) for x in v[:2])}
+                 if isinstance(v, list) and len(v) == 2 and isinstance(v[0], list) and len(v[0]) == 5
+                 and all(isinstance(x, int) for x in v[0])}
         if len(cache) < len(stored):
             discarded(path, f"{len(stored) - len(cache)} entries of the wrong shape")
         return cls(cache)
 
+    def _remembered(self, key: str, path: Path, compute: Callable[[Path], Any]) -> Any:
+        try:
+            st = path.stat()
+        except OSError:
+            return None, False
+        stamp = _file_key(st)
+        cached = self.cache.get(key)
+        if isinstance(cached, list) and len(cached) == 2 and cached[0] == stamp:
+            return cached[1], True
+        value = compute(path)
+        if time.time_ns() - st.st_ctime_ns > RACY_NS:
+            self.cache[key] = [stamp, value]
+            self.dirty = True
+        return value, True
+
     def derived(self, path: Path, kind: str, compute: Callable[[Path], Any]) -> Any:
         """Any value computed from a file's content, cached like its hash (JSON-able values)."""
-        try:
-            st = path.stat()
-        except OSError:
-            return compute(path)
-        key = f"{kind}:{path.resolve()}"
-        cached = self.cache.get(key)
-        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-            return cached[2]
-        value = compute(path)
-        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
-        self.dirty = True
-        return value
+        value, exists = self._remembered(f"{kind}:{path.resolve()}", path, compute)
+        return value if exists else compute(path)
 
     def hash(self, path: Path) -> str:
+        value, exists = self._remembered(str(path.resolve()), path, _sha_file)
+        return value if exists else "missing"
+
+    @staticmethod
+    def fresh_hash(path: Path) -> str:
+        """The file's hash read now, whatever the cache says (re-checking inputs after a build)."""
         try:
-            st = path.stat()
+            return _sha_file(path)
         except OSError:
             return "missing"
-        key = str(path.resolve())
-        cached = self.cache.get(key)
-        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-            return cached[2]
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        value = digest.hexdigest()[:20]
-        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
-        self.dirty = True
-        return value
 
 
 def effective_vars(project_yaml: Mapping[str, Any], project_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
