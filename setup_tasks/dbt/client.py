@@ -259,15 +259,17 @@ class DbtClient:
         log.warning("dbt runs in this process: the warm worker is not used (%s)", reason)
         self.client = None
 
-    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str],
+                      full: bool = False) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
         if self.client is not None:
             try:
-                resolved = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections)}, lambda e: None)
+                resolved = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections), "full": full},
+                                        lambda e: None)
                 raw = json.loads(manifest_cache(ctx).manifest_path.read_text())
                 return raw, {k: tuple(v) for k, v in resolved.items()}
             except WorkerUnavailable as exc:
                 self._local_fallback(exc)
-        return self.local.parse_project(ctx, selections)
+        return self.local.parse_project(ctx, selections, full)
 
     def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
                     on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,

@@ -183,14 +183,19 @@ class InProcessDbt:
     def _remember(self, invocation_id: str, manifest: Any) -> None:
         self._manifests = {invocation_id: manifest}
 
-    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
-        """Parse the project with dbt (writing target/manifest.json) and resolve the selections."""
+    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str],
+                      full: bool = False) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+        """Parse the project with dbt (writing target/manifest.json) and resolve the selections.
+
+        ``full``: parse every file (``--no-partial-parse``), not only those changed since the last parse.
+        """
         manifest_path = manifest_cache(ctx).manifest_path
         make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
         make_private_dir(manifest_path.parent)
+        partial = ["--no-partial-parse"] if full else []
         with _environment(ctx.env_overrides()):
             result = _runner().invoke(
-                ["--log-level", "none", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
+                ["--log-level", "none", *partial, "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
             )
         if isinstance(result.exception, KeyboardInterrupt):
             raise KeyboardInterrupt

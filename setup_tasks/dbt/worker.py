@@ -279,7 +279,7 @@ class Worker:
     def dispatch(self, request: dict[str, Any], conn: Connection) -> Any:
         ctx = context_from_dict(request["ctx"])
         if request["op"] == "parse":
-            _, resolved = self.dbt.parse_project(ctx, request["selections"])
+            _, resolved = self.dbt.parse_project(ctx, request["selections"], bool(request.get("full")))
             return {name: list(ids) for name, ids in resolved.items()}
         targets = [Target(uid, selector) for uid, selector in request["targets"]]
         on_outcome: Callable[[Any], None] = lambda o: conn.send({"event": "outcome", **asdict(o)})

@@ -14,19 +14,31 @@ from ..project.context import DbtContext, read_project_yaml
 from ..project.fingerprints import effective_vars
 from ..project.graph import SetupGraph
 from ..project.inputs import external_paths
-from ..project.manifest import Manifest, Node, manifest_from_dict, project_stamp
+from ..project.manifest import Manifest, Node, file_set, manifest_from_dict, parse_problems, project_stamp
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
 
 
 def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient) -> Manifest:
-    """The project's manifest, parsed by dbt only when a project file changed."""
+    """The project's manifest, parsed by dbt only when a project file changed: node for node and
+    test for test what a fresh ``dbt parse`` gives.
+
+    dbt's partial parse re-reads only the files that changed, and loses nodes and tests when
+    files were added, removed, renamed or moved (a model renamed and back came back without
+    the tests of its unchanged yml). So the project is parsed in full when its file set changed
+    since the last parse (or is unknown), and a partial parse whose nodes and files disagree
+    is redone in full.
+    """
     stamp = project_stamp(ctx, selections)
     cache = manifest_cache(ctx)
     cached = cache.load(stamp)
     if cached is not None:
         return cached
-    raw, resolved = dbt.parse_project(ctx, selections)
-    cache.save(stamp, raw, resolved)
+    files = file_set(ctx)
+    full = cache.file_set() != files
+    raw, resolved = dbt.parse_project(ctx, selections, full=full)
+    if not full and parse_problems(raw, ctx.project_dir):
+        raw, resolved = dbt.parse_project(ctx, selections, full=True)
+    cache.save(stamp, raw, resolved, files)
     return manifest_from_dict(raw, resolved)
 
 

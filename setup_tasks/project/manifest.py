@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -71,6 +71,9 @@ class Node:
     attached_node: str | None = None
     test_name: str | None = None
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # Names a test's ref()/source() calls that no enabled node answers: dbt keeps the test
+    # in the manifest (leaving the missing node out of depends_on), warns, and never runs it.
+    unresolved: tuple[str, ...] = ()
 
     @property
     def is_buildable(self) -> bool:
@@ -143,10 +146,30 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
     )
 
 
+def _ref_name(ref: Any) -> str:
+    """A ref as manifest.json writes it: {"name", "package", "version"} (a list before dbt 1.5)."""
+    if isinstance(ref, Mapping):
+        return str(ref.get("name") or "")
+    return str(ref[-1]) if isinstance(ref, (list, tuple)) and ref else str(ref)
+
+
+def _unresolved(raw: Mapping[str, Any], refs: set[str], sources: set[tuple[str, str]]) -> tuple[str, ...]:
+    missing = [name for name in map(_ref_name, raw.get("refs") or ()) if name not in refs]
+    missing += [".".join(map(str, s)) for s in raw.get("sources") or () if tuple(s[-2:]) not in sources]
+    return tuple(sorted(set(missing)))
+
+
 def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]] | None = None) -> Manifest:
     """Turn manifest.json content into a ``Manifest`` (pure; no dbt import)."""
     nodes = {uid: _node_from_dict(n) for uid, n in raw.get("nodes", {}).items()}
     nodes.update({uid: _node_from_dict(s) for uid, s in raw.get("sources", {}).items()})
+    refs = {n.name for n in nodes.values() if n.resource_type in ("model", "seed", "snapshot")}
+    sources = {(str(s.get("source_name")), str(s.get("name"))) for s in raw.get("sources", {}).values()}
+    for uid, node in raw.get("nodes", {}).items():
+        if node.get("resource_type") == "test":
+            missing = _unresolved(node, refs, sources)
+            if missing:
+                nodes[uid] = replace(nodes[uid], unresolved=missing)
     macros = {
         uid: (m.get("macro_sql") or "", tuple((m.get("depends_on") or {}).get("macros") or ()))
         for uid, m in raw.get("macros", {}).items()
@@ -181,6 +204,41 @@ def project_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Pa
         if (project_dir / extra).is_file():
             files.append(project_dir / extra)
     return sorted(set(files))
+
+
+def file_set(ctx: DbtContext) -> str:
+    """Which project files exist (names, not content): a file added, removed, renamed or moved
+    between folders changes it. dbt's partial parse mishandles exactly those changes."""
+    names = sorted(str(p.relative_to(ctx.project_dir)) for p in project_files(ctx.project_dir, read_project_yaml(ctx.project_dir)))
+    return hashlib.sha256("\0".join(names).encode()).hexdigest()
+
+
+# Folders whose files each become a node of the kind named, by suffix.
+_NODE_FILES = {"model-paths": ("model", {".sql", ".py"}), "seed-paths": ("seed", {".csv"}), "test-paths": ("test", {".sql"})}
+
+
+def parse_problems(raw: Mapping[str, Any], project_dir: Path) -> list[str]:
+    """Where a parse disagrees with the files on disk: a file without its node, a node without its file.
+
+    A fresh parse never does; a partial one (dbt re-parsing only what changed) sometimes does.
+    """
+    project = raw.get("metadata", {}).get("project_name")
+    project_yaml = read_project_yaml(project_dir)
+    parsed = [n for n in raw.get("nodes", {}).values() if n.get("package_name") == project]
+    parsed += [n for versions in (raw.get("disabled") or {}).values() for n in versions if n.get("package_name") == project]
+    known = {(n.get("resource_type"), n.get("original_file_path")) for n in parsed}
+    problems = [f"{path}: no such file" for kind, path in sorted(known, key=str)
+                if kind in BUILDABLE + ("test",) and path and path.endswith((".sql", ".py", ".csv"))
+                and not (project_dir / path).is_file()]
+    for key, (kind, suffixes) in _NODE_FILES.items():
+        for rel in project_yaml.get(key, PATH_KEYS[key]) or []:
+            root = project_dir / str(rel)
+            for path in sorted(root.rglob("*")) if root.is_dir() else []:
+                name = str(path.relative_to(project_dir))
+                generic = kind == "test" and "generic" in path.relative_to(root).parts[:-1]
+                if path.suffix in suffixes and path.is_file() and not generic and (kind, name) not in known:
+                    problems.append(f"{name}: no {kind} parsed from it")
+    return problems
 
 
 def _dbt_version() -> str:

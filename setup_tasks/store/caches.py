@@ -49,12 +49,18 @@ class ManifestCache:
             discarded(self.path if not isinstance(selections, dict) else self.manifest_path, f"wrong shape ({type(exc).__name__})")
             return None
 
-    def save(self, stamp: str, raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]]) -> None:
+    def file_set(self) -> str | None:
+        """The project's file set (``project.manifest.file_set``) at the last parse; None when unknown."""
+        return read_json(self.path, {}, version=CACHE_VERSION).get("files")
+
+    def save(self, stamp: str, raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]],
+             files: str | None = None) -> None:
         make_private_dir(self.path.parent.parent)
         make_private_dir(self.path.parent)
         write_json_atomic(self.path, {
             "version": CACHE_VERSION,
             "stamp": stamp,
+            "files": files,
             "invocation_id": raw.get("metadata", {}).get("invocation_id"),
             "selections": {k: list(v) for k, v in selections.items()},
         })

@@ -44,12 +44,20 @@ class DbtTestsCheck(Check):
         engine, project = env.engine, env.project
         if engine is None or project is None:
             return [CheckResult(self.name, SKIPPED, self.severity, "dbt tests run only inside a setup run")]
-        if not project.tests:
+        if not project.tests and not project.unresolved_tests:
             return [CheckResult(self.name, SKIPPED, self.severity, "no dbt tests on the selected nodes")]
         kept = self.reusable(engine, project, env.previous)
         stale = [uid for uid in project.tests if uid not in kept]
         fresh = self.run_tests(engine, stale) if stale else {}
-        return [kept.get(uid) or fresh[uid] for uid in project.tests]
+        unrunnable = [self.unresolved(engine, uid) for uid in project.unresolved_tests]
+        return [kept.get(uid) or fresh[uid] for uid in project.tests] + unrunnable
+
+    def unresolved(self, engine: Engine, uid: str) -> CheckResult:
+        """A test whose ref() names no node: dbt's warning, never a failure."""
+        node = engine.node(uid)
+        missing = ", ".join(node.unresolved)
+        return replace(self.result(engine, uid, "skipped", "", None),
+                       message=f"not run: it depends on {missing}, which the project does not define (dbt warns and skips it)")
 
     def reusable(self, engine: Engine, project: Project, previous: Mapping[str, Any]) -> dict[str, CheckResult]:
         """Stored results of tests whose definition and inputs are what they were."""
