@@ -24,7 +24,7 @@ from doit.reporter import ConsoleReporter
 
 from .cli import namespace
 from .cli.app import App
-from .cli.doit_state import saved_values
+from .cli.forget import Forget
 from .config import Settings, load_settings
 from .errors import SetupError
 from .naming import Translator
@@ -115,9 +115,13 @@ def _app(config: str | Path | Settings | None, translator: Translator | None) ->
     return App(settings=_settings(config), translator=translator, mode="api")
 
 
+# Our commands, whatever the working directory (pyproject.toml registers them for the command line).
+COMMANDS = {"COMMAND": {"forget": f"{Forget.__module__}:{Forget.__name__}"}}
+
+
 def _run(app: App, args: Sequence[str], reporter: type | None) -> int:
     loader = ModuleTaskLoader(namespace(app, reporter))
-    return DoitMain(loader).run(list(args)) or 0  # some doit commands return None for success
+    return DoitMain(loader, extra_config=COMMANDS).run(list(args)) or 0  # some doit commands return None for success
 
 
 def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, reporter: type | None = None,
@@ -170,7 +174,6 @@ def get_system_status(config: str | Path | Settings | None = None, translator: T
     except SetupError as err:
         return unready(err.one_line())
     try:
-        with saved_values(app.doit_config(reporter=type(None))) as values_of:
-            return collect_status(app.settings, app.engine, values_of, app.translator)
+        return collect_status(app.settings, app.engine, app.translator)
     finally:
         app.close()

@@ -13,7 +13,7 @@ from ..ops.clear import clear, clear_derived_tables
 from ..ops.diagram import graph_paths, setup_diagram, write_graph
 from ..ops.status import collect_status, node_statuses
 from .app import App
-from .doit_state import ValuesOf, forget_in_run, values_in_run
+from .doit_state import forget_in_run
 
 TaskDict = dict[str, Any]
 
@@ -21,15 +21,15 @@ TaskDict = dict[str, Any]
 # -- status --------------------------------------------------------------------------------
 
 
-def status_action(app: App, values_of: ValuesOf) -> TaskFailed | None:
-    status = collect_status(app.settings, app.engine, values_of, app.translator)
+def status_action(app: App) -> TaskFailed | None:
+    status = collect_status(app.settings, app.engine, app.translator)
     print("\n".join(status.lines()))
     return None if status.ready else TaskFailed(f"not ready to set up: {status.reason}")
 
 
 def status_task(app: App) -> TaskDict:
     app.guard_state()
-    return {"actions": [app.action(status_action, app, values_in_run)], "verbosity": 2}
+    return {"actions": [app.action(status_action, app)], "verbosity": 2}
 
 
 # -- clear ---------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def clear_tasks(app: App, engine: Engine) -> Iterator[TaskDict]:
 
 
 def graph_action(app: App, engine: Engine, checks: list[Mapping[str, Any]], out_dir: str = "") -> TaskFailed | None:
-    diagram = setup_diagram(engine, node_statuses(engine, values_in_run, app.translator), app.translator, checks)
+    diagram = setup_diagram(engine, node_statuses(engine), app.translator, checks)
     try:
         mmd, dot = write_graph(engine, diagram, out_dir)
     except OSError as exc:

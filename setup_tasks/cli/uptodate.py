@@ -24,7 +24,7 @@ class TableTarget:
         self.last: NodeStatus | None = None
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
-        self.last = self.engine.status(self.unique_id, values)
+        self.last = self.engine.status(self.unique_id)
         self.engine.note_checked(self.last)  # doit asked: this node is part of the run
         return not self.last.stale
 

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from ..dbt.client import DbtClient
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, SetupError, WriteError
@@ -107,7 +107,7 @@ class Engine:
             self.records.flush()
             self.contents.save()
         except (OSError, SetupError):
-            pass  # unacknowledged records only make `doit forget` of them a no-op; a lost copy costs a read
+            pass  # a lost signature costs a rebuild, a lost copy of the contents a read
         self.definitions.save()
         if self.hasher.dirty:
             try:
@@ -150,13 +150,17 @@ class Engine:
 
     # -- staleness --------------------------------------------------------------------
 
-    def status(self, uid: str, values: Mapping[str, Any] | None = None) -> NodeStatus:
-        """Is the node's table up to date? ``values`` are doit's saved values for its task. No side effects."""
+    def status(self, uid: str) -> NodeStatus:
+        """Is the node's table up to date? No side effects."""
         outcome = self.run.outcomes.get(uid)
         if outcome is not None:
             why = "built in this run" if outcome.ok else f"{outcome.status} in this run"
             return NodeStatus(uid, True, (why,))
-        return self.staleness.status(uid, values)
+        return self.staleness.status(uid)
+
+    def force(self, uids: Iterable[str]) -> list[str]:
+        """`doit forget`: these nodes are rebuilt by the next setup. Returns those that had been built."""
+        return self.records.force([u for u in uids if u in self.manifest.nodes])
 
     def note_checked(self, status: NodeStatus) -> None:
         """doit considered this node in this run: its reason goes into the run report."""
@@ -206,10 +210,7 @@ class Engine:
                 self._build_batch(uid)
             except SetupError as err:
                 self._set(Outcome(uid, "error", err.one_line()))
-        outcome = self.run.outcomes[uid]
-        if outcome.ok:
-            self.records.acknowledge(uid)
-        return outcome
+        return self.run.outcomes[uid]
 
     def batch_for(self, uid: str) -> list[str]:
         """This node plus every stale node in scope that can build now.

@@ -2,14 +2,14 @@
 
 A node is up to date when its table exists, the fingerprint recorded at its last
 build equals the current one, the table's content signature is unchanged since
-(nobody edited it outside setup), and doit has not forgotten it. Asking never
-changes anything.
+(nobody edited it outside setup), and `doit forget` has not named it since. Asking
+never changes anything.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Iterable
 
 from ..errors import SetupError
 from ..project.fingerprints import FileHasher, Fingerprint, FingerprintCalculator, explain
@@ -63,14 +63,14 @@ class Staleness:
         """An input changed during this run (the census was written): compute fingerprints again."""
         self._fingerprints = None
 
-    def status(self, uid: str, values: Mapping[str, Any] | None = None) -> NodeStatus:
-        """Is the node's table up to date? ``values`` are doit's saved values for its task."""
+    def status(self, uid: str) -> NodeStatus:
+        """Is the node's table up to date?"""
         try:
-            return self._status(uid, values)
+            return self._status(uid)
         except SetupError as err:
             return NodeStatus(uid, True, (f"cannot check: {err.cause}",), err)
 
-    def _status(self, uid: str, values: Mapping[str, Any] | None) -> NodeStatus:
+    def _status(self, uid: str) -> NodeStatus:
         record = self.records.get(uid)
         if record is None:
             return NodeStatus(uid, True, ("never built",))
@@ -83,7 +83,7 @@ class Staleness:
             return NodeStatus(uid, True, tuple(reasons))
         if record.signature and self.contents.get().signature(node.relation.key()) != record.signature:
             return NodeStatus(uid, True, (f"table {node.relation} changed outside setup",))
-        if values is not None and not values and record.acknowledged:
+        if record.forced:
             return NodeStatus(uid, True, ("forced (doit forget)",))
         return NodeStatus(uid, False)
 

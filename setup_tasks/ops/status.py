@@ -31,9 +31,6 @@ from ..naming import Translator
 from ..store.database import Database, DatabaseContents
 from .run_report import last_run, regressions, task_names
 
-ValuesOf = Callable[[str], Mapping[str, Any]]
-
-
 @dataclass(frozen=True)
 class DatabaseState:
     """Whether the database can be read: reachable, absent, in-use, locked or unreadable."""
@@ -145,10 +142,9 @@ def census_state(settings: Settings, read_by_project: bool) -> CensusState:
     return CensusState(str(path), read_by_project, generate, info.rows, tuple(info.missing_columns), problem)
 
 
-def node_statuses(engine: Engine, values_of: ValuesOf, translator: Translator) -> dict[str, NodeStatus]:
-    """Each setup node's staleness as doit would see it now (``values_of``: doit's saved values)."""
-    names = task_names(engine, translator)
-    return {uid: engine.status(uid, values_of(names[uid])) for uid in engine.setup_nodes}
+def node_statuses(engine: Engine) -> dict[str, NodeStatus]:
+    """Each setup node's staleness as setup would see it now."""
+    return {uid: engine.status(uid) for uid in engine.setup_nodes}
 
 
 def readiness(status: SystemStatus) -> str:
@@ -164,8 +160,7 @@ def readiness(status: SystemStatus) -> str:
     return ""
 
 
-def collect_status(settings: Settings, make_engine: Callable[[], Engine], values_of: ValuesOf,
-                   translator: Translator) -> SystemStatus:
+def collect_status(settings: Settings, make_engine: Callable[[], Engine], translator: Translator) -> SystemStatus:
     """Gather the facts `doit status` shows. Reads the database; never builds or writes it."""
     try:
         engine: Engine | None = make_engine()
@@ -190,21 +185,19 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], values
         regressions=tuple(regressions(settings.report.history_path)),
     )
     if engine is not None:
-        status = _with_nodes(status, engine, values_of if db.readable else None, translator)
+        status = _with_nodes(status, engine, db.readable, translator)
     reason = readiness(status)
     return replace(status, ready=not reason, reason=reason)
 
 
-def _with_nodes(status: SystemStatus, engine: Engine, values_of: ValuesOf | None,
-                translator: Translator) -> SystemStatus:
+def _with_nodes(status: SystemStatus, engine: Engine, readable: bool, translator: Translator) -> SystemStatus:
     names = task_names(engine, translator)
     by_type = {kind: tuple(engine.node(u).name for u in engine.setup_nodes if engine.node(u).resource_type == kind) for kind in ("seed", "model")}
     nodes: tuple[NodeState, ...] = ()
-    if values_of is not None:
-        nodes = tuple(NodeState(names[u], u, s.stale, s.reason)
-                      for u, s in node_statuses(engine, values_of, translator).items())
+    if readable:
+        nodes = tuple(NodeState(names[u], u, s.stale, s.reason) for u, s in node_statuses(engine).items())
     leftovers = tuple(engine.leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items())) \
-        if values_of is not None else ()
+        if readable else ()
     return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes, leftovers=leftovers)
 
 

@@ -3,14 +3,14 @@
 Build records say, per node, which fingerprint its table was last built from. They
 are written (atomically) the moment dbt reports a node done, so a Ctrl-C or crash
 never loses work already completed: doit's own dependency file is only written when
-a run closes.
+a run closes. ``doit forget`` marks a record forced: the next setup rebuilds it.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,9 +32,8 @@ class BuildRecord:
     rows: int | None = None
     # Row count and content hash right after the build, to notice later edits.
     signature: str | None = None
-    # Set once doit has recorded the task as done; a record doit has forgotten
-    # since then was forgotten on purpose (`doit forget`).
-    acknowledged: bool = False
+    # `doit forget` named its task: rebuilt by the next setup, whatever its fingerprint.
+    forced: bool = False
     # The table it built (catalog, schema, name): dropped by setup if the node leaves the project.
     relation: tuple[str, str, str] | None = None
 
@@ -65,10 +64,11 @@ class BuildRecords:
             discarded(path, "wrong shape")
             stored = {}
         records = {}
+        known = {f.name for f in fields(BuildRecord)}
         for uid, rec in stored.items():
             try:
-                records[uid] = BuildRecord(**rec)
-            except TypeError:
+                records[uid] = BuildRecord(**{k: v for k, v in rec.items() if k in known})
+            except (TypeError, AttributeError):
                 continue  # of the wrong shape: treat as never built
         if len(records) < len(stored):
             discarded(path, f"{len(stored) - len(records)} record(s) of the wrong shape")
@@ -81,12 +81,14 @@ class BuildRecords:
         self.records[uid] = record
         self.save()
 
-    def acknowledge(self, uid: str) -> None:
-        """doit has the task as done. Written by ``flush`` when the run ends, as doit's own state is."""
-        rec = self.records.get(uid)
-        if rec and not rec.acknowledged:
-            self.records[uid] = BuildRecord(**{**asdict(rec), "acknowledged": True})
-            self.dirty = True
+    def force(self, uids: list[str]) -> list[str]:
+        """`doit forget`: the next setup rebuilds these nodes (one write). Returns those that had a record."""
+        forced = [uid for uid in uids if uid in self.records]
+        for uid in forced:
+            self.records[uid] = replace(self.records[uid], forced=True)
+        if forced:
+            self.save()
+        return forced
 
     def sign(self, signatures: Mapping[str, str | None]) -> None:
         """Record the content signatures of freshly built tables (one write)."""
