@@ -33,6 +33,8 @@ from .staleness import NodeStatus, Staleness
 
 Listener = Callable[[str, dict[str, Any]], None]
 DISK_FULL = ("No space left on device", "disk is full", "Disk quota exceeded")
+# The names dbt gives a table while it builds it, besides its own.
+DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup")
 
 
 @dataclass(frozen=True)
@@ -166,36 +168,41 @@ class Engine:
         """doit considered this node in this run: its reason goes into the run report."""
         self.run.checked[status.unique_id] = status
 
-    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[str, Key]:
+    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[Key, str]:
         return self.staleness.leftover_tables(scope)
 
     def leftover_label(self, uid: str, key: Key) -> str:
         return self.staleness.leftover_label(uid, key)
 
     def retire_leftovers(self) -> list[str]:
-        """Drop the leftover tables of this run's scope; forget the builds of removed nodes.
+        """Drop the leftover tables of this run's scope; forget the builds of retired nodes;
+        drop the schemas setup created that are left empty.
 
         Returns the dropped tables. A table another node now builds (same name) is
         kept. A drop the database refuses keeps its record, so the next run tries again.
         """
-        removed = self.staleness.removed_builds()
+        retired = self.staleness.retired_nodes()
         leftovers = self.leftover_tables(self.run.scope)
         dropped: list[str] = []
         if leftovers:
-            keys = set(leftovers.values())
-            result = self.drop_tables(lambda rel: rel.key in keys)
+            result = self.drop_tables(lambda rel: rel.key in leftovers)
             dropped = [str(rel) for rel in result.dropped]
-            refused = {rel.key: message for rel, message in result.failed.items()}
-            for uid, key in leftovers.items():
-                if key in refused:
-                    removed.pop(uid, None)
-                    self._emit("warning", {"message": f"cannot drop {self.leftover_label(uid, key)}: {refused[key]}"})
-        if removed:
-            self.records.drop(list(removed))
+            for rel, message in sorted(result.failed.items(), key=lambda item: item[0].key):
+                retired.discard(leftovers[rel.key])
+                self._emit("warning", {"message": f"cannot drop {self.leftover_label(leftovers[rel.key], rel.key)}: {message}"})
+        if retired:
+            self.records.drop(sorted(retired))
+        self._drop_empty_schemas()
         self.run.retired.extend(dropped)
         if dropped:
             self._emit("retired", {"tables": dropped})
         return dropped
+
+    def _drop_empty_schemas(self) -> None:
+        empty, gone = self.staleness.empty_schemas()
+        if empty:
+            gone += self.contents.drop_empty_schemas(empty)
+        self.records.forget_schemas(gone)
 
     # -- building ---------------------------------------------------------------------
 
@@ -252,15 +259,32 @@ class Engine:
         if runnable:
             self.run.invocations += 1
             nodes = [self.node(u) for u in runnable]
+            self._intend(nodes)
             self.db.close_reader()  # dbt writes the file, here or in the worker
-            self.dbt.build_nodes(
-                self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
-                on_start=lambda started: self._emit("start", {"unique_id": started}),
-            )
+            try:
+                self.dbt.build_nodes(
+                    self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
+                    on_start=lambda started: self._emit("start", {"unique_id": started}),
+                )
+            finally:  # nodes dbt reported are settled; an interrupted node's intent stays
+                self.records.settle(u for u in runnable if u in self.run.outcomes)
+                self.contents.invalidate()  # the next question reads what the database holds now
             self._sign([u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok])
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
+
+    def _intend(self, nodes: list[Node]) -> None:
+        """Write down, before dbt runs, every table it may commit (dbt's intermediate names
+        too) and every schema it may create: a run killed at any instant leaves nothing
+        a later run does not know of."""
+        relations = {
+            n.unique_id: [key[:2] + (key[2] + suffix,) for suffix in DBT_INTERMEDIATES]
+            for n in nodes if n.relation is not None for key in [n.relation.key()]
+        }
+        existing = self.database_contents().schemas
+        schemas = {key[:2] for keys in relations.values() for key in keys} - existing
+        self.records.intend(relations, {s for s in schemas if s[1] != "main"})
 
     def _preflight(self, batch: list[str]) -> set[str]:
         """Fail nodes whose inputs are unusable before dbt sees them; skip their children."""

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from ..errors import SetupError
 from ..project.fingerprints import FileHasher, Fingerprint, FingerprintCalculator, explain
-from ..store.records import BuildRecord, BuildRecords
+from ..store.records import BuildRecords
 from .contents import ContentsView, Key
 from .definitions import Definitions
 
@@ -77,6 +77,8 @@ class Staleness:
         node = self.definitions.node(uid)
         if node.relation is None or not self.contents.has(node.relation.key()):
             return NodeStatus(uid, True, (f"table {node.relation} missing from the database",))
+        if uid in self.records.intents:
+            return NodeStatus(uid, True, ("its last build was interrupted (killed before dbt reported it)",))
         current = self.fingerprints()[uid]
         if record.fingerprint != current.digest:
             reasons = explain(record.parts, current.parts, self.definitions.names()) or ("fingerprint changed",)
@@ -89,34 +91,54 @@ class Staleness:
 
     # -- tables setup built that a clean build would not have ---------------------------------
 
-    def removed_builds(self) -> dict[str, BuildRecord]:
-        """Builds recorded for nodes the project no longer has (file deleted or renamed, node disabled)."""
+    def retired_nodes(self) -> set[str]:
+        """Nodes setup built (or began to) that no longer make a table: removed from the project
+        (file deleted or renamed, node disabled) or no longer materialized (ephemeral now)."""
         nodes = self.definitions.manifest.nodes
-        return {uid: rec for uid, rec in self.records.records.items() if uid not in nodes}
+        return {uid for uid, _ in self.records.relations() if uid not in nodes or not nodes[uid].is_buildable}
 
-    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[str, Key]:
-        """Tables setup built that no current node builds: a clean build has none of them.
+    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[Key, str]:
+        """Tables setup built that no current node builds, each with the node that left it:
+        a clean build has none of them.
 
-        Those of nodes removed from the project, and those a node built under its old
-        name (alias, schema or database changed) -- the latter only for nodes in
-        ``scope`` when given (a run drops them when it rebuilds the node).
+        Those of retired nodes, those a killed build may have committed, and those a node
+        built under its old name (alias, schema or database changed) -- the latter only for
+        nodes in ``scope`` when given (a run drops them when it rebuilds the node).
         """
         nodes = self.definitions.manifest.nodes
-        claimed = {n.relation.key() for n in nodes.values() if n.relation is not None}
+        claimed = {n.relation.key() for n in nodes.values() if n.is_buildable and n.relation is not None}
         tables = self.contents.get().tables
         wanted = None if scope is None else set(scope)
-        return {
-            uid: rec.relation for uid, rec in self.records.records.items()
-            if rec.relation is not None and rec.relation not in claimed and rec.relation in tables
-            and (uid not in nodes or wanted is None or uid in wanted)
-        }
+        retired = self.retired_nodes()
+        found: dict[Key, str] = {}
+        for uid, key in self.records.relations():
+            if key not in claimed and key in tables and (uid in retired or wanted is None or uid in wanted):
+                found.setdefault(key, uid)
+        return found
 
     def leftover_label(self, uid: str, key: Key) -> str:
-        """``main.stg_old (from removed model stg_old)``, or what the node builds now."""
+        """``main.stg_old (from removed model stg_old)``, or what became of the node."""
         name = ".".join(key[1:])
         node = self.definitions.manifest.nodes.get(uid)
+        record = self.records.get(uid)
+        if record is None or record.relation != key:
+            origin = "left by an interrupted build of"
+        else:
+            origin = "from"
         if node is None:
             kind, _, rest = uid.partition(".")
-            return f"{name} (from removed {kind} {rest.rpartition('.')[2]})"
+            return f"{name} ({origin} removed {kind} {rest.rpartition('.')[2]})"
+        if not node.is_buildable:
+            return f"{name} ({origin} {self.definitions.label(uid)}, now {node.materialized or 'not built'})"
         now = ".".join(node.relation.key()[1:]) if node.relation else "no table"
         return f"{name} ({self.definitions.label(uid)} now builds {now})"
+
+    def empty_schemas(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Schemas setup created: (those now empty and built into by no node, those gone already)."""
+        contents = self.contents.get()
+        nodes = self.definitions.manifest.nodes.values()
+        used = {key[:2] for key in contents.tables} | {
+            n.relation.key()[:2] for n in nodes if n.is_buildable and n.relation is not None}
+        created = sorted(s for s in self.records.schemas if s[1] != "main")
+        return ([s for s in created if s in contents.schemas and s not in used],
+                [s for s in created if s not in contents.schemas])

@@ -196,7 +196,7 @@ def _with_nodes(status: SystemStatus, engine: Engine, readable: bool, translator
     nodes: tuple[NodeState, ...] = ()
     if readable:
         nodes = tuple(NodeState(names[u], u, s.stale, s.reason) for u, s in node_statuses(engine).items())
-    leftovers = tuple(engine.leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items())) \
+    leftovers = tuple(engine.leftover_label(uid, key) for key, uid in sorted(engine.leftover_tables().items())) \
         if readable else ()
     return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes, leftovers=leftovers)
 

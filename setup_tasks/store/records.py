@@ -4,6 +4,12 @@ Build records say, per node, which fingerprint its table was last built from. Th
 are written (atomically) the moment dbt reports a node done, so a Ctrl-C or crash
 never loses work already completed: doit's own dependency file is only written when
 a run closes. ``doit forget`` marks a record forced: the next setup rebuilds it.
+
+Intent before effect: before dbt builds a batch, the tables it is about to write (and
+dbt's intermediate names for them) and the schemas it is about to create are written
+down. A node's intent is settled when dbt reports it, in the same write as its record;
+an intent still there at the next run is a build that was killed, and whatever it may
+have committed is known: reconciled (rebuilt, or dropped with its node) by the engine.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..errors import cannot_write
 from ..files import discarded, read_json, write_json_atomic
 
 RECORDS_VERSION = 1
+
+Relation = tuple[str, str, str]  # (catalog, schema, name), lower case
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,10 @@ class BuildRecords:
     path: Path
     records: dict[str, BuildRecord] = field(default_factory=dict)
     dirty: bool = False
+    # Tables a build was about to write, per node, until dbt reported the node.
+    intents: dict[str, list[Relation]] = field(default_factory=dict)
+    # Schemas (catalog, schema) a build of setup created (or was about to).
+    schemas: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
     def load(cls, path: Path) -> "BuildRecords":
@@ -72,14 +84,48 @@ class BuildRecords:
                 continue  # of the wrong shape: treat as never built
         if len(records) < len(stored):
             discarded(path, f"{len(stored) - len(records)} record(s) of the wrong shape")
-        return cls(path, records)
+        try:
+            intents = {uid: [_relation(r) for r in keys] for uid, keys in (raw.get("intents") or {}).items()}
+            schemas = {(str(c), str(s)) for c, s in raw.get("schemas") or ()}
+        except (TypeError, ValueError, AttributeError):
+            discarded(path, "intents or schemas of the wrong shape")
+            intents, schemas = {}, set()
+        return cls(path, records, intents=intents, schemas=schemas)
 
     def get(self, uid: str) -> BuildRecord | None:
         return self.records.get(uid)
 
     def put(self, uid: str, record: BuildRecord) -> None:
+        """A node built: its record, and its intent settled, in one write."""
         self.records[uid] = record
+        self.intents.pop(uid, None)
         self.save()
+
+    def intend(self, relations: Mapping[str, list[Relation]], schemas: Iterable[tuple[str, str]]) -> None:
+        """Before dbt builds: which tables each node is about to write, which schemas the build creates."""
+        for uid, keys in relations.items():
+            self.intents[uid] = sorted({*self.intents.get(uid, ()), *keys})
+        self.schemas.update(schemas)
+        self.save()
+
+    def settle(self, uids: Iterable[str]) -> None:
+        """dbt reported these nodes (failed nodes keep their old table): their intents are done."""
+        settled = [uid for uid in uids if uid in self.intents]
+        for uid in settled:
+            del self.intents[uid]
+        if settled:
+            self.save()
+
+    def forget_schemas(self, schemas: Iterable[tuple[str, str]]) -> None:
+        gone = self.schemas & set(schemas)
+        if gone:
+            self.schemas -= gone
+            self.save()
+
+    def relations(self) -> list[tuple[str, Relation]]:
+        """(node, table) for every table setup built or was about to build."""
+        built = [(uid, rec.relation) for uid, rec in self.records.items() if rec.relation is not None]
+        return built + [(uid, key) for uid, keys in self.intents.items() for key in keys]
 
     def force(self, uids: list[str]) -> list[str]:
         """`doit forget`: the next setup rebuilds these nodes (one write). Returns those that had a record."""
@@ -104,17 +150,29 @@ class BuildRecords:
             self.save()
 
     def drop(self, uids: list[str]) -> None:
+        """Forget nodes: their records and intents."""
         for uid in uids:
             self.records.pop(uid, None)
+            self.intents.pop(uid, None)
         self.save()
 
     def save(self) -> None:
         """Write the records; WriteError (one line, with the fix) when the disk refuses."""
         try:
-            write_json_atomic(self.path, {"version": RECORDS_VERSION, "records": {k: asdict(v) for k, v in self.records.items()}})
+            write_json_atomic(self.path, {
+                "version": RECORDS_VERSION,
+                "records": {k: asdict(v) for k, v in self.records.items()},
+                "intents": {k: [list(r) for r in v] for k, v in self.intents.items()},
+                "schemas": sorted(list(s) for s in self.schemas),
+            })
         except OSError as exc:
             raise cannot_write("setup's build records", self.path, exc, "set database.path (or DUCKDB_PATH) elsewhere") from None
         self.dirty = False
+
+
+def _relation(key: Any) -> Relation:
+    catalog, schema, name = key
+    return (str(catalog), str(schema), str(name))
 
 
 def new_build_id() -> str:
