@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 from ..dbt.client import DbtClient
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, SetupError, WriteError
 from ..project.context import dbt_context
-from ..project.fingerprints import FileHasher, Fingerprint
+from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
 from ..project.inputs import first_ragged_row, sql_path_problem
 from ..project.manifest import Node
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
@@ -269,7 +269,9 @@ class Engine:
             finally:  # nodes dbt reported are settled; an interrupted node's intent stays
                 self.records.settle(u for u in runnable if u in self.run.outcomes)
                 self.contents.invalidate()  # the next question reads what the database holds now
-            self._sign([u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok])
+            built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
+            self._sign(built)
+            self._check_inputs(built)
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
@@ -398,6 +400,35 @@ class Engine:
                     outcome = Outcome(outcome.unique_id, "error", f"built, but {err.one_line()}", outcome.seconds, outcome.rows)
             self.run.outcomes[outcome.unique_id] = outcome
         self._emit("node", {"unique_id": outcome.unique_id, "outcome": outcome})
+
+    def _check_inputs(self, built: list[str]) -> None:
+        """Files a build read that changed while it ran: what dbt read is unknown, so those
+        nodes (and what was built from them in the batch) are recorded as built from
+        nothing current, and the next setup builds them again."""
+        changed: dict[str, list[str]] = {}
+        for uid in built:
+            for owner in [uid, *(p for p in self.graph.built_parents(uid) if self.node(p).resource_type == "source")]:
+                moved = [part for part in self.fingerprints()[owner].parts if self._input_changed(part)]
+                if moved:
+                    changed.setdefault(owner, []).extend(moved)
+        if not changed:
+            return
+        tainted = self.graph.descendants(changed) & set(built) | (set(changed) & set(built))
+        marks = {uid: {part: CHANGED_DURING_BUILD for part in changed.get(uid, ())} for uid in tainted}
+        for uid in tainted:
+            marks[uid].update({f"upstream:{p}": CHANGED_DURING_BUILD for p in self.graph.parents(uid) if p in changed or p in tainted})
+        self.records.taint(marks, CHANGED_DURING_BUILD)
+        for uid, parts in sorted(changed.items()):
+            files = ", ".join(part.partition(":")[2] for part in parts)
+            self._emit("warning", {"message": f"{self.label(uid)}: {files} changed while it was being built; the next setup builds it again"})
+
+    def _input_changed(self, part: str) -> bool:
+        kind, _, what = part.partition(":")
+        if kind == "file":
+            return self.hasher.changed_since_hashed(self.ctx.project_dir / what)
+        if kind == "external":
+            return self.hasher.changed_since_hashed(Path(what) if Path(what).is_absolute() else self.root / what)
+        return False
 
     def _sign(self, uids: list[str]) -> None:
         """Remember each fresh table's content signature, to notice edits made outside setup."""

@@ -27,6 +27,9 @@ from .manifest import ENV_VAR_RE, Manifest, Node
 VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
 SHOWN_VALUE_LIMIT = 60
 KEYED_PREFIX = "hmac:"
+# The value of a part (and the digest of a record) whose input changed while the node was being
+# built: what dbt read is unknown, so nothing current can equal it.
+CHANGED_DURING_BUILD = "changed during the build"
 # Config keys that do not change a table's content.
 VOLATILE_CONFIG = {"docs", "meta", "tags", "persist_docs", "grants", "group", "access", "event_time"}
 
@@ -85,6 +88,7 @@ class FileHasher:
     def __init__(self, cache: dict[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = cache if cache is not None else {}
         self.dirty = False
+        self.seen: dict[str, list[int]] = {}  # the key of each file when this process hashed it
 
     @classmethod
     def load(cls, path: Path) -> "FileHasher":
@@ -103,6 +107,7 @@ class FileHasher:
         except OSError:
             return None, False
         stamp = _file_key(st)
+        self.seen[key] = stamp
         cached = self.cache.get(key)
         if isinstance(cached, list) and len(cached) == 2 and cached[0] == stamp:
             return cached[1], True
@@ -121,13 +126,15 @@ class FileHasher:
         value, exists = self._remembered(str(path.resolve()), path, _sha_file)
         return value if exists else "missing"
 
-    @staticmethod
-    def fresh_hash(path: Path) -> str:
-        """The file's hash read now, whatever the cache says (re-checking inputs after a build)."""
+    def changed_since_hashed(self, path: Path) -> bool:
+        """Has the file changed (even if back again) since this process hashed it?"""
+        key = str(path.resolve())
+        before = self.seen.get(key)
         try:
-            return _sha_file(path)
+            now: list[int] | None = _file_key(path.stat())
         except OSError:
-            return "missing"
+            now = None
+        return before is not None and before != now
 
 
 def effective_vars(project_yaml: Mapping[str, Any], project_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,7 +304,9 @@ def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, 
         kind, _, what = key.partition(":")
         label = names.get(what, what)
         phrase = _PHRASES.get(kind)
-        if phrase is None:
+        if before == CHANGED_DURING_BUILD:
+            reasons.append(f"{label} changed while the last build read it")
+        elif phrase is None:
             reasons.append(f"{key} changed")
         elif (before is None or after is None) and kind not in _PHRASED_WHEN_ADDED_OR_REMOVED:
             reasons.append(f"{'new input' if before is None else 'input removed'}: {kind} {label}".rstrip())

@@ -136,6 +136,15 @@ class BuildRecords:
             self.save()
         return forced
 
+    def taint(self, marks: Mapping[str, Mapping[str, str]], digest: str) -> None:
+        """Builds whose inputs changed while they ran: ``digest`` replaces their fingerprint and
+        ``marks`` the parts concerned, so they equal nothing current (one write)."""
+        for uid, parts in marks.items():
+            rec = self.records.get(uid)
+            if rec is not None:
+                self.records[uid] = replace(rec, fingerprint=digest, parts={**rec.parts, **parts})
+        self.save()
+
     def sign(self, signatures: Mapping[str, str | None]) -> None:
         """Record the content signatures of freshly built tables (one write)."""
         for uid, signature in signatures.items():
