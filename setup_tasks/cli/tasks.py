@@ -28,7 +28,8 @@ GROUP_DOCS = {
     SEEDS_TASK: "Load every stale seed",
     STAGING_TASK: "Build every stale staging model (and the seeds they need)",
 }
-CENSUS_DOC = "Generate the synthetic census when missing or its parameters changed (never over your own file): doit census employees=N"
+CENSUS_DOC = ("Generate the synthetic census when missing or its parameters changed (never over a file setup did not write): "
+              "doit census employees=N")
 
 
 def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
@@ -98,11 +99,14 @@ class NodeTasks:
     def census_task(self) -> TaskDict:
         self.engine.census.override({k: int(get_var(k)) for k in ("employees", "seed") if get_var(k) is not None})
         request = self.engine.census.request()
+        target = CensusTarget(self.engine, request)
         return {
             "basename": CENSUS_TASK,
             "doc": CENSUS_DOC,
             "actions": [self.app.action(census_action, self.engine, request)],
-            "uptodate": [CensusTarget(self.engine, request)],
+            "uptodate": [target],
+            # `doit info census` shows it, up to date or not: whose file it is, what setup will do.
+            "meta": {"census": target},
             "verbosity": 2,
         }
 

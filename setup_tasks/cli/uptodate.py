@@ -42,14 +42,12 @@ class CensusTarget:
     def __init__(self, engine: Engine, request: CensusRequest) -> None:
         self.engine = engine
         self.request = request
-        self.reason: str | None = None
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
-        self.reason = self.engine.census.why()
-        return self.reason is None
+        return self.engine.census.why() is None
 
     def __repr__(self) -> str:
-        return f"CensusTarget({self.request.path}): {self.reason or 'current'}"
+        return f"CensusTarget({self.request.path}): {self.engine.census.describe()}"
 
 
 class CheckTarget:

@@ -570,8 +570,13 @@ class CensusRequest:
     job_levels_csv: Path | None
     plan_year: int = DEFAULT_PLAN_YEAR
 
+    def provenance(self) -> dict[str, Any]:
+        """The provenance a file generated for this request carries."""
+        return census_provenance(self.employees, self.seed, self.defects,
+                                 load_job_level_bands(self.job_levels_csv), self.plan_year)
+
     def why(self, provenance: Callable[[Path], dict[str, Any] | None] | None = None) -> str | None:
-        """Why it must be (re)generated, or None when the file is current or the user's own."""
+        """Why it must be (re)generated, or None when the file is current or carries no provenance."""
         return census_needs_generation(self.path, self.employees, self.seed, self.defects,
                                        self.job_levels_csv, self.plan_year, provenance)
 

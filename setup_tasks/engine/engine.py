@@ -24,7 +24,7 @@ from ..project.manifest import Node
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
 from ..files import write_json_atomic
 from ..store.lock import RunLock
-from ..store.records import BuildRecord, BuildRecords, new_build_id
+from ..store.records import BuildRecord, BuildRecords, WrittenFiles, new_build_id
 from .census import inspect_census
 from .census_owner import CensusOwner
 from .contents import ContentsView, Key
@@ -90,8 +90,8 @@ class Engine:
         self._hash_cache_path = state_dir / "file_hashes.json"
         self.hasher = FileHasher.load(self._hash_cache_path)
         self.contents = ContentsView(self.db, self.lock, state_dir / "db_contents.json", self._signed_keys)
-        self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher)
-        self.census = CensusOwner(settings, self.definitions, self.hasher)
+        self.census = CensusOwner(settings, self.definitions, self.hasher, WrittenFiles.load(state_dir / "census.json"))
+        self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher, self.census.expected)
         self.run = RunState()
         self.listeners = list(listeners)
         self.quiet = True

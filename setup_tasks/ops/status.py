@@ -53,6 +53,7 @@ class CensusState:
     rows: int | None = None
     missing_columns: tuple[str, ...] = ()
     problem: str = ""  # why the file is unusable ("" when usable)
+    plan: str = ""  # whose file it is and what setup will do with it, in words
 
     @property
     def blocks_setup(self) -> bool:
@@ -130,16 +131,17 @@ def reads_census(engine: Engine | None) -> bool:
     return engine is None or any(engine.reads_census(uid) for uid in engine.setup_nodes)
 
 
-def census_state(settings: Settings, read_by_project: bool) -> CensusState:
+def census_state(settings: Settings, read_by_project: bool, engine: Engine | None = None) -> CensusState:
     path, generate = settings.census.path, settings.census.generate
+    plan = engine.census.describe() if engine is not None and read_by_project else ""
     if not path.exists():
-        return CensusState(str(path), read_by_project, generate, problem="missing")
+        return CensusState(str(path), read_by_project, generate, problem="missing", plan=plan)
     try:
         info = inspect_census(path)
     except SetupError as err:
-        return CensusState(str(path), read_by_project, generate, problem=err.cause)
+        return CensusState(str(path), read_by_project, generate, problem=err.cause, plan=plan)
     problem = f"lacks required columns: {', '.join(info.missing_columns)}" if info.missing_columns else ""
-    return CensusState(str(path), read_by_project, generate, info.rows, tuple(info.missing_columns), problem)
+    return CensusState(str(path), read_by_project, generate, info.rows, tuple(info.missing_columns), problem, plan)
 
 
 def node_statuses(engine: Engine) -> dict[str, NodeStatus]:
@@ -173,7 +175,7 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
         db = database_state(db_path, lambda: engine.database_contents(live=True), engine.lock.holder())
     else:
         db = database_state(db_path, lambda: Database(db_path).contents())
-    census = census_state(settings, reads_census(engine))
+    census = census_state(settings, reads_census(engine), engine)
     status = SystemStatus(
         ready=False,
         versions=package_versions(engine.manifest.adapter_type if engine else "duckdb"),
@@ -238,7 +240,8 @@ def census_line(census: CensusState) -> str:
         text = f"{census.path}: {census.rows} rows, all {len(REQUIRED_CENSUS_COLUMNS)} required columns"
     if not census.read_by_project:
         return f"{text} (not read by this project)"
-    return f"{text} (census.generate is {'on' if census.generate else 'off'})"
+    plan = f"; {census.plan}" if census.plan else ""
+    return f"{text}{plan} (census.generate is {'on' if census.generate else 'off'})"
 
 
 def nodes_lines(status: SystemStatus) -> list[str]:

@@ -30,6 +30,8 @@ KEYED_PREFIX = "hmac:"
 # The value of a part (and the digest of a record) whose input changed while the node was being
 # built: what dbt read is unknown, so nothing current can equal it.
 CHANGED_DURING_BUILD = "changed during the build"
+# The value of an input file's part while setup has yet to (re)generate the file in this run.
+REGENERATED = "regenerated before the build"
 # Config keys that do not change a table's content.
 VOLATILE_CONFIG = {"docs", "meta", "tags", "persist_docs", "grants", "group", "access", "event_time"}
 
@@ -161,6 +163,7 @@ class FingerprintCalculator:
         hasher: FileHasher,
         table_signatures: Mapping[tuple[str, str, str], str] | None = None,
         environ: Mapping[str, str] | None = None,
+        expected: Mapping[Path, str] | None = None,
     ) -> None:
         self.manifest = manifest
         self.graph = graph
@@ -170,6 +173,8 @@ class FingerprintCalculator:
         self.hasher = hasher
         self.table_signatures = table_signatures or {}
         self.environ = os.environ if environ is None else environ
+        # Files this run rewrites before their readers build (resolved path -> their digest then).
+        self.expected = dict(expected or {})
         self._macro_vars: dict[str, set[str]] = {}
 
     def compute(self, uids: Iterable[str]) -> dict[str, Fingerprint]:
@@ -193,7 +198,7 @@ class FingerprintCalculator:
     def _code_parts(self, node: Node) -> dict[str, str]:
         parts: dict[str, str] = {}
         if node.path and node.resource_type != "test":
-            parts[f"file:{node.path}"] = self.hasher.hash(self.project_dir / node.path)
+            parts[f"file:{node.path}"] = self._hash(self.project_dir / node.path)
         config = {k: v for k, v in node.config.items() if k not in VOLATILE_CONFIG}
         definition = {"config": config, "relation": str(node.relation), "columns": node.columns}
         if node.resource_type == "test":
@@ -221,7 +226,7 @@ class FingerprintCalculator:
         if isinstance(value, str) and value.strip():
             for path in expand_paths(value, self.root):
                 if path.is_file():
-                    parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
+                    parts[f"external:{self._display(path)}"] = self._hash(path)
         return parts
 
     def _source_parts(self, node: Node) -> dict[str, str]:
@@ -230,12 +235,17 @@ class FingerprintCalculator:
             parts = {"location": location}
             paths = external_paths(node, self.root)
             for path in paths:
-                parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
+                parts[f"external:{self._display(path)}"] = self._hash(path)
             if not paths and "://" not in location:
                 parts["external:<no files>"] = "missing"
             return parts
         key = node.relation.key() if node.relation else ("", "", node.name)
         return {f"table:{node.relation}": self.table_signatures.get(key, "missing")}
+
+    def _hash(self, path: Path) -> str:
+        if self.expected and path.resolve() in self.expected:
+            return self.expected[path.resolve()]
+        return self.hasher.hash(path)
 
     def _macro_closure(self, macros: Iterable[str]) -> set[str]:
         found: set[str] = set()
@@ -306,6 +316,8 @@ def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, 
         phrase = _PHRASES.get(kind)
         if before == CHANGED_DURING_BUILD:
             reasons.append(f"{label} changed while the last build read it")
+        elif after == REGENERATED:
+            reasons.append(f"{what} will be regenerated first")
         elif phrase is None:
             reasons.append(f"{key} changed")
         elif (before is None or after is None) and kind not in _PHRASED_WHEN_ADDED_OR_REMOVED:

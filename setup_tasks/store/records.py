@@ -179,6 +179,30 @@ class BuildRecords:
         self.dirty = False
 
 
+@dataclass
+class WrittenFiles:
+    """Files setup generated (the census), by path: the digest of each version it wrote, by
+    the parameters it wrote it with. A file whose digest is not here is someone else's."""
+
+    path: Path
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "WrittenFiles":
+        files = read_json(path, {}).get("files")
+        if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+            files = {}
+        return cls(path, files)
+
+    def versions(self, file: Path) -> dict[str, str]:
+        """Parameters key -> digest of every version of ``file`` setup wrote."""
+        return dict(self.files.get(str(file.resolve()), {}))
+
+    def wrote(self, file: Path, parameters: str, digest: str) -> None:
+        self.files.setdefault(str(file.resolve()), {})[parameters] = digest
+        write_json_atomic(self.path, {"version": 1, "files": self.files})
+
+
 def _relation(key: Any) -> Relation:
     catalog, schema, name = key
     return (str(catalog), str(schema), str(name))
