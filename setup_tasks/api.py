@@ -23,7 +23,7 @@ from doit.exceptions import InvalidDodoFile, UnmetDependency
 from doit.reporter import ConsoleReporter
 
 from .cli import namespace
-from .cli.app import App
+from .cli.app import App, only_looks
 from .cli.forget import Forget
 from .config import Settings, load_settings
 from .errors import SetupError
@@ -111,8 +111,8 @@ def _settings(config: str | Path | Settings | None) -> Settings:
     return config if isinstance(config, Settings) else load_settings(config, root=Path.cwd())
 
 
-def _app(config: str | Path | Settings | None, translator: Translator | None) -> App:
-    return App(settings=_settings(config), translator=translator, mode="api")
+def _app(config: str | Path | Settings | None, translator: Translator | None, read_only: bool = False) -> App:
+    return App(settings=_settings(config), translator=translator, mode="api", read_only=read_only)
 
 
 # Our commands, whatever the working directory (pyproject.toml registers them for the command line).
@@ -127,7 +127,7 @@ def _run(app: App, args: Sequence[str], reporter: type | None) -> int:
 def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, reporter: type | None = None,
              translator: Translator | None = None) -> int:
     """Run a doit command (e.g. ``["forget", "seed:x"]``) over the setup tasks, in process."""
-    app = _app(config, translator)
+    app = _app(config, translator, only_looks(args))
     try:
         return _run(app, args, reporter)
     finally:
@@ -170,7 +170,7 @@ def get_system_status(config: str | Path | Settings | None = None, translator: T
     ``ready`` follows the rule documented in ``setup_tasks.ops.status``.
     """
     try:
-        app = _app(config, translator)
+        app = _app(config, translator, read_only=True)
     except SetupError as err:
         return unready(err.one_line())
     try:

@@ -8,11 +8,12 @@ A dodo file needs one call::
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from doit import get_var
 
-from .app import App
+from .app import App, only_looks
 from .reporter import reporter_for
 from .tasks import TaskCreators
 
@@ -24,4 +25,4 @@ def namespace(app: App, reporter: type | None = None) -> dict[str, Any]:
 
 def dodo_namespace() -> dict[str, Any]:
     """What dodo.py exposes to doit, for a command-line run (`doit setup config=path.yaml`)."""
-    return namespace(App(get_var("config"), mode="cli"))
+    return namespace(App(get_var("config"), mode="cli", read_only=only_looks(sys.argv[1:])))

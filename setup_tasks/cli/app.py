@@ -20,7 +20,7 @@ import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from doit.exceptions import InvalidDodoFile
 
@@ -35,6 +35,32 @@ from .doit_state import as_os_error, damage, guard_writes, move_aside
 from .notes import cli_verbosity, show_notes
 
 EXIT_INTERRUPTED = 130
+# doit commands and setup tasks that only look: on a database that does not exist yet they
+# leave nothing behind (no state folder, no doit state file, no caches, no report).
+READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
+READ_ONLY_TASKS = frozenset({"status", "graph"})
+# doit options (and the graph task's) that take the next argument as their value.
+VALUE_OPTIONS = frozenset({"-v", "--verbosity", "-n", "--process", "-P", "--parallel-type", "--reporter", "-r",
+                           "-o", "--output-file", "-f", "--file", "-d", "--dir", "--db-file", "--backend",
+                           "--dep-file", "--check_file_uptodate", "--seek-file"})
+
+
+def only_looks(args: Sequence[str]) -> bool:
+    """Does this doit command line only look (list, info, status, graph), never build or forget?"""
+    words = [a for a in args if a.startswith("-") or "=" not in a]  # name=value are doit's variables
+    if words and words[0] in READ_ONLY_COMMANDS:
+        return True
+    if words and words[0] == "run":
+        words = words[1:]
+    tasks, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word.startswith("-"):
+            skip = word in VALUE_OPTIONS
+        else:
+            tasks.append(word)
+    return bool(tasks) and set(tasks) <= READ_ONLY_TASKS
 
 
 class Interrupted(SystemExit):
@@ -54,11 +80,13 @@ class App:
 
     def __init__(self, config: str | Path | None = None, *, settings: Settings | None = None,
                  translator: Translator | None = None, mode: str = "cli", root: Path | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, read_only: bool = False) -> None:
         self.config = config
         self.root = root or Path.cwd()
         self.translator = translator or Translator()
         self.mode = mode
+        self.read_only = read_only  # the command only looks (list, info, status, graph)
+        self._scratch: Path | None = None  # doit's state file of a look at a database not built yet
         self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
         self.interrupted = False
         self.run_failed: bool | None = None  # set by the reporter when doit's run ends
@@ -88,7 +116,7 @@ class App:
             if self._load_error is not None:
                 raise self._load_error
             try:
-                self._engine = Engine(self.settings)
+                self._engine = Engine(self.settings, keep_state=not self.leaves_no_files)
             except SetupError as err:
                 self._load_error = err
                 raise
@@ -105,6 +133,11 @@ class App:
             return self.engine()
         except SetupError:
             return None
+
+    @property
+    def leaves_no_files(self) -> bool:
+        """A look at a database that does not exist: nothing may appear beside it."""
+        return self.read_only and not self.settings.database.path.exists()
 
     @property
     def current_engine(self) -> Engine | None:
@@ -165,7 +198,7 @@ class App:
     def write_report(self, exit_code: int | None = None) -> None:
         """Write the run report of a process that ran tasks (not of `list`, `info`, ...)."""
         engine = self._engine
-        if engine is None:
+        if engine is None or self.read_only:
             return
         try:
             write_run_report(engine, self.check_results, self.translator, interrupted=self.interrupted,
@@ -176,6 +209,12 @@ class App:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def exit_code(self) -> int:
         """doit's exit status, which atexit cannot see: from our reporter, else from what the engine saw fail."""
@@ -196,6 +235,7 @@ class App:
         if self._engine is not None:
             self._engine.save_caches()  # after the report: it asks the graph too
             self._engine.db.close_reader()
+        self._remove_scratch()
 
     def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
         """Last resort for a Ctrl-C outside any task action: one line, status 130."""
@@ -266,18 +306,8 @@ class App:
 
     def doit_config(self, reporter: type) -> dict[str, Any]:
         """DOIT_CONFIG: default task, the reporter, and doit's state kept per database (private: 0700)."""
-        state_dir = self.settings.state_dir
-        try:
-            make_private_dir(state_dir.parent)
-            make_private_dir(state_dir)
-        except OSError as exc:
-            raise InvalidDodoFile(
-                f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
-                "fix: set database.path (or DUCKDB_PATH) to a writable location"
-            ) from None
+        self.dep_file = self._state_file()
         self.install_process_hooks()
-        sweep_temps(state_dir)  # left by a run killed while writing
-        self.dep_file = self._dep_file(state_dir)
         return {
             "default_tasks": ["setup"],
             "reporter": reporter,
@@ -287,3 +317,21 @@ class App:
             # setup.fail_fast: false keeps building what does not depend on a failure (doit --continue).
             "continue": not self.settings.setup.fail_fast,
         }
+
+    def _state_file(self) -> Path:
+        """doit's state file: beside the database, or (a look at a database not built yet, whose
+        state file does not exist either) in a scratch folder removed when the run ends."""
+        state_dir = self.settings.state_dir
+        if self.leaves_no_files and not (state_dir / "doit.sqlite").exists():
+            self._scratch = Path(tempfile.mkdtemp(prefix="planwise-look-"))
+            return self._scratch / "doit.sqlite"
+        try:
+            make_private_dir(state_dir.parent)
+            make_private_dir(state_dir)
+        except OSError as exc:
+            raise InvalidDodoFile(
+                f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
+                "fix: set database.path (or DUCKDB_PATH) to a writable location"
+            ) from None
+        sweep_temps(state_dir)  # left by a run killed while writing
+        return self._dep_file(state_dir)

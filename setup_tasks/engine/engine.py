@@ -71,8 +71,10 @@ class RunState:
 class Engine:
     """Staleness and builds for one database and one dbt project."""
 
-    def __init__(self, settings: Any, listeners: Iterable[Listener] = ()) -> None:
+    def __init__(self, settings: Any, listeners: Iterable[Listener] = (), keep_state: bool = True) -> None:
         self.settings = settings
+        # False for a command that only looks at a database not built yet: it writes no state.
+        self.keep_state = keep_state
         self.root: Path = settings.root
         self.ctx = dbt_context(settings)
         self.db_path: Path = settings.database.path
@@ -104,13 +106,15 @@ class Engine:
         self.lock.release()
 
     def save_caches(self) -> None:
-        """Acknowledged builds, the database contents, graph answers and file hashes, at the end of a run."""
+        """Signatures of builds, the database contents, graph answers and file hashes, at the end of a run."""
+        self.definitions.save()  # beside the manifest, not the database
+        if not self.keep_state:
+            return
         try:
             self.records.flush()
             self.contents.save()
         except (OSError, SetupError):
             pass  # a lost signature costs a rebuild, a lost copy of the contents a read
-        self.definitions.save()
         if self.hasher.dirty:
             try:
                 write_json_atomic(self._hash_cache_path, self.hasher.cache)
