@@ -270,8 +270,8 @@ class Engine:
                     self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
                     on_start=lambda started: self._emit("start", {"unique_id": started}),
                 )
-            finally:  # nodes dbt reported are settled; an interrupted node's intent stays
-                self.records.settle(u for u in runnable if u in self.run.outcomes)
+            finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
+                self.records.settle(u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped")
                 self.contents.invalidate()  # the next question reads what the database holds now
             built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
             self._sign(built)

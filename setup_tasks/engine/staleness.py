@@ -83,12 +83,12 @@ class Staleness:
         node = self.definitions.node(uid)
         if node.relation is None or not self.contents.has(node.relation.key()):
             return NodeStatus(uid, True, (f"table {node.relation} missing from the database",))
-        if uid in self.records.intents:
-            return NodeStatus(uid, True, ("its last build was interrupted (killed before dbt reported it)",))
         current = self.fingerprints()[uid]
         if record.fingerprint != current.digest:
             reasons = explain(record.parts, current.parts, self.definitions.names()) or ("fingerprint changed",)
             return NodeStatus(uid, True, tuple(reasons))
+        if uid in self.records.intents:  # what that build may have committed is not what the record says
+            return NodeStatus(uid, True, ("its last build did not complete (failed, interrupted or killed)",))
         if record.signature and self.contents.get().signature(node.relation.key()) != record.signature:
             return NodeStatus(uid, True, (f"table {node.relation} changed outside setup",))
         if record.forced:

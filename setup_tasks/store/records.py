@@ -7,9 +7,9 @@ a run closes. ``doit forget`` marks a record forced: the next setup rebuilds it.
 
 Intent before effect: before dbt builds a batch, the tables it is about to write (and
 dbt's intermediate names for them) and the schemas it is about to create are written
-down. A node's intent is settled when dbt reports it, in the same write as its record;
-an intent still there at the next run is a build that was killed, and whatever it may
-have committed is known: reconciled (rebuilt, or dropped with its node) by the engine.
+down. A node's intent is settled when it is built, in the same write as its record; an
+intent still there at the next run is a build that failed, was interrupted or killed, and
+whatever it may have committed is known: reconciled (rebuilt, or dropped with its node).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class BuildRecords:
         self.save()
 
     def settle(self, uids: Iterable[str]) -> None:
-        """dbt reported these nodes (failed nodes keep their old table): their intents are done."""
+        """dbt never started these nodes: their intents are void."""
         settled = [uid for uid in uids if uid in self.intents]
         for uid in settled:
             del self.intents[uid]
