@@ -33,6 +33,8 @@ class Forget(DoitForget):
     doc_purpose = "force tasks to run next time: clear their saved state, and mark seed and model builds forced"
 
     def _execute(self, forget_sub: bool, forget_disable_default: bool, forget_all: bool) -> None:
+        # doit decides which tasks a command line forgets (sub-tasks, -s, the defaults): learn
+        # them as it removes them, rather than deciding again.
         named: list[str] = []
         remove = self.dep_manager.remove
 

@@ -31,11 +31,12 @@ class CensusOwner:
         self.written_files = written
         self.overrides: dict[str, int] = {}
         self._pending: bool | None = None
+        self._expected: dict[Path, str] | None = None
 
     def override(self, values: Mapping[str, int]) -> None:
         """`employees=N seed=S` on the command line override the config for this run."""
         self.overrides = dict(values)
-        self._pending = None
+        self._pending = self._expected = None
 
     def request(self) -> CensusRequest:
         census, defs = self.settings, self.definitions
@@ -70,7 +71,7 @@ class CensusOwner:
         """The census task wrote the file: it is setup's, with these parameters."""
         request = self.request()
         self.written_files.wrote(Path(request.path), self._parameters(request), self.hasher.hash(Path(request.path)))
-        self._pending = False
+        self._pending, self._expected = False, None
 
     def pending(self) -> bool:
         """Will the census task (re)write the census before its readers build?"""
@@ -81,11 +82,13 @@ class CensusOwner:
     def expected(self) -> dict[Path, str]:
         """The census file as its readers will see it, while the census task has yet to write it:
         the digest of the version setup wrote with these parameters before, if it did."""
-        if not self.pending():
-            return {}
-        request = self.request()
-        known = self.written_files.versions(Path(request.path)).get(self._parameters(request))
-        return {Path(request.path).resolve(): known or REGENERATED}
+        if self._expected is None:
+            self._expected = {}
+            if self.pending():
+                request = self.request()
+                known = self.written_files.versions(Path(request.path)).get(self._parameters(request))
+                self._expected = {Path(request.path).resolve(): known or REGENERATED}
+        return dict(self._expected)
 
     def describe(self) -> str:
         """In words, for `doit status` and `doit info census`: whose file it is, what setup will do."""
