@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,25 @@ def test_a_build_keeps_doits_state_beside_the_database(tmp_path: Path) -> None:
     dep_file = Path(app.doit_config(reporter=type(None))["dep_file"])
     assert dep_file == tmp_path / "db" / ".planwise" / "warehouse.duckdb" / "doit.sqlite"
     assert dep_file.parent.is_dir()
+
+
+@pytest.mark.slow
+def test_looking_at_a_database_not_built_leaves_nothing_beside_it(shop) -> None:
+    from setup_tasks.api import get_system_status, run_doit
+
+    folder = shop.root / "db"
+    folder.mkdir()
+    shop.write_config(database={"path": "db/warehouse.duckdb"})
+    out_dir = shop.root / "diagrams"
+    left_by = {}
+    for args in (["list"], ["list", "--all", "--status"], ["info", "model:stg_orders"], ["status"],
+                 ["graph", "--dir", str(out_dir)]):
+        assert run_doit(args, shop.config_path) in ((0, 1) if args[0] in ("info", "status") else (0,)), args
+        left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+        if left:
+            left_by[" ".join(args)] = left
+            shutil.rmtree(folder)  # so that each command is judged on its own
+            folder.mkdir()
+    assert get_system_status(shop.config_path).ready
+    assert left_by == {} and list(folder.iterdir()) == [], f"looking left files beside the database: {left_by}"
+    assert {p.suffix for p in out_dir.iterdir()} == {".mmd", ".dot"}  # graph wrote where it was told

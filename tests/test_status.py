@@ -174,6 +174,7 @@ def test_doit_status_end_to_end(shop: Workspace) -> None:
     assert "ready to set up" in fresh.stdout and "never built" in fresh.stdout
     assert "does not exist yet" in fresh.stdout
     assert not shop.db_path.exists()  # status never builds
+    assert not (shop.root / ".planwise").exists()  # nor leaves anything beside a database not built
 
     assert shop.doit("setup").returncode == 0
     shop.seed("orders", "id,customer_id,amount\n10,1,1.0\n")  # seeds do not cost a re-parse; vars would
