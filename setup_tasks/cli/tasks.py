@@ -54,9 +54,9 @@ def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
 def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | TaskFailed:
     try:
         summary = request.generate()
+        engine.census_written()
     except SetupError as err:
         return TaskFailed(err.one_line())
-    engine.census_written()
     print(f"census: wrote {summary.rows:,} employees to {summary.path} in {summary.seconds:.1f}s")
     return {"rows": summary.rows, "seconds": round(summary.seconds, 3)}
 

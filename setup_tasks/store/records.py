@@ -24,6 +24,7 @@ from ..errors import cannot_write
 from ..files import discarded, read_json, write_json_atomic
 
 RECORDS_VERSION = 1
+WRITTEN_VERSION = 1
 
 Relation = tuple[str, str, str]  # (catalog, schema, name), lower case
 
@@ -189,8 +190,11 @@ class WrittenFiles:
 
     @classmethod
     def load(cls, path: Path) -> "WrittenFiles":
-        files = read_json(path, {}).get("files")
-        if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+        stored = read_json(path, {}, version=WRITTEN_VERSION)
+        files = stored.get("files", {})
+        if not isinstance(files, dict) or not all(
+                isinstance(v, dict) and all(isinstance(d, str) for d in v.values()) for v in files.values()):
+            discarded(path, "wrong shape")
             files = {}
         return cls(path, files)
 
@@ -199,8 +203,13 @@ class WrittenFiles:
         return dict(self.files.get(str(file.resolve()), {}))
 
     def wrote(self, file: Path, parameters: str, digest: str) -> None:
+        """Setup wrote ``file`` with these parameters; WriteError (one line, with the fix) when the disk refuses."""
         self.files.setdefault(str(file.resolve()), {})[parameters] = digest
-        write_json_atomic(self.path, {"version": 1, "files": self.files})
+        try:
+            write_json_atomic(self.path, {"version": WRITTEN_VERSION, "files": self.files})
+        except OSError as exc:
+            raise cannot_write("the record of the census setup wrote", self.path, exc,
+                               "set database.path (or DUCKDB_PATH) elsewhere") from None
 
 
 def _relation(key: Any) -> Relation:
