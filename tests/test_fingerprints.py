@@ -165,3 +165,11 @@ def test_file_hasher_does_not_cache_a_file_changed_a_moment_ago(tmp_path: Path) 
 def test_effective_vars_follow_dbt_precedence() -> None:
     project_yaml = {"vars": {"a": 1, "b": 1, "proj": {"b": 2, "c": 2}}}
     assert effective_vars(project_yaml, "proj", {"c": 3}) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_env_var_names_are_found_as_yaml_and_jinja_write_them() -> None:
+    from setup_tasks.project.manifest import ENV_VAR_RE
+
+    written = ("{{ env_var('A') }}", '{{ env_var("B", "x") }}',
+               "- '{% if env_var(''C'', '''') %}select 1{% endif %}'")  # a hook in single-quoted YAML
+    assert [name for text in written for name in ENV_VAR_RE.findall(text)] == ["A", "B", "C"]

@@ -29,7 +29,8 @@ PATH_KEYS = {
     "analysis-paths": ["analyses"],
 }
 SOURCE_SUFFIXES = {".sql", ".yml", ".yaml", ".py", ".md", ".csv"}
-ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
+# env_var('NAME') as written in SQL, YAML or Jinja, in single-quoted YAML too (quotes doubled: env_var(''NAME'')).
+ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]{1,2}([^'"]+)['"]""")
 BUILDABLE = ("seed", "model", "snapshot")
 
 
