@@ -1,17 +1,22 @@
-"""The tasks that are commands rather than builds: `status`, `clear` (and `_clear_derived`), `graph`."""
+"""The tasks that are commands rather than builds: `status`, `clear` (and `_clear_derived`), `graph`, `dbt`."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from typing import Any, Iterator, Mapping
 
+from doit import get_var
 from doit.exceptions import TaskFailed
 
+from ..dbt.invoke import InProcessDbt
 from ..engine.engine import Engine
 from ..errors import SetupError
 from ..naming import CLEAR_DERIVED_TASK
 from ..ops.clear import clear, clear_derived_tables
 from ..ops.diagram import graph_paths, setup_diagram, write_graph
 from ..ops.status import collect_status, node_statuses
+from ..project.context import dbt_context
 from .app import App
 from .doit_state import forget_in_run
 
@@ -97,3 +102,21 @@ def graph_task(app: App, engine: Engine, checks: list[Mapping[str, Any]]) -> Tas
                     "help": "folder for the .mmd and .dot files (default: beside the database)"}],
         "verbosity": 2,
     }
+
+
+# -- dbt by hand ---------------------------------------------------------------------------
+
+DBT_DOC = 'Run dbt with setup\'s project, profile, target, vars and database: doit dbt args="test --select my_test"'
+
+
+def dbt_action(app: App) -> TaskFailed | None:
+    """dbt's own command line, as by hand, with setup's context: works from the repository root."""
+    args = shlex.split(get_var("args", "") or "")
+    if not args:
+        return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
+    status = InProcessDbt().run_cli(dbt_context(app.settings), args, colour=sys.stdout.isatty())
+    return None if status == 0 else TaskFailed(f"`dbt {' '.join(args)}` exited with status {status} (dbt's lines above)")
+
+
+def dbt_task(app: App) -> TaskDict:
+    return {"doc": DBT_DOC, "actions": [app.action(dbt_action, app)], "verbosity": 2}

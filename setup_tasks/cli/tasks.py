@@ -18,7 +18,7 @@ from ..naming import CENSUS_TASK, CLEAR_DERIVED_TASK, QUICK_TASK, SEEDS_TASK, SE
 from ..project.manifest import Node
 from .app import App
 from .checks import ValidationTasks
-from .commands import clear_tasks, graph_task, status_task
+from .commands import clear_tasks, dbt_task, graph_task, status_task
 from .uptodate import CensusTarget, TableTarget
 
 TaskDict = dict[str, Any]
@@ -93,7 +93,7 @@ class NodeTasks:
         }
 
     def node_tasks(self) -> Iterator[TaskDict]:
-        for uid in self.engine.setup_nodes:
+        for uid in self.engine.task_nodes:
             yield self.node_task(self.engine.node(uid))
 
     def census_task(self) -> TaskDict:
@@ -201,6 +201,10 @@ class TaskCreators:
             yield self.unavailable("clear", "Drop tables matching setup.clear_table_patterns and forget their builds")
             return
         yield from clear_tasks(self.app, engine)
+
+    def task_dbt(self) -> TaskDict:
+        """Run dbt with setup's context (project, profile, target, vars, database): doit dbt args="..." """
+        return dbt_task(self.app)
 
     def task_graph(self) -> TaskDict:
         """Write the setup DAG as Mermaid and DOT files beside the database, stale nodes marked"""

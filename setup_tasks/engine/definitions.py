@@ -7,20 +7,24 @@ otherwise the manifest and graph answers come from the caches beside it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..dbt.client import DbtClient
 from ..project.context import DbtContext, read_project_yaml
 from ..project.fingerprints import effective_vars
 from ..project.graph import SetupGraph
-from ..project.inputs import external_paths
-from ..project.manifest import Manifest, Node, file_set, manifest_from_dict, parse_problems, project_stamp
+from ..errors import ProjectError
+from ..project.inputs import external_paths, not_utf8
+from ..project.manifest import (Manifest, Node, file_set, manifest_from_dict, parse_problems, project_files,
+                                project_stamp, stamp_parts, why_parse)
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
 
+Step = Callable[[str | None], None]  # a step of the run begins (its words), or ends (None)
 
-def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient) -> Manifest:
+
+def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient, on_step: Step | None = None) -> Manifest:
     """The project's manifest, parsed by dbt only when a project file changed: node for node and
-    test for test what a fresh ``dbt parse`` gives.
+    test for test what a fresh ``dbt parse`` gives (``on_step`` hears that dbt parses, and why).
 
     dbt's partial parse re-reads only the files that changed, and loses nodes and tests when
     files were added, removed, renamed or moved (a model renamed and back came back without
@@ -28,18 +32,45 @@ def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient
     since the last parse (or is unknown), and a partial parse whose nodes and files disagree
     is redone in full.
     """
-    stamp = project_stamp(ctx, selections)
+    parts = stamp_parts(ctx, selections)
+    stamp = project_stamp(ctx, selections, parts)
     cache = manifest_cache(ctx)
     cached = cache.load(stamp)
     if cached is not None:
         return cached
     files = file_set(ctx)
     full = cache.file_set() != files
-    raw, resolved = dbt.parse_project(ctx, selections, full=full)
-    if not full and parse_problems(raw, ctx.project_dir):
-        raw, resolved = dbt.parse_project(ctx, selections, full=True)
-    cache.save(stamp, raw, resolved, files)
+    why = why_parse(cache.parts(), parts)
+    step = on_step or (lambda text: None)
+    phases = {"starting": "starting dbt", "parsing": f"parsing the dbt project ({why})"}
+
+    def on_phase(phase: str) -> None:
+        step(phases.get(phase, phase))
+
+    try:
+        raw, resolved = dbt.parse_project(ctx, selections, full, on_phase)
+        if not full and parse_problems(raw, ctx.project_dir):
+            raw, resolved = dbt.parse_project(ctx, selections, True, on_phase)
+    except ProjectError as err:
+        raise _named_file(err, ctx) from None
+    finally:
+        step(None)
+    cache.save(stamp, raw, resolved, files, parts)
     return manifest_from_dict(raw, resolved)
+
+
+def _named_file(err: ProjectError, ctx: DbtContext) -> ProjectError:
+    """dbt's parse error, with the file when dbt did not name it (a file that is not UTF-8)."""
+    if "codec can't decode" not in err.cause:
+        return err
+    project_yaml = read_project_yaml(ctx.project_dir)
+    for path in project_files(ctx.project_dir, project_yaml):
+        problem = not_utf8(path)
+        if problem:
+            rel = path.relative_to(ctx.project_dir).as_posix()
+            return ProjectError(f"dbt could not parse the project in {ctx.project_dir}: {rel} is not UTF-8 text ({problem})",
+                                f"save {rel} with UTF-8 encoding (it looks like Latin-1 or Windows-1252 text)")
+    return err
 
 
 class Definitions:
@@ -58,9 +89,9 @@ class Definitions:
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
 
     @classmethod
-    def load(cls, settings: Any, ctx: DbtContext, dbt: DbtClient) -> "Definitions":
+    def load(cls, settings: Any, ctx: DbtContext, dbt: DbtClient, on_step: Step | None = None) -> "Definitions":
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
-        manifest = load_manifest(ctx, selections, dbt)
+        manifest = load_manifest(ctx, selections, dbt, on_step)
         return cls(ctx, manifest, manifest_cache(ctx).manifest_path, settings.root, settings.census.path)
 
     def save(self) -> None:

@@ -16,23 +16,23 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..dbt.client import DbtClient
-from ..errors import CensusError, DatabaseError, DatabaseLockedError, SetupError, WriteError
+from ..errors import CensusError, DatabaseError, DatabaseLockedError, RunInProgressError, SetupError, WriteError
 from ..project.context import dbt_context
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
-from ..project.inputs import first_ragged_row, sql_path_problem
+from ..project.inputs import first_ragged_row, not_utf8, sql_path_problem
 from ..project.manifest import Node
-from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
+from ..store.database import Database, DatabaseContents, DbRelation, DropResult
 from ..files import write_json_atomic
 from ..store.lock import RunLock
 from ..store.records import BuildRecord, BuildRecords, WrittenFiles, new_build_id
-from .census import inspect_census
+from .census import census_contract_problem, inspect_census
 from .census_owner import CensusOwner
 from .contents import ContentsView, Key
 from .definitions import Definitions
+from .hints import NodeFailure, database_name_problem, explain
 from .staleness import NodeStatus, Staleness
 
 Listener = Callable[[str, dict[str, Any]], None]
-DISK_FULL = ("No space left on device", "disk is full", "Disk quota exceeded")
 # The names dbt gives a table while it builds it, besides its own.
 DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup")
 
@@ -66,6 +66,8 @@ class RunState:
     callback_errors: list[str] = field(default_factory=list)
     # Tables dropped because their node left the project.
     retired: list[str] = field(default_factory=list)
+    # Why nothing more of this run can work (the database is locked, another setup run holds it).
+    fatal: SetupError | None = None
 
 
 class Engine:
@@ -80,12 +82,15 @@ class Engine:
         self.db_path: Path = settings.database.path
         self.db = Database(self.db_path, self.ctx.duckdb_config())
         self.dbt = DbtClient(settings.dbt.worker_idle_seconds)
-        self.definitions = Definitions.load(settings, self.ctx, self.dbt)
+        self.listeners = list(listeners)
+        self.definitions = Definitions.load(settings, self.ctx, self.dbt, self.step)
         self.manifest = self.definitions.manifest
         self.manifest_path = self.definitions.manifest_path
         self.graph = self.definitions.graph
         self.setup_nodes = self.definitions.setup_nodes
         self.foundation_nodes = self.definitions.foundation_nodes
+        # Nodes that get a task: what setup builds and what the foundation needs.
+        self.task_nodes = self.graph.buildable({*self.setup_nodes, *self.foundation_nodes})
         state_dir: Path = settings.state_dir
         self.records = BuildRecords.load(state_dir / "records.json")
         self.lock = RunLock(state_dir / "run.lock", self.db_path)
@@ -95,8 +100,10 @@ class Engine:
         self.census = CensusOwner(settings, self.definitions, self.hasher, WrittenFiles.load(state_dir / "census.json"))
         self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher, self.census.expected)
         self.run = RunState()
-        self.listeners = list(listeners)
         self.quiet = True
+        self.log: Callable[[str], None] | None = None  # takes dbt's own lines (-v 2)
+        # setup.fail_fast: after a failed node no further dbt run starts (doit --continue turns it off).
+        self.fail_fast = bool(settings.setup.fail_fast)
         self._record_lock = threading.Lock()
 
     def close(self) -> None:
@@ -217,11 +224,43 @@ class Engine:
     def build(self, uid: str) -> Outcome:
         """Make the node's table up to date, building with it every stale node in scope."""
         if uid not in self.run.outcomes:
+            failed = self.first_failure()
+            if self.fail_fast and failed is not None:
+                self._set(Outcome(uid, "skipped", f"not built: stopped after {self.label(failed)} failed (setup.fail_fast)"))
+                return self.run.outcomes[uid]
             try:
                 self._build_batch(uid)
             except SetupError as err:
+                if isinstance(err, (RunInProgressError, DatabaseLockedError)):
+                    self.run.fatal = err  # nothing else of this run can work: the app stops it
                 self._set(Outcome(uid, "error", err.one_line()))
         return self.run.outcomes[uid]
+
+    def first_failure(self) -> str | None:
+        """The first node that failed in this run, if any."""
+        return next((u for u, o in self.run.outcomes.items() if o.status == "error"), None)
+
+    def ensure(self, uids: Iterable[str]) -> dict[str, str]:
+        """Build what is stale among ``uids`` (nodes setup builds) and what they need; why each unbuilt one is not.
+
+        Returns unique id -> reason ('model stg_orders failed') for the nodes among
+        ``uids`` without a good table from this run: a check of them cannot run.
+        """
+        wanted = [u for u in uids if u in self.task_nodes]
+        self.add_scope(u for u in self.graph.buildable(self.graph.with_ancestors(wanted)) if u in self.task_nodes)
+        for uid in wanted:
+            if uid not in self.run.outcomes and self.status(uid).stale:
+                self.build(uid)
+        return {u: self.unbuilt_reason(u) for u in wanted if u in self.run.outcomes and not self.run.outcomes[u].ok}
+
+    def unbuilt_reason(self, uid: str) -> str:
+        """'model stg_orders failed', 'model stg_x was not built (model stg_orders failed)'."""
+        outcome = self.run.outcomes[uid]
+        if outcome.status == "error":
+            return f"{self.label(uid)} failed"
+        failed = [u for u in self.graph.ancestors([uid]) if self.run.outcomes.get(u, outcome).status == "error"]
+        cause = f"{', '.join(self.label(u) for u in sorted(failed))} failed" if failed else outcome.message.removeprefix("not built: ")
+        return f"{self.label(uid)} was not built ({cause})"
 
     def batch_for(self, uid: str) -> list[str]:
         """This node plus every stale node in scope that can build now.
@@ -245,8 +284,7 @@ class Engine:
         return batch
 
     def setup_nodes_and(self, uid: str) -> list[str]:
-        nodes = self.setup_nodes if uid in self.setup_nodes else self.graph.buildable({*self.setup_nodes, uid})
-        return nodes
+        return self.task_nodes if uid in self.task_nodes else self.graph.buildable({*self.task_nodes, uid})
 
     def _build_batch(self, uid: str) -> None:
         status = self.status(uid)
@@ -254,6 +292,10 @@ class Engine:
             raise status.error
         self.lock.acquire()
         self.db.check_writable()
+        problem = database_name_problem(self.db_path)
+        if problem:
+            raise DatabaseError(problem, "set database.path (or DUCKDB_PATH) to a file named with letters, digits and "
+                                         "underscores, e.g. simulation.duckdb")
         self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
@@ -268,7 +310,8 @@ class Engine:
             try:
                 self.dbt.build_nodes(
                     self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
-                    on_start=lambda started: self._emit("start", {"unique_id": started}),
+                    on_start=lambda started: self._emit("start", {"unique_id": started}), dbt_lines=self.log,
+                    on_phase=self.phase,
                 )
             finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
                 self.records.settle(u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped")
@@ -312,6 +355,10 @@ class Engine:
         node = self.node(uid)
         if node.resource_type == "seed" and node.path:
             path = self.ctx.project_dir / node.path
+            encoding = not_utf8(path)
+            if encoding:
+                return (f"seed {node.name}: {path} is not UTF-8 text ({encoding}) -- fix: save {node.path} with UTF-8 "
+                        "encoding (it looks like Latin-1 or Windows-1252 text)")
             problem = first_ragged_row(path, node.config.get("delimiter") or ",")
             if problem:
                 return f"seed {node.name}: malformed CSV {path} {problem} -- fix: correct that row (every row needs the header's number of fields)"
@@ -347,13 +394,19 @@ class Engine:
         return self._census_columns_problem(paths)
 
     def _census_columns_problem(self, paths: list[Path]) -> str | None:
+        """The census contract (every required column, each of its type), checked before dbt reads the file."""
         census = Path(self.settings.census.path).resolve()
         if census not in {p.resolve() for p in paths}:
             return None
         try:
             info = inspect_census(census)
+            problem = census_contract_problem(info)
+        except CensusError as err:
+            return err.one_line()
         except Exception as exc:  # unreadable parquet: name the file, keep the cause
             return CensusError(f"census file {census} cannot be read: {exc}", "replace it with a valid parquet file or run `doit census`").one_line()
+        if problem is not None:
+            return problem.one_line()
         missing = [c for c in self.settings.validation.census_required_columns if c not in info.columns]
         if missing:
             return CensusError(
@@ -373,20 +426,9 @@ class Engine:
     def _record_dbt_outcome(self, result: Any) -> None:
         status = result.status if result.status in ("success", "error", "skipped") else "error"
         message = result.message if status != "success" else ""
-        holder = lock_holder(result.message) if status == "error" else None
-        if holder:  # someone took the file between our check and dbt's connection
-            message = DatabaseLockedError(str(self.db_path), holder).one_line()
-        elif status == "error" and any(s in result.message for s in DISK_FULL):
-            message = WriteError(
-                f"{self.label(result.unique_id)} failed: {result.message}",
-                f"free space on the disk holding {self.db_path.parent} and run again; the table built before is kept",
-            ).one_line()
-        elif status == "error":
-            node = self.node(result.unique_id)
-            message = (
-                f"{self.label(result.unique_id)} ({node.path}) failed: {result.message} -- fix: correct "
-                f"{node.path} and run again; the table built before is kept"
-            )
+        if status == "error":
+            label = self.label(result.unique_id)
+            message = explain(NodeFailure(label, self.node(result.unique_id).path, result.message), self.ctx)
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 
     def _set(self, outcome: Outcome) -> None:
@@ -442,6 +484,21 @@ class Engine:
         except DatabaseError:
             return
         self.records.sign({keys[key]: signature for key, signature in signed.items()})
+
+    # -- what the run is doing, for people watching ------------------------------------
+
+    def step(self, text: str | None) -> None:
+        """A step that may take a while begins (what it is, in words), or ends (None)."""
+        self._emit("step", {"text": text})
+
+    def phase(self, phase: str) -> None:
+        """dbt's side of a step: "starting" (dbt is being loaded, seconds)."""
+        if phase == "starting":
+            self.step("starting dbt")
+
+    def progress(self, text: str, done: int, total: int) -> None:
+        """Part of a step done: 'running 135 dbt tests', 40 of 135."""
+        self._emit("progress", {"text": text, "done": done, "total": total})
 
     def _emit(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in self.listeners:

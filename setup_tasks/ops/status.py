@@ -29,6 +29,8 @@ from ..engine.staleness import NodeStatus
 from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError
 from ..naming import Translator
 from ..store.database import Database, DatabaseContents
+from ..validation.results import when
+from ..validation.scope import read_last_failures
 from .run_report import last_run, regressions, task_names
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class SystemStatus:
     regressions: tuple[tuple[str, float, float], ...] = ()
     # Tables setup built for nodes since removed from the project: the next setup drops them.
     leftovers: tuple[str, ...] = ()
+    # Checks that failed when they last ran (warnings a no-op run only counts), one line each.
+    failed_checks: tuple[str, ...] = ()
 
     @property
     def stale(self) -> list[str]:
@@ -188,8 +192,16 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
     )
     if engine is not None:
         status = _with_nodes(status, engine, db.readable, translator)
+    status = replace(status, failed_checks=failed_checks(settings))
     reason = readiness(status)
     return replace(status, ready=not reason, reason=reason)
+
+
+def failed_checks(settings: Settings) -> tuple[str, ...]:
+    """'known_warning warn: 1 offending row (...) -- fix: ... (since 05:03)' for each failed result of the last runs."""
+    fail_on = tuple(settings.validation.fail_on)
+    return tuple(f"{r.one_line(fail_on)}{f' (since {when(r.checked_at)})' if r.checked_at else ''}"
+                 for results in read_last_failures(settings.state_dir).values() for r in results)
 
 
 def _with_nodes(status: SystemStatus, engine: Engine, readable: bool, translator: Translator) -> SystemStatus:
@@ -227,6 +239,8 @@ def render(status: SystemStatus) -> list[str]:
     lines += nodes_lines(status)
     for leftover in status.leftovers:
         lines.append(f"leftover   {leftover}: the next setup drops it")
+    for check in status.failed_checks:
+        lines.append(f"check      {check}")
     lines.append(f"last run   {run_line(status.last_run)}")
     for step, seconds, median in status.regressions:
         lines.append(f"slower     {step}: {seconds:.2f} s, median of earlier runs {median:.2f} s")

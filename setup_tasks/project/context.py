@@ -74,7 +74,8 @@ class DbtContext:
         """The same settings for the engine's own connections."""
         return {"threads": self.env_overrides()["PLANWISE_DUCKDB_THREADS"], "memory_limit": self.env_overrides()["PLANWISE_DUCKDB_MEMORY_LIMIT"]}
 
-    def cli_args(self) -> list[str]:
+    def cli_args(self, own_target: bool = True) -> list[str]:
+        """dbt's options for this context; ``own_target``: setup's own target folder (else dbt's usual one)."""
         args = ["--project-dir", str(self.project_dir), "--profiles-dir", str(self.profiles_dir)]
         if self.target:
             args += ["--target", self.target]
@@ -82,7 +83,8 @@ class DbtContext:
             args += ["--vars", json.dumps(dict(self.vars), sort_keys=True, default=str)]
         if self.threads:
             args += ["--threads", str(self.threads)]
-        args += ["--target-path", str(self.target_path())]
+        if own_target:
+            args += ["--target-path", str(self.target_path())]
         return args
 
 

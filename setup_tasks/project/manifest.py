@@ -18,7 +18,7 @@ from ..errors import ProjectError
 from ..keys import keyed_digest
 from .context import DbtContext, read_project_yaml
 
-STAMP_VERSION = 3
+STAMP_VERSION = 4
 # Default folders of a dbt project (dbt_project.yml may rename them).
 PATH_KEYS = {
     "model-paths": ["models"],
@@ -249,20 +249,22 @@ def _dbt_version() -> str:
         return "unknown"
 
 
-def _read_project(ctx: DbtContext) -> tuple[bytes, set[str]]:
-    """A digest of every file dbt parses (seed CSVs by path only), and the env_var() names they use."""
+def _read_project(ctx: DbtContext) -> tuple[dict[str, str], set[str]]:
+    """Every file dbt parses, by name, with a digest of its content (seed CSVs by path only), and the
+    env_var() names they use."""
     project_yaml = read_project_yaml(ctx.project_dir)
-    digest = hashlib.sha256()
+    files: dict[str, str] = {}
     env_names: set[str] = set()
     profiles = ctx.profiles_dir / "profiles.yml"
     for path in [*project_files(ctx.project_dir, project_yaml), profiles]:
-        digest.update(str(path).encode() + b"\0")
+        name = path.relative_to(ctx.project_dir).as_posix() if path.is_relative_to(ctx.project_dir) else str(path)
         if path.suffix == ".csv" or not path.is_file():
+            files[f"file:{name}"] = "present" if path.is_file() else "absent"
             continue
         content = path.read_bytes()
-        digest.update(hashlib.sha256(content).digest())
+        files[f"file:{name}"] = hashlib.sha256(content).hexdigest()
         env_names.update(ENV_VAR_RE.findall(content.decode("utf-8", "replace")))
-    return digest.digest(), env_names
+    return files, env_names
 
 
 def env_var_names(ctx: DbtContext) -> set[str]:
@@ -270,26 +272,55 @@ def env_var_names(ctx: DbtContext) -> set[str]:
     return _read_project(ctx)[1]
 
 
-def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
-    """A digest that changes exactly when dbt's parse of the project could change.
+def stamp_parts(ctx: DbtContext, selections: Mapping[str, str]) -> dict[str, str]:
+    """What dbt's parse of the project depends on, by named part (``project_stamp`` digests them).
 
     Seed CSVs count by path only: their content does not change the parse (the
     engine fingerprints it separately), so editing a seed costs no re-parse. The
     values of environment variables the project reads enter as keyed digests: the
-    stamp is kept on disk, and must not let a reader test guesses of a password.
+    parts are kept on disk, and must not let a reader test guesses of a password.
     """
-    files, env_names = _read_project(ctx)
+    parts, env_names = _read_project(ctx)
     env = ctx.environ()
     context = {
         "version": STAMP_VERSION,
         "dbt": _dbt_version(),
         "target": ctx.target,
-        "vars": ctx.vars,
         "database": str(ctx.database_path),
         "profiles_dir": str(ctx.profiles_dir),
-        "env": {name: None if env.get(name) is None else keyed_digest("env", name, env[name]) for name in sorted(env_names)},
-        "selections": dict(selections),
+        **{f"var:{k}": v for k, v in ctx.vars.items()},
+        **{f"env:{name}": None if env.get(name) is None else keyed_digest("env", name, env[name])
+           for name in sorted(env_names)},
+        **{f"selection:{k}": v for k, v in selections.items()},
     }
-    digest = hashlib.sha256(files)
-    digest.update(json.dumps(context, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    parts.update({key: json.dumps(value, sort_keys=True, default=str) for key, value in context.items()})
+    parts["project_dir"] = str(ctx.project_dir)  # absolute paths land in dbt's manifest
+    return parts
+
+
+def project_stamp(ctx: DbtContext, selections: Mapping[str, str], parts: Mapping[str, str] | None = None) -> str:
+    """A digest that changes exactly when dbt's parse of the project could change (see ``stamp_parts``)."""
+    parts = stamp_parts(ctx, selections) if parts is None else parts
+    return hashlib.sha256(json.dumps(dict(parts), sort_keys=True).encode()).hexdigest()
+
+
+def why_parse(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:
+    """Why dbt must parse again, in words: 'files changed: models/x.sql; vars changed: fx_rate'."""
+    if not old:
+        return "no earlier parse"
+    kinds = {"file": "files changed", "var": "vars changed", "env": "environment variables changed",
+             "selection": "selections changed"}
+    found: dict[str, list[str]] = {}
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key):
+            continue
+        kind, _, name = key.partition(":")
+        label = kinds.get(kind, "changed")
+        found.setdefault(label, []).append(name or kind)
+    if not found:
+        return "the last parse was not kept"
+    shown = []
+    for label, names in found.items():
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        shown.append(f"{label}: {listed}")
+    return "; ".join(shown)

@@ -80,6 +80,12 @@ def lock_holder(error: Exception) -> str | None:
     return f"{Path(match['program']).name} (PID {match['pid']})"
 
 
+def interrupted(error: BaseException) -> bool:
+    """Is this how DuckDB ends a query on a signal? It turns a pending SIGINT into RuntimeError('Query interrupted')."""
+    return isinstance(error, duckdb.InterruptException) or (
+        isinstance(error, RuntimeError) and str(error).strip().lower() == "query interrupted")
+
+
 def _open_error(path: Path, error: Exception) -> DatabaseError:
     holder = lock_holder(error)
     if holder:
@@ -177,7 +183,11 @@ class Reader:
         try:
             cursor = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
             rows = cursor.fetchall()
-        except duckdb.Error as exc:
+        except (duckdb.Error, RuntimeError) as exc:
+            if interrupted(exc):
+                raise KeyboardInterrupt from None  # Ctrl-C (or SIGTERM) mid-query: an interrupt, not a failed check
+            if not isinstance(exc, duckdb.Error):
+                raise
             raise DatabaseError(f"query failed: {' '.join(str(exc).split())}") from None
         return QueryResult(tuple(d[0] for d in cursor.description or ()), rows)
 
