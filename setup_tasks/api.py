@@ -26,7 +26,7 @@ from .cli import namespace
 from .cli.app import App, only_looks
 from .cli.forget import Forget
 from .config import Settings, load_settings
-from .errors import SetupError
+from .errors import ConfigError, SetupError
 from .naming import CENSUS_TASK, CHECK_PREFIX, Translator
 from .ops.status import SystemStatus, collect_status, unready
 
@@ -176,7 +176,8 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
     except (SetupError, InvalidDodoFile) as err:
         app.close()
         message = err.one_line() if isinstance(err, SetupError) else str(err)
-        return SetupResult(False, 3, tuple(recorder.runs), {}, time.perf_counter() - started, message)
+        code = 3 if isinstance(err, (ConfigError, InvalidDodoFile)) else 1  # as doit says: a dodo error, or a failed run
+        return SetupResult(False, code, tuple(recorder.runs), {}, time.perf_counter() - started, message)
     validation = app.check_results
     if app.state_error is not None:  # doit's state could not be written (disk full, read-only)
         code = code or 1

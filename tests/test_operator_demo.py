@@ -1,16 +1,15 @@
 """The operator's experience (issue 13) on the demo project (dbt/) and in a fresh clone.
 
 The demo is copied and built once per module (3,000 employees, hire-after-termination defects made
-common enough to see). Tests that change its census put the built one back afterwards.
+common enough to see). Tests that change its census put the built one back afterwards. (Census
+overrides, `doit status`'s census line and the refusal to overwrite a user's census: issue 12.)
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import duckdb
 import pytest
 
 from factories import REPO, DoitRun, Workspace, clean_env
-from operator_support import read_config, report, text_of, write_config_data
+from operator_support import report, text_of, write_config_data
 
 pytestmark = pytest.mark.slow
 
@@ -115,49 +114,6 @@ def test_a_census_that_breaks_the_contract_is_named_before_dbt_runs(demo: Demo, 
     assert rep.get("dbt_invocations") == 0, f"dbt ran before the census contract was checked: {rep.get('dbt_invocations')}"
 
 
-# -- census overrides and the user's own census ---------------------------------------------------------
-
-
-def test_a_census_size_override_sticks_or_says_where_it_does_not(demo: Demo) -> None:
-    saved = demo.ws.root / "census.built.parquet"
-    shutil.copy2(demo.census, saved)
-    try:
-        census = demo.ws.doit("census", "employees=2000", json_report=False)
-        assert census.returncode == 0, text_of(census)
-        info = demo.ws.doit("info", "census")
-    finally:
-        shutil.copy2(saved, demo.census)  # the built census back, byte for byte
-        saved.unlink()
-    next_setup_regenerates = re.search(r"status\s*:\s*run", info.stdout) is not None
-    if next_setup_regenerates:  # the override does not persist: the census command must say so
-        assert re.search(r"census\.employees|doit setup employees=", text_of(census)), (
-            "`doit census employees=2000` will be undone by the next setup, and said nothing:\n"
-            f"{text_of(census)}\n--- doit info census ---\n{info.stdout}")
-
-
-def test_status_shows_the_census_will_be_regenerated_and_why(demo: Demo) -> None:
-    data = read_config(demo.ws)
-    try:
-        data["census"]["employees"] = 2500
-        write_config_data(demo.ws, data)
-        status = demo.ws.doit("status", json_report=False)
-    finally:
-        data["census"]["employees"] = 3000
-        write_config_data(demo.ws, data)
-    line = next((l for l in status.stdout.splitlines() if l.startswith("census")), "")
-    assert re.search(r"regenerat", line, re.I) and "2500" in line.replace(",", ""), \
-        f"`doit status` does not say the census is about to change:\n{status.stdout}"
-
-
-def test_doit_census_on_a_users_own_census_says_it_refuses_to_overwrite(demo: Demo) -> None:
-    with census_replaced(demo, "SELECT * FROM census"):  # same rows, no generator metadata: the user's file
-        run = demo.ws.doit("census", "employees=2000", json_report=False)
-    text = text_of(run)
-    assert re.search(r"refus|will not overwrite|won't overwrite|not overwrit", text, re.I), \
-        f"`doit census employees=2000` on the user's census:\n{text}"
-    assert "census.parquet" in text, text
-
-
 # -- running dbt by hand ----------------------------------------------------------------------------
 
 
@@ -173,14 +129,6 @@ def test_running_dbt_by_hand_from_the_repository_root_writes_no_database_outside
 # -- the Python API in a fresh clone --------------------------------------------------------------------
 
 
-def _api(cwd: Path, code: str) -> dict[str, Any]:
-    script = ("import json\nfrom setup_tasks.api import run_setup, get_system_status\n" + code)
-    env = clean_env({"PYTHONPATH": str(REPO), "PLANWISE_SETUP_WORKER": "0"})
-    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.stdout.strip(), proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def fresh_clone(tmp_path: Path) -> Path:
     """What a clone has at its root: no setup.yaml (git-ignored), the demo project."""
     clone = tmp_path / "clone"
@@ -189,24 +137,24 @@ def fresh_clone(tmp_path: Path) -> Path:
     return clone
 
 
-def test_run_setup_with_a_missing_config_file_names_the_file(tmp_path: Path) -> None:
-    answer = _api(fresh_clone(tmp_path), (
-        "try:\n"
-        "    r = run_setup('missing.yaml')\n"
-        "    print(json.dumps({'raised': '', 'success': r.success, 'error': r.error}))\n"
-        "except Exception as exc:\n"
-        "    print(json.dumps({'raised': str(exc), 'success': False, 'error': ''}))\n"))
-    assert answer["success"] is False
-    assert "missing.yaml" in answer["raised"] + answer["error"], answer
+def test_run_setup_with_a_missing_config_file_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from setup_tasks.api import run_setup
+
+    monkeypatch.chdir(fresh_clone(tmp_path))
+    result = run_setup("missing.yaml")
+    assert not result.success and result.exit_code == 3
+    assert "missing.yaml" in result.error and "does not exist" in result.error, result.error
 
 
-def test_the_readme_api_example_works_in_a_fresh_clone(tmp_path: Path) -> None:
+def test_the_readme_api_example_works_in_a_fresh_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from setup_tasks.api import get_system_status
+
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Python API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
     call = re.search(r"get_system_status\([^)]*\)", section)
-    assert call, section
-    answer = _api(fresh_clone(tmp_path), (
-        f"status = {call.group(0)}\n"
-        "print(json.dumps({'ready': status.ready, 'reason': status.reason}))\n"))
-    assert not re.search(r"config file .* does not exist", answer["reason"]), (
-        f"the README's `{call.group(0)}` in a fresh clone: {answer['reason']}")
+    assert call and re.search(r"print\(.*result\.error", section), section
+    monkeypatch.chdir(fresh_clone(tmp_path))
+    status = eval(call.group(0), {"get_system_status": get_system_status})  # noqa: S307 - the README's own line
+    assert not re.search(r"config file .* does not exist", status.reason), (
+        f"the README's `{call.group(0)}` in a fresh clone: {status.reason}")
+    assert status.ready, status.reason

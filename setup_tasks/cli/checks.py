@@ -19,7 +19,7 @@ from doit.exceptions import TaskFailed
 from ..naming import PLAN_PREFIX, QUICK_SUMMARY_TASK, VALIDATE_TASK
 from ..validation.framework import Check
 from ..validation.scope import ValidationScope
-from .app import App
+from .app import RUN_OPTIONS, App
 from .uptodate import CheckTarget
 
 TaskDict = dict[str, Any]
@@ -127,7 +127,7 @@ class ValidationTasks:
         yield {"basename": VALIDATE_TASK,
                "doc": "Run every validation check (each only when what it reads changed) and print the summary",
                "actions": [self.app.action(summary_action, self.scope, self.app)], "task_dep": [PLAN_TASK, *names],
-               "verbosity": 1}
+               "verbosity": 1, "params": list(RUN_OPTIONS)}
         yield {"basename": QUICK_SUMMARY_TASK, "doc": "Run the checks that read only the foundation, print the summary",
                "actions": [self.app.action(summary_action, self.scope, self.app)], "task_dep": self.quick_names(),
                "verbosity": 1}

@@ -16,7 +16,7 @@ from ..engine.engine import Engine
 from ..errors import SetupError
 from ..naming import CENSUS_TASK, CLEAR_DERIVED_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK, STAGING_TASK
 from ..project.manifest import Node
-from .app import App
+from .app import RUN_OPTIONS, App
 from .checks import ValidationTasks
 from .commands import clear_tasks, dbt_task, graph_task, status_task
 from .uptodate import CensusTarget, TableTarget
@@ -140,6 +140,7 @@ class NodeTasks:
                 "basename": group,
                 "doc": GROUP_DOCS[group],
                 "actions": None,
+                "params": list(RUN_OPTIONS),  # `doit setup -v 2` works as `doit -v 2 setup` does
                 "task_dep": [*([CENSUS_TASK] if census else []), plan, *(self.name(u) for u in uids),
                              *extra_deps.get(group, [])],
             }

@@ -177,14 +177,15 @@ class ValidationScope:
         ``unbuilt``: nodes of this run without a good table, and why. A check reading
         one of them is "not run" with that reason (never stored: it runs next time).
         doit keeps no values of a failed task, so the passing results of a run with a
-        blocking failure are kept beside the state: a check made of many results
-        (dbt_tests) then re-runs only the failed ones and those whose inputs changed.
+        blocking failure (or with results that could not run) are kept beside the state:
+        a check made of many results (dbt_tests) then re-runs only the failed ones, those
+        not run and those whose inputs changed.
         """
         unbuilt = dict(unbuilt or {})
         parts = self.parts(check)
         memo = self.failed_run_memo(check)
         env = Environment(self.validation, self.engine.db, self.project, self.engine,
-                          previous or _read_memo(memo), unbuilt)
+                          previous if previous.get("results") else _read_memo(memo), unbuilt)
         missing = list(dict.fromkeys(unbuilt[u] for u in self.reads(check)[0] if u in unbuilt))
         if missing and not check.runs_without_some_inputs:
             results = [CheckResult(check.name, NOT_RUN, check.severity, "; ".join(missing), incomplete=True,
@@ -198,13 +199,12 @@ class ValidationScope:
 
     def _outcome(self, check: Check, results: list[CheckResult], parts: dict[str, str], memo: Path) -> "CheckRun":
         blocking = [r for r in results if r.blocking(self.validation.fail_on)]
-        if blocking:
+        if blocking or any(r.incomplete for r in results):
+            # Not stored for doit (the next run checks again); its passing parts are kept, to reuse.
             kept = [r.as_dict() for r in results if r.passed and not r.incomplete]
             write_json_atomic(memo, {"parts": parts, "results": kept})
-            return CheckRun(results, blocking, {})
+            return CheckRun(results, blocking, {} if blocking else {"parts": parts})
         memo.unlink(missing_ok=True)
-        if any(r.incomplete for r in results):
-            return CheckRun(results, [], {"parts": parts})  # no result stored: the next run checks again
         return CheckRun(results, [], {"parts": parts, "results": [r.as_dict() for r in results],
                                       "build_id": self.engine.run.build_id})
 
