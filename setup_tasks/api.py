@@ -23,7 +23,7 @@ from doit.exceptions import InvalidDodoFile, UnmetDependency
 from doit.reporter import ConsoleReporter
 
 from .cli import namespace
-from .cli.app import App, only_looks
+from .cli.app import App, RunHalted, only_looks
 from .cli.forget import Forget
 from .config import Settings, load_settings
 from .errors import ConfigError, SetupError
@@ -171,7 +171,10 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
     args = ["run", *(tasks or ["quick" if quick else "setup"])]
     try:
         app.engine()  # definition errors surface here as one line, not on doit's stderr
-        code = _run(app, args, recorder.reporter())
+        try:
+            code = _run(app, args, recorder.reporter())
+        except RunHalted:  # the database is locked: the failure that said so is recorded
+            code = 1
         code = code if code == 3 else app.exit_status()  # 3: doit refused the command line
     except (SetupError, InvalidDodoFile) as err:
         app.close()

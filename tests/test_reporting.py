@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from doit.exceptions import TaskFailed, UnmetDependency
 
 from setup_tasks.cli.app import App, CommandLine
-from setup_tasks.cli.reporter import SetupReporter, cli_verbosity, reporter_for  # noqa: F401
+from setup_tasks.cli.reporter import JsonReporter, SetupReporter, cli_verbosity, reporter_for  # noqa: F401
 from setup_tasks.engine.engine import Outcome, RunState
 from setup_tasks.validation.results import CheckResult
 
@@ -217,3 +218,26 @@ def test_doit_options_count_before_or_after_the_task_name() -> None:
     line = CommandLine.parse(["setup", "--continue", "--reporter", "json", "config=x.yaml"])
     assert (line.keep_going, line.reporter, line.verbosity) == (True, "json", None)
     assert CommandLine.parse(["-c", "setup"]).keep_going and not CommandLine.parse(["setup"]).keep_going
+
+
+def test_doits_json_report_ends_with_setups_status() -> None:
+    def finished(*failures: tuple[str, Any]) -> int | str | None:
+        reporter = JsonReporter(Stream(tty=False), {})
+        for name, fail in failures:
+            doit_task = SimpleNamespace(name=name, actions=[SimpleNamespace(out="", err="")])
+            reporter.get_status(doit_task)
+            reporter.add_failure(doit_task, fail)
+        with pytest.raises(SystemExit) as ended:
+            reporter.complete_run()
+        return ended.value.code
+
+    assert finished(("model:stg_orders", UnmetDependency("model:stg_customers"))) == 0  # doit would say 2
+    assert finished(("model:stg_customers", TaskFailed("broken")),
+                    ("model:stg_orders", UnmetDependency("model:stg_customers"))) == 1
+
+
+def test_the_json_reporter_is_doits_json_here() -> None:
+    import tomllib
+
+    doit = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["tool"]["doit"]
+    assert doit["plugins"]["reporter"]["json"] == "setup_tasks.cli.reporter:JsonReporter"

@@ -458,7 +458,7 @@ def test_setup_validates_then_reruns_only_checks_whose_inputs_changed(tmp_path: 
     assert again.results[f"validate:{COLA}"] == "up-to-date"
     summary = json.loads(again.stdout[again.stdout.find("{"):])
     validate_out = next(t["out"] for t in summary["tasks"] if t["name"] == "validate")
-    assert "validation: 21 checks run, 21 passed, 0 failed" in validate_out  # 18 checks + 3 dbt tests
+    assert "validation: 21 checks, 21 passed, success rate 100%" in validate_out  # 18 checks + 3 dbt tests
 
     ws.seed("config_cola_by_year", "year,cola_rate\n2025,0.02\n2026,0.02\n2028,0.02\n2029,0.02\n")
     broken = doit(ws, "setup")
@@ -467,7 +467,7 @@ def test_setup_validates_then_reruns_only_checks_whose_inputs_changed(tmp_path: 
     assert checks_run(broken) == {
         f"validate:{COLA}", "validate:seed_data_integrity.present", "validate:seed_data_integrity.row_counts",
         "validate:seed_data_integrity.null_columns", "validate:staging_models.materialized",
-        "validate:staging_models.non_empty"}  # doit stops at the blocking failure: dbt_tests not reached
+        "validate:staging_models.non_empty", "validate:dbt_tests"}  # a blocking failure stops no other check
     assert "no COLA rate in stg_config_cola_by_year for 2027 (simulation years 2025-2029)" in broken.stdout
     assert "fix: add those years to seeds/config_cola_by_year.csv" in broken.stdout
 
@@ -495,13 +495,13 @@ def test_quick_runs_foundation_checks_and_custom_checks_fail_by_severity(tmp_pat
         "validate:configuration_consistency.active_pay_in_job_level", "validate:no_top_earners"}
     out = json.loads(quick.stdout[quick.stdout.find("{"):])
     warning = next(t["out"] for t in out["tasks"] if t["name"] == "_validate:quick")
-    assert "reported: no_top_earners failed (warning): 3 offending rows (pay above 100k)" in warning
+    assert "no_top_earners warn: 3 offending rows (pay above 100k)" in warning
 
     setup = doit(ws, "setup")
     assert setup.returncode == 1
     assert setup.results["validate:levers_for_2026"] == "fail"
     assert setup.results["validate:no_top_earners"] == "up-to-date"
-    assert ("levers_for_2026 failed (error): 1 offending rows (no lever for 2026) -- fix: correct the rows "
+    assert ("levers_for_2026 fail: 1 offending row (no lever for 2026) -- fix: correct the rows "
             "the query of validation.custom_checks[1] (levers_for_2026) selects") in setup.stdout
 
 

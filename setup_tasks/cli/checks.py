@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 
+from ..errors import SetupError
 from ..naming import PLAN_PREFIX, QUICK_SUMMARY_TASK, VALIDATE_TASK
 from ..validation.framework import Check
 from ..validation.scope import ValidationScope
@@ -28,8 +29,11 @@ PLAN_TASK = PLAN_PREFIX + VALIDATE_TASK
 
 def check_action(scope: ValidationScope, check: Check, target: CheckTarget, app: App | None = None) -> dict[str, Any] | TaskFailed:
     """Task action: build what the check reads if stale, run it, record its results, fail on a blocking failure."""
-    unbuilt = scope.engine.ensure(target.inputs)
-    run = scope.run_check(check, target.values, unbuilt)
+    try:
+        unbuilt = scope.engine.ensure(target.inputs)
+        run = scope.run_check(check, target.values, unbuilt)
+    except SetupError as err:  # what it reads cannot be looked at (the database is locked, say)
+        return TaskFailed(err.one_line())
     if app is None or not app.console:  # the console reporter shows results itself
         for line in run.lines():
             print(line)

@@ -46,7 +46,8 @@ def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
     # Before any build: a node renamed in this change frees its old table's name.
     try:
         engine.retire_leftovers()
-    except SetupError as err:  # the database is locked, or a setup run holds it
+    except SetupError as err:  # the database is locked, or a setup run holds it: the run stops here
+        engine.run.fatal = err
         return TaskFailed(err.one_line())
     return None
 
