@@ -1,13 +1,14 @@
 """Hints that name the real cause (issue 13): each failure's one line points at the file or key to change.
 
-Each test breaks a fresh 'shop' project (nothing built) one way and runs setup once through the
-Python API, in this process (dbt is imported once for the module): the failed task's message and
-the result's error are the lines the console prints (tests/test_operator.py drives the console).
+The slow tests break a fresh 'shop' project (nothing built) one way and run setup once through
+the Python API, in this process (dbt is imported once for the module): the failed task's message
+and the result's error are the lines the console prints (tests/test_operator.py drives the console).
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,8 +16,37 @@ import yaml
 from factories import Workspace
 from operator_support import set_config
 from setup_tasks.api import SetupResult, run_setup
+from setup_tasks.engine.hints import NodeFailure, database_name_problem, explain
+from setup_tasks.project.context import DbtContext
+from setup_tasks.project.manifest import why_parse
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
+CTX = DbtContext(Path("/repo/dbt"), Path("/repo/dbt"), "dev", {}, None, Path("/repo/simulation.duckdb"))
+
+
+def test_a_node_failure_names_the_node_file_only_when_it_is_the_nodes() -> None:
+    sql = explain(NodeFailure("model stg_x", "models/stg_x.sql", "Parser Error: syntax error at or near \"frm\""), CTX)
+    assert sql.startswith("model stg_x (models/stg_x.sql) failed: Parser Error") and "fix: correct models/stg_x.sql" in sql
+    disk = explain(NodeFailure("model stg_x", "models/stg_x.sql", "IO Error: No space left on device"), CTX)
+    assert "the disk is full" in disk and "free disk space" in disk and "correct models/stg_x.sql" not in disk
+    profile = explain(NodeFailure("seed s", "seeds/s.csv", 'Catalog Error: unrecognized configuration parameter "x"'), CTX)
+    assert "/repo/dbt/profiles.yml" in profile and "outputs.dev" in profile and "correct seeds/s.csv" not in profile
+    locked = explain(NodeFailure("seed s", "seeds/s.csv", 'IO Error: Could not set lock on file "w": Conflicting lock '
+                                                           "is held in /usr/bin/python3 (PID 42)"), CTX)
+    assert locked.startswith("database /repo/simulation.duckdb is locked by python3 (PID 42)")
+
+
+def test_a_database_file_name_dbt_duckdb_cannot_quote_is_named() -> None:
+    assert database_name_problem(Path("/x/simulation.duckdb")) is None
+    assert "ware'house.duckdb" in (database_name_problem(Path("/x/ware'house.duckdb")) or "")
+
+
+def test_why_dbt_parses_again_in_words() -> None:
+    old = {"file:models/a.sql": "1", "file:models/b.sql": "2", "var:fx_rate": "2", "target": "dev"}
+    new = {"file:models/a.sql": "9", "file:models/c.sql": "3", "var:fx_rate": "3", "target": "dev"}
+    assert why_parse(old, new) == "files changed: models/a.sql, models/b.sql, models/c.sql; vars changed: fx_rate"
+    assert why_parse(None, new) == "no earlier parse"
+    assert why_parse({**new, "target": "ci"}, new) == "changed: target"
 
 
 def failed(ws: Workspace) -> tuple[SetupResult, str]:
@@ -33,6 +63,7 @@ def first_failure(result: SetupResult) -> str:
     return next((t.message for t in result.tasks if t.status == "failed"), result.error)
 
 
+@slow
 def test_a_bad_setup_selection_names_the_key_with_dbts_message(shop: Workspace) -> None:
     set_config(shop, "dbt", setup_selection="resource_type:seed path:models/stagin")  # a typo
     result, text = failed(shop)
@@ -41,6 +72,7 @@ def test_a_bad_setup_selection_names_the_key_with_dbts_message(shop: Workspace) 
     assert "does not match any" in text, f"dbt's own message about the selection is missing:\n{text}"
 
 
+@slow
 def test_a_cycle_is_not_blamed_on_the_selection_syntax(shop: Workspace) -> None:
     shop.model("stg_a", "select * from {{ ref('stg_b') }}")
     shop.model("stg_b", "select * from {{ ref('stg_a') }}")
@@ -50,6 +82,7 @@ def test_a_cycle_is_not_blamed_on_the_selection_syntax(shop: Workspace) -> None:
     assert "selection syntax" not in text and "setup_selection" not in text, text
 
 
+@slow
 def test_a_quote_in_the_database_file_name_points_at_the_database_path(shop: Workspace) -> None:
     set_config(shop, "database", path="ware'house.duckdb")
     result, text = failed(shop)
@@ -58,6 +91,7 @@ def test_a_quote_in_the_database_file_name_points_at_the_database_path(shop: Wor
     assert "database.path" in failure and "ware'house.duckdb" in failure, failure
 
 
+@slow
 def test_a_bad_duckdb_setting_points_at_the_profile(shop: Workspace) -> None:
     profiles = shop.project / "profiles.yml"
     profile = yaml.safe_load(profiles.read_text())
@@ -69,6 +103,7 @@ def test_a_bad_duckdb_setting_points_at_the_profile(shop: Workspace) -> None:
     assert "profiles.yml" in failure and "not_a_real_setting" in failure, failure
 
 
+@slow
 def test_a_non_utf8_seed_in_a_new_project_names_the_file_and_the_encoding(shop: Workspace) -> None:
     (shop.project / "seeds" / "regions.csv").write_bytes("region,tax_rate\nnorth,0.2\nsüd,0.1\n".encode("latin-1"))
     result, text = failed(shop)
@@ -78,6 +113,7 @@ def test_a_non_utf8_seed_in_a_new_project_names_the_file_and_the_encoding(shop: 
     assert "number of fields" not in text, text
 
 
+@slow
 def test_disk_full_during_dbt_points_at_the_space_not_the_sql(shop: Workspace) -> None:
     # The model is fine; the write fails with ENOSPC (/dev/full), as on a full disk.
     shop.model("stg_disk", "{{ config(pre_hook=\"COPY (SELECT range AS x FROM range(1000)) TO '/dev/full' (FORMAT csv)\") }}\n"

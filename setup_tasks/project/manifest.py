@@ -306,8 +306,10 @@ def project_stamp(ctx: DbtContext, selections: Mapping[str, str], parts: Mapping
 
 def why_parse(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:
     """Why dbt must parse again, in words: 'files changed: models/x.sql; vars changed: fx_rate'."""
-    if not old:
+    if old is None:
         return "no earlier parse"
+    if not old:
+        return "the last parse kept no record of its inputs"
     kinds = {"file": "files changed", "var": "vars changed", "env": "environment variables changed",
              "selection": "selections changed"}
     found: dict[str, list[str]] = {}
