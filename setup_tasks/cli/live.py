@@ -27,10 +27,10 @@ def terminal_width(default: int = 80) -> int:
 class LiveLine:
     """One line that says what is happening, rewritten in place; ``enabled`` only on a terminal."""
 
-    def __init__(self, stream: Any, enabled: bool, mark: str = "…") -> None:
+    def __init__(self, stream: Any, enabled: bool, colour: bool = True, mark: str = "…") -> None:
         self.stream = stream
         self.enabled = enabled
-        self.mark = mark
+        self.mark = f"\033[33m{mark}\033[0m" if colour else mark
         self.text: str | None = None
         self.since = 0.0
         self.drawn = False
@@ -70,11 +70,11 @@ class LiveLine:
     def _draw(self) -> None:
         if self.text is None:
             return
-        line = f"{self.mark} {self.text} {seconds(time.perf_counter() - self.since)}"
-        width = terminal_width() - 1
+        line = f"{self.text} {seconds(time.perf_counter() - self.since)}"
+        width = terminal_width() - 3  # the mark, a space, and the last column left free
         if len(line) > width:
             line = line[: max(width - 1, 0)] + "…"
-        self.stream.write(f"\r\033[K\033[33m{line[:1]}\033[0m{line[1:]}")
+        self.stream.write(f"\r\033[K{self.mark} {line}")
         self.stream.flush()
         self.drawn = True
 

@@ -53,11 +53,14 @@ def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
 
 
 def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | TaskFailed:
+    engine.step(f"generating the census: {request.employees:,} employees")
     try:
         summary = request.generate()
         engine.census_written()
     except SetupError as err:
         return TaskFailed(err.one_line())
+    finally:
+        engine.step(None)
     print(f"census: wrote {summary.rows:,} employees to {summary.path} in {summary.seconds:.1f}s")
     return {"rows": summary.rows, "seconds": round(summary.seconds, 3)}
 
