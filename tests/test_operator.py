@@ -329,7 +329,7 @@ def test_redirected_v2_output_has_no_colour_and_a_worker_fall_back_says_so(built
     assert "seed:regions" in run.stdout and re.search(r"^\d\d:\d\d:\d\d  ", run.stdout, re.M), text[-2000:]
     coloured = [l for l in text.splitlines() if ANSI.search(l) or "\x1b" in l]
     assert not coloured, "colour codes in redirected output:\n" + "\n".join(map(repr, coloured[:10]))
-    assert re.search(r"worker.*(in this process|in-process|in process)", text, re.I), \
+    assert re.search(r"worker.*in(-| this )process|in(-| this )process.*worker", text, re.I), \
         "the fall-back to in-process dbt was not shown:\n" + text[-2000:]
 
 

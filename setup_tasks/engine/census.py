@@ -580,8 +580,8 @@ def _needs(family: str) -> str:
 def _example_value(path: Path, column: str) -> Any:
     try:
         with memory_connection() as con:
-            row = con.execute(f'SELECT "{column}" FROM read_parquet({_sql_string(str(path))}) '
-                              f'WHERE "{column}" IS NOT NULL LIMIT 1').fetchone()
+            row = con.execute(f'SELECT "{column}" FROM read_parquet($path) WHERE "{column}" IS NOT NULL LIMIT 1',
+                              {"path": str(path)}).fetchone()
     except duckdb.Error:
         return None
     return row[0] if row else None
