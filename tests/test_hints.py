@@ -122,3 +122,14 @@ def test_disk_full_during_dbt_points_at_the_space_not_the_sql(shop: Workspace) -
     failure = next(t.message for t in result.tasks if t.name == "model:stg_disk")
     assert "correct models/staging/stg_disk.sql" not in failure, f"a full disk blamed on the SQL:\n{failure}"
     assert re.search(r"(disk|device).*(full|space)|free (disk )?space", failure, re.I), failure
+
+
+def test_a_first_parse_in_a_new_context_says_what_changed_since_the_latest_parse(tmp_path: Path) -> None:
+    from setup_tasks.store.caches import ManifestCache
+
+    old = tmp_path / "ctx-old" / "setup_cache.json"
+    old.parent.mkdir()
+    old.write_text('{"parts": {"var:fx_rate": "2"}}')
+    fresh = ManifestCache(tmp_path / "ctx-new" / "setup_cache.json", tmp_path / "ctx-new" / "manifest.json")
+    assert why_parse(fresh.parts(), {"var:fx_rate": "3"}) == "vars changed: fx_rate"  # a var change is a new context
+    assert ManifestCache(tmp_path / "nowhere" / "x" / "setup_cache.json", tmp_path / "m.json").parts() is None
