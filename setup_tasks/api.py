@@ -27,7 +27,7 @@ from .cli.app import App, RunHalted, only_looks
 from .cli.forget import Forget
 from .config import Settings, load_settings
 from .errors import ConfigError, SetupError
-from .naming import CENSUS_TASK, CHECK_PREFIX, Translator
+from .naming import CENSUS_TASK, Translator
 from .ops.status import SystemStatus, collect_status, unready
 
 
@@ -85,7 +85,7 @@ class _Recorder:
         """'built' for a node or the census, 'ran' for a check, None for groups and helpers."""
         if task.name in self.app.node_task_names or task.name == CENSUS_TASK:
             return "built"
-        if task.name.startswith(CHECK_PREFIX) and task.actions:
+        if task.name in self.app.check_names:
             return "ran"
         return None
 

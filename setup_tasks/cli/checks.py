@@ -101,11 +101,17 @@ class ValidationTasks:
             "uptodate": [target],
             "verbosity": 1,
         }
+        meta: dict[str, Any] = {}
+        reads = self.task_dep(check)
+        if reads:  # what `doit info validate:<check>` says in place of doit dependencies (built first when stale)
+            meta["reads (built first when stale)"] = reads
         last = self.scope.last_failures().get(check.name)
-        if last:  # `doit info validate:<check>` shows them, offending rows included
+        if last:  # and its last failures, offending rows included
             fail_on = self.scope.validation.fail_on
-            task["meta"] = {"failed last time": [line for r in last for line in
-                                                 (f"{r.name} {r.verdict(fail_on)}: {r.message}", r.sample_line()) if line]}
+            meta["failed last time"] = [line for r in last for line in
+                                        (f"{r.name} {r.verdict(fail_on)}: {r.message}", r.sample_line()) if line]
+        if meta:
+            task["meta"] = meta
         return task
 
     def groups(self) -> dict[str, list[str]]:

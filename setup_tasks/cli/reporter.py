@@ -24,7 +24,7 @@ from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import JsonReporter as DoitJsonReporter
 
 from ..engine.engine import Engine, Outcome
-from ..naming import CHECK_PREFIX, VALIDATE_TASK
+from ..naming import VALIDATE_TASK
 from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize
 from .app import App, ExitStatus, end_run
 from .live import LiveLine, seconds, terminal_width
@@ -104,7 +104,7 @@ class SetupReporter:
 
     def execute_task(self, task: Any) -> None:
         self.task_started[task.name] = time.perf_counter()
-        if task.name.startswith(CHECK_PREFIX) and task.actions and self.verbosity > 0:
+        if task.name in self.app.check_names and self.verbosity > 0:
             self.live.show(f"checking {task.name}")  # a check's query may take a while; dbt_tests says more
 
     def add_success(self, task: Any) -> None:
@@ -149,7 +149,7 @@ class SetupReporter:
         return message if first == task_name else f"{head} failed: the same cause as {first} (above)"
 
     def _task_done(self, task: Any) -> None:
-        if task.name.startswith(CHECK_PREFIX):
+        if task.name in self.app.check_names:
             self.live.clear()
 
     def skip_uptodate(self, task: Any) -> None:
@@ -244,9 +244,8 @@ class SetupReporter:
     def _check_lines(self, task_name: str, failed: bool = False) -> bool:
         """A check task's results, a line each that matters; False when this is no check of this run."""
         scope = self.app.current_validation
-        if scope is None or not task_name.startswith(CHECK_PREFIX):
-            return False
-        run = scope.runs.get(task_name[len(CHECK_PREFIX):])
+        check = self.app.check_names.get(task_name)
+        run = scope.runs.get(check) if scope is not None and check else None
         if run is None:
             return False
         fail_on = scope.validation.fail_on
@@ -261,7 +260,7 @@ class SetupReporter:
                 if worst == "pass" or self.verbosity >= 2:
                     self._line(worst, task_name, elapsed if worst == "pass" else f"skipped: {result.message}")
                 return True
-            own = result.name == task_name[len(CHECK_PREFIX):]
+            own = result.name == check
             self._line(worst, task_name, self._result_text(result, fail_on, with_name=not own), always=worst == "fail")
             self._sample(result)
             return True

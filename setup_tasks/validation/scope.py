@@ -51,6 +51,17 @@ def _read_memo(path: Path) -> dict[str, Any]:
     return memo
 
 
+def _keep_memo(path: Path, memo: Mapping[str, Any] | None) -> None:
+    """Keep (or, with None, drop) a check's memo: a cache, so a full or read-only disk only costs a re-run."""
+    try:
+        if memo is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_json_atomic(path, memo)
+    except OSError:
+        pass
+
+
 def setting_value(validation: ValidationSettings, dotted: str) -> Any:
     """The value of a dotted ``validation`` setting, e.g. 'columns.census'."""
     value: Any = validation
@@ -202,9 +213,9 @@ class ValidationScope:
         if blocking or any(r.incomplete for r in results):
             # Not stored for doit (the next run checks again); its passing parts are kept, to reuse.
             kept = [r.as_dict() for r in results if r.passed and not r.incomplete]
-            write_json_atomic(memo, {"parts": parts, "results": kept})
+            _keep_memo(memo, {"parts": parts, "results": kept})
             return CheckRun(results, blocking, {} if blocking else {"parts": parts})
-        memo.unlink(missing_ok=True)
+        _keep_memo(memo, None)
         return CheckRun(results, [], {"parts": parts, "results": [r.as_dict() for r in results],
                                       "build_id": self.engine.run.build_id})
 
