@@ -133,3 +133,13 @@ def test_a_first_parse_in_a_new_context_says_what_changed_since_the_latest_parse
     fresh = ManifestCache(tmp_path / "ctx-new" / "setup_cache.json", tmp_path / "ctx-new" / "manifest.json")
     assert why_parse(fresh.parts(), {"var:fx_rate": "3"}) == "vars changed: fx_rate"  # a var change is a new context
     assert ManifestCache(tmp_path / "nowhere" / "x" / "setup_cache.json", tmp_path / "m.json").parts() is None
+
+
+def test_an_error_the_worker_reports_keeps_its_type_and_words() -> None:
+    from setup_tasks.dbt.client import _raise_remote
+    from setup_tasks.errors import GraphCycleError
+
+    sent = GraphCycleError(["model.p.a", "model.p.b"])  # made from a path, not from a cause and a fix
+    with pytest.raises(GraphCycleError) as raised:
+        _raise_remote({"type": "GraphCycleError", "cause": sent.cause, "fix": sent.fix})
+    assert raised.value.one_line() == sent.one_line()

@@ -65,7 +65,9 @@ class FirstRun:
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
     ws = write_shop_project(tmp_path_factory.mktemp("first"))
     prepare_base(ws)
-    run = run_in_terminal(doit_cmd(ws, "setup"), watch={"parsed": manifest_written(ws), "node done": records_written(ws)})
+    # A first run on a machine: dbt starts in the doit process (not the session's warm worker).
+    run = run_in_terminal(doit_cmd(ws, "setup"), watch={"parsed": manifest_written(ws), "node done": records_written(ws)},
+                          env={"PLANWISE_SETUP_WORKER": "0"})
     assert run.returncode == 0, run.plain[-3000:]
     noop = ws.doit("setup", json_report=False)
     assert noop.returncode == 0, text_of(noop)[-3000:]
