@@ -63,6 +63,14 @@ def first_failure(result: SetupResult) -> str:
     return next((t.message for t in result.tasks if t.status == "failed"), result.error)
 
 
+def failure_not_blamed_on_a_seed(ws: Workspace, what: str) -> str:
+    """The first failure of a run broken by ``what`` (not a seed): exit 1, and no seed file to correct."""
+    result, _ = failed(ws)
+    failure = first_failure(result)
+    assert result.exit_code == 1 and "correct seeds/" not in failure, f"{what} blamed on a seed file:\n{failure}"
+    return failure
+
+
 @slow
 def test_a_bad_setup_selection_names_the_key_with_dbts_message(shop: Workspace) -> None:
     set_config(shop, "dbt", setup_selection="resource_type:seed path:models/stagin")  # a typo
@@ -85,9 +93,7 @@ def test_a_cycle_is_not_blamed_on_the_selection_syntax(shop: Workspace) -> None:
 @slow
 def test_a_quote_in_the_database_file_name_points_at_the_database_path(shop: Workspace) -> None:
     set_config(shop, "database", path="ware'house.duckdb")
-    result, text = failed(shop)
-    failure = first_failure(result)
-    assert result.exit_code == 1 and "correct seeds/" not in failure, f"a database problem blamed on a seed file:\n{failure}"
+    failure = failure_not_blamed_on_a_seed(shop, "a database problem")
     assert "database.path" in failure and "ware'house.duckdb" in failure, failure
 
 
@@ -97,9 +103,7 @@ def test_a_bad_duckdb_setting_points_at_the_profile(shop: Workspace) -> None:
     profile = yaml.safe_load(profiles.read_text())
     profile["shop"]["outputs"]["dev"]["settings"] = {"not_a_real_setting": 1}
     profiles.write_text(yaml.safe_dump(profile))
-    result, text = failed(shop)
-    failure = first_failure(result)
-    assert result.exit_code == 1 and "correct seeds/" not in failure, f"a profile problem blamed on a seed file:\n{failure}"
+    failure = failure_not_blamed_on_a_seed(shop, "a profile problem")
     assert "profiles.yml" in failure and "not_a_real_setting" in failure, failure
 
 
