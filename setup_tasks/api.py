@@ -1,8 +1,8 @@
 """Python API for notebooks and orchestrators: the same doit tasks, driven through doit's API.
 
     from setup_tasks.api import run_setup, get_system_status
-    result = run_setup("setup.yaml")          # or run_setup(quick=True)
-    if not result.success: print(result.failed)
+    result = run_setup()                      # setup.yaml when there is one; or run_setup(quick=True)
+    if not result.success: print(result.error or result.failed)
 
 Nothing here re-implements a step: ``run_setup`` runs doit's ``run`` command over
 the task functions dodo.py uses, in this process (dbt is imported once per process,
@@ -24,17 +24,17 @@ from doit.exceptions import InvalidDodoFile, UnmetDependency
 from doit.reporter import ConsoleReporter
 
 from .cli import namespace
-from .cli.app import App
-from .cli.doit_state import saved_values
+from .cli.app import App, RunHalted, only_looks
+from .cli.forget import Forget
 from .config import Settings, load_settings
-from .errors import SetupError
-from .naming import Translator
+from .errors import ConfigError, SetupError
+from .naming import CENSUS_TASK, Translator
 from .ops.status import SystemStatus, collect_status, unready
 
 
 @dataclass(frozen=True)
 class TaskRun:
-    """One task of a run: built, up-to-date, failed or not run (a dependency failed)."""
+    """One seed, model, census or check task of a run: built (a node), ran (a check), up-to-date, failed or not-run."""
 
     name: str
     status: str
@@ -56,7 +56,13 @@ class SetupResult:
 
     @property
     def built(self) -> list[str]:
+        """Seeds, models, snapshots and the census built in this run."""
         return self.named("built")
+
+    @property
+    def ran(self) -> list[str]:
+        """Checks that ran in this run (their results: ``validation``)."""
+        return self.named("ran")
 
     @property
     def up_to_date(self) -> list[str]:
@@ -69,11 +75,25 @@ class SetupResult:
 
 @dataclass
 class _Recorder:
-    """Collects what doit reports about each task."""
+    """Collects what doit reports about the tasks that are the work (nodes, census, checks), for one app."""
 
+    app: App
     started: dict[str, float] = field(default_factory=dict)
     runs: list[TaskRun] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def kind(self, task: Any) -> str | None:
+        """'built' for a node or the census, 'ran' for a check, None for groups and helpers."""
+        if task.name in self.app.node_task_names or task.name == CENSUS_TASK:
+            return "built"
+        if task.name in self.app.check_names:
+            return "ran"
+        return None
+
+    def add(self, task: Any, status: str, seconds: float = 0.0, message: str = "") -> None:
+        kind = self.kind(task)
+        if kind is not None:
+            self.runs.append(TaskRun(task.name, kind if status == "success" else status, seconds, message))
 
     def reporter(self) -> type:
         recorder = self
@@ -89,20 +109,22 @@ class _Recorder:
                 return time.perf_counter() - recorder.started.get(task.name, time.perf_counter())
 
             def add_success(self, task: Any) -> None:
-                recorder.runs.append(TaskRun(task.name, "built", self._seconds(task)))
+                recorder.add(task, "success", self._seconds(task))
 
             def add_failure(self, task: Any, fail: Any) -> None:
+                recorder.app.note_failure(task.name, fail)
                 message = fail.message if hasattr(fail, "message") else str(fail)
                 status = "not-run" if isinstance(fail, UnmetDependency) else "failed"
-                recorder.runs.append(TaskRun(task.name, status, self._seconds(task), str(message)))
+                recorder.add(task, status, self._seconds(task), str(message))
 
             def skip_uptodate(self, task: Any) -> None:
-                recorder.runs.append(TaskRun(task.name, "up-to-date"))
+                recorder.add(task, "up-to-date")
 
             def skip_ignore(self, task: Any) -> None:
-                recorder.runs.append(TaskRun(task.name, "ignored"))
+                recorder.add(task, "ignored")
 
             def runtime_error(self, msg: str) -> None:
+                recorder.app.note_doit_error(msg)
                 recorder.errors.append(msg)
 
         return RecordingReporter
@@ -117,19 +139,23 @@ def _settings(config: str | Path | Settings | None) -> Settings:
     return load_settings(config, root=root)
 
 
-def _app(config: str | Path | Settings | None, translator: Translator | None) -> App:
-    return App(settings=_settings(config), translator=translator, mode="api")
+def _app(config: str | Path | Settings | None, translator: Translator | None, read_only: bool = False) -> App:
+    return App(settings=_settings(config), translator=translator, mode="api", read_only=read_only)
+
+
+# Our commands, whatever the working directory (pyproject.toml registers them for the command line).
+COMMANDS = {"COMMAND": {"forget": f"{Forget.__module__}:{Forget.__name__}"}}
 
 
 def _run(app: App, args: Sequence[str], reporter: type | None) -> int:
     loader = ModuleTaskLoader(namespace(app, reporter))
-    return DoitMain(loader).run(list(args)) or 0  # some doit commands return None for success
+    return DoitMain(loader, extra_config=COMMANDS).run(list(args)) or 0  # some doit commands return None for success
 
 
 def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, reporter: type | None = None,
              translator: Translator | None = None) -> int:
     """Run a doit command (e.g. ``["forget", "seed:x"]``) over the setup tasks, in process."""
-    app = _app(config, translator)
+    app = _app(config, translator, only_looks(args))
     try:
         return _run(app, args, reporter)
     finally:
@@ -146,23 +172,28 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
     except SetupError as err:
         return SetupResult(False, 3, (), {}, 0.0, err.one_line())
     settings = app.settings
-    recorder = _Recorder()
-    keep_going = (not settings.setup.fail_fast) if continue_on_failure is None else continue_on_failure
-    args = ["run", *(["--continue"] if keep_going else []), *(tasks or ["quick" if quick else "setup"])]
+    recorder = _Recorder(app)
+    app.keep_going = (not settings.setup.fail_fast) if continue_on_failure is None else continue_on_failure
+    args = ["run", *(tasks or ["quick" if quick else "setup"])]
     try:
         app.engine()  # definition errors surface here as one line, not on doit's stderr
-        code = _run(app, args, recorder.reporter())
+        try:
+            code = _run(app, args, recorder.reporter())
+        except RunHalted:  # the database is locked: the failure that said so is recorded
+            code = 1
+        code = code if code == 3 else app.exit_status()  # 3: doit refused the command line
     except (SetupError, InvalidDodoFile) as err:
         app.close()
         message = err.one_line() if isinstance(err, SetupError) else str(err)
-        return SetupResult(False, 3, tuple(recorder.runs), {}, time.perf_counter() - started, message)
+        code = 3 if isinstance(err, (ConfigError, InvalidDodoFile)) else 1  # as doit says: a dodo error, or a failed run
+        return SetupResult(False, code, tuple(recorder.runs), {}, time.perf_counter() - started, message)
     validation = app.check_results
     if app.state_error is not None:  # doit's state could not be written (disk full, read-only)
         code = code or 1
         recorder.errors.append(app.state_error.one_line())
     app.write_report(code)
     app.close()
-    error = "; ".join(recorder.errors)
+    error = "; ".join(recorder.errors) or "; ".join(f"{task}: {why}" for task, why in app.failures[:3])
     return SetupResult(code == 0, code, tuple(recorder.runs), validation, time.perf_counter() - started, error)
 
 
@@ -172,11 +203,10 @@ def get_system_status(config: str | Path | Settings | None = None, translator: T
     ``ready`` follows the rule documented in ``setup_tasks.ops.status``.
     """
     try:
-        app = _app(config, translator)
+        app = _app(config, translator, read_only=True)
     except SetupError as err:
         return unready(err.one_line())
     try:
-        with saved_values(app.doit_config(reporter=type(None))) as values_of:
-            return collect_status(app.settings, app.engine, values_of, app.translator)
+        return collect_status(app.settings, app.engine, app.translator)
     finally:
         app.close()

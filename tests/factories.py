@@ -294,7 +294,7 @@ class FakeEngine:
     def database_contents(self, live: bool = False) -> Any:
         return self.db.contents()
 
-    def status(self, uid: str, values: Mapping[str, Any] | None = None) -> Any:
+    def status(self, uid: str) -> Any:
         from setup_tasks.engine.staleness import NodeStatus
 
         return self.statuses.get(uid) or NodeStatus(uid, False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from setup_tasks.engine.census import (
     DEFAULT_PLAN_YEAR,
     REQUIRED_CENSUS_COLUMNS,
     CensusDefects,
+    census_contract_problem,
     census_needs_generation,
     generate_census,
     inspect_census,
@@ -335,3 +337,27 @@ def test_command_line_refuses_a_user_census(census_path: Path, capsys: pytest.Ca
     write_user_census(census_path)
     assert main(["--employees", "10", "--path", str(census_path)]) == 1
     assert "--force" in capsys.readouterr().err
+
+
+# --- the contract --------------------------------------------------------------
+
+
+def test_a_generated_census_meets_the_contract(census_path: Path) -> None:
+    generate_census(census_path, 50)
+    assert census_contract_problem(inspect_census(census_path)) is None
+
+
+def test_the_contract_names_every_missing_column_and_wrong_type_with_an_example(census_path: Path) -> None:
+    generate_census(census_path, 50)
+    broken = census_path.with_name("broken.parquet")
+    with memory_connection() as con:
+        con.execute(f"COPY (SELECT * EXCLUDE (roth_contribution) REPLACE ("
+                    f"strftime(employee_hire_date, '%d/%m/%Y') AS employee_hire_date, "
+                    f"format('{{:,.2f}}', employee_gross_compensation) AS employee_gross_compensation) "
+                    f"FROM read_parquet('{census_path}')) TO '{broken}' (FORMAT parquet)")
+    error = census_contract_problem(inspect_census(broken))
+    assert error is not None
+    assert error.cause.startswith(f"census {broken}: lacks roth_contribution; ")
+    assert re.search(r"employee_hire_date is VARCHAR \(e\.g\. '\d\d/\d\d/\d{4}'\) where DATE is needed", error.cause)
+    assert "employee_gross_compensation is VARCHAR (e.g. '" in error.cause and "a number" in error.cause
+    assert "add roth_contribution" in error.fix and "ISO YYYY-MM-DD" in error.fix and "no thousands separators" in error.fix

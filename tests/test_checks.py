@@ -115,7 +115,7 @@ def test_duplicate_employee_fails_as_error_and_counts_raw_duplicates(tmp_path: P
     db = make_db(tmp_path / "d.duckdb", sql="insert into stg_census_data select * from stg_census_data where employee_id = 'E03'")
     result = run("census_data_quality.duplicate_ids", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
-    assert result.message == "1 employee ids occurring more than once in stg_census_data"
+    assert result.message == "1 employee id occurring more than once in stg_census_data"
     assert result.details["sample"] == [{"employee_id": "E03", "records": 2}]
     assert result.details["raw_duplicate_ids"] == 2 and result.details["resolved_by_staging"] == 3
     assert "de-duplication" in result.guidance
@@ -154,7 +154,7 @@ def test_negative_compensation(tmp_path: Path) -> None:
     db = make_db(tmp_path / "d.duckdb", sql="update stg_census_data set employee_gross_compensation = -500 where employee_id = 'E04'")
     result = run("baseline_workforce.compensation", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
-    assert result.message == "1 active employees without a positive compensation"
+    assert result.message == "1 active employee without a positive compensation"
     assert result.details["sample"] == [{"employee_id": "E04", "compensation": -500.0}]
     assert "census.path" in result.guidance
 
@@ -197,10 +197,10 @@ def test_census_quality_defects_are_reported(tmp_path: Path) -> None:
         "update stg_census_data set employee_birth_date = null where employee_id = 'E02'"))
     validation = settings(tmp_path)
     late = run("census_data_quality.hire_after_termination", validation, db)
-    assert (late.status, late.severity, late.message) == ("failed", "warning", "1 employees hired after their termination date")
+    assert (late.status, late.severity, late.message) == ("failed", "warning", "1 employee hired after their termination date")
     young = run("census_data_quality.implausible_ages", validation, db)
     assert (young.status, young.severity) == ("failed", "warning")
-    assert young.message == "1 employees aged outside 16-80 on 1 January 2025"
+    assert young.message == "1 employee aged outside 16-80 on 1 January 2025"
     assert young.details["sample"][0]["age"] == 10
     nulls = run("census_data_quality.required_nulls", validation, db)
     assert (nulls.status, nulls.severity) == ("failed", "error")
@@ -222,7 +222,7 @@ def test_active_pay_outside_every_band(tmp_path: Path) -> None:
     db = make_db(tmp_path / "d.duckdb", sql="update stg_census_data set employee_gross_compensation = 500000 where employee_id = 'E09'")
     result = run("configuration_consistency.active_pay_in_job_level", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
-    assert result.message == "1 active employees paid outside every job level band of stg_config_job_levels"
+    assert result.message == "1 active employee paid outside every job level band of stg_config_job_levels"
 
 
 def test_hazard_band_gap_mismatch_and_uncovered_employees(tmp_path: Path) -> None:
@@ -356,7 +356,7 @@ def test_seed_integrity_defects(tmp_path: Path) -> None:
     assert (present.status, present.severity, present.message) == ("failed", "critical", "1 of 2 required seed tables missing: cola")
     counts = run("seed_data_integrity.row_counts", validation, db, proj)
     assert (counts.status, counts.severity) == ("failed", "error")
-    assert counts.message == "seed row counts differ from their CSV files: levels has 1 rows, seeds/levels.csv has 2"
+    assert counts.message == "seed row counts differ from their CSV files: levels has 1 row, seeds/levels.csv has 2"
     nulls = run("seed_data_integrity.null_columns", validation, db, proj)
     assert (nulls.status, nulls.severity, nulls.message) == ("failed", "warning", "1 seed columns entirely null: levels.label")
 

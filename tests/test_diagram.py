@@ -20,7 +20,7 @@ SAFE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def diagram_of(engine: FakeEngine, validations: list[dict[str, Any]] | None = None) -> Diagram:
-    return setup_diagram(engine, node_statuses(engine, lambda task: {}, Translator()), Translator(), validations or [])
+    return setup_diagram(engine, node_statuses(engine), Translator(), validations or [])
 
 
 def mermaid_nodes(text: str) -> dict[str, str]:
@@ -52,7 +52,7 @@ def test_dot_marks_stale_nodes_and_escapes_labels(tmp_path: Path) -> None:
 
 def test_output_is_deterministic(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path, STALE_ORDERS)
-    statuses = node_statuses(engine, lambda task: {}, Translator())
+    statuses = node_statuses(engine)
     first = setup_diagram(engine, statuses, Translator())
     second = setup_diagram(engine, dict(reversed(list(statuses.items()))), Translator())
     assert first.mermaid() == second.mermaid() and first.dot() == second.dot()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
 from factories import make_manifest, manifest_node as n
+from setup_tasks.project import fingerprints as fingerprint_module
 from setup_tasks.project.fingerprints import FileHasher, FingerprintCalculator, effective_vars, explain
 from setup_tasks.project.graph import SetupGraph
 from setup_tasks.project.manifest import manifest_from_dict
@@ -124,7 +128,8 @@ def test_a_checks_reasons_use_the_same_words() -> None:
     # A table setup does not build cannot be tracked: a check reading one always runs.
     assert stale_reasons(new, dict(new), names) == ["reads raw, which setup does not track"]
 
-def test_file_hasher_reuses_hashes_of_unchanged_files(tmp_path: Path) -> None:
+def test_file_hasher_reuses_hashes_of_unchanged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fingerprint_module, "RACY_NS", 0)  # files written by the test count as settled
     path = tmp_path / "big.bin"
     path.write_bytes(b"x" * 3_000_000)  # beyond the 1 MiB where dbt stops hashing seeds
     cache: dict = {}
@@ -134,6 +139,37 @@ def test_file_hasher_reuses_hashes_of_unchanged_files(tmp_path: Path) -> None:
     assert FileHasher(cache).hash(path) != first
 
 
+def test_file_hasher_sees_a_same_length_edit_whose_mtime_was_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fingerprint_module, "RACY_NS", 0)
+    path = tmp_path / "orders.csv"
+    path.write_text("id,amount\n10,20.5\n")
+    before = path.stat()
+    cache: dict = {}
+    first = FileHasher(cache).hash(path)
+    path.write_text("id,amount\n10,90.5\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `touch -r` does
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert FileHasher(cache).hash(path) != first
+
+
+def test_file_hasher_does_not_cache_a_file_changed_a_moment_ago(tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("id\n1\n")
+    cache: dict = {}
+    FileHasher(cache).hash(path)
+    assert cache == {}  # an edit in the same clock tick would otherwise be missed for good
+    cache[str(path.resolve())] = [[0, 0, path.stat().st_size, path.stat().st_mtime_ns], "stale"]  # an old-style key
+    assert FileHasher(cache).hash(path) != "stale"
+
+
 def test_effective_vars_follow_dbt_precedence() -> None:
     project_yaml = {"vars": {"a": 1, "b": 1, "proj": {"b": 2, "c": 2}}}
     assert effective_vars(project_yaml, "proj", {"c": 3}) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_env_var_names_are_found_as_yaml_and_jinja_write_them() -> None:
+    from setup_tasks.project.manifest import ENV_VAR_RE
+
+    written = ("{{ env_var('A') }}", '{{ env_var("B", "x") }}',
+               "- '{% if env_var(''C'', '''') %}select 1{% endif %}'")  # a hook in single-quoted YAML
+    assert [name for text in written for name in ENV_VAR_RE.findall(text)] == ["A", "B", "C"]

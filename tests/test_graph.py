@@ -10,7 +10,7 @@ from factories import make_manifest, manifest_node as n
 from setup_tasks.errors import GraphCycleError
 from setup_tasks.project.graph import SetupGraph
 from setup_tasks.store.caches import load_graph_memo, save_graph_memo
-from setup_tasks.project.manifest import manifest_from_dict
+from setup_tasks.project.manifest import manifest_from_dict, parse_problems
 
 
 def graph(*nodes, memo=None) -> SetupGraph:
@@ -44,6 +44,40 @@ def test_tests_of_needs_every_parent_in_scope() -> None:
     g = graph(*DIAMOND)
     assert g.tests_of(["model.p.left"]) == []
     assert g.tests_of(["model.p.left", "model.p.right"]) == ["test.p.rel_left_right"]
+
+
+def test_a_test_whose_ref_names_no_node_is_dbts_warning_not_a_test_to_run() -> None:
+    # stg_regions renamed away: dbt keeps both tests, drops the missing node from depends_on, never runs them.
+    relationships = n("test.p.rel_customers_regions", ("model.p.customers",))
+    relationships["refs"] = [{"name": "customers", "package": None}, {"name": "regions", "package": None}]
+    orphan = n("test.p.not_null_regions", ())
+    orphan["refs"] = [{"name": "regions", "package": None}]
+    sourced = n("test.p.not_null_raw", ())
+    sourced["sources"] = [["raw", "gone"]]
+    g = graph(n("model.p.customers"), relationships, orphan, sourced)
+    assert g.nodes["test.p.rel_customers_regions"].unresolved == ("regions",)
+    assert g.nodes["test.p.not_null_raw"].unresolved == ("raw.gone",)
+    assert g.tests_of(["model.p.customers"]) == []
+    assert g.unresolved_tests(["model.p.customers"]) == ["test.p.not_null_raw", "test.p.not_null_regions",
+                                                         "test.p.rel_customers_regions"]
+    assert g.unresolved_tests([]) == ["test.p.not_null_raw", "test.p.not_null_regions"]
+
+
+def test_a_parse_that_disagrees_with_the_files_is_found(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "tests" / "generic").mkdir(parents=True)
+    (tmp_path / "dbt_project.yml").write_text("name: p\n")
+    for rel in ("models/a.sql", "models/b.sql", "tests/check_a.sql", "tests/generic/my_test.sql"):
+        (tmp_path / rel).write_text("select 1")
+    a, gone = n("model.p.a", path="models/a.sql"), n("model.p.gone", path="models/gone.sql")
+    check = n("test.p.check_a", ("model.p.a",), path="tests/check_a.sql")
+    for node in (a, gone, check):
+        node["package_name"] = "p"
+    raw = make_manifest(a, gone, check)
+    assert parse_problems(raw, tmp_path) == ["models/gone.sql: no such file", "models/b.sql: no model parsed from it"]
+    raw["nodes"].pop("model.p.gone")
+    raw["disabled"] = {"model.p.b": [{**n("model.p.b", path="models/b.sql"), "package_name": "p"}]}
+    assert parse_problems(raw, tmp_path) == []
 
 
 def test_ephemeral_models_are_walked_through_to_real_parents() -> None:

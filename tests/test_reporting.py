@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from doit.exceptions import TaskFailed, UnmetDependency
 
-from setup_tasks.cli.app import App
-from setup_tasks.cli.reporter import SetupReporter, cli_verbosity, reporter_for  # noqa: F401
+from setup_tasks.cli.app import App, CommandLine
+from setup_tasks.cli.reporter import JsonReporter, SetupReporter, cli_verbosity, reporter_for  # noqa: F401
 from setup_tasks.engine.engine import Outcome, RunState
 from setup_tasks.validation.results import CheckResult
 
@@ -93,13 +94,13 @@ def test_piped_output_is_plain_lines_and_a_summary(engine: FakeEngine) -> None:
     text = out.getvalue()
     assert not ANSI.search(text) and "\r" not in text
     lines = text.splitlines()
-    assert any(l.startswith("· seed:regions") and "up to date" in l for l in lines)
+    assert not any(l.startswith("· seed:regions") for l in lines)  # up-to-date tasks: one tally, below
     assert sum("seed:customers" in l for l in lines) == 1  # printed once, when dbt finished it
-    assert any(l.startswith("✓ seed:customers") and "3 rows" in l for l in lines)
+    assert any(l.startswith("✓ seed:customers") and l.endswith("3 rows") for l in lines)
     assert any(l.startswith("✗ model:stg_customers") and "Parser Error" in l for l in lines)
-    assert any(l.startswith("- model:stg_orders") and "not run" in l for l in lines)
-    assert "summary: 1 built, 1 up to date, 1 failed, 1 not run, 1 leftover table(s) dropped" in text
-    assert "validations: 1 failed (error)" in text
+    assert any(l.startswith("- model:stg_orders") and "not run: model:stg_customers failed" in l for l in lines)
+    assert "summary: 1 built, 1 failed, 1 not run, 1 up to date, 1 leftover table dropped" in text
+    assert "validations: 1 fail" in text
     assert any(l.startswith("- main.stg_old") and "no node of the project builds it now" in l for l in lines)
 
 
@@ -108,8 +109,21 @@ def test_terminal_output_has_colour_and_live_progress(engine: FakeEngine) -> Non
     run(make_reporter(out, {"verbosity": 1}, engine), engine)
     text = out.getvalue()
     assert "\x1b[32m✓\x1b[0m" in text and "\x1b[31m✗\x1b[0m" in text
-    assert re.search(r"\r\x1b\[K.*building seed:customers \(1 of 2\)", text)
-    assert text.rstrip().endswith("validations: 1 failed (error)")
+    assert re.search(r"\r\x1b\[K\x1b\[33m…\x1b\[0m building seed:customers \(1 of 2\) \d", text)
+    assert ANSI.sub("", text).rstrip().endswith("validations: 1 fail")
+
+
+def test_the_live_line_goes_when_the_last_node_of_the_batch_finished(engine: FakeEngine) -> None:
+    out = Stream(tty=True)
+    reporter = make_reporter(out, {"verbosity": 1}, engine)
+    reporter.initialize({}, [])
+    engine.listeners[0]("batch", {"nodes": ["seed.p.customers"]})
+    engine.listeners[0]("start", {"unique_id": "seed.p.customers"})
+    done = Outcome("seed.p.customers", "success", seconds=0.1, rows=1)
+    engine.listeners[0]("node", {"unique_id": done.unique_id, "outcome": done})
+    after = out.getvalue().split("seed:customers", 2)[-1]
+    assert "building" not in after and "1 row" in after and "1 rows" not in after
+    reporter.live.close()
 
 
 def test_quiet_prints_errors_and_the_summary_only(engine: FakeEngine) -> None:
@@ -129,13 +143,101 @@ def test_quiet_success_prints_nothing(engine: FakeEngine) -> None:
     assert out.getvalue() == ""
 
 
-def test_verbose_lets_dbt_log(engine: FakeEngine) -> None:
-    make_reporter(Stream(tty=False), {"verbosity": 2}, engine).initialize({}, [])
-    assert engine.quiet is False
+def test_verbose_lets_dbt_log_and_lists_up_to_date_tasks(engine: FakeEngine) -> None:
+    out = Stream(tty=False)
+    reporter = make_reporter(out, {"verbosity": 2}, engine)
+    reporter.initialize({}, [])
+    assert engine.quiet is False and engine.log == reporter.dbt_line
+    reporter.skip_uptodate(task("seed:regions"))
+    engine.log("\x1b[32mOK\x1b[0m loaded seed file main.regions")
+    text = out.getvalue()
+    assert any(l.startswith("· seed:regions") and "up to date" in l for l in text.splitlines())
+    assert re.search(r"^\d\d:\d\d:\d\d  OK loaded seed file main.regions$", text, re.M)  # no colour in a file
+
+
+def test_long_names_keep_one_column_and_the_longest_is_cut(engine: FakeEngine) -> None:
+    out = Stream(tty=False)
+    reporter = make_reporter(out, {"verbosity": 1}, engine)
+    long_name = "validate:" + "x" * 80
+    tasks = {name: SimpleNamespace(name=name, actions=[object()], task_dep=[])
+             for name in ("seed:customers", "validate:a_check_with_a_long_name", long_name)}
+    tasks["setup"] = SimpleNamespace(name="setup", actions=[], task_dep=list(tasks))
+    reporter.initialize(tasks, ["setup"])
+    for name in tasks:
+        if name != "setup":
+            reporter.add_success(task(name))
+    columns = {l.split(" ", 2)[1]: len(l) - len(l.split()[-1]) for l in out.getvalue().splitlines()}
+    assert len(set(columns.values())) == 1, columns
+    assert any(name.endswith("…") and len(name) == 64 for name in columns)
+
+
+def test_terminal_lines_wrap_at_words_within_the_width(engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    out = Stream(tty=True)
+    reporter = make_reporter(out, {"verbosity": 1}, engine)
+    reporter.initialize({}, [])
+    reporter.add_failure(task("model:stg_customers"), TaskFailed("model stg_customers failed: " + "word " * 30))
+    lines = ANSI.sub("", out.getvalue()).splitlines()
+    assert len(lines) > 1 and all(len(l) <= 60 for l in lines)
+    assert all(l.rstrip().endswith("word") or l.rstrip().endswith("failed:") for l in lines)
+    reporter.live.close()
+
+
+def test_unchanged_warnings_are_one_line_of_the_summary(engine: FakeEngine) -> None:
+    out = Stream(tty=False)
+    reporter = make_reporter(out, {"verbosity": 1}, engine)
+    reporter.initialize({}, [])
+    for name in ("w1", "w2"):
+        engine.checks[name] = CheckResult(name, "failed", "warning", "3 rows", up_to_date=True, checked_at=1.0e9)
+    engine.checks["ok"] = CheckResult("ok", "passed", "error", "fine", up_to_date=True)
+    reporter.complete_run()
+    text = out.getvalue()
+    assert "w1" not in text and "w2" not in text
+    assert re.search(r"validations: 1 passed, 2 warn\n  2 warnings unchanged since 2001-09-09 \d\d:\d\d: doit status lists them", text)
+
+
+def test_the_exit_status_is_1_for_a_failure_whatever_doit_would_say() -> None:
+    app = App(mode="api")
+    app.note_failure("model:x", UnmetDependency("model:y"))
+    assert app.exit_status() == 0  # only the failure it waited for counts
+    app.note_failure("model:y", TaskFailed("broken"))
+    assert app.exit_status() == 1
+    app.interrupted, app.terminated = True, True
+    assert app.exit_status() == 143
 
 
 @pytest.mark.parametrize("argv, expected", [
     (["setup"], 1), (["-v", "2", "setup"], 2), (["-v0", "setup"], 0), (["--verbosity=2"], 2), (["--verbosity", "0"], 0),
+    (["setup", "-v", "2"], 2),
 ])
 def test_verbosity_comes_from_doits_option(argv: list[str], expected: int) -> None:
     assert cli_verbosity(argv) == expected
+
+
+def test_doit_options_count_before_or_after_the_task_name() -> None:
+    line = CommandLine.parse(["setup", "--continue", "--reporter", "json", "config=x.yaml"])
+    assert (line.keep_going, line.reporter, line.verbosity) == (True, "json", None)
+    assert CommandLine.parse(["-c", "setup"]).keep_going and not CommandLine.parse(["setup"]).keep_going
+
+
+def test_doits_json_report_ends_with_setups_status() -> None:
+    def finished(*failures: tuple[str, Any]) -> int | str | None:
+        reporter = JsonReporter(Stream(tty=False), {})
+        for name, fail in failures:
+            doit_task = SimpleNamespace(name=name, actions=[SimpleNamespace(out="", err="")])
+            reporter.get_status(doit_task)
+            reporter.add_failure(doit_task, fail)
+        with pytest.raises(SystemExit) as ended:
+            reporter.complete_run()
+        return ended.value.code
+
+    assert finished(("model:stg_orders", UnmetDependency("model:stg_customers"))) == 0  # doit would say 2
+    assert finished(("model:stg_customers", TaskFailed("broken")),
+                    ("model:stg_orders", UnmetDependency("model:stg_customers"))) == 1
+
+
+def test_the_json_reporter_is_doits_json_here() -> None:
+    import tomllib
+
+    doit = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["tool"]["doit"]
+    assert doit["plugins"]["reporter"]["json"] == "setup_tasks.cli.reporter:JsonReporter"

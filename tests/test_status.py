@@ -15,7 +15,6 @@ import pytest
 from factories import REPO, FakeEngine, Workspace, clean_env
 from setup_tasks.engine.staleness import NodeStatus
 from setup_tasks.errors import ProjectError
-from setup_tasks.cli.doit_state import saved_values
 from setup_tasks.naming import Translator
 from setup_tasks.ops.status import (
     CensusState, DatabaseState, NodeState, SystemStatus, census_state, collect_status, node_statuses, readiness, render,
@@ -59,18 +58,16 @@ def test_stale_nodes_do_not_make_it_unready() -> None:
 # -- the facts ----------------------------------------------------------------------------
 
 
-def test_collect_reports_nodes_with_doit_values(tmp_path: Path) -> None:
+def test_collect_reports_nodes(tmp_path: Path) -> None:
     stale = {"model.shop.stg_orders": NodeStatus("model.shop.stg_orders", True, ("forced (doit forget)",))}
     engine = FakeEngine(tmp_path, stale)
-    asked: list[str] = []
-    result = collect_status(engine.settings, lambda: engine, lambda task: asked.append(task) or {}, Translator())
+    result = collect_status(engine.settings, lambda: engine, Translator())
     assert result.ready, result.reason
     assert result.database is not None and result.database.state == "absent"
     assert result.seeds == ("customers", "orders")
     assert result.models == ("stg_customers", "stg_orders", "stg_customer_orders", "stg_events")
     assert result.stale == ["model:stg_orders"]
     assert {n.task: n.reason for n in result.nodes}["model:stg_orders"] == "forced (doit forget)"
-    assert "model:stg_orders" in asked
     assert result.census is not None and not result.census.read_by_project  # shop reads events, not the census
     assert set(result.versions) == {"dbt-core", "dbt-duckdb", "duckdb"}
 
@@ -79,7 +76,7 @@ def test_observing_leaves_the_run_report_alone(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path)
     engine.run.checked["seed.shop.orders"] = NodeStatus("seed.shop.orders", True, ("never built",))
     before = dict(engine.run.checked)
-    assert len(node_statuses(engine, lambda task: {}, Translator())) == len(engine.setup_nodes)
+    assert len(node_statuses(engine)) == len(engine.setup_nodes)
     assert engine.run.checked == before
 
 
@@ -89,7 +86,7 @@ def test_unusable_project_is_not_ready(tmp_path: Path) -> None:
     def broken() -> FakeEngine:
         raise ProjectError("dbt cannot parse the project: bad yaml", "fix models/schema.yml")
 
-    result = collect_status(engine.settings, broken, lambda task: {}, Translator())
+    result = collect_status(engine.settings, broken, Translator())
     assert not result.ready
     assert result.reason.startswith("dbt project unusable: dbt cannot parse the project")
     assert result.nodes == () and result.census is not None
@@ -116,7 +113,7 @@ def test_locked_database_is_not_ready_and_names_the_holder(tmp_path: Path) -> No
     engine = FakeEngine(tmp_path)
     duckdb.connect(str(engine.db_path)).close()
     with holding_duckdb(engine.db_path) as pid:
-        result = collect_status(engine.settings, lambda: engine, lambda task: {}, Translator())
+        result = collect_status(engine.settings, lambda: engine, Translator())
     assert not result.ready
     assert result.database is not None and result.database.state == "locked"
     assert f"PID {pid}" in result.reason
@@ -129,7 +126,7 @@ def test_run_in_progress_is_not_ready(tmp_path: Path) -> None:
     code = ("from pathlib import Path; from setup_tasks.store.lock import RunLock; "
             f"lock = RunLock(Path({str(engine.lock.path)!r}), Path('w')); lock.acquire()")
     with another_process(code) as pid:
-        result = collect_status(engine.settings, lambda: engine, lambda task: {}, Translator())
+        result = collect_status(engine.settings, lambda: engine, Translator())
     assert not result.ready
     assert result.reason.endswith(f"a setup run is in progress (PID {pid})")
 
@@ -159,12 +156,6 @@ def test_render_shows_every_fact() -> None:
     assert "slower     model:stg_a: 3.00 s, median of earlier runs 1.00 s" in lines
 
 
-def test_saved_values_without_a_doit_state_file(tmp_path: Path) -> None:
-    with saved_values({"dep_file": str(tmp_path / "none.sqlite"), "backend": "sqlite3"}) as values_of:
-        assert values_of("seed:x") == {}
-    assert not (tmp_path / "none.sqlite").exists()
-
-
 def test_versions_come_without_importing_dbt() -> None:
     code = ("import sys; from setup_tasks.ops.status import package_versions; "
             "v = package_versions(); assert 'dbt' not in sys.modules, 'dbt imported'; print(v['dbt-core'])")
@@ -183,6 +174,7 @@ def test_doit_status_end_to_end(shop: Workspace) -> None:
     assert "ready to set up" in fresh.stdout and "never built" in fresh.stdout
     assert "does not exist yet" in fresh.stdout
     assert not shop.db_path.exists()  # status never builds
+    assert not (shop.root / ".planwise").exists()  # nor leaves anything beside a database not built
 
     assert shop.doit("setup").returncode == 0
     shop.seed("orders", "id,customer_id,amount\n10,1,1.0\n")  # seeds do not cost a re-parse; vars would

@@ -53,7 +53,9 @@ def test_result_round_trips_through_json() -> None:
 
 def test_one_line_and_blocking_follow_fail_on() -> None:
     failed = result("x.y", "failed", "warning", message="3 rows", guidance="fix rows")
-    assert failed.one_line() == "x.y failed (warning): 3 rows -- fix: fix rows"
+    assert failed.one_line() == "x.y warn: 3 rows -- fix: fix rows"  # dbt's word for a reported failure
+    assert failed.one_line(("warning",)) == "x.y fail (warning): 3 rows -- fix: fix rows"
+    assert result("x.y", "failed", "error", message="m").one_line() == "x.y fail: m"
     assert not failed.blocking(("critical", "error"))
     assert failed.blocking(("warning",))
     assert not result(status="passed").blocking(("error",))
@@ -72,10 +74,11 @@ def test_summary_counts_rate_and_failures() -> None:
     assert [r.name for r in summary.blocking_failures] == ["c"]
     assert not summary.ok
     lines = summary.lines()
-    assert lines[0] == "validation: 5 checks run, 3 passed, 2 failed, 1 skipped, success rate 60%"
-    assert "  critical: c failed (critical): m -- fix: g" in lines
-    assert "  reported: w failed (warning): m" in lines
+    assert lines[0] == "validation: 6 checks, 3 passed, 1 fail, 1 warn, 1 skipped, success rate 60%"
+    assert "  c fail (critical): m -- fix: g" in lines
+    assert "  w warn: m" in lines
     assert "  skipped (table t absent): s" in lines
+    assert summary.tally() == "3 passed, 1 fail, 1 warn, 1 skipped"
     assert summary.as_dict()["critical_failures"] == ["c"]
 
 
@@ -213,6 +216,17 @@ class FakeEngine:
         self.digests = {uid: f"fp-{uid}" for uid in self.manifest.nodes}
         self.records = SimpleNamespace(get=lambda uid: BuildRecord("d", {}, 0.0, 0.0, "b", signature=f"sig-{uid}"))
         self.run = RunState()
+        self.task_nodes = self.setup_nodes
+        self.unbuilt: dict[str, str] = {}  # what ensure() answers: the inputs that did not build
+
+    def ensure(self, uids: Any) -> dict[str, str]:
+        return {u: why for u, why in self.unbuilt.items() if u in set(uids)}
+
+    def status(self, uid: str) -> Any:
+        return SimpleNamespace(stale=False, reason="up to date")
+
+    def label(self, uid: str) -> str:
+        return self.names()[uid]
 
     def fingerprints(self) -> dict[str, Fingerprint]:
         return {uid: Fingerprint(d, {}) for uid, d in self.digests.items()}
@@ -244,7 +258,7 @@ def _run_action(engine: FakeEngine, check: framework.Check, scope: v_scope.Valid
                 ) -> tuple[CheckTarget, Any]:
     scope = scope or _scope(engine)
     engine.scope = scope
-    target = CheckTarget(scope, check, f"validate:{check.name}")
+    target = CheckTarget(scope, check, f"validate:{check.name}", scope.reads(check)[0])
     assert target(None, {}) is False
     return target, cli_checks.check_action(scope, check, target)
 
@@ -286,7 +300,7 @@ def test_blocking_failure_fails_the_task_with_one_line(engine: FakeEngine, tmp_p
     engine.settings = _settings(tmp_path, "validation: {simulation_end_year: 2033}\n")
     _, outcome = _run_action(engine, framework.REGISTRY.get(COLA))
     assert isinstance(outcome, TaskFailed)
-    assert outcome.message == (f"{COLA} failed (error): no COLA rate in stg_config_cola_by_year for 2031, 2032, 2033 "
+    assert outcome.message == (f"{COLA} fail: no COLA rate in stg_config_cola_by_year for 2031, 2032, 2033 "
                                "(simulation years 2025-2033) -- fix: add those years to seeds/cola_seed.csv, or change "
                                "validation.simulation_start_year / validation.simulation_end_year")
     assert engine.scope.results[COLA].failed
@@ -310,6 +324,24 @@ def test_a_check_that_could_not_run_is_not_stored(engine: FakeEngine, tmp_path: 
     assert target(None, saved) is False and target.reasons == ["last result not stored"]
 
 
+def test_a_check_whose_table_did_not_build_is_not_run_with_the_reason(engine: FakeEngine) -> None:
+    engine.unbuilt = {"model.p.stg_config_cola_by_year": "model stg_config_cola_by_year failed"}
+    target, outcome = _run_action(engine, framework.REGISTRY.get(COLA))
+    result = engine.scope.results[COLA]
+    assert result.not_run and result.message == "model stg_config_cola_by_year failed"
+    assert result.incomplete and "results" not in outcome  # never reused: the next run checks again
+    assert not isinstance(outcome, TaskFailed)  # the node's failure fails the run, not the check
+    assert engine.scope.summary().tally() == "1 not run"
+
+
+def test_a_check_is_stale_while_a_table_it_reads_is(engine: FakeEngine) -> None:
+    target, saved = _run_action(engine, framework.REGISTRY.get(COLA))
+    assert target(None, saved) is True
+    engine.status = lambda uid: SimpleNamespace(stale=True, reason="forced (doit forget)")  # type: ignore[method-assign]
+    assert target(None, saved) is False
+    assert target.reasons == ["reads model stg_config_cola_by_year, which is stale: forced (doit forget)"]
+
+
 def test_tasks_dependencies_groups_and_quick(engine: FakeEngine, tmp_path: Path) -> None:
     engine.settings = _settings(tmp_path, "validation:\n  custom_checks:\n"
                                           "    - {name: cola_known, sql: select * from stg_config_cola_by_year where cola_rate is null}\n"
@@ -317,10 +349,12 @@ def test_tasks_dependencies_groups_and_quick(engine: FakeEngine, tmp_path: Path)
     vt = _tasks(engine)
     tasks = {t["basename"]: t for t in vt.tasks()}
     cola = tasks[f"validate:{COLA}"]
-    assert cola["task_dep"] == ["model:stg_config_cola_by_year"]
+    # Checks ask the engine for what they read (no doit dependency: a failed input must not hide them).
+    assert "task_dep" not in cola and cola["uptodate"][0].inputs == ["model.p.stg_config_cola_by_year"]
+    assert vt.task_dep(framework.REGISTRY.get(COLA)) == ["model:stg_config_cola_by_year"]  # for `doit graph`
     assert cola["doc"] == "[error] A COLA rate for every simulation year (reads stg_config_cola_by_year)"
     assert repr(cola["uptodate"][0]) == f"CheckTarget(validate:{COLA})"
-    assert tasks["validate:cola_known"]["task_dep"] == ["model:stg_config_cola_by_year"]
+    assert tasks["validate:cola_known"]["uptodate"][0].inputs == ["model.p.stg_config_cola_by_year"]
     assert f"validate:{COLA}" in tasks["validate:configuration_consistency"]["task_dep"]
     assert tasks["validate"]["task_dep"][0] == "_plan:validate"
     deps = vt.dependencies()
@@ -425,7 +459,7 @@ def test_setup_validates_then_reruns_only_checks_whose_inputs_changed(tmp_path: 
     assert again.results[f"validate:{COLA}"] == "up-to-date"
     summary = json.loads(again.stdout[again.stdout.find("{"):])
     validate_out = next(t["out"] for t in summary["tasks"] if t["name"] == "validate")
-    assert "validation: 21 checks run, 21 passed, 0 failed" in validate_out  # 18 checks + 3 dbt tests
+    assert "validation: 21 checks, 21 passed, success rate 100%" in validate_out  # 18 checks + 3 dbt tests
 
     ws.seed("config_cola_by_year", "year,cola_rate\n2025,0.02\n2026,0.02\n2028,0.02\n2029,0.02\n")
     broken = doit(ws, "setup")
@@ -434,7 +468,7 @@ def test_setup_validates_then_reruns_only_checks_whose_inputs_changed(tmp_path: 
     assert checks_run(broken) == {
         f"validate:{COLA}", "validate:seed_data_integrity.present", "validate:seed_data_integrity.row_counts",
         "validate:seed_data_integrity.null_columns", "validate:staging_models.materialized",
-        "validate:staging_models.non_empty"}  # doit stops at the blocking failure: dbt_tests not reached
+        "validate:staging_models.non_empty", "validate:dbt_tests"}  # a blocking failure stops no other check
     assert "no COLA rate in stg_config_cola_by_year for 2027 (simulation years 2025-2029)" in broken.stdout
     assert "fix: add those years to seeds/config_cola_by_year.csv" in broken.stdout
 
@@ -462,13 +496,13 @@ def test_quick_runs_foundation_checks_and_custom_checks_fail_by_severity(tmp_pat
         "validate:configuration_consistency.active_pay_in_job_level", "validate:no_top_earners"}
     out = json.loads(quick.stdout[quick.stdout.find("{"):])
     warning = next(t["out"] for t in out["tasks"] if t["name"] == "_validate:quick")
-    assert "reported: no_top_earners failed (warning): 3 offending rows (pay above 100k)" in warning
+    assert "no_top_earners warn: 3 offending rows (pay above 100k)" in warning
 
     setup = doit(ws, "setup")
     assert setup.returncode == 1
     assert setup.results["validate:levers_for_2026"] == "fail"
     assert setup.results["validate:no_top_earners"] == "up-to-date"
-    assert ("levers_for_2026 failed (error): 1 offending rows (no lever for 2026) -- fix: correct the rows "
+    assert ("levers_for_2026 fail: 1 offending row (no lever for 2026) -- fix: correct the rows "
             "the query of validation.custom_checks[1] (levers_for_2026) selects") in setup.stdout
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import sys
 from typing import Any
 
 from doit import get_var
 
-from .app import App
+from .app import App, only_looks
 from .reporter import reporter_for
 from .tasks import TaskCreators
 
@@ -32,4 +33,4 @@ def dodo_namespace(dodo_file: str | Path | None = None) -> dict[str, Any]:
     it, against the working directory.
     """
     root = Path(os.path.abspath(dodo_file)).parent if dodo_file is not None else None
-    return namespace(App(get_var("config"), mode="cli", root=root))
+    return namespace(App(get_var("config"), mode="cli", root=root, read_only=only_looks(sys.argv[1:])))

@@ -4,26 +4,36 @@ doit imports dodo.py, which makes one ``App`` (``cli.dodo_namespace``); the task
 creators, the reporter and every action hang off it, so nothing lives in module
 globals. The Python API makes its own ``App`` per call. Settings and the engine load
 when doit reads DOIT_CONFIG: doit's own state file lives with the project's build
-records for the database, and the database is the file dbt's profile names. Ctrl-C
-ends a command-line run with status 130 and one line, after doit has saved the state
-of every task completed so far.
-Notes of the layers below (the ``setup_tasks`` logger) are shown as dim lines, and a
-state file the disk refuses to write is one line and exit 1, never a traceback.
+records for the database, and the database is the file dbt's profile names. Ctrl-C ends a command-line run with status
+130 and one line, SIGTERM with 143, after doit has saved the state of every task
+completed so far. Notes of the layers below (the ``setup_tasks`` logger) are shown as
+dim lines, and a state file the disk refuses to write is one line and exit 1, never a
+traceback.
+
+doit always runs on after a failed task (its --continue): ``setup.fail_fast`` is the
+engine's rule (no further dbt run after a failed node), so every check still runs and
+reports. The exit status is the app's, not doit's (which says 2 for a task whose
+dependency failed): 1 when a node, a check of a ``validation.fail_on`` severity or
+another task failed, with or without --continue; 0 otherwise.
 """
 
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from doit.exceptions import InvalidDodoFile
+from doit.exceptions import InvalidDodoFile, TaskFailed, UnmetDependency
 
 from ..config import Settings, load_settings
 from ..engine.engine import Engine
@@ -33,16 +43,120 @@ from ..naming import Translator
 from ..ops.run_report import write_run_report
 from ..validation.scope import ValidationScope
 from .doit_state import as_os_error, damage, guard_writes, move_aside
+from .live import LiveLine
 from .notes import cli_verbosity, show_notes
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+# doit's own run options, which people also put after the task name (`doit setup -v 2`):
+# the group tasks accept them as task options, and the app reads them from the command line.
+RUN_OPTIONS = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": int, "default": None,
+                "help": "as doit's -v before the task name: 0 errors only, 2 also dbt's own lines"},
+               {"name": "continue", "short": "c", "long": "continue", "type": bool, "default": False,
+                "help": "as doit's --continue: keep building what does not depend on a failed node"},
+               {"name": "reporter", "short": "r", "long": "reporter", "type": str, "default": "",
+                "help": "as doit's --reporter, e.g. json"})
+# doit commands and setup tasks that only look: on a database that does not exist yet they
+# leave nothing behind (no state folder, no doit state file, no caches, no report).
+READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
+READ_ONLY_TASKS = frozenset({"status", "graph"})
+# doit options (and the graph task's) that take the next argument as their value.
+VALUE_OPTIONS = frozenset({"-v", "--verbosity", "-n", "--process", "-P", "--parallel-type", "--reporter", "-r",
+                           "-o", "--output-file", "-f", "--file", "-d", "--dir", "--db-file", "--backend",
+                           "--dep-file", "--check_file_uptodate", "--seek-file"})
+
+
+def only_looks(args: Sequence[str]) -> bool:
+    """Does this doit command line only look (list, info, status, graph), never build or forget?"""
+    words = [a for a in args if a.startswith("-") or "=" not in a]  # name=value are doit's variables
+    if words and words[0] in READ_ONLY_COMMANDS:
+        return True
+    if words and words[0] == "run":
+        words = words[1:]
+    tasks, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word.startswith("-"):
+            skip = word in VALUE_OPTIONS
+        else:
+            tasks.append(word)
+    return bool(tasks) and set(tasks) <= READ_ONLY_TASKS
 
 
 class Interrupted(SystemExit):
-    """Ends a command-line run on Ctrl-C: doit still saves its state on the way out."""
+    """Ends a command-line run on Ctrl-C (130) or SIGTERM (143): doit still saves its state on the way out."""
+
+    def __init__(self, code: int = EXIT_INTERRUPTED) -> None:
+        super().__init__(code)
+
+
+class RunHalted(SystemExit):
+    """Ends a run nothing more of which can work (the database is locked): after the failure that said why.
+
+    doit runs on after a failed task (see the module docstring), and would try every other
+    task against the same lock; doit still saves its state on the way out. The Python API
+    catches it (``api.run_setup``).
+    """
 
     def __init__(self) -> None:
-        super().__init__(EXIT_INTERRUPTED)
+        super().__init__(1)
+
+
+@dataclass
+class ExitStatus:
+    """A run's exit status from what doit reported: 2 when a task crashed (or doit failed), 1 when one failed, else 0.
+
+    A task doit did not run because a task it needs failed (UnmetDependency, doit's 2)
+    does not count: what it waited for does.
+    """
+
+    failures: list[tuple[str, str]] = field(default_factory=list)  # tasks that failed, and why
+    crashed: bool = False
+
+    def note_failure(self, task: str, fail: Any) -> None:
+        if isinstance(fail, UnmetDependency):
+            return
+        if not isinstance(fail, TaskFailed):
+            self.crashed = True
+        self.failures.append((task, " ".join(str(getattr(fail, "message", fail)).split())))
+
+    def note_doit_error(self, message: str) -> None:
+        self.crashed = True
+        self.failures.append(("doit", " ".join(message.split())))
+
+    def code(self) -> int:
+        return 2 if self.crashed else int(bool(self.failures))
+
+
+def end_run(status: int) -> None:
+    """End a command-line run with ``status`` from a reporter's complete_run (unless it is ending already)."""
+    if sys.exc_info()[1] is None:  # an interrupt (or a halt) on its way out keeps its own status
+        raise SystemExit(status)
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """The doit options of a command line that setup acts on, wherever they stand (before or after the task)."""
+
+    verbosity: int | None = None
+    keep_going: bool = False
+    reporter: str | None = None
+
+    @classmethod
+    def parse(cls, argv: Sequence[str]) -> "CommandLine":
+        keep_going, reporter = False, None
+        args = list(argv)
+        verbosity = cli_verbosity(args, -1)
+        for i, arg in enumerate(args):
+            following = args[i + 1] if i + 1 < len(args) else ""
+            if arg in ("-c", "--continue"):
+                keep_going = True
+            elif arg in ("-r", "--reporter") and following:
+                reporter = following
+            elif arg.startswith("--reporter="):
+                reporter = arg.split("=", 1)[1]
+        return cls(None if verbosity < 0 else verbosity, keep_going, reporter)
 
 
 def private_folders(state_dir: Path) -> list[Path]:
@@ -63,14 +177,20 @@ class App:
 
     def __init__(self, config: str | Path | None = None, *, settings: Settings | None = None,
                  translator: Translator | None = None, mode: str = "cli", root: Path | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, read_only: bool = False, argv: Sequence[str] | None = None) -> None:
         self.config = config
         self.root = root or Path.cwd()
         self.translator = translator or Translator()
         self.mode = mode
+        self.command_line = CommandLine.parse(sys.argv[1:] if argv is None and mode == "cli" else argv or ())
+        self.keep_going = self.command_line.keep_going  # --continue: fail_fast off for this run
+        self.read_only = read_only  # the command only looks (list, info, status, graph)
+        self._scratch: Path | None = None  # doit's state file of a look at a database not built yet
         self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
         self.interrupted = False
-        self.run_failed: bool | None = None  # set by the reporter when doit's run ends
+        self.terminated = False  # the interrupt was SIGTERM
+        self.console = False  # the console reporter shows check results itself (set when it starts)
+        self.status = ExitStatus()  # what failed, as the reporter saw it
         self._settings = settings if settings is not None or engine is None else engine.settings
         self._engine: Engine | None = engine
         self._load_error: SetupError | None = None
@@ -78,6 +198,8 @@ class App:
         self.note_sink: Callable[[str], None] | None = None  # the reporter, once it runs
         self.state_error: SetupError | None = None  # doit's state could not be written
         self.dep_file: Path | None = None
+        live = mode == "cli" and self.command_line.reporter in (None, "") and cli_verbosity(sys.argv[1:]) > 0
+        self.live = LiveLine(sys.stdout, live and sys.stdout.isatty(), colour="NO_COLOR" not in os.environ)
 
     # -- what the run works on --------------------------------------------------------------
 
@@ -102,11 +224,24 @@ class App:
             if self._load_error is not None:
                 raise self._load_error
             try:
-                self._engine = Engine(self.settings)
+                self._engine = Engine(self.settings, listeners=[self.on_engine_event], keep_state=not self.leaves_no_files)
             except SetupError as err:
                 self._load_error = err
                 raise
+            finally:
+                self.live.clear()
+            self._engine.fail_fast = self._engine.fail_fast and not self.keep_going
         return self._engine
+
+    def on_engine_event(self, kind: str, payload: dict[str, Any]) -> None:
+        """Steps that take a while (starting dbt, parsing, running tests) on the live line."""
+        if kind == "step":
+            if payload["text"] is None:
+                self.live.clear()
+            else:
+                self.live.show(payload["text"])
+        elif kind == "progress":
+            self.live.show(f"{payload['text']} ({payload['done']} of {payload['total']})", since=self.live.since)
 
     def task_engine(self) -> Engine | None:
         """For task creators: the engine, or None when the project cannot be loaded.
@@ -119,6 +254,11 @@ class App:
             return self.engine()
         except SetupError:
             return None
+
+    @property
+    def leaves_no_files(self) -> bool:
+        """A look at a database that does not exist: nothing may appear beside it."""
+        return self.read_only and not self.settings.database.path.exists()
 
     @property
     def current_engine(self) -> Engine | None:
@@ -138,8 +278,18 @@ class App:
         return self._validation
 
     @property
+    def current_validation(self) -> ValidationScope | None:
+        return self._validation
+
+    @property
     def check_results(self) -> dict[str, Any]:
         return dict(self._validation.results) if self._validation is not None else {}
+
+    @cached_property
+    def check_names(self) -> dict[str, str]:
+        """Task name -> check name, for every check of this run (as the translator names them)."""
+        scope = self._validation
+        return {self.translator.check_task_name(c.name): c.name for c in scope.checks} if scope is not None else {}
 
     @cached_property
     def node_task_names(self) -> frozenset[str]:
@@ -152,10 +302,18 @@ class App:
     # -- Ctrl-C ------------------------------------------------------------------------------
 
     def on_keyboard_interrupt(self) -> None:
-        """A task action caught Ctrl-C (after dbt cancelled its queries): end the run."""
+        """A task action caught Ctrl-C or SIGTERM (after dbt cancelled its queries): end the run."""
         self.interrupted = True
         if self.mode == "cli":
-            raise Interrupted() from None
+            raise Interrupted(self.interrupt_status()) from None
+        raise KeyboardInterrupt
+
+    def interrupt_status(self) -> int:
+        return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        """SIGTERM ends the run as Ctrl-C does (dbt cancelled, work kept), with its own status."""
+        self.terminated = True
         raise KeyboardInterrupt
 
     def action(self, function: Callable[..., Any], *args: Any) -> tuple[Callable[..., Any], list[Any]]:
@@ -163,6 +321,10 @@ class App:
         return (self._guarded, [function, *args])
 
     def _guarded(self, function: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        if self._engine is not None and self._engine.run.fatal is not None:
+            raise RunHalted()
+        accepted = inspect.signature(function).parameters
+        options = {k: v for k, v in options.items() if k in accepted}  # doit's run options on a group are the app's
         try:
             return function(*args, **options)  # options: the task's command-line parameters
         except KeyboardInterrupt:
@@ -172,14 +334,44 @@ class App:
     def interrupted_message(self) -> str:
         engine = self._engine
         done = 0 if engine is None else sum(o.ok for o in engine.run.outcomes.values())
-        return f"interrupted: {done} node(s) built in this run are kept; run the same command again to finish"
+        how = "terminated" if self.terminated else "interrupted"
+        return f"{how}: {done} node(s) built in this run are kept; run the same command again to finish"
+
+    # -- how the run ends ---------------------------------------------------------------------
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        return self.status.failures
+
+    def note_failure(self, task: str, fail: Any) -> None:
+        """A reporter saw a task fail (doit's TaskFailed, TaskError or UnmetDependency)."""
+        self.status.note_failure(task, fail)
+
+    def note_doit_error(self, message: str) -> None:
+        self.status.note_doit_error(message)
+
+    def exit_status(self) -> int:
+        """The run's status: 130/143 interrupted, 2 crashed, 1 failed (a node, a blocking check, a task), else 0."""
+        if self.interrupted:
+            return self.interrupt_status()
+        if self.status.code():
+            return self.status.code()
+        if self.state_error is not None:
+            return 1  # doit's state was not saved (its line is printed): not a success
+        engine = self._engine
+        if engine is None:
+            return 0
+        fail_on = engine.settings.validation.fail_on
+        failed = any(o.status == "error" for o in engine.run.outcomes.values()) or any(
+            c.blocking(fail_on) for c in self.check_results.values())
+        return int(failed)
 
     # -- the end of the run ---------------------------------------------------------------------
 
     def write_report(self, exit_code: int | None = None) -> None:
         """Write the run report of a process that ran tasks (not of `list`, `info`, ...)."""
         engine = self._engine
-        if engine is None:
+        if engine is None or self.read_only:
             return
         try:
             write_run_report(engine, self.check_results, self.translator, interrupted=self.interrupted,
@@ -190,26 +382,20 @@ class App:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+        self._remove_scratch()
 
-    def exit_code(self) -> int:
-        """doit's exit status, which atexit cannot see: from our reporter, else from what the engine saw fail."""
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        if self.run_failed is not None:
-            return int(self.run_failed or self.state_error is not None)
-        engine = self._engine
-        if engine is None:
-            return 0
-        fail_on = engine.settings.validation.fail_on
-        failed = any(not o.ok for o in engine.run.outcomes.values()) or any(
-            c.blocking(fail_on) for c in self.check_results.values())
-        return int(failed or self.state_error is not None)
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def _at_exit(self) -> None:
-        self.write_report(self.exit_code())
+        self.live.close()
+        self.write_report(self.exit_status())
         if self._engine is not None:
             self._engine.save_caches()  # after the report: it asks the graph too
             self._engine.db.close_reader()
+        self._remove_scratch()
 
     def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
         """Last resort for a Ctrl-C outside any task action: one line, status 130."""
@@ -217,18 +403,21 @@ class App:
             self._previous_hook(exc_type, exc, tb)
             return
         self.interrupted = True
-        self.write_report(EXIT_INTERRUPTED)
+        self.live.close()
+        self.write_report(self.interrupt_status())
         sys.stdout.flush()
         sys.stderr.write(f"\n{self.interrupted_message()}\n")
         sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(self.interrupt_status())
 
     def install_process_hooks(self) -> None:
-        """Command line only: Ctrl-C outside actions, notes shown, the report written when the process ends."""
+        """Command line only: Ctrl-C and SIGTERM outside actions, notes shown, the report written when the process ends."""
         if self.mode != "cli" or getattr(sys.excepthook, "__self__", None) is self:
             return
         self._previous_hook = sys.excepthook
         sys.excepthook = self._excepthook
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         show_notes(self.show_note, cli_verbosity(sys.argv[1:]))
         atexit.register(self._at_exit)
 
@@ -250,7 +439,7 @@ class App:
         """doit could not write its state (disk full, read-only): one line, and the run ends with exit 1."""
         if self.state_error is not None:
             return
-        path = self.dep_file or self.settings.state_dir / "doit.sqlite"
+        path = self.dep_file or self.state_dir() / "doit.sqlite"
         self.state_error = cannot_write("doit's state", path, as_os_error(exc, path),
                                         "set database.path (or DUCKDB_PATH) to a writable location")
         sys.stdout.flush()
@@ -294,7 +483,27 @@ class App:
     def doit_config(self, reporter: type) -> dict[str, Any]:
         """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700)."""
         self.install_process_hooks()  # first: loading the project (for the state folder) may already note things
+        self.dep_file = self._state_file()
+        line = self.command_line
+        return {
+            "default_tasks": ["setup"],
+            # Options after the task name reach doit only as task options: they become the defaults here.
+            "reporter": line.reporter or reporter,
+            "dep_file": str(self.dep_file),
+            "backend": "sqlite3",
+            "verbosity": 1 if line.verbosity is None else line.verbosity,
+            # Checks run after a failure too; setup.fail_fast is the engine's (see the module docstring).
+            "continue": True,
+        }
+
+    def _state_file(self) -> Path:
+        """doit's state file: with the project's records beside the database, or (a look at a
+        database not built yet, whose state file does not exist either) in a scratch folder
+        removed when the run ends."""
         state_dir = self.state_dir()
+        if self.leaves_no_files and not (state_dir / "doit.sqlite").exists():
+            self._scratch = Path(tempfile.mkdtemp(prefix="planwise-look-"))
+            return self._scratch / "doit.sqlite"
         try:
             for folder in private_folders(state_dir):
                 make_private_dir(folder)
@@ -304,13 +513,4 @@ class App:
                 "fix: set database.path (or DUCKDB_PATH) to a writable location"
             ) from None
         sweep_temps(state_dir)  # left by a run killed while writing
-        self.dep_file = self._dep_file(state_dir)
-        return {
-            "default_tasks": ["setup"],
-            "reporter": reporter,
-            "dep_file": str(self.dep_file),
-            "backend": "sqlite3",
-            "verbosity": 1,
-            # setup.fail_fast: false keeps building what does not depend on a failure (doit --continue).
-            "continue": not self.settings.setup.fail_fast,
-        }
+        return self._dep_file(state_dir)

@@ -1,9 +1,13 @@
 """The validation tasks: one `validate:<check>` per check, a group per area, the `validate` summary.
 
-Each check task depends on the node tasks of the tables it reads and runs again only
-when their fingerprints, the check's definition or the settings it uses changed
-(otherwise doit shows it up to date and its last result is reused). A failed check
-whose severity is in ``validation.fail_on`` fails its task, and so the run.
+Validations are the last stage of a run, and all of them run: a check task does not
+depend on the node tasks of the tables it reads (doit would then skip it, unreported,
+when one of them failed). It asks the engine for them instead: stale ones are built
+(in one dbt run with the rest of the scope), and a check whose tables did not build
+is "not run", with the reason. Each check runs again only when what it reads, its
+definition or the settings it uses changed (otherwise doit shows it up to date and
+its last result is reused). A failed check whose severity is in ``validation.fail_on``
+fails its task, and so the run (exit 1, with or without --continue: ``App.exit_status``).
 """
 
 from __future__ import annotations
@@ -12,28 +16,35 @@ from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 
+from ..errors import SetupError
 from ..naming import PLAN_PREFIX, QUICK_SUMMARY_TASK, VALIDATE_TASK
 from ..validation.framework import Check
 from ..validation.scope import ValidationScope
-from .app import App
+from .app import RUN_OPTIONS, App
 from .uptodate import CheckTarget
 
 TaskDict = dict[str, Any]
 PLAN_TASK = PLAN_PREFIX + VALIDATE_TASK
 
 
-def check_action(scope: ValidationScope, check: Check, target: CheckTarget) -> dict[str, Any] | TaskFailed:
-    """Task action: run the check, record its results, fail the task on a blocking failure."""
-    run = scope.run_check(check, target.values)
-    for line in run.lines():
-        print(line)
-    return TaskFailed(run.failure_message()) if run.blocking else run.values
+def check_action(scope: ValidationScope, check: Check, target: CheckTarget, app: App | None = None) -> dict[str, Any] | TaskFailed:
+    """Task action: build what the check reads if stale, run it, record its results, fail on a blocking failure."""
+    try:
+        unbuilt = scope.engine.ensure(target.inputs)
+        run = scope.run_check(check, target.values, unbuilt)
+    except SetupError as err:  # what it reads cannot be looked at (the database is locked, say)
+        return TaskFailed(err.one_line())
+    if app is None or not app.console:  # the console reporter shows results itself
+        for line in run.lines():
+            print(line)
+    return TaskFailed(run.failure_message(scope.validation.fail_on)) if run.blocking else run.values
 
 
-def summary_action(scope: ValidationScope) -> None:
-    """Task action of the `validate` group: print the summary of every check seen in this run."""
-    for line in scope.summary().lines():
-        print(line)
+def summary_action(scope: ValidationScope, app: App | None = None) -> None:
+    """Task action of the `validate` group: the summary of every check seen in this run (for doit's JSON report)."""
+    if app is None or not app.console:  # the console reporter prints it at the end of the run
+        for line in scope.summary().lines():
+            print(line)
 
 
 class ValidationTasks:
@@ -50,17 +61,22 @@ class ValidationTasks:
     def task_name(self, check: Check) -> str:
         return self.translator.check_task_name(check.name)
 
-    def node_task(self, uid: str) -> str | None:
-        node = self.engine.node(uid)
-        if not node.is_buildable or uid not in self.engine.setup_nodes:
-            return None
-        if node.resource_type == "seed" and not self.engine.settings.setup.load_seeds:
-            return None  # seeds are loaded by hand then: check what is there
-        return self.translator.task_name(node)
+    def built_reads(self, check: Check) -> list[str]:
+        """The nodes a check reads that setup builds (what it asks the engine for before running)."""
+        engine = self.engine
+        found = []
+        for uid in self.scope.reads(check)[0]:
+            node = engine.node(uid)
+            if not node.is_buildable or uid not in engine.task_nodes:
+                continue
+            if node.resource_type == "seed" and not engine.settings.setup.load_seeds:
+                continue  # seeds are loaded by hand then: check what is there
+            found.append(uid)
+        return found
 
     def task_dep(self, check: Check) -> list[str]:
-        uids, _ = self.scope.reads(check)
-        return [name for name in (self.node_task(u) for u in uids) if name]
+        """The node tasks of what a check reads (for `doit graph`; not doit dependencies, see the module doc)."""
+        return [self.translator.task_name(self.engine.node(u)) for u in self.built_reads(check)]
 
     def is_foundation(self, check: Check) -> bool:
         """Reads only foundation tables (and sources): `quick` runs it."""
@@ -77,15 +93,26 @@ class ValidationTasks:
         return f"[{check.severity}] {check.description or 'Validation check'}{reads}"
 
     def check_task(self, check: Check) -> TaskDict:
-        target = CheckTarget(self.scope, check, self.task_name(check))
-        return {
+        target = CheckTarget(self.scope, check, self.task_name(check), self.built_reads(check))
+        task: TaskDict = {
             "basename": self.task_name(check),
             "doc": self.doc(check),
-            "actions": [self.app.action(check_action, self.scope, check, target)],
+            "actions": [self.app.action(check_action, self.scope, check, target, self.app)],
             "uptodate": [target],
-            "task_dep": self.task_dep(check),
             "verbosity": 1,
         }
+        meta: dict[str, Any] = {}
+        reads = self.task_dep(check)
+        if reads:  # what `doit info validate:<check>` says in place of doit dependencies (built first when stale)
+            meta["reads (built first when stale)"] = reads
+        last = self.scope.last_failures().get(check.name)
+        if last:  # and its last failures, offending rows included
+            fail_on = self.scope.validation.fail_on
+            meta["failed last time"] = [line for r in last for line in
+                                        (f"{r.name} {r.verdict(fail_on)}: {r.message}", r.sample_line()) if line]
+        if meta:
+            task["meta"] = meta
+        return task
 
     def groups(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
@@ -95,8 +122,8 @@ class ValidationTasks:
         return found
 
     def plan_nodes(self) -> list[str]:
-        uids = {u for check in self.checks for u in self.scope.reads(check)[0]}
-        return [u for u in self.engine.setup_nodes if u in self.engine.graph.with_ancestors(uids)]
+        uids = {u for check in self.checks for u in self.built_reads(check)}
+        return [u for u in self.engine.task_nodes if u in self.engine.graph.with_ancestors(uids)]
 
     def tasks(self) -> Iterator[TaskDict]:
         names = [self.task_name(c) for c in self.checks]
@@ -109,9 +136,11 @@ class ValidationTasks:
                "actions": [self.app.action(self.plan_action, self.engine, self.plan_nodes())], "verbosity": 0}
         yield {"basename": VALIDATE_TASK,
                "doc": "Run every validation check (each only when what it reads changed) and print the summary",
-               "actions": [self.app.action(summary_action, self.scope)], "task_dep": [PLAN_TASK, *names], "verbosity": 2}
+               "actions": [self.app.action(summary_action, self.scope, self.app)], "task_dep": [PLAN_TASK, *names],
+               "verbosity": 1, "params": list(RUN_OPTIONS)}
         yield {"basename": QUICK_SUMMARY_TASK, "doc": "Run the checks that read only the foundation, print the summary",
-               "actions": [self.app.action(summary_action, self.scope)], "task_dep": self.quick_names(), "verbosity": 2}
+               "actions": [self.app.action(summary_action, self.scope, self.app)], "task_dep": self.quick_names(),
+               "verbosity": 1}
 
     def quick_names(self) -> list[str]:
         return [self.task_name(c) for c in self.checks if self.is_foundation(c)]
@@ -126,5 +155,5 @@ class ValidationTasks:
         }
 
     def diagram_entries(self) -> list[dict[str, Any]]:
-        """Each check task with its dependencies, for `doit graph`."""
+        """Each check task with the node tasks it reads, for `doit graph`."""
         return [{"name": self.task_name(c), "task_dep": self.task_dep(c)} for c in self.checks]

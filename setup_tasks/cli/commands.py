@@ -1,19 +1,24 @@
-"""The tasks that are commands rather than builds: `status`, `clear` (and `_clear_derived`), `graph`."""
+"""The tasks that are commands rather than builds: `status`, `clear` (and `_clear_derived`), `graph`, `dbt`."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from typing import Any, Iterator, Mapping
 
+from doit import get_var
 from doit.exceptions import TaskFailed
 
+from ..dbt.invoke import InProcessDbt
 from ..engine.engine import Engine
 from ..errors import SetupError
 from ..naming import CLEAR_DERIVED_TASK
 from ..ops.clear import clear, clear_derived_tables
 from ..ops.diagram import graph_paths, setup_diagram, write_graph
 from ..ops.status import collect_status, node_statuses
+from ..project.context import dbt_context
 from .app import App
-from .doit_state import ValuesOf, forget_in_run, values_in_run
+from .doit_state import forget_in_run
 
 TaskDict = dict[str, Any]
 
@@ -21,15 +26,15 @@ TaskDict = dict[str, Any]
 # -- status --------------------------------------------------------------------------------
 
 
-def status_action(app: App, values_of: ValuesOf) -> TaskFailed | None:
-    status = collect_status(app.settings, app.engine, values_of, app.translator)
+def status_action(app: App) -> TaskFailed | None:
+    status = collect_status(app.settings, app.engine, app.translator)
     print("\n".join(status.lines()))
     return None if status.ready else TaskFailed(f"not ready to set up: {status.reason}")
 
 
 def status_task(app: App) -> TaskDict:
     app.guard_state()
-    return {"actions": [app.action(status_action, app, values_in_run)], "verbosity": 2}
+    return {"actions": [app.action(status_action, app)], "verbosity": 2}
 
 
 # -- clear ---------------------------------------------------------------------------------
@@ -79,7 +84,7 @@ def clear_tasks(app: App, engine: Engine) -> Iterator[TaskDict]:
 
 
 def graph_action(app: App, engine: Engine, checks: list[Mapping[str, Any]], out_dir: str = "") -> TaskFailed | None:
-    diagram = setup_diagram(engine, node_statuses(engine, values_in_run, app.translator), app.translator, checks)
+    diagram = setup_diagram(engine, node_statuses(engine), app.translator, checks)
     try:
         mmd, dot = write_graph(engine, diagram, out_dir)
     except OSError as exc:
@@ -97,3 +102,21 @@ def graph_task(app: App, engine: Engine, checks: list[Mapping[str, Any]]) -> Tas
                     "help": "folder for the .mmd and .dot files (default: beside the database)"}],
         "verbosity": 2,
     }
+
+
+# -- dbt by hand ---------------------------------------------------------------------------
+
+DBT_DOC = 'Run dbt with setup\'s project, profile, target, vars and database: doit dbt args="test --select my_test"'
+
+
+def dbt_action(app: App) -> TaskFailed | None:
+    """dbt's own command line, as by hand, with setup's context: works from the repository root."""
+    args = shlex.split(get_var("args", "") or "")
+    if not args:
+        return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
+    status = InProcessDbt().run_cli(dbt_context(app.settings), args, colour=sys.stdout.isatty())
+    return None if status == 0 else TaskFailed(f"`dbt {' '.join(args)}` exited with status {status} (dbt's lines above)")
+
+
+def dbt_task(app: App) -> TaskDict:
+    return {"doc": DBT_DOC, "actions": [app.action(dbt_action, app)], "verbosity": 2}

@@ -1,4 +1,4 @@
-"""doit's own state file (its dependency manager): reading and forgetting a task's saved values, and keeping the file healthy.
+"""doit's own state file (its dependency manager): forgetting a task's saved values, and keeping the file healthy.
 
 doit opens its state file before any of setup's code runs and writes it when tasks
 fail and when the run closes. A damaged file (truncated, garbage) is moved aside
@@ -11,19 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
-
-ValuesOf = Callable[[str], Mapping[str, Any]]
-
-
-def values_in_run(task_name: str) -> Mapping[str, Any]:
-    """doit's saved values of a task, inside a running doit command."""
-    from doit import Globals
-
-    manager = Globals.dep_manager
-    return (manager.get_values(task_name) or {}) if manager is not None else {}
+from typing import Any, Callable
 
 
 def forget_in_run(task_name: str) -> None:
@@ -32,23 +21,6 @@ def forget_in_run(task_name: str) -> None:
 
     if Globals.dep_manager is not None:
         Globals.dep_manager.remove(task_name)
-
-
-@contextmanager
-def saved_values(doit_config: Mapping[str, Any]) -> Iterator[ValuesOf]:
-    """doit's saved values read from its state file, outside a doit command (the Python API)."""
-    from doit.dependency import DbmDB, Dependency, JsonDB, SqliteDB
-
-    path = Path(doit_config["dep_file"])
-    if not path.exists():
-        yield lambda name: {}
-        return
-    backend = {"sqlite3": SqliteDB, "json": JsonDB, "dbm": DbmDB}[doit_config.get("backend", "dbm")]
-    dep = Dependency(backend, str(path))
-    try:
-        yield lambda name: dep.get_values(name) or {}
-    finally:
-        dep.close()
 
 
 def damage(path: Path) -> str | None:

@@ -1,9 +1,10 @@
-"""Terminal output of a setup run: live progress, one line per task, a closing summary.
+"""Terminal output of a setup run: what was built, ran or failed (a line each), a live line, a closing tally.
 
 A doit reporter (doit's own extension point, so ``--reporter json`` still replaces
 it). Verbosity follows doit's ``-v``: 0 prints errors and the summary of a failed
-run only, 1 (default) a line per task, 2 also dbt's own log lines. Colour and the
-live progress line only on a terminal; piped output is plain text.
+run only, 1 (default) a line per task that did something plus one tally of what was
+up to date, 2 also every up-to-date task, offending rows and dbt's own lines. Colour,
+word wrapping and the live line only on a terminal; piped output is plain text.
 
 No terminal library: the reporter is imported on every run, including the
 no-op runs people make most, and a library import would cost more than the run.
@@ -12,18 +13,28 @@ no-op runs people make most, and a library import would cost more than the run.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import textwrap
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Sequence
 
 from doit.exceptions import TaskFailed, UnmetDependency
+from doit.reporter import JsonReporter as DoitJsonReporter
 
 from ..engine.engine import Engine, Outcome
-from .app import App
+from ..naming import VALIDATE_TASK
+from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize
+from .app import App, ExitStatus, end_run
+from .live import LiveLine, seconds, terminal_width
 from .notes import cli_verbosity
 
-__all__ = ["SetupReporter", "cli_verbosity", "reporter_for"]
+__all__ = ["JsonReporter", "SetupReporter", "cli_verbosity", "reporter_for"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+PIPED_NAME_WIDTH = 64  # no terminal to fit: long names keep the column up to this width
+MARKS = {"pass": ("✓", "green"), "fail": ("✗", "red"), "warn": ("!", "yellow"), "not run": ("-", "dim"),
+         "skipped": ("·", "dim")}
 
 
 def exception_line(fail: Any) -> str:
@@ -46,10 +57,6 @@ class Style:
         return f"\033[{self.CODES[style]}m{text}\033[0m" if self.enabled else text
 
 
-def _seconds(value: float) -> str:
-    return f"{value:.2f}s" if value < 60 else f"{int(value // 60)}m{value % 60:04.1f}s"
-
-
 def reporter_for(app: App) -> type:
     """The reporter class doit instantiates, bound to this app (doit passes only stream and options)."""
     return type("SetupReporter", (SetupReporter,), {"app": app})
@@ -65,88 +72,125 @@ class SetupReporter:
         self.out = outstream
         self.style = Style(outstream)
         self.verbosity = options.get("verbosity", cli_verbosity(sys.argv[1:]))
+        live = self.app.live
+        self.live = live if live.stream is outstream and live.enabled else LiveLine(
+            outstream, self.style.enabled and self.verbosity > 0, colour=self.style.enabled)
         self.started = self.app.started
         self.task_started: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
-        self.failures: list[tuple[str, str]] = []
         self.printed: set[str] = set()
         self.batch: list[str] = []
         self.batch_done = 0
-        self.building: str | None = None
-        self.live = False
+        self.batch_started = 0.0
+        self.causes: dict[str, str] = {}  # a failure's cause -> the first task shown failing with it
+        self.width = PIPED_NAME_WIDTH
         self.engine: Engine | None = None
 
     # -- doit's reporter protocol -----------------------------------------------------------
 
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
+        self.app.console = True
         self.engine = self.app.current_engine
         self.app.note_sink = self.note
         if self.engine is not None:
             self.engine.quiet = self.verbosity < 2
+            if self.verbosity >= 2:
+                self.engine.log = self.dbt_line
             self.engine.listeners.append(self.on_engine_event)
+        self.width = self._name_width(tasks, selected_tasks)
 
     def get_status(self, task: Any) -> None:
         pass
 
     def execute_task(self, task: Any) -> None:
         self.task_started[task.name] = time.perf_counter()
+        if task.name in self.app.check_names and self.verbosity > 0:
+            self.live.show(f"checking {task.name}")  # a check's query may take a while; dbt_tests says more
 
     def add_success(self, task: Any) -> None:
-        if task.name.startswith("_") or not task.actions:
+        self._task_done(task)
+        if task.name.startswith("_") or not task.actions or task.name == VALIDATE_TASK:
+            return  # helpers, groups and the summary (printed at the end) are no work to list
+        if self._check_lines(task.name):
             return
         self.counts["built" if task.name in self.app.node_task_names else "ran"] += 1
         if task.name in self.printed:
             return
-        elapsed = time.perf_counter() - self.task_started.get(task.name, time.perf_counter())
-        self._line(self.style("✓", "green"), task.name, _seconds(elapsed))
+        self._line("pass", task.name, seconds(self._elapsed(task.name)))
 
     def add_failure(self, task: Any, fail: Any) -> None:
+        self._task_done(task)
+        self.app.note_failure(task.name, fail)
         if isinstance(fail, UnmetDependency):
+            if task.name in self.app.node_task_names:
+                self.counts["not run"] += 1
+                self._line("not run", task.name, f"not run: {self._unmet(fail)}", always=True)
+            return
+        outcome = self._outcome_of(task.name)
+        if outcome is not None and outcome.status == "skipped":  # setup.fail_fast stopped it
             self.counts["not run"] += 1
-            self._line(self.style("-", "dim"), task.name, "not run: a task it needs failed", always=True)
+            self._line("not run", task.name, outcome.message.replace("not built:", "not run:", 1), always=True)
+            return
+        if self._check_lines(task.name, failed=True):
             return
         self.counts["failed"] += 1
         message = " ".join(str(getattr(fail, "message", fail)).split())
         cause = exception_line(fail)
         if cause:
             message = f"{message}: {cause}"
-        self.failures.append((task.name, message))
-        self._line(self.style("✗", "red"), task.name, self.style(message, "red"), always=True)
+        self._line("fail", task.name, self._once(task.name, message), always=True)
+
+    def _once(self, task_name: str, message: str) -> str:
+        """A cause every node of the batch failed with (a full disk, a profile DuckDB rejects) is said once."""
+        head, sep, cause = message.partition(" failed: ")
+        if not sep or task_name not in self.app.node_task_names:
+            return message
+        first = self.causes.setdefault(cause, task_name)
+        return message if first == task_name else f"{head} failed: the same cause as {first} (above)"
+
+    def _task_done(self, task: Any) -> None:
+        if task.name in self.app.check_names:
+            self.live.clear()
 
     def skip_uptodate(self, task: Any) -> None:
-        if task.name.startswith("_"):
+        if task.name.startswith("_") or not task.actions:
             return
         self.counts["up to date"] += 1
-        self._line(self.style("·", "dim"), task.name, self.style("up to date", "dim"))
+        if self.verbosity >= 2:
+            self._line("skipped", task.name, "up to date")
 
     def skip_ignore(self, task: Any) -> None:
         self.counts["ignored"] += 1
-        self._line("!", task.name, "ignored")
+        self._line("skipped", task.name, "ignored")
 
     def cleanup_error(self, exception: Any) -> None:
+        self.app.note_doit_error(exception.get_msg())
         self._write(f"cleanup error: {exception.get_msg()}\n", always=True)
 
     def runtime_error(self, msg: str) -> None:
-        self.failures.append(("doit", " ".join(msg.split())))
+        self.app.note_doit_error(msg)
 
     def teardown_task(self, task: Any) -> None:
         pass
 
     def complete_run(self) -> None:
-        self._clear_live()
-        self.app.run_failed = bool(self.failures)
+        self.live.close()
         if self.app.interrupted:
             self._write(self.app.interrupted_message() + "\n", always=True)
-            return
-        failed = bool(self.failures)
+        else:
+            self._closing()
+        if self.app.mode == "cli":
+            # doit would say 2 for tasks whose dependency failed: the app's status is the run's (see cli.app).
+            end_run(self.app.exit_status())
+
+    def _closing(self) -> None:
+        failed = bool(self.app.failures)
         if self.verbosity == 0 and not failed and self.app.state_error is None:
             return
-        for name, message in self.failures:
+        for name, message in self.app.failures:
             if name == "doit":
                 self._write(f"error: {message}\n", always=True)
         self._write(self.summary() + "\n", always=True)
-        if self.app.state_error is not None and not failed and self.app.mode == "cli":
-            raise SystemExit(1)  # the state was not saved (its line is above): not a success
 
     def note(self, text: str) -> None:
         """One of setup's notes (``cli.notes``), dim."""
@@ -158,17 +202,16 @@ class SetupReporter:
         if kind == "batch":
             self.batch = list(payload["nodes"])
             self.batch_done = 0
+            self.batch_started = time.perf_counter()
             if self.batch:
-                n = len(self.batch)
-                self._write(self.style(f"building {n} stale node{'s' * (n != 1)} in one dbt run\n", "dim"))
+                self._write(self.style(f"building {plural(len(self.batch), 'stale nodes')} in one dbt run\n", "dim"))
         elif kind == "start":
-            self.building = payload["unique_id"]
-            self._progress()
+            self._progress(payload["unique_id"])
         elif kind == "node":
             self._node_done(payload["outcome"])
         elif kind == "retired":
             for table in payload["tables"]:
-                self._line(self.style("-", "yellow"), table, "dropped: no node of the project builds it now")
+                self._line("not run", table, "dropped: no node of the project builds it now", mark_style="yellow")
         elif kind == "warning":
             self._write(self.style(f"warning: {payload['message']}\n", "yellow"), always=True)
 
@@ -177,61 +220,178 @@ class SetupReporter:
             return
         if outcome.unique_id in self.batch:
             self.batch_done += 1
+            if self.batch_done >= len(self.batch):
+                self.live.clear()  # the last node of the batch: nothing is being built any more
         name = self._task_name(outcome.unique_id)
         if outcome.ok:
-            rows = f"  {outcome.rows} rows" if outcome.rows is not None else ""
-            self._line(self.style("✓", "green"), name, _seconds(outcome.seconds) + rows)
+            rows = f"  {plural(outcome.rows, 'rows')}" if outcome.rows is not None else ""
+            self._line("pass", name, seconds(outcome.seconds) + rows)
             self.printed.add(name)
-        self._progress()
+
+    def _progress(self, uid: str) -> None:
+        if self.verbosity == 0 or not self.batch:
+            return
+        position = min(self.batch_done + 1, len(self.batch))
+        self.live.show(f"building {self._task_name(uid)} ({position} of {len(self.batch)})", since=self.batch_started)
+
+    def dbt_line(self, message: str) -> None:
+        """One of dbt's own lines (-v 2), timed as dbt times them, above the live line."""
+        text = message if self.style.enabled else ANSI.sub("", message)
+        self._write(f"{time.strftime('%H:%M:%S')}  {text}\n")
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _check_lines(self, task_name: str, failed: bool = False) -> bool:
+        """A check task's results, a line each that matters; False when this is no check of this run."""
+        scope = self.app.current_validation
+        check = self.app.check_names.get(task_name)
+        run = scope.runs.get(check) if scope is not None and check else None
+        if run is None:
+            return False
+        fail_on = scope.validation.fail_on
+        verdicts = [r.verdict(fail_on) for r in run.results]
+        fresh = [v for r, v in zip(run.results, verdicts) if not r.up_to_date]  # a reused warning is no news
+        worst = next((v for v in ("fail", "warn", "not run", "pass", "skipped") if v in fresh), "pass")
+        self.counts["failed" if failed else "not run" if worst == "not run" else "ran"] += 1
+        elapsed = seconds(self._elapsed(task_name))
+        if len(run.results) == 1:
+            result = run.results[0]
+            if worst in ("pass", "skipped"):
+                if worst == "pass" or self.verbosity >= 2:
+                    self._line(worst, task_name, elapsed if worst == "pass" else f"skipped: {result.message}")
+                return True
+            own = result.name == check
+            self._line(worst, task_name, self._result_text(result, fail_on, with_name=not own), always=worst == "fail")
+            self._sample(result)
+            return True
+        tally = Counter(verdicts)
+        counted = ", ".join(f"{n} {'passed' if v == 'pass' else v}" for v, n in tally.items())
+        self._line(worst if worst != "skipped" else "pass", task_name, f"{elapsed}  {counted}", always=worst == "fail")
+        for result in run.results:
+            if (result.failed or result.not_run) and not result.up_to_date:
+                self._write(self._indented(self._result_text(result, fail_on, with_name=True)), always=result.blocking(fail_on))
+                self._sample(result)
+        return True
+
+    @staticmethod
+    def _result_text(result: CheckResult, fail_on: Sequence[str], with_name: bool) -> str:
+        text = result.one_line(fail_on)
+        return text if with_name else text[len(result.name) + 1:]
+
+    def _sample(self, result: CheckResult) -> None:
+        line = result.sample_line()
+        if line and self.verbosity >= 2:
+            self._write(self._indented(line))
+
+    def _indented(self, text: str) -> str:
+        return self._wrap(text, "    ", "      ") + "\n"
+
+    # -- output -------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        total = seconds(time.perf_counter() - self.started)
+        if self.engine is not None:  # nodes built inside a batch finish before doit reaches their task
+            self.counts["built"] = max(self.counts["built"], sum(o.ok for o in self.engine.run.outcomes.values()))
+        order = ("built", "ran", "failed", "not run", "up to date")
+        parts = [f"{self.counts[k]} {k}" for k in order if self.counts[k]]
+        if self.engine is not None and self.engine.run.retired:
+            parts.append(f"{plural(len(self.engine.run.retired), 'leftover tables')} dropped")
+        lines = ["summary: " + (", ".join(parts) or "nothing to do") + f" in {total}", *self._validation_lines()]
+        return "\n".join(self._wrap(line, "", "  ") for line in lines)
+
+    def _validation_lines(self) -> list[str]:
+        results = self.app.check_results
+        if not results:
+            return []
+        summary = summarize(results.values(), self._fail_on())
+        lines = [f"validations: {summary.tally()}"]
+        unchanged = summary.unchanged_line()
+        if unchanged:
+            lines.append(f"  {unchanged}")
+        lines += [f"  {line}" for line in summary.fresh_lines() if line.startswith("skipped (")]
+        return lines
+
+    def _fail_on(self) -> Sequence[str]:
+        validation = getattr(getattr(self.engine, "settings", None), "validation", None)
+        return tuple(validation.fail_on) if validation is not None else DEFAULT_FAIL_ON
+
+    def _outcome_of(self, task_name: str) -> Outcome | None:
+        if self.engine is None or task_name not in self.app.node_task_names:
+            return None
+        uid = next((u for u, o in self.engine.run.outcomes.items() if self._task_name(u) == task_name), None)
+        return self.engine.run.outcomes.get(uid) if uid else None
+
+    def _unmet(self, fail: UnmetDependency) -> str:
+        """'model:stg_orders failed' (doit names the tasks that failed before this one)."""
+        names = str(getattr(fail, "message", "") or "").split()
+        return f"{', '.join(names)} failed" if names else "a task it needs failed"
 
     def _task_name(self, uid: str) -> str:
         node = self.engine.node(uid) if self.engine else None
         return self.app.translator.task_name(node) if node else uid
 
-    # -- output -------------------------------------------------------------------------------
+    def _elapsed(self, name: str) -> float:
+        return time.perf_counter() - self.task_started.get(name, time.perf_counter())
 
-    def summary(self) -> str:
-        total = _seconds(time.perf_counter() - self.started)
-        if self.engine is not None:  # nodes built inside a batch finish before doit reaches their task
-            self.counts["built"] = max(self.counts["built"], sum(o.ok for o in self.engine.run.outcomes.values()))
-        parts = [f"{self.counts[k]} {k}" for k in ("built", "up to date", "failed", "not run", "ran") if self.counts[k]]
-        if self.engine is not None and self.engine.run.retired:
-            parts.append(f"{len(self.engine.run.retired)} leftover table(s) dropped")
-        line = "summary: " + (", ".join(parts) or "nothing to do") + f" in {total}"
-        checks = self._checks_line()
-        return line + (f"\n{checks}" if checks else "")
+    def _name_width(self, tasks: dict[str, Any], selected: list[str]) -> int:
+        """The name column: as wide as the longest name this run may print, within the terminal."""
+        names, stack = set(), list(selected)
+        while stack:
+            name = stack.pop()
+            task = tasks.get(name)
+            if task is None or name in names:
+                continue
+            names.add(name)
+            stack.extend(task.task_dep)
+        shown = [n for n in names if not n.startswith("_") and tasks[n].actions]
+        longest = max((len(n) for n in shown), default=20)
+        cap = max(20, terminal_width() - 28) if self.style.enabled else PIPED_NAME_WIDTH
+        return min(longest, cap)
 
-    def _checks_line(self) -> str:
-        results = self.app.check_results
-        if not results:
-            return ""
-        tally: Counter[str] = Counter()
-        for result in results.values():
-            tally["passed" if result.passed else f"failed ({result.severity})" if result.failed else result.status] += 1
-        parts = [f"{n} {k}" for k, n in sorted(tally.items())]
-        return "validations: " + ", ".join(parts)
+    def _line(self, verdict: str, name: str, detail: str, always: bool = False, mark_style: str | None = None) -> None:
+        mark, colour = MARKS[verdict]
+        if len(name) > self.width:
+            name = name[: self.width - 1] + "…"
+        head = f"{self.style(mark, mark_style or colour)} {name:<{self.width}} "
+        plain_head = 2 + self.width + 1
+        self._write(self._wrap(detail, head, " " * plain_head, first_width=plain_head) + "\n", always)
 
-    def _progress(self) -> None:
-        if not self.style.enabled or self.verbosity == 0 or not self.batch or self.building is None:
-            return
-        elapsed = _seconds(time.perf_counter() - self.started)
-        label = self._task_name(self.building)
-        position = min(self.batch_done + 1, len(self.batch))
-        self.out.write(f"\r\033[K{self.style('…', 'yellow')} building {label} ({position} of {len(self.batch)}) {elapsed}")
-        self.out.flush()
-        self.live = True
-
-    def _clear_live(self) -> None:
-        if self.live:
-            self.out.write("\r\033[K")
-            self.live = False
-
-    def _line(self, mark: str, name: str, detail: str, always: bool = False) -> None:
-        self._write(f"{mark} {name:<40} {detail}\n", always)
+    def _wrap(self, text: str, first: str, rest: str, first_width: int | None = None) -> str:
+        """``first`` + ``text``, wrapped at word boundaries to the terminal's width (piped: one line)."""
+        if not self.style.enabled:
+            return first + text
+        width = terminal_width()
+        lead = len(first) if first_width is None else first_width
+        if lead + len(text) < width:
+            return first + text
+        lines = textwrap.wrap(text, width=max(width - 1 - lead, 20), break_on_hyphens=False) or [""]
+        return first + f"\n{rest}".join(lines)
 
     def _write(self, text: str, always: bool = False) -> None:
         if self.verbosity == 0 and not always:
             return
-        self._clear_live()
-        self.out.write(text)
-        self.out.flush()
+        self.live.write(text)
+
+
+class JsonReporter(DoitJsonReporter):
+    """doit's ``--reporter json``, ending with setup's exit status (see ``cli.app``; doit would say 2).
+
+    Registered under doit's own name ``json`` in pyproject.toml ([tool.doit.plugins.reporter]),
+    so it serves whenever doit runs from the repository root, before or after the task name.
+    """
+
+    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        super().__init__(outstream, options)
+        self.status = ExitStatus()
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        super().add_failure(task, fail)
+        self.status.note_failure(task.name, fail)
+
+    def runtime_error(self, msg: str) -> None:
+        super().runtime_error(msg)
+        self.status.note_doit_error(msg)
+
+    def complete_run(self) -> None:
+        super().complete_run()
+        end_run(self.status.code())

@@ -16,9 +16,9 @@ from ..engine.engine import Engine
 from ..errors import SetupError
 from ..naming import CENSUS_TASK, CLEAR_DERIVED_TASK, DEPS_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK, STAGING_TASK
 from ..project.manifest import Node
-from .app import App
+from .app import RUN_OPTIONS, App
 from .checks import ValidationTasks
-from .commands import clear_tasks, graph_task, status_task
+from .commands import clear_tasks, dbt_task, graph_task, status_task
 from .uptodate import CensusTarget, DepsTarget, TableTarget
 
 TaskDict = dict[str, Any]
@@ -37,7 +37,8 @@ EMPTY_GROUP_FIXES = {
 }
 DEPS_DOC = ("Install the dbt packages (dbt deps) when packages.yml, dependencies.yml or package-lock.yml "
             "changed or a package is missing")
-CENSUS_DOC = "Generate the synthetic census when missing or its parameters changed (never over your own file): doit census employees=N"
+CENSUS_DOC = ("Generate the synthetic census when missing or its parameters changed (never over a file setup did not write): "
+              "doit census employees=N")
 
 
 def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
@@ -54,7 +55,8 @@ def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
     # Before any build: a node renamed in this change frees its old table's name.
     try:
         engine.retire_leftovers()
-    except SetupError as err:  # the database is locked, or a setup run holds it
+    except SetupError as err:  # the database is locked, or a setup run holds it: the run stops here
+        engine.run.fatal = err
         return TaskFailed(err.one_line())
     return None
 
@@ -67,11 +69,14 @@ def deps_action(engine: Engine) -> None:
 
 
 def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | TaskFailed:
+    engine.step(f"generating the census: {request.employees:,} employees")
     try:
         summary = request.generate()
+        engine.census_written()
     except SetupError as err:
         return TaskFailed(err.one_line())
-    engine.census_written()
+    finally:
+        engine.step(None)
     print(f"census: wrote {summary.rows:,} employees to {summary.path} in {summary.seconds:.1f}s")
     return {"rows": summary.rows, "seconds": round(summary.seconds, 3)}
 
@@ -110,17 +115,20 @@ class NodeTasks:
         }
 
     def node_tasks(self) -> Iterator[TaskDict]:
-        for uid in self.engine.setup_nodes:
+        for uid in self.engine.task_nodes:
             yield self.node_task(self.engine.node(uid))
 
     def census_task(self) -> TaskDict:
         self.engine.census.override({k: int(get_var(k)) for k in ("employees", "seed") if get_var(k) is not None})
         request = self.engine.census.request()
+        target = CensusTarget(self.engine, request)
         return {
             "basename": CENSUS_TASK,
             "doc": CENSUS_DOC,
             "actions": [self.app.action(census_action, self.engine, request)],
-            "uptodate": [CensusTarget(self.engine, request)],
+            "uptodate": [target],
+            # `doit info census` shows it, up to date or not: whose file it is, what setup will do.
+            "meta": {"census": target},
             "verbosity": 2,
         }
 
@@ -178,6 +186,7 @@ class NodeTasks:
                 "basename": group,
                 "doc": GROUP_DOCS[group],
                 "actions": None,
+                "params": list(RUN_OPTIONS),  # `doit setup -v 2` works as `doit -v 2 setup` does
                 "task_dep": [*deps, *([CENSUS_TASK] if census else []), plan, *(self.name(u) for u in uids),
                              *extra_deps.get(group, [])],
             }
@@ -246,6 +255,10 @@ class TaskCreators:
             yield self.unavailable("clear", "Drop tables matching setup.clear_table_patterns and forget their builds")
             return
         yield from clear_tasks(self.app, engine)
+
+    def task_dbt(self) -> TaskDict:
+        """Run dbt with setup's context (project, profile, target, vars, database): doit dbt args="..." """
+        return dbt_task(self.app)
 
     def task_graph(self) -> TaskDict:
         """Write the setup DAG as Mermaid and DOT files beside the database, stale nodes marked"""

@@ -5,7 +5,7 @@ Each one's repr says why its task will run, so ``doit info <task>`` explains its
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..engine.census import CensusRequest
 from ..engine.engine import Engine
@@ -25,7 +25,7 @@ class TableTarget:
         self.last: NodeStatus | None = None
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
-        self.last = self.engine.status(self.unique_id, values)
+        self.last = self.engine.status(self.unique_id)
         self.engine.note_checked(self.last)  # doit asked: this node is part of the run
         return not self.last.stale
 
@@ -43,14 +43,12 @@ class CensusTarget:
     def __init__(self, engine: Engine, request: CensusRequest) -> None:
         self.engine = engine
         self.request = request
-        self.reason: str | None = None
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
-        self.reason = self.engine.census.why()
-        return self.reason is None
+        return self.engine.census.why() is None
 
     def __repr__(self) -> str:
-        return f"CensusTarget({self.request.path}): {self.reason or 'current'}"
+        return f"CensusTarget({self.request.path}): {self.engine.census.describe()}"
 
 
 class DepsTarget:
@@ -74,15 +72,17 @@ class DepsTarget:
 
 
 class CheckTarget:
-    """Up to date when a check's inputs are unchanged and its last result is stored.
+    """Up to date when a check's inputs are unchanged, none of them is stale, and its last result is stored.
 
     When up to date, the stored result becomes this run's result (marked up_to_date).
+    ``inputs`` are the nodes it reads that setup builds: a stale one is built before the check runs.
     """
 
-    def __init__(self, scope: ValidationScope, check: Check, task_name: str) -> None:
+    def __init__(self, scope: ValidationScope, check: Check, task_name: str, inputs: Sequence[str] = ()) -> None:
         self.scope = scope
         self.check = check
         self.task_name = task_name
+        self.inputs = list(inputs)
         self.reasons: list[str] | None = None
         self.values: Mapping[str, Any] = {}
 
@@ -102,7 +102,13 @@ class CheckTarget:
         reasons = self.scope.stale_reasons(values.get("parts") or {}, parts)
         if not reasons and not values.get("results"):
             reasons = ["last result not stored"]
-        return reasons
+        return reasons or self.stale_inputs()
+
+    def stale_inputs(self) -> list[str]:
+        """Inputs this run has not built yet and will (doit no longer orders them first: see cli.checks)."""
+        engine = self.scope.engine
+        return [f"reads {engine.label(u)}, which is stale: {status.reason}" for u in self.inputs
+                if u not in engine.run.outcomes and (status := engine.status(u)).stale]
 
     def __repr__(self) -> str:
         state = "" if self.reasons is None else ": " + ("; ".join(self.reasons) if self.reasons else "up to date")

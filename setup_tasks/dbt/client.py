@@ -41,6 +41,8 @@ from ..store.caches import manifest_cache
 from .invoke import InProcessDbt, NodeOutcome, Parsed
 from .worker import context_to_dict, peer_uid
 
+Log = Callable[[str], None]  # takes dbt's own lines (-v 2)
+Phase = Callable[[str], None]  # hears "starting" (dbt is being loaded) and "parsing"
 WORKER_ENV = "PLANWISE_SETUP_WORKER"
 WORKER_DIR_ENV = "PLANWISE_SETUP_WORKER_DIR"
 START_TIMEOUT = 90.0
@@ -255,7 +257,10 @@ def _unreachable(host: str) -> str | None:
 def _raise_remote(error: Mapping[str, Any]) -> None:
     cls = getattr(errors, error.get("type", ""), None)
     if isinstance(cls, type) and issubclass(cls, errors.SetupError):
-        raise cls(error.get("cause", ""), error.get("fix", ""))
+        # Rebuilt from its words, not its arguments: a GraphCycleError is made from a path, not a cause.
+        err = cls.__new__(cls)
+        errors.SetupError.__init__(err, error.get("cause", ""), error.get("fix", ""))
+        raise err
     raise WorkerUnavailable(error.get("cause", "the worker failed"))
 
 
@@ -281,16 +286,26 @@ class DbtClient:
         log.warning("dbt runs in this process: the warm worker is not used (%s)", reason)
         self.client = None
 
-    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> Parsed:
+    def _starting(self, on_phase: Phase | None) -> None:
+        """Say "starting" before a request that has to start the worker first (dbt's import, there)."""
+        if on_phase is not None and self.client is not None and not self.client.socket_path.exists():
+            on_phase("starting")
+
+    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str], full: bool = False,
+                      on_phase: Phase | None = None) -> Parsed:
         if self.client is not None:
             try:
-                result = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections)}, lambda e: None)
+                self._starting(on_phase)
+                if on_phase is not None:
+                    on_phase("parsing")
+                result = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections), "full": full},
+                                      lambda e: None)
                 raw = json.loads(manifest_cache(ctx).manifest_path.read_text())
                 resolved = {k: tuple(v) for k, v in result["selections"].items()}
                 return Parsed(raw, resolved, DbtProfile.from_dict(result["profile"]))
             except WorkerUnavailable as exc:
                 self._local_fallback(exc)
-        return self.local.parse_project(ctx, selections)
+        return self.local.parse_project(ctx, selections, full, on_phase)
 
     def install_packages(self, ctx: DbtContext, packages: Sequence[Package]) -> None:
         """`dbt deps`, after making sure the hosts it needs answer: dbt itself retries for about
@@ -314,20 +329,25 @@ class DbtClient:
 
     def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
                     on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
-                    on_start: Callable[[str], None] | None = None, edges: Sequence[tuple[str, str]] = ()) -> None:
-        self._run("build", ctx, manifest_path, nodes, on_outcome, quiet, on_start, edges)
+                    on_start: Callable[[str], None] | None = None, dbt_lines: Log | None = None,
+                    on_phase: Phase | None = None, edges: Sequence[tuple[str, str]] = ()) -> None:
+        self._run("build", ctx, manifest_path, nodes, on_outcome, quiet, on_start, dbt_lines, on_phase, edges)
 
     def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
-                  on_outcome: Callable[[NodeOutcome], None], quiet: bool = True) -> None:
-        self._run("tests", ctx, manifest_path, tests, on_outcome, quiet, None)
+                  on_outcome: Callable[[NodeOutcome], None], quiet: bool = True, dbt_lines: Log | None = None,
+                  on_phase: Phase | None = None) -> None:
+        self._run("tests", ctx, manifest_path, tests, on_outcome, quiet, None, dbt_lines, on_phase)
 
     def _run(self, op: str, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
              on_outcome: Callable[[NodeOutcome], None], quiet: bool, on_start: Callable[[str], None] | None,
+             dbt_lines: Log | None = None, on_phase: Phase | None = None,
              edges: Sequence[tuple[str, str]] = ()) -> None:
         reported: set[str] = set()
         if not nodes:
             return
         if self.client is not None:
+            self._starting(on_phase)
+
             def on_event(event: dict[str, Any]) -> None:
                 kind = event.pop("event")
                 if kind == "outcome":
@@ -336,10 +356,10 @@ class DbtClient:
                 elif kind == "start" and on_start is not None:
                     on_start(event["unique_id"])
                 elif kind == "log":
-                    print(event["line"], flush=True)
+                    (dbt_lines or print)(event["line"])
 
-            payload = {"op": op, "ctx": ctx, "quiet": quiet, "targets": [[n.unique_id, n.selector] for n in nodes],
-                       "edges": [list(e) for e in edges]}
+            payload = {"op": op, "ctx": ctx, "quiet": quiet and dbt_lines is None,
+                       "targets": [[n.unique_id, n.selector] for n in nodes], "edges": [list(e) for e in edges]}
             try:
                 self._remote(payload, on_event)
                 return
@@ -349,6 +369,6 @@ class DbtClient:
                 if not nodes:
                     return
         if op == "build":
-            self.local.build_nodes(ctx, manifest_path, nodes, on_outcome, quiet, on_start, edges=edges)
+            self.local.build_nodes(ctx, manifest_path, nodes, on_outcome, quiet, on_start, dbt_lines, on_phase, edges)
         else:
-            self.local.run_tests(ctx, manifest_path, nodes, on_outcome, quiet)
+            self.local.run_tests(ctx, manifest_path, nodes, on_outcome, quiet, dbt_lines, on_phase)

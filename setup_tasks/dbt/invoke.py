@@ -14,12 +14,13 @@ import logging
 import os
 import pickle
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..errors import PackagesError, ProjectError
+from ..errors import GraphCycleError, PackagesError, ProjectError
 from ..files import discarded, make_private_dir, write_bytes_atomic
 from ..keys import seal, unseal
 from ..project.context import DbtContext, DbtProfile
@@ -42,8 +43,10 @@ class NodeOutcome:
     seconds: float
     rows: int | None = None
     failures: int | None = None
+    sql: str | None = None  # a failed or warned test's compiled query: it selects the offending rows
 
 
+CYCLE_RE = re.compile(r"Found a cycle: (.+)$")
 DBT_PREFIX_RE = re.compile(r"^(Runtime|Compilation|Database) Error in \w+ \S+ \([^)]*\)\s*")
 
 
@@ -77,6 +80,15 @@ def _environment(ctx: DbtContext) -> Iterator[None]:
             os.chdir(saved_cwd)
 
 
+Phase = Callable[[str], None]
+
+
+def _starting(on_phase: Phase | None) -> None:
+    """Say "starting" when this process has yet to import dbt (2-4 s): before the import, not after."""
+    if on_phase is not None and "dbt.cli.main" not in sys.modules:
+        on_phase("starting")
+
+
 def _runner(manifest: Any = None, callbacks: Sequence[Callable[[Any], None]] = ()) -> Any:
     from dbt.cli.main import dbtRunner
 
@@ -89,12 +101,13 @@ def _runner(manifest: Any = None, callbacks: Sequence[Callable[[Any], None]] = (
 
 def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
             callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True) -> Any:
-    # Quiet: nothing on the console (outcomes carry the errors) and only warnings in
-    # logs/dbt.log; its debug lines cost up to 3 s of a cold build.
+    # Quiet: nothing on the console (outcomes carry the errors; the caller may take
+    # dbt's lines through a callback) and only warnings in logs/dbt.log; its debug
+    # lines cost up to 3 s of a cold build. Never colour: lines reach the user through setup.
     level = ["--log-level", "none", "--log-level-file", "warn"] if quiet else []
     with _environment(ctx):
         result = _runner(manifest, callbacks).invoke(
-            [*level, *args, *ctx.cli_args(), *COMMON_FLAGS]
+            [*level, *args, *ctx.cli_args(), *COMMON_FLAGS, "--no-use-colors"]
         )
     if isinstance(result.exception, KeyboardInterrupt):
         raise KeyboardInterrupt
@@ -190,23 +203,28 @@ def _rendered_profile(ctx: DbtContext) -> DbtProfile:
         config = load_profile(str(ctx.project_dir), dict(ctx.vars), None, ctx.target, ctx.threads)
         credentials = config.credentials
     return DbtProfile.rendered(config.profile_name, config.target_name, credentials.type,
-                               getattr(credentials, "path", None), ctx.project_dir)
+                               getattr(credentials, "path", None), ctx.cwd)
 
 
-def _outcome_from_event(event: Any) -> NodeOutcome | None:
+def _outcome_from_event(event: Any, manifest: Any = None) -> NodeOutcome | None:
     if event.info.name != "NodeFinished":
         return None
     data = event.data
     rr = data.run_result
     response = dict(rr.adapter_response) if rr.adapter_response else {}
     rows = response.get("rows_affected")
+    uid, status = data.node_info.unique_id, str(rr.status or data.node_info.node_status)
+    sql = None
+    if status in ("fail", "warn") and manifest is not None and uid in manifest.nodes:
+        sql = getattr(manifest.nodes[uid], "compiled_code", None)  # dbt compiled it into its manifest
     return NodeOutcome(
-        unique_id=data.node_info.unique_id,
-        status=str(rr.status or data.node_info.node_status),
+        unique_id=uid,
+        status=status,
         message=one_line(rr.message),
         seconds=float(rr.execution_time or 0.0),
         rows=int(rows) if rows is not None else None,
         failures=int(rr.num_failures) if getattr(rr, "num_failures", None) else None,
+        sql=sql,
     )
 
 
@@ -219,15 +237,25 @@ class InProcessDbt:
     def _remember(self, invocation_id: str, manifest: Any) -> None:
         self._manifests = {invocation_id: manifest}
 
-    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str]) -> Parsed:
+    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str],
+                      full: bool = False, on_phase: Phase | None = None) -> Parsed:
         """Parse the project with dbt (writing target/manifest.json), resolve the selections, and
-        read the profile dbt rendered (the database file it writes): no extra cost, dbt just did it."""
+        read the profile dbt rendered (the database file it writes): no extra cost, dbt just did it.
+
+        ``full``: parse every file (``--no-partial-parse``), not only those changed since the last parse.
+        ``on_phase`` hears "starting" (dbt is being imported) and "parsing".
+        """
         manifest_path = manifest_cache(ctx).manifest_path
         make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
         make_private_dir(manifest_path.parent)
+        partial = ["--no-partial-parse"] if full else []
+        _starting(on_phase)
+        runner = _runner()
+        if on_phase is not None:
+            on_phase("parsing")
         with _environment(ctx):
-            result = _runner().invoke(
-                ["--log-level", "none", "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
+            result = runner.invoke(
+                ["--log-level", "none", *partial, "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
             )
             profile = _rendered_profile(ctx) if result.success else None
         if isinstance(result.exception, KeyboardInterrupt):
@@ -241,7 +269,7 @@ class InProcessDbt:
         raw = json.loads(manifest_path.read_text())
         self._remember(raw["metadata"]["invocation_id"], manifest)
         _save_pickle(manifest_path, raw["metadata"]["invocation_id"], manifest)
-        resolved = {name: self.resolve_selection(ctx, manifest, expr) for name, expr in selections.items()}
+        resolved = {name: self.resolve_selection(ctx, manifest, expr, name) for name, expr in selections.items()}
         return Parsed(raw, resolved, profile)
 
     def install_packages(self, ctx: DbtContext) -> None:
@@ -260,22 +288,37 @@ class InProcessDbt:
             raise PackagesError(f"dbt deps failed in {ctx.project_dir}: {one_line(str(result.exception))}",
                                 "correct the entry packages.yml names above, then run again")
 
-    def resolve_selection(self, ctx: DbtContext, manifest: Any, selection: str) -> tuple[str, ...]:
-        """Unique ids of the seeds, models and snapshots a dbt selection expression picks."""
+    def resolve_selection(self, ctx: DbtContext, manifest: Any, selection: str, name: str = "") -> tuple[str, ...]:
+        """Unique ids of the seeds, models and snapshots a dbt selection expression picks.
+
+        The setup selection (``name`` "setup") must match in every part: dbt only warns
+        when a criterion matches nothing, and a typo would silently leave nodes out.
+        """
         if not selection.strip():
             return ()
+        unmatched: list[str] = []
+
+        def warned(event: Any) -> None:
+            if event.info.name == "NoNodesForSelectionCriteria":
+                unmatched.append(one_line(event.info.msg))
+
+        key = f"dbt.{name}_selection" if name else "the selection"
         result = _invoke(
             ctx,
             ["--log-level", "none", "ls", "--select", selection, *SELECTABLE,
              "--output", "json", "--output-keys", "unique_id"],
-            manifest=manifest,
-            quiet=False,
+            manifest=manifest, callbacks=[warned], quiet=False,
         )
         if not result.success:
-            raise ProjectError(
-                f"dbt could not resolve the selection {selection!r}: {one_line(str(result.exception))}",
-                "use dbt's node selection syntax in dbt.setup_selection / dbt.foundation_selection",
-            )
+            message = one_line(str(result.exception))
+            cycle = CYCLE_RE.search(message)
+            if cycle:
+                raise GraphCycleError([part.strip() for part in cycle.group(1).split("-->")])
+            raise ProjectError(f"dbt could not resolve {key} {selection!r}: {message}",
+                               f"use dbt's node selection syntax in {key}")
+        if unmatched and name == "setup":
+            raise ProjectError(f"{key} {selection!r}: {'; '.join(unmatched)}",
+                               f"correct {key} in the setup config (dbt's node selection syntax, e.g. path:models/staging)")
         return tuple(sorted(json.loads(line)["unique_id"] for line in result.result or []))
 
     def dbt_manifest(self, manifest_path: Path) -> Any:
@@ -304,11 +347,17 @@ class InProcessDbt:
     def _run(self, ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Node],
              on_outcome: Callable[[NodeOutcome], None], quiet: bool,
              on_start: Callable[[str], None] | None = None,
-             log: Callable[[str], None] | None = None,
+             log: Callable[[str], None] | None = None, on_phase: Phase | None = None,
              edges: Sequence[tuple[str, str]] = ()) -> dict[str, NodeOutcome]:
+        """One dbt invocation over ``nodes``; each outcome reported as dbt finishes it.
+
+        ``log`` takes dbt's own lines (then dbt itself writes nothing to the console, so
+        the caller decides where they go); ``quiet`` without ``log`` keeps them out.
+        """
         outcomes: dict[str, NodeOutcome] = {}
         if not nodes:
             return outcomes  # an empty --select would mean "everything"
+        _starting(on_phase)  # before the manifest loads: that imports dbt
         manifest = self.dbt_manifest(manifest_path)
         _add_edges(manifest, edges)
 
@@ -318,14 +367,14 @@ class InProcessDbt:
             if event.info.name == "NodeStart" and on_start is not None:
                 on_start(event.data.node_info.unique_id)
                 return
-            outcome = _outcome_from_event(event)
+            outcome = _outcome_from_event(event, manifest)
             if outcome is not None:
                 outcomes[outcome.unique_id] = outcome
                 on_outcome(outcome)
 
         selection = " ".join(node.selector for node in nodes)
         try:
-            result = _invoke(ctx, [*command, "--select", selection], manifest, [callback], quiet)
+            result = _invoke(ctx, [*command, "--select", selection], manifest, [callback], quiet or log is not None)
         finally:
             release_database()
         if not result.success and not outcomes and result.exception is not None:
@@ -338,7 +387,7 @@ class InProcessDbt:
     def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
                     on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
                     on_start: Callable[[str], None] | None = None,
-                    log: Callable[[str], None] | None = None,
+                    log: Callable[[str], None] | None = None, on_phase: Phase | None = None,
                     edges: Sequence[tuple[str, str]] = ()) -> dict[str, NodeOutcome]:
         """Build seeds and models in one dbt invocation (dbt orders them); tests are not run.
 
@@ -352,13 +401,27 @@ class InProcessDbt:
         one transaction: a node that fails keeps the table it had.
         """
         command = ["build", "--full-refresh", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
-        return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log, edges)
+        return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log, on_phase, edges)
 
     def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
                   on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
-                  log: Callable[[str], None] | None = None) -> dict[str, NodeOutcome]:
-        """Run the given dbt tests in one invocation."""
-        return self._run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log)
+                  log: Callable[[str], None] | None = None, on_phase: Phase | None = None) -> dict[str, NodeOutcome]:
+        """Run the given dbt tests in one invocation (a failed one's outcome carries its compiled query)."""
+        return self._run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log, on_phase=on_phase)
+
+    def run_cli(self, ctx: DbtContext, args: Sequence[str], colour: bool) -> int:
+        """dbt's own command line with setup's context (project, profiles, target, vars, database): its exit status.
+
+        dbt writes to its usual target folder and prints as it does by hand.
+        """
+        flags = [] if colour else ["--no-use-colors"]
+        runner = _runner()
+        with _environment(ctx):
+            result = runner.invoke([*args, *ctx.cli_args(own_target=False), *flags])
+        release_database()
+        if isinstance(result.exception, KeyboardInterrupt):
+            raise KeyboardInterrupt
+        return 0 if result.success else (2 if result.exception is not None else 1)
 
 
 def _add_edges(manifest: Any, edges: Sequence[tuple[str, str]]) -> None:

@@ -57,7 +57,7 @@ def context_to_dict(ctx: DbtContext) -> dict[str, Any]:
         "project_dir": str(ctx.project_dir), "profiles_dir": str(ctx.profiles_dir), "target": ctx.target,
         "vars": json.loads(json.dumps(dict(ctx.vars), default=str)), "threads": ctx.threads,
         "database_path": None if ctx.database_path is None else str(ctx.database_path), "duckdb_threads": ctx.duckdb_threads,
-        "duckdb_memory_limit": ctx.duckdb_memory_limit,
+        "duckdb_memory_limit": ctx.duckdb_memory_limit, "root": None if ctx.root is None else str(ctx.root),
     }
 
 
@@ -67,6 +67,7 @@ def context_from_dict(data: dict[str, Any]) -> DbtContext:
         vars=data["vars"], threads=data["threads"],
         database_path=None if data["database_path"] is None else Path(data["database_path"]),
         duckdb_threads=data.get("duckdb_threads"), duckdb_memory_limit=data.get("duckdb_memory_limit"),
+        root=Path(data["root"]) if data.get("root") else None,
     )
 
 
@@ -283,7 +284,7 @@ class Worker:
             self.dbt.install_packages(ctx)
             return None
         if request["op"] == "parse":
-            parsed = self.dbt.parse_project(ctx, request["selections"])
+            parsed = self.dbt.parse_project(ctx, request["selections"], bool(request.get("full")))
             return {"selections": {name: list(ids) for name, ids in parsed.selections.items()},
                     "profile": parsed.profile.as_dict()}
         targets = [Target(uid, selector) for uid, selector in request["targets"]]
@@ -294,7 +295,7 @@ class Worker:
         manifest_path = manifest_cache(ctx).manifest_path
         if request["op"] == "build":
             edges = [(reader, builder) for reader, builder in request.get("edges") or ()]
-            self.dbt.build_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), on_start, log, edges)
+            self.dbt.build_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), on_start, log, edges=edges)
         else:
             self.dbt.run_tests(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), log)
         return None

@@ -63,6 +63,29 @@ REQUIRED_CENSUS_COLUMNS: tuple[str, ...] = (
 )
 
 
+# The type each required column must have, by family (DuckDB type names): stg_census_data uses them as they are.
+TEXT, DATE, NUMBER, BOOLEAN = "text", "DATE", "number", "BOOLEAN"
+CENSUS_COLUMN_TYPES: dict[str, str] = {
+    "employee_id": TEXT, "employee_ssn": TEXT,
+    "employee_birth_date": DATE, "employee_hire_date": DATE, "employee_termination_date": DATE,
+    "active": BOOLEAN,
+    **{name: NUMBER for name in REQUIRED_CENSUS_COLUMNS if name.endswith(("compensation", "contribution", "rate"))},
+}
+TYPE_FAMILIES = {
+    TEXT: ("VARCHAR",),
+    DATE: ("DATE",),
+    NUMBER: ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT",
+             "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT"),
+    BOOLEAN: ("BOOLEAN",),
+}
+TYPE_FIXES = {
+    TEXT: "text",
+    DATE: "dates (parquet DATE; from text, ISO YYYY-MM-DD)",
+    NUMBER: "numbers (DOUBLE or DECIMAL, no thousands separators or currency signs)",
+    BOOLEAN: "true/false (parquet BOOLEAN)",
+}
+
+
 @dataclass(frozen=True)
 class CensusDefects:
     """Share of records carrying each defect real HR extracts have (defaults and limits: the census.* keys)."""
@@ -120,6 +143,11 @@ class CensusInfo:
     @property
     def is_complete(self) -> bool:
         return not self.missing_columns
+
+    def wrong_types(self) -> dict[str, str]:
+        """Required columns whose type is not what stg_census_data needs: column -> needed type family."""
+        return {name: family for name, family in CENSUS_COLUMN_TYPES.items()
+                if name in self.columns and not self.columns[name].upper().startswith(TYPE_FAMILIES[family])}
 
 
 # --- job level bands -------------------------------------------------------
@@ -522,6 +550,43 @@ def inspect_census(path: Path) -> CensusInfo:
     return CensusInfo(path, rows, columns, missing)
 
 
+def census_contract_problem(info: CensusInfo) -> CensusError | None:
+    """Whether a census file meets the contract: every required column, each of its type (README: Census).
+
+    Reads one value of a mistyped column, for the message; nothing else.
+    """
+    path = info.path
+    wrong = info.wrong_types()
+    if not info.missing_columns and not wrong:
+        return None
+    problems = [f"lacks {', '.join(info.missing_columns)}"] if info.missing_columns else []
+    for name, family in wrong.items():
+        example = _example_value(path, name)
+        shown = f" (e.g. {example!r})" if example is not None else ""
+        problems.append(f"{name} is {info.columns[name]}{shown} where {_needs(family)} is needed")
+    fixes = [f"export {', '.join(sorted(n for n, f in wrong.items() if f == family))} as {TYPE_FIXES[family]}"
+             for family in dict.fromkeys(wrong.values())]
+    if info.missing_columns:
+        fixes.insert(0, f"add {', '.join(info.missing_columns)}")
+    return CensusError(f"census {path}: {'; '.join(problems)}",
+                       f"{'; '.join(fixes)} in that file, or regenerate it with `doit census` "
+                       f"(README: Census lists the {len(REQUIRED_CENSUS_COLUMNS)} columns and their types)")
+
+
+def _needs(family: str) -> str:
+    return {TEXT: "text (VARCHAR)", NUMBER: "a number (DOUBLE, DECIMAL or an integer)"}.get(family, family)
+
+
+def _example_value(path: Path, column: str) -> Any:
+    try:
+        with memory_connection() as con:
+            row = con.execute(f'SELECT "{column}" FROM read_parquet($path) WHERE "{column}" IS NOT NULL LIMIT 1',
+                              {"path": str(path)}).fetchone()
+    except duckdb.Error:
+        return None
+    return row[0] if row else None
+
+
 # --- command line ----------------------------------------------------------
 
 
@@ -570,8 +635,13 @@ class CensusRequest:
     job_levels_csv: Path | None
     plan_year: int = DEFAULT_PLAN_YEAR
 
+    def provenance(self) -> dict[str, Any]:
+        """The provenance a file generated for this request carries."""
+        return census_provenance(self.employees, self.seed, self.defects,
+                                 load_job_level_bands(self.job_levels_csv), self.plan_year)
+
     def why(self, provenance: Callable[[Path], dict[str, Any] | None] | None = None) -> str | None:
-        """Why it must be (re)generated, or None when the file is current or the user's own."""
+        """Why it must be (re)generated, or None when the file is current or carries no provenance."""
         return census_needs_generation(self.path, self.employees, self.seed, self.defects,
                                        self.job_levels_csv, self.plan_year, provenance)
 

@@ -18,6 +18,7 @@ from ..files import read_json, write_json_atomic
 from ..store.lock import RunLock
 
 Key = tuple[str, str, str]
+SAVED_VERSION = 2  # 2: with the schemas
 
 
 def _digest(values: Iterable[Any]) -> str:
@@ -50,6 +51,10 @@ class ContentsView:
             self._contents = self._saved or self.db.contents(self.signed_keys())
         return self._contents
 
+    def invalidate(self) -> None:
+        """The database changed (a build): read it again when next asked."""
+        self._contents = self._saved = None
+
     @property
     def read(self) -> bool:
         """Has this run looked at the database yet?"""
@@ -61,6 +66,8 @@ class ContentsView:
     def _load_saved(self) -> DatabaseContents | None:
         saved = read_json(self.saved_path, {})
         if not saved or self._file_state is None or saved.get("file") != self._file_state:
+            return None
+        if saved.get("version") != SAVED_VERSION:
             return None
         if saved.get("keys") != _digest(self.signed_keys()):
             return None
@@ -82,7 +89,7 @@ class ContentsView:
         if now is None:
             self.saved_path.unlink(missing_ok=True)
             return
-        write_json_atomic(self.saved_path, {"file": now, "keys": _digest(self.signed_keys()),
+        write_json_atomic(self.saved_path, {"version": SAVED_VERSION, "file": now, "keys": _digest(self.signed_keys()),
                                             "contents": contents_to_dict(contents)})
 
     def drop(self, wanted: Callable[[DbRelation], bool]) -> DropResult:
@@ -95,3 +102,11 @@ class ContentsView:
             self._contents = replace(self._contents, tables={
                 key: state for key, state in self._contents.tables.items() if key not in gone})
         return result
+
+    def drop_empty_schemas(self, schemas: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Drop these schemas if empty (holding the run lock); returns those gone now."""
+        self.lock.acquire()
+        gone = self.db.drop_empty_schemas(schemas)
+        if gone and self._contents is not None:
+            self._contents = replace(self._contents, schemas=self._contents.schemas - set(gone))
+        return gone

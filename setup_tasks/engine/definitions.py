@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..dbt.client import DbtClient
 from ..errors import ProjectError
@@ -19,11 +19,13 @@ from ..project.context import DbtContext, read_project_yaml
 from ..project.packages import declared, deps_reason, installed, packages_state
 from ..project.fingerprints import effective_vars
 from ..project.graph import SetupGraph
-from ..project.inputs import external_paths
-from ..project.manifest import Manifest, Node, manifest_from_dict, project_stamp
+from ..project.inputs import external_paths, not_utf8
+from ..project.manifest import (Manifest, Node, file_set, manifest_from_dict, parse_problems, project_files,
+                                project_stamp, stamp_parts, why_parse)
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
 
 DEPS_RECORD = "deps.json"  # beside the context's manifest: what the last `dbt deps` by setup left
+Step = Callable[[str | None], None]  # a step of the run begins (its words), or ends (None)
 
 
 @dataclass(frozen=True)
@@ -38,20 +40,21 @@ class PackagesInstalled:
         return f"dbt deps: installed {', '.join(self.packages) or 'nothing'} ({self.reason}) in {self.seconds:.1f}s"
 
 
-def install_packages(ctx: DbtContext, dbt: DbtClient, reason: str) -> PackagesInstalled:
+def install_packages(ctx: DbtContext, dbt: DbtClient, reason: str, on_step: Step) -> PackagesInstalled:
     """Run `dbt deps` and record what it left, so that the next load knows whether to run it again."""
+    on_step(f"installing the dbt packages ({reason})")
     started = time.perf_counter()
     dbt.install_packages(ctx, declared(ctx.project_dir))
     write_json_atomic(_deps_record(ctx), packages_state(ctx.project_dir))
     return PackagesInstalled(reason, tuple(installed(ctx.project_dir)), time.perf_counter() - started)
 
 
-def ensure_packages(ctx: DbtContext, dbt: DbtClient) -> PackagesInstalled | None:
+def ensure_packages(ctx: DbtContext, dbt: DbtClient, on_step: Step) -> PackagesInstalled | None:
     """`dbt deps` when packages.yml / dependencies.yml / package-lock.yml changed or a package is missing."""
     recorded = read_json(_deps_record(ctx), {})
     reason = deps_reason(ctx.project_dir, recorded)
     if reason is not None:
-        return install_packages(ctx, dbt, reason)
+        return install_packages(ctx, dbt, reason, on_step)
     if not recorded and declared(ctx.project_dir):  # installed by hand: trusted, and recorded from now on
         write_json_atomic(_deps_record(ctx), packages_state(ctx.project_dir))
     return None
@@ -62,27 +65,70 @@ def _deps_record(ctx: DbtContext) -> Path:
     return ctx.target_path() / DEPS_RECORD
 
 
-def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient) -> tuple[Manifest, PackagesInstalled | None]:
-    """The project's manifest, parsed by dbt only when a project file changed (after `dbt deps`, when
-    the parse needs it: package macros are the project's own inputs). Also: what `dbt deps` installed."""
-    stamp = project_stamp(ctx, selections)
+def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient,
+                  on_step: Step | None = None) -> tuple[Manifest, PackagesInstalled | None]:
+    """The project's manifest, parsed by dbt only when a project file changed: node for node and
+    test for test what a fresh ``dbt parse`` gives (``on_step`` hears that dbt parses, and why).
+    Also: what `dbt deps` installed first, when the parse needed it (package macros are the
+    project's own inputs).
+
+    dbt's partial parse re-reads only the files that changed, and loses nodes and tests when
+    files were added, removed, renamed or moved (a model renamed and back came back without
+    the tests of its unchanged yml). So the project is parsed in full when its file set changed
+    since the last parse (or is unknown), and a partial parse whose nodes and files disagree
+    is redone in full.
+    """
+    parts = stamp_parts(ctx, selections)
+    stamp = project_stamp(ctx, selections, parts)
     cache = manifest_cache(ctx)
     cached = cache.load(stamp)
     if cached is not None:
         return cached, None
-    packages = ensure_packages(ctx, dbt)
+    step = on_step or (lambda text: None)
     try:
-        parsed = dbt.parse_project(ctx, selections)
+        packages = ensure_packages(ctx, dbt, step)
+        if packages is not None:  # the installed packages' files are part of the stamp
+            parts = stamp_parts(ctx, selections)
+            stamp = project_stamp(ctx, selections, parts)
+        files = file_set(ctx)
+        full = cache.file_set() != files
+        phases = {"starting": "starting dbt", "parsing": f"parsing the dbt project ({why_parse(cache.parts(), parts)})"}
+
+        def on_phase(phase: str) -> None:
+            step(phases.get(phase, phase))
+
+        try:
+            parsed = dbt.parse_project(ctx, selections, full, on_phase)
+        except ProjectError as err:
+            if packages is not None or "dbt deps" not in err.cause or not declared(ctx.project_dir):
+                raise
+            # A hand-made install that packages.yml outgrew: dbt says "Run dbt deps".
+            packages = install_packages(ctx, dbt, "dbt's parse asked for it", step)
+            parts = stamp_parts(ctx, selections)
+            stamp, files, full = project_stamp(ctx, selections, parts), file_set(ctx), True
+            parsed = dbt.parse_project(ctx, selections, full, on_phase)
+        if not full and parse_problems(parsed.raw, ctx.project_dir):
+            parsed = dbt.parse_project(ctx, selections, True, on_phase)
     except ProjectError as err:
-        if packages is not None or "dbt deps" not in err.cause or not declared(ctx.project_dir):
-            raise
-        # A hand-made install that packages.yml outgrew: dbt says "Run dbt deps".
-        packages = install_packages(ctx, dbt, "dbt's parse asked for it")
-        parsed = dbt.parse_project(ctx, selections)
-    if packages is not None:
-        stamp = project_stamp(ctx, selections)  # the installed packages' files are part of it
-    cache.save(stamp, parsed.raw, parsed.selections, parsed.profile)
+        raise _named_file(err, ctx) from None
+    finally:
+        step(None)
+    cache.save(stamp, parsed.raw, parsed.selections, parsed.profile, files, parts)
     return manifest_from_dict(parsed.raw, parsed.selections, parsed.profile), packages
+
+
+def _named_file(err: ProjectError, ctx: DbtContext) -> ProjectError:
+    """dbt's parse error, with the file when dbt did not name it (a file that is not UTF-8)."""
+    if "codec can't decode" not in err.cause:
+        return err
+    project_yaml = read_project_yaml(ctx.project_dir)
+    for path in project_files(ctx.project_dir, project_yaml):
+        problem = not_utf8(path)
+        if problem:
+            rel = path.relative_to(ctx.project_dir).as_posix()
+            return ProjectError(f"dbt could not parse the project in {ctx.project_dir}: {rel} is not UTF-8 text ({problem})",
+                                f"save {rel} with UTF-8 encoding (it looks like Latin-1 or Windows-1252 text)")
+    return err
 
 
 class Definitions:
@@ -104,9 +150,9 @@ class Definitions:
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
 
     @classmethod
-    def load(cls, settings: Any, ctx: DbtContext, dbt: DbtClient) -> "Definitions":
+    def load(cls, settings: Any, ctx: DbtContext, dbt: DbtClient, on_step: Step | None = None) -> "Definitions":
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
-        manifest, packages = load_manifest(ctx, selections, dbt)
+        manifest, packages = load_manifest(ctx, selections, dbt, on_step)
         return cls(ctx, manifest, manifest_cache(ctx).manifest_path, settings.root, settings.census.path,
                    packages_installed=packages)
 

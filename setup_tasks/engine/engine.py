@@ -14,26 +14,29 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from ..dbt.client import DbtClient
-from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, SetupError, WriteError
+from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
 from ..project.context import DbtProfile, dbt_context
-from ..project.fingerprints import FileHasher, Fingerprint
-from ..project.inputs import first_ragged_row, sql_path_problem
+from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
+from ..project.inputs import first_ragged_row, not_utf8, sql_path_problem
 from ..project.manifest import Node
-from ..store.database import Database, DatabaseContents, DbRelation, DropResult, lock_holder
+from ..store.database import Database, DatabaseContents, DbRelation, DropResult
 from ..files import write_json_atomic
 from ..store.lock import RunLock
-from ..store.records import RECORDS_FILE, BuildRecord, BuildRecords, new_build_id, other_projects, project_state_dir
-from .census import inspect_census
+from ..store.records import (RECORDS_FILE, BuildRecord, BuildRecords, WrittenFiles, new_build_id, other_projects,
+                             project_state_dir)
+from .census import census_contract_problem, inspect_census
 from .census_owner import CensusOwner
 from .contents import ContentsView, Key
 from .definitions import Definitions
+from .hints import NodeFailure, database_name_problem, explain
 from .staleness import NodeStatus, Staleness
 
 Listener = Callable[[str, dict[str, Any]], None]
-DISK_FULL = ("No space left on device", "disk is full", "Disk quota exceeded")
+# The names dbt gives a table while it builds it, besides its own.
+DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup")
 # DuckDB's error for a table that is not there (yet): "Catalog Error: Table with name x does not exist!"
 MISSING_TABLE_RE = re.compile(r"Table with name (?P<table>\w+) does not exist", re.I)
 
@@ -67,6 +70,8 @@ class RunState:
     callback_errors: list[str] = field(default_factory=list)
     # Tables dropped because their node left the project.
     retired: list[str] = field(default_factory=list)
+    # Why nothing more of this run can work (the database is locked, another setup run holds it).
+    fatal: SetupError | None = None
 
 
 def database_settings(settings: Any, profile: DbtProfile | None) -> Any:
@@ -86,32 +91,41 @@ def database_settings(settings: Any, profile: DbtProfile | None) -> Any:
 class Engine:
     """Staleness and builds for one database and one dbt project."""
 
-    def __init__(self, settings: Any, listeners: Iterable[Listener] = ()) -> None:
+    def __init__(self, settings: Any, listeners: Iterable[Listener] = (), keep_state: bool = True) -> None:
+        # False for a command that only looks at a database not built yet: it writes no state.
+        self.keep_state = keep_state
         self.ctx = dbt_context(settings)
         self.dbt = DbtClient(settings.dbt.worker_idle_seconds)
-        self.definitions = Definitions.load(settings, self.ctx, self.dbt)
+        self.listeners = list(listeners)
+        self.definitions = Definitions.load(settings, self.ctx, self.dbt, self.step)
         self.manifest = self.definitions.manifest
         self.manifest_path = self.definitions.manifest_path
         self.graph = self.definitions.graph
         self.setup_nodes = self.definitions.setup_nodes
         self.foundation_nodes = self.definitions.foundation_nodes
+        # Nodes that get a task: what setup builds and what the foundation needs.
+        self.task_nodes = self.graph.buildable({*self.setup_nodes, *self.foundation_nodes})
         self.settings = settings = database_settings(settings, self.manifest.profile)
         self.root: Path = settings.root
         self.db_path: Path = settings.database.path
         self.db = Database(self.db_path, self.ctx.duckdb_config())
         self.project = self.manifest.project_name
-        self.state_dir = project_state_dir(settings.state_dir, self.project)
+        # This project's records and doit state for the database; the lock and the census are the database's.
+        self.state_dir = state_dir = project_state_dir(settings.state_dir, self.project)
         packages = {n.package for n in self.manifest.nodes.values()} | {m.split(".")[1] for m in self.manifest.macros}
-        self.records = BuildRecords.load(self.state_dir / RECORDS_FILE, self.project, packages)
+        self.records = BuildRecords.load(state_dir / RECORDS_FILE, self.project, packages)
         self.lock = RunLock(settings.state_dir / "run.lock", self.db_path)  # one writer per database file
-        self._hash_cache_path = self.state_dir / "file_hashes.json"
+        self._hash_cache_path = state_dir / "file_hashes.json"
         self.hasher = FileHasher.load(self._hash_cache_path)
-        self.contents = ContentsView(self.db, self.lock, self.state_dir / "db_contents.json", self._signed_keys)
-        self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher)
-        self.census = CensusOwner(settings, self.definitions, self.hasher)
+        self.contents = ContentsView(self.db, self.lock, state_dir / "db_contents.json", self._signed_keys)
+        self.census = CensusOwner(settings, self.definitions, self.hasher,
+                                  WrittenFiles.load(settings.state_dir / "census.json"))
+        self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher, self.census.expected)
         self.run = RunState()
-        self.listeners = list(listeners)
         self.quiet = True
+        self.log: Callable[[str], None] | None = None  # takes dbt's own lines (-v 2)
+        # setup.fail_fast: after a failed node no further dbt run starts (doit --continue turns it off).
+        self.fail_fast = bool(settings.setup.fail_fast)
         self._record_lock = threading.Lock()
 
     def close(self) -> None:
@@ -121,13 +135,15 @@ class Engine:
         self.lock.release()
 
     def save_caches(self) -> None:
-        """Acknowledged builds, the database contents, graph answers and file hashes, at the end of a run."""
+        """Signatures of builds, the database contents, graph answers and file hashes, at the end of a run."""
+        self.definitions.save()  # beside the manifest, not the database
+        if not self.keep_state:
+            return
         try:
             self.records.flush()
             self.contents.save()
         except (OSError, SetupError):
-            pass  # unacknowledged records only make `doit forget` of them a no-op; a lost copy costs a read
-        self.definitions.save()
+            pass  # a lost signature costs a rebuild, a lost copy of the contents a read
         if self.hasher.dirty:
             try:
                 write_json_atomic(self._hash_cache_path, self.hasher.cache)
@@ -169,19 +185,23 @@ class Engine:
 
     # -- staleness --------------------------------------------------------------------
 
-    def status(self, uid: str, values: Mapping[str, Any] | None = None) -> NodeStatus:
-        """Is the node's table up to date? ``values`` are doit's saved values for its task. No side effects."""
+    def status(self, uid: str) -> NodeStatus:
+        """Is the node's table up to date? No side effects."""
         outcome = self.run.outcomes.get(uid)
         if outcome is not None:
             why = "built in this run" if outcome.ok else f"{outcome.status} in this run"
             return NodeStatus(uid, True, (why,))
-        return self.staleness.status(uid, values)
+        return self.staleness.status(uid)
+
+    def force(self, uids: Iterable[str]) -> list[str]:
+        """`doit forget`: these nodes are rebuilt by the next setup. Returns those that had been built."""
+        return self.records.force([u for u in uids if u in self.manifest.nodes])
 
     def note_checked(self, status: NodeStatus) -> None:
         """doit considered this node in this run: its reason goes into the run report."""
         self.run.checked[status.unique_id] = status
 
-    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[str, Key]:
+    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[Key, str]:
         return self.staleness.leftover_tables(scope)
 
     def other_projects_tables(self) -> dict[str, list[Key]]:
@@ -201,29 +221,34 @@ class Engine:
         return self.staleness.leftover_label(uid, key)
 
     def retire_leftovers(self) -> list[str]:
-        """Drop the leftover tables of this run's scope; forget the builds of removed nodes.
+        """Drop the leftover tables of this run's scope; forget the builds of retired nodes;
+        drop the schemas setup created that are left empty.
 
         Returns the dropped tables. A table another node now builds (same name) is
         kept. A drop the database refuses keeps its record, so the next run tries again.
         """
-        removed = self.staleness.removed_builds()
+        retired = self.staleness.retired_nodes()
         leftovers = self.leftover_tables(self.run.scope)
         dropped: list[str] = []
         if leftovers:
-            keys = set(leftovers.values())
-            result = self.drop_tables(lambda rel: rel.key in keys)
+            result = self.drop_tables(lambda rel: rel.key in leftovers)
             dropped = [str(rel) for rel in result.dropped]
-            refused = {rel.key: message for rel, message in result.failed.items()}
-            for uid, key in leftovers.items():
-                if key in refused:
-                    removed.pop(uid, None)
-                    self._emit("warning", {"message": f"cannot drop {self.leftover_label(uid, key)}: {refused[key]}"})
-        if removed:
-            self.records.drop(list(removed))
+            for rel, message in sorted(result.failed.items(), key=lambda item: item[0].key):
+                retired.discard(leftovers[rel.key])
+                self._emit("warning", {"message": f"cannot drop {self.leftover_label(leftovers[rel.key], rel.key)}: {message}"})
+        if retired:
+            self.records.drop(sorted(retired))
+        self._drop_empty_schemas()
         self.run.retired.extend(dropped)
         if dropped:
             self._emit("retired", {"tables": dropped})
         return dropped
+
+    def _drop_empty_schemas(self) -> None:
+        empty, gone = self.staleness.empty_schemas()
+        if empty:
+            gone += self.contents.drop_empty_schemas(empty)
+        self.records.forget_schemas(gone)
 
     # -- building ---------------------------------------------------------------------
 
@@ -234,14 +259,43 @@ class Engine:
     def build(self, uid: str) -> Outcome:
         """Make the node's table up to date, building with it every stale node in scope."""
         if uid not in self.run.outcomes:
+            failed = self.first_failure()
+            if self.fail_fast and failed is not None:
+                self._set(Outcome(uid, "skipped", f"not built: stopped after {self.label(failed)} failed (setup.fail_fast)"))
+                return self.run.outcomes[uid]
             try:
                 self._build_batch(uid)
             except SetupError as err:
+                if isinstance(err, (RunInProgressError, DatabaseLockedError)):
+                    self.run.fatal = err  # nothing else of this run can work: the app stops it
                 self._set(Outcome(uid, "error", err.one_line()))
+        return self.run.outcomes[uid]
+
+    def first_failure(self) -> str | None:
+        """The first node that failed in this run, if any."""
+        return next((u for u, o in self.run.outcomes.items() if o.status == "error"), None)
+
+    def ensure(self, uids: Iterable[str]) -> dict[str, str]:
+        """Build what is stale among ``uids`` (nodes setup builds) and what they need; why each unbuilt one is not.
+
+        Returns unique id -> reason ('model stg_orders failed') for the nodes among
+        ``uids`` without a good table from this run: a check of them cannot run.
+        """
+        wanted = [u for u in uids if u in self.task_nodes]
+        self.add_scope(u for u in self.graph.buildable(self.graph.with_ancestors(wanted)) if u in self.task_nodes)
+        for uid in wanted:
+            if uid not in self.run.outcomes and self.status(uid).stale:
+                self.build(uid)
+        return {u: self.unbuilt_reason(u) for u in wanted if u in self.run.outcomes and not self.run.outcomes[u].ok}
+
+    def unbuilt_reason(self, uid: str) -> str:
+        """'model stg_orders failed', 'model stg_x was not built (model stg_orders failed)'."""
         outcome = self.run.outcomes[uid]
-        if outcome.ok:
-            self.records.acknowledge(uid)
-        return outcome
+        if outcome.status == "error":
+            return f"{self.label(uid)} failed"
+        failed = [u for u in self.graph.ancestors([uid]) if self.run.outcomes.get(u, outcome).status == "error"]
+        cause = f"{', '.join(self.label(u) for u in sorted(failed))} failed" if failed else outcome.message.removeprefix("not built: ")
+        return f"{self.label(uid)} was not built ({cause})"
 
     def batch_for(self, uid: str) -> list[str]:
         """This node plus every stale node in scope that can build now.
@@ -265,8 +319,7 @@ class Engine:
         return batch
 
     def setup_nodes_and(self, uid: str) -> list[str]:
-        nodes = self.setup_nodes if uid in self.setup_nodes else self.graph.buildable({*self.setup_nodes, uid})
-        return nodes
+        return self.task_nodes if uid in self.task_nodes else self.graph.buildable({*self.task_nodes, uid})
 
     def _build_batch(self, uid: str) -> None:
         status = self.status(uid)
@@ -274,6 +327,10 @@ class Engine:
             raise status.error
         self.lock.acquire()
         self.db.check_writable()
+        problem = database_name_problem(self.db_path)
+        if problem:
+            raise DatabaseError(problem, "set database.path (or DUCKDB_PATH) to a file named with letters, digits and "
+                                         "underscores, e.g. simulation.duckdb")
         self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
@@ -283,16 +340,35 @@ class Engine:
         if runnable:
             self.run.invocations += 1
             nodes = [self.node(u) for u in runnable]
+            self._intend(nodes)
             self.db.close_reader()  # dbt writes the file, here or in the worker
-            self.dbt.build_nodes(
-                self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
-                on_start=lambda started: self._emit("start", {"unique_id": started}),
-                edges=self.graph.implied_edges(runnable),
-            )
-            self._sign([u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok])
+            try:
+                self.dbt.build_nodes(
+                    self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
+                    on_start=lambda started: self._emit("start", {"unique_id": started}), dbt_lines=self.log,
+                    on_phase=self.phase, edges=self.graph.implied_edges(runnable),
+                )
+            finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
+                self.records.settle(u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped")
+                self.contents.invalidate()  # the next question reads what the database holds now
+            built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
+            self._sign(built)
+            self._check_inputs(built)
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
+
+    def _intend(self, nodes: list[Node]) -> None:
+        """Write down, before dbt runs, every table it may commit (dbt's intermediate names
+        too) and every schema it may create: a run killed at any instant leaves nothing
+        a later run does not know of."""
+        relations = {
+            n.unique_id: [key[:2] + (key[2] + suffix,) for suffix in DBT_INTERMEDIATES]
+            for n in nodes if n.relation is not None for key in [n.relation.key()]
+        }
+        existing = self.database_contents().schemas
+        schemas = {key[:2] for keys in relations.values() for key in keys} - existing
+        self.records.intend(relations, {s for s in schemas if s[1] != "main"})
 
     def _preflight(self, batch: list[str]) -> set[str]:
         """Fail nodes whose inputs are unusable before dbt sees them; skip their children."""
@@ -314,6 +390,10 @@ class Engine:
         node = self.node(uid)
         if node.resource_type == "seed" and node.path:
             path = self.ctx.project_dir / node.path
+            encoding = not_utf8(path)
+            if encoding:
+                return (f"seed {node.name}: {path} is not UTF-8 text ({encoding}) -- fix: save {node.path} with UTF-8 "
+                        "encoding (it looks like Latin-1 or Windows-1252 text)")
             problem = first_ragged_row(path, node.config.get("delimiter") or ",")
             if problem:
                 return f"seed {node.name}: malformed CSV {path} {problem} -- fix: correct that row (every row needs the header's number of fields)"
@@ -349,13 +429,19 @@ class Engine:
         return self._census_columns_problem(paths)
 
     def _census_columns_problem(self, paths: list[Path]) -> str | None:
+        """The census contract (every required column, each of its type), checked before dbt reads the file."""
         census = Path(self.settings.census.path).resolve()
         if census not in {p.resolve() for p in paths}:
             return None
         try:
             info = inspect_census(census)
+            problem = census_contract_problem(info)
+        except CensusError as err:
+            return err.one_line()
         except Exception as exc:  # unreadable parquet: name the file, keep the cause
             return CensusError(f"census file {census} cannot be read: {exc}", "replace it with a valid parquet file or run `doit census`").one_line()
+        if problem is not None:
+            return problem.one_line()
         missing = [c for c in self.settings.validation.census_required_columns if c not in info.columns]
         if missing:
             return CensusError(
@@ -375,16 +461,10 @@ class Engine:
     def _record_dbt_outcome(self, result: Any) -> None:
         status = result.status if result.status in ("success", "error", "skipped") else "error"
         message = result.message if status != "success" else ""
-        holder = lock_holder(result.message) if status == "error" else None
-        if holder:  # someone took the file between our check and dbt's connection
-            message = DatabaseLockedError(str(self.db_path), holder).one_line()
-        elif status == "error" and any(s in result.message for s in DISK_FULL):
-            message = WriteError(
-                f"{self.label(result.unique_id)} failed: {result.message}",
-                f"free space on the disk holding {self.db_path.parent} and run again; the table built before is kept",
-            ).one_line()
-        elif status == "error":
-            message = self.failure_message(result.unique_id, result.message)
+        if status == "error":
+            uid = result.unique_id
+            message = self.unbuilt_input(uid, result.message) or explain(
+                NodeFailure(self.label(uid), self.node(uid).path, result.message), self.ctx, self.db_path)
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 
     def failure_message(self, uid: str, dbt_message: str) -> str:
@@ -404,6 +484,22 @@ class Engine:
                 f"through ref(): write {{{{ ref('{name}') }}}} in {node.path}, so setup builds "
                 f"{self.label(builder)} first")
 
+    def unbuilt_input(self, uid: str, dbt_message: str) -> str | None:
+        """A node that failed reading a table another node builds and has not (yet), in one line
+        with the fix that names that node; None for any other failure."""
+        match = MISSING_TABLE_RE.search(dbt_message)
+        builder = self.manifest.builder_of(match["table"]) if match else None
+        if match is None or builder is None or builder == uid:
+            return None
+        node = self.node(uid)
+        failed = f"{self.label(uid)} ({node.path}) failed: {dbt_message}"
+        outcome = self.run.outcomes.get(builder)
+        if outcome is not None and not outcome.ok:
+            return f"{failed} -- fix: {self.label(builder)} builds that table and failed in this run: fix it first"
+        return (f"{failed} -- fix: {self.label(builder)} builds {match['table']}, and {node.name} does not read it "
+                f"through ref(): write {{{{ ref('{self.node(builder).name}') }}}} in {node.path}, so setup builds "
+                f"{self.label(builder)} first")
+
     def _set(self, outcome: Outcome) -> None:
         with self._record_lock:
             if outcome.ok:
@@ -420,6 +516,35 @@ class Engine:
             self.run.outcomes[outcome.unique_id] = outcome
         self._emit("node", {"unique_id": outcome.unique_id, "outcome": outcome})
 
+    def _check_inputs(self, built: list[str]) -> None:
+        """Files a build read that changed while it ran: what dbt read is unknown, so those
+        nodes (and what was built from them in the batch) are recorded as built from
+        nothing current, and the next setup builds them again."""
+        changed: dict[str, list[str]] = {}
+        for uid in built:
+            for owner in [uid, *(p for p in self.graph.built_parents(uid) if self.node(p).resource_type == "source")]:
+                moved = [part for part in self.fingerprints()[owner].parts if self._input_changed(part)]
+                if moved:
+                    changed.setdefault(owner, []).extend(moved)
+        if not changed:
+            return
+        tainted = self.graph.descendants(changed) & set(built) | (set(changed) & set(built))
+        marks = {uid: {part: CHANGED_DURING_BUILD for part in changed.get(uid, ())} for uid in tainted}
+        for uid in tainted:
+            marks[uid].update({f"upstream:{p}": CHANGED_DURING_BUILD for p in self.graph.parents(uid) if p in changed or p in tainted})
+        self.records.taint(marks, CHANGED_DURING_BUILD)
+        for uid, parts in sorted(changed.items()):
+            files = ", ".join(part.partition(":")[2] for part in parts)
+            self._emit("warning", {"message": f"{self.label(uid)}: {files} changed while it was being built; the next setup builds it again"})
+
+    def _input_changed(self, part: str) -> bool:
+        kind, _, what = part.partition(":")
+        if kind == "file":
+            return self.hasher.changed_since_hashed(self.ctx.project_dir / what)
+        if kind == "external":
+            return self.hasher.changed_since_hashed(Path(what) if Path(what).is_absolute() else self.root / what)
+        return False
+
     def _sign(self, uids: list[str]) -> None:
         """Remember each fresh table's content signature, to notice edits made outside setup."""
         keys = {self.node(u).relation.key(): u for u in uids if self.node(u).relation}
@@ -428,6 +553,21 @@ class Engine:
         except DatabaseError:
             return
         self.records.sign({keys[key]: signature for key, signature in signed.items()})
+
+    # -- what the run is doing, for people watching ------------------------------------
+
+    def step(self, text: str | None) -> None:
+        """A step that may take a while begins (what it is, in words), or ends (None)."""
+        self._emit("step", {"text": text})
+
+    def phase(self, phase: str) -> None:
+        """dbt's side of a step: "starting" (dbt is being loaded, seconds)."""
+        if phase == "starting":
+            self.step("starting dbt")
+
+    def progress(self, text: str, done: int, total: int) -> None:
+        """Part of a step done: 'running 135 dbt tests', 40 of 135."""
+        self._emit("progress", {"text": text, "done": done, "total": total})
 
     def _emit(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in self.listeners:

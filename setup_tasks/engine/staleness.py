@@ -2,18 +2,19 @@
 
 A node is up to date when its table exists, the fingerprint recorded at its last
 build equals the current one, the table's content signature is unchanged since
-(nobody edited it outside setup), and doit has not forgotten it. Asking never
-changes anything.
+(nobody edited it outside setup), and `doit forget` has not named it since. Asking
+never changes anything.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
 
 from ..errors import SetupError
 from ..project.fingerprints import FileHasher, Fingerprint, FingerprintCalculator, explain
-from ..store.records import BuildRecord, BuildRecords
+from ..store.records import BuildRecords
 from .contents import ContentsView, Key
 from .definitions import Definitions
 
@@ -36,15 +37,20 @@ class Staleness:
     """Fingerprints of every tracked node, and each node's status against its build record."""
 
     def __init__(self, definitions: Definitions, contents: ContentsView, records: BuildRecords,
-                 hasher: FileHasher) -> None:
+                 hasher: FileHasher, expected: Callable[[], Mapping[Path, str]] = dict) -> None:
         self.definitions = definitions
         self.contents = contents
         self.records = records
         self.hasher = hasher
+        # Input files this run rewrites before their readers build (the census): their digest then.
+        self.expected = expected
         self._fingerprints: dict[str, Fingerprint] | None = None
+        self._expected_now: Mapping[Path, str] = {}
 
     def fingerprints(self) -> dict[str, Fingerprint]:
-        if self._fingerprints is None:
+        expected = self.expected()
+        if self._fingerprints is None or expected != self._expected_now:
+            self._expected_now = expected
             defs = self.definitions
             contents = self.contents.get()
             sources = {
@@ -54,7 +60,7 @@ class Staleness:
             }
             calc = FingerprintCalculator(
                 defs.manifest, defs.graph, defs.ctx.project_dir, defs.variables(), self.hasher, sources,
-                environ=defs.ctx.environ(),
+                environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd,
             )
             self._fingerprints = calc.compute(defs.tracked())
         return self._fingerprints
@@ -63,14 +69,14 @@ class Staleness:
         """An input changed during this run (the census was written): compute fingerprints again."""
         self._fingerprints = None
 
-    def status(self, uid: str, values: Mapping[str, Any] | None = None) -> NodeStatus:
-        """Is the node's table up to date? ``values`` are doit's saved values for its task."""
+    def status(self, uid: str) -> NodeStatus:
+        """Is the node's table up to date?"""
         try:
-            return self._status(uid, values)
+            return self._status(uid)
         except SetupError as err:
             return NodeStatus(uid, True, (f"cannot check: {err.cause}",), err)
 
-    def _status(self, uid: str, values: Mapping[str, Any] | None) -> NodeStatus:
+    def _status(self, uid: str) -> NodeStatus:
         record = self.records.get(uid)
         if record is None:
             return NodeStatus(uid, True, ("never built",))
@@ -81,44 +87,64 @@ class Staleness:
         if record.fingerprint != current.digest:
             reasons = explain(record.parts, current.parts, self.definitions.names()) or ("fingerprint changed",)
             return NodeStatus(uid, True, tuple(reasons))
+        if uid in self.records.intents:  # what that build may have committed is not what the record says
+            return NodeStatus(uid, True, ("its last build did not complete (failed, interrupted or killed)",))
         if record.signature and self.contents.get().signature(node.relation.key()) != record.signature:
             return NodeStatus(uid, True, (f"table {node.relation} changed outside setup",))
-        if values is not None and not values and record.acknowledged:
+        if record.forced:
             return NodeStatus(uid, True, ("forced (doit forget)",))
         return NodeStatus(uid, False)
 
     # -- tables setup built that a clean build would not have ---------------------------------
 
-    def removed_builds(self) -> dict[str, BuildRecord]:
-        """Builds recorded for nodes the project no longer has (file deleted or renamed, node disabled)."""
-        manifest = self.definitions.manifest
-        return {uid: rec for uid, rec in self.records.of_project(manifest.project_name).items() if uid not in manifest.nodes}
+    def retired_nodes(self) -> set[str]:
+        """Nodes setup built (or began to) that no longer make a table: removed from the project
+        (file deleted or renamed, node disabled) or no longer materialized (ephemeral now)."""
+        nodes = self.definitions.manifest.nodes
+        return {uid for uid, _ in self.records.relations() if uid not in nodes or not nodes[uid].is_buildable}
 
-    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[str, Key]:
-        """Tables this project built that no current node builds: a clean build has none of them.
+    def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[Key, str]:
+        """Tables setup built that no current node builds, each with the node that left it:
+        a clean build has none of them.
 
-        Those of nodes removed from the project, and those a node built under its old
-        name (alias, schema or database changed) -- the latter only for nodes in
-        ``scope`` when given (a run drops them when it rebuilds the node). Tables another
-        project recorded are never leftovers of this one.
+        Those of retired nodes, those a killed build may have committed, and those a node
+        built under its old name (alias, schema or database changed) -- the latter only for
+        nodes in ``scope`` when given (a run drops them when it rebuilds the node).
         """
-        manifest = self.definitions.manifest
-        nodes = manifest.nodes
-        claimed = {n.relation.key() for n in nodes.values() if n.relation is not None}
+        nodes = self.definitions.manifest.nodes
+        claimed = {n.relation.key() for n in nodes.values() if n.is_buildable and n.relation is not None}
         tables = self.contents.get().tables
         wanted = None if scope is None else set(scope)
-        return {
-            uid: rec.relation for uid, rec in self.records.of_project(manifest.project_name).items()
-            if rec.relation is not None and rec.relation not in claimed and rec.relation in tables
-            and (uid not in nodes or wanted is None or uid in wanted)
-        }
+        retired = self.retired_nodes()
+        found: dict[Key, str] = {}
+        for uid, key in self.records.relations():
+            if key not in claimed and key in tables and (uid in retired or wanted is None or uid in wanted):
+                found.setdefault(key, uid)
+        return found
 
     def leftover_label(self, uid: str, key: Key) -> str:
-        """``main.stg_old (from removed model stg_old)``, or what the node builds now."""
+        """``main.stg_old (from removed model stg_old)``, or what became of the node."""
         name = ".".join(key[1:])
         node = self.definitions.manifest.nodes.get(uid)
+        record = self.records.get(uid)
+        if record is None or record.relation != key:
+            origin = "left by an interrupted build of"
+        else:
+            origin = "from"
         if node is None:
             kind, _, rest = uid.partition(".")
-            return f"{name} (from removed {kind} {rest.rpartition('.')[2]})"
+            return f"{name} ({origin} removed {kind} {rest.rpartition('.')[2]})"
+        if not node.is_buildable:
+            return f"{name} ({origin} {self.definitions.label(uid)}, now {node.materialized or 'not built'})"
         now = ".".join(node.relation.key()[1:]) if node.relation else "no table"
         return f"{name} ({self.definitions.label(uid)} now builds {now})"
+
+    def empty_schemas(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Schemas setup created: (those now empty and built into by no node, those gone already)."""
+        contents = self.contents.get()
+        nodes = self.definitions.manifest.nodes.values()
+        used = {key[:2] for key in contents.tables} | {
+            n.relation.key()[:2] for n in nodes if n.is_buildable and n.relation is not None}
+        created = sorted(s for s in self.records.schemas if s[1] != "main")
+        return ([s for s in created if s in contents.schemas and s not in used],
+                [s for s in created if s not in contents.schemas])

@@ -29,10 +29,9 @@ from ..engine.staleness import NodeStatus
 from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError
 from ..naming import Translator
 from ..store.database import Database, DatabaseContents
+from ..validation.results import when
+from ..validation.scope import read_last_failures
 from .run_report import last_run, regressions, task_names
-
-ValuesOf = Callable[[str], Mapping[str, Any]]
-
 
 @dataclass(frozen=True)
 class DatabaseState:
@@ -57,6 +56,7 @@ class CensusState:
     rows: int | None = None
     missing_columns: tuple[str, ...] = ()
     problem: str = ""  # why the file is unusable ("" when usable)
+    plan: str = ""  # whose file it is and what setup will do with it, in words
 
     @property
     def blocks_setup(self) -> bool:
@@ -93,6 +93,8 @@ class SystemStatus:
     others: tuple[str, ...] = ()
     # Tables this project builds that another project recorded too: "main.x (also built by project sales)".
     shared: tuple[str, ...] = ()
+    # Checks that failed when they last ran (warnings a no-op run only counts), one line each.
+    failed_checks: tuple[str, ...] = ()
 
     @property
     def stale(self) -> list[str]:
@@ -138,22 +140,22 @@ def reads_census(engine: Engine | None) -> bool:
     return engine is None or any(engine.reads_census(uid) for uid in engine.setup_nodes)
 
 
-def census_state(settings: Settings, read_by_project: bool) -> CensusState:
+def census_state(settings: Settings, read_by_project: bool, engine: Engine | None = None) -> CensusState:
     path, generate = settings.census.path, settings.census.generate
+    plan = engine.census.describe() if engine is not None and read_by_project else ""
     if not path.exists():
-        return CensusState(str(path), read_by_project, generate, problem="missing")
+        return CensusState(str(path), read_by_project, generate, problem="missing", plan=plan)
     try:
         info = inspect_census(path)
     except SetupError as err:
-        return CensusState(str(path), read_by_project, generate, problem=err.cause)
+        return CensusState(str(path), read_by_project, generate, problem=err.cause, plan=plan)
     problem = f"lacks required columns: {', '.join(info.missing_columns)}" if info.missing_columns else ""
-    return CensusState(str(path), read_by_project, generate, info.rows, tuple(info.missing_columns), problem)
+    return CensusState(str(path), read_by_project, generate, info.rows, tuple(info.missing_columns), problem, plan)
 
 
-def node_statuses(engine: Engine, values_of: ValuesOf, translator: Translator) -> dict[str, NodeStatus]:
-    """Each setup node's staleness as doit would see it now (``values_of``: doit's saved values)."""
-    names = task_names(engine, translator)
-    return {uid: engine.status(uid, values_of(names[uid])) for uid in engine.setup_nodes}
+def node_statuses(engine: Engine) -> dict[str, NodeStatus]:
+    """Each setup node's staleness as setup would see it now."""
+    return {uid: engine.status(uid) for uid in engine.setup_nodes}
 
 
 def readiness(status: SystemStatus) -> str:
@@ -169,8 +171,7 @@ def readiness(status: SystemStatus) -> str:
     return ""
 
 
-def collect_status(settings: Settings, make_engine: Callable[[], Engine], values_of: ValuesOf,
-                   translator: Translator) -> SystemStatus:
+def collect_status(settings: Settings, make_engine: Callable[[], Engine], translator: Translator) -> SystemStatus:
     """Gather the facts `doit status` shows. Reads the database; never builds or writes it."""
     try:
         engine: Engine | None = make_engine()
@@ -188,7 +189,7 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], values
         db = database_state(db_path, lambda: Database(db_path).contents())
     else:
         db = DatabaseState("(dbt's profile names it)", "unknown", "not known until the project loads")
-    census = census_state(settings, reads_census(engine))
+    census = census_state(settings, reads_census(engine), engine)
     status = SystemStatus(
         ready=False,
         versions=package_versions(engine.manifest.adapter_type if engine else "duckdb"),
@@ -200,24 +201,31 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], values
         regressions=tuple(regressions(settings.report.history_path)) if settings.report.history_path else (),
     )
     if engine is not None:
-        status = _with_nodes(status, engine, values_of if db.readable else None, translator)
+        status = _with_nodes(status, engine, db.readable, translator)
+    if engine is not None:
+        status = replace(status, failed_checks=failed_checks(engine))
     reason = readiness(status)
     return replace(status, ready=not reason, reason=reason)
 
 
-def _with_nodes(status: SystemStatus, engine: Engine, values_of: ValuesOf | None,
-                translator: Translator) -> SystemStatus:
+def failed_checks(engine: Engine) -> tuple[str, ...]:
+    """'known_warning warn: 1 offending row (...) -- fix: ... (since 05:03)' for each failed result of the last runs."""
+    fail_on = tuple(engine.settings.validation.fail_on)
+    return tuple(f"{r.one_line(fail_on)}{f' (since {when(r.checked_at)})' if r.checked_at else ''}"
+                 for results in read_last_failures(engine.state_dir).values() for r in results)
+
+
+def _with_nodes(status: SystemStatus, engine: Engine, readable: bool, translator: Translator) -> SystemStatus:
     names = task_names(engine, translator)
     by_type = {kind: tuple(engine.node(u).name for u in engine.setup_nodes if engine.node(u).resource_type == kind) for kind in ("seed", "model")}
     nodes: tuple[NodeState, ...] = ()
-    if values_of is not None:
-        nodes = tuple(NodeState(names[u], u, s.stale, s.reason)
-                      for u, s in node_statuses(engine, values_of, translator).items())
+    if readable:
+        nodes = tuple(NodeState(names[u], u, s.stale, s.reason) for u, s in node_statuses(engine).items())
     leftovers: tuple[str, ...] = ()
     others: list[str] = []
     shared: list[str] = []
-    if values_of is not None:
-        leftovers = tuple(engine.leftover_label(uid, key) for uid, key in sorted(engine.leftover_tables().items()))
+    if readable:
+        leftovers = tuple(engine.leftover_label(uid, key) for key, uid in sorted(engine.leftover_tables().items()))
         built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation}
         for project, keys in engine.other_projects_tables().items():
             others += [f"{'.'.join(k[1:])} (project {project})" for k in keys if k not in built]
@@ -254,6 +262,8 @@ def render(status: SystemStatus) -> list[str]:
         lines.append(f"others     {', '.join(status.others)}: built by other dbt projects, kept")
     for table in status.shared:
         lines.append(f"shared     {table}: both projects write it, the last build wins")
+    for check in status.failed_checks:
+        lines.append(f"check      {check}")
     lines.append(f"last run   {run_line(status.last_run)}")
     for step, seconds, median in status.regressions:
         lines.append(f"slower     {step}: {seconds:.2f} s, median of earlier runs {median:.2f} s")
@@ -267,7 +277,8 @@ def census_line(census: CensusState) -> str:
         text = f"{census.path}: {census.rows} rows, all {len(REQUIRED_CENSUS_COLUMNS)} required columns"
     if not census.read_by_project:
         return f"{text} (not read by this project)"
-    return f"{text} (census.generate is {'on' if census.generate else 'off'})"
+    plan = f"; {census.plan}" if census.plan else ""
+    return f"{text}{plan} (census.generate is {'on' if census.generate else 'off'})"
 
 
 def nodes_lines(status: SystemStatus) -> list[str]:

@@ -41,12 +41,14 @@ class DbtContext:
     database_path: Path | None  # database.path when set; None: the profile alone names the file
     duckdb_threads: int | None = None
     duckdb_memory_limit: str | None = None
+    root: Path | None = None  # the folder setup runs from (of dodo.py and setup.yaml)
 
     @property
     def cwd(self) -> Path:
-        """Where dbt runs: the project directory, as a team runs `dbt build`, so a relative
-        ``path:`` in the profile means the same file to setup and to the team."""
-        return self.project_dir
+        """Where dbt runs: the root (in a repository set up by `init`, the project directory
+        itself; in this one, the folder above dbt/), as a person runs dbt there. A relative
+        ``path:`` in the profile or external location means the same file to setup and to them."""
+        return self.root or self.project_dir
 
     def env_overrides(self) -> dict[str, str]:
         """What setup adds to dbt's environment: a profile may read the database path and settings from it."""
@@ -74,7 +76,7 @@ class DbtContext:
     def target_path(self) -> Path:
         """dbt's target path for this context: one folder per database, target, profiles and vars,
         so that runs on two databases never read each other's manifest."""
-        key = json.dumps([str(self.database_path), self.target, str(self.profiles_dir), dict(self.vars)],
+        key = json.dumps([str(self.database_path), self.target, str(self.profiles_dir), dict(self.vars), str(self.cwd)],
                          sort_keys=True, default=str)
         return target_dir(self.project_dir, read_project_yaml(self.project_dir)) / f"ctx-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
@@ -82,7 +84,8 @@ class DbtContext:
         """The same settings for the engine's own connections."""
         return {"threads": self.env_overrides()["PLANWISE_DUCKDB_THREADS"], "memory_limit": self.env_overrides()["PLANWISE_DUCKDB_MEMORY_LIMIT"]}
 
-    def cli_args(self) -> list[str]:
+    def cli_args(self, own_target: bool = True) -> list[str]:
+        """dbt's options for this context; ``own_target``: setup's own target folder (else dbt's usual one)."""
         args = ["--project-dir", str(self.project_dir), "--profiles-dir", str(self.profiles_dir)]
         if self.target:
             args += ["--target", self.target]
@@ -90,7 +93,8 @@ class DbtContext:
             args += ["--vars", json.dumps(dict(self.vars), sort_keys=True, default=str)]
         if self.threads:
             args += ["--threads", str(self.threads)]
-        args += ["--target-path", str(self.target_path())]
+        if own_target:
+            args += ["--target-path", str(self.target_path())]
         return args
 
 
@@ -99,7 +103,7 @@ class DbtProfile:
     """The profile dbt rendered for the project: its name, target, adapter and the database it writes.
 
     ``written`` is the profile's ``path:`` as rendered; ``path`` is that file made absolute
-    against the project directory (where dbt runs), or as written when it is no file
+    against the folder dbt runs in (``DbtContext.cwd``), or as written when it is no file
     (``:memory:``, ``md:...``).
     """
 
@@ -110,8 +114,8 @@ class DbtProfile:
     path: str | None
 
     @classmethod
-    def rendered(cls, name: str, target: str, adapter: str, written: str | None, project_dir: Path) -> "DbtProfile":
-        path = os.path.normpath(project_dir / written) if written and is_database_file(written) else written
+    def rendered(cls, name: str, target: str, adapter: str, written: str | None, cwd: Path) -> "DbtProfile":
+        path = os.path.normpath(cwd / written) if written and is_database_file(written) else written
         return cls(name, target, adapter, written, path)
 
     @property
@@ -162,6 +166,7 @@ def dbt_context(settings: Any) -> DbtContext:
         database_path=settings.database.path,
         duckdb_threads=settings.database.threads,
         duckdb_memory_limit=settings.database.memory_limit,
+        root=settings.root,
     )
 
 

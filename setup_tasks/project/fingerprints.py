@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -26,6 +27,11 @@ from .manifest import ENV_VAR_RE, Manifest, Node
 VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
 SHOWN_VALUE_LIMIT = 60
 KEYED_PREFIX = "hmac:"
+# The value of a part (and the digest of a record) whose input changed while the node was being
+# built: what dbt read is unknown, so nothing current can equal it.
+CHANGED_DURING_BUILD = "changed during the build"
+# The value of an input file's part while setup has yet to (re)generate the file in this run.
+REGENERATED = "regenerated before the build"
 # Config keys that do not change a table's content.
 VOLATILE_CONFIG = {"docs", "meta", "tags", "persist_docs", "grants", "group", "access", "event_time"}
 
@@ -54,55 +60,83 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+# A file changed this recently may still change within the same clock tick as the stat that
+# keyed its hash (git's "racy" case): its hash is not cached, so the next run reads it again.
+RACY_NS = 2_000_000_000
+
+
+def _file_key(st: os.stat_result) -> list[int]:
+    """What changes whenever a file's content can have: ``touch -r`` restores the mtime but not
+    the ctime (any write or utime sets it to now), and a file replaced by another has a new inode."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _sha_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:20]
+
+
 class FileHasher:
-    """Content hashes of files, cached by (size, mtime) so big inputs are read once."""
+    """Content hashes of files, cached under a key nothing but a change of the file can change.
+
+    The key is (device, inode, size, mtime, ctime): an edit that keeps the length and
+    restores the mtime still changes the ctime. Entries of older versions (keyed by size
+    and mtime only) never match, and a file changed in the last ``RACY_NS`` is not cached.
+    """
 
     def __init__(self, cache: dict[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = cache if cache is not None else {}
         self.dirty = False
+        self.seen: dict[str, list[int]] = {}  # the key of each file when this process hashed it
 
     @classmethod
     def load(cls, path: Path) -> "FileHasher":
         """The hashes cached in ``path``; entries of the wrong shape are discarded (and hashed again)."""
         stored = read_json(path, {})
         cache = {k: v for k, v in stored.items()
-                 if isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) for x in v[:2])}
+                 if isinstance(v, list) and len(v) == 2 and isinstance(v[0], list) and len(v[0]) == 5
+                 and all(isinstance(x, int) for x in v[0])}
         if len(cache) < len(stored):
             discarded(path, f"{len(stored) - len(cache)} entries of the wrong shape")
         return cls(cache)
 
+    def _remembered(self, key: str, path: Path, compute: Callable[[Path], Any]) -> Any:
+        try:
+            st = path.stat()
+        except OSError:
+            return None, False
+        stamp = _file_key(st)
+        self.seen[key] = stamp
+        cached = self.cache.get(key)
+        if isinstance(cached, list) and len(cached) == 2 and cached[0] == stamp:
+            return cached[1], True
+        value = compute(path)
+        if time.time_ns() - st.st_ctime_ns > RACY_NS:
+            self.cache[key] = [stamp, value]
+            self.dirty = True
+        return value, True
+
     def derived(self, path: Path, kind: str, compute: Callable[[Path], Any]) -> Any:
         """Any value computed from a file's content, cached like its hash (JSON-able values)."""
-        try:
-            st = path.stat()
-        except OSError:
-            return compute(path)
-        key = f"{kind}:{path.resolve()}"
-        cached = self.cache.get(key)
-        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-            return cached[2]
-        value = compute(path)
-        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
-        self.dirty = True
-        return value
+        value, exists = self._remembered(f"{kind}:{path.resolve()}", path, compute)
+        return value if exists else compute(path)
 
     def hash(self, path: Path) -> str:
-        try:
-            st = path.stat()
-        except OSError:
-            return "missing"
+        value, exists = self._remembered(str(path.resolve()), path, _sha_file)
+        return value if exists else "missing"
+
+    def changed_since_hashed(self, path: Path) -> bool:
+        """Has the file changed (even if back again) since this process hashed it?"""
         key = str(path.resolve())
-        cached = self.cache.get(key)
-        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-            return cached[2]
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        value = digest.hexdigest()[:20]
-        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
-        self.dirty = True
-        return value
+        before = self.seen.get(key)
+        try:
+            now: list[int] | None = _file_key(path.stat())
+        except OSError:
+            now = None
+        return before is not None and before != now
 
 
 def effective_vars(project_yaml: Mapping[str, Any], project_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,14 +162,20 @@ class FingerprintCalculator:
         hasher: FileHasher,
         table_signatures: Mapping[tuple[str, str, str], str] | None = None,
         environ: Mapping[str, str] | None = None,
+        expected: Mapping[Path, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.manifest = manifest
         self.graph = graph
         self.project_dir = project_dir
+        # Where dbt runs: a relative external location or file var resolves there.
+        self.cwd = cwd or project_dir
         self.vars = variables
         self.hasher = hasher
         self.table_signatures = table_signatures or {}
         self.environ = os.environ if environ is None else environ
+        # Files this run rewrites before their readers build (resolved path -> their digest then).
+        self.expected = dict(expected or {})
         self._macro_vars: dict[str, set[str]] = {}
 
     def compute(self, uids: Iterable[str]) -> dict[str, Fingerprint]:
@@ -159,7 +199,7 @@ class FingerprintCalculator:
     def _code_parts(self, node: Node) -> dict[str, str]:
         parts: dict[str, str] = {}
         if node.path and node.resource_type != "test":
-            parts[f"file:{node.path}"] = self.hasher.hash(self.project_dir / node.path)
+            parts[f"file:{node.path}"] = self._hash(self.project_dir / node.path)
         config = {k: v for k, v in node.config.items() if k not in VOLATILE_CONFIG}
         definition = {"config": config, "relation": str(node.relation), "columns": node.columns}
         if node.resource_type == "test":
@@ -185,9 +225,9 @@ class FingerprintCalculator:
         shown = _canonical(value)
         parts = {f"var:{name}": shown if len(shown) <= SHOWN_VALUE_LIMIT else _sha(shown)}
         if isinstance(value, str) and value.strip():
-            for path in expand_paths(value, self.project_dir):
+            for path in expand_paths(value, self.cwd):
                 if path.is_file():
-                    parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
+                    parts[f"external:{self._display(path)}"] = self._hash(path)
         return parts
 
     def _source_parts(self, node: Node) -> dict[str, str]:
@@ -199,14 +239,19 @@ class FingerprintCalculator:
         if node.external_location:
             location = format_location(node.external_location, node)
             parts = {"location": location}
-            paths = external_paths(node, self.project_dir)
+            paths = external_paths(node, self.cwd)
             for path in paths:
-                parts[f"external:{self._display(path)}"] = self.hasher.hash(path)
+                parts[f"external:{self._display(path)}"] = self._hash(path)
             if not paths and "://" not in location:
                 parts["external:<no files>"] = "missing"
             return parts
         key = node.relation.key() if node.relation else ("", "", node.name)
         return {f"table:{node.relation}": self.table_signatures.get(key, "missing")}
+
+    def _hash(self, path: Path) -> str:
+        if self.expected and path.resolve() in self.expected:
+            return self.expected[path.resolve()]
+        return self.hasher.hash(path)
 
     def _macro_closure(self, macros: Iterable[str]) -> set[str]:
         found: set[str] = set()
@@ -278,7 +323,11 @@ def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, 
         kind, _, what = key.partition(":")
         label = names.get(what, what)
         phrase = _PHRASES.get(kind)
-        if phrase is None:
+        if before == CHANGED_DURING_BUILD:
+            reasons.append(f"{label} changed while the last build read it")
+        elif after == REGENERATED:
+            reasons.append(f"{what} will be regenerated first")
+        elif phrase is None:
             reasons.append(f"{key} changed")
         elif (before is None or after is None) and kind not in _PHRASED_WHEN_ADDED_OR_REMOVED:
             reasons.append(f"{'new input' if before is None else 'input removed'}: {kind} {label}".rstrip())

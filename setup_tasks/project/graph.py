@@ -162,10 +162,19 @@ class SetupGraph:
         return [u for u in self.topological(uids) if self.nodes[u].is_buildable]
 
     def tests_of(self, uids: Iterable[str]) -> list[str]:
-        """Tests whose every parent lies in the given set (dbt's 'eager' rule, made strict)."""
+        """Tests whose every parent lies in the given set (dbt's 'eager' rule, made strict).
+
+        A test with a ref() to no node is left out: dbt never runs it (``unresolved_tests``).
+        """
         scope = set(uids)
         tests = {child for uid in scope for child in self._children[uid] if self.nodes[child].resource_type == "test"}
-        return sorted(t for t in tests if set(self._parents[t]) <= scope)
+        return sorted(t for t in tests if set(self._parents[t]) <= scope and not self.nodes[t].unresolved)
+
+    def unresolved_tests(self, uids: Iterable[str]) -> list[str]:
+        """Tests dbt only warns about (a ref() names no node) whose other parents lie in the given set."""
+        scope = set(uids)
+        return sorted(u for u, node in self.nodes.items()
+                      if node.resource_type == "test" and node.unresolved and set(self._parents[u]) <= scope)
 
     def topological(self, uids: Iterable[str] | None = None) -> list[str]:
         """Deterministic topological order of the given nodes (all when None)."""

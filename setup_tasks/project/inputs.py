@@ -32,6 +32,17 @@ def sql_path_problem(path: str | Path) -> str | None:
     return None
 
 
+def not_utf8(path: Path) -> str | None:
+    """'byte 27: 0xfc' for the first byte of a file that is not UTF-8 text, else None (also when unreadable)."""
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"byte {exc.start}: 0x{exc.object[exc.start]:02x}"
+    except OSError:
+        return None
+    return None
+
+
 def first_ragged_row(path: Path, delimiter: str = ",") -> str | None:
     """'line N: k fields, expected m' for the first malformed row of a CSV, else None."""
     try:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,7 +20,7 @@ from ..keys import keyed_digest
 from .context import DbtContext, DbtProfile, read_project_yaml
 from .packages import PACKAGE_FILES, installed_project_dirs
 
-STAMP_VERSION = 4  # 4: source builders (graph memos of older parses lack their edges)
+STAMP_VERSION = 5  # 5: source builders (graph memos of older parses lack their edges), the rendered profile
 # Default folders of a dbt project (dbt_project.yml may rename them).
 PATH_KEYS = {
     "model-paths": ["models"],
@@ -30,7 +31,8 @@ PATH_KEYS = {
     "analysis-paths": ["analyses"],
 }
 SOURCE_SUFFIXES = {".sql", ".yml", ".yaml", ".py", ".md", ".csv"}
-ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
+# env_var('NAME') as written in SQL, YAML or Jinja, in single-quoted YAML too (quotes doubled: env_var(''NAME'')).
+ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]{1,2}([^'"]+)['"]""")
 BUILDABLE = ("seed", "model", "snapshot")
 
 
@@ -73,6 +75,9 @@ class Node:
     test_name: str | None = None
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
     source_name: str | None = None  # a source's name in sources.yml (its tables are its children)
+    # Names a test's ref()/source() calls that no enabled node answers: dbt keeps the test
+    # in the manifest (leaving the missing node out of depends_on), warns, and never runs it.
+    unresolved: tuple[str, ...] = ()
 
     @property
     def is_buildable(self) -> bool:
@@ -180,11 +185,31 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
     )
 
 
+def _ref_name(ref: Any) -> str:
+    """A ref as manifest.json writes it: {"name", "package", "version"} (a list before dbt 1.5)."""
+    if isinstance(ref, Mapping):
+        return str(ref.get("name") or "")
+    return str(ref[-1]) if isinstance(ref, (list, tuple)) and ref else str(ref)
+
+
+def _unresolved(raw: Mapping[str, Any], refs: set[str], sources: set[tuple[str, str]]) -> tuple[str, ...]:
+    missing = [name for name in map(_ref_name, raw.get("refs") or ()) if name not in refs]
+    missing += [".".join(map(str, s)) for s in raw.get("sources") or () if tuple(s[-2:]) not in sources]
+    return tuple(sorted(set(missing)))
+
+
 def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]] | None = None,
                        profile: DbtProfile | None = None) -> Manifest:
     """Turn manifest.json content into a ``Manifest`` (pure; no dbt import)."""
     nodes = {uid: _node_from_dict(n) for uid, n in raw.get("nodes", {}).items()}
     nodes.update({uid: _node_from_dict(s) for uid, s in raw.get("sources", {}).items()})
+    refs = {n.name for n in nodes.values() if n.resource_type in ("model", "seed", "snapshot")}
+    sources = {(str(s.get("source_name")), str(s.get("name"))) for s in raw.get("sources", {}).values()}
+    for uid, node in raw.get("nodes", {}).items():
+        if node.get("resource_type") == "test":
+            missing = _unresolved(node, refs, sources)
+            if missing:
+                nodes[uid] = replace(nodes[uid], unresolved=missing)
     macros = {
         uid: (m.get("macro_sql") or "", tuple((m.get("depends_on") or {}).get("macros") or ()))
         for uid, m in raw.get("macros", {}).items()
@@ -230,6 +255,39 @@ def parsed_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Pat
     for package in installed_project_dirs(project_dir):
         files.extend(project_files(package, read_project_yaml(package)))
     return files
+def file_set(ctx: DbtContext) -> str:
+    """Which project files exist (names, not content): a file added, removed, renamed or moved
+    between folders changes it. dbt's partial parse mishandles exactly those changes."""
+    names = sorted(os.path.relpath(p, ctx.project_dir) for p in parsed_files(ctx.project_dir, read_project_yaml(ctx.project_dir)))
+    return hashlib.sha256("\0".join(names).encode()).hexdigest()
+
+
+# Folders whose files each become a node of the kind named, by suffix.
+_NODE_FILES = {"model-paths": ("model", {".sql", ".py"}), "seed-paths": ("seed", {".csv"}), "test-paths": ("test", {".sql"})}
+
+
+def parse_problems(raw: Mapping[str, Any], project_dir: Path) -> list[str]:
+    """Where a parse disagrees with the files on disk: a file without its node, a node without its file.
+
+    A fresh parse never does; a partial one (dbt re-parsing only what changed) sometimes does.
+    """
+    project = raw.get("metadata", {}).get("project_name")
+    project_yaml = read_project_yaml(project_dir)
+    parsed = [n for n in raw.get("nodes", {}).values() if n.get("package_name") == project]
+    parsed += [n for versions in (raw.get("disabled") or {}).values() for n in versions if n.get("package_name") == project]
+    known = {(n.get("resource_type"), n.get("original_file_path")) for n in parsed}
+    problems = [f"{path}: no such file" for kind, path in sorted(known, key=str)
+                if kind in BUILDABLE + ("test",) and path and path.endswith((".sql", ".py", ".csv"))
+                and not (project_dir / path).is_file()]
+    for key, (kind, suffixes) in _NODE_FILES.items():
+        for rel in project_yaml.get(key, PATH_KEYS[key]) or []:
+            root = project_dir / str(rel)
+            for path in sorted(root.rglob("*")) if root.is_dir() else []:
+                name = str(path.relative_to(project_dir))
+                generic = kind == "test" and "generic" in path.relative_to(root).parts[:-1]
+                if path.suffix in suffixes and path.is_file() and not generic and (kind, name) not in known:
+                    problems.append(f"{name}: no {kind} parsed from it")
+    return problems
 
 
 def _dbt_version() -> str:
@@ -239,20 +297,22 @@ def _dbt_version() -> str:
         return "unknown"
 
 
-def _read_project(ctx: DbtContext) -> tuple[bytes, set[str]]:
-    """A digest of every file dbt parses (seed CSVs by path only), and the env_var() names they use."""
+def _read_project(ctx: DbtContext) -> tuple[dict[str, str], set[str]]:
+    """Every file dbt parses, by name, with a digest of its content (seed CSVs by path only), and the
+    env_var() names they use."""
     project_yaml = read_project_yaml(ctx.project_dir)
-    digest = hashlib.sha256()
+    files: dict[str, str] = {}
     env_names: set[str] = set()
     profiles = ctx.profiles_dir / "profiles.yml"
     for path in [*parsed_files(ctx.project_dir, project_yaml), profiles]:
-        digest.update(str(path).encode() + b"\0")
+        name = path.relative_to(ctx.project_dir).as_posix() if path.is_relative_to(ctx.project_dir) else str(path)
         if path.suffix == ".csv" or not path.is_file():
+            files[f"file:{name}"] = "present" if path.is_file() else "absent"
             continue
         content = path.read_bytes()
-        digest.update(hashlib.sha256(content).digest())
+        files[f"file:{name}"] = hashlib.sha256(content).hexdigest()
         env_names.update(ENV_VAR_RE.findall(content.decode("utf-8", "replace")))
-    return digest.digest(), env_names
+    return files, env_names
 
 
 def env_var_names(ctx: DbtContext) -> set[str]:
@@ -260,26 +320,58 @@ def env_var_names(ctx: DbtContext) -> set[str]:
     return _read_project(ctx)[1]
 
 
-def project_stamp(ctx: DbtContext, selections: Mapping[str, str]) -> str:
-    """A digest that changes exactly when dbt's parse of the project could change.
+def stamp_parts(ctx: DbtContext, selections: Mapping[str, str]) -> dict[str, str]:
+    """What dbt's parse of the project depends on, by named part (``project_stamp`` digests them).
 
     Seed CSVs count by path only: their content does not change the parse (the
     engine fingerprints it separately), so editing a seed costs no re-parse. The
     values of environment variables the project reads enter as keyed digests: the
-    stamp is kept on disk, and must not let a reader test guesses of a password.
+    parts are kept on disk, and must not let a reader test guesses of a password.
     """
-    files, env_names = _read_project(ctx)
+    parts, env_names = _read_project(ctx)
     env = ctx.environ()
     context = {
         "version": STAMP_VERSION,
         "dbt": _dbt_version(),
         "target": ctx.target,
-        "vars": ctx.vars,
-        # No database path: setup exports it as DUCKDB_PATH, so it counts (above) exactly when profiles.yml reads it.
+        # No database path: setup exports it as DUCKDB_PATH, so it counts (below) exactly when profiles.yml reads it.
         "profiles_dir": str(ctx.profiles_dir),
-        "env": {name: None if env.get(name) is None else keyed_digest("env", name, env[name]) for name in sorted(env_names)},
-        "selections": dict(selections),
+        **{f"var:{k}": v for k, v in ctx.vars.items()},
+        **{f"env:{name}": None if env.get(name) is None else keyed_digest("env", name, env[name])
+           for name in sorted(env_names)},
+        **{f"selection:{k}": v for k, v in selections.items()},
     }
-    digest = hashlib.sha256(files)
-    digest.update(json.dumps(context, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    parts.update({key: json.dumps(value, sort_keys=True, default=str) for key, value in context.items()})
+    parts["project_dir"] = str(ctx.project_dir)  # absolute paths land in dbt's manifest
+    parts["cwd"] = str(ctx.cwd)  # where dbt runs: the profile's relative path resolves there
+    return parts
+
+
+def project_stamp(ctx: DbtContext, selections: Mapping[str, str], parts: Mapping[str, str] | None = None) -> str:
+    """A digest that changes exactly when dbt's parse of the project could change (see ``stamp_parts``)."""
+    parts = stamp_parts(ctx, selections) if parts is None else parts
+    return hashlib.sha256(json.dumps(dict(parts), sort_keys=True).encode()).hexdigest()
+
+
+def why_parse(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:
+    """Why dbt must parse again, in words: 'files changed: models/x.sql; vars changed: fx_rate'."""
+    if old is None:
+        return "no earlier parse"
+    if not old:
+        return "the last parse kept no record of its inputs"
+    kinds = {"file": "files changed", "var": "vars changed", "env": "environment variables changed",
+             "selection": "selections changed"}
+    found: dict[str, list[str]] = {}
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key):
+            continue
+        kind, _, name = key.partition(":")
+        label = kinds.get(kind, "changed")
+        found.setdefault(label, []).append(name or kind)
+    if not found:
+        return "the last parse was not kept"
+    shown = []
+    for label, names in found.items():
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        shown.append(f"{label}: {listed}")
+    return "; ".join(shown)

@@ -51,23 +51,53 @@ class ManifestCache:
             discarded(self.manifest_path if shaped else self.path, f"wrong shape ({type(exc).__name__})")
             return None
 
+    def file_set(self) -> str | None:
+        """The project's file set (``project.manifest.file_set``) at the last parse; None when unknown."""
+        return read_json(self.path, {}, version=CACHE_VERSION).get("files")
+
     def save(self, stamp: str, raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]],
-             profile: DbtProfile) -> None:
-        """The parse's stamp, with what dbt resolved in it: the selections and the profile (its database file)."""
+             profile: DbtProfile, files: str | None = None, parts: Mapping[str, str] | None = None) -> None:
+        """The parse's stamp, with what dbt resolved in it (the selections and the profile: its
+        database file), the project's file set and the stamp's parts."""
         make_private_dir(self.path.parent.parent)
         make_private_dir(self.path.parent)
         write_json_atomic(self.path, {
             "version": CACHE_VERSION,
             "stamp": stamp,
+            "files": files,
             "invocation_id": raw.get("metadata", {}).get("invocation_id"),
             "selections": {k: list(v) for k, v in selections.items()},
             "profile": profile.as_dict(),
+            "parts": dict(parts or {}),
         })
         prune_contexts(self.path.parent.parent, keep=self.path.parent)
+
+    def parts(self) -> dict[str, str] | None:
+        """The stamp's parts at the last parse (to say why dbt parses again); None when there was none.
+
+        A context parsed for the first time (a var, the target or the database changed)
+        compares with the project's latest parse in another context.
+        """
+        caches = [self.path]
+        if not self.path.exists():
+            siblings = self.path.parent.parent.glob(f"ctx-*/{CACHE_FILE}")
+            caches = sorted(siblings, key=_modified, reverse=True)[:1]
+        cache = read_json(caches[0], None) if caches else None
+        if not isinstance(cache, dict):
+            return None
+        parts = cache.get("parts")
+        return {str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else {}
 
     @property
     def graph_memo_path(self) -> Path:
         return self.path.with_name(GRAPH_MEMO_FILE)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def manifest_cache(ctx: DbtContext) -> ManifestCache:
@@ -81,13 +111,8 @@ def prune_contexts(base: Path, keep: Path) -> None:
     Everything but the ``KEPT_CONTEXTS`` most recently parsed context folders goes: the
     folder is setup's own, and a removed context only costs its next run a parse.
     """
-    def parsed(folder: Path) -> float:
-        for path in (folder / CACHE_FILE, folder):  # a folder being parsed has no cache file yet
-            try:
-                return path.stat().st_mtime
-            except OSError:
-                continue
-        return 0.0
+    def parsed(folder: Path) -> float:  # a folder being parsed has no cache file yet
+        return _modified(folder / CACHE_FILE) or _modified(folder)
 
     try:
         entries = list(base.iterdir())

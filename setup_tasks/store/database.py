@@ -62,6 +62,7 @@ class DatabaseContents:
     path: Path
     exists: bool
     tables: Mapping[tuple[str, str, str], TableState]
+    schemas: frozenset[tuple[str, str]] = frozenset()  # (catalog, schema), lower case
 
     def has(self, key: tuple[str, str, str]) -> bool:
         return key in self.tables
@@ -77,6 +78,12 @@ def lock_holder(error: Exception) -> str | None:
     if not match:
         return None
     return f"{Path(match['program']).name} (PID {match['pid']})"
+
+
+def interrupted(error: BaseException) -> bool:
+    """Is this how DuckDB ends a query on a signal? It turns a pending SIGINT into RuntimeError('Query interrupted')."""
+    return isinstance(error, duckdb.InterruptException) or (
+        isinstance(error, RuntimeError) and str(error).strip().lower() == "query interrupted")
 
 
 def _open_error(path: Path, error: Exception) -> DatabaseError:
@@ -124,6 +131,11 @@ def _tables(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], str]:
     return {(c.lower(), s.lower(), n.lower()): kind for c, s, n, kind in rows}
 
 
+def _schemas(con: duckdb.DuckDBPyConnection) -> frozenset[tuple[str, str]]:
+    rows = con.execute("SELECT catalog_name, schema_name FROM information_schema.schemata").fetchall()
+    return frozenset((c.lower(), s.lower()) for c, s in rows)
+
+
 def file_state(path: Path) -> list[int] | None:
     """Size and modification time of the database file and its WAL: any write changes them."""
     try:
@@ -136,12 +148,13 @@ def file_state(path: Path) -> list[int] | None:
 
 
 def contents_to_dict(snap: DatabaseContents) -> dict[str, Any]:
-    return {"exists": snap.exists, "tables": [[list(k), v.kind, v.signature] for k, v in snap.tables.items()]}
+    return {"exists": snap.exists, "tables": [[list(k), v.kind, v.signature] for k, v in snap.tables.items()],
+            "schemas": sorted(list(s) for s in snap.schemas)}
 
 
 def contents_from_dict(path: Path, data: Mapping[str, Any]) -> DatabaseContents:
     tables = {tuple(k): TableState(kind, signature) for k, kind, signature in data["tables"]}
-    return DatabaseContents(path, bool(data["exists"]), tables)
+    return DatabaseContents(path, bool(data["exists"]), tables, frozenset(tuple(s) for s in data["schemas"]))
 
 
 # -- read-only queries (validation checks) ----------------------------------------
@@ -170,7 +183,11 @@ class Reader:
         try:
             cursor = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
             rows = cursor.fetchall()
-        except duckdb.Error as exc:
+        except (duckdb.Error, RuntimeError) as exc:
+            if interrupted(exc):
+                raise KeyboardInterrupt from None  # Ctrl-C (or SIGTERM) mid-query: an interrupt, not a failed check
+            if not isinstance(exc, duckdb.Error):
+                raise
             raise DatabaseError(f"query failed: {' '.join(str(exc).split())}") from None
         return QueryResult(tuple(d[0] for d in cursor.description or ()), rows)
 
@@ -350,7 +367,8 @@ class Database:
             wanted = set(signed)
             signed_now = _signatures(con, sorted(k for k, kind in kinds.items() if k in wanted and kind == "BASE TABLE"))
             tables = {key: TableState(kind, signed_now.get(key)) for key, kind in kinds.items()}
-        return DatabaseContents(self.path, True, tables)
+            schemas = _schemas(con)
+        return DatabaseContents(self.path, True, tables, schemas)
 
     def signatures(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], str | None]:
         """Content signatures of freshly built tables (None for views and missing ones)."""
@@ -405,3 +423,22 @@ class Database:
                     return DropResult(dropped, failed)
                 pending = list(failed)
         return DropResult(dropped, {})
+
+    def drop_empty_schemas(self, schemas: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Drop each (catalog, schema) that is empty; returns those dropped or already gone.
+
+        Never CASCADE: DuckDB refuses a schema that still holds anything, so nobody's
+        objects are ever dropped with it.
+        """
+        schemas = list(schemas)
+        if not schemas or not self.path.exists():
+            return schemas
+        done = []
+        with self.connect() as con:
+            for catalog, schema in schemas:
+                try:
+                    con.execute(f"DROP SCHEMA IF EXISTS {qualified((catalog, schema, ''))}")
+                except duckdb.Error:
+                    continue
+                done.append((catalog, schema))
+        return done

@@ -3,24 +3,34 @@
 Build records say, per node, which fingerprint its table was last built from. They
 are written (atomically) the moment dbt reports a node done, so a Ctrl-C or crash
 never loses work already completed: doit's own dependency file is only written when
-a run closes. Each dbt project writing a database keeps its records (and doit's state)
-in its own folder, ``<state dir>/projects/<project>/``: projects sharing a file never
-take each other's tables for their own.
+a run closes. ``doit forget`` marks a record forced: the next setup rebuilds it. Each
+dbt project writing a database keeps its records (and doit's state) in its own folder,
+``<state dir>/projects/<project>/``: projects sharing a file never take each other's
+tables for their own.
+
+Intent before effect: before dbt builds a batch, the tables it is about to write (and
+dbt's intermediate names for them) and the schemas it is about to create are written
+down. A node's intent is settled when it is built, in the same write as its record; an
+intent still there at the next run is a build that failed, was interrupted or killed, and
+whatever it may have committed is known: reconciled (rebuilt, or dropped with its node).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Collection, Iterator, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from ..errors import cannot_write
 from ..files import discarded, read_json, write_json_atomic
 
 RECORDS_VERSION = 2  # 2: records name their dbt project
 READABLE_VERSIONS = (1, RECORDS_VERSION)  # version 1: adopted by BuildRecords.load
+WRITTEN_VERSION = 1
+
+Relation = tuple[str, str, str]  # (catalog, schema, name), lower case
 
 
 @dataclass(frozen=True)
@@ -35,9 +45,8 @@ class BuildRecord:
     rows: int | None = None
     # Row count and content hash right after the build, to notice later edits.
     signature: str | None = None
-    # Set once doit has recorded the task as done; a record doit has forgotten
-    # since then was forgotten on purpose (`doit forget`).
-    acknowledged: bool = False
+    # `doit forget` named its task: rebuilt by the next setup, whatever its fingerprint.
+    forced: bool = False
     # The table it built (catalog, schema, name): dropped by setup if the node leaves the project.
     relation: tuple[str, str, str] | None = None
     # The dbt project that built it (records of version 1 had none: see BuildRecords.load).
@@ -61,6 +70,12 @@ class BuildRecords:
     path: Path
     records: dict[str, BuildRecord] = field(default_factory=dict)
     dirty: bool = False
+    # Tables a build was about to write, per node, until dbt reported the node.
+    intents: dict[str, list[Relation]] = field(default_factory=dict)
+    # Schemas (catalog, schema) a build of setup created (or was about to).
+    schemas: set[tuple[str, str]] = field(default_factory=set)
+    # The dbt project these records are of (None: any, as in tests of one project).
+    project: str | None = None
 
     @classmethod
     def load(cls, path: Path, project: str | None = None, packages: Collection[str] = ()) -> "BuildRecords":
@@ -75,10 +90,11 @@ class BuildRecords:
             discarded(path, "wrong shape")
             stored = {}
         records = {}
+        known = {f.name for f in fields(BuildRecord)}
         for uid, rec in stored.items():
             try:
-                record = BuildRecord(**rec)
-            except TypeError:
+                record = BuildRecord(**{k: v for k, v in rec.items() if k in known})
+            except (TypeError, AttributeError):
                 continue  # of the wrong shape: treat as never built
             if record.project is None and project is not None:
                 owner = uid.split(".")[1] if uid.count(".") >= 2 else ""
@@ -86,7 +102,13 @@ class BuildRecords:
             records[uid] = record
         if len(records) < len(stored):
             discarded(path, f"{len(stored) - len(records)} record(s) of the wrong shape")
-        return cls(path, records)
+        try:
+            intents = {uid: [_relation(r) for r in keys] for uid, keys in (raw.get("intents") or {}).items()}
+            schemas = {(str(c), str(s)) for c, s in raw.get("schemas") or ()}
+        except (TypeError, ValueError, AttributeError):
+            discarded(path, "intents or schemas of the wrong shape")
+            intents, schemas = {}, set()
+        return cls(path, records, intents=intents, schemas=schemas, project=project)
 
     def of_project(self, project: str) -> dict[str, BuildRecord]:
         """The records of nodes ``project`` built (not those it only holds from an older layout)."""
@@ -96,15 +118,55 @@ class BuildRecords:
         return self.records.get(uid)
 
     def put(self, uid: str, record: BuildRecord) -> None:
+        """A node built: its record, and its intent settled, in one write."""
         self.records[uid] = record
+        self.intents.pop(uid, None)
         self.save()
 
-    def acknowledge(self, uid: str) -> None:
-        """doit has the task as done. Written by ``flush`` when the run ends, as doit's own state is."""
-        rec = self.records.get(uid)
-        if rec and not rec.acknowledged:
-            self.records[uid] = BuildRecord(**{**asdict(rec), "acknowledged": True})
-            self.dirty = True
+    def intend(self, relations: Mapping[str, list[Relation]], schemas: Iterable[tuple[str, str]]) -> None:
+        """Before dbt builds: which tables each node is about to write, which schemas the build creates."""
+        for uid, keys in relations.items():
+            self.intents[uid] = sorted({*self.intents.get(uid, ()), *keys})
+        self.schemas.update(schemas)
+        self.save()
+
+    def settle(self, uids: Iterable[str]) -> None:
+        """dbt never started these nodes: their intents are void."""
+        settled = [uid for uid in uids if uid in self.intents]
+        for uid in settled:
+            del self.intents[uid]
+        if settled:
+            self.save()
+
+    def forget_schemas(self, schemas: Iterable[tuple[str, str]]) -> None:
+        gone = self.schemas & set(schemas)
+        if gone:
+            self.schemas -= gone
+            self.save()
+
+    def relations(self) -> list[tuple[str, Relation]]:
+        """(node, table) for every table setup built or was about to build."""
+        own = self.of_project(self.project) if self.project is not None else self.records
+        built = [(uid, rec.relation) for uid, rec in own.items() if rec.relation is not None]
+        return built + [(uid, key) for uid, keys in self.intents.items() for key in keys]
+
+    def force(self, uids: list[str]) -> list[str]:
+        """`doit forget`: the next setup rebuilds these nodes (one write). Returns those that had a record."""
+        forced = [uid for uid in uids if uid in self.records]
+        for uid in forced:
+            self.records[uid] = replace(self.records[uid], forced=True)
+        if forced:
+            self.save()
+        return forced
+
+    def taint(self, marks: Mapping[str, Mapping[str, str]], digest: str) -> None:
+        """Builds whose inputs changed while they ran: ``digest`` replaces their fingerprint and
+        ``marks`` the parts concerned, so they equal nothing current (one write)."""
+        for uid, parts in marks.items():
+            rec = self.records.get(uid)
+            if rec is not None:
+                self.records[uid] = replace(rec, fingerprint=digest, parts={**rec.parts, **parts})
+        self.save()
 
     def sign(self, signatures: Mapping[str, str | None]) -> None:
         """Record the content signatures of freshly built tables (one write)."""
@@ -120,14 +182,21 @@ class BuildRecords:
             self.save()
 
     def drop(self, uids: list[str]) -> None:
+        """Forget nodes: their records and intents."""
         for uid in uids:
             self.records.pop(uid, None)
+            self.intents.pop(uid, None)
         self.save()
 
     def save(self) -> None:
         """Write the records; WriteError (one line, with the fix) when the disk refuses."""
         try:
-            write_json_atomic(self.path, {"version": RECORDS_VERSION, "records": {k: asdict(v) for k, v in self.records.items()}})
+            write_json_atomic(self.path, {
+                "version": RECORDS_VERSION,
+                "records": {k: asdict(v) for k, v in self.records.items()},
+                "intents": {k: [list(r) for r in v] for k, v in self.intents.items()},
+                "schemas": sorted(list(s) for s in self.schemas),
+            })
         except OSError as exc:
             raise cannot_write("setup's build records", self.path, exc, "set database.path (or DUCKDB_PATH) elsewhere") from None
         self.dirty = False
@@ -138,7 +207,7 @@ PROJECTS_DIR = "projects"
 RECORDS_FILE = "records.json"
 # What one project keeps in its state folder; in the single-project layout (records version 1)
 # these sat in the database's state folder itself.
-PROJECT_STATE = (RECORDS_FILE, "doit.sqlite", "file_hashes.json", "db_contents.json", "failed_checks")
+PROJECT_STATE = (RECORDS_FILE, "doit.sqlite", "file_hashes.json", "db_contents.json", "failed_checks", "check_failures.json")
 
 
 def project_state_dir(state_dir: Path, project: str) -> Path:
@@ -163,6 +232,41 @@ def other_projects(state_dir: Path, project: str) -> Iterator[tuple[str, BuildRe
     for folder in sorted((state_dir / PROJECTS_DIR).glob("*")):
         if folder.name != project and (folder / RECORDS_FILE).is_file():
             yield folder.name, BuildRecords.load(folder / RECORDS_FILE, folder.name)
+@dataclass
+class WrittenFiles:
+    """Files setup generated (the census), by path: the digest of each version it wrote, by
+    the parameters it wrote it with. A file whose digest is not here is someone else's."""
+
+    path: Path
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "WrittenFiles":
+        stored = read_json(path, {}, version=WRITTEN_VERSION)
+        files = stored.get("files", {})
+        if not isinstance(files, dict) or not all(
+                isinstance(v, dict) and all(isinstance(d, str) for d in v.values()) for v in files.values()):
+            discarded(path, "wrong shape")
+            files = {}
+        return cls(path, files)
+
+    def versions(self, file: Path) -> dict[str, str]:
+        """Parameters key -> digest of every version of ``file`` setup wrote."""
+        return dict(self.files.get(str(file.resolve()), {}))
+
+    def wrote(self, file: Path, parameters: str, digest: str) -> None:
+        """Setup wrote ``file`` with these parameters; WriteError (one line, with the fix) when the disk refuses."""
+        self.files.setdefault(str(file.resolve()), {})[parameters] = digest
+        try:
+            write_json_atomic(self.path, {"version": WRITTEN_VERSION, "files": self.files})
+        except OSError as exc:
+            raise cannot_write("the record of the census setup wrote", self.path, exc,
+                               "set database.path (or DUCKDB_PATH) elsewhere") from None
+
+
+def _relation(key: Any) -> Relation:
+    catalog, schema, name = key
+    return (str(catalog), str(schema), str(name))
 
 
 def new_build_id() -> str:

@@ -44,7 +44,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from ..config import ValidationSettings
 from ..engine.engine import Engine
@@ -52,7 +52,7 @@ from ..errors import SetupError
 from ..store.database import Database, QueryResult, Reader, quote, qualified
 from ..project.manifest import Node
 from .project import Project
-from .results import FAILED, PASSED, SEVERITIES, SKIPPED, CheckResult, SkipCheck, jsonable
+from .results import FAILED, PASSED, SEVERITIES, SKIPPED, CheckResult, SkipCheck, jsonable, plural
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 SAMPLE_ROWS = 5
@@ -168,7 +168,7 @@ class CheckContext:
         if not count:
             return self.passed(f"no {what}", offending_rows=0, **details)
         sample = self.query(f"SELECT * FROM ({body}) AS offending LIMIT {SAMPLE_ROWS}", params).records()
-        return self.failed(f"{count:,} {what}", guidance, offending_rows=count, sample=sample, **details)
+        return self.failed(plural(count, what), guidance, offending_rows=count, sample=sample, **details)
 
     # -- results ----------------------------------------------------------------------
 
@@ -193,6 +193,7 @@ class Environment:
     project: Project | None = None
     engine: Engine | None = None
     previous: Mapping[str, Any] = field(default_factory=dict)
+    unbuilt: Mapping[str, str] = field(default_factory=dict)  # nodes without a good table in this run, and why
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,8 @@ class Check:
     description: str = ""
     origin: str = ""  # where it is defined, for messages: a function or a config key
     definition: str = ""  # what else defines it (custom SQL), besides the function's source
+    # A check made of parts (dbt_tests) runs those whose inputs built; others are "not run" as a whole.
+    runs_without_some_inputs: ClassVar[bool] = False
 
     @property
     def group(self) -> str | None:
@@ -242,8 +245,8 @@ class Check:
         except Exception as exc:  # a broken check must not end the run: report it as failed
             results = [CheckResult(self.name, FAILED, self.severity, f"check crashed: {type(exc).__name__}: {exc}",
                                    {}, f"fix the check {self.origin or self.name}", incomplete=True)]
-        seconds = time.perf_counter() - started
-        return [replace(r, seconds=seconds) if not r.seconds else r for r in results]
+        seconds, now = time.perf_counter() - started, time.time()
+        return [replace(r, seconds=r.seconds or seconds, checked_at=r.checked_at or now) for r in results]
 
 
 def _sha(text: str) -> str:

@@ -5,11 +5,30 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 SEVERITIES = ("critical", "error", "warning", "info")
-PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+PASSED, FAILED, SKIPPED, NOT_RUN = "passed", "failed", "skipped", "not run"
+DEFAULT_FAIL_ON = ("critical", "error")
+# A severity each verdict implies, as dbt words them: a failed warning is WARN, a failed error FAIL.
+IMPLIED = {"warn": "warning", "fail": "error"}
+
+
+def singular(phrase: str) -> str:
+    """The phrase about one thing: its first plural word made singular ('employees hired' -> 'employee hired')."""
+    words = phrase.split(" ")
+    for i, word in enumerate(words):
+        if len(word) > 2 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            words[i] = word[:-3] + "y" if word.endswith("ies") else word[:-1]
+            break
+    return " ".join(words)
+
+
+def plural(count: int, phrase: str) -> str:
+    """'1 row', '2 rows', '1,024 employees hired ...': ``phrase`` is written for many."""
+    return f"{count:,} {singular(phrase) if count == 1 else phrase}"
 
 
 def jsonable(value: Any) -> Any:
@@ -34,7 +53,7 @@ class CheckResult:
     """The outcome of one check."""
 
     name: str
-    status: str  # passed | failed | skipped
+    status: str  # passed | failed | skipped | not run
     severity: str  # critical | error | warning | info
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
@@ -42,6 +61,7 @@ class CheckResult:
     seconds: float = 0.0
     up_to_date: bool = False  # reused from the last run: its inputs did not change
     incomplete: bool = False  # the check could not run to the end (locked database, crash): never reused
+    checked_at: float = 0.0  # when the check ran (a reused result keeps the time it was found)
 
     @property
     def passed(self) -> bool:
@@ -55,20 +75,42 @@ class CheckResult:
     def skipped(self) -> bool:
         return self.status == SKIPPED
 
+    @property
+    def not_run(self) -> bool:
+        return self.status == NOT_RUN
+
     def blocking(self, fail_on: Iterable[str]) -> bool:
         """Does this result fail the setup under ``validation.fail_on``?"""
         return self.failed and self.severity in tuple(fail_on)
 
-    def one_line(self) -> str:
-        """'<name> failed (<severity>): <message> -- fix: <guidance>'."""
-        text = f"{self.name} {self.status} ({self.severity}): {self.message}"
+    def verdict(self, fail_on: Iterable[str] = DEFAULT_FAIL_ON) -> str:
+        """dbt's words: 'pass', 'warn' (failed, reported), 'fail' (failed, blocks the setup), 'skipped', 'not run'."""
+        if self.failed:
+            return "fail" if self.blocking(fail_on) else "warn"
+        return "pass" if self.passed else self.status
+
+    def one_line(self, fail_on: Iterable[str] = DEFAULT_FAIL_ON) -> str:
+        """'<name> warn: <message> -- fix: <guidance>' (the severity only where the verdict does not imply it)."""
+        verdict = self.verdict(fail_on)
+        severity = "" if IMPLIED.get(verdict, self.severity) == self.severity or not self.failed else f" ({self.severity})"
+        text = f"{self.name} {verdict}{severity}: {self.message}"
         return f"{text} -- fix: {self.guidance}" if self.failed and self.guidance else text
+
+    def sample_line(self) -> str:
+        """'offending rows (2 of 14): {...}, {...}' when the result carries a sample, else ''."""
+        sample = self.details.get("sample") if isinstance(self.details, Mapping) else None
+        if not sample:
+            return ""
+        total = self.details.get("offending_rows") or self.details.get("failures") or len(sample)
+        rows = "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) if isinstance(row, Mapping) else str(row)
+                         for row in sample)
+        return f"offending rows ({len(sample)} of {total:,}): {rows}" if isinstance(total, int) else f"offending rows: {rows}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "status": self.status, "severity": self.severity, "message": self.message,
             "details": jsonable(self.details), "guidance": self.guidance, "seconds": round(self.seconds, 4),
-            "up_to_date": self.up_to_date, "incomplete": self.incomplete,
+            "up_to_date": self.up_to_date, "incomplete": self.incomplete, "checked_at": round(self.checked_at, 3),
         }
 
     @classmethod
@@ -77,7 +119,7 @@ class CheckResult:
             name=data["name"], status=data["status"], severity=data["severity"], message=data.get("message", ""),
             details=data.get("details") or {}, guidance=data.get("guidance", ""),
             seconds=float(data.get("seconds") or 0.0), up_to_date=bool(data.get("up_to_date")),
-            incomplete=bool(data.get("incomplete")),
+            incomplete=bool(data.get("incomplete")), checked_at=float(data.get("checked_at") or 0.0),
         )
 
 
@@ -113,6 +155,10 @@ class ValidationSummary:
         return sum(r.skipped for r in self.results)
 
     @property
+    def not_run(self) -> int:
+        return sum(r.not_run for r in self.results)
+
+    @property
     def success_rate(self) -> float:
         return self.passed / self.run if self.run else 1.0
 
@@ -129,34 +175,59 @@ class ValidationSummary:
         return [r for r in self.results if r.failed and not r.blocking(self.fail_on)]
 
     @property
+    def unchanged_warnings(self) -> list[CheckResult]:
+        """Reported failures reused from an earlier run: their inputs did not change since."""
+        return [r for r in self.reported_failures if r.up_to_date]
+
+    @property
     def ok(self) -> bool:
         return not self.blocking_failures
 
-    def lines(self) -> list[str]:
-        head = (f"validation: {self.run} checks run, {self.passed} passed, {self.failed} failed"
-                f"{f', {self.skipped} skipped' if self.skipped else ''}, success rate {self.success_rate:.0%}")
-        lines = [head]
-        for label, results in (("critical", self.critical_failures),
-                               ("blocking", [r for r in self.blocking_failures if r.severity != "critical"]),
-                               ("reported", self.reported_failures)):
-            lines += [f"  {label}: {r.one_line()}" for r in results]
+    def tally(self) -> str:
+        """'150 passed, 1 fail, 2 warn, 16 skipped' (dbt's words)."""
+        counts = Counter(r.verdict(self.fail_on) for r in self.results)
+        words = {"pass": "passed"}
+        return ", ".join(f"{counts[v]} {words.get(v, v)}" for v in ("pass", "fail", "warn", NOT_RUN, SKIPPED) if counts[v])
+
+    def unchanged_line(self) -> str:
+        """'3 warnings unchanged since 05:03: doit status lists them', or ''."""
+        reused = self.unchanged_warnings
+        if not reused:
+            return ""
+        since = min((r.checked_at for r in reused if r.checked_at), default=0.0)
+        return f"{plural(len(reused), 'warnings')} unchanged{f' since {when(since)}' if since else ''}: doit status lists them"
+
+    def fresh_lines(self) -> list[str]:
+        """This run's failures, checks not run, and skips by reason (results reused from earlier runs left out)."""
+        fresh = [r for r in self.results if not r.up_to_date]
+        lines = [r.one_line(self.fail_on) for r in fresh if r.failed or r.not_run]
         by_reason: dict[str, list[str]] = {}
-        for r in self.results:
+        for r in fresh:
             if r.skipped:
                 by_reason.setdefault(r.message, []).append(r.name)
-        lines += [f"  skipped ({reason}): {', '.join(names)}" for reason, names in by_reason.items()]
-        return lines
+        return lines + [f"skipped ({reason}): {', '.join(names)}" for reason, names in by_reason.items()]
+
+    def lines(self) -> list[str]:
+        head = f"validation: {self.run + self.not_run + self.skipped} checks, {self.tally() or 'none'}, success rate {self.success_rate:.0%}"
+        unchanged = self.unchanged_line()
+        return [head, *(f"  {line}" for line in self.fresh_lines()), *([f"  {unchanged}"] if unchanged else [])]
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "checks_run": self.run, "passed": self.passed, "failed": self.failed, "skipped": self.skipped,
-            "success_rate": round(self.success_rate, 4), "ok": self.ok,
+            "not_run": self.not_run, "success_rate": round(self.success_rate, 4), "ok": self.ok,
             "critical_failures": [r.name for r in self.critical_failures],
             "blocking_failures": [r.name for r in self.blocking_failures],
             "results": [r.as_dict() for r in self.results],
         }
 
 
-def summarize(results: Iterable[CheckResult], fail_on: Iterable[str] = ("critical", "error")) -> ValidationSummary:
+def when(timestamp: float) -> str:
+    """'05:03' today, else '2026-11-24 05:03'."""
+    moment = dt.datetime.fromtimestamp(timestamp)
+    return moment.strftime("%H:%M" if moment.date() == dt.date.today() else "%Y-%m-%d %H:%M")
+
+
+def summarize(results: Iterable[CheckResult], fail_on: Iterable[str] = DEFAULT_FAIL_ON) -> ValidationSummary:
     ordered = sorted(results, key=lambda r: (SEVERITIES.index(r.severity) if r.severity in SEVERITIES else 9, r.name))
     return ValidationSummary(tuple(ordered), tuple(fail_on))

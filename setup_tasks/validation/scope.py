@@ -7,9 +7,10 @@ project view and the run's results are computed once and shared by every task.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..config import ValidationSettings, thaw
 from ..engine.engine import Engine
@@ -18,7 +19,25 @@ from .catalog import load_checks
 from ..files import discarded, read_json, write_json_atomic
 from .framework import Check, Environment
 from .project import Project, input_state, names_table
-from .results import CheckResult, ValidationSummary, summarize
+from .results import DEFAULT_FAIL_ON, NOT_RUN, CheckResult, ValidationSummary, summarize
+
+LAST_FAILURES_FILE = "check_failures.json"
+
+
+def last_failures_path(state_dir: Path) -> Path:
+    return state_dir / LAST_FAILURES_FILE
+
+
+def read_last_failures(state_dir: Path) -> dict[str, list[CheckResult]]:
+    """The failed results each check had when it last ran (a check that passed since has none)."""
+    found: dict[str, list[CheckResult]] = {}
+    data = read_json(last_failures_path(state_dir), {})
+    for name, results in (data.items() if isinstance(data, dict) else ()):
+        try:
+            found[name] = [CheckResult.from_dict(r) for r in results]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # a damaged entry costs its lines in `doit info`, nothing else
+    return found
 
 
 def _read_memo(path: Path) -> dict[str, Any]:
@@ -30,6 +49,17 @@ def _read_memo(path: Path) -> dict[str, Any]:
         discarded(path, "wrong shape")
         return {}
     return memo
+
+
+def _keep_memo(path: Path, memo: Mapping[str, Any] | None) -> None:
+    """Keep (or, with None, drop) a check's memo: a cache, so a full or read-only disk only costs a re-run."""
+    try:
+        if memo is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_json_atomic(path, memo)
+    except OSError:
+        pass
 
 
 def setting_value(validation: ValidationSettings, dotted: str) -> Any:
@@ -102,6 +132,8 @@ class ValidationScope:
         self.project = Project.from_engine(engine)
         self.checks = checks if checks is not None else load_checks(self.validation, engine.root)
         self.results: dict[str, CheckResult] = {}  # this run's results, by result name
+        self.runs: dict[str, CheckRun] = {}  # this run's run of each check, by check name
+        self._last_failures: dict[str, list[CheckResult]] | None = None
 
     @property
     def validation(self) -> ValidationSettings:
@@ -127,29 +159,63 @@ class ValidationScope:
         """Where the passing results of a check's last failed run are kept."""
         return self.engine.state_dir / "failed_checks" / f"{check.name}.json"
 
+    def last_failures(self) -> dict[str, list[CheckResult]]:
+        """Check name -> its failed results when it last ran (offending rows included): `doit info`, `doit status`."""
+        if self._last_failures is None:
+            self._last_failures = read_last_failures(self.engine.state_dir)
+        return self._last_failures
+
+    def _remember_failures(self, check: Check, results: list[CheckResult]) -> None:
+        failed = [r for r in results if r.failed]
+        known = self.last_failures()
+        if not failed and check.name not in known:
+            return
+        if failed:
+            known[check.name] = failed
+        else:
+            known.pop(check.name)
+        try:
+            write_json_atomic(last_failures_path(self.engine.state_dir),
+                              {name: [r.as_dict() for r in found] for name, found in known.items()})
+        except OSError:
+            pass  # only `doit info` and `doit status` read it
+
     # -- running a check -------------------------------------------------------------------
 
-    def run_check(self, check: Check, previous: Mapping[str, Any]) -> "CheckRun":
+    def run_check(self, check: Check, previous: Mapping[str, Any], unbuilt: Mapping[str, str] | None = None) -> "CheckRun":
         """Run one check (``previous``: what its last run stored) and record its results.
 
+        ``unbuilt``: nodes of this run without a good table, and why. A check reading
+        one of them is "not run" with that reason (never stored: it runs next time).
         doit keeps no values of a failed task, so the passing results of a run with a
-        blocking failure are kept beside the state: a check made of many results
-        (dbt_tests) then re-runs only the failed ones and those whose inputs changed.
+        blocking failure (or with results that could not run) are kept beside the state:
+        a check made of many results (dbt_tests) then re-runs only the failed ones, those
+        not run and those whose inputs changed.
         """
+        unbuilt = dict(unbuilt or {})
         parts = self.parts(check)
         memo = self.failed_run_memo(check)
         env = Environment(self.validation, self.engine.db, self.project, self.engine,
-                          previous or _read_memo(memo))
-        results = check.run(env)
+                          previous if previous.get("results") else _read_memo(memo), unbuilt)
+        missing = list(dict.fromkeys(unbuilt[u] for u in self.reads(check)[0] if u in unbuilt))
+        if missing and not check.runs_without_some_inputs:
+            results = [CheckResult(check.name, NOT_RUN, check.severity, "; ".join(missing), incomplete=True,
+                                   checked_at=time.time())]
+        else:
+            results = check.run(env)
+            self._remember_failures(check, results)
         self.record(results)
+        self.runs[check.name] = run = self._outcome(check, results, parts, memo)
+        return run
+
+    def _outcome(self, check: Check, results: list[CheckResult], parts: dict[str, str], memo: Path) -> "CheckRun":
         blocking = [r for r in results if r.blocking(self.validation.fail_on)]
-        if blocking:
+        if blocking or any(r.incomplete for r in results):
+            # Not stored for doit (the next run checks again); its passing parts are kept, to reuse.
             kept = [r.as_dict() for r in results if r.passed and not r.incomplete]
-            write_json_atomic(memo, {"parts": parts, "results": kept})
-            return CheckRun(results, blocking, {})
-        memo.unlink(missing_ok=True)
-        if any(r.incomplete for r in results):
-            return CheckRun(results, [], {"parts": parts})  # no result stored: the next run checks again
+            _keep_memo(memo, {"parts": parts, "results": kept})
+            return CheckRun(results, blocking, {} if blocking else {"parts": parts})
+        _keep_memo(memo, None)
         return CheckRun(results, [], {"parts": parts, "results": [r.as_dict() for r in results],
                                       "build_id": self.engine.run.build_id})
 
@@ -167,10 +233,16 @@ class CheckRun:
     values: dict[str, Any]
 
     def lines(self) -> list[str]:
-        return [f"{r.status.upper():<7} [{r.severity}] {r.name}: {r.message}" for r in self.results]
+        """Each result, and the offending rows of a failed one."""
+        lines = []
+        for r in self.results:
+            lines.append(f"{r.status.upper():<7} [{r.severity}] {r.name}: {r.message}")
+            if r.failed and r.sample_line():
+                lines.append(f"        {r.sample_line()}")
+        return lines
 
-    def failure_message(self, shown: int = 3) -> str:
+    def failure_message(self, fail_on: Sequence[str] = DEFAULT_FAIL_ON, shown: int = 3) -> str:
         """One line: each blocking failure with its fix, the rest counted."""
-        text = "; ".join(r.one_line() for r in self.blocking[:shown])
+        text = "; ".join(r.one_line(fail_on) for r in self.blocking[:shown])
         more = len(self.blocking) - shown
         return text + (f"; and {more} more blocking failure{'s' * (more != 1)}" if more > 0 else "")

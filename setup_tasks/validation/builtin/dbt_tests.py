@@ -3,21 +3,25 @@
 Every test on the selected nodes is a result ``dbt_tests.<test name>`` with its dbt
 severity (warn -> warning, error -> error). A test whose definition and tables are
 unchanged since the last run keeps its stored result, so editing one seed re-runs
-only the tests that read what it feeds.
+only the tests that read what it feeds. A test of a table that did not build in this
+run is "not run"; the others still run. A failed test records a sample of the rows
+its query selects (dbt reports only their count).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from ...config import ValidationSettings
 from ...engine.engine import Engine
-from ..framework import REGISTRY, Check, Environment
+from ...errors import SetupError
+from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
 from ..project import Project, input_state
-from ..results import FAILED, PASSED, SKIPPED, CheckResult
+from ..results import FAILED, NOT_RUN, PASSED, SKIPPED, CheckResult, jsonable, plural
 
 SEVERITY = {"warn": "warning", "error": "error"}
 STATUS = {"pass": PASSED, "success": PASSED, "fail": FAILED, "warn": FAILED, "error": FAILED, "skipped": SKIPPED}
@@ -32,6 +36,8 @@ def _test_parents(project: Project, validation: ValidationSettings) -> list[str]
 class DbtTestsCheck(Check):
     """Runs the stale dbt tests through the engine's runner (one dbt invocation) and reuses the others' stored results."""
 
+    runs_without_some_inputs: ClassVar[bool] = True
+
     def input_parts(self, engine: Engine, project: Project) -> dict[str, str]:
         fingerprints = engine.fingerprints()
         parts = {}
@@ -44,12 +50,25 @@ class DbtTestsCheck(Check):
         engine, project = env.engine, env.project
         if engine is None or project is None:
             return [CheckResult(self.name, SKIPPED, self.severity, "dbt tests run only inside a setup run")]
-        if not project.tests:
+        if not project.tests and not project.unresolved_tests:
             return [CheckResult(self.name, SKIPPED, self.severity, "no dbt tests on the selected nodes")]
         kept = self.reusable(engine, project, env.previous)
-        stale = [uid for uid in project.tests if uid not in kept]
+        blocked = {uid: reasons for uid in project.tests if uid not in kept
+                   and (reasons := [env.unbuilt[p] for p in engine.graph.built_parents(uid) if p in env.unbuilt])}
+        stale = [uid for uid in project.tests if uid not in kept and uid not in blocked]
         fresh = self.run_tests(engine, stale) if stale else {}
-        return [kept.get(uid) or fresh[uid] for uid in project.tests]
+        fresh.update({uid: CheckResult(f"{self.name}.{engine.node(uid).name}", NOT_RUN, self.severity, "; ".join(reasons),
+                                       {"unique_id": uid}, incomplete=True, checked_at=time.time())
+                      for uid, reasons in blocked.items()})
+        unrunnable = [self.unresolved(engine, uid) for uid in project.unresolved_tests]
+        return [kept.get(uid) or fresh[uid] for uid in project.tests] + unrunnable
+
+    def unresolved(self, engine: Engine, uid: str) -> CheckResult:
+        """A test whose ref() names no node: dbt's warning, never a failure."""
+        node = engine.node(uid)
+        missing = ", ".join(node.unresolved)
+        return replace(self.result(engine, uid, "skipped", "", None),
+                       message=f"not run: it depends on {missing}, which the project does not define (dbt warns and skips it)")
 
     def reusable(self, engine: Engine, project: Project, previous: Mapping[str, Any]) -> dict[str, CheckResult]:
         """Stored results of tests whose definition and inputs are what they were."""
@@ -65,21 +84,31 @@ class DbtTestsCheck(Check):
 
     def run_tests(self, engine: Engine, uids: list[str]) -> dict[str, CheckResult]:
         outcomes: dict[str, Any] = {}
+        what = f"running {plural(len(uids), 'dbt tests')}"
+
+        def finished(outcome: Any) -> None:
+            outcomes[outcome.unique_id] = outcome
+            engine.progress(what, len(outcomes), len(uids))
+
         engine.run.invocations += 1
         engine.db.close_reader()  # dbt opens the file, here or in the worker
+        engine.step(what)
         try:
-            engine.dbt.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in uids],
-                                 lambda outcome: outcomes.__setitem__(outcome.unique_id, outcome), quiet=engine.quiet)
+            engine.dbt.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in uids], finished,
+                                 quiet=engine.quiet, dbt_lines=engine.log, on_phase=engine.phase)
         except Exception as exc:  # dbt could not run at all: every test is failed with the cause
             message = f"dbt could not run the tests: {type(exc).__name__}: {exc}"
             return {u: replace(self.result(engine, u, "error", message, None), incomplete=True) for u in uids}
+        finally:
+            engine.step(None)
         return {
-            u: self.result(engine, u, o.status, o.message, o.failures) if (o := outcomes.get(u))
+            u: self.result(engine, u, o.status, o.message, o.failures, o.sql) if (o := outcomes.get(u))
             else replace(self.result(engine, u, "error", "dbt did not report this test", None), incomplete=True)
             for u in uids
         }
 
-    def result(self, engine: Engine, uid: str, dbt_status: str, message: str, failures: int | None) -> CheckResult:
+    def result(self, engine: Engine, uid: str, dbt_status: str, message: str, failures: int | None,
+               sql: str | None = None) -> CheckResult:
         node = engine.node(uid)
         status = STATUS.get(dbt_status, FAILED)
         severity = "warning" if dbt_status == "warn" else SEVERITY.get(node.test_severity or "error", "error")
@@ -87,11 +116,24 @@ class DbtTestsCheck(Check):
             severity = "error"
         parents = [engine.node(p).name for p in engine.graph.built_parents(uid)]
         details = {"unique_id": uid, "dbt_status": dbt_status, "failures": failures, "path": node.path,
-                   "reads": parents}
+                   "reads": parents, **(offending_rows(engine, sql) if sql and status == FAILED else {})}
         text = message or ("passed" if status == PASSED else dbt_status)
-        guidance = f"see the offending rows with `dbt test --select {node.name}` (defined in {node.path})"
+        guidance = (f"the offending rows: `doit info validate:{self.name}`; run it by hand: "
+                    f"`doit dbt args=\"test --select {node.name}\"` (defined in {node.path})")
         return CheckResult(f"{self.name}.{node.name}", status, severity, text, details,
-                           guidance if status == FAILED else "")
+                           guidance if status == FAILED else "", checked_at=time.time())
+
+
+def offending_rows(engine: Engine, sql: str) -> dict[str, Any]:
+    """The first rows a failed test's query selects, and how many it selects (empty when it cannot be read)."""
+    body = sql.strip().rstrip(";")
+    try:
+        with engine.db.read_only(keep_open=True) as reader:
+            total = reader.query(f"SELECT count(*) FROM ({body}) AS offending").rows[0][0]
+            sample = reader.query(f"SELECT * FROM ({body}) AS offending LIMIT {SAMPLE_ROWS}").records()
+    except SetupError:
+        return {}
+    return {"offending_rows": int(total), "sample": jsonable(sample)}
 
 
 REGISTRY.add(DbtTestsCheck(

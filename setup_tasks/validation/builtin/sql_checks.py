@@ -15,7 +15,7 @@ from ...project.inputs import csv_data_rows
 from ...project.manifest import Node
 from ..framework import CheckContext, Table, register_check
 from ..project import Project
-from ..results import CheckResult, SkipCheck
+from ..results import CheckResult, SkipCheck, plural
 
 # Logical tables whose rows the hazard-band check compares, by dimension.
 HAZARD_TABLES = {
@@ -90,7 +90,7 @@ def seed_row_counts(ctx: CheckContext) -> CheckResult:
         table_rows = ctx.scalar(f"SELECT count(*) FROM {table}")
         counts[name] = {"csv_rows": csv_rows, "table_rows": table_rows}
         if csv_rows != table_rows:
-            wrong.append(f"{name} has {table_rows:,} rows, {node.path} has {csv_rows:,}")
+            wrong.append(f"{name} has {plural(table_rows, 'rows')}, {node.path} has {csv_rows:,}")
     if not counts:
         raise SkipCheck("no loaded seed has a CSV file in the dbt project")
     if wrong:

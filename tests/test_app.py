@@ -1,0 +1,76 @@
+"""The app of one run: which command lines only look, and what a look leaves behind (nothing, on a database not built)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from setup_tasks.cli.app import App, only_looks
+from setup_tasks.config import load_settings
+
+
+@pytest.mark.parametrize("args, looks", [
+    (["list"], True),
+    (["list", "--all", "--status", "config=x.yaml"], True),
+    (["info", "model:stg_orders"], True),
+    (["status"], True),
+    (["status", "config=x.yaml"], True),
+    (["-v", "2", "status"], True),
+    (["run", "--reporter", "json", "status"], True),
+    (["graph", "--dir", "/tmp/out"], True),
+    ([], False),  # the default task: setup
+    (["setup"], False),
+    (["status", "setup"], False),
+    (["forget", "-a"], False),
+    (["--continue", "setup"], False),
+    (["config=status"], False),
+])
+def test_only_looks(args: list[str], looks: bool) -> None:
+    assert only_looks(args) is looks
+
+
+def settings(tmp_path: Path):
+    (tmp_path / "setup.yaml").write_text(yaml.safe_dump({"database": {"path": "db/warehouse.duckdb"}}))
+    return load_settings(tmp_path / "setup.yaml", root=tmp_path)
+
+
+def test_a_look_at_a_database_not_built_keeps_doits_state_elsewhere(tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    app = App(settings=settings(tmp_path), mode="api", read_only=True)
+    dep_file = Path(app.doit_config(reporter=type(None))["dep_file"])
+    dep_file.write_text("")  # as doit does
+    assert not (tmp_path / "db" / ".planwise").exists() and tmp_path not in dep_file.parents
+    app.close()
+    assert not dep_file.exists() and list((tmp_path / "db").iterdir()) == []
+
+
+def test_a_build_keeps_doits_state_beside_the_database(tmp_path: Path) -> None:
+    app = App(settings=settings(tmp_path), mode="api")
+    dep_file = Path(app.doit_config(reporter=type(None))["dep_file"])
+    assert dep_file == tmp_path / "db" / ".planwise" / "warehouse.duckdb" / "doit.sqlite"
+    assert dep_file.parent.is_dir()
+
+
+@pytest.mark.slow
+def test_looking_at_a_database_not_built_leaves_nothing_beside_it(shop) -> None:
+    from setup_tasks.api import get_system_status, run_doit
+
+    folder = shop.root / "db"
+    folder.mkdir()
+    shop.write_config(database={"path": "db/warehouse.duckdb"})
+    out_dir = shop.root / "diagrams"
+    left_by = {}
+    for args in (["list"], ["list", "--all", "--status"], ["info", "model:stg_orders"], ["status"],
+                 ["graph", "--dir", str(out_dir)]):
+        assert run_doit(args, shop.config_path) in ((0, 1) if args[0] in ("info", "status") else (0,)), args
+        left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+        if left:
+            left_by[" ".join(args)] = left
+            shutil.rmtree(folder)  # so that each command is judged on its own
+            folder.mkdir()
+    assert get_system_status(shop.config_path).ready
+    assert left_by == {} and list(folder.iterdir()) == [], f"looking left files beside the database: {left_by}"
+    assert {p.suffix for p in out_dir.iterdir()} == {".mmd", ".dot"}  # graph wrote where it was told
