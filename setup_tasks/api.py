@@ -23,12 +23,12 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidDodoFile, UnmetDependency
 from doit.reporter import ConsoleReporter
 
-from .cli import namespace
+from .cli.dodo import namespace
 from .cli.app import App, RunHalted, only_looks
 from .cli.forget import Forget
 from .config import Settings, load_settings
 from .errors import ConfigError, SetupError
-from .naming import CENSUS_TASK, Translator
+from .naming import CENSUS_TASK, DEPS_TASK, Translator
 from .ops.status import SystemStatus, collect_status, unready
 
 
@@ -56,7 +56,7 @@ class SetupResult:
 
     @property
     def built(self) -> list[str]:
-        """Seeds, models, snapshots and the census built in this run."""
+        """Seeds, models, snapshots and the census built in this run, and ``deps`` when it installed packages."""
         return self.named("built")
 
     @property
@@ -83,8 +83,8 @@ class _Recorder:
     errors: list[str] = field(default_factory=list)
 
     def kind(self, task: Any) -> str | None:
-        """'built' for a node or the census, 'ran' for a check, None for groups and helpers."""
-        if task.name in self.app.node_task_names or task.name == CENSUS_TASK:
+        """'built' for a node, the census or the packages (deps), 'ran' for a check, None for groups and helpers."""
+        if task.name in self.app.node_task_names or task.name in (CENSUS_TASK, DEPS_TASK):
             return "built"
         if task.name in self.app.check_names:
             return "ran"

@@ -47,10 +47,11 @@ def test_a_look_at_a_database_not_built_keeps_doits_state_elsewhere(tmp_path: Pa
     assert not dep_file.exists() and list((tmp_path / "db").iterdir()) == []
 
 
-def test_a_build_keeps_doits_state_beside_the_database(tmp_path: Path) -> None:
-    app = App(settings=settings(tmp_path), mode="api")
+def test_a_build_of_a_project_that_cannot_load_keeps_doits_state_apart_beside_the_database(tmp_path: Path) -> None:
+    app = App(settings=settings(tmp_path), mode="api")  # no dbt project in tmp_path
     dep_file = Path(app.doit_config(reporter=type(None))["dep_file"])
-    assert dep_file == tmp_path / "db" / ".planwise" / "warehouse.duckdb" / "doit.sqlite"
+    # not in a project's folder (projects/<name>/): the tasks of an unloaded project only fail with the reason
+    assert dep_file == tmp_path / "db" / ".planwise" / "warehouse.duckdb" / "unloaded" / "doit.sqlite"
     assert dep_file.parent.is_dir()
 
 

@@ -12,7 +12,8 @@ import pytest
 from doit.exceptions import TaskFailed, UnmetDependency
 
 from setup_tasks.cli.app import App, CommandLine
-from setup_tasks.cli.reporter import JsonReporter, SetupReporter, cli_verbosity, reporter_for  # noqa: F401
+from setup_tasks.cli.json_reporter import JsonReporter
+from setup_tasks.cli.reporter import SetupReporter, cli_verbosity, reporter_for  # noqa: F401
 from setup_tasks.engine.engine import Outcome, RunState
 from setup_tasks.validation.results import CheckResult
 
@@ -221,10 +222,15 @@ def test_doit_options_count_before_or_after_the_task_name() -> None:
 
 
 def test_doits_json_report_ends_with_setups_status() -> None:
+    def setup_action() -> None:
+        """A stand-in for an action of setup's App (the reporter knows setup's tasks by their actions)."""
+
+    setup_action.__module__ = "setup_tasks.cli.app"
+
     def finished(*failures: tuple[str, Any]) -> int | str | None:
         reporter = JsonReporter(Stream(tty=False), {})
         for name, fail in failures:
-            doit_task = SimpleNamespace(name=name, actions=[SimpleNamespace(out="", err="")])
+            doit_task = SimpleNamespace(name=name, actions=[SimpleNamespace(out="", err="", py_callable=setup_action)])
             reporter.get_status(doit_task)
             reporter.add_failure(doit_task, fail)
         with pytest.raises(SystemExit) as ended:
@@ -236,8 +242,56 @@ def test_doits_json_report_ends_with_setups_status() -> None:
                     ("model:stg_orders", UnmetDependency("model:stg_customers"))) == 1
 
 
-def test_the_json_reporter_is_doits_json_here() -> None:
+def test_setups_doit_plugins_are_installed_and_declared_for_a_checkout() -> None:
+    """Entry points reach a team's repository (pyproject.toml's [tool.doit] only the folder it is in)."""
     import tomllib
+    from importlib.metadata import entry_points
 
+    plugins = {"doit.COMMAND": {"forget": "setup_tasks.cli.forget:Forget"},
+               "doit.REPORTER": {"json": "setup_tasks.cli.json_reporter:JsonReporter"}}
+    for group, wanted in plugins.items():
+        installed = {e.name: e.value for e in entry_points(group=group)}
+        assert installed.items() >= wanted.items(), (
+            f"{group}: {installed} -- fix: pip install -e . (the package's entry points are its metadata)")
     doit = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["tool"]["doit"]
-    assert doit["plugins"]["reporter"]["json"] == "setup_tasks.cli.reporter:JsonReporter"
+    assert doit["plugins"]["command"] == plugins["doit.COMMAND"]
+    assert doit["plugins"]["reporter"] == plugins["doit.REPORTER"]
+
+
+FOREIGN_DODO = """
+def task_broken():
+    return {"actions": ["exit 1"]}
+
+def task_after():
+    return {"actions": ["echo after"], "task_dep": ["broken"]}
+
+def task_fine():
+    return {"actions": ["echo fine"], "uptodate": [True]}
+"""
+
+
+def test_another_projects_dodo_gets_doits_own_forget_and_json_exit_status(tmp_path: Path) -> None:
+    """Installed, setup's plugins serve every doit run in the environment: for a dodo that is not
+    setup's they behave as doit's own, and import nothing of setup but themselves."""
+    import subprocess
+    import sys
+
+    from factories import clean_env
+
+    (tmp_path / "dodo.py").write_text(FOREIGN_DODO)
+
+    def doit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "doit", *args], cwd=tmp_path, env=clean_env(),
+                              capture_output=True, text=True, timeout=120)
+
+    console, as_json = doit("--continue"), doit("--continue", "--reporter", "json")
+    assert console.returncode == as_json.returncode != 0, (console.returncode, as_json.returncode, as_json.stderr)
+    assert "Traceback" not in as_json.stderr and as_json.stdout.lstrip().startswith("{"), as_json.stdout[-500:]
+    assert doit("fine").returncode == 0 and "-- fine" in doit("fine").stdout  # up to date: doit skips it
+    forget = doit("forget", "fine")
+    assert forget.returncode == 0 and "forgetting fine" in forget.stdout, forget.stdout + forget.stderr
+    imported = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "forget", "fine"], cwd=tmp_path,
+                              env=clean_env(), capture_output=True, text=True, timeout=120).stderr
+    heavy = {line.rsplit("|", 1)[-1].strip() for line in imported.splitlines() if line.startswith("import time:")}
+    assert not {"setup_tasks.cli.app", "setup_tasks.engine.engine", "duckdb"} & heavy, sorted(
+        m for m in heavy if m.startswith("setup_tasks"))

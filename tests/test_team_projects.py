@@ -98,7 +98,8 @@ def test_init_writes_a_two_line_dodo_and_a_commented_setup_yaml_next_to_dbt_proj
     assert not (repo.project / "target").exists() and not list(repo.project.glob("*.duckdb"))
     # a project without the PlanWise tables: everything dbt build makes, and no PlanWise checks
     config = config_of(repo)
-    assert config["dbt"]["setup_selection"] == "resource_type:seed resource_type:model resource_type:snapshot"
+    # (only the kinds it has: a criterion that matches nothing stops the run, and jaffle_shop has no snapshot)
+    assert config["dbt"]["setup_selection"] == "resource_type:seed resource_type:model"
     assert PLANWISE_AREAS == set(config["validation"]["disabled_checks"]), config
 
 
@@ -217,6 +218,9 @@ class TestJaffleShop:
         assert "profile jaffle_shop" in status.stdout  # says whose file it is
         forget = repo.doit("forget", "model:customers")
         assert forget.returncode == 0, output(forget)
+        # setup's forget (an installed entry point) forced the build, not only doit's values
+        forced = repo.doit("info", "model:customers")
+        assert "forced (doit forget)" in forced.stdout, output(forced)
         built_ok(repo.setup(), {"model:customers"})  # the same doit state, from this process
         assert repo_entries() == jaffle.repo_entries  # nothing written into the planwise-setup checkout
 
@@ -357,9 +361,10 @@ def test_two_projects_share_a_database_and_never_drop_each_others_tables(tmp_pat
     assert {"hr_raw", "hr_headcount"} <= set(tp.tables(shared))
     assert "main.hr_raw (project hr)" in get_system_status(sales.project / "setup.yaml").others
     # a project still retires its own leftovers, and only those
-    (hr.project / "models" / "hr_headcount.sql").unlink()
+    models = hr.project / "models"
+    (models / "hr_headcount.sql").rename(models / "hr_heads.sql")  # its only model: renamed, not removed
     assert hr.setup().success
-    assert set(tp.tables(shared)) == {"sales_raw", "sales_total", "hr_raw"}
+    assert set(tp.tables(shared)) == {"sales_raw", "sales_total", "hr_raw", "hr_heads"}
 
 
 @pytest.mark.slow

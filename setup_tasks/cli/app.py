@@ -28,12 +28,12 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from doit.exceptions import InvalidDodoFile, TaskFailed, UnmetDependency
+from doit.exceptions import InvalidDodoFile
 
 from ..config import Settings, load_settings
 from ..engine.engine import Engine
@@ -43,6 +43,7 @@ from ..naming import Translator
 from ..ops.run_report import write_run_report
 from ..validation.scope import ValidationScope
 from .doit_state import as_os_error, damage, guard_writes, move_aside
+from .exit_status import ExitStatus
 from .live import LiveLine
 from .notes import cli_verbosity, show_notes
 
@@ -101,38 +102,6 @@ class RunHalted(SystemExit):
 
     def __init__(self) -> None:
         super().__init__(1)
-
-
-@dataclass
-class ExitStatus:
-    """A run's exit status from what doit reported: 2 when a task crashed (or doit failed), 1 when one failed, else 0.
-
-    A task doit did not run because a task it needs failed (UnmetDependency, doit's 2)
-    does not count: what it waited for does.
-    """
-
-    failures: list[tuple[str, str]] = field(default_factory=list)  # tasks that failed, and why
-    crashed: bool = False
-
-    def note_failure(self, task: str, fail: Any) -> None:
-        if isinstance(fail, UnmetDependency):
-            return
-        if not isinstance(fail, TaskFailed):
-            self.crashed = True
-        self.failures.append((task, " ".join(str(getattr(fail, "message", fail)).split())))
-
-    def note_doit_error(self, message: str) -> None:
-        self.crashed = True
-        self.failures.append(("doit", " ".join(message.split())))
-
-    def code(self) -> int:
-        return 2 if self.crashed else int(bool(self.failures))
-
-
-def end_run(status: int) -> None:
-    """End a command-line run with ``status`` from a reporter's complete_run (unless it is ending already)."""
-    if sys.exc_info()[1] is None:  # an interrupt (or a halt) on its way out keeps its own status
-        raise SystemExit(status)
 
 
 @dataclass(frozen=True)
@@ -224,13 +193,14 @@ class App:
             if self._load_error is not None:
                 raise self._load_error
             try:
-                self._engine = Engine(self.settings, listeners=[self.on_engine_event], keep_state=not self.leaves_no_files)
+                self._engine = Engine(self.settings, listeners=[self.on_engine_event])
             except SetupError as err:
                 self._load_error = err
                 raise
             finally:
                 self.live.clear()
             self._engine.fail_fast = self._engine.fail_fast and not self.keep_going
+            self._engine.keep_state = not self.leaves_no_files  # the database file is known now
         return self._engine
 
     def on_engine_event(self, kind: str, payload: dict[str, Any]) -> None:
@@ -257,8 +227,12 @@ class App:
 
     @property
     def leaves_no_files(self) -> bool:
-        """A look at a database that does not exist: nothing may appear beside it."""
-        return self.read_only and not self.settings.database.path.exists()
+        """A look at a database that does not exist: nothing may appear beside it.
+
+        Unknown (False) while dbt's profile is yet to name the file: the engine reads it.
+        """
+        path = self.settings.database.path if self.read_only else None
+        return path is not None and not path.exists()
 
     @property
     def current_engine(self) -> Engine | None:

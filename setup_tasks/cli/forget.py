@@ -5,8 +5,10 @@ batched dbt run (or by a run that was interrupted) has none: forgetting it chang
 nothing. A forced build record is a fact the engine reads like any other, so the next
 setup builds every forgotten node, together with the rest, in its one dbt run.
 
-Registered in pyproject.toml (``[tool.doit.plugins.command]``, read from the working
-directory) and passed explicitly by ``setup_tasks.api``.
+Registered as an entry point (``doit.COMMAND``: in every repository once the package is
+installed, a team's included), in pyproject.toml (``[tool.doit.plugins.command]``, for a
+checkout) and passed explicitly by ``setup_tasks.api``. For a dodo file that is not setup's
+it is doit's forget: no task of it has setup's up-to-date check. It imports nothing of setup.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Iterable
 
 from doit.cmd_forget import Forget as DoitForget
 
-from .uptodate import TableTarget
+TABLE_TARGET = ("setup_tasks.cli.uptodate", "TableTarget")  # the up-to-date check of a seed or model task
 
 
 def force_builds(tasks: Iterable[Any]) -> None:
@@ -23,7 +25,7 @@ def force_builds(tasks: Iterable[Any]) -> None:
     by_engine: dict[int, tuple[Any, list[str]]] = {}
     for task in tasks:
         for item, _, _ in task.uptodate:
-            if isinstance(item, TableTarget):
+            if (type(item).__module__, type(item).__name__) == TABLE_TARGET:
                 by_engine.setdefault(id(item.engine), (item.engine, []))[1].append(item.unique_id)
     for engine, uids in by_engine.values():
         engine.force(uids)

@@ -21,12 +21,13 @@ from collections import Counter
 from typing import Any, Sequence
 
 from doit.exceptions import TaskFailed, UnmetDependency
-from doit.reporter import JsonReporter as DoitJsonReporter
 
 from ..engine.engine import Engine, Outcome
 from ..naming import VALIDATE_TASK
 from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize
-from .app import App, ExitStatus, end_run
+from .app import App
+from .exit_status import end_run
+from .json_reporter import JsonReporter
 from .live import LiveLine, seconds, terminal_width
 from .notes import cli_verbosity
 
@@ -371,27 +372,3 @@ class SetupReporter:
         if self.verbosity == 0 and not always:
             return
         self.live.write(text)
-
-
-class JsonReporter(DoitJsonReporter):
-    """doit's ``--reporter json``, ending with setup's exit status (see ``cli.app``; doit would say 2).
-
-    Registered under doit's own name ``json`` in pyproject.toml ([tool.doit.plugins.reporter]),
-    so it serves whenever doit runs from the repository root, before or after the task name.
-    """
-
-    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
-        super().__init__(outstream, options)
-        self.status = ExitStatus()
-
-    def add_failure(self, task: Any, fail: Any) -> None:
-        super().add_failure(task, fail)
-        self.status.note_failure(task.name, fail)
-
-    def runtime_error(self, msg: str) -> None:
-        super().runtime_error(msg)
-        self.status.note_doit_error(msg)
-
-    def complete_run(self) -> None:
-        super().complete_run()
-        end_run(self.status.code())

@@ -28,7 +28,7 @@ PROJECT_FILE = "dbt_project.yml"
 DODO_NAME = "dodo.py"
 SEARCH_DEPTH = 3
 SKIPPED_FOLDERS = {"target", "dbt_packages", "logs", "venv", "node_modules", "site-packages", "__pycache__"}
-ALL_NODES = "resource_type:seed resource_type:model resource_type:snapshot"
+NODE_KINDS = ("seed", "model", "snapshot")  # what `dbt build` materialises
 DODO_LINES = ("from setup_tasks.cli import dodo_namespace", "globals().update(dodo_namespace(__file__))")
 DODO_TEXT = (
     "# planwise-setup tasks for this dbt project: `doit list` shows them, `doit setup` builds what is stale.\n"
@@ -167,12 +167,16 @@ def setup_yaml(scan: ProjectScan) -> str:
             f"  # setup_selection: \"{default_of('dbt.setup_selection')}\"",
         ]
     else:
-        counts = ", ".join(_counted(n, w) for n, w in ((len(scan.seeds), "seed"), (len(scan.models), "model"),
-                                                      (len(scan.snapshots), "snapshot")) if n or w != "snapshot")
+        found = {"seed": scan.seeds, "model": scan.models, "snapshot": scan.snapshots}
+        counts = ", ".join(_counted(len(found[kind]), kind) for kind in NODE_KINDS if found[kind] or kind != "snapshot")
+        # Only the kinds the project has: a selection criterion that matches nothing is an error.
+        kinds = [kind for kind in NODE_KINDS if found[kind]] or ["model"]
+        missing = [kind for kind in NODE_KINDS if kind not in kinds]
         example = " ".join(scan.models[:2]) or "my_model"
         lines += [
-            f"  # Everything `dbt build` materialises (today {counts}; new files are picked up).",
-            f"  setup_selection: \"{ALL_NODES}\"",
+            f"  # Everything `dbt build` materialises (today {counts}; new files of these kinds are picked up"
+            + (f"; add resource_type:{' / resource_type:'.join(missing)} once the project has one)." if missing else ")."),
+            f"  setup_selection: \"{' '.join(f'resource_type:{kind}' for kind in kinds)}\"",
             "  # `doit quick` builds a foundation subset first; this project names none. To use it, list the models",
             "  # (dbt selection syntax), for example:",
             f"  # foundation_selection: \"{example}\"",
