@@ -41,12 +41,13 @@ class DbtContext:
     database_path: Path | None  # database.path when set; None: the profile alone names the file
     duckdb_threads: int | None = None
     duckdb_memory_limit: str | None = None
-    root: Path | None = None  # the folder setup runs from (of dodo.py and setup.yaml)
+    root: Path | None = None  # the folder setup runs from: of setup.yaml (beside dodo.py), else of dodo.py
 
     @property
     def cwd(self) -> Path:
         """Where dbt runs: the root (in a repository set up by `init`, the project directory
-        itself; in this one, the folder above dbt/), as a person runs dbt there. A relative
+        itself; in this one, the folder above dbt/), as a person runs dbt there; a configuration
+        named with ``config=`` elsewhere moves it to that file's folder. A relative
         ``path:`` in the profile or external location means the same file to setup and to them."""
         return self.root or self.project_dir
 
@@ -166,7 +167,8 @@ def dbt_context(settings: Any) -> DbtContext:
         database_path=settings.database.path,
         duckdb_threads=settings.database.threads,
         duckdb_memory_limit=settings.database.memory_limit,
-        root=settings.root,
+        # dbt runs where the configuration is (setup.yaml: beside dodo.py unless config= names another)
+        root=settings.source.parent if settings.source is not None else settings.root,
     )
 
 
