@@ -16,6 +16,9 @@ import pytest
 # about the worker itself, or about dbt in process, set their own PLANWISE_SETUP_WORKER*.
 # The directory is private and short (socket paths are limited); no worker outlives the session.
 SUITE_WORKER_DIR = Path(tempfile.mkdtemp(prefix="pw-suite-", dir="/tmp"))
+# Setup's per-user caches (valid config documents, ...) are the session's own: another suite
+# running on the machine must not evict what this one's no-op tests rely on.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="pw-suite-cache-")
 os.environ["PLANWISE_SETUP_WORKER"] = os.environ.get("PLANWISE_SUITE_WORKER", "1")
 os.environ["PLANWISE_SETUP_WORKER_DIR"] = str(SUITE_WORKER_DIR)
 
@@ -32,6 +35,7 @@ def suite_worker() -> Iterator[Path]:
         except ProcessLookupError:
             pass
     shutil.rmtree(SUITE_WORKER_DIR, ignore_errors=True)
+    shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture
