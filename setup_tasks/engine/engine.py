@@ -65,6 +65,8 @@ class RunState:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     scope: set[str] = field(default_factory=set)
     invocations: int = 0
+    # dbt tests run straight in DuckDB from the SQL dbt compiled for them (engine.direct_tests).
+    direct_tests: int = 0
     # Staleness doit saw for each node it considered (reasons go into the run report).
     checked: dict[str, NodeStatus] = field(default_factory=dict)
     callback_errors: list[str] = field(default_factory=list)

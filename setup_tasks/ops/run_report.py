@@ -93,6 +93,7 @@ def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: 
         "config_digest": settings.digest(),
         "config": settings.as_dict(),
         "dbt_invocations": run.invocations,
+        "direct_tests": run.direct_tests,
         "counts": dict(Counter(n["status"] for n in nodes)),
         "nodes": nodes,
         "validation": validation_section(checks, tuple(settings.validation.fail_on)),

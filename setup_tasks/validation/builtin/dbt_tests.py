@@ -1,5 +1,9 @@
 """The dbt project's own tests as the check ``dbt_tests``: one dbt invocation for the tests whose inputs changed.
 
+dbt's built-in generic tests whose compiled SQL an earlier run kept are run straight in
+DuckDB instead (``engine.direct_tests``: dbt's own verdict, without dbt); the others, and
+every test the first time, go through dbt, which keeps their SQL for the next run.
+
 Every test on the selected nodes is a result ``dbt_tests.<test name>`` with its dbt
 severity (warn -> warning, error -> error). A test whose definition and tables are
 unchanged since the last run keeps its stored result, so editing one seed re-runs
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from ...config import ValidationSettings
+from ...engine.direct_tests import COMPILED_FILE, CompiledTests, definition_key, run_direct, why_not_direct
 from ...engine.engine import Engine
 from ...errors import SetupError
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
@@ -90,17 +95,39 @@ class DbtTestsCheck(Check):
             outcomes[outcome.unique_id] = outcome
             engine.progress(what, len(outcomes), len(uids))
 
-        engine.run.invocations += 1
-        engine.db.close_reader()  # dbt opens the file, here or in the worker
+        compiled = CompiledTests(engine.manifest_path.parent / COMPILED_FILE)
+        fingerprints = engine.fingerprints()
+        environ = engine.ctx.environ()
+        keys = {u: definition_key(fingerprints[u].parts, engine.manifest, engine.node(u))
+                for u in uids if u in fingerprints and why_not_direct(engine.node(u), engine.manifest, environ) is None}
+        direct = {u: sql for u, key in keys.items() if (sql := compiled.sql(u, key)) is not None}
+        through_dbt = [u for u in uids if u not in direct]
         engine.step(what)
         try:
-            engine.dbt.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in uids], finished,
-                                 quiet=engine.quiet, dbt_lines=engine.log, on_phase=engine.phase)
+            if direct:
+                engine.run.direct_tests += len(direct)
+                try:
+                    with engine.db.read_only(keep_open=True) as reader:
+                        for uid, sql in direct.items():
+                            finished(run_direct(reader, engine.node(uid), sql))
+                except SetupError:  # the database cannot be read here: dbt runs them, and says why
+                    through_dbt = list(uids)
+                    outcomes.clear()
+            if through_dbt:
+                engine.run.invocations += 1
+                engine.db.close_reader()  # dbt opens the file, here or in the worker
+                engine.dbt.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in through_dbt],
+                                     finished, quiet=engine.quiet, dbt_lines=engine.log, on_phase=engine.phase)
         except Exception as exc:  # dbt could not run at all: every test is failed with the cause
             message = f"dbt could not run the tests: {type(exc).__name__}: {exc}"
             return {u: replace(self.result(engine, u, "error", message, None), incomplete=True) for u in uids}
         finally:
             engine.step(None)
+            for uid, key in keys.items():
+                outcome = outcomes.get(uid)
+                if outcome is not None and outcome.sql and outcome.status in ("pass", "warn", "fail"):
+                    compiled.keep(uid, key, outcome.sql)
+            compiled.save()
         return {
             u: self.result(engine, u, o.status, o.message, o.failures, o.sql) if (o := outcomes.get(u))
             else replace(self.result(engine, u, "error", "dbt did not report this test", None), incomplete=True)
