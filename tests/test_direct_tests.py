@@ -11,7 +11,8 @@ import yaml
 from factories import Workspace, write_shop_project
 from setup_tasks.config import load_settings
 from setup_tasks.engine import direct_tests as direct
-from setup_tasks.engine.direct_tests import COMPILED_FILE, CompiledTests, definition_key, run_direct, why_not_direct
+from setup_tasks.engine.direct_tests import run_direct, why_not_direct
+from setup_tasks.engine.kept_sql import KEPT_FILE, KeptSql, definition_key
 from setup_tasks.engine.engine import Engine
 from setup_tasks.project.manifest import manifest_from_dict
 
@@ -78,7 +79,7 @@ def test_kept_sql_gives_dbts_verdict_for_every_kind_of_test(tmp_path: Path) -> N
                              lambda outcome: by_dbt.__setitem__(outcome.unique_id, outcome))
         assert {o.status for o in by_dbt.values()} >= {"pass", "warn", "fail"}, by_dbt
         fingerprints = engine.fingerprints()
-        kept = CompiledTests(engine.manifest_path.parent / COMPILED_FILE)
+        kept = KeptSql(engine.manifest_path.parent / KEPT_FILE)
         with engine.db.read_only() as reader:
             for uid in tests:
                 node = engine.node(uid)
@@ -140,10 +141,10 @@ def test_kept_sql_is_keyed_by_the_tables_a_test_reads_not_their_data(tmp_path: P
     key = definition_key(parts, manifest, node)
     assert key == definition_key({**parts, "upstream:model.p.a": "digest-2", "external:data.csv": "h2"}, manifest, node)
     assert key != definition_key({**parts, "config": "other"}, manifest, node)
-    kept = CompiledTests(tmp_path / COMPILED_FILE)
+    kept = KeptSql(tmp_path / KEPT_FILE)
     kept.keep("test.p.t", key, "select 1")
     kept.save()
-    assert CompiledTests(tmp_path / COMPILED_FILE).sql("test.p.t", key) == "select 1"
-    assert CompiledTests(tmp_path / COMPILED_FILE).sql("test.p.t", "another key") is None
-    (tmp_path / COMPILED_FILE).write_text("[not what was written")
-    assert CompiledTests(tmp_path / COMPILED_FILE).sql("test.p.t", key) is None  # damaged: dbt runs it again
+    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) == "select 1"
+    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", "another key") is None
+    (tmp_path / KEPT_FILE).write_text("[not what was written")
+    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) is None  # damaged: dbt runs it again

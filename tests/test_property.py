@@ -87,13 +87,16 @@ ORDERS_SQL = [
 ]
 
 
-def make_project(root: Path) -> Workspace:
+def make_project(root: Path, hooks: bool = True) -> Workspace:
+    """The shop project with tests, views and a census; ``hooks``: the hooks that let a kill or an edit
+    land at a chosen instant of dbt's build (without them, setup builds what it can without dbt)."""
     ws = write_shop_project(root)
     project = yaml.safe_load((ws.project / "dbt_project.yml").read_text())
     # models/staging/core/ builds views: moving a file there changes what dbt builds.
-    project["models"] = {"shop": {"+materialized": "table", "+post-hook": COMMIT_HOOKS,
-                                  "staging": {"core": {"+materialized": "view"}}}}
-    project["on-run-start"] = [EDIT_DURING_BUILD]
+    project["models"] = {"shop": {"+materialized": "table", "staging": {"core": {"+materialized": "view"}}}}
+    if hooks:
+        project["models"]["shop"]["+post-hook"] = COMMIT_HOOKS
+        project["on-run-start"] = [EDIT_DURING_BUILD]
     (ws.project / "dbt_project.yml").write_text(yaml.safe_dump(project, sort_keys=False))
     (ws.project / "models" / "staging" / "core").mkdir()
     (ws.project / "models" / "staging" / "schema.yml").write_text(yaml.safe_dump(SCHEMA_TESTS, sort_keys=False))
@@ -322,8 +325,8 @@ def checks_run(ws: Workspace) -> dict[str, str]:
     return {name: check["status"] for name, check in report(ws)["validation"]["checks"].items()}
 
 
-def build(user: User) -> None:
-    """`doit setup`, holding it to what `doit status` predicted just before."""
+def build(user: User) -> dict[str, Any]:
+    """`doit setup`, holding it to what `doit status` predicted just before; its run report."""
     ws = user.ws
     status = get_system_status(ws.config_path)
     assert status.ready, status.reason
@@ -342,6 +345,7 @@ def build(user: User) -> None:
     unreported = [c for c in done["validation"]["checks"].values() if c.get("incomplete")]
     assert not unreported, f"checks that could not run: {unreported}"
     user.check_user_census()
+    return done
 
 
 def clean_build(user: User) -> tuple[dict[str, Any], dict[str, str]]:
@@ -359,27 +363,28 @@ def clean_build(user: User) -> tuple[dict[str, Any], dict[str, str]]:
 ORDER_ROWS = st.lists(st.tuples(st.integers(1, 4), st.decimals(0, 100, places=2)), min_size=0, max_size=4)
 FORGETTABLE = st.sampled_from(["seed:orders", "model:stg_customers", "model:stg_customer_orders", "-a"])
 INSTANT = st.one_of(st.none(), st.floats(0.5, 8.0))
-EDITS = st.one_of(
-    st.tuples(st.just("orders_csv"), ORDER_ROWS),
-    st.tuples(st.just("orders_sql"), st.sampled_from(ORDERS_SQL)),
-    st.tuples(st.just("fx_rate"), st.integers(1, 3)),
-    st.tuples(st.just("events"), st.lists(st.sampled_from(["click", "view", "buy"]), max_size=4)),
-    st.tuples(st.just("drop"), st.sampled_from(["customers", "stg_orders", "stg_customer_orders", "stg_events"])),
-    st.tuples(st.just("regions_columns"), st.booleans()),
-    st.tuples(st.just("extra_model"), st.booleans()),
-    st.tuples(st.just("rename_regions"), st.booleans()),
-    st.tuples(st.just("move_customers"), st.booleans()),
-    st.tuples(st.just("ephemeral_regions"), st.booleans()),
-    st.tuples(st.just("regions_schema"), st.booleans()),
-    st.tuples(st.just("forget"), FORGETTABLE),
-    st.tuples(st.just("keep_going"), st.booleans()),
-    st.tuples(st.just("ctrl_c_forget"), st.tuples(INSTANT, FORGETTABLE)),
-    st.tuples(st.just("census_user"), st.integers(0, 10_000).filter(lambda s: s != 42)),
-    st.tuples(st.just("census_override"), st.tuples(st.sampled_from(["census", "setup"]), st.integers(20, 80))),
-    st.tuples(st.just("same_length"), st.integers(0, 9)),
-    st.tuples(st.just("during_build"), st.none()),
-    st.tuples(st.just("kill9"), st.tuples(st.one_of(st.none(), st.floats(0.0, 8.0)), st.booleans(), st.booleans())),
-)
+EDIT_VALUES = {
+    "orders_csv": ORDER_ROWS,
+    "orders_sql": st.sampled_from(ORDERS_SQL),
+    "fx_rate": st.integers(1, 3),
+    "events": st.lists(st.sampled_from(["click", "view", "buy"]), max_size=4),
+    "drop": st.sampled_from(["customers", "stg_orders", "stg_customer_orders", "stg_events"]),
+    "regions_columns": st.booleans(),
+    "extra_model": st.booleans(),
+    "rename_regions": st.booleans(),
+    "move_customers": st.booleans(),
+    "ephemeral_regions": st.booleans(),
+    "regions_schema": st.booleans(),
+    "forget": FORGETTABLE,
+    "keep_going": st.booleans(),
+    "ctrl_c_forget": st.tuples(INSTANT, FORGETTABLE),
+    "census_user": st.integers(0, 10_000).filter(lambda s: s != 42),
+    "census_override": st.tuples(st.sampled_from(["census", "setup"]), st.integers(20, 80)),
+    "same_length": st.integers(0, 9),
+    "during_build": st.none(),
+    "kill9": st.tuples(st.one_of(st.none(), st.floats(0.0, 8.0)), st.booleans(), st.booleans()),
+}
+EDITS = st.one_of(*(st.tuples(st.just(name), values) for name, values in EDIT_VALUES.items()))
 
 # Every piece of the vocabulary in an explicit example, chained in four sequences to bound the time.
 EXPLICIT = [
@@ -399,20 +404,20 @@ EXPLICIT = [
     # kill -9 in the commit window of a new node the user then removes; kill -9 at another instant
     [("kill9", (None, True, True)), ("kill9", (5.0, False, False))],
 ]
-_drawing: dict[str, float] = {}
-_calls = [0]
+_drawing: dict[str, float] = {}  # per test: when its random draws started
+_calls: dict[str, int] = {}  # per test: how many times it was called
 
 
-def random_draw() -> bool:
-    """Is this call a random draw (the explicit examples come first)?"""
-    _calls[0] += 1
-    if _calls[0] > len(EXPLICIT):
-        _drawing.setdefault("started", time.monotonic())
-    return _calls[0] > len(EXPLICIT)
+def random_draw(test: str = "clean", explicit: int = len(EXPLICIT)) -> bool:
+    """Is this call of ``test`` a random draw (its ``explicit`` examples come first)?"""
+    _calls[test] = _calls.get(test, 0) + 1
+    if _calls[test] > explicit:
+        _drawing.setdefault(test, time.monotonic())
+    return _calls[test] > explicit
 
 
-def budget_spent() -> bool:
-    return "started" in _drawing and time.monotonic() - _drawing["started"] >= BUDGET_SECONDS
+def budget_spent(test: str = "clean", seconds: float = BUDGET_SECONDS) -> bool:
+    return test in _drawing and time.monotonic() - _drawing[test] >= seconds
 
 
 def _with_examples(test: Any) -> Any:
@@ -441,3 +446,52 @@ def test_incremental_build_equals_clean_build(edits: list[tuple[str, Any]]) -> N
         clean = clean_build(user)
         assert incremental[0] == clean[0], "tables or schemas differ from a clean build's"
         assert incremental[1] == clean[1], "checks or dbt tests run differ from a clean build's"
+
+
+# -- setup's own builds (no dbt) against dbt's ------------------------------------------------------
+
+# The edits that need no hook in dbt's build (the kill and edit instants above are dbt's hooks):
+# an interrupt at a random instant, never in the commit window.
+DIRECT_EDIT_VALUES = {**{name: values for name, values in EDIT_VALUES.items() if name not in ("during_build", "kill9")},
+                      "ctrl_c_forget": st.tuples(st.floats(0.5, 8.0), FORGETTABLE)}
+DIRECT_EDITS = st.one_of(*(st.tuples(st.just(name), values) for name, values in DIRECT_EDIT_VALUES.items()))
+DIRECT_EXPLICIT = [
+    # seeds edited, gaining a column, a table moved to the views and back, renamed, ephemeral: each
+    # after a first build that kept every model's SQL, so setup builds them without dbt
+    [("orders_csv", [(1, Decimal("2.50")), (3, Decimal("7.00"))]), ("regions_columns", True),
+     ("move_customers", True), ("events", ["buy"]), ("move_customers", False), ("rename_regions", True),
+     ("ephemeral_regions", True), ("same_length", 4)],
+    [("drop", "stg_orders"), ("forget", "-a"), ("ctrl_c_forget", (0.8, "seed:orders")), ("census_user", 7),
+     ("orders_csv", []), ("regions_schema", True)],
+]
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.reuse, Phase.generate], print_blob=True)
+@given(edits=st.lists(DIRECT_EDITS, min_size=1, max_size=3))
+@example(edits=DIRECT_EXPLICIT[1])
+@example(edits=DIRECT_EXPLICIT[0])
+def test_setups_own_builds_equal_a_clean_dbt_build(edits: list[tuple[str, Any]]) -> None:
+    """Seeds, tables and views setup builds without dbt (engine.direct_build) equal what dbt builds
+    from scratch (the clean build deletes dbt's target folder, and with it every kept SQL)."""
+    drawn = random_draw("direct", len(DIRECT_EXPLICIT))
+    if drawn and budget_spent("direct", BUDGET_SECONDS / 2):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        user = User(make_project(Path(tmp), hooks=False))
+        first = build(user)
+        assert first["direct_builds"] == 0, "a first build has no kept SQL: dbt builds it"
+        direct = 0
+        for edit in edits:
+            if drawn and budget_spent("direct", BUDGET_SECONDS / 2):
+                break
+            user.apply(edit)
+            direct += build(user)["direct_builds"]
+        incremental = contents(user.ws), checks_run(user.ws)
+        clean = clean_build(user)
+        assert report(user.ws)["direct_builds"] == 0
+        assert incremental[0] == clean[0], "tables or schemas setup built differ from a clean dbt build's"
+        assert incremental[1] == clean[1], "checks or dbt tests run differ from a clean build's"
+        if not drawn:
+            assert direct > 0, "the explicit examples must build without dbt"
+

@@ -43,7 +43,7 @@ class NodeOutcome:
     seconds: float
     rows: int | None = None
     failures: int | None = None
-    sql: str | None = None  # a test's compiled query: it selects the offending rows
+    sql: str | None = None  # a test's compiled query (it selects the offending rows), a model's SQL
 
 
 CYCLE_RE = re.compile(r"Found a cycle: (.+)$")
@@ -215,7 +215,7 @@ def _outcome_from_event(event: Any, manifest: Any = None) -> NodeOutcome | None:
     rows = response.get("rows_affected")
     uid, status = data.node_info.unique_id, str(rr.status or data.node_info.node_status)
     sql = None
-    if manifest is not None and uid in manifest.nodes and uid.startswith("test."):
+    if manifest is not None and uid in manifest.nodes and uid.startswith(("test.", "model.")):
         sql = getattr(manifest.nodes[uid], "compiled_code", None)  # dbt compiled it into its manifest
     return NodeOutcome(
         unique_id=uid,

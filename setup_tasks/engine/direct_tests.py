@@ -19,19 +19,14 @@ kept yet (its run through dbt keeps it).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 from ..dbt.invoke import NodeOutcome
 from ..errors import SetupError
-from ..files import read_json, write_json_atomic
 from ..project.manifest import Manifest, Node
+from .kept_sql import definers, jinja_problem
 
-DBT_PACKAGES = frozenset({"dbt", "dbt_duckdb"})  # dbt's own macros (their code changes only with dbt's version)
 # dbt's macros a test goes through that a project or package can override (dbt dispatches them,
 # root project first): the built-in generic tests, the where filter and the wrapping of every test.
 DBT_DISPATCHED = ("test_unique", "test_not_null", "test_accepted_values", "test_relationships",
@@ -39,42 +34,6 @@ DBT_DISPATCHED = ("test_unique", "test_not_null", "test_accepted_values", "test_
 UNSUPPORTED_CONFIG = ("store_failures", "store_failures_as", "sql_header")
 # Flags that change a test's verdict or what it stores, when set in the environment.
 FLAG_ENV = ("DBT_WARN_ERROR", "DBT_WARN_ERROR_OPTIONS", "DBT_STORE_FAILURES")
-# What in a test's Jinja (its own, or a macro's it calls) could make its compiled SQL depend on
-# anything but its definition, the macros, vars and env vars it reads and the names of its tables:
-# queries while compiling, the run's time or id, the project graph.
-INTROSPECTIVE = re.compile(
-    r"\b(run_query|load_result|statement|execute|graph|run_started_at|invocation_id|load_relation|"
-    r"get_columns_in_relation|get_relation|set_sql_header)\b|modules\.datetime|adapter\.(?!dispatch\b)"
-)
-DISPATCH = re.compile(r"adapter\.dispatch\(\s*['\"](\w+)['\"]")
-COMPILED_FILE = "compiled_tests.json"
-COMPILED_VERSION = 1
-
-
-def _macro_name(uid: str) -> tuple[str, str]:
-    """'macro.dbt.test_unique' -> ('dbt', 'test_unique')."""
-    _, package, name = (uid.split(".", 2) + ["", ""])[:3]
-    return package, name
-
-
-def _closure(manifest: Manifest, macros: tuple[str, ...]) -> set[str]:
-    found: set[str] = set()
-    stack = [m for m in macros if m in manifest.macros]
-    while stack:
-        uid = stack.pop()
-        if uid not in found:
-            found.add(uid)
-            stack.extend(d for d in manifest.macros[uid][1] if d in manifest.macros and d not in found)
-    return found
-
-
-def _definers(manifest: Manifest) -> dict[str, set[str]]:
-    """Macro name -> the packages defining it."""
-    by_name: dict[str, set[str]] = {}
-    for uid in manifest.macros:
-        package, name = _macro_name(uid)
-        by_name.setdefault(name, set()).add(package)
-    return by_name
 
 
 def why_not_direct(node: Node, manifest: Manifest, environ: Mapping[str, str]) -> str | None:
@@ -85,30 +44,9 @@ def why_not_direct(node: Node, manifest: Manifest, environ: Mapping[str, str]) -
         return "it stores its failures or has a SQL header"
     if any(environ.get(name) not in (None, "", "false", "False", "0") for name in FLAG_ENV):
         return "--warn-error or --store-failures is set"
-    definers = _definers(manifest)
-    if any(name.startswith("materialization_test") for name in definers):
+    if any(name.startswith("materialization_test") for name in definers(manifest)):
         return "the project overrides how dbt runs tests (its own test materialization)"
-    for name in DBT_DISPATCHED:
-        if any(definers.get(f"{prefix}{name}", set()) - DBT_PACKAGES for prefix in ("", "default__", "duckdb__")):
-            return f"{name} is overridden by the project or a package"
-    closure = _closure(manifest, node.macros)
-    codes = [node.raw_code, *(manifest.macros[m][0] for m in closure)]
-    if any(INTROSPECTIVE.search(code) for code in codes):
-        return "its SQL may query the database or the run while it compiles"
-    for code in codes:
-        for name in DISPATCH.findall(code):  # dbt picks the implementation when it runs: one package only
-            packages = set().union(*(definers.get(f"{prefix}{name}", set()) for prefix in ("", "default__", "duckdb__")))
-            if len(packages - DBT_PACKAGES) > (0 if packages & DBT_PACKAGES else 1):
-                return f"{name} is overridden"
-    return None
-
-
-def definition_key(parts: Mapping[str, str], manifest: Manifest, node: Node) -> str:
-    """What the compiled SQL depends on: the test's fingerprint parts but the data of what it reads
-    (``upstream:*``, files named by vars), and the names of the tables it reads."""
-    own = {k: v for k, v in parts.items() if not k.startswith(("upstream:", "external:"))}
-    read = {uid: str(manifest.nodes[uid].relation) for uid in node.depends_on if uid in manifest.nodes}
-    return hashlib.sha256(json.dumps([own, read], sort_keys=True).encode()).hexdigest()
+    return jinja_problem(node, manifest, DBT_DISPATCHED)
 
 
 def test_query(sql: str, config: Mapping[str, Any]) -> str:
@@ -139,38 +77,6 @@ def outcome_of(uid: str, node: Node, row: tuple[Any, ...] | None, seconds: float
         message = f"Got {_results(failures)}, configured to warn if {node.config.get('warn_if') or '!= 0'}"
         return NodeOutcome(uid, "warn", message, seconds, failures=failures, sql=sql)
     return NodeOutcome(uid, "pass", "", seconds, failures=None, sql=sql)
-
-
-class CompiledTests:
-    """The SQL dbt compiled for each test, by definition key, beside the context's manifest."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        stored = read_json(path, {}, version=COMPILED_VERSION).get("tests")
-        self.tests: dict[str, dict[str, str]] = {
-            uid: entry for uid, entry in (stored or {}).items()
-            if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("sql"), str)
-        } if isinstance(stored, dict) else {}
-        self.dirty = False
-
-    def sql(self, uid: str, key: str) -> str | None:
-        entry = self.tests.get(uid)
-        return entry["sql"] if entry is not None and entry["key"] == key else None
-
-    def keep(self, uid: str, key: str, sql: str) -> None:
-        if self.tests.get(uid) != {"key": key, "sql": sql}:
-            self.tests[uid] = {"key": key, "sql": sql}
-            self.dirty = True
-
-    def save(self) -> None:
-        """Best effort: a lost entry costs a dbt run of its test, never a wrong result."""
-        if not self.dirty:
-            return
-        try:
-            write_json_atomic(self.path, {"version": COMPILED_VERSION, "tests": self.tests})
-            self.dirty = False
-        except OSError:
-            pass
 
 
 def run_direct(reader: Any, node: Node, sql: str) -> NodeOutcome:

@@ -28,9 +28,11 @@ from ..store.lock import RunLock
 from ..store.records import (RECORDS_FILE, BuildRecord, BuildRecords, WrittenFiles, new_build_id, other_projects,
                              project_state_dir)
 from .census import census_contract_problem, inspect_census
+from . import direct_build
 from .census_owner import CensusOwner
 from .contents import ContentsView, Key
 from .definitions import Definitions
+from .kept_sql import KEPT_FILE, KeptSql, definition_key
 from .hints import NodeFailure, database_name_problem, explain
 from .staleness import NodeStatus, Staleness
 
@@ -39,6 +41,7 @@ Listener = Callable[[str, dict[str, Any]], None]
 DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup")
 # DuckDB's error for a table that is not there (yet): "Catalog Error: Table with name x does not exist!"
 MISSING_TABLE_RE = re.compile(r"Table with name (?P<table>\w+) does not exist", re.I)
+DIRECT_ENV = "PLANWISE_SETUP_DIRECT"  # "0": dbt builds every node (see engine.direct_build)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class RunState:
     invocations: int = 0
     # dbt tests run straight in DuckDB from the SQL dbt compiled for them (engine.direct_tests).
     direct_tests: int = 0
+    # Seeds and models built straight in DuckDB, as dbt-duckdb builds them (engine.direct_build).
+    direct_builds: int = 0
     # Staleness doit saw for each node it considered (reasons go into the run report).
     checked: dict[str, NodeStatus] = field(default_factory=dict)
     callback_errors: list[str] = field(default_factory=list)
@@ -123,6 +128,8 @@ class Engine:
         self.census = CensusOwner(settings, self.definitions, self.hasher,
                                   WrittenFiles.load(settings.state_dir / "census.json"))
         self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher, self.census.expected)
+        # SQL dbt compiled for models and tests, for building and testing without dbt (kept_sql).
+        self.kept_sql = KeptSql(self.manifest_path.parent / KEPT_FILE)
         self.run = RunState()
         self.quiet = True
         self.log: Callable[[str], None] | None = None  # takes dbt's own lines (-v 2)
@@ -139,6 +146,7 @@ class Engine:
     def save_caches(self) -> None:
         """Signatures of builds, the database contents, graph answers and file hashes, at the end of a run."""
         self.definitions.save()  # beside the manifest, not the database
+        self.kept_sql.save()
         if not self.keep_state:
             return
         try:
@@ -340,16 +348,23 @@ class Engine:
         runnable = [u for u in batch if u not in blocked]
         self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked)})
         if runnable:
-            self.run.invocations += 1
             nodes = [self.node(u) for u in runnable]
             self._intend(nodes)
             self.db.close_reader()  # dbt writes the file, here or in the worker
+            direct = self.direct_batch(runnable)
+            on_start = lambda started: self._emit("start", {"unique_id": started})  # noqa: E731
             try:
-                self.dbt.build_nodes(
-                    self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
-                    on_start=lambda started: self._emit("start", {"unique_id": started}), dbt_lines=self.log,
-                    on_phase=self.phase, edges=self.graph.implied_edges(runnable),
-                )
+                if direct is not None:
+                    self.run.direct_builds += len(direct)
+                    direct_build.build(self.db, direct, {u: self.graph.built_parents(u) for u in runnable},
+                                       self._on_dbt_outcome, on_start)
+                else:
+                    self.run.invocations += 1
+                    self.dbt.build_nodes(
+                        self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
+                        on_start=on_start, dbt_lines=self.log, on_phase=self.phase,
+                        edges=self.graph.implied_edges(runnable),
+                    )
             finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
                 self.records.settle(u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped")
                 self.contents.invalidate()  # the next question reads what the database holds now
@@ -359,6 +374,28 @@ class Engine:
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
+
+    def direct_batch(self, uids: list[str]) -> list[direct_build.DirectNode] | None:
+        """The batch in build order, when every node of it can be built without dbt (see
+        ``direct_build``); None when dbt builds it (``PLANWISE_SETUP_DIRECT=0`` always)."""
+        if self.ctx.environ().get(DIRECT_ENV, "1") == "0":
+            return None
+        if any(n.resource_type == "operation" for n in self.manifest.nodes.values()):
+            return None  # on-run-start / on-run-end hooks: dbt runs them around every build
+        fingerprints = self.fingerprints()
+        items = []
+        for uid in self.graph.topological(uids):
+            node = self.node(uid)
+            if uid not in fingerprints or direct_build.why_not_direct(node, self.manifest) is not None:
+                return None
+            if node.resource_type == "seed":
+                items.append(direct_build.DirectNode(node, csv=self.ctx.project_dir / str(node.path)))
+                continue
+            sql = self.kept_sql.sql(uid, definition_key(fingerprints[uid].parts, self.manifest, node))
+            if sql is None:
+                return None
+            items.append(direct_build.DirectNode(node, sql=sql))
+        return items
 
     def _intend(self, nodes: list[Node]) -> None:
         """Write down, before dbt runs, every table it may commit (dbt's intermediate names
@@ -461,6 +498,9 @@ class Engine:
             self.run.callback_errors.append(f"{result.unique_id}: {exc}")
 
     def _record_dbt_outcome(self, result: Any) -> None:
+        sql = getattr(result, "sql", None)
+        if result.status == "success" and sql and result.unique_id.startswith("model."):
+            self.keep_sql(result.unique_id, sql)
         status = result.status if result.status in ("success", "error", "skipped") else "error"
         message = result.message if status != "success" else ""
         if status == "error":
@@ -469,22 +509,11 @@ class Engine:
                 NodeFailure(self.label(uid), self.node(uid).path, result.message), self.ctx, self.db_path)
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 
-    def failure_message(self, uid: str, dbt_message: str) -> str:
-        """A node dbt failed to build, in one line with the fix: its SQL's, unless it read a
-        table another node builds and has not (yet) -- then that node is named."""
-        node = self.node(uid)
-        failed = f"{self.label(uid)} ({node.path}) failed: {dbt_message}"
-        match = MISSING_TABLE_RE.search(dbt_message)
-        builder = self.manifest.builder_of(match["table"]) if match else None
-        if builder is None or builder == uid:
-            return f"{failed} -- fix: correct {node.path} and run again; the table built before is kept"
-        outcome = self.run.outcomes.get(builder)
-        if outcome is not None and not outcome.ok:
-            return f"{failed} -- fix: {self.label(builder)} builds that table and failed in this run: fix it first"
-        name = self.node(builder).name
-        return (f"{failed} -- fix: {self.label(builder)} builds {match['table']}, and {node.name} does not read it "
-                f"through ref(): write {{{{ ref('{name}') }}}} in {node.path}, so setup builds "
-                f"{self.label(builder)} first")
+    def keep_sql(self, uid: str, sql: str) -> None:
+        """Keep the SQL dbt compiled for a node, under the key of what it was compiled from."""
+        fingerprint = self.fingerprints().get(uid)
+        if fingerprint is not None:
+            self.kept_sql.keep(uid, definition_key(fingerprint.parts, self.manifest, self.node(uid)), sql)
 
     def unbuilt_input(self, uid: str, dbt_message: str) -> str | None:
         """A node that failed reading a table another node builds and has not (yet), in one line

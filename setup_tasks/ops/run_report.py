@@ -94,6 +94,7 @@ def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: 
         "config": settings.as_dict(),
         "dbt_invocations": run.invocations,
         "direct_tests": run.direct_tests,
+        "direct_builds": run.direct_builds,
         "counts": dict(Counter(n["status"] for n in nodes)),
         "nodes": nodes,
         "validation": validation_section(checks, tuple(settings.validation.fail_on)),

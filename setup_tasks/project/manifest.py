@@ -15,7 +15,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ProjectError
 from ..keys import keyed_digest
 from .context import DbtContext, DbtProfile, read_project_yaml
 from .packages import PACKAGE_FILES, installed_project_dirs

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from ...config import ValidationSettings
-from ...engine.direct_tests import COMPILED_FILE, CompiledTests, definition_key, run_direct, why_not_direct
+from ...engine.direct_tests import run_direct, why_not_direct
 from ...engine.engine import Engine
+from ...engine.kept_sql import definition_key
 from ...errors import SetupError
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
 from ..project import Project, input_state
@@ -95,7 +96,7 @@ class DbtTestsCheck(Check):
             outcomes[outcome.unique_id] = outcome
             engine.progress(what, len(outcomes), len(uids))
 
-        compiled = CompiledTests(engine.manifest_path.parent / COMPILED_FILE)
+        compiled = engine.kept_sql
         fingerprints = engine.fingerprints()
         environ = engine.ctx.environ()
         keys = {u: definition_key(fingerprints[u].parts, engine.manifest, engine.node(u))

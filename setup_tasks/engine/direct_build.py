@@ -1,0 +1,252 @@
+"""Seeds, tables and views built straight in DuckDB, as dbt-duckdb builds them, when that is provably the same.
+
+A session's first run pays dbt's start-up in full (2-4 s to import it, about 1.5 s for its
+first invocation) although DuckDB does this project's work in well under a second. For the
+plainest nodes this module does what dbt-duckdb's materializations do, with the same SQL:
+
+- a **seed**: the column types dbt infers (``seed_columns``: agate's type tests as dbt
+  configures them, dbt-duckdb's type names, ``column_types`` overrides), then, in one
+  transaction, drop the old table, ``create table`` with those columns and dbt-duckdb's
+  ``COPY ... FROM '<file>' (FORMAT CSV, HEADER TRUE, DELIMITER ...)``;
+- a **table** or **view** model: the SQL dbt compiled for it in an earlier run
+  (``kept_sql``), created under dbt's intermediate name, the old relation renamed to dbt's
+  backup name, the new one renamed into place and the backup dropped, in one transaction
+  (a node that fails keeps what it had).
+
+Anything else is built by dbt (``why_not_direct``): other materializations, Python models,
+hooks, grants, contracts, indexes, docs persisted to the database, SQL headers, DuckDB
+partitioning options, a Jinja that may query the database while compiling, a model whose
+SQL was not kept yet. A batch is built here only when every node of it can be; otherwise the
+whole batch goes to dbt, which keeps the SQL of its models for the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..dbt.invoke import NodeOutcome
+from ..project.manifest import Manifest, Node
+from ..store.database import Database, qualified, quote
+from .kept_sql import jinja_problem
+
+# dbt's macros a model or seed goes through that a project or package could override.
+DBT_DISPATCHED = ("create_table_as", "create_view_as", "create_csv_table", "reset_csv_table", "load_csv_rows",
+                  "get_seed_column_quoted_csv", "rename_relation", "drop_relation")
+# Config keys whose presence (truthy) means dbt does more than this module does.
+DBT_ONLY_CONFIG = ("pre-hook", "post-hook", "pre_hook", "post_hook", "grants", "indexes", "sql_header",
+                   "partitioned_by", "sorted_by", "persist_docs", "plugin", "location", "options")
+NULL_VALUES = ("null", "")  # dbt's null values for every inferred type
+INTERMEDIATE, BACKUP = "__dbt_tmp", "__dbt_backup"  # dbt's names for a relation being replaced
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(_truthy(v) for v in value.values())
+    return bool(value)
+
+
+def why_not_direct(node: Node, manifest: Manifest) -> str | None:
+    """Why dbt must build this node itself; None when this module builds exactly what dbt would."""
+    if node.relation is None or node.resource_type not in ("seed", "model"):
+        return "not a seed or model"
+    config = node.config
+    if any(_truthy(config.get(key)) for key in DBT_ONLY_CONFIG):
+        return "it has hooks, grants, indexes, docs persisted or DuckDB table options"
+    if _truthy((config.get("contract") or {}).get("enforced")):
+        return "its contract is enforced"
+    if node.resource_type == "model":
+        if node.materialized not in ("table", "view"):
+            return f"it is materialized as {node.materialized}"
+        if node.path and not node.path.endswith(".sql"):
+            return "it is a Python model"
+    if any(name.startswith(("materialization_table", "materialization_view", "materialization_seed"))
+           for name in _macro_names(manifest)):
+        return "the project overrides dbt's materializations"
+    return jinja_problem(node, manifest, DBT_DISPATCHED)
+
+
+def _macro_names(manifest: Manifest) -> set[str]:
+    return {uid.split(".", 2)[-1] for uid in manifest.macros}
+
+
+# -- seeds: dbt's column types -------------------------------------------------------------------
+
+
+def _type_tester(text_columns: Sequence[str]) -> Any:
+    """agate's type tests as dbt configures them for a seed (dbt_common's ``build_type_tester``)."""
+    import agate
+    import isodate
+
+    class Integer(agate.data_types.DataType):
+        def cast(self, d: Any) -> Any:  # only Python ints: a CSV's text never is one
+            if type(d) is int or d is None:
+                return d
+            raise agate.exceptions.CastError(f'Can not parse value "{d}" as Integer.')
+
+    class Number(agate.data_types.Number):
+        def cast(self, d: Any) -> Any:  # never True/False as 1/0
+            if type(d) is bool:
+                raise agate.exceptions.CastError("Do not cast True to 1 or False to 0.")
+            return super().cast(d)
+
+    class ISODateTime(agate.data_types.DateTime):
+        def cast(self, d: Any) -> Any:  # ISO 8601 only
+            import datetime
+
+            if isinstance(d, datetime.datetime) or d is None:
+                return d
+            if isinstance(d, datetime.date):
+                return datetime.datetime.combine(d, datetime.time(0, 0, 0))
+            if isinstance(d, str):
+                d = d.strip()
+                if d.lower() in self.null_values:
+                    return None
+            try:
+                return isodate.parse_datetime(d)
+            except Exception:  # noqa: BLE001 - any parse failure means "not this type"
+                raise agate.exceptions.CastError(f'Can not parse value "{d}" as datetime.') from None
+
+    types = [
+        Integer(null_values=NULL_VALUES),
+        Number(null_values=NULL_VALUES),
+        agate.data_types.Date(null_values=NULL_VALUES, date_format="%Y-%m-%d"),
+        agate.data_types.DateTime(null_values=NULL_VALUES, datetime_format="%Y-%m-%d %H:%M:%S"),
+        ISODateTime(null_values=NULL_VALUES),
+        agate.data_types.Boolean(true_values=("true",), false_values=("false",), null_values=NULL_VALUES),
+        agate.data_types.Text(null_values=NULL_VALUES),
+    ]
+    force = {name: agate.data_types.Text(null_values=NULL_VALUES) for name in text_columns}
+    return agate.TypeTester(force=force, types=types), Integer
+
+
+def seed_columns(path: Path, column_types: Mapping[str, str], delimiter: str = ",") -> list[tuple[str, str]]:
+    """(name, type) of each column of the seed's table, as dbt-duckdb creates it."""
+    import agate
+
+    tester, integer = _type_tester(list(column_types))
+    with path.open(encoding="utf-8") as handle:
+        if handle.read(1) != "\ufeff":
+            handle.seek(0)
+        table = agate.Table.from_csv(handle, column_types=tester, delimiter=delimiter)
+    columns = []
+    for index, (name, kind) in enumerate(zip(table.column_names, table.column_types)):
+        if isinstance(kind, integer):
+            inferred = "integer"
+        elif isinstance(kind, agate.data_types.Text):
+            inferred = "text"
+        elif isinstance(kind, agate.data_types.Number):
+            inferred = "float8" if table.aggregate(agate.MaxPrecision(index)) else "integer"
+        elif isinstance(kind, agate.data_types.Boolean):
+            inferred = "boolean"
+        elif isinstance(kind, agate.data_types.DateTime):
+            inferred = "timestamp without time zone"
+        elif isinstance(kind, agate.data_types.Date):
+            inferred = "date"
+        else:
+            inferred = "time"
+        columns.append((str(name), column_types.get(str(name), inferred)))
+    return columns
+
+
+# -- building ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectNode:
+    """A node this module builds: its kept SQL (a model) or its CSV (a seed)."""
+
+    node: Node
+    sql: str | None = None
+    csv: Path | None = None
+
+
+Name = tuple[str, str, str]  # (database, schema, identifier) in the case dbt writes them
+
+
+def _name(node: Node) -> Name:
+    rel = node.relation
+    return (rel.database or "", rel.schema or "", rel.identifier)
+
+
+def _renamed(name: Name, suffix: str) -> Name:
+    return (name[0], name[1], name[2] + suffix)
+
+
+def _kind(con: Any, name: Name) -> str | None:
+    row = con.execute(
+        "select table_type from information_schema.tables where lower(table_catalog) = ? "
+        "and lower(table_schema) = ? and lower(table_name) = ?", [part.lower() for part in name]).fetchone()
+    return None if row is None else ("VIEW" if row[0] == "VIEW" else "TABLE")
+
+
+def _drop(con: Any, key: tuple[str, str, str]) -> None:
+    kind = _kind(con, key)
+    if kind is not None:
+        con.execute(f"drop {kind} {qualified(key)}")
+
+
+def _build_seed(con: Any, item: DirectNode) -> int:
+    node, key = item.node, _name(item.node)
+    column_types = {str(k): str(v) for k, v in (node.config.get("column_types") or {}).items()}
+    delimiter = str(node.config.get("delimiter") or ",")
+    quote_columns = node.config.get("quote_columns")
+    columns = seed_columns(item.csv, column_types, delimiter)
+    names = [quote(n) if quote_columns is not False else n for n, _ in columns]
+    if _kind(con, key) == "VIEW":
+        raise RuntimeError(f"Cannot seed to '{qualified(key)}', it is a view")
+    _drop(con, key)
+    con.execute(f"create table {qualified(key)} ({', '.join(f'{n} {t}' for n, (_, t) in zip(names, columns))})")
+    path = str(item.csv).replace("'", "''")
+    delim = delimiter.replace("'", "''")
+    con.execute(f"COPY {qualified(key)} FROM '{path}' (FORMAT CSV, HEADER TRUE, DELIMITER '{delim}')")
+    return int(con.execute(f"select count(*) from {qualified(key)}").fetchone()[0])
+
+
+def _build_model(con: Any, item: DirectNode) -> None:
+    """dbt-duckdb's table and view materializations; like dbt, no row count for a model."""
+    node, key = item.node, _name(item.node)
+    kind = "view" if node.materialized == "view" else "table"
+    tmp, backup = _renamed(key, INTERMEDIATE), _renamed(key, BACKUP)
+    _drop(con, tmp)
+    _drop(con, backup)
+    con.execute(f"create {kind} {qualified(tmp)} as (\n{item.sql}\n)")
+    existing = _kind(con, key)
+    if existing is not None:
+        con.execute(f"alter {existing} {qualified(key)} rename to {quote(backup[2])}")
+    con.execute(f"alter {kind} {qualified(tmp)} rename to {quote(key[2])}")
+    _drop(con, backup)
+
+
+def build(db: Database, items: Sequence[DirectNode], parents: Mapping[str, Sequence[str]],
+          on_outcome: Callable[[NodeOutcome], None], on_start: Callable[[str], None] | None = None) -> None:
+    """Build ``items`` (in dependency order) in one connection, one transaction each; a node whose
+    parent failed in this batch is skipped, as dbt skips it."""
+    failed: set[str] = set()
+    with db.connect() as con:
+        for item in items:
+            uid = item.node.unique_id
+            if any(p in failed for p in parents.get(uid, ())):
+                failed.add(uid)
+                on_outcome(NodeOutcome(uid, "skipped", "Skipping due to an upstream failure", 0.0))
+                continue
+            if on_start is not None:
+                on_start(uid)
+            started = time.perf_counter()
+            schema = _name(item.node)[:2]
+            try:
+                con.execute("begin transaction")
+                con.execute(f"create schema if not exists {quote(schema[0])}.{quote(schema[1])}")
+                rows = _build_seed(con, item) if item.node.resource_type == "seed" else _build_model(con, item)
+                con.execute("commit")
+            except Exception as exc:  # noqa: BLE001 - dbt reports any failure of a node the same way
+                try:
+                    con.execute("rollback")  # the node keeps what it had
+                except Exception:  # noqa: BLE001 - no transaction left to roll back
+                    pass
+                failed.add(uid)
+                on_outcome(NodeOutcome(uid, "error", " ".join(str(exc).split()), time.perf_counter() - started))
+                continue
+            on_outcome(NodeOutcome(uid, "success", "", time.perf_counter() - started, rows))
