@@ -36,6 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 EDITED_SEED = "config_cola_by_year"
 COLD = "doit setup (cold: database deleted)"
+FIRST = ", first run of a session"  # no worker running before it (a fresh worker folder)
 FORGET_ALL = "doit forget -a && doit setup"
 OVERRIDES = ("DUCKDB_PATH", "DBT_TARGET", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "CENSUS_PATH", "SETUP_CONFIG")
 
@@ -45,6 +46,7 @@ class Bench:
     root: Path
     employees: int
     timings: dict[str, list[float]] = field(default_factory=dict)
+    fresh: int = 0  # worker folders of first runs so far
 
     @property
     def project(self) -> Path:
@@ -75,10 +77,20 @@ class Bench:
 
     def run_doit(self, *args: str, worker: bool = True) -> float:
         cmd = [sys.executable, "-m", "doit", *args, f"config={self.config}"]
-        extra = {"PLANWISE_SETUP_WORKER_DIR": str(self.root / "w")}
-        if not worker:
-            extra["PLANWISE_SETUP_WORKER"] = "0"
-        return self._timed(cmd, REPO, self.env(**extra))
+        return self._session(cmd, REPO, worker)
+
+    def _session(self, cmd: list[str], cwd: Path, warm: bool) -> float:
+        """``cmd`` in the session's warm worker folder, or (not ``warm``) as a session's first run: a
+        fresh worker folder where no worker runs (the run starts one if it needs dbt; stopped after)."""
+        folder = self.root / "w"
+        if not warm:
+            self.fresh += 1
+            folder = self.root / f"f{self.fresh}"
+        try:
+            return self._timed(cmd, cwd, self.env(PLANWISE_SETUP_WORKER_DIR=str(folder)))
+        finally:
+            if not warm:
+                stop_worker(folder)
 
     def run_dbt(self, database: Path, *args: str) -> float:
         dbt = shutil.which("dbt") or "dbt"
@@ -106,7 +118,7 @@ class Bench:
         for path in (self.root / "setup.duckdb", self.root / "setup.duckdb.wal"):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.root / ".planwise", ignore_errors=True)
-        label = COLD + ("" if worker else ", dbt in process")
+        label = COLD + ("" if worker else FIRST)
         self.record(label, self.run_doit("setup", worker=worker))
 
     def noop_setup(self) -> None:
@@ -127,7 +139,7 @@ class Bench:
         year, rate = rows[-1].split(",")[:2]
         rows[-1] = f"{year},{float(rate) + (0.0001 if round_no % 2 == 0 else -0.0001):.4f}"
         seed.write_text("\n".join([header, *rows]) + "\n")
-        label = "doit setup (one seed edited)" + ("" if worker else ", dbt in process")
+        label = "doit setup (one seed edited)" + ("" if worker else FIRST)
         self.record(label, self.run_doit("setup", worker=worker))
 
     def dbt_build(self) -> None:
@@ -199,16 +211,13 @@ class JaffleBench(Bench):
                            **extra)
 
     def run_doit(self, *args: str, worker: bool = True) -> float:
-        extra = {"PLANWISE_SETUP_WORKER_DIR": str(self.root / "w")}
-        if not worker:
-            extra["PLANWISE_SETUP_WORKER"] = "0"
-        return self._timed([sys.executable, "-m", "doit", *args], self.project, self.env(**extra))
+        return self._session([sys.executable, "-m", "doit", *args], self.project, worker)
 
     def cold_setup(self, worker: bool) -> None:
         for path in self.project.glob("jaffle_shop.*"):
             path.unlink()
         shutil.rmtree(self.project / ".planwise", ignore_errors=True)
-        label = "doit setup (cold: database deleted)" + ("" if worker else ", dbt in process")
+        label = COLD + ("" if worker else FIRST)
         self.record(label, self.run_doit("setup", worker=worker))
 
     def seed_edit_setup(self, round_no: int, worker: bool = True) -> None:
@@ -217,7 +226,7 @@ class JaffleBench(Bench):
         extra = "999999999,Added,Row."
         lines = [line for line in lines if line != extra] + ([extra] if round_no % 2 == 0 else [])
         seed.write_text("\n".join(lines) + "\n")
-        label = "doit setup (one seed edited)" + ("" if worker else ", dbt in process")
+        label = "doit setup (one seed edited)" + ("" if worker else FIRST)
         self.record(label, self.run_doit("setup", worker=worker))
 
     def dbt_build(self) -> None:
@@ -299,9 +308,12 @@ def demo_text(args: argparse.Namespace, result: str) -> str:
         f"--per-node-rounds {args.per_node_rounds} --employees {args.employees}` on: {machine()}.\n\n"
         "Same project (the demo: 14 seeds, 14 staging models, their dbt tests), same census, commands "
         "alternated round by round; medians of the runs. `doit setup` runs the validations too (the "
-        "project's dbt tests plus the built-in checks). Unless marked \"dbt in process\", dbt runs in the "
-        "warm worker a previous run left (`dbt.worker_idle_seconds`), as in a working session; \"dbt in "
-        "process\" is the first run of a session (dbt imported by the run itself).\n\n" + result + "\n"
+        "project's dbt tests plus the built-in checks). Unless marked \"first run of a session\", dbt (when a "
+        "run needs it) runs in the warm worker a previous run left (`dbt.worker_idle_seconds`), as in a working "
+        "session; a \"first run of a session\" has no worker running before it (a fresh worker folder: the run "
+        "starts one if it needs dbt, stopped after it). Seeds, tables, views and tests whose dbt SQL was kept "
+        "by an earlier run are built and run without dbt (`engine.direct_build`, `engine.direct_tests`).\n\n"
+        + result + "\n"
     )
 
 

@@ -126,10 +126,10 @@ def test_seed_column_types_are_the_ones_dbt_infers(tmp_path: Path, name: str) ->
 
 
 def _node(kind: str = "model", materialized: str = "table", config: dict | None = None, raw_code: str = "select 1",
-          path: str = "models/m.sql", macros: dict[str, str] | None = None):
-    uid = f"{kind}.p.m"
+          path: str = "models/m.sql", macros: dict[str, str] | None = None, package: str = "p"):
+    uid = f"{kind}.{package}.m"
     raw = {"metadata": {"project_name": "p"},
-           "nodes": {uid: {"unique_id": uid, "resource_type": kind, "name": "m", "package_name": "p",
+           "nodes": {uid: {"unique_id": uid, "resource_type": kind, "name": "m", "package_name": package,
                            "original_file_path": path, "database": "w", "schema": "main", "alias": "m",
                            "raw_code": raw_code, "config": {"materialized": materialized, **(config or {})},
                            "depends_on": {"macros": list(macros or ())}}},
@@ -159,6 +159,7 @@ def _node(kind: str = "model", materialized: str = "table", config: dict | None 
     ({"raw_code": "select '{{ run_started_at }}' as at"}, False),
     ({"macros": {"macro.p.materialization_table_duckdb": "x"}}, False),
     ({"macros": {"macro.p.duckdb__create_table_as": "x"}}, False),
+    ({"kind": "seed", "materialized": "seed", "path": "seeds/m.csv", "package": "a_package"}, False),
 ])
 def test_what_setup_builds_itself_and_what_goes_to_dbt(node_args: dict, builds_here: bool) -> None:
     node, manifest = _node(**node_args)

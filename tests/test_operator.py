@@ -326,8 +326,9 @@ def test_redirected_v2_output_has_no_colour_and_a_worker_fall_back_says_so(built
     # dbt runs in the doit process (no worker process is ever started).
     worker_dir = tmp_path / ("w" * 120)
     built_shop.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
-    run = built_shop.doit("-v", "2", "setup", json_report=False,
-                          env={"PLANWISE_SETUP_WORKER": "1", "PLANWISE_SETUP_WORKER_DIR": str(worker_dir)})
+    run = built_shop.doit("-v", "2", "setup", json_report=False,  # dbt's lines and its fall-back: dbt must build
+                          env={"PLANWISE_SETUP_WORKER": "1", "PLANWISE_SETUP_WORKER_DIR": str(worker_dir),
+                               "PLANWISE_SETUP_DIRECT": "0"})
     text = text_of(run)
     assert run.returncode == 0, text[-2000:]
     assert "seed:regions" in run.stdout and re.search(r"^\d\d:\d\d:\d\d  ", run.stdout, re.M), text[-2000:]

@@ -210,8 +210,9 @@ def test_a_worker_directory_another_user_created_is_refused_and_dbt_runs_here(
     try:
         wait_ready(ready_r)
         assert wdir.stat().st_uid == NOBODY
+        # dbt must run (not setup's own build): the worker is what the attacker is after
         run = ws.doit("setup", json_report=False, env={"PLANWISE_SETUP_WORKER": "1", "TMPDIR": str(tmpdir),
-                                                      "DBT_PASSWORD": SECRET})
+                                                      "DBT_PASSWORD": SECRET, "PLANWISE_SETUP_DIRECT": "0"})
         text = output(run)
         got = requests_in(wdir)
         written = sorted(p.name for p in victim_files.iterdir()) != ["precious.txt"] or precious.read_text() != "precious\n"

@@ -205,7 +205,8 @@ class SetupReporter:
             self.batch_done = 0
             self.batch_started = time.perf_counter()
             if self.batch:
-                self._write(self.style(f"building {plural(len(self.batch), 'stale nodes')} in one dbt run\n", "dim"))
+                how = "without dbt (as dbt-duckdb builds them)" if payload.get("without_dbt") else "in one dbt run"
+                self._write(self.style(f"building {plural(len(self.batch), 'stale nodes')} {how}\n", "dim"))
         elif kind == "start":
             self._progress(payload["unique_id"])
         elif kind == "node":

@@ -57,6 +57,8 @@ def why_not_direct(node: Node, manifest: Manifest) -> str | None:
         return "it has hooks, grants, indexes, docs persisted or DuckDB table options"
     if _truthy((config.get("contract") or {}).get("enforced")):
         return "its contract is enforced"
+    if node.resource_type == "seed" and node.package != manifest.project_name:
+        return "a seed of an installed package (its file is in the package)"
     if node.resource_type == "model":
         if node.materialized not in ("table", "view"):
             return f"it is materialized as {node.materialized}"

@@ -346,12 +346,12 @@ class Engine:
         batch = self.batch_for(uid)
         blocked = self._preflight(batch)
         runnable = [u for u in batch if u not in blocked]
-        self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked)})
+        direct = self.direct_batch(runnable) if runnable else None
+        self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None})
         if runnable:
             nodes = [self.node(u) for u in runnable]
             self._intend(nodes)
             self.db.close_reader()  # dbt writes the file, here or in the worker
-            direct = self.direct_batch(runnable)
             on_start = lambda started: self._emit("start", {"unique_id": started})  # noqa: E731
             try:
                 if direct is not None:
