@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,16 +34,22 @@ class Project:
         """Nodes setup builds, of the given types, in build order."""
         return [self.nodes[u] for u in self.setup_nodes if self.nodes[u].resource_type in resource_types]
 
+    @cached_property
+    def _tables(self) -> dict[tuple[str, ...], list[Node]]:
+        """Each name a table answers to ('t', 's.t', 'db.s.t' as parts, lower case) -> its nodes, builders first."""
+        index: dict[tuple[str, ...], list[Node]] = {}
+        for n in sorted(self.nodes.values(), key=lambda n: (not n.is_buildable, n.unique_id)):
+            if n.relation is not None and (n.is_buildable or n.resource_type == "source"):
+                key = n.relation.key()
+                for size in (1, 2, 3):
+                    index.setdefault(tuple(key[3 - size:]), []).append(n)
+        return index
+
     def node_for_table(self, name: str) -> Node | None:
-        """The seed, model, snapshot or source whose relation (or unique id) is ``name``."""
+        """The seed, model, snapshot or source whose relation (or unique id) is ``name`` (see ``names_table``)."""
         if name in self.nodes:
             return self.nodes[name]
-        found = [
-            n for n in self.nodes.values()
-            if n.relation is not None and (n.is_buildable or n.resource_type == "source")
-            and names_table(n.relation.key(), name)
-        ]
-        found.sort(key=lambda n: (not n.is_buildable, n.unique_id))
+        found = self._tables.get(tuple(p.lower() for p in name.split(".")))
         return found[0] if found else None
 
     def seed_files_behind(self, uid: str) -> list[str]:
