@@ -279,7 +279,7 @@ def table(bench: Bench) -> str:
         lines.append(f"| {name} | {len(values)} | {med:.2f} s | {vs_build} | {vs_node} |")
     if FORGET_ALL in medians and COLD in medians:
         lines.append(f"\n`{FORGET_ALL}` takes {medians[FORGET_ALL] / medians[COLD]:.2f}x the time of a cold "
-                     "`doit setup` (both with the warm worker): every forgotten node rebuilds in one dbt run.")
+                     "`doit setup` (both with the warm worker): every forgotten node rebuilds in one batch.")
     return "\n".join(lines)
 
 
