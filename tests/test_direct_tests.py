@@ -146,5 +146,12 @@ def test_kept_sql_is_keyed_by_the_tables_a_test_reads_not_their_data(tmp_path: P
     kept.save()
     assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) == "select 1"
     assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", "another key") is None
+    sealed = (tmp_path / KEPT_FILE).read_bytes()
+    assert b"select 1" in sealed
+    # SQL setup would run: a file not sealed with the user's key, or changed since, is never used
+    (tmp_path / KEPT_FILE).write_bytes(sealed.replace(b"select 1", b"select 2"))
+    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) is None
+    (tmp_path / KEPT_FILE).write_text(json.dumps({"version": 2, "nodes": {"test.p.t": {"key": key, "sql": "drop table x"}}}))
+    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) is None
     (tmp_path / KEPT_FILE).write_text("[not what was written")
     assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) is None  # damaged: dbt runs it again

@@ -41,6 +41,7 @@ OWN_FILES = {
     "setup_cache.json": "proj/target/planwise/ctx-*/setup_cache.json",
     "manifest.json": "proj/target/planwise/ctx-*/manifest.json",
     "manifest.pickle": "proj/target/planwise/ctx-*/manifest.pickle",
+    "compiled_sql.sealed": "proj/target/planwise/ctx-*/compiled_sql.sealed",
     "run_history": "warehouse.setup_history.jsonl",
     "run_report": "warehouse.setup_report.json",
 }

@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from ..files import read_json, write_json_atomic
+from ..files import discarded, write_bytes_atomic
+from ..keys import seal, unseal
 from ..project.manifest import Manifest, Node
 
 DBT_PACKAGES = frozenset({"dbt", "dbt_duckdb"})  # dbt's own macros (their code changes only with dbt's version)
@@ -29,8 +30,9 @@ INTROSPECTIVE = re.compile(
     r"get_columns_in_relation|get_relation|set_sql_header)\b|modules\.datetime|adapter\.(?!dispatch\b)"
 )
 DISPATCH = re.compile(r"adapter\.dispatch\(\s*['\"](\w+)['\"]")
-KEPT_FILE = "compiled_sql.json"  # beside the context's manifest
-KEPT_VERSION = 1
+KEPT_FILE = "compiled_sql.sealed"  # beside the context's manifest
+KEPT_VERSION = 2  # 2: sealed
+KEPT_PURPOSE = "kept-compiled-sql"
 
 
 def _macro_name(uid: str) -> tuple[str, str]:
@@ -89,32 +91,52 @@ def definition_key(parts: Mapping[str, str], manifest: Manifest, node: Node) -> 
 
 
 class KeptSql:
-    """The SQL dbt compiled for each node, by definition key, beside the context's manifest."""
+    """The SQL dbt compiled for each node, by definition key, beside the context's manifest.
+
+    Setup runs this SQL against the database, so the file is sealed with the user's key
+    (``keys.seal``), like the pickled manifest: one written by anyone else, or changed since,
+    is never used (dbt then builds or tests the node, and its SQL is kept again).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        stored = read_json(path, {}, version=KEPT_VERSION).get("tests")
-        self.tests: dict[str, dict[str, str]] = {
-            uid: entry for uid, entry in (stored or {}).items()
-            if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("sql"), str)
-        } if isinstance(stored, dict) else {}
+        self.nodes: dict[str, dict[str, str]] = {}
         self.dirty = False
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return
+        payload = unseal(KEPT_PURPOSE, data)
+        if payload is None:
+            discarded(path, "not sealed with your key (its SQL is never run)")
+            return
+        try:
+            stored = json.loads(payload)
+        except ValueError:
+            stored = None
+        entries = stored.get("nodes") if isinstance(stored, dict) and stored.get("version") == KEPT_VERSION else None
+        if not isinstance(entries, dict):
+            discarded(path, "wrong shape")
+            return
+        self.nodes = {uid: entry for uid, entry in entries.items()
+                      if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("sql"), str)}
 
     def sql(self, uid: str, key: str) -> str | None:
-        entry = self.tests.get(uid)
+        entry = self.nodes.get(uid)
         return entry["sql"] if entry is not None and entry["key"] == key else None
 
     def keep(self, uid: str, key: str, sql: str) -> None:
-        if self.tests.get(uid) != {"key": key, "sql": sql}:
-            self.tests[uid] = {"key": key, "sql": sql}
+        if self.nodes.get(uid) != {"key": key, "sql": sql}:
+            self.nodes[uid] = {"key": key, "sql": sql}
             self.dirty = True
 
     def save(self) -> None:
         """Best effort: a lost entry costs a dbt run of its node, never a wrong result."""
         if not self.dirty:
             return
+        payload = json.dumps({"version": KEPT_VERSION, "nodes": self.nodes}, sort_keys=True).encode()
         try:
-            write_json_atomic(self.path, {"version": KEPT_VERSION, "tests": self.tests})
+            write_bytes_atomic(self.path, seal(KEPT_PURPOSE, payload))
             self.dirty = False
         except OSError:
             pass
