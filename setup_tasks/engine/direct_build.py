@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..dbt.invoke import NodeOutcome
 from ..project.manifest import Manifest, Node
-from ..store.database import Database, qualified, quote
+from ..store.database import Database, interrupted, qualified, quote
 from .kept_sql import jinja_problem
 
 # dbt's macros a model or seed goes through that a project or package could override.
@@ -244,6 +244,8 @@ def build(db: Database, items: Sequence[DirectNode], parents: Mapping[str, Seque
                 rows = _build_seed(con, item) if item.node.resource_type == "seed" else _build_model(con, item)
                 con.execute("commit")
             except Exception as exc:  # noqa: BLE001 - dbt reports any failure of a node the same way
+                if interrupted(exc):
+                    raise KeyboardInterrupt from None  # the transaction goes with the connection
                 try:
                     con.execute("rollback")  # the node keeps what it had
                 except Exception:  # noqa: BLE001 - no transaction left to roll back

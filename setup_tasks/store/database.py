@@ -41,9 +41,22 @@ def memory_connection() -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB for scratch work (census generation, file inspection)."""
     con = duckdb.connect(":memory:")
     try:
-        yield con
+        with interrupts_raised():
+            yield con
     finally:
         con.close()
+
+
+@contextmanager
+def interrupts_raised() -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) during a DuckDB query is an interrupt, wherever the query runs: DuckDB
+    ends the query with RuntimeError('Query interrupted') or InterruptException instead."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only an interrupt is changed
+        if interrupted(exc):
+            raise KeyboardInterrupt from None
+        raise
 
 
 LOCK_RE = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
@@ -105,7 +118,9 @@ def qualified(key: tuple[str, str, str]) -> str:
 def _signature(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]) -> str | None:
     try:
         count, digest = con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {qualified(key)} AS t").fetchone()
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        if interrupted(exc):
+            raise
         return None
     return f"{count}:{digest}"
 
@@ -119,7 +134,9 @@ def _signatures(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]]
     )
     try:
         rows = con.execute(union).fetchall()
-    except duckdb.Error:  # one odd table must not cost the others their signature
+    except duckdb.Error as exc:  # one odd table must not cost the others their signature
+        if interrupted(exc):
+            raise
         return {key: _signature(con, key) for key in keys}
     return {keys[i]: f"{n}:{h}" for i, n, h in rows}
 
@@ -319,7 +336,8 @@ class Database:
         except duckdb.Error as exc:
             raise _open_error(self.path, exc) from None
         try:
-            yield con
+            with interrupts_raised():
+                yield con
         finally:
             con.close()
 
@@ -340,7 +358,8 @@ class Database:
             if keep_open:
                 self._reader = con
         try:
-            yield Reader(con, self.path)
+            with interrupts_raised():
+                yield Reader(con, self.path)
         finally:
             if con is not self._reader:
                 con.close()

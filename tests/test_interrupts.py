@@ -1,0 +1,56 @@
+"""Ctrl-C during any DuckDB query of setup's is an interrupt (exit 130 upstream), never a failed task or a lost signature.
+
+DuckDB ends a query on a signal with InterruptException or RuntimeError('Query interrupted');
+the run's plan, its checks, signatures and setup's own builds all query the database.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from setup_tasks.store.database import Database
+
+BIG = 30_000_000  # rows: hashing them takes long enough to be interrupted
+
+
+@pytest.fixture(scope="module")
+def big_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("interrupts") / "big.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"create table big as select range as a from range({BIG})")
+    return path
+
+
+def interrupting(db: Database, monkeypatch: pytest.MonkeyPatch, after: float = 0.05) -> None:
+    """Every connection the database opens is interrupted ``after`` seconds later, as Ctrl-C would."""
+    opened = db._connect
+
+    def connect(read_only: bool) -> Any:
+        con = opened(read_only)
+        threading.Timer(after, con.interrupt).start()
+        return con
+
+    monkeypatch.setattr(db, "_connect", connect)
+
+
+def test_an_interrupted_query_on_a_connection_is_an_interrupt(big_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = Database(big_db)
+    interrupting(db, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        with db.connect(read_only=True) as con:
+            con.execute("select sum(hash(a * b.range)) from big, range(100) b").fetchall()
+
+
+def test_an_interrupted_signature_is_an_interrupt_not_a_missing_signature(big_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = Database(big_db)
+    interrupting(db, monkeypatch)
+    key = (big_db.stem, "main", "big")
+    with pytest.raises(KeyboardInterrupt):
+        db.contents(signed=[key])
+    monkeypatch.undo()
+    assert db.contents(signed=[key]).signature(key), "without an interrupt the signature is there"
