@@ -26,21 +26,41 @@ def big_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def interrupting(db: Database, monkeypatch: pytest.MonkeyPatch, after: float = 0.05) -> None:
-    """Every connection the database opens is interrupted ``after`` seconds later, as Ctrl-C would."""
+class Interrupted:
+    """A connection whose queries (those with ``marker`` in their SQL) are interrupted while they run,
+    as Ctrl-C does: interrupts are sent every few milliseconds until the query returns."""
+
+    def __init__(self, con: Any, marker: str) -> None:
+        self._con, self._marker = con, marker
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if self._marker not in sql:
+            return self._con.execute(sql, *args)
+        done = threading.Event()
+
+        def keep_interrupting() -> None:
+            while not done.wait(0.005):
+                self._con.interrupt()
+
+        threading.Thread(target=keep_interrupting, daemon=True).start()
+        try:
+            return self._con.execute(sql, *args)
+        finally:
+            done.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def interrupting(db: Database, monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
+    """The database's connections interrupt every query whose SQL holds ``marker``."""
     opened = db._connect
-
-    def connect(read_only: bool) -> Any:
-        con = opened(read_only)
-        threading.Timer(after, con.interrupt).start()
-        return con
-
-    monkeypatch.setattr(db, "_connect", connect)
+    monkeypatch.setattr(db, "_connect", lambda read_only: Interrupted(opened(read_only), marker))
 
 
 def test_an_interrupted_query_on_a_connection_is_an_interrupt(big_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = Database(big_db)
-    interrupting(db, monkeypatch)
+    interrupting(db, monkeypatch, "from big")
     with pytest.raises(KeyboardInterrupt):
         with db.connect(read_only=True) as con:
             con.execute("select sum(hash(a * b.range)) from big, range(100) b").fetchall()
@@ -48,7 +68,7 @@ def test_an_interrupted_query_on_a_connection_is_an_interrupt(big_db: Path, monk
 
 def test_an_interrupted_signature_is_an_interrupt_not_a_missing_signature(big_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = Database(big_db)
-    interrupting(db, monkeypatch)
+    interrupting(db, monkeypatch, "bit_xor")  # only the signature query
     key = (big_db.stem, "main", "big")
     with pytest.raises(KeyboardInterrupt):
         db.contents(signed=[key])
