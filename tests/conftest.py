@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -22,19 +21,14 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="pw-suite-cache-")
 os.environ["PLANWISE_SETUP_WORKER"] = os.environ.get("PLANWISE_SUITE_WORKER", "1")
 os.environ["PLANWISE_SETUP_WORKER_DIR"] = str(SUITE_WORKER_DIR)
 
-from factories import Workspace, worker_pids, write_shop_project  # noqa: E402
+from factories import Workspace, stop_workers, write_shop_project  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
 def suite_worker() -> Iterator[Path]:
     """The session's worker directory; its workers are stopped when the session ends."""
     yield SUITE_WORKER_DIR
-    for pid in worker_pids(SUITE_WORKER_DIR):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    shutil.rmtree(SUITE_WORKER_DIR, ignore_errors=True)
+    stop_workers(SUITE_WORKER_DIR)
     shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 

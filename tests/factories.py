@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -150,6 +152,16 @@ def worker_pids(directory: Path) -> list[int]:
     for log in directory.glob("worker-*.log"):
         pids += [int(p) for p in re.findall(r"^worker (\d+) ready", log.read_text(), re.M)]
     return pids
+
+
+def stop_workers(directory: Path) -> None:
+    """Stop the warm workers started in ``directory`` and remove it."""
+    for pid in worker_pids(directory):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

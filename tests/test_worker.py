@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from factories import REPO, Workspace, clean_env, worker_pids
+from factories import REPO, Workspace, clean_env, stop_workers, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +23,7 @@ def worker_env() -> Iterator[dict[str, str]]:
     """A private worker directory (short: socket paths are limited), torn down after."""
     directory = Path(tempfile.mkdtemp(prefix="pw-", dir="/tmp"))
     yield {"PLANWISE_SETUP_WORKER": "1", "PLANWISE_SETUP_WORKER_DIR": str(directory)}
-    for pid in worker_pids(directory):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    shutil.rmtree(directory, ignore_errors=True)
+    stop_workers(directory)
 
 
 def alive(pid: int) -> bool:

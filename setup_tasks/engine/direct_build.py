@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..dbt.invoke import NodeOutcome
 from ..project.manifest import Manifest, Node
 from ..store.database import Database, interrupted, qualified, quote
-from .kept_sql import jinja_problem
+from .kept_sql import definers, jinja_problem
 
 # dbt's macros a model or seed goes through that a project or package could override.
 DBT_DISPATCHED = ("create_table_as", "create_view_as", "create_csv_table", "reset_csv_table", "load_csv_rows",
@@ -65,13 +65,9 @@ def why_not_direct(node: Node, manifest: Manifest) -> str | None:
         if node.path and not node.path.endswith(".sql"):
             return "it is a Python model"
     if any(name.startswith(("materialization_table", "materialization_view", "materialization_seed"))
-           for name in _macro_names(manifest)):
+           for name in definers(manifest)):
         return "the project overrides dbt's materializations"
     return jinja_problem(node, manifest, DBT_DISPATCHED)
-
-
-def _macro_names(manifest: Manifest) -> set[str]:
-    return {uid.split(".", 2)[-1] for uid in manifest.macros}
 
 
 # -- seeds: dbt's column types -------------------------------------------------------------------
