@@ -26,6 +26,26 @@ SHARED = 0o644  # files meant for people to open (diagrams): the umask still app
 TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 
 
+# A file changed this recently may change again within its timestamp's granularity (a coarse
+# clock tick; a second or two on network and FAT file systems) without its key changing.
+RACY_NS = 2_000_000_000
+
+
+def stat_key(st: os.stat_result) -> list[int]:
+    """What changes whenever a file's content (a folder's entries) can have: ``touch -r`` restores
+    the mtime but not the ctime (any write or utime sets it to now), a file replaced by another has
+    a new inode."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def path_key(path: str | Path) -> list[int] | None:
+    """``stat_key`` of what is at ``path`` now (following links), None when nothing is."""
+    try:
+        return stat_key(os.stat(path))
+    except (OSError, ValueError):
+        return None
+
+
 def temp_path(path: Path) -> Path:
     """The temporary name ``path`` is written under before it replaces the file."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -59,9 +79,14 @@ def write_text_atomic(path: Path, text: str, mode: int = PRIVATE) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), mode)
 
 
+def json_text(data: Any) -> str:
+    """How setup writes JSON: keys sorted, one per line (people open these files)."""
+    return json.dumps(data, indent=1, sort_keys=True, default=str)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """JSON twin of ``write_bytes_atomic``."""
-    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, default=str))
+    write_text_atomic(path, json_text(data))
 
 
 def discarded(path: Path, why: str) -> None:

@@ -23,6 +23,26 @@ def forget_in_run(task_name: str) -> None:
         Globals.dep_manager.remove(task_name)
 
 
+def saved_values(path: Path) -> dict[str, str] | None:
+    """A digest of doit's saved values of each task; None when the file cannot be read.
+
+    What the no-op witness (``store.witness``) compares of doit's state: a run's own bookkeeping
+    tasks rewrite their rows every time, a `doit forget` from another terminal must void it.
+    """
+    import hashlib
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT task_id, task_data FROM doit").fetchall()
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError, ValueError):
+        return None
+    return {str(task_id): hashlib.sha256(repr(data).encode("utf-8", "surrogatepass")).hexdigest() for task_id, data in rows}
+
+
 def damage(path: Path) -> str | None:
     """Why doit's sqlite state file cannot be read (``file is not a database``...), or None when it can
     (or is missing, or cannot be opened for reasons other than its content)."""

@@ -9,6 +9,7 @@ which clears the line first and draws it again after.
 from __future__ import annotations
 
 import shutil
+import textwrap
 import threading
 import time
 from typing import Any
@@ -22,6 +23,20 @@ def seconds(value: float) -> str:
 
 def terminal_width(default: int = 80) -> int:
     return shutil.get_terminal_size((default, 24)).columns
+
+
+def summary_lines(tally: str, elapsed: float, lines: list[str]) -> list[str]:
+    """The closing lines of a run: its tally and how long it took, then the validation lines."""
+    return [f"summary: {tally} in {seconds(elapsed)}", *lines]
+
+
+def wrap(text: str, first: str, rest: str, width: int | None, first_width: int | None = None) -> str:
+    """``first`` + ``text``, wrapped at word boundaries to ``width`` (None: one line, as piped output is)."""
+    lead = len(first) if first_width is None else first_width
+    if width is None or lead + len(text) < width:
+        return first + text
+    lines = textwrap.wrap(text, width=max(width - 1 - lead, 20), break_on_hyphens=False) or [""]
+    return first + f"\n{rest}".join(lines)
 
 
 class LiveLine:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import textwrap
 import time
 from collections import Counter
 from typing import Any, Sequence
@@ -28,7 +27,7 @@ from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize
 from .app import App
 from .exit_status import end_run
 from .json_reporter import JsonReporter
-from .live import LiveLine, seconds, terminal_width
+from .live import LiveLine, seconds, summary_lines, terminal_width, wrap
 from .notes import cli_verbosity
 
 __all__ = ["JsonReporter", "SetupReporter", "cli_verbosity", "reporter_for"]
@@ -105,6 +104,7 @@ class SetupReporter:
 
     def execute_task(self, task: Any) -> None:
         self.task_started[task.name] = time.perf_counter()
+        self.app.task_executed(task.name, bool(getattr(task, "uptodate", None)))
         if task.name in self.app.check_names and self.verbosity > 0:
             self.live.show(f"checking {task.name}")  # a check's query may take a while; dbt_tests says more
 
@@ -192,6 +192,9 @@ class SetupReporter:
             if name == "doit":
                 self._write(f"error: {message}\n", always=True)
         self._write(self.summary() + "\n", always=True)
+        if {k for k, n in self.counts.items() if n} <= {"up to date"}:
+            tally, lines = self.summary_parts()
+            self.app.said = {"tally": tally, "lines": lines}  # all a no-op says: the witness says it again
 
     def note(self, text: str) -> None:
         """One of setup's notes (``cli.notes``), dim."""
@@ -291,15 +294,18 @@ class SetupReporter:
     # -- output -------------------------------------------------------------------------------
 
     def summary(self) -> str:
-        total = seconds(time.perf_counter() - self.started)
+        tally, lines = self.summary_parts()
+        return "\n".join(self._wrap(line, "", "  ") for line in summary_lines(tally, time.perf_counter() - self.started, lines))
+
+    def summary_parts(self) -> tuple[str, list[str]]:
+        """The tally of tasks ("3 built, 45 up to date") and the validation lines under it."""
         if self.engine is not None:  # nodes built inside a batch finish before doit reaches their task
             self.counts["built"] = max(self.counts["built"], sum(o.ok for o in self.engine.run.outcomes.values()))
         order = ("built", "ran", "failed", "not run", "up to date")
         parts = [f"{self.counts[k]} {k}" for k in order if self.counts[k]]
         if self.engine is not None and self.engine.run.retired:
             parts.append(f"{plural(len(self.engine.run.retired), 'leftover tables')} dropped")
-        lines = ["summary: " + (", ".join(parts) or "nothing to do") + f" in {total}", *self._validation_lines()]
-        return "\n".join(self._wrap(line, "", "  ") for line in lines)
+        return ", ".join(parts) or "nothing to do", self._validation_lines()
 
     def _validation_lines(self) -> list[str]:
         results = self.app.check_results
@@ -360,14 +366,7 @@ class SetupReporter:
 
     def _wrap(self, text: str, first: str, rest: str, first_width: int | None = None) -> str:
         """``first`` + ``text``, wrapped at word boundaries to the terminal's width (piped: one line)."""
-        if not self.style.enabled:
-            return first + text
-        width = terminal_width()
-        lead = len(first) if first_width is None else first_width
-        if lead + len(text) < width:
-            return first + text
-        lines = textwrap.wrap(text, width=max(width - 1 - lead, 20), break_on_hyphens=False) or [""]
-        return first + f"\n{rest}".join(lines)
+        return wrap(text, first, rest, terminal_width() if self.style.enabled else None, first_width)
 
     def _write(self, text: str, always: bool = False) -> None:
         if self.verbosity == 0 and not always:

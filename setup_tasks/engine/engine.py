@@ -9,6 +9,7 @@ dbt reports it done. The engine knows nothing of doit: the ``cli`` layer drives 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -20,13 +21,14 @@ from ..dbt.client import DbtClient
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
 from ..project.context import DbtProfile, dbt_context
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
-from ..project.inputs import first_ragged_row, not_utf8, sql_path_problem
-from ..project.manifest import Node
+from ..project.inputs import first_ragged_row, glob_folders, not_utf8, sql_path_problem
+from ..project.manifest import Node, watched_project_paths
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult
 from ..files import write_json_atomic
+from ..keys import key_path
 from ..store.lock import RunLock
-from ..store.records import (RECORDS_FILE, BuildRecord, BuildRecords, WrittenFiles, new_build_id, other_projects,
-                             project_state_dir)
+from ..store.records import (PROJECT_STATE, RECORDS_FILE, BuildRecord, BuildRecords, WrittenFiles, new_build_id,
+                             other_projects, project_state_dir)
 from .census import census_contract_problem, inspect_census
 from . import direct_build
 from .census_owner import CensusOwner
@@ -41,6 +43,8 @@ Listener = Callable[[str, dict[str, Any]], None]
 DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup")
 # DuckDB's error for a table that is not there (yet): "Catalog Error: Table with name x does not exist!"
 MISSING_TABLE_RE = re.compile(r"Table with name (?P<table>\w+) does not exist", re.I)
+# doit's state (watched by its own rule: see cli.app) and caches, which cost time, never correctness.
+CACHE_STATE = ("doit.sqlite", "file_hashes.json", "db_contents.json")
 DIRECT_ENV = "PLANWISE_SETUP_DIRECT"  # "0": dbt builds every node (see engine.direct_build)
 
 
@@ -187,6 +191,26 @@ class Engine:
 
     def fingerprints(self) -> dict[str, Fingerprint]:
         return self.staleness.fingerprints()
+
+    def watched_paths(self) -> list[Path]:
+        """Every file and folder this run's checks read or looked for, present or not (``store.witness``):
+        the configuration, the dbt project and profile, seeds, the census and other external files,
+        the database file and its WAL, this project's records, the user's key."""
+        settings, ctx = self.settings, self.ctx
+        paths = [*watched_project_paths(ctx.project_dir), ctx.profiles_dir / "profiles.yml",
+                 Path.home() / ".dbt" / "profiles.yml", settings.root / "setup.yaml", settings.root / "dbt_project.yml"]
+        if settings.source is not None:
+            paths.append(settings.source)
+        # Files hashed this run (keys of derived values carry their kind before the path).
+        paths += [Path(key if key.startswith(os.sep) else key.partition(":")[2]) for key in self.hasher.seen]
+        paths += [settings.census.path, self.db_path, Path(f"{self.db_path}.wal"), key_path(),
+                  settings.state_dir / "census.json"]
+        paths += [self.state_dir / name for name in PROJECT_STATE if name not in CACHE_STATE]
+        for uid in self.definitions.tracked():
+            node = self.node(uid)
+            if node.resource_type == "source" and node.external_location:
+                paths += [*self.definitions.external_inputs(uid), *glob_folders(node, ctx.project_dir)]
+        return paths
 
     def census_written(self) -> None:
         """The census task wrote the file: fingerprints that hashed the old one are void."""

@@ -8,40 +8,29 @@ steps that became slower than usual.
 
 from __future__ import annotations
 
-import json
-import statistics
 import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..engine.engine import Engine, Outcome
 from ..engine.staleness import NodeStatus
-from ..errors import cannot_write
-from ..files import discarded, sweep_temps, write_json_atomic, write_text_atomic
+from ..files import json_text
 from ..naming import Translator
 from ..validation.results import CheckResult, summarize
+from .history import (HISTORY_LIMIT, append_history, history_entry, iso, last_run, read_history, regressions,
+                      write_report_files)
+
+__all__ = ["HISTORY_LIMIT", "append_history", "build_report", "history_entry", "last_run", "read_history",
+           "regressions", "report_run", "task_names", "write_run_report"]
 
 REPORT_VERSION = 1
-HISTORY_LIMIT = 200
-# Regressions need a baseline: at least this many earlier samples of a step...
-MIN_SAMPLES = 3
-# ...and times above this (below it, ratios are timer noise)...
-TINY_SECONDS = 0.05
-# ...and at least this much slower than the median: a 0.1 s node taking 0.2 s on a busy
-# laptop is scheduling noise, not something to show anyone.
-MIN_SLOWDOWN_SECONDS = 0.25
 STATUS_OF_OUTCOME = {"success": "built", "error": "failed", "skipped": "skipped"}
 
 
 def task_names(engine: Engine, translator: Translator) -> dict[str, str]:
     """unique id -> doit task name, for every node setup could build."""
     return translator.task_names(n for n in engine.manifest.nodes.values() if n.is_buildable)
-
-
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
 # -- the report -------------------------------------------------------------------------
@@ -95,6 +84,8 @@ def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: 
         "dbt_invocations": run.invocations,
         "direct_tests": run.direct_tests,
         "direct_builds": run.direct_builds,
+        # Set when a no-op answered from the witness of an earlier full check (cli.shortcut).
+        "shortcut": None,
         "counts": dict(Counter(n["status"] for n in nodes)),
         "nodes": nodes,
         "validation": validation_section(checks, tuple(settings.validation.fail_on)),
@@ -104,22 +95,6 @@ def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: 
     if run.callback_errors:
         report["record_errors"] = list(run.callback_errors)
     return report
-
-
-def history_entry(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The compact line a run leaves in the history: enough for trends and `doit status`."""
-    steps = {n["task"]: n["seconds"] for n in report["nodes"] if n["status"] == "built"}
-    for name, check in report["validation"]["checks"].items():
-        # A result reused from an earlier run (up_to_date) took no time in this one.
-        if isinstance(check.get("seconds"), (int, float)) and not check.get("up_to_date"):
-            steps[name if name.startswith("validate:") else f"validate:{name}"] = round(check["seconds"], 3)
-    keys = ("run_id", "started", "ended", "seconds", "exit_code", "interrupted", "config_digest", "counts", "dbt_invocations")
-    return {
-        **{k: report[k] for k in keys},
-        "failed": [n["task"] for n in report["nodes"] if n["status"] == "failed"],
-        "validation": report["validation"]["counts"],
-        "steps": steps,
-    }
 
 
 def write_run_report(engine: Engine, checks: Mapping[str, CheckResult], translator: Translator, *,
@@ -132,82 +107,17 @@ def write_run_report(engine: Engine, checks: Mapping[str, CheckResult], translat
     list`, `status`, `graph`, `clear`) writes nothing and returns None, so such
     commands never push real runs out of the history.
     """
+    report = report_run(engine, checks, translator, interrupted=interrupted, exit_code=exit_code)
+    return engine.settings.report.path if report is not None else None
+
+
+def report_run(engine: Engine, checks: Mapping[str, CheckResult], translator: Translator, *,
+               interrupted: bool = False, exit_code: int | None = None) -> dict[str, Any] | None:
+    """``write_run_report``, returning the report written (None: nothing to report)."""
     run = engine.run
     if not (run.checked or run.outcomes or checks):
         return None
     report = build_report(engine, checks, translator, ended=time.time(), interrupted=interrupted, exit_code=exit_code)
-    path, history = engine.settings.report.path, engine.settings.report.history_path
-    for written in (path, history):
-        sweep_temps(written.parent, written.name)  # of a run killed while writing them
-    try:
-        write_json_atomic(path, report)
-    except OSError as exc:
-        raise cannot_write("the run report", path, exc, "set report.path to a writable location") from None
-    try:
-        append_history(history, history_entry(report))
-    except OSError as exc:
-        raise cannot_write("the run history", history, exc, "set report.history_path to a writable location") from None
-    return path
-
-
-# -- the history ------------------------------------------------------------------------
-
-
-def read_history(path: Path | None) -> list[dict[str, Any]]:
-    """Runs in the history, oldest first; unreadable lines are skipped (and dropped by the next append)."""
-    try:
-        lines = path.read_bytes().splitlines() if path else []
-    except OSError:
-        return []
-    runs = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            entry = None
-        if isinstance(entry, dict):
-            runs.append(entry)
-    if len(runs) < len(lines) and path is not None:
-        discarded(path, f"{len(lines) - len(runs)} unreadable line(s)")
-    return runs
-
-
-def append_history(path: Path, entry: Mapping[str, Any], limit: int = HISTORY_LIMIT) -> None:
-    """Add (or replace, same run id) a run, keeping the last ``limit`` runs."""
-    runs = [r for r in read_history(path) if r.get("run_id") != entry["run_id"]]
-    runs = [*runs, dict(entry)][-limit:]
-    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in runs))
-
-
-def last_run(history_path: Path | None) -> dict[str, Any] | None:
-    runs = read_history(history_path)
-    return runs[-1] if runs else None
-
-
-def regressions(history_path: Path | None, factor: float = 1.5) -> list[tuple[str, float, float]]:
-    """Steps of the last run slower than ``factor`` times their median in earlier runs.
-
-    Returns (step, seconds, median), slowest relative to its median first. Steps
-    with fewer than MIN_SAMPLES earlier samples are ignored (no baseline), and so
-    are last times under TINY_SECONDS or less than MIN_SLOWDOWN_SECONDS above the
-    median; a median under TINY_SECONDS counts as TINY_SECONDS, so timer noise on
-    near-instant steps is never a regression.
-    """
-    runs = read_history(history_path)
-    if not runs:
-        return []
-    samples: dict[str, list[float]] = {}
-    for run in runs[:-1]:
-        for step, seconds in (run.get("steps") or {}).items():
-            if isinstance(seconds, (int, float)):
-                samples.setdefault(step, []).append(float(seconds))
-    found = []
-    for step, seconds in sorted((runs[-1].get("steps") or {}).items()):
-        earlier = samples.get(step, [])
-        if len(earlier) < MIN_SAMPLES or not isinstance(seconds, (int, float)):
-            continue
-        median = statistics.median(earlier)
-        slower = seconds > factor * max(median, TINY_SECONDS) and seconds - median >= MIN_SLOWDOWN_SECONDS
-        if seconds >= TINY_SECONDS and slower:
-            found.append((step, float(seconds), median))
-    return sorted(found, key=lambda r: (-r[1] / max(r[2], TINY_SECONDS), r[0]))
+    write_report_files(json_text(report), history_entry(report), engine.settings.report.path,
+                       engine.settings.report.history_path)
+    return report

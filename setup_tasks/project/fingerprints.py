@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..files import discarded, read_json
+from ..files import RACY_NS, discarded, read_json, stat_key
 from ..keys import keyed_digest
 from .graph import SetupGraph
 from .inputs import expand_paths, external_paths, format_location
@@ -60,17 +60,6 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-# A file changed this recently may still change within the same clock tick as the stat that
-# keyed its hash (git's "racy" case): its hash is not cached, so the next run reads it again.
-RACY_NS = 2_000_000_000
-
-
-def _file_key(st: os.stat_result) -> list[int]:
-    """What changes whenever a file's content can have: ``touch -r`` restores the mtime but not
-    the ctime (any write or utime sets it to now), and a file replaced by another has a new inode."""
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
 def _sha_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -108,7 +97,7 @@ class FileHasher:
             st = path.stat()
         except OSError:
             return None, False
-        stamp = _file_key(st)
+        stamp = stat_key(st)
         self.seen[key] = stamp
         cached = self.cache.get(key)
         if isinstance(cached, list) and len(cached) == 2 and cached[0] == stamp:
@@ -133,7 +122,7 @@ class FileHasher:
         key = str(path.resolve())
         before = self.seen.get(key)
         try:
-            now: list[int] | None = _file_key(path.stat())
+            now: list[int] | None = stat_key(path.stat())
         except OSError:
             now = None
         return before is not None and before != now

@@ -102,3 +102,18 @@ def external_paths(node: Node, root: Path) -> list[Path]:
     if not node.external_location:
         return []
     return expand_paths(format_location(node.external_location, node), root)
+
+
+def glob_folders(node: Node, root: Path) -> list[Path]:
+    """The folders a glob in a source's external location searches (a file added there may match it)."""
+    text = format_location(node.external_location or "", node)
+    folders: list[Path] = []
+    for cand in QUOTED_RE.findall(text) if "(" in text else [text]:
+        if "://" in cand or not GLOB_CHARS & set(cand):
+            continue
+        parts = Path(cand).parts
+        fixed = next(i for i, part in enumerate(parts) if GLOB_CHARS & set(part))
+        base = Path(*parts[:fixed]) if fixed else Path(".")
+        base = base if base.is_absolute() else root / base
+        folders += [base, *(Path(folder) / name for folder, names, _ in os.walk(base) for name in names)]
+    return folders

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ..keys import keyed_digest
 from .context import DbtContext, DbtProfile, read_project_yaml
-from .packages import PACKAGE_FILES, installed_project_dirs
+from .packages import PACKAGE_FILES, installed_project_dirs, packages_dir
 
 STAMP_VERSION = 5  # 5: source builders (graph memos of older parses lack their edges), the rendered profile
 # Default folders of a dbt project (dbt_project.yml may rename them).
@@ -254,6 +254,24 @@ def parsed_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Pat
     for package in installed_project_dirs(project_dir):
         files.extend(project_files(package, read_project_yaml(package)))
     return files
+def watched_project_paths(project_dir: Path) -> list[Path]:
+    """Every file and folder whose content, entries or presence the parse stamp reads or looks
+    for, in the project and each installed package: their files, the folders holding them (a
+    file added or removed changes its folder), the files whose absence counts, and the packages
+    folder (``store.witness``)."""
+    paths: list[Path] = [packages_dir(project_dir)]
+    for project in (project_dir, *installed_project_dirs(project_dir)):
+        project_yaml = read_project_yaml(project)
+        paths += project_files(project, project_yaml)
+        paths += [project / name for name in ("dbt_project.yml", *PACKAGE_FILES, "selectors.yml", "profiles.yml")]
+        for key, defaults in PATH_KEYS.items():
+            for rel in project_yaml.get(key, defaults) or []:
+                root = project / str(rel)
+                paths.append(root)
+                paths += [Path(folder) / name for folder, names, _ in os.walk(root) for name in names]
+    return paths
+
+
 def file_set(ctx: DbtContext) -> str:
     """Which project files exist (names, not content): a file added, removed, renamed or moved
     between folders changes it. dbt's partial parse mishandles exactly those changes."""

@@ -1,0 +1,188 @@
+"""The no-op witness: proof, by file keys, that nothing a full check reads changed since one found everything up to date.
+
+Make trusts timestamps; setup checks contents (fingerprints, table signatures), and
+on a no-op most of its time goes into loading what those checks need. So a run
+that found every task up to date leaves a witness: the stat key (device, inode,
+size, mtime, ctime: ``files.stat_key``) of every file and folder its checks read or
+looked for -- present or absent --, a keyed digest of the environment, the command
+line, and what it said. The next run of the same command stats those paths (a few
+hundred ``stat`` calls) and, when no key changed, says what the witness says
+without loading anything: the answer the checks would give, since they would read
+the same bytes.
+
+A witness is void when any watched key differs (a file edited, touched, replaced,
+created where none was, removed; a folder gaining or losing an entry), or the
+environment, the command line, the working directory, the interpreter or the user
+differ. A path changed within ``RACY_NS`` before the witnessing run began, or while
+it ran, voids it before it is written (its key could hide a second change within
+one clock tick of the file system), so that run leaves none.
+
+Witnesses live in the user's cache folder (``$XDG_CACHE_HOME/planwise-setup/witness``,
+0700, files 0600), one file per dodo folder; one of another owner or writable by
+others is ignored. Losing one costs one full check, never correctness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ..files import RACY_NS, make_private_dir, path_key, write_json_atomic
+from ..keys import keyed_digest
+
+WITNESS_VERSION = 1
+# Shell bookkeeping that differs between terminals and says nothing about a build: left out of
+# the environment's digest, so a second terminal still finds the witness.
+VOLATILE_ENV = frozenset({
+    "_", "OLDPWD", "PWD", "SHLVL", "PS1", "PS2", "PROMPT_COMMAND", "HISTFILE", "HISTSIZE", "HISTCONTROL",
+    "COLUMNS", "LINES", "WINDOWID", "TERM_SESSION_ID", "ITERM_SESSION_ID", "KITTY_WINDOW_ID", "TMUX_PANE",
+    "STY", "WINDOW", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY",
+    "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID", "PYTEST_XDIST_WORKER_COUNT",
+})
+Key = list[int] | None
+# What differs between runs that find the same: filled in when the witness answers.
+RUN_SLOTS = ("run_id", "started", "ended", "seconds", "exit_code", "shortcut")
+
+
+def slot(name: str) -> str:
+    """The placeholder of a run's own value in a witnessed report (a string no report holds)."""
+    return f"\0{name}\0"
+
+
+def fill_slots(text: str, values: Mapping[str, Any]) -> str:
+    """A witnessed report's JSON text with this run's values in its slots."""
+    for name, value in values.items():
+        text = text.replace(json.dumps(slot(name)), json.dumps(value))
+    return text
+
+
+def environment_digest(environ: Mapping[str, str]) -> str:
+    """A keyed digest of the environment (without ``VOLATILE_ENV``): values may be secrets."""
+    items = sorted((k, v) for k, v in environ.items() if k not in VOLATILE_ENV)
+    return keyed_digest("environment", *(f"{k}={v}" for k, v in items), length=32)
+
+
+def run_context(argv: Iterable[str]) -> dict[str, Any]:
+    """Who runs what, where: a witness holds only for the same."""
+    return {"version": WITNESS_VERSION, "argv": list(argv), "cwd": os.getcwd(), "python": sys.executable,
+            "python_version": sys.version, "uid": os.getuid()}
+
+
+def keys_of(paths: Iterable[str | Path]) -> dict[str, Key]:
+    """Each path's stat key now (None: nothing there)."""
+    return {str(p): path_key(p) for p in paths}
+
+
+def racy_path(keys: Mapping[str, Key], since_ns: int) -> str | None:
+    """A path changed less than ``RACY_NS`` before ``since_ns`` (or after it): its key proves nothing."""
+    limit = since_ns - RACY_NS
+    return next((p for p, k in keys.items() if k is not None and max(k[3], k[4]) >= limit), None)
+
+
+@dataclass
+class Witness:
+    """One command's witness: the keys of what its checks read, and what the run said and reported."""
+
+    context: dict[str, Any]
+    environment: str
+    keys: dict[str, Key]
+    run_id: str
+    said: dict[str, Any] = field(default_factory=dict)  # "tally": "48 up to date", "lines": [...]
+    report: str = ""  # the run report's JSON text, with a slot for each of RUN_SLOTS
+    history: dict[str, Any] = field(default_factory=dict)  # its history line, RUN_SLOTS to be filled in
+    report_path: str = ""
+    history_path: str = ""
+    lock_path: str = ""
+
+    def void_reason(self, context: Mapping[str, Any], environment: str) -> str | None:
+        """Why this witness no longer holds (the first reason found), or None."""
+        if dict(context) != self.context:
+            changed = sorted(k for k in set(context) | set(self.context) if context.get(k) != self.context.get(k))
+            return f"another {', '.join(changed)}"
+        if environment != self.environment:
+            return "the environment changed"
+        for path, key in self.keys.items():
+            if path_key(path) != key:
+                return f"{path} changed"
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Witness | None":
+        try:
+            witness = cls(**data)
+        except TypeError:
+            return None
+        shaped = (isinstance(witness.context, dict) and isinstance(witness.keys, dict) and isinstance(witness.said, dict)
+                  and isinstance(witness.report, str) and isinstance(witness.history, dict) and all(k is None or (isinstance(k, list) and len(k) == 5)
+                                                              for k in witness.keys.values()))
+        return witness if shaped else None
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base and os.path.isabs(base) else Path.home() / ".cache") / "planwise-setup" / "witness"
+
+
+class WitnessStore:
+    """The witnesses of one dodo folder (one per command line), in one private file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def for_root(cls, root: Path) -> "WitnessStore":
+        name = hashlib.sha256(os.path.abspath(root).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        return cls(cache_dir() / f"{name}.json")
+
+    @staticmethod
+    def command(argv: Iterable[str]) -> str:
+        return json.dumps(list(argv))
+
+    def _entries(self) -> dict[str, Any]:
+        """The stored witnesses; nothing when the file is missing, damaged, or not the user's own and private."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return {}
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return {}
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = json.loads(fh.read())
+        except (OSError, ValueError):
+            return {}
+        finally:
+            os.close(fd)
+        if not isinstance(data, dict) or data.get("version") != WITNESS_VERSION or not isinstance(data.get("entries"), dict):
+            return {}
+        return data["entries"]
+
+    def get(self, argv: Iterable[str]) -> Witness | None:
+        return Witness.from_dict(self._entries().get(self.command(argv)))
+
+    def put(self, argv: Iterable[str], witness: Witness) -> None:
+        """Keep ``witness`` for this command line (beside the others'); a folder that cannot be written keeps none."""
+        entries = self._entries()
+        entries[self.command(argv)] = witness.as_dict()
+        try:
+            make_private_dir(self.path.parent.parent)
+            make_private_dir(self.path.parent)
+            write_json_atomic(self.path, {"version": WITNESS_VERSION, "entries": entries})
+        except OSError:
+            pass
+
+    def clear(self) -> None:
+        """A run that may change what the witnesses saw: none of them holds any more."""
+        try:
+            self.path.unlink()
+        except OSError:
+            pass

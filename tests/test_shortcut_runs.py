@@ -1,0 +1,188 @@
+"""The no-op shortcut end to end: `doit setup` in a folder with its dodo.py, as people run it (subprocesses).
+
+A no-op answered from the witness of the last full check says, reports and exits as that
+check does; every kind of change in between goes the full way and rebuilds what a full
+check would (incremental == clean is the property tests' business: here, that the
+shortcut never hides a change); and the witness watches every file a full no-op reads,
+as an audit hook sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from factories import REPO, EVENTS_CSV, Workspace, clean_env
+from setup_tasks.cli.shortcut import SHORTCUT_ENV
+from setup_tasks.files import RACY_NS
+from setup_tasks.keys import key_path
+from setup_tasks.store.witness import RUN_SLOTS, WitnessStore
+
+pytestmark = pytest.mark.slow
+
+DODO = "from setup_tasks.cli import dodo_namespace\n\nglobals().update(dodo_namespace(__file__))\n"
+AUDITED = Path(__file__).with_name("audited_doit.py")
+TIMES = re.compile(r"\b\d+(\.\d+)?s\b")
+
+
+def in_its_folder(ws: Workspace) -> Workspace:
+    """The workspace as a team keeps it: dodo.py beside setup.yaml, doit run there with no arguments but the task."""
+    (ws.root / "dodo.py").write_text(DODO)
+    return ws
+
+
+def env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    environ = clean_env(extra)
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
+    return environ
+
+
+def doit(ws: Workspace, *args: str, extra: dict[str, str] | None = None, program: list[str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    command = [*(program or [sys.executable, "-m", "doit"]), *(args or ("setup",))]
+    return subprocess.run(command, cwd=ws.root, env=env(extra), capture_output=True, text=True, timeout=300)
+
+
+def report(ws: Workspace) -> dict[str, Any]:
+    return json.loads((ws.root / "warehouse.setup_report.json").read_text())
+
+
+def settle() -> None:
+    """Let the files this test wrote age past the racy margin, so a no-op may witness them."""
+    time.sleep(RACY_NS / 1e9 + 0.1)
+
+
+def full_no_op(ws: Workspace) -> subprocess.CompletedProcess[str]:
+    """A full check that finds everything up to date, and leaves its witness."""
+    settle()
+    run = doit(ws)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert report(ws)["shortcut"] is None and set(report(ws)["counts"]) == {"up-to-date"}, run.stdout
+    assert WitnessStore.for_root(ws.root).get(["setup"]) is not None, run.stdout + run.stderr
+    return run
+
+
+def without_times(text: str) -> str:
+    return TIMES.sub("<t>", text)
+
+
+def test_a_no_op_from_its_witness_says_reports_and_exits_as_the_full_check(built_shop: Workspace) -> None:
+    ws = in_its_folder(built_shop)
+    full = full_no_op(ws)
+    full_report = report(ws)
+    short = doit(ws)
+    short_report = report(ws)
+    assert short.returncode == 0 and short.stderr == full.stderr == ""
+    assert short_report["shortcut"]["witness_of"] == full_report["run_id"] != short_report["run_id"]
+    assert without_times(short.stdout) == without_times(full.stdout) and "up to date" in short.stdout
+    assert {k: v for k, v in short_report.items() if k not in RUN_SLOTS} == {
+        k: v for k, v in full_report.items() if k not in RUN_SLOTS}
+    history = [json.loads(line) for line in (ws.root / "warehouse.setup_history.jsonl").read_text().splitlines()]
+    assert [h["run_id"] for h in history[-2:]] == [full_report["run_id"], short_report["run_id"]]
+    assert {k: v for k, v in history[-1].items() if k not in RUN_SLOTS} == {
+        k: v for k, v in history[-2].items() if k not in RUN_SLOTS}
+    # `doit` alone runs the default task: the same answer, from its own witness once one exists.
+    assert doit(ws, "quick").returncode == 0 and report(ws)["shortcut"] is None
+    # Turned off, the same answer the full way.
+    off = doit(ws, extra={SHORTCUT_ENV: "0"})
+    assert off.returncode == 0 and report(ws)["shortcut"] is None
+    assert without_times(off.stdout) == without_times(full.stdout)
+
+
+def edit_seed_same_size_same_mtime(ws: Workspace) -> None:
+    seed = ws.project / "seeds" / "customers.csv"
+    before = seed.stat()
+    seed.write_text(seed.read_text().replace("Ada", "Ava"))
+    os.utime(seed, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def forget_a_model(ws: Workspace) -> None:
+    assert doit(ws, "forget", "model:stg_orders").returncode == 0
+
+
+CHANGES: dict[str, tuple[Callable[[Workspace], None], set[str]]] = {
+    "seed edited (size and mtime kept)": (edit_seed_same_size_same_mtime, {"seed:customers", "model:stg_customers"}),
+    "table dropped by another program": (lambda ws: ws.execute("drop table stg_regions"), {"model:stg_regions"}),
+    "doit forget": (forget_a_model, {"model:stg_orders"}),
+    "model file added": (lambda ws: ws.model("stg_more", "select 1 as x"), {"model:stg_more"}),
+    "setup.yaml var changed": (lambda ws: ws.set_vars(fx_rate=3), {"model:stg_orders"}),
+    "external file edited": (lambda ws: (ws.root / "events.csv").write_text(EVENTS_CSV + "view,2024-01-04\n"),
+                             {"model:stg_events"}),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_every_change_after_a_witness_goes_the_full_way_and_rebuilds(built_shop: Workspace, change: str) -> None:
+    ws = in_its_folder(built_shop)
+    full_no_op(ws)
+    make, rebuilt = CHANGES[change]
+    make(ws)
+    run = doit(ws)
+    built = {n["task"] for n in report(ws)["nodes"] if n["status"] == "built"}
+    assert run.returncode == 0 and report(ws)["shortcut"] is None, run.stdout + run.stderr
+    assert rebuilt <= built, run.stdout
+
+
+def test_ctrl_c_and_other_commands_are_not_answered_by_the_witness(built_shop: Workspace) -> None:
+    ws = in_its_folder(built_shop)
+    full_no_op(ws)
+    assert "seed:customers" in doit(ws, "list").stdout  # doit's own commands load the tasks
+    status = doit(ws, "status")
+    assert status.returncode == 0 and "ready" in status.stdout.lower(), status.stdout
+    verbose = doit(ws, "setup", "-v", "2")
+    assert verbose.returncode == 0 and report(ws)["shortcut"] is None and "up to date" in verbose.stdout
+
+
+# -- every file a full no-op reads is watched -----------------------------------------------------
+
+
+def not_inputs(ws: Workspace) -> tuple[str, ...]:
+    """What a full no-op opens that is no input of its answer: installed code, the system, setup's outputs
+    and caches (derived from watched inputs: losing one costs time only), the lock (the shortcut checks it)."""
+    state = ws.root / ".planwise" / ws.db_path.name
+    project_state = state / "projects" / "shop"
+    return (*{os.path.join(p, "") for p in sysconfig.get_paths().values()}, "/proc/", "/dev/", "/sys/", "/etc/",
+            str(ws.root / "warehouse.setup_report.json"), str(ws.root / "warehouse.setup_history.jsonl"),
+            str(ws.project / "target" / "planwise") + os.sep, str(state / "run.lock"),
+            str(project_state / "db_contents.json"), str(project_state / "file_hashes.json"),
+            os.path.join(os.environ["XDG_CACHE_HOME"], ""), os.path.join(tempfile.gettempdir(), "tmp"))
+
+
+def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop: Workspace, tmp_path: Path) -> None:
+    ws = in_its_folder(built_shop)
+    settle()
+    seen_file = tmp_path / "seen.json"
+    run = doit(ws, program=[sys.executable, str(AUDITED), str(seen_file)])
+    assert run.returncode == 0, run.stdout + run.stderr
+    witness = WitnessStore.for_root(ws.root).get(["setup"])
+    assert witness is not None, run.stdout + run.stderr
+    seen = json.loads(seen_file.read_text())
+    watched = set(witness.keys)
+    skip = not_inputs(ws)
+    import_dirs = {os.path.abspath(p) for p in [str(AUDITED.parent), str(ws.root), *sys.path] if p}
+
+    def input_path(path: str) -> bool:
+        name = os.path.basename(path)
+        temp = name.startswith(".") and name.endswith(".tmp")  # setup's own atomic writes
+        metadata = ".egg-info/" in path or ".dist-info/" in path  # installed packages' entry points
+        return not (path.startswith(skip) or path.endswith(".pyc") or temp or metadata or path in import_dirs
+                    or path == str(seen_file))
+
+    opened = {p for p in seen["open"] if input_path(p) and not os.path.isdir(p)}
+    # The user's key is opened relative to its folder (a descriptor): the audit event names it "key".
+    opened = {str(key_path()) if os.path.basename(p) == "key" and not os.path.exists(p) else p for p in opened}
+    listed = {p for p in seen["list"] if input_path(p) and not p.endswith("__pycache__")}
+    state = ws.root / ".planwise" / ws.db_path.name / "projects" / "shop"
+    listed -= {str(state)}  # swept for a killed run's temporary files: its entries decide nothing
+    assert opened - watched == set() and listed - watched == set()
+    assert str(ws.project / "seeds" / "customers.csv") in watched and str(ws.db_path) in watched
