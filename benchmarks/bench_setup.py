@@ -40,6 +40,7 @@ FIRST = ", first run of a session"  # no worker running before it (a fresh worke
 FORGET_ALL = "doit forget -a && doit setup"
 NOOP = "doit setup (nothing to do)"
 NOOP_FULL = "doit setup (nothing to do, first check since a build)"
+FLOOR = "doit itself (a dodo.py of one up-to-date task)"
 RACY_SECONDS = 2.1  # setup_tasks.files.RACY_NS, and a little
 OVERRIDES = ("DUCKDB_PATH", "DBT_TARGET", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "CENSUS_PATH", "SETUP_CONFIG")
 
@@ -133,6 +134,15 @@ class Bench:
         time.sleep(RACY_SECONDS)
         self.record(NOOP_FULL, self.run_doit("setup"))
         self.record(NOOP, self.run_doit("setup"))
+        self.record(FLOOR, self._timed([sys.executable, "-m", "doit"], self.floor_dir(), self.env()))
+
+    def floor_dir(self) -> Path:
+        """A folder whose dodo.py has one task, always up to date: what doit itself costs."""
+        folder = self.root / "floor"
+        if not folder.exists():
+            folder.mkdir()
+            (folder / "dodo.py").write_text('def task_nothing():\n    return {"actions": None, "uptodate": [True]}\n')
+        return folder
 
     def forget_all_setup(self) -> None:
         """Everything forgotten: one dbt run rebuilds it all, on a database that holds it (no more than cold)."""
