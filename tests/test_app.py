@@ -75,3 +75,32 @@ def test_looking_at_a_database_not_built_leaves_nothing_beside_it(shop) -> None:
     assert get_system_status(shop.config_path).ready
     assert left_by == {} and list(folder.iterdir()) == [], f"looking left files beside the database: {left_by}"
     assert {p.suffix for p in out_dir.iterdir()} == {".mmd", ".dot"}  # graph wrote where it was told
+
+
+def test_a_second_ctrl_c_while_the_run_ends_keeps_the_interrupted_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C outside any action ends the run through the excepthook; another Ctrl-C while it writes the
+    report (people press it twice) must not kill the process by SIGINT (-2) instead of exiting 130."""
+    import os
+    import signal
+
+    app = App(mode="api", root=tmp_path)
+    exits: list[int] = []
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise Exited
+
+    def report_interrupted_again(exit_code: int | None = None) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # delivered now: raises KeyboardInterrupt here unless ignored
+
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    monkeypatch.setattr(app, "write_report", report_interrupted_again)
+    try:
+        with pytest.raises(Exited):
+            app._excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert exits == [130] and app.interrupted

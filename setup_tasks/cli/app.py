@@ -388,6 +388,8 @@ class App:
         if not issubclass(exc_type, KeyboardInterrupt):
             self._previous_hook(exc_type, exc, tb)
             return
+        # A second Ctrl-C while the report is written must not end the process by SIGINT (-2) instead of 130.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.interrupted = True
         self.live.close()
         self.write_report(self.interrupt_status())

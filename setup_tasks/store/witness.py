@@ -69,8 +69,9 @@ def environment_digest(environ: Mapping[str, str]) -> str:
 
 def run_context(argv: Iterable[str]) -> dict[str, Any]:
     """Who runs what, where: a witness holds only for the same."""
-    return {"version": WITNESS_VERSION, "argv": list(argv), "cwd": os.getcwd(), "python": sys.executable,
-            "python_version": sys.version, "uid": os.getuid()}
+    # The interpreter resolved: `doit` (its script's shebang names python3.11) and `python -m doit` are one.
+    return {"version": WITNESS_VERSION, "argv": list(argv), "cwd": os.getcwd(),
+            "python": os.path.realpath(sys.executable), "python_version": sys.version, "uid": os.getuid()}
 
 
 def keys_of(paths: Iterable[str | Path]) -> dict[str, Key]:
