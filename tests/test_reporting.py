@@ -295,3 +295,22 @@ def test_another_projects_dodo_gets_doits_own_forget_and_json_exit_status(tmp_pa
     heavy = {line.rsplit("|", 1)[-1].strip() for line in imported.splitlines() if line.startswith("import time:")}
     assert not {"setup_tasks.cli.app", "setup_tasks.engine.engine", "duckdb"} & heavy, sorted(
         m for m in heavy if m.startswith("setup_tasks"))
+
+
+@pytest.mark.parametrize("verbosity, note, says", [(1, False, True), (1, True, False), (2, False, False)])
+def test_only_a_no_op_that_printed_nothing_but_its_summary_leaves_it_to_say_again(
+        engine: FakeEngine, verbosity: int, note: bool, says: bool) -> None:
+    """What the witness repeats (cli.shortcut) is the whole output of the run it witnessed: a tally at
+    doit's default verbosity, no note, no line for a task."""
+    out = Stream(tty=False)
+    reporter = make_reporter(out, {"verbosity": verbosity}, engine)
+    reporter.initialize({}, [])
+    reporter.skip_uptodate(task("seed:regions"))
+    reporter.skip_uptodate(task("model:stg_orders"))
+    if note:
+        reporter.note("the saved copy of the database contents was damaged: read again")
+    reporter.complete_run()
+    said = reporter.app.said
+    assert (said == {"tally": "2 up to date", "lines": []}) if says else said is None
+    if says:
+        assert out.getvalue().startswith("summary: 2 up to date in ")

@@ -84,6 +84,7 @@ class SetupReporter:
         self.batch_started = 0.0
         self.causes: dict[str, str] = {}  # a failure's cause -> the first task shown failing with it
         self.width = PIPED_NAME_WIDTH
+        self.written = 0  # outputs so far: a no-op at the default verbosity prints only its summary
         self.engine: Engine | None = None
 
     # -- doit's reporter protocol -----------------------------------------------------------
@@ -191,8 +192,9 @@ class SetupReporter:
         for name, message in self.app.failures:
             if name == "doit":
                 self._write(f"error: {message}\n", always=True)
+        said_nothing = self.written == 0
         self._write(self.summary() + "\n", always=True)
-        if {k for k, n in self.counts.items() if n} <= {"up to date"}:
+        if said_nothing and self.verbosity == 1 and {k for k, n in self.counts.items() if n} <= {"up to date"}:
             tally, lines = self.summary_parts()
             self.app.said = {"tally": tally, "lines": lines}  # all a no-op says: the witness says it again
 
@@ -371,4 +373,5 @@ class SetupReporter:
     def _write(self, text: str, always: bool = False) -> None:
         if self.verbosity == 0 and not always:
             return
+        self.written += 1
         self.live.write(text)
