@@ -214,3 +214,35 @@ def test_a_seed_value_dbt_cannot_load_fails_its_task_and_keeps_the_old_table(bui
     run = built.doit("setup", json_report=False)
     assert_clean_failure(run, "seed regions (seeds/regions.csv) failed", "fix:")
     assert built.tables() == before
+
+
+INTERRUPTED_CHECK = """
+import sys
+import setup_tasks.cli.uptodate as uptodate
+
+checked = uptodate.TableTarget.__call__
+calls = []
+
+def ctrl_c_on_the_third(self, task, values):  # Ctrl-C while doit asks whether a task is up to date
+    calls.append(task.name)
+    if len(calls) == 3:
+        raise KeyboardInterrupt
+    return checked(self, task, values)
+
+uptodate.TableTarget.__call__ = ctrl_c_on_the_third
+sys.argv = ["doit", *sys.argv[1:]]
+from doit.__main__ import main
+main()
+"""
+
+
+def test_ctrl_c_while_doit_checks_what_is_up_to_date_exits_130_without_a_tally(built_shop: Workspace) -> None:
+    """Outside any action (doit's planning): no traceback, no summary of a run that did not happen, status 130."""
+    ws = built_shop
+    ws.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")  # something stale too
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_CHECK, "setup", f"config={ws.config_path}"], cwd=REPO,
+                          env=clean_env({"PYTHONPATH": str(REPO)}), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and "summary:" not in proc.stdout
+    assert "interrupted: 0 node(s) built in this run are kept" in proc.stderr
+    assert ws.doit("setup").ran() == {"seed:regions", "model:stg_regions"}  # nothing lost, nothing half-done

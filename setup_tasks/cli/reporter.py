@@ -179,7 +179,7 @@ class SetupReporter:
         self.live.close()
         if self.app.interrupted:
             self._write(self.app.interrupted_message() + "\n", always=True)
-        else:
+        elif not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # Ctrl-C while doit checked: no tally to give
             self._closing()
         if self.app.mode == "cli":
             # doit would say 2 for tasks whose dependency failed: the app's status is the run's (see cli.app).
