@@ -172,3 +172,11 @@ def test_a_setup_run_holding_the_database_goes_the_full_way(tmp_path: Path, monk
 
 def test_path_key_of_nothing_is_none(tmp_path: Path) -> None:
     assert path_key(tmp_path / "missing") is None and path_key(tmp_path) is not None
+
+
+def test_a_file_dated_ahead_is_not_racy_for_ever(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive extracted with tomorrow's mtimes: only the change time (the kernel's clock) says when it changed."""
+    tomorrow = time.time_ns() + 86_400 * 10**9
+    os.utime(files["seed"], ns=(tomorrow, tomorrow))
+    monkeypatch.setattr(witness_module, "RACY_NS", 0)
+    assert racy_path(keys_of([files["seed"]]), time.time_ns() + 1) is None

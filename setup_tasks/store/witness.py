@@ -80,9 +80,12 @@ def keys_of(paths: Iterable[str | Path]) -> dict[str, Key]:
 
 
 def racy_path(keys: Mapping[str, Key], since_ns: int) -> str | None:
-    """A path changed less than ``RACY_NS`` before ``since_ns`` (or after it): its key proves nothing."""
+    """A path changed less than ``RACY_NS`` before ``since_ns`` (or after it): its key proves nothing.
+
+    Its ctime says when it changed (the kernel's clock: an mtime may be set to any time, even ahead).
+    """
     limit = since_ns - RACY_NS
-    return next((p for p, k in keys.items() if k is not None and max(k[3], k[4]) >= limit), None)
+    return next((p for p, k in keys.items() if k is not None and k[4] >= limit), None)
 
 
 @dataclass
@@ -121,9 +124,10 @@ class Witness:
             witness = cls(**data)
         except TypeError:
             return None
-        shaped = (isinstance(witness.context, dict) and isinstance(witness.keys, dict) and isinstance(witness.said, dict)
-                  and isinstance(witness.report, str) and isinstance(witness.history, dict) and all(k is None or (isinstance(k, list) and len(k) == 5)
-                                                              for k in witness.keys.values()))
+        keys_shaped = all(k is None or (isinstance(k, list) and len(k) == 5) for k in witness.keys.values()) \
+            if isinstance(witness.keys, dict) else False
+        shaped = (keys_shaped and isinstance(witness.context, dict) and isinstance(witness.said, dict)
+                  and isinstance(witness.report, str) and isinstance(witness.history, dict))
         return witness if shaped else None
 
 
