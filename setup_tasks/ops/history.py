@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import cannot_write
-from ..files import discarded, sweep_temps, write_text_atomic
+from ..files import discarded, sweep_temps, write_bytes_atomic, write_text_atomic
 
 HISTORY_LIMIT = 200
 # Regressions need a baseline: at least this many earlier samples of a step...
@@ -59,30 +59,36 @@ def write_report_files(report: str, entry: Mapping[str, Any], path: Path, histor
         raise cannot_write("the run history", history, exc, "set report.history_path to a writable location") from None
 
 
-def read_history(path: Path | None) -> list[dict[str, Any]]:
-    """Runs in the history, oldest first; unreadable lines are skipped (and dropped by the next append)."""
+def _entries(path: Path | None, last: int | None = None) -> list[tuple[bytes, dict[str, Any]]]:
+    """The history's readable lines (of the ``last`` ones), each with its run; unreadable ones are noted."""
     try:
         lines = path.read_bytes().splitlines() if path else []
     except OSError:
         return []
-    runs = []
+    lines = lines[-last:] if last else lines
+    entries = []
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             entry = None
         if isinstance(entry, dict):
-            runs.append(entry)
-    if len(runs) < len(lines) and path is not None:
-        discarded(path, f"{len(lines) - len(runs)} unreadable line(s)")
-    return runs
+            entries.append((line, entry))
+    if len(entries) < len(lines) and path is not None:
+        discarded(path, f"{len(lines) - len(entries)} unreadable line(s)")
+    return entries
+
+
+def read_history(path: Path | None) -> list[dict[str, Any]]:
+    """Runs in the history, oldest first; unreadable lines are skipped (and dropped by the next append)."""
+    return [entry for _, entry in _entries(path)]
 
 
 def append_history(path: Path, entry: Mapping[str, Any], limit: int = HISTORY_LIMIT) -> None:
-    """Add (or replace, same run id) a run, keeping the last ``limit`` runs."""
-    runs = [r for r in read_history(path) if r.get("run_id") != entry["run_id"]]
-    runs = [*runs, dict(entry)][-limit:]
-    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in runs))
+    """Add (or replace, same run id) a run, keeping the last ``limit`` runs (earlier lines as they were written)."""
+    kept = [line for line, run in _entries(path, limit) if run.get("run_id") != entry["run_id"]]
+    lines = [*kept, json.dumps(dict(entry), sort_keys=True, default=str).encode()][-limit:]
+    write_bytes_atomic(path, b"".join(line + b"\n" for line in lines))
 
 
 def last_run(history_path: Path | None) -> dict[str, Any] | None:
