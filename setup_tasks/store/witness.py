@@ -70,8 +70,10 @@ def environment_digest(environ: Mapping[str, str]) -> str:
 def run_context(argv: Iterable[str]) -> dict[str, Any]:
     """Who runs what, where: a witness holds only for the same."""
     # The interpreter resolved: `doit` (its script's shebang names python3.11) and `python -m doit` are one.
+    # Setup's own code where this process imported it (an install moved elsewhere runs other files).
     return {"version": WITNESS_VERSION, "argv": list(argv), "cwd": os.getcwd(),
-            "python": os.path.realpath(sys.executable), "python_version": sys.version, "uid": os.getuid()}
+            "python": os.path.realpath(sys.executable), "python_version": sys.version, "uid": os.getuid(),
+            "code": str(Path(__file__).resolve().parent.parent)}
 
 
 def keys_of(paths: Iterable[str | Path]) -> dict[str, Key]:
