@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
@@ -152,11 +153,13 @@ def not_inputs(ws: Workspace) -> tuple[str, ...]:
     and caches (derived from watched inputs: losing one costs time only), the lock (the shortcut checks it)."""
     state = ws.root / ".planwise" / ws.db_path.name
     project_state = state / "projects" / "shop"
-    return (*{os.path.join(p, "") for p in sysconfig.get_paths().values()}, "/proc/", "/dev/", "/sys/", "/etc/",
+    installed = {*sysconfig.get_paths().values(), sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                 *site.getsitepackages(), site.getusersitepackages()}
+    return (*{os.path.join(p, "") for p in installed}, "/proc/", "/dev/", "/sys/", "/etc/",
             str(ws.root / "warehouse.setup_report.json"), str(ws.root / "warehouse.setup_history.jsonl"),
             str(ws.project / "target" / "planwise") + os.sep, str(state / "run.lock"),
             str(project_state / "db_contents.json"), str(project_state / "file_hashes.json"),
-            os.path.join(os.environ["XDG_CACHE_HOME"], ""), os.path.join(tempfile.gettempdir(), "tmp"))
+            os.path.join(os.environ["XDG_CACHE_HOME"], ""))
 
 
 def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop: Workspace, tmp_path: Path) -> None:
@@ -176,8 +179,10 @@ def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop
         name = os.path.basename(path)
         temp = name.startswith(".") and name.endswith(".tmp")  # setup's own atomic writes
         metadata = ".egg-info/" in path or ".dist-info/" in path  # installed packages' entry points
-        return not (path.startswith(skip) or path.endswith(".pyc") or temp or metadata or path in import_dirs
-                    or path == str(seen_file))
+        # tempfile's probe of the temporary folder (a random name, removed at once)
+        probe = os.path.dirname(path) == tempfile.gettempdir() and not os.path.exists(path)
+        return not (path.startswith(skip) or path.endswith(".pyc") or temp or metadata or probe
+                    or path in import_dirs or path == str(seen_file))
 
     opened = {p for p in seen["open"] if input_path(p) and not os.path.isdir(p)}
     # The user's key is opened relative to its folder (a descriptor): the audit event names it "key".
