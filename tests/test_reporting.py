@@ -310,7 +310,7 @@ def test_only_a_no_op_that_printed_nothing_but_its_summary_leaves_it_to_say_agai
     if note:
         reporter.note("the saved copy of the database contents was damaged: read again")
     reporter.complete_run()
-    said = reporter.app.said
+    said = reporter.app.witness.said
     assert (said == {"tally": "2 up to date", "lines": []}) if says else said is None
     if says:
         assert out.getvalue().startswith("summary: 2 up to date in ")

@@ -38,17 +38,15 @@ from doit.exceptions import InvalidDodoFile
 from ..config import Settings, load_settings
 from ..engine.engine import Engine
 from ..errors import SetupError, cannot_write
-from ..files import json_text, log, make_private_dir, sweep_temps
+from ..files import log, make_private_dir, sweep_temps
 from ..naming import Translator
-from ..ops.history import history_entry
 from ..ops.run_report import report_run
-from ..store.witness import RUN_SLOTS, Witness, WitnessStore, environment_digest, keys_of, racy_path, run_context, slot
 from ..validation.scope import ValidationScope
-from .doit_state import as_os_error, damage, guard_writes, move_aside, saved_values
+from .doit_state import as_os_error, damage, guard_writes, move_aside
 from .exit_status import ExitStatus
 from .live import LiveLine
 from .notes import cli_verbosity, show_notes
-from .shortcut import code_paths, eligible
+from .witnessing import WitnessKeeper
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -159,7 +157,6 @@ class App:
         self.read_only = read_only  # the command only looks (list, info, status, graph)
         self._scratch: Path | None = None  # doit's state file of a look at a database not built yet
         self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
-        self.started_ns = time.time_ns()  # what changed after this is not witnessed (store.witness)
         self.interrupted = False
         self.terminated = False  # the interrupt was SIGTERM
         self.console = False  # the console reporter shows check results itself (set when it starts)
@@ -171,13 +168,10 @@ class App:
         self.note_sink: Callable[[str], None] | None = None  # the reporter, once it runs
         self.state_error: SetupError | None = None  # doit's state could not be written
         self.dep_file: Path | None = None
-        # What a no-op's witness needs (store.witness): what it said, which tasks ran, its report.
-        self.said: dict[str, Any] | None = None
-        self.executed: list[str] = []
-        self.worked: list[str] = []  # tasks with up-to-date checks that ran: not a no-op
         self.notes_shown = 0
-        self.report: dict[str, Any] | None = None
-        self._doit_values: dict[str, str] | None = None  # doit's saved values as the run found them
+        self.report: dict[str, Any] | None = None  # as written at the end of the run
+        # What changed after this is not witnessed: the run's checks may have read it before (cli.witnessing).
+        self.witness = WitnessKeeper(self.root, time.time_ns())
         live = mode == "cli" and self.command_line.reporter in (None, "") and cli_verbosity(sys.argv[1:]) > 0
         self.live = LiveLine(sys.stdout, live and sys.stdout.isatty(), colour="NO_COLOR" not in os.environ)
 
@@ -380,7 +374,7 @@ class App:
         if self._engine is not None:
             self._engine.save_caches()  # after the report: it asks the graph too
             self._engine.db.close_reader()
-            self.leave_witness()
+            self.witness.leave(self)
         self._remove_scratch()
 
     def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
@@ -417,67 +411,6 @@ class App:
         else:
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
-
-    # -- the no-op's witness (store.witness, cli.shortcut) ---------------------------------------------
-
-    def task_executed(self, name: str, checked: bool) -> None:
-        """doit runs a task's actions; ``checked``: it has up-to-date checks (it builds or validates)."""
-        self.executed.append(name)
-        if checked:
-            self.worked.append(name)
-
-    def _witnessed_command(self) -> bool:
-        return self.mode == "cli" and not self.read_only and eligible(sys.argv[1:])
-
-    def not_a_no_op(self) -> str | None:
-        """Why this run leaves no witness (it did or said more than a no-op does), or None."""
-        engine, report = self._engine, self.report
-        if engine is None or report is None or not self._witnessed_command():
-            return "not a no-op command line"
-        if self.interrupted or self.exit_status() != 0 or self.state_error is not None or self.failures:
-            return "it did not succeed"
-        if self.worked or self.said is None or self.notes_shown:
-            return "a task ran, or the run said more than a tally"
-        if set(report["counts"]) - {"up-to-date"} or report["dbt_invocations"] or report["direct_builds"] \
-                or report["direct_tests"] or "dropped_leftovers" in report or "record_errors" in report:
-            return "it built, ran dbt or dropped a table"
-        if engine.definitions.packages_installed is not None or not all(r.up_to_date for r in self.check_results.values()):
-            return "it installed packages or ran a check"
-        return None
-
-    def leave_witness(self) -> None:
-        """A no-op leaves the keys of everything its checks read, so the next one need not check (cli.shortcut)."""
-        if self.not_a_no_op() is not None or self.dep_file is None:
-            return
-        engine, argv = self._engine, sys.argv[1:]
-        assert engine is not None and self.report is not None
-        keys = keys_of([*engine.watched_paths(), *code_paths(self.root)])
-        if racy_path(keys, self.started_ns) is not None:
-            return  # changed too recently to be proven unchanged later by its key
-        # doit's state: this run's bookkeeping tasks rewrote their rows; any other row changed
-        # meanwhile (a `doit forget` elsewhere) means the checks may not have seen what is there now.
-        dep_key = keys_of([self.dep_file])
-        now, before, ran = saved_values(self.dep_file), self._doit_values, set(self.executed)
-        if now is None or before is None or keys_of([self.dep_file]) != dep_key:
-            return
-        if {k: v for k, v in now.items() if k not in ran} != {k: v for k, v in before.items() if k not in ran}:
-            return
-        template = {**self.report, **{name: slot(name) for name in RUN_SLOTS}}
-        witness = Witness(context=run_context(argv), environment=environment_digest(os.environ), keys={**keys, **dep_key},
-                          run_id=str(self.report["run_id"]), said=dict(self.said or {}),
-                          report=json_text(template), history=history_entry(template),
-                          report_path=str(engine.settings.report.path), history_path=str(engine.settings.report.history_path),
-                          lock_path=str(engine.lock.path))
-        WitnessStore.for_root(self.root).put(argv, witness)
-
-    def _begin_witness(self) -> None:
-        """Before doit opens its state: no witness holds once this run may change something, and a
-        no-op's witness needs doit's state as the run found it."""
-        if self.mode != "cli" or self.read_only:
-            return
-        WitnessStore.for_root(self.root).clear()
-        if self._witnessed_command() and self.dep_file is not None:
-            self._doit_values = saved_values(self.dep_file)
 
     # -- doit's state file ------------------------------------------------------------------------
 
@@ -534,7 +467,7 @@ class App:
         """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700)."""
         self.install_process_hooks()  # first: loading the project (for the state folder) may already note things
         self.dep_file = self._state_file()
-        self._begin_witness()
+        self.witness.begin(self, self.dep_file)
         line = self.command_line
         return {
             "default_tasks": ["setup"],

@@ -105,7 +105,7 @@ class SetupReporter:
 
     def execute_task(self, task: Any) -> None:
         self.task_started[task.name] = time.perf_counter()
-        self.app.task_executed(task.name, bool(getattr(task, "uptodate", None)))
+        self.app.witness.task_executed(task.name, bool(getattr(task, "uptodate", None)))
         if task.name in self.app.check_names and self.verbosity > 0:
             self.live.show(f"checking {task.name}")  # a check's query may take a while; dbt_tests says more
 
@@ -196,7 +196,7 @@ class SetupReporter:
         self._write(self.summary() + "\n", always=True)
         if said_nothing and self.verbosity == 1 and {k for k, n in self.counts.items() if n} <= {"up to date"}:
             tally, lines = self.summary_parts()
-            self.app.said = {"tally": tally, "lines": lines}  # all a no-op says: the witness says it again
+            self.app.witness.said = {"tally": tally, "lines": lines}  # all a no-op says: its witness repeats it
 
     def note(self, text: str) -> None:
         """One of setup's notes (``cli.notes``), dim."""
