@@ -46,7 +46,7 @@ pytestmark = pytest.mark.slow
 
 EMPLOYEES = 50
 # Seconds of random draws (the explicit examples always run): the suite has a time limit.
-BUDGET_SECONDS = float(os.environ.get("PLANWISE_PROPERTY_BUDGET", "40"))
+BUDGET_SECONDS = float(os.environ.get("PLANWISE_PROPERTY_BUDGET", "25"))
 MARK_ENV = "PW_COMMIT_MARK"
 EDIT_ENV = "PW_EDIT_DURING_BUILD"
 
