@@ -184,9 +184,11 @@ def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop
         return not (path.startswith(skip) or path.endswith(".pyc") or temp or metadata or probe
                     or path in import_dirs or path == str(seen_file))
 
-    opened = {p for p in seen["open"] if input_path(p) and not os.path.isdir(p)}
-    # The user's key is opened relative to its folder (a descriptor): the audit event names it "key".
-    opened = {str(key_path()) if os.path.basename(p) == "key" and not os.path.exists(p) else p for p in opened}
+    # Setup's private files are opened relative to their verified folder (a descriptor): the audit
+    # event has only their names, the user's key's and the witness store's.
+    store = WitnessStore.for_root(ws.root).path
+    by_name = {"key": str(key_path()), store.name: str(store)}
+    opened = {p for p in (by_name.get(p, p) for p in seen["open"]) if input_path(p) and not os.path.isdir(p)}
     listed = {p for p in seen["list"] if input_path(p) and not p.endswith("__pycache__")}
     state = ws.root / ".planwise" / ws.db_path.name / "projects" / "shop"
     listed -= {str(state)}  # swept for a killed run's temporary files: its entries decide nothing

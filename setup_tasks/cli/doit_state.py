@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def forget_in_run(task_name: str) -> None:
@@ -21,6 +22,18 @@ def forget_in_run(task_name: str) -> None:
 
     if Globals.dep_manager is not None:
         Globals.dep_manager.remove(task_name)
+
+
+@contextmanager
+def _read_only(path: Path) -> Iterator[Any]:
+    """doit's state file opened for reading only (never created, never written), closed after."""
+    import sqlite3
+
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def saved_values(path: Path) -> dict[str, str] | None:
@@ -33,11 +46,8 @@ def saved_values(path: Path) -> dict[str, str] | None:
     import sqlite3
 
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
+        with _read_only(path) as con:
             rows = con.execute("SELECT task_id, task_data FROM doit").fetchall()
-        finally:
-            con.close()
     except (sqlite3.Error, OSError, ValueError):
         return None
     return {str(task_id): hashlib.sha256(repr(data).encode("utf-8", "surrogatepass")).hexdigest() for task_id, data in rows}
@@ -51,13 +61,10 @@ def damage(path: Path) -> str | None:
     if not path.is_file():
         return None
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
+        with _read_only(path) as con:
             (result,) = con.execute("PRAGMA quick_check").fetchone()
             if result == "ok":
                 con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            con.close()
     except sqlite3.OperationalError:  # locked, unreadable: not a matter of its content
         return None
     except sqlite3.DatabaseError as exc:

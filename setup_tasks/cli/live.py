@@ -8,6 +8,7 @@ which clears the line first and draws it again after.
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 import threading
@@ -37,6 +38,18 @@ def wrap(text: str, first: str, rest: str, width: int | None, first_width: int |
         return first + text
     lines = textwrap.wrap(text, width=max(width - 1 - lead, 20), break_on_hyphens=False) or [""]
     return first + f"\n{rest}".join(lines)
+
+
+class Style:
+    """ANSI styling, or none when the output is not a terminal (or NO_COLOR is set)."""
+
+    CODES = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
+
+    def __init__(self, stream: Any) -> None:
+        self.enabled = bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+    def __call__(self, text: str, style: str) -> str:
+        return f"\033[{self.CODES[style]}m{text}\033[0m" if self.enabled else text
 
 
 class LiveLine:

@@ -12,7 +12,6 @@ no-op runs people make most, and a library import would cost more than the run.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -27,7 +26,7 @@ from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize
 from .app import App
 from .exit_status import end_run
 from .json_reporter import JsonReporter
-from .live import LiveLine, seconds, summary_lines, terminal_width, wrap
+from .live import LiveLine, Style, seconds, summary_lines, terminal_width, wrap
 from .notes import cli_verbosity
 
 __all__ = ["JsonReporter", "SetupReporter", "cli_verbosity", "reporter_for"]
@@ -43,18 +42,6 @@ def exception_line(fail: Any) -> str:
         return ""
     lines = "".join(getattr(fail, "traceback", None) or ()).strip().splitlines()
     return lines[-1].strip() if lines else ""
-
-
-class Style:
-    """ANSI styling, or none when the output is not a terminal (or NO_COLOR is set)."""
-
-    CODES = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
-
-    def __init__(self, stream: Any) -> None:
-        self.enabled = bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
-
-    def __call__(self, text: str, style: str) -> str:
-        return f"\033[{self.CODES[style]}m{text}\033[0m" if self.enabled else text
 
 
 def reporter_for(app: App) -> type:
@@ -193,9 +180,9 @@ class SetupReporter:
             if name == "doit":
                 self._write(f"error: {message}\n", always=True)
         said_nothing = self.written == 0
-        self._write(self.summary() + "\n", always=True)
+        tally, lines = self.summary_parts()
+        self._write(self.summary(tally, lines) + "\n", always=True)
         if said_nothing and self.verbosity == 1 and {k for k, n in self.counts.items() if n} <= {"up to date"}:
-            tally, lines = self.summary_parts()
             self.app.witness.said = {"tally": tally, "lines": lines}  # all a no-op says: its witness repeats it
 
     def note(self, text: str) -> None:
@@ -295,9 +282,10 @@ class SetupReporter:
 
     # -- output -------------------------------------------------------------------------------
 
-    def summary(self) -> str:
-        tally, lines = self.summary_parts()
-        return "\n".join(self._wrap(line, "", "  ") for line in summary_lines(tally, time.perf_counter() - self.started, lines))
+    def summary(self, tally: str, lines: list[str]) -> str:
+        """The closing lines (``summary_parts``), timed now and wrapped to the terminal."""
+        elapsed = time.perf_counter() - self.started
+        return "\n".join(self._wrap(line, "", "  ") for line in summary_lines(tally, elapsed, lines))
 
     def summary_parts(self) -> tuple[str, list[str]]:
         """The tally of tasks ("3 built, 45 up to date") and the validation lines under it."""

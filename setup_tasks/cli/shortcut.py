@@ -27,8 +27,9 @@ from typing import Iterator, Sequence
 from ..errors import SetupError
 from ..ops.history import iso, write_report_files
 from ..store.lock import RunLock
+from ..store.records import new_build_id
 from ..store.witness import Witness, WitnessStore, environment_digest, fill_slots, run_context
-from .live import summary_lines, terminal_width, wrap
+from .live import Style, summary_lines, terminal_width, wrap
 
 SHORTCUT_ENV = "PLANWISE_SETUP_SHORTCUT"  # "0": every run checks in full
 NO_OP_COMMANDS = frozenset({(), ("setup",), ("quick",), ("run",), ("run", "setup"), ("run", "quick")})
@@ -85,10 +86,9 @@ def usable_witness(root: Path, argv: Sequence[str]) -> Witness | None:
 
 def answer(witness: Witness, started: float, started_wall: float) -> int:
     """Say what the witnessed run said, and report this run as it would have: exit status 0."""
-    enabled = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    width = terminal_width() if enabled else None
+    width = terminal_width() if Style(sys.stdout).enabled else None
     ended = time.time()
-    run = {"run_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}", "started": iso(started_wall),
+    run = {"run_id": new_build_id(), "started": iso(started_wall),
            "ended": iso(ended), "seconds": round(ended - started_wall, 3), "exit_code": 0,
            "shortcut": {"witness_of": witness.run_id, "paths_unchanged": len(witness.keys)}}
     history = {**witness.history, **{k: v for k, v in run.items() if k in witness.history}}

@@ -9,7 +9,6 @@ dbt reports it done. The engine knows nothing of doit: the ``cli`` layer drives 
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -201,8 +200,7 @@ class Engine:
                  Path.home() / ".dbt" / "profiles.yml", settings.root / "setup.yaml", settings.root / "dbt_project.yml"]
         if settings.source is not None:
             paths.append(settings.source)
-        # Files hashed this run (keys of derived values carry their kind before the path).
-        paths += [Path(key if key.startswith(os.sep) else key.partition(":")[2]) for key in self.hasher.seen]
+        paths += self.hasher.hashed_paths()  # seeds, the census, external files
         paths += [settings.census.path, self.db_path, Path(f"{self.db_path}.wal"), key_path(),
                   settings.state_dir / "census.json"]
         paths += [self.state_dir / name for name in PROJECT_STATE if name not in CACHE_STATE]

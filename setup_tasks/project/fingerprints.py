@@ -117,6 +117,10 @@ class FileHasher:
         value, exists = self._remembered(str(path.resolve()), path, _sha_file)
         return value if exists else "missing"
 
+    def hashed_paths(self) -> list[Path]:
+        """Every file this process hashed or derived a value from."""
+        return [Path(key if key.startswith(os.sep) else key.partition(":")[2]) for key in self.seen]
+
     def changed_since_hashed(self, path: Path) -> bool:
         """Has the file changed (even if back again) since this process hashed it?"""
         key = str(path.resolve())

@@ -254,6 +254,8 @@ def parsed_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Pat
     for package in installed_project_dirs(project_dir):
         files.extend(project_files(package, read_project_yaml(package)))
     return files
+
+
 def watched_project_paths(project_dir: Path) -> list[Path]:
     """Every file and folder whose content, entries or presence the parse stamp reads or looks
     for, in the project and each installed package: their files, the folders holding them (a

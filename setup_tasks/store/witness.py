@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..files import RACY_NS, make_private_dir, path_key, write_text_atomic
+from ..files import RACY_NS, make_private_dir, open_private_dir, open_private_file, path_key, write_text_atomic
 from ..keys import keyed_digest
 
 WITNESS_VERSION = 1
@@ -155,20 +155,20 @@ class WitnessStore:
 
     def _entries(self) -> dict[str, Any]:
         """The stored witnesses; nothing when the file is missing, damaged, or not the user's own and private."""
+        if not self.path.parent.is_dir():
+            return {}  # nothing kept yet (and a look creates no folder)
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            return {}
-        try:
-            st = os.fstat(fd)
-            if st.st_uid != os.getuid() or st.st_mode & 0o022:
-                return {}
-            with os.fdopen(fd, "rb", closefd=False) as fh:
+            directory = open_private_dir(self.path.parent)
+            try:
+                fd = open_private_file(self.path.name, os.O_RDONLY, directory)
+            finally:
+                os.close(directory)
+            with os.fdopen(fd, "rb") as fh:
+                if os.fstat(fh.fileno()).st_mode & 0o022:
+                    return {}  # anyone could have written what it claims
                 data = json.loads(fh.read())
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # NotPrivate included: another owner's, or a link
             return {}
-        finally:
-            os.close(fd)
         if not isinstance(data, dict) or data.get("version") != WITNESS_VERSION or not isinstance(data.get("entries"), dict):
             return {}
         return data["entries"]
