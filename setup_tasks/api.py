@@ -23,6 +23,7 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidDodoFile, UnmetDependency
 from doit.reporter import ConsoleReporter
 
+from .cli.commands import setup_test_results
 from .cli.dodo import namespace
 from .cli.app import App, RunHalted, only_looks
 from .cli.forget import Forget
@@ -30,6 +31,7 @@ from .config import Settings, load_settings
 from .errors import ConfigError, SetupError
 from .naming import CENSUS_TASK, DEPS_TASK, Translator
 from .ops.status import SystemStatus, collect_status, unready
+from .ops.verify import Verification, verify_engine
 
 
 @dataclass(frozen=True)
@@ -208,5 +210,16 @@ def get_system_status(config: str | Path | Settings | None = None, translator: T
         return unready(err.one_line())
     try:
         return collect_status(app.settings, app.engine, app.translator)
+    finally:
+        app.close()
+
+
+def verify_setup(config: str | Path | Settings | None = None, keep: Path | None = None) -> Verification:
+    """What `doit verify` does, as data: setup's database against a fresh `dbt build` of the same files
+    (``keep``: a folder for dbt's scratch build to stay in, for a look at it)."""
+    app = _app(config, None, read_only=True)
+    try:
+        engine = app.engine()
+        return verify_engine(engine, setup_test_results(app, engine), keep)
     finally:
         app.close()

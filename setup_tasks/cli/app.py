@@ -61,7 +61,7 @@ RUN_OPTIONS = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": 
 # doit commands and setup tasks that only look: on a database that does not exist yet they
 # leave nothing behind (no state folder, no doit state file, no caches, no report).
 READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
-READ_ONLY_TASKS = frozenset({"status", "graph"})
+READ_ONLY_TASKS = frozenset({"status", "graph", "verify"})
 # doit options (and the graph task's) that take the next argument as their value.
 VALUE_OPTIONS = frozenset({"-v", "--verbosity", "-n", "--process", "-P", "--parallel-type", "--reporter", "-r",
                            "-o", "--output-file", "-f", "--file", "-d", "--dir", "--db-file", "--backend",

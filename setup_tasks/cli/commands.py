@@ -16,9 +16,10 @@ from ..naming import CLEAR_DERIVED_TASK
 from ..ops.clear import clear, clear_derived_tables
 from ..ops.diagram import graph_paths, setup_diagram, write_graph
 from ..ops.status import collect_status, node_statuses
+from ..ops.verify import verify_engine
 from ..project.context import dbt_context
 from .app import App
-from .doit_state import forget_in_run
+from .doit_state import forget_in_run, task_values
 
 TaskDict = dict[str, Any]
 
@@ -120,3 +121,34 @@ def dbt_action(app: App) -> TaskFailed | None:
 
 def dbt_task(app: App) -> TaskDict:
     return {"doc": DBT_DOC, "actions": [app.action(dbt_action, app)], "verbosity": 2}
+
+
+# -- verify --------------------------------------------------------------------------------
+
+VERIFY_DOC = "Build the project with `dbt build` into a scratch database and compare it with setup's: exit 1 if they differ"
+
+
+def verify_action(app: App, engine: Engine) -> TaskFailed | None:
+    """setup's database against a fresh `dbt build` of the same files, relation by relation and test by test."""
+    stale = [engine.label(u) for u in engine.setup_nodes if engine.status(u).stale]
+    if stale:
+        print(f"note: {len(stale)} node(s) are stale ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): "
+              "run `doit setup` first to compare what it builds")
+    print("building the project with `dbt build` into a scratch database ...", flush=True)
+    try:
+        result = verify_engine(engine, setup_test_results(app, engine))
+    except SetupError as err:
+        return TaskFailed(err.one_line())
+    print("\n".join(result.lines()))
+    return None if result.equal else TaskFailed(f"setup's database differs from a fresh `dbt build` in "
+                                                f"{len(result.differences)} place(s) (listed above)")
+
+
+def setup_test_results(app: App, engine: Engine) -> list[dict[str, Any]]:
+    """The dbt_tests check's results as its task last saved them."""
+    values = task_values(engine.state_dir / "doit.sqlite", app.translator.check_task_name("dbt_tests"))
+    return list(values.get("results") or [])
+
+
+def verify_task(app: App, engine: Engine) -> TaskDict:
+    return {"doc": VERIFY_DOC, "actions": [app.action(verify_action, app, engine)], "verbosity": 2}

@@ -53,6 +53,21 @@ def saved_values(path: Path) -> dict[str, str] | None:
     return {str(task_id): hashlib.sha256(repr(data).encode("utf-8", "surrogatepass")).hexdigest() for task_id, data in rows}
 
 
+def task_values(path: Path, task_name: str) -> dict[str, Any]:
+    """The values doit saved for ``task_name`` at its last success (empty when none or unreadable)."""
+    import json
+    import sqlite3
+
+    try:
+        with _read_only(path) as con:
+            row = con.execute("SELECT task_data FROM doit WHERE task_id = ?", (task_name,)).fetchone()
+        data = json.loads(row[0]) if row else {}
+    except (sqlite3.Error, OSError, ValueError):
+        return {}
+    values = data.get("_values_:") if isinstance(data, dict) else None
+    return values if isinstance(values, dict) else {}
+
+
 def damage(path: Path) -> str | None:
     """Why doit's sqlite state file cannot be read (``file is not a database``...), or None when it can
     (or is missing, or cannot be opened for reasons other than its content)."""

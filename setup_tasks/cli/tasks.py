@@ -18,7 +18,7 @@ from ..naming import CENSUS_TASK, CLEAR_DERIVED_TASK, DEPS_TASK, QUICK_TASK, SEE
 from ..project.manifest import Node
 from .app import RUN_OPTIONS, App
 from .checks import ValidationTasks
-from .commands import clear_tasks, dbt_task, graph_task, status_task
+from .commands import VERIFY_DOC, clear_tasks, dbt_task, graph_task, status_task, verify_task
 from .uptodate import CensusTarget, DepsTarget, TableTarget
 
 TaskDict = dict[str, Any]
@@ -259,6 +259,13 @@ class TaskCreators:
     def task_dbt(self) -> TaskDict:
         """Run dbt with setup's context (project, profile, target, vars, database): doit dbt args="..." """
         return dbt_task(self.app)
+
+    def task_verify(self) -> TaskDict:
+        """Build the project with `dbt build` into a scratch database and compare it with setup's (exit 1 if they differ)"""
+        engine = self.app.task_engine()
+        if engine is None:
+            return self.unavailable("verify", VERIFY_DOC)
+        return verify_task(self.app, engine)
 
     def task_graph(self) -> TaskDict:
         """Write the setup DAG as Mermaid and DOT files beside the database, stale nodes marked"""

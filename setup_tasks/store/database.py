@@ -461,3 +461,85 @@ class Database:
                     continue
                 done.append((catalog, schema))
         return done
+
+
+# -- what a relation holds, for comparing two databases (doit verify) -----------------------------
+
+# Doubles are compared at 12 significant digits: DuckDB's parallel aggregates may differ in the last bits.
+FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
+
+
+@dataclass(frozen=True)
+class RelationProfile:
+    """A relation as two databases can be compared: kind, columns with types, rows as a multiset, comments."""
+
+    kind: str  # "table" | "view"
+    columns: tuple[tuple[str, str], ...]
+    rows: int | None = None
+    digest: str | None = None  # an order-independent hash of the rows (None: they could not be read)
+    comment: str | None = None
+    column_comments: tuple[tuple[str, str], ...] = ()
+    error: str | None = None  # why the rows could not be read (a view over a missing table)
+
+
+def _row_digest_sql(key: tuple[str, str, str], columns: list[tuple[str, str]]) -> str:
+    values = [f"printf('%.12g', {quote(name)})" if kind.upper() in FLOAT_TYPES else quote(name) for name, kind in columns]
+    row = f"hash({', '.join(values)})" if values else "0"
+    # sum over hugeint: duplicates count (an xor would cancel a repeated row); the xor guards the sum's collisions
+    return (f"SELECT count(*), sum({row}::HUGEINT)::VARCHAR || ':' || coalesce(bit_xor({row}), 0)::VARCHAR "
+            f"FROM {qualified(key)}")
+
+
+def relation_profiles(path: Path, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], RelationProfile]:
+    """The profile of each relation of ``keys`` that exists in the database file ``path`` (read-only, its
+    own connection: a view names its tables by this file's catalog name)."""
+    wanted = {tuple(part.lower() for part in key) for key in keys}
+    if not path.exists() or not wanted:
+        return {}
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise _open_error(path, exc) from None
+    found: dict[tuple[str, str, str], RelationProfile] = {}
+    try:
+        with interrupts_raised():
+            tables = {(d.lower(), s.lower(), n.lower()): (d, s, n, t, c) for d, s, n, t, c in con.execute(
+                "SELECT database_name, schema_name, table_name, 'table', comment FROM duckdb_tables() WHERE NOT internal "
+                "UNION ALL SELECT database_name, schema_name, view_name, 'view', comment FROM duckdb_views() "
+                "WHERE NOT internal").fetchall()}
+            columns: dict[tuple[str, str, str], list[tuple[str, str, str | None]]] = {}
+            for d, s, n, col, kind, comment in con.execute(
+                    "SELECT database_name, schema_name, table_name, column_name, data_type, comment "
+                    "FROM duckdb_columns() ORDER BY database_name, schema_name, table_name, column_index").fetchall():
+                columns.setdefault((d.lower(), s.lower(), n.lower()), []).append((col, kind, comment))
+            for key in sorted(wanted & set(tables)):
+                d, s, n, kind, comment = tables[key]
+                cols = columns.get(key, [])
+                shape = tuple((c, k) for c, k, _ in cols)
+                notes = tuple((c, note) for c, _, note in cols if note)
+                try:
+                    rows, digest = con.execute(_row_digest_sql((d, s, n), [(c, k) for c, k, _ in cols])).fetchone()
+                except duckdb.Error as exc:
+                    if interrupted(exc):
+                        raise
+                    found[key] = RelationProfile(kind, shape, comment=comment or None, column_comments=notes,
+                                                 error=" ".join(str(exc).split()))
+                    continue
+                found[key] = RelationProfile(kind, shape, int(rows), str(digest), comment or None, notes)
+    finally:
+        con.close()
+    return found
+
+
+def relation_names(path: Path) -> set[tuple[str, str, str]]:
+    """Every table and view of the database file ``path`` (catalog, schema, name in lower case)."""
+    if not path.exists():
+        return set()
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise _open_error(path, exc) from None
+    try:
+        return set(_tables(con))
+    finally:
+        con.close()
