@@ -13,6 +13,7 @@ import yaml
 
 from factories import Workspace, write_shop_project
 from setup_tasks.engine.direct_build import seed_columns, why_not_direct
+from setup_tasks.project.context import Connection, DbtProfile
 from setup_tasks.project.manifest import manifest_from_dict
 
 # Every type dbt infers for a seed column, nulls, a BOM, a delimiter, a forced type, odd names.
@@ -126,7 +127,8 @@ def test_seed_column_types_are_the_ones_dbt_infers(tmp_path: Path, name: str) ->
 
 
 def _node(kind: str = "model", materialized: str = "table", config: dict | None = None, raw_code: str = "select 1",
-          path: str = "models/m.sql", macros: dict[str, str] | None = None, package: str = "p"):
+          path: str = "models/m.sql", macros: dict[str, str] | None = None, package: str = "p",
+          connection: Connection | None = None):
     uid = f"{kind}.{package}.m"
     raw = {"metadata": {"project_name": "p"},
            "nodes": {uid: {"unique_id": uid, "resource_type": kind, "name": "m", "package_name": package,
@@ -134,8 +136,15 @@ def _node(kind: str = "model", materialized: str = "table", config: dict | None 
                            "raw_code": raw_code, "config": {"materialized": materialized, **(config or {})},
                            "depends_on": {"macros": list(macros or ())}}},
            "macros": {uid: {"macro_sql": sql, "depends_on": {"macros": []}} for uid, sql in (macros or {}).items()}}
-    manifest = manifest_from_dict(raw)
+    raw["macros"].update({f"macro.{package}.{name}": {"macro_sql": "x", "depends_on": {"macros": []}}
+                          for package, name in DBT_MACROS})
+    manifest = manifest_from_dict(raw, profile=DbtProfile("p", "dev", "duckdb", "w.duckdb", "/w.duckdb", connection=connection or Connection()))
     return manifest.nodes[uid], manifest
+
+
+# dbt's own macros a project may override, as a parse lists them.
+DBT_MACROS = [("dbt_duckdb", "materialization_table_duckdb"), ("dbt", "default__create_table_as"),
+              ("dbt", "generate_schema_name"), ("dbt", "default__test_unique")]
 
 
 @pytest.mark.parametrize("node_args, builds_here", [
@@ -155,11 +164,18 @@ def _node(kind: str = "model", materialized: str = "table", config: dict | None 
     ({"config": {"persist_docs": {"relation": True}}}, False),
     ({"config": {"sql_header": "set x = 1"}}, False),
     ({"config": {"indexes": [{"columns": ["a"]}]}}, False),
-    ({"raw_code": "{% set r = run_query('select 1') %}select {{ r }}"}, False),
-    ({"raw_code": "select '{{ run_started_at }}' as at"}, False),
     ({"macros": {"macro.p.materialization_table_duckdb": "x"}}, False),
     ({"macros": {"macro.p.duckdb__create_table_as": "x"}}, False),
+    ({"macros": {"macro.p.generate_schema_name": "x"}}, True),  # acts while dbt parses: in the node's relation
+    ({"macros": {"macro.p.test_unique": "x"}}, True),  # compiled into a test's SQL
     ({"kind": "seed", "materialized": "seed", "path": "seeds/m.csv", "package": "a_package"}, False),
+    ({"kind": "seed", "materialized": "seed", "path": "seeds/m.csv", "config": {"fast": False}}, False),
+    ({"kind": "seed", "materialized": "seed", "path": "seeds/m.csv", "config": {"delimiter": "::"}}, False),
+    ({"kind": "seed", "materialized": "seed", "path": "seeds/m.csv", "config": {"delimiter": "'"}}, False),
+    ({"kind": "seed", "materialized": "seed", "path": "seeds/o'brien.csv"}, False),
+    ({"kind": "seed", "materialized": "seed", "path": "seeds/m.csv", "config": {"delimiter": ";"}}, True),
+    ({"connection": Connection(settings={"TimeZone": "UTC"}, setup=("LOAD icu",))}, True),  # set as dbt-duckdb sets them
+    ({"connection": Connection(unsupported=("secrets",))}, False),
 ])
 def test_what_setup_builds_itself_and_what_goes_to_dbt(node_args: dict, builds_here: bool) -> None:
     node, manifest = _node(**node_args)

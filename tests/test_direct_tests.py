@@ -12,8 +12,10 @@ from factories import Workspace, write_shop_project
 from setup_tasks.config import load_settings
 from setup_tasks.engine import direct_tests as direct
 from setup_tasks.engine.direct_tests import run_direct, why_not_direct
-from setup_tasks.engine.kept_sql import KEPT_FILE, KeptSql, definition_key
+from setup_tasks.engine.kept_sql import KEPT_FILE, KeptSql
 from setup_tasks.engine.engine import Engine
+from setup_tasks.project.compile_context import CONTEXT, PURE, VOLATILE, compile_key, kind, node_key
+from setup_tasks.project.context import DbtProfile
 from setup_tasks.project.manifest import manifest_from_dict
 
 # Every way a test's verdict is configured, passing and failing, generic (built-in and the
@@ -78,13 +80,11 @@ def test_kept_sql_gives_dbts_verdict_for_every_kind_of_test(tmp_path: Path) -> N
         engine.dbt.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in tests],
                              lambda outcome: by_dbt.__setitem__(outcome.unique_id, outcome))
         assert {o.status for o in by_dbt.values()} >= {"pass", "warn", "fail"}, by_dbt
-        fingerprints = engine.fingerprints()
-        kept = KeptSql(engine.manifest_path.parent / KEPT_FILE)
         with engine.db.read_only() as reader:
             for uid in tests:
                 node = engine.node(uid)
                 assert why_not_direct(node, engine.manifest, {}) is None, uid
-                sql = kept.sql(uid, definition_key(fingerprints[uid].parts, engine.manifest, node))
+                sql = engine.compiling.sql(uid)
                 assert sql is not None, f"the first run kept no SQL for {uid}"
                 mine, theirs = run_direct(reader, node, sql), by_dbt[uid]
                 assert (mine.status, mine.failures, mine.message) == (theirs.status, theirs.failures, theirs.message), uid
@@ -104,54 +104,93 @@ def test_the_wrapping_is_dbts_get_test_sql() -> None:
     assert "count(*) > 5 as should_error" in query and "select 1 as x\n  limit 3\n) dbt_internal_test" in query
 
 
-def _manifest(macros: dict[str, str], test_macros: list[str], raw_code: str = "", config: dict | None = None):
+# dbt's own macros a project may override, as a parse lists them.
+DBT_MACROS = ("macro.dbt.test_unique", "macro.dbt.default__test_unique", "macro.dbt.get_test_sql",
+              "macro.dbt.materialization_test_default")
+PROFILE = DbtProfile("p", "dev", "duckdb", "w.duckdb", "/w.duckdb")
+
+
+def _manifest(macros: dict[str, str], test_macros: list[str], raw_code: str = "", config: dict | None = None,
+              nodes: dict | None = None):
+    builtin = {uid: "x" for uid in DBT_MACROS}
     raw = {
         "metadata": {"project_name": "p"},
         "nodes": {"test.p.t": {"unique_id": "test.p.t", "resource_type": "test", "name": "t", "package_name": "p",
-                               "raw_code": raw_code, "config": config or {}, "depends_on": {"macros": test_macros}}},
-        "macros": {uid: {"macro_sql": sql, "depends_on": {"macros": []}} for uid, sql in macros.items()},
+                               "raw_code": raw_code, "config": config or {}, "depends_on": {"macros": test_macros}},
+                  **(nodes or {})},
+        "macros": {uid: {"macro_sql": sql, "depends_on": {"macros": []}} for uid, sql in {**builtin, **macros}.items()},
     }
-    manifest = manifest_from_dict(raw)
+    manifest = manifest_from_dict(raw, profile=PROFILE)
     return manifest.nodes["test.p.t"], manifest
 
 
-@pytest.mark.parametrize("macros, raw_code, config, environ, reason", [
-    ({"macro.dbt.test_unique": "{{ adapter.dispatch('test_unique', 'dbt')() }}",
-      "macro.dbt.default__test_unique": "select 1"}, "", {}, {}, None),
-    ({}, "{% set r = run_query('select 1') %}select {{ r }}", {}, {}, "query"),
-    ({}, "select '{{ run_started_at }}'", {}, {}, "query"),
-    ({}, "select {{ adapter.get_columns_in_relation(ref('x')) }}", {}, {}, "query"),
-    ({}, "select 1", {"store_failures": True}, {}, "stores"),
-    ({}, "select 1", {}, {"DBT_WARN_ERROR": "true"}, "warn-error"),
-    ({"macro.dbt.test_unique": "{{ adapter.dispatch('test_unique', 'dbt')() }}",
-      "macro.dbt.default__test_unique": "select 1", "macro.p.default__test_unique": "select 2"}, "", {}, {}, "overridden"),
-    ({"macro.p.get_test_sql": "select 3"}, "select 1", {}, {}, "overridden"),
-    ({"macro.p.materialization_test_default": "x"}, "select 1", {}, {}, "materialization"),
+@pytest.mark.parametrize("macros, config, environ, reason", [
+    ({}, {}, {}, None),
+    ({}, {"store_failures": True}, {}, "stores"),
+    ({}, {}, {"DBT_WARN_ERROR": "true"}, "warn-error"),
+    ({}, {}, {"PLANWISE_SETUP_DIRECT": "0"}, "PLANWISE_SETUP_DIRECT"),
+    ({"macro.p.default__test_unique": "select 2"}, {}, {}, None),  # compiled into the test's SQL: it is kept
+    ({"macro.p.get_test_sql": "select 3"}, {}, {}, "overrides"),
+    ({"macro.p.materialization_test_default": "x"}, {}, {}, "overrides"),
 ])
-def test_what_the_shortcut_cannot_prove_goes_through_dbt(macros: dict, raw_code: str, config: dict,
-                                                          environ: dict, reason: str | None) -> None:
-    node, manifest = _manifest(macros, [m for m in macros if m.startswith("macro.dbt.test_")], raw_code, config)
+def test_what_the_shortcut_cannot_prove_goes_through_dbt(macros: dict, config: dict, environ: dict,
+                                                          reason: str | None) -> None:
+    node, manifest = _manifest(macros, [], "select 1", config)
     why = why_not_direct(node, manifest, environ)
     assert (why is None) if reason is None else (why is not None and reason in why), why
 
 
-def test_kept_sql_is_keyed_by_the_tables_a_test_reads_not_their_data(tmp_path: Path) -> None:
-    node, manifest = _manifest({}, [], "select 1")
-    parts = {"config": "c", "upstream:model.p.a": "digest-1", "external:data.csv": "h1"}
-    key = definition_key(parts, manifest, node)
-    assert key == definition_key({**parts, "upstream:model.p.a": "digest-2", "external:data.csv": "h2"}, manifest, node)
-    assert key != definition_key({**parts, "config": "other"}, manifest, node)
+@pytest.mark.parametrize("reads, compiled, expected", [
+    ({"ref", "var", "adapter", "adapter.dispatch", "flags.STORE_FAILURES", "env:DUCKDB_PATH"}, True, PURE),
+    ({"ref", "run_query"}, True, CONTEXT),
+    ({"ref", "adapter.get_columns_in_relation"}, True, CONTEXT),
+    ({"graph"}, True, CONTEXT),
+    ({"flags.WHICH"}, True, CONTEXT),
+    ({"ref"}, False, CONTEXT),  # could not compile without the database
+    ({"run_started_at"}, True, VOLATILE),
+    ({"modules", "ref"}, True, VOLATILE),
+    ({"invocation_id"}, False, VOLATILE),
+])
+def test_what_a_compile_read_says_of_its_sql(reads: set[str], compiled: bool, expected: str) -> None:
+    assert kind(reads, compiled)[0] == expected
+
+
+def test_compile_keys_follow_definitions_and_the_names_of_what_is_read_not_their_data(tmp_path: Path) -> None:
+    model = {"unique_id": "model.p.a", "resource_type": "model", "name": "a", "package_name": "p",
+             "database": "w", "schema": "main", "alias": "a", "raw_code": "select 1", "config": {"materialized": "table"}}
+    ephemeral = {**model, "unique_id": "model.p.e", "name": "e", "alias": "e", "raw_code": "select 2",
+                 "config": {"materialized": "ephemeral"}}
+
+    def with_parents(a: dict, e: dict, code: str = "select * from a") -> str:
+        test = {"unique_id": "test.p.t", "resource_type": "test", "name": "t", "package_name": "p", "raw_code": code,
+                "config": {}, "depends_on": {"nodes": ["model.p.a", "model.p.e"]}}
+        raw = {"metadata": {"project_name": "p"}, "nodes": {"test.p.t": test, "model.p.a": a, "model.p.e": e}}
+        return node_key(manifest_from_dict(raw, profile=PROFILE), "test.p.t", {})
+
+    base = with_parents(model, ephemeral)
+    assert base == with_parents({**model, "raw_code": "select 99"}, ephemeral), "a parent's code is data, not its name"
+    assert base != with_parents({**model, "alias": "a2"}, ephemeral), "the relation a ref() names is read"
+    assert base != with_parents(model, {**ephemeral, "raw_code": "select 3"}), "an ephemeral model is inlined"
+    assert base != with_parents(model, ephemeral, "select 2 from a"), "its own code"
+    assert compile_key("context-1", base) != compile_key("context-2", base)
+
+
+def test_kept_sql_is_sealed_and_found_only_under_its_key(tmp_path: Path) -> None:
     kept = KeptSql(tmp_path / KEPT_FILE)
-    kept.keep("test.p.t", key, "select 1")
+    kept.keep("test.p.t", "k1", "select 1", ["ref", "env:SHOP_REGION"])
+    kept.keep("model.p.v", "k1", "select now()", ["run_started_at"])
     kept.save()
-    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) == "select 1"
-    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", "another key") is None
+    again = KeptSql(tmp_path / KEPT_FILE)
+    assert again.sql("test.p.t", "k1") == "select 1" and again.env == {"SHOP_REGION"}
+    assert again.sql("test.p.t", "another key") is None
+    assert again.sql("model.p.v", "k1") is None and again.get("model.p.v", "k1").kind == VOLATILE
     sealed = (tmp_path / KEPT_FILE).read_bytes()
     assert b"select 1" in sealed
     # SQL setup would run: a file not sealed with the user's key, or changed since, is never used
     (tmp_path / KEPT_FILE).write_bytes(sealed.replace(b"select 1", b"select 2"))
-    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) is None
-    (tmp_path / KEPT_FILE).write_text(json.dumps({"version": 2, "nodes": {"test.p.t": {"key": key, "sql": "drop table x"}}}))
-    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) is None
+    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", "k1") is None
+    (tmp_path / KEPT_FILE).write_text(json.dumps({"version": 3, "nodes": {"test.p.t": {"key": "k1", "sql": "drop table x",
+                                                                                      "reads": []}}}))
+    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", "k1") is None
     (tmp_path / KEPT_FILE).write_text("[not what was written")
-    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", key) is None  # damaged: dbt runs it again
+    assert KeptSql(tmp_path / KEPT_FILE).sql("test.p.t", "k1") is None  # damaged: dbt compiles it again

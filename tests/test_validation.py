@@ -222,6 +222,9 @@ class FakeEngine:
     def ensure(self, uids: Any) -> dict[str, str]:
         return {u: why for u, why in self.unbuilt.items() if u in set(uids)}
 
+    def refresh_compiled(self) -> list[str]:
+        return []
+
     def status(self, uid: str) -> Any:
         return SimpleNamespace(stale=False, reason="up to date")
 

@@ -11,8 +11,9 @@ The worker lives in a private runtime directory: ``$XDG_RUNTIME_DIR/planwise-set
 when set, else ``$TMPDIR/planwise-setup-<uid>`` (or ``PLANWISE_SETUP_WORKER_DIR``).
 It is used only when it is the user's own, mode 0700 and not a symlink; files in it
 are opened relative to the verified directory without following symlinks, and the
-socket's listener must be the user's own uid (SO_PEERCRED). Requests carry only what
-dbt needs of the environment (``DbtContext.dbt_environment``), never all of it.
+socket's listener must be the user's own uid (SO_PEERCRED). Requests carry the environment
+dbt would see in the doit process (``DbtContext.environ``): the worker's dbt and an in-process
+dbt never build different tables (a same-uid peer could read it from /proc anyway).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .. import errors
 from ..errors import PackagesError
 from ..files import NotPrivate, log, open_private_dir, open_private_file
 from ..project.context import PROCESS_ENV, DbtContext, DbtProfile
-from ..project.manifest import Node, env_var_names
+from ..project.manifest import Node
 from ..project.packages import Package
 from ..store.caches import manifest_cache
 from .invoke import InProcessDbt, NodeOutcome, Parsed
@@ -275,7 +276,7 @@ class DbtClient:
     def _remote(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> Any:
         assert self.client is not None
         ctx: DbtContext = payload["ctx"]
-        payload = {**payload, "ctx": context_to_dict(ctx), "env": ctx.dbt_environment(env_var_names(ctx)),
+        payload = {**payload, "ctx": context_to_dict(ctx), "env": ctx.environ(),
                    "cwd": str(ctx.cwd), "who": f"setup of {ctx.database_path or ctx.project_dir} (PID {os.getpid()})"}
         done = self.client.request(payload, on_event)
         if done.get("error"):
@@ -302,7 +303,8 @@ class DbtClient:
                                       lambda e: None)
                 raw = json.loads(manifest_cache(ctx).manifest_path.read_text())
                 resolved = {k: tuple(v) for k, v in result["selections"].items()}
-                return Parsed(raw, resolved, DbtProfile.from_dict(result["profile"]))
+                return Parsed(raw, resolved, DbtProfile.from_dict(result["profile"]),
+                              tuple(result.get("env_reads") or ()))
             except WorkerUnavailable as exc:
                 self._local_fallback(exc)
         return self.local.parse_project(ctx, selections, full, on_phase)
@@ -338,6 +340,12 @@ class DbtClient:
                   on_phase: Phase | None = None) -> None:
         self._run("tests", ctx, manifest_path, tests, on_outcome, quiet, None, dbt_lines, on_phase)
 
+    def compile_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
+                      on_outcome: Callable[[NodeOutcome], None], quiet: bool = True, dbt_lines: Log | None = None,
+                      on_phase: Phase | None = None) -> None:
+        """Compile models and tests without building them (``InProcessDbt.compile_nodes``)."""
+        self._run("compile", ctx, manifest_path, nodes, on_outcome, quiet, None, dbt_lines, on_phase)
+
     def _run(self, op: str, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
              on_outcome: Callable[[NodeOutcome], None], quiet: bool, on_start: Callable[[str], None] | None,
              dbt_lines: Log | None = None, on_phase: Phase | None = None,
@@ -370,5 +378,7 @@ class DbtClient:
                     return
         if op == "build":
             self.local.build_nodes(ctx, manifest_path, nodes, on_outcome, quiet, on_start, dbt_lines, on_phase, edges)
+        elif op == "compile":
+            self.local.compile_nodes(ctx, manifest_path, nodes, on_outcome, quiet, dbt_lines, on_phase)
         else:
             self.local.run_tests(ctx, manifest_path, nodes, on_outcome, quiet, dbt_lines, on_phase)

@@ -15,15 +15,17 @@ import os
 import pickle
 import re
 import sys
+import threading
+from collections.abc import Mapping as MappingABC
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import GraphCycleError, PackagesError, ProjectError
 from ..files import discarded, make_private_dir, write_bytes_atomic
 from ..keys import seal, unseal
-from ..project.context import DbtContext, DbtProfile
+from ..project.context import Connection, DbtContext, DbtProfile
 from ..project.manifest import Node
 from ..store.caches import manifest_cache
 
@@ -44,6 +46,9 @@ class NodeOutcome:
     rows: int | None = None
     failures: int | None = None
     sql: str | None = None  # a test's compiled query (it selects the offending rows), a model's SQL
+    # What dbt's Jinja read while compiling the node (``recorded_reads``): names of its context,
+    # ``adapter.<attr>`` and ``flags.<FLAG>``; None when dbt did not compile it in this invocation.
+    reads: tuple[str, ...] | None = None
 
 
 CYCLE_RE = re.compile(r"Found a cycle: (.+)$")
@@ -100,18 +105,156 @@ def _runner(manifest: Any = None, callbacks: Sequence[Callable[[Any], None]] = (
 
 
 def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
-            callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True) -> Any:
+            callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True,
+            reads: InvocationReads | None = None) -> Any:
     # Quiet: nothing on the console (outcomes carry the errors; the caller may take
     # dbt's lines through a callback) and only warnings in logs/dbt.log; its debug
     # lines cost up to 3 s of a cold build. Never colour: lines reach the user through setup.
     level = ["--log-level", "none", "--log-level-file", "warn"] if quiet else []
     with _environment(ctx):
-        result = _runner(manifest, callbacks).invoke(
-            [*level, *args, *ctx.cli_args(), *COMMON_FLAGS, "--no-use-colors"]
-        )
+        runner = _runner(manifest, callbacks)
+        with recorded_reads(reads):
+            result = runner.invoke([*level, *args, *ctx.cli_args(), *COMMON_FLAGS, "--no-use-colors"])
     if isinstance(result.exception, KeyboardInterrupt):
         raise KeyboardInterrupt
     return result
+
+
+# -- what dbt's compile reads ----------------------------------------------------------------------
+#
+# Whether SQL dbt compiled earlier is what it would compile now depends on what its Jinja read:
+# names of the context (``var``, ``target``, ``run_started_at``, ``run_query`` ...), the adapter's
+# methods (``adapter.get_columns_in_relation`` queries the database), dbt's flags, environment
+# variables. Rather than guessing from the source text (which every new spelling escapes), dbt is
+# watched while it compiles: the hooks below record, per node, every name its templates and the
+# macros they ran resolved (Jinja resolves each name a frame uses as the frame starts), and per
+# invocation every environment variable dbt looked up. The hooks are process-wide (installed once,
+# on dbt's first import here) and record only while an invocation of ours runs.
+
+
+@dataclass
+class InvocationReads:
+    """What one invocation's compiles read: per node, and the environment variables dbt looked up."""
+
+    nodes: dict[str, set[str]] = field(default_factory=dict)
+    env: set[str] = field(default_factory=set)
+
+
+class _Recording(threading.local):
+    """The node a compile thread is compiling (its reads so far); None outside a compile."""
+
+    reads: set[str] | None = None
+
+
+# The one invocation being recorded (dbt runs one invocation at a time in a process) and each
+# compile thread's node: process state, as the hooks that fill them are.
+_INVOCATION: list[InvocationReads] = []
+_THREAD = _Recording()
+_HOOKED = "_planwise_recording"
+
+
+def _note(name: str) -> None:
+    reads = _THREAD.reads
+    if reads is not None:
+        reads.add(name)
+
+
+class _RecordingEnv(MappingABC):  # type: ignore[type-arg]
+    """dbt's view of the environment, noting each variable it looks up (iterating looks up none)."""
+
+    def __init__(self, env: Mapping[str, str], seen: set[str]) -> None:
+        self._env, self._seen = env, seen
+
+    def __getitem__(self, key: str) -> str:
+        self._seen.add(key)
+        return self._env[key]
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self._seen.add(key)
+        return key in self._env
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+
+def _install_recording() -> None:
+    """Hook dbt and Jinja so that compiles report what they read (idempotent)."""
+    import jinja2.runtime
+    from argparse import Namespace
+
+    import dbt.flags
+    from dbt.compilation import Compiler
+    from dbt.context.providers import RuntimeDatabaseWrapper
+    from dbt_common.context import InvocationContext
+
+    if getattr(Compiler.compile_node, _HOOKED, False):
+        return
+
+    resolve = jinja2.runtime.Context.resolve_or_missing
+
+    def resolve_or_missing(self: Any, key: str) -> Any:
+        _note(key)
+        return resolve(self, key)
+
+    adapter_attribute = RuntimeDatabaseWrapper.__getattr__
+
+    def database_attribute(self: Any, name: str) -> Any:
+        _note(f"adapter.{name}")
+        return adapter_attribute(self, name)
+
+    class RecordingFlags(Namespace):
+        def __getattribute__(self, name: str) -> Any:
+            if name.isupper():
+                _note(f"flags.{name}")
+            return super().__getattribute__(name)
+
+    flag_object = dbt.flags.get_flag_obj
+
+    def get_flag_obj() -> Any:
+        return RecordingFlags(**vars(flag_object()))
+
+    compile_node = Compiler.compile_node
+
+    def recorded_compile(self: Any, node: Any, manifest: Any, *args: Any, **kwargs: Any) -> Any:
+        outer = _THREAD.reads is None
+        if outer:
+            _THREAD.reads = set()
+        try:
+            return compile_node(self, node, manifest, *args, **kwargs)
+        finally:
+            if outer:
+                reads, _THREAD.reads = _THREAD.reads, None
+                if _INVOCATION:
+                    _INVOCATION[-1].nodes.setdefault(node.unique_id, set()).update(reads or ())
+
+    env_property = InvocationContext.env
+
+    def env(self: Any) -> Any:
+        found = env_property.fget(self)
+        return _RecordingEnv(found, _INVOCATION[-1].env) if _INVOCATION else found
+
+    setattr(recorded_compile, _HOOKED, True)
+    jinja2.runtime.Context.resolve_or_missing = resolve_or_missing  # type: ignore[method-assign]
+    RuntimeDatabaseWrapper.__getattr__ = database_attribute  # type: ignore[method-assign]
+    dbt.flags.get_flag_obj = get_flag_obj
+    Compiler.compile_node = recorded_compile  # type: ignore[method-assign]
+    InvocationContext.env = property(env)  # type: ignore[method-assign,assignment]
+
+
+@contextmanager
+def recorded_reads(reads: InvocationReads | None = None) -> Iterator[InvocationReads]:
+    """Record what the dbt invocation run inside reads (see above), into ``reads`` when given."""
+    _install_recording()
+    reads = InvocationReads() if reads is None else reads
+    _INVOCATION.append(reads)
+    try:
+        yield reads
+    finally:
+        _INVOCATION.remove(reads)
 
 
 PICKLE_PURPOSE = "dbt-manifest-pickle"
@@ -187,6 +330,8 @@ class Parsed:
     raw: dict[str, Any]
     selections: dict[str, tuple[str, ...]]
     profile: DbtProfile
+    # Environment variables dbt looked up while it parsed (env_var() by any name, in any file).
+    env_reads: tuple[str, ...] = ()
 
 
 def _rendered_profile(ctx: DbtContext) -> DbtProfile:
@@ -203,10 +348,49 @@ def _rendered_profile(ctx: DbtContext) -> DbtProfile:
         config = load_profile(str(ctx.project_dir), dict(ctx.vars), None, ctx.target, ctx.threads)
         credentials = config.credentials
     return DbtProfile.rendered(config.profile_name, config.target_name, credentials.type,
-                               getattr(credentials, "path", None), ctx.cwd)
+                               getattr(credentials, "path", None), ctx.cwd, _target_context(config),
+                               _connection(credentials))
 
 
-def _outcome_from_event(event: Any, manifest: Any = None) -> NodeOutcome | None:
+def _target_context(config: Any) -> str:
+    """A digest of what ``{{ target }}`` renders: the target's name, threads and every credential field."""
+    import hashlib
+
+    try:
+        fields = config.credentials.to_dict(omit_none=False)
+    except Exception:  # noqa: BLE001 - an adapter whose credentials do not serialise: its repr
+        fields = repr(config.credentials)
+    data = {"profile": config.profile_name, "target": config.target_name, "threads": config.threads, "fields": fields}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+# Profile keys of dbt-duckdb whose effect setup cannot reproduce on its own connection.
+UNSUPPORTED_CONNECTION = ("secrets", "filesystems", "plugins", "remote", "use_credential_provider", "retries",
+                          "flights", "motherduck_token", "is_ducklake", "disable_transactions")
+
+
+def _connection(credentials: Any) -> Connection:
+    """How dbt-duckdb opens and configures its connections from these credentials (its Environment)."""
+    if getattr(credentials, "type", None) != "duckdb":
+        return Connection(unsupported=("adapter",))
+    unsupported = [key for key in UNSUPPORTED_CONNECTION if getattr(credentials, key, None)]
+    if getattr(credentials, "is_motherduck", False):
+        unsupported.append("motherduck")
+    setup: list[str] = []
+    for extension in credentials.extensions or ():
+        if isinstance(extension, str):
+            setup += [f"INSTALL {extension}", f"LOAD {extension}"]
+        else:
+            unsupported.append("extensions from a repository")
+    try:
+        setup += [attachment.to_sql() for attachment in credentials.attach or ()]
+    except Exception:  # noqa: BLE001 - dbt-duckdb refuses it too: dbt says why
+        unsupported.append("attach")
+    settings = {str(k): str(v) for k, v in (credentials.settings or {}).items()}
+    return Connection(dict(credentials.config_options or {}), tuple(setup), settings, tuple(unsupported))
+
+
+def _outcome_from_event(event: Any, manifest: Any = None, reads: InvocationReads | None = None) -> NodeOutcome | None:
     if event.info.name != "NodeFinished":
         return None
     data = event.data
@@ -215,8 +399,12 @@ def _outcome_from_event(event: Any, manifest: Any = None) -> NodeOutcome | None:
     rows = response.get("rows_affected")
     uid, status = data.node_info.unique_id, str(rr.status or data.node_info.node_status)
     sql = None
-    if manifest is not None and uid in manifest.nodes and uid.startswith(("test.", "model.")):
+    compiled = status in ("success", "pass", "warn", "fail")  # else the node's compiled_code may be an earlier one's
+    if compiled and manifest is not None and uid in manifest.nodes and uid.startswith(("test.", "model.", "snapshot.")):
         sql = getattr(manifest.nodes[uid], "compiled_code", None)  # dbt compiled it into its manifest
+    read = reads.nodes.get(uid) if reads is not None else None
+    if read is not None and reads is not None:  # and what the invocation looked up of the environment
+        read = read | {f"env:{name}" for name in reads.env}
     return NodeOutcome(
         unique_id=uid,
         status=status,
@@ -225,6 +413,7 @@ def _outcome_from_event(event: Any, manifest: Any = None) -> NodeOutcome | None:
         rows=int(rows) if rows is not None else None,
         failures=int(rr.num_failures) if getattr(rr, "num_failures", None) else None,
         sql=sql,
+        reads=tuple(sorted(read)) if read is not None else None,
     )
 
 
@@ -253,7 +442,7 @@ class InProcessDbt:
         runner = _runner()
         if on_phase is not None:
             on_phase("parsing")
-        with _environment(ctx):
+        with _environment(ctx), recorded_reads() as reads:
             result = runner.invoke(
                 ["--log-level", "none", *partial, "parse", *ctx.cli_args(), "--no-send-anonymous-usage-stats"]
             )
@@ -270,7 +459,7 @@ class InProcessDbt:
         self._remember(raw["metadata"]["invocation_id"], manifest)
         _save_pickle(manifest_path, raw["metadata"]["invocation_id"], manifest)
         resolved = {name: self.resolve_selection(ctx, manifest, expr, name) for name, expr in selections.items()}
-        return Parsed(raw, resolved, profile)
+        return Parsed(raw, resolved, profile, tuple(sorted(reads.env)))
 
     def install_packages(self, ctx: DbtContext) -> None:
         """`dbt deps`: install the packages packages.yml / dependencies.yml name (a PackagesError if it fails)."""
@@ -360,6 +549,7 @@ class InProcessDbt:
         _starting(on_phase)  # before the manifest loads: that imports dbt
         manifest = self.dbt_manifest(manifest_path)
         _add_edges(manifest, edges)
+        reads = InvocationReads()
 
         def callback(event: Any) -> None:
             if log is not None and event.info.level in ("info", "warn", "error") and event.info.msg:
@@ -367,14 +557,14 @@ class InProcessDbt:
             if event.info.name == "NodeStart" and on_start is not None:
                 on_start(event.data.node_info.unique_id)
                 return
-            outcome = _outcome_from_event(event, manifest)
+            outcome = _outcome_from_event(event, manifest, reads)
             if outcome is not None:
                 outcomes[outcome.unique_id] = outcome
                 on_outcome(outcome)
 
         selection = " ".join(node.selector for node in nodes)
         try:
-            result = _invoke(ctx, [*command, "--select", selection], manifest, [callback], quiet or log is not None)
+            result = _invoke(ctx, [*command, "--select", selection], manifest, [callback], quiet or log is not None, reads)
         finally:
             release_database()
         if not result.success and not outcomes and result.exception is not None:
@@ -394,13 +584,12 @@ class InProcessDbt:
         ``edges`` (reader, builder) are dependencies dbt's graph lacks (a seed read through
         source()): added to dbt's manifest, so the same invocation builds the seed first.
 
-        Always ``--full-refresh``: a stale node is rebuilt from its inputs, as a clean build
-        would. Without it dbt truncates and refills an existing seed table, so a CSV that
-        gained a column or a changed ``column_types`` failed or kept the old types, and an
-        incremental model merged new rows into old ones. Each node's drop and create run in
-        one transaction: a node that fails keeps the table it had.
+        With the flags of a plain `dbt build` (no ``--full-refresh``: a model reading
+        ``flags.FULL_REFRESH`` compiles as there): the caller moves aside the relations that a
+        materialization would build on (a seed's table, an incremental model's), so that each
+        node is built from its inputs as a fresh build builds it (``engine.Engine._move_aside``).
         """
-        command = ["build", "--full-refresh", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+        command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
         return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log, on_phase, edges)
 
     def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
@@ -408,6 +597,15 @@ class InProcessDbt:
                   log: Callable[[str], None] | None = None, on_phase: Phase | None = None) -> dict[str, NodeOutcome]:
         """Run the given dbt tests in one invocation (a failed one's outcome carries its compiled query)."""
         return self._run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log, on_phase=on_phase)
+
+    def compile_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
+                      on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
+                      log: Callable[[str], None] | None = None, on_phase: Phase | None = None) -> dict[str, NodeOutcome]:
+        """Compile the given models and tests as a plain `dbt build` would (its flags), never querying the
+        database (``--no-introspect``: a node whose Jinja queries it fails to compile here, and says so);
+        each outcome carries the compiled SQL and what its Jinja read."""
+        return self._run(ctx, manifest_path, ["compile", "--no-introspect"], nodes, on_outcome, quiet,
+                         log=log, on_phase=on_phase)
 
     def run_cli(self, ctx: DbtContext, args: Sequence[str], colour: bool) -> int:
         """dbt's own command line with setup's context (project, profiles, target, vars, database): its exit status.

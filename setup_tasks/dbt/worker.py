@@ -185,7 +185,7 @@ class Worker:
         message = conn.receive()
         sock.settimeout(None)
         op = message.get("op") if message else None
-        if op not in ("deps", "parse", "build", "tests"):
+        if op not in ("deps", "parse", "build", "tests", "compile"):
             if op == "hello":
                 conn.send({"event": "done", "result": {"pid": os.getpid()}})
             elif op == "shutdown":
@@ -254,7 +254,9 @@ class Worker:
         saved_env, saved_cwd = dict(os.environ), os.getcwd()
         try:
             try:
-                os.environ.update(request.message.get("env") or {})
+                # The client's whole environment, as dbt in the client's process would see it: one environment.
+                os.environ.clear()
+                os.environ.update(request.message.get("env") or saved_env)
                 os.chdir(request.message.get("cwd") or saved_cwd)
                 self.interruptible = True
                 try:
@@ -286,7 +288,7 @@ class Worker:
         if request["op"] == "parse":
             parsed = self.dbt.parse_project(ctx, request["selections"], bool(request.get("full")))
             return {"selections": {name: list(ids) for name, ids in parsed.selections.items()},
-                    "profile": parsed.profile.as_dict()}
+                    "profile": parsed.profile.as_dict(), "env_reads": list(parsed.env_reads)}
         targets = [Target(uid, selector) for uid, selector in request["targets"]]
         on_outcome: Callable[[Any], None] = lambda o: conn.send({"event": "outcome", **asdict(o)})
         on_start: Callable[[str], None] = lambda uid: conn.send({"event": "start", "unique_id": uid})
@@ -296,6 +298,8 @@ class Worker:
         if request["op"] == "build":
             edges = [(reader, builder) for reader, builder in request.get("edges") or ()]
             self.dbt.build_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), on_start, log, edges=edges)
+        elif request["op"] == "compile":
+            self.dbt.compile_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), log)
         else:
             self.dbt.run_tests(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), log)
         return None

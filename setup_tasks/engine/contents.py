@@ -103,6 +103,21 @@ class ContentsView:
                 key: state for key, state in self._contents.tables.items() if key not in gone})
         return result
 
+    def move_aside(self, keys: dict[str, Key], suffix: str) -> dict[str, Key]:
+        """Rename these relations to their name + ``suffix`` (their node builds afresh); returns those moved."""
+        self.lock.acquire()
+        try:
+            return self.db.move_aside(keys, suffix)
+        finally:
+            self.invalidate()
+
+    def settle_aside(self, entries: dict[str, tuple[Key, bool]], suffix: str) -> None:
+        """Drop what was moved aside for built nodes, put it back for the others."""
+        try:
+            self.db.settle_aside(entries, suffix)
+        finally:
+            self.invalidate()
+
     def drop_empty_schemas(self, schemas: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Drop these schemas if empty (holding the run lock); returns those gone now."""
         self.lock.acquire()

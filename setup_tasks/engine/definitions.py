@@ -66,11 +66,11 @@ def _deps_record(ctx: DbtContext) -> Path:
 
 
 def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient,
-                  on_step: Step | None = None) -> tuple[Manifest, PackagesInstalled | None]:
+                  on_step: Step | None = None) -> tuple[Manifest, PackagesInstalled | None, dict[str, str]]:
     """The project's manifest, parsed by dbt only when a project file changed: node for node and
     test for test what a fresh ``dbt parse`` gives (``on_step`` hears that dbt parses, and why).
     Also: what `dbt deps` installed first, when the parse needed it (package macros are the
-    project's own inputs).
+    project's own inputs), and the parse stamp's parts (what the parse depends on).
 
     dbt's partial parse re-reads only the files that changed, and loses nodes and tests when
     files were added, removed, renamed or moved (a model renamed and back came back without
@@ -78,17 +78,18 @@ def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient
     since the last parse (or is unknown), and a partial parse whose nodes and files disagree
     is redone in full.
     """
-    parts = stamp_parts(ctx, selections)
-    stamp = project_stamp(ctx, selections, parts)
     cache = manifest_cache(ctx)
+    env_names = cache.env_names()
+    parts = stamp_parts(ctx, selections, env_names)
+    stamp = project_stamp(ctx, selections, parts)
     cached = cache.load(stamp)
     if cached is not None:
-        return cached, None
+        return cached, None, parts
     step = on_step or (lambda text: None)
     try:
         packages = ensure_packages(ctx, dbt, step)
         if packages is not None:  # the installed packages' files are part of the stamp
-            parts = stamp_parts(ctx, selections)
+            parts = stamp_parts(ctx, selections, env_names)
             stamp = project_stamp(ctx, selections, parts)
         files = file_set(ctx)
         full = cache.file_set() != files
@@ -104,7 +105,7 @@ def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient
                 raise
             # A hand-made install that packages.yml outgrew: dbt says "Run dbt deps".
             packages = install_packages(ctx, dbt, "dbt's parse asked for it", step)
-            parts = stamp_parts(ctx, selections)
+            parts = stamp_parts(ctx, selections, env_names)
             stamp, files, full = project_stamp(ctx, selections, parts), file_set(ctx), True
             parsed = dbt.parse_project(ctx, selections, full, on_phase)
         if not full and parse_problems(parsed.raw, ctx.project_dir):
@@ -113,8 +114,11 @@ def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient
         raise _named_file(err, ctx) from None
     finally:
         step(None)
-    cache.save(stamp, parsed.raw, parsed.selections, parsed.profile, files, parts)
-    return manifest_from_dict(parsed.raw, parsed.selections, parsed.profile), packages
+    if set(parsed.env_reads) != set(env_names):  # what the next run counts: what this parse read
+        parts = stamp_parts(ctx, selections, parsed.env_reads)
+        stamp = project_stamp(ctx, selections, parts)
+    digests = cache.save(stamp, parsed.raw, parsed.selections, parsed.profile, files, parts, parsed.env_reads)
+    return manifest_from_dict(parsed.raw, parsed.selections, parsed.profile, digests), packages, parts
 
 
 def _named_file(err: ProjectError, ctx: DbtContext) -> ProjectError:
@@ -136,8 +140,11 @@ class Definitions:
 
     def __init__(self, ctx: DbtContext, manifest: Manifest, manifest_path: Path, root: Path,
                  census_path: Path, graph: SetupGraph | None = None,
-                 packages_installed: PackagesInstalled | None = None) -> None:
+                 packages_installed: PackagesInstalled | None = None,
+                 stamp_parts: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
+        # What dbt's parse depended on (``project.manifest.stamp_parts``): the compile context is made of it.
+        self.stamp_parts = dict(stamp_parts or {})
         self.packages_installed = packages_installed
         self.declares_packages = bool(declared(ctx.project_dir))
         self.manifest = manifest
@@ -152,9 +159,9 @@ class Definitions:
     @classmethod
     def load(cls, settings: Any, ctx: DbtContext, dbt: DbtClient, on_step: Step | None = None) -> "Definitions":
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
-        manifest, packages = load_manifest(ctx, selections, dbt, on_step)
+        manifest, packages, parts = load_manifest(ctx, selections, dbt, on_step)
         return cls(ctx, manifest, manifest_cache(ctx).manifest_path, settings.root, settings.census.path,
-                   packages_installed=packages)
+                   packages_installed=packages, stamp_parts=parts)
 
     def save(self) -> None:
         save_graph_memo(self.graph_memo_path, self.graph.memo)

@@ -25,16 +25,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 from ..dbt.invoke import NodeOutcome
 from ..project.manifest import Manifest, Node
-from ..store.database import Database, interrupted, qualified, quote
-from .kept_sql import definers, jinja_problem
+from ..store.database import interrupted, qualified, quote
 
-# dbt's macros a model or seed goes through that a project or package could override.
-DBT_DISPATCHED = ("create_table_as", "create_view_as", "create_csv_table", "reset_csv_table", "load_csv_rows",
-                  "get_seed_column_quoted_csv", "rename_relation", "drop_relation")
+DIRECT_ENV = "PLANWISE_SETUP_DIRECT"  # "0": dbt builds every node and runs every test
 # Config keys whose presence (truthy) means dbt does more than this module does.
 DBT_ONLY_CONFIG = ("pre-hook", "post-hook", "pre_hook", "post_hook", "grants", "indexes", "sql_header",
                    "partitioned_by", "sorted_by", "persist_docs", "plugin", "location", "options")
@@ -59,15 +56,49 @@ def why_not_direct(node: Node, manifest: Manifest) -> str | None:
         return "its contract is enforced"
     if node.resource_type == "seed" and node.package != manifest.project_name:
         return "a seed of an installed package (its file is in the package)"
+    if node.resource_type == "seed":
+        problem = seed_problem(node)
+        if problem:
+            return problem
     if node.resource_type == "model":
         if node.materialized not in ("table", "view"):
             return f"it is materialized as {node.materialized}"
         if node.path and not node.path.endswith(".sql"):
             return "it is a Python model"
-    if any(name.startswith(("materialization_table", "materialization_view", "materialization_seed"))
-           for name in definers(manifest)):
-        return "the project overrides dbt's materializations"
-    return jinja_problem(node, manifest, DBT_DISPATCHED)
+    return how_dbt_builds_problem(manifest)
+
+
+def seed_problem(node: Node) -> str | None:
+    """Why dbt-duckdb's seed load is not the one this module does (``COPY`` of the file, columns as
+    agate infers them) for this seed; None when it is."""
+    config = node.config
+    if not config.get("fast", True):
+        return "its config says fast: false (dbt inserts the rows agate parsed)"
+    delimiter = str(config.get("delimiter") or ",")
+    if len(delimiter) != 1 or delimiter in "'\\\n\r\"":
+        return f"its delimiter {delimiter!r} is not one plain character"
+    if "'" in str(node.path or ""):
+        return "its file name holds a quote"
+    return None
+
+
+class NotDirect(Exception):
+    """What this module meets that dbt does otherwise: dbt builds the node (and says what it makes of it)."""
+
+
+def how_dbt_builds_problem(manifest: Manifest) -> str | None:
+    """Why building or testing anything without dbt would differ from dbt's way here: the project or a
+    package overrides a macro dbt builds or tests with, or the profile configures the connection in a
+    way setup cannot; None when neither."""
+    if manifest.overrides:
+        names = ", ".join(uid.split(".", 2)[2] for uid in manifest.overrides[:3])
+        return f"the project overrides dbt's macros ({names}{', ...' if len(manifest.overrides) > 3 else ''})"
+    profile = manifest.profile
+    if profile is None:
+        return "the profile dbt renders is unknown"
+    if profile.connection.unsupported:
+        return f"the profile configures DuckDB with {', '.join(profile.connection.unsupported)}"
+    return None
 
 
 # -- seeds: dbt's column types -------------------------------------------------------------------
@@ -192,6 +223,8 @@ def _build_seed(con: Any, item: DirectNode) -> int:
     delimiter = str(node.config.get("delimiter") or ",")
     quote_columns = node.config.get("quote_columns")
     columns = seed_columns(item.csv, column_types, delimiter)
+    if any('"' in name or not name for name, _ in columns):
+        raise NotDirect("a column name dbt-duckdb pastes into SQL as it is")
     names = [quote(n) if quote_columns is not False else n for n, _ in columns]
     if _kind(con, key) == "VIEW":
         raise RuntimeError(f"Cannot seed to '{qualified(key)}', it is a view")
@@ -218,12 +251,13 @@ def _build_model(con: Any, item: DirectNode) -> None:
     _drop(con, backup)
 
 
-def build(db: Database, items: Sequence[DirectNode], parents: Mapping[str, Sequence[str]],
+def build(connect: Callable[[], ContextManager[Any]], items: Sequence[DirectNode], parents: Mapping[str, Sequence[str]],
           on_outcome: Callable[[NodeOutcome], None], on_start: Callable[[str], None] | None = None) -> None:
-    """Build ``items`` (in dependency order) in one connection, one transaction each; a node whose
-    parent failed in this batch is skipped, as dbt skips it."""
+    """Build ``items`` (in dependency order) in one connection (``connect``: configured as dbt-duckdb's),
+    one transaction each; a node whose parent failed in this batch is skipped, as dbt skips it. A
+    failure is reported as it is: the caller has dbt build what failed here before believing it."""
     failed: set[str] = set()
-    with db.connect() as con:
+    with connect() as con:
         for item in items:
             uid = item.node.unique_id
             if any(p in failed for p in parents.get(uid, ())):

@@ -25,12 +25,8 @@ from typing import Any, Mapping
 from ..dbt.invoke import NodeOutcome
 from ..errors import SetupError
 from ..project.manifest import Manifest, Node
-from .kept_sql import definers, jinja_problem
+from .direct_build import DIRECT_ENV, how_dbt_builds_problem
 
-# dbt's macros a test goes through that a project or package can override (dbt dispatches them,
-# root project first): the built-in generic tests, the where filter and the wrapping of every test.
-DBT_DISPATCHED = ("test_unique", "test_not_null", "test_accepted_values", "test_relationships",
-                  "get_where_subquery", "should_store_failures", "get_test_sql", "get_limit_sql")
 UNSUPPORTED_CONFIG = ("store_failures", "store_failures_as", "sql_header")
 # Flags that change a test's verdict or what it stores, when set in the environment.
 FLAG_ENV = ("DBT_WARN_ERROR", "DBT_WARN_ERROR_OPTIONS", "DBT_STORE_FAILURES")
@@ -42,11 +38,11 @@ def why_not_direct(node: Node, manifest: Manifest, environ: Mapping[str, str]) -
         return "not a data test"
     if any(node.config.get(key) for key in UNSUPPORTED_CONFIG):
         return "it stores its failures or has a SQL header"
+    if environ.get(DIRECT_ENV, "1") == "0":
+        return f"{DIRECT_ENV}=0"
     if any(environ.get(name) not in (None, "", "false", "False", "0") for name in FLAG_ENV):
         return "--warn-error or --store-failures is set"
-    if any(name.startswith("materialization_test") for name in definers(manifest)):
-        return "the project overrides how dbt runs tests (its own test materialization)"
-    return jinja_problem(node, manifest, DBT_DISPATCHED)
+    return how_dbt_builds_problem(manifest)
 
 
 def test_query(sql: str, config: Mapping[str, Any]) -> str:

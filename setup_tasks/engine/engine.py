@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..dbt.client import DbtClient
+from ..dbt.invoke import NodeOutcome
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
 from ..project.context import DbtProfile, dbt_context
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
 from ..project.inputs import first_ragged_row, glob_folders, not_utf8, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult
-from ..files import write_json_atomic
+from ..files import log, write_json_atomic
 from ..keys import key_path
 from ..store.lock import RunLock
 from ..store.records import (PROJECT_STATE, RECORDS_FILE, BuildRecord, BuildRecords, WrittenFiles, new_build_id,
@@ -33,18 +34,22 @@ from . import direct_build
 from .census_owner import CensusOwner
 from .contents import ContentsView, Key
 from .definitions import Definitions
-from .kept_sql import KEPT_FILE, KeptSql, definition_key
+from .compiling import Compiling
+from .kept_sql import KEPT_FILE, KeptSql
 from .hints import NodeFailure, database_name_problem, explain
 from .staleness import NodeStatus, Staleness
 
 Listener = Callable[[str, dict[str, Any]], None]
-# The names dbt gives a table while it builds it, besides its own.
-DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup")
+# The names dbt gives a table while it builds it, besides its own, and setup's name for a relation it
+# moved aside while dbt builds its node afresh.
+PREVIOUS = "__setup_prev"
+DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup", PREVIOUS)
+# Materializations that build their relation from nothing whatever exists (no need to move it aside).
+FRESH_MATERIALIZATIONS = ("table", "view", "ephemeral", "snapshot")
 # DuckDB's error for a table that is not there (yet): "Catalog Error: Table with name x does not exist!"
 MISSING_TABLE_RE = re.compile(r"Table with name (?P<table>\w+) does not exist", re.I)
 # doit's state (watched by its own rule: see cli.app) and caches, which cost time, never correctness.
 CACHE_STATE = ("doit.sqlite", "file_hashes.json", "db_contents.json")
-DIRECT_ENV = "PLANWISE_SETUP_DIRECT"  # "0": dbt builds every node (see engine.direct_build)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class RunState:
     direct_tests: int = 0
     # Seeds and models built straight in DuckDB, as dbt-duckdb builds them (engine.direct_build).
     direct_builds: int = 0
+    # Models and tests dbt compiled without building them, their compile context having changed.
+    compiles: int = 0
     # Staleness doit saw for each node it considered (reasons go into the run report).
     checked: dict[str, NodeStatus] = field(default_factory=dict)
     callback_errors: list[str] = field(default_factory=list)
@@ -130,10 +137,13 @@ class Engine:
         self.contents = ContentsView(self.db, self.lock, state_dir / "db_contents.json", self._signed_keys)
         self.census = CensusOwner(settings, self.definitions, self.hasher,
                                   WrittenFiles.load(settings.state_dir / "census.json"))
-        self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher, self.census.expected)
-        # SQL dbt compiled for models and tests, for building and testing without dbt (kept_sql).
-        self.kept_sql = KeptSql(self.manifest_path.parent / KEPT_FILE)
         self.run = RunState()
+        # SQL dbt compiled for models and tests, by compile key (kept_sql): their ``sql`` fingerprint
+        # part, and what setup builds and tests without dbt.
+        self.kept_sql = KeptSql(self.manifest_path.parent / KEPT_FILE)
+        self.compiling = Compiling(self.definitions, self.kept_sql, self.run.build_id, self._compile_with_dbt)
+        self.staleness = Staleness(self.definitions, self.contents, self.records, self.hasher, self.census.expected,
+                                   self.compiling)
         self.quiet = True
         self.log: Callable[[str], None] | None = None  # takes dbt's own lines (-v 2)
         # setup.fail_fast: after a failed node no further dbt run starts (doit --continue turns it off).
@@ -209,6 +219,10 @@ class Engine:
             if node.resource_type == "source" and node.external_location:
                 paths += [*self.definitions.external_inputs(uid), *glob_folders(node, ctx.project_dir)]
         return paths
+
+    def refresh_compiled(self) -> list[str]:
+        """dbt compiled nodes of this run whose ``sql`` part was unknown: fingerprints say what it compiled."""
+        return self.staleness.refresh_compiled()
 
     def census_written(self) -> None:
         """The census task wrote the file: fingerprints that hashed the old one are void."""
@@ -371,36 +385,89 @@ class Engine:
         direct = self.direct_batch(runnable) if runnable else None
         self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None})
         if runnable:
-            nodes = [self.node(u) for u in runnable]
-            self._intend(nodes)
+            self._intend([self.node(u) for u in runnable])
             self.db.close_reader()  # dbt writes the file, here or in the worker
-            on_start = lambda started: self._emit("start", {"unique_id": started})  # noqa: E731
             try:
-                if direct is not None:
-                    self.run.direct_builds += len(direct)
-                    direct_build.build(self.db, direct, {u: self.graph.built_parents(u) for u in runnable},
-                                       self._on_dbt_outcome, on_start)
-                else:
-                    self.run.invocations += 1
-                    self.dbt.build_nodes(
-                        self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
-                        on_start=on_start, dbt_lines=self.log, on_phase=self.phase,
-                        edges=self.graph.implied_edges(runnable),
-                    )
+                retry = self._build_direct(direct) if direct is not None else runnable
+                if retry:
+                    self._build_with_dbt(retry)
             finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
                 self.records.settle(u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped")
                 self.contents.invalidate()  # the next question reads what the database holds now
             built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
             self._sign(built)
+            if self.refresh_compiled():  # the records say what dbt compiled for them
+                fresh = self.fingerprints()
+                self.records.refingerprint({u: (fresh[u].digest, fresh[u].parts) for u in built if u in fresh})
             self._check_inputs(built)
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
 
+    def _on_start(self, uid: str) -> None:
+        self._emit("start", {"unique_id": uid})
+
+    def _build_direct(self, items: list[direct_build.DirectNode]) -> list[str]:
+        """Build the batch straight in DuckDB; returns the nodes dbt must build after all: those that failed
+        here (and what depends on them). A shortcut's failure is never reported as the node's: dbt builds
+        it, and its outcome is the node's."""
+        uids = [item.node.unique_id for item in items]
+        missed: list[str] = []
+
+        def outcome(result: NodeOutcome) -> None:
+            if result.status == "success":
+                self._on_dbt_outcome(result)
+            else:
+                missed.append(result.unique_id)
+
+        profile = self.manifest.profile
+        connection = profile.connection if profile is not None else None
+        try:
+            assert connection is not None
+            direct_build.build(lambda: self.db.dbt_session(connection), items,
+                               {u: self.graph.built_parents(u) for u in uids}, outcome, self._on_start)
+        except DatabaseError as err:  # the connection cannot be made as dbt-duckdb makes it: dbt builds all
+            log.info("dbt builds %s: %s", ", ".join(uids), err.cause)
+            return [u for u in uids if u not in self.run.outcomes]
+        self.run.direct_builds += len(uids) - len(missed)
+        return [u for u in uids if u in missed or u not in self.run.outcomes]
+
+    def _build_with_dbt(self, uids: list[str]) -> None:
+        """One dbt invocation over the nodes, as a fresh `dbt build` builds them: a node whose materialization
+        builds on its existing relation (a seed's table is refilled, an incremental model merged into) has
+        that relation moved aside first and dropped once dbt built it (put back when it failed)."""
+        nodes = [self.node(u) for u in uids]
+        self.run.invocations += 1
+        aside = self._move_aside(nodes)
+        try:
+            self.dbt.build_nodes(
+                self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
+                on_start=self._on_start, dbt_lines=self.log, on_phase=self.phase,
+                edges=self.graph.implied_edges(uids),
+            )
+        finally:
+            if aside:
+                self._settle_aside(aside)
+
+    def _move_aside(self, nodes: list[Node]) -> dict[str, Key]:
+        """Rename the existing relation of each node whose materialization reads it (seeds, incremental and
+        custom materializations) to its ``__setup_prev`` name, as if it was not there: what a fresh build
+        sees. Returns node -> the relation moved aside."""
+        wanted = {n.unique_id: n.relation.key() for n in nodes
+                  if n.relation is not None and n.materialized not in FRESH_MATERIALIZATIONS}
+        if not wanted:
+            return {}
+        return self.contents.move_aside(wanted, PREVIOUS)
+
+    def _settle_aside(self, aside: dict[str, Key]) -> None:
+        """Drop what was moved aside for nodes dbt built; put it back for the others (they keep what they had)."""
+        built = {u for u in aside if self.run.outcomes.get(u, Outcome(u, "x")).ok}
+        self.contents.settle_aside({u: (key, u in built) for u, key in aside.items()}, PREVIOUS)
+
     def direct_batch(self, uids: list[str]) -> list[direct_build.DirectNode] | None:
         """The batch in build order, when every node of it can be built without dbt (see
         ``direct_build``); None when dbt builds it (``PLANWISE_SETUP_DIRECT=0`` always)."""
-        if self.ctx.environ().get(DIRECT_ENV, "1") == "0":
+        if self.ctx.environ().get(direct_build.DIRECT_ENV, "1") == "0":
             return None
         if any(n.resource_type == "operation" for n in self.manifest.nodes.values()):
             return None  # on-run-start / on-run-end hooks: dbt runs them around every build
@@ -413,7 +480,7 @@ class Engine:
             if node.resource_type == "seed":
                 items.append(direct_build.DirectNode(node, csv=self.ctx.project_dir / str(node.path)))
                 continue
-            sql = self.kept_sql.sql(uid, definition_key(fingerprints[uid].parts, self.manifest, node))
+            sql = self.compiling.sql(uid)
             if sql is None:
                 return None
             items.append(direct_build.DirectNode(node, sql=sql))
@@ -520,9 +587,7 @@ class Engine:
             self.run.callback_errors.append(f"{result.unique_id}: {exc}")
 
     def _record_dbt_outcome(self, result: Any) -> None:
-        sql = getattr(result, "sql", None)
-        if result.status == "success" and sql and result.unique_id.startswith("model."):
-            self.keep_sql(result.unique_id, sql)
+        self.compiling.keep(result)
         status = result.status if result.status in ("success", "error", "skipped") else "error"
         message = result.message if status != "success" else ""
         if status == "error":
@@ -531,11 +596,20 @@ class Engine:
                 NodeFailure(self.label(uid), self.node(uid).path, result.message), self.ctx, self.db_path)
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 
-    def keep_sql(self, uid: str, sql: str) -> None:
-        """Keep the SQL dbt compiled for a node, under the key of what it was compiled from."""
-        fingerprint = self.fingerprints().get(uid)
-        if fingerprint is not None:
-            self.kept_sql.keep(uid, definition_key(fingerprint.parts, self.manifest, self.node(uid)), sql)
+    def _compile_with_dbt(self, nodes: Any, on_outcome: Callable[[Any], None]) -> bool:
+        """dbt compiles nodes whose compile key changed (``compiling``). Not on a first build: there
+        dbt compiles each node as it builds it, and keeps its SQL then."""
+        if not self.records.records:
+            return False
+        self.db.close_reader()
+        self.step(f"compiling {len(nodes)} model(s) and test(s) whose compile context changed")
+        try:
+            self.dbt.compile_nodes(self.ctx, self.manifest_path, list(nodes), on_outcome, quiet=self.quiet,
+                                   dbt_lines=self.log, on_phase=self.phase)
+        finally:
+            self.step(None)
+        self.run.compiles += len(nodes)
+        return True
 
     def unbuilt_input(self, uid: str, dbt_message: str) -> str | None:
         """A node that failed reading a table another node builds and has not (yet), in one line

@@ -1,106 +1,63 @@
-"""SQL dbt compiled, kept for the next run under a key of exactly what it depends on.
+"""SQL dbt compiled, kept for the next run under its compile key, with what the compile read.
 
-The compiled SQL of a node whose Jinja (its own and that of every macro it calls) neither
-queries the database nor reads the run's time, id or graph depends only on its definition,
-the macros, vars and env vars it reads (all fingerprint parts) and the names of the tables
-it reads -- never on their data. So the SQL dbt compiled for it earlier, kept under a key of
-exactly those (``definition_key``), is what dbt would compile now: ``direct_tests`` runs
-tests with it, ``direct_build`` builds tables and views. ``jinja_problem`` says when a node's
-SQL cannot be trusted that way.
+Each model and test dbt compiles (to build or test it, or in setup's compile step) leaves its SQL
+and what its Jinja read (``dbt.invoke.recorded_reads``) here, under its compile key
+(``project.compile_context``). A later run finds it only under the same key: the same definition,
+the same context. What the compile read says whether the SQL may be reused (``Compiled.kind``):
+only a pure node's SQL is built or tested without dbt (``direct_build``, ``direct_tests``), and
+its digest is the node's ``sql`` fingerprint part, so a node is rebuilt exactly when the SQL dbt
+compiles for it changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable
 
 from ..files import discarded, write_bytes_atomic
 from ..keys import seal, unseal
-from ..project.manifest import Manifest, Node
+from ..project.compile_context import PURE, env_names, kind
 
-DBT_PACKAGES = frozenset({"dbt", "dbt_duckdb"})  # dbt's own macros (their code changes only with dbt's version)
-# What in a test's Jinja (its own, or a macro's it calls) could make its compiled SQL depend on
-# anything but its definition, the macros, vars and env vars it reads and the names of its tables:
-# queries while compiling, the run's time or id, the project graph.
-INTROSPECTIVE = re.compile(
-    r"\b(run_query|load_result|statement|execute|graph|run_started_at|invocation_id|load_relation|"
-    r"get_columns_in_relation|get_relation|set_sql_header)\b|modules\.datetime|adapter\.(?!dispatch\b)"
-)
-DISPATCH = re.compile(r"adapter\.dispatch\(\s*['\"](\w+)['\"]")
 KEPT_FILE = "compiled_sql.sealed"  # beside the context's manifest
-KEPT_VERSION = 2  # 2: sealed
+KEPT_VERSION = 3  # 3: by compile key, with what each compile read
 KEPT_PURPOSE = "kept-compiled-sql"
 
 
-def _macro_name(uid: str) -> tuple[str, str]:
-    """'macro.dbt.test_unique' -> ('dbt', 'test_unique')."""
-    _, package, name = (uid.split(".", 2) + ["", ""])[:3]
-    return package, name
+@dataclass(frozen=True)
+class Compiled:
+    """What dbt compiled for a node under its current key."""
 
+    sql: str | None  # None: dbt could not compile it (without querying the database)
+    reads: tuple[str, ...]
 
-def _closure(manifest: Manifest, macros: tuple[str, ...]) -> set[str]:
-    found: set[str] = set()
-    stack = [m for m in macros if m in manifest.macros]
-    while stack:
-        uid = stack.pop()
-        if uid not in found:
-            found.add(uid)
-            stack.extend(d for d in manifest.macros[uid][1] if d in manifest.macros and d not in found)
-    return found
+    @property
+    def kind(self) -> str:
+        return kind(self.reads, self.sql is not None)[0]
 
+    @property
+    def why(self) -> str:
+        return kind(self.reads, self.sql is not None)[1]
 
-def definers(manifest: Manifest) -> dict[str, set[str]]:
-    """Macro name -> the packages defining it."""
-    by_name: dict[str, set[str]] = {}
-    for uid in manifest.macros:
-        package, name = _macro_name(uid)
-        by_name.setdefault(name, set()).add(package)
-    return by_name
-
-
-def jinja_problem(node: Node, manifest: Manifest, dispatched: tuple[str, ...] = ()) -> str | None:
-    """Why SQL dbt compiled for ``node`` earlier may differ from what it would compile now; None when it cannot.
-
-    ``dispatched``: dbt's own macros the node goes through, which a project or package may override.
-    """
-    by_name = definers(manifest)
-    for name in dispatched:
-        if any(by_name.get(f"{prefix}{name}", set()) - DBT_PACKAGES for prefix in ("", "default__", "duckdb__")):
-            return f"{name} is overridden by the project or a package"
-    closure = _closure(manifest, node.macros)
-    codes = [node.raw_code, *(manifest.macros[m][0] for m in closure)]
-    if any(INTROSPECTIVE.search(code) for code in codes):
-        return "its SQL may query the database or the run while it compiles"
-    for code in codes:
-        for name in DISPATCH.findall(code):  # dbt picks the implementation when it runs: one package only
-            packages = set().union(*(by_name.get(f"{prefix}{name}", set()) for prefix in ("", "default__", "duckdb__")))
-            if len(packages - DBT_PACKAGES) > (0 if packages & DBT_PACKAGES else 1):
-                return f"{name} is overridden"
-    return None
-
-
-def definition_key(parts: Mapping[str, str], manifest: Manifest, node: Node) -> str:
-    """What the compiled SQL depends on: the test's fingerprint parts but the data of what it reads
-    (``upstream:*``, files named by vars), and the names of the tables it reads."""
-    own = {k: v for k, v in parts.items() if not k.startswith(("upstream:", "external:"))}
-    read = {uid: str(manifest.nodes[uid].relation) for uid in node.depends_on if uid in manifest.nodes}
-    return hashlib.sha256(json.dumps([own, read], sort_keys=True).encode()).hexdigest()
+    @property
+    def reusable(self) -> bool:
+        """May this SQL be built or tested without dbt?"""
+        return self.sql is not None and self.kind == PURE
 
 
 class KeptSql:
-    """The SQL dbt compiled for each node, by definition key, beside the context's manifest.
+    """The SQL dbt compiled for each node, by compile key, beside the context's manifest.
 
     Setup runs this SQL against the database, so the file is sealed with the user's key
     (``keys.seal``), like the pickled manifest: one written by anyone else, or changed since,
-    is never used (dbt then builds or tests the node, and its SQL is kept again).
+    is never used (dbt then compiles the node again).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.nodes: dict[str, dict[str, str]] = {}
+        self.nodes: dict[str, dict[str, object]] = {}
+        self.env: set[str] = set()  # environment variables compiles looked up (a name computed in Jinja too)
         self.dirty = False
         try:
             data = path.read_bytes()
@@ -116,25 +73,42 @@ class KeptSql:
             stored = None
         entries = stored.get("nodes") if isinstance(stored, dict) and stored.get("version") == KEPT_VERSION else None
         if not isinstance(entries, dict):
-            discarded(path, "wrong shape")
+            discarded(path, "wrong shape or another version")
             return
         self.nodes = {uid: entry for uid, entry in entries.items()
-                      if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("sql"), str)}
+                      if isinstance(entry, dict) and isinstance(entry.get("key"), str)
+                      and isinstance(entry.get("sql"), (str, type(None))) and isinstance(entry.get("reads"), list)}
+        self.env = {str(name) for name in stored.get("env") or () if isinstance(name, str)}
+
+    def get(self, uid: str, key: str) -> Compiled | None:
+        """What dbt compiled for the node under ``key``; None when it did not (yet)."""
+        entry = self.nodes.get(uid)
+        if entry is None or entry["key"] != key:
+            return None
+        return Compiled(entry["sql"], tuple(map(str, entry["reads"])))  # type: ignore[arg-type]
 
     def sql(self, uid: str, key: str) -> str | None:
-        entry = self.nodes.get(uid)
-        return entry["sql"] if entry is not None and entry["key"] == key else None
+        """The node's SQL under ``key`` when it may be run without dbt (a pure compile)."""
+        compiled = self.get(uid, key)
+        return compiled.sql if compiled is not None and compiled.reusable else None
 
-    def keep(self, uid: str, key: str, sql: str) -> None:
-        if self.nodes.get(uid) != {"key": key, "sql": sql}:
-            self.nodes[uid] = {"key": key, "sql": sql}
+    def keep(self, uid: str, key: str, sql: str | None, reads: Iterable[str]) -> None:
+        """What a compile of the node under ``key`` gave (``sql`` None: it failed) and read."""
+        entry = {"key": key, "sql": sql, "reads": sorted(set(reads))}
+        if self.nodes.get(uid) != entry:
+            self.nodes[uid] = entry
+            self.dirty = True
+        new = env_names(entry["reads"]) - self.env  # type: ignore[arg-type]
+        if new:
+            self.env |= new
             self.dirty = True
 
     def save(self) -> None:
-        """Best effort: a lost entry costs a dbt run of its node, never a wrong result."""
+        """Best effort: a lost entry costs a compile of its node, never a wrong result."""
         if not self.dirty:
             return
-        payload = json.dumps({"version": KEPT_VERSION, "nodes": self.nodes}, sort_keys=True).encode()
+        payload = json.dumps({"version": KEPT_VERSION, "nodes": self.nodes, "env": sorted(self.env)},
+                             sort_keys=True).encode()
         try:
             write_bytes_atomic(self.path, seal(KEPT_PURPOSE, payload))
             self.dirty = False

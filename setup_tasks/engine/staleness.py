@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Protocol
 
 from ..errors import SetupError
 from ..project.fingerprints import FileHasher, Fingerprint, FingerprintCalculator, explain
+from ..project.manifest import Node
 from ..store.records import BuildRecords
 from .contents import ContentsView, Key
 from .definitions import Definitions
@@ -33,19 +34,39 @@ class NodeStatus:
         return "; ".join(self.reasons) if self.reasons else "up to date"
 
 
+class CompiledParts(Protocol):
+    """What dbt compiles for nodes (``engine.compiling.Compiling``): the parts fingerprints read of it."""
+
+    def part(self, node: Node) -> str: ...
+
+    def build_context(self) -> str: ...
+
+    def compile(self, uids: list[str]) -> bool:
+        """Have dbt compile these nodes (their key changed); False when it cannot now."""
+        ...
+
+    def known(self, uid: str) -> bool:
+        """Has dbt compiled the node under its current key?"""
+        ...
+
+
 class Staleness:
     """Fingerprints of every tracked node, and each node's status against its build record."""
 
     def __init__(self, definitions: Definitions, contents: ContentsView, records: BuildRecords,
-                 hasher: FileHasher, expected: Callable[[], Mapping[Path, str]] = dict) -> None:
+                 hasher: FileHasher, expected: Callable[[], Mapping[Path, str]] = dict,
+                 compiled: CompiledParts | None = None) -> None:
         self.definitions = definitions
         self.contents = contents
         self.records = records
         self.hasher = hasher
         # Input files this run rewrites before their readers build (the census): their digest then.
         self.expected = expected
+        # What dbt compiles for each node (the ``sql`` part), and how it builds (the ``build`` part).
+        self.compiled = compiled
         self._fingerprints: dict[str, Fingerprint] | None = None
         self._expected_now: Mapping[Path, str] = {}
+        self._compile_tried = False  # dbt compiles nodes whose key changed once per run, at the first question
 
     def fingerprints(self) -> dict[str, Fingerprint]:
         expected = self.expected()
@@ -58,12 +79,36 @@ class Staleness:
                 for n in defs.manifest.nodes.values()
                 if n.resource_type == "source" and n.relation and not n.external_location
             }
-            calc = FingerprintCalculator(
-                defs.manifest, defs.graph, defs.ctx.project_dir, defs.variables(), self.hasher, sources,
-                environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd,
-            )
-            self._fingerprints = calc.compute(defs.tracked())
+            tracked = defs.tracked()
+            self._fingerprints = self._calculator(sources, expected).compute(tracked)
+            compiled = self.compiled
+            if compiled is not None and not self._compile_tried:
+                self._compile_tried = True
+                unknown = self.unknown_sql()
+                if unknown and compiled.compile(unknown):  # dbt compiled them: their sql parts are known now
+                    self._fingerprints = self._calculator(sources, expected).compute(tracked)
         return self._fingerprints
+
+    def unknown_sql(self) -> list[str]:
+        """Nodes whose ``sql`` part is unknown (dbt has not compiled them under their current key)."""
+        return sorted(u for u, fp in (self._fingerprints or {}).items() if fp.parts.get("sql", "").startswith("unknown:"))
+
+    def refresh_compiled(self) -> list[str]:
+        """dbt compiled (built or tested) nodes whose ``sql`` part was unknown: fingerprints say what it
+        compiled from now on. Returns those nodes."""
+        known = [u for u in self.unknown_sql() if self.compiled is not None and self.compiled.known(u)]
+        if known:
+            self.invalidate()
+        return known
+
+    def _calculator(self, sources: Mapping[Key, str], expected: Mapping[Path, str]) -> FingerprintCalculator:
+        defs, compiled = self.definitions, self.compiled
+        return FingerprintCalculator(
+            defs.manifest, defs.graph, defs.ctx.project_dir, defs.variables(), self.hasher, sources,
+            environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd,
+            compiled=compiled.part if compiled is not None else None,
+            build_context=compiled.build_context() if compiled is not None else "",
+        )
 
     def invalidate(self) -> None:
         """An input changed during this run (the census was written): compute fingerprints again."""

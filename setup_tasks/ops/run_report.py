@@ -84,6 +84,7 @@ def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: 
         "dbt_invocations": run.invocations,
         "direct_tests": run.direct_tests,
         "direct_builds": run.direct_builds,
+        "compiled": run.compiles,
         # Set when a no-op answered from the witness of an earlier full check (cli.shortcut).
         "shortcut": None,
         "counts": dict(Counter(n["status"] for n in nodes)),

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,17 +15,8 @@ import yaml
 from ..errors import DatabaseError, ProjectError
 
 CENSUS_VAR = "census_parquet_path"
-# What a dbt process needs of the environment besides the env_var() names the project
-# reads: dbt's own flags (never a credential), and what any process needs to run.
+# What any process needs of the environment to run (the warm worker starts with only these).
 PROCESS_ENV = ("PATH", "HOME", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "NO_COLOR", "DO_NOT_TRACK")
-DBT_FLAG_ENV = frozenset(f"DBT_{name}" for name in (
-    "ARTIFACT_STATE_PATH", "CACHE_SELECTED_ONLY", "DEBUG", "DEFER", "DEFER_STATE", "EMPTY", "FAIL_FAST",
-    "FAVOR_STATE", "INDIRECT_SELECTION", "INTROSPECT", "LOG_CACHE_EVENTS", "LOG_FILE_MAX_BYTES", "LOG_FORMAT",
-    "LOG_FORMAT_FILE", "LOG_LEVEL", "LOG_LEVEL_FILE", "LOG_PATH", "MACRO_DEBUGGING", "NO_PRINT", "PARTIAL_PARSE",
-    "PARTIAL_PARSE_FILE_DIFF", "POPULATE_CACHE", "PRINTER_WIDTH", "PROFILE", "QUIET", "SEND_ANONYMOUS_USAGE_STATS",
-    "SINGLE_THREADED", "STATE", "STATIC_PARSER", "STORE_FAILURES", "USE_COLORS", "USE_COLORS_FILE",
-    "USE_EXPERIMENTAL_PARSER", "USE_FAST_TEST_EDGES", "VERSION_CHECK", "WARN_ERROR", "WARN_ERROR_OPTIONS",
-))
 DATABASE_ENV = "DUCKDB_PATH"  # what setup exports when database.path is set; a profile may read it
 
 
@@ -67,13 +58,6 @@ class DbtContext:
         """The whole environment dbt sees: this process's, with ``env_overrides()`` on top."""
         return {**os.environ, **self.env_overrides()}
 
-    def dbt_environment(self, env_var_names: set[str]) -> dict[str, str]:
-        """What dbt needs of ``environ()`` to build this project, and nothing else (no stray secrets):
-        the variables it reads with env_var(), dbt's flags, and the basics of any process."""
-        env = self.environ()
-        wanted = {*PROCESS_ENV, *DBT_FLAG_ENV, *env_var_names, *self.env_overrides()}
-        return {k: v for k, v in env.items() if k in wanted or k.startswith("DBT_ENV_CUSTOM_ENV_")}
-
     def target_path(self) -> Path:
         """dbt's target path for this context: one folder per database, target, profiles and vars,
         so that runs on two databases never read each other's manifest."""
@@ -100,12 +84,41 @@ class DbtContext:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """How dbt-duckdb configures its connection from the profile, as far as setup opens DuckDB the same way.
+
+    ``config``: DuckDB's connect options (``config_options``); ``setup``: the statements it runs on a
+    new connection (extensions loaded, databases attached) and ``settings``: the ``SET`` of each cursor.
+    ``unsupported``: profile keys setup cannot reproduce (secrets, plugins, filesystems...): with any,
+    only dbt builds and tests.
+    """
+
+    config: Mapping[str, Any] = field(default_factory=dict)
+    setup: tuple[str, ...] = ()
+    settings: Mapping[str, str] = field(default_factory=dict)
+    unsupported: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"config": dict(self.config), "setup": list(self.setup), "settings": dict(self.settings),
+                "unsupported": list(self.unsupported)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Connection":
+        data = data or {}
+        return cls(dict(data.get("config") or {}), tuple(data.get("setup") or ()),
+                   {str(k): str(v) for k, v in (data.get("settings") or {}).items()},
+                   tuple(data.get("unsupported") or ()))
+
+
+@dataclass(frozen=True)
 class DbtProfile:
     """The profile dbt rendered for the project: its name, target, adapter and the database it writes.
 
     ``written`` is the profile's ``path:`` as rendered; ``path`` is that file made absolute
     against the folder dbt runs in (``DbtContext.cwd``), or as written when it is no file
-    (``:memory:``, ``md:...``).
+    (``:memory:``, ``md:...``). ``context``: a digest of everything the target renders (name,
+    schema, threads, settings...: what ``{{ target.* }}`` can read); ``connection``: how
+    dbt-duckdb opens the database from it.
     """
 
     name: str
@@ -113,11 +126,14 @@ class DbtProfile:
     adapter: str
     written: str | None
     path: str | None
+    context: str = ""
+    connection: Connection = field(default_factory=Connection)
 
     @classmethod
-    def rendered(cls, name: str, target: str, adapter: str, written: str | None, cwd: Path) -> "DbtProfile":
+    def rendered(cls, name: str, target: str, adapter: str, written: str | None, cwd: Path,
+                 context: str = "", connection: Connection | None = None) -> "DbtProfile":
         path = os.path.normpath(cwd / written) if written and is_database_file(written) else written
-        return cls(name, target, adapter, written, path)
+        return cls(name, target, adapter, written, path, context, connection or Connection())
 
     @property
     def label(self) -> str:
@@ -142,11 +158,12 @@ class DbtProfile:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "target": self.target, "adapter": self.adapter, "written": self.written,
-                "path": self.path}
+                "path": self.path, "context": self.context, "connection": self.connection.as_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DbtProfile":
-        return cls(str(data["name"]), str(data["target"]), str(data["adapter"]), data.get("written"), data.get("path"))
+        return cls(str(data["name"]), str(data["target"]), str(data["adapter"]), data.get("written"), data.get("path"),
+                   str(data.get("context") or ""), Connection.from_dict(data.get("connection")))
 
 
 def is_database_file(path: str) -> bool:

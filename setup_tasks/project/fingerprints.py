@@ -157,6 +157,8 @@ class FingerprintCalculator:
         environ: Mapping[str, str] | None = None,
         expected: Mapping[Path, str] | None = None,
         cwd: Path | None = None,
+        compiled: Callable[[Node], str] | None = None,
+        build_context: str = "",
     ) -> None:
         self.manifest = manifest
         self.graph = graph
@@ -169,7 +171,11 @@ class FingerprintCalculator:
         self.environ = os.environ if environ is None else environ
         # Files this run rewrites before their readers build (resolved path -> their digest then).
         self.expected = dict(expected or {})
-        self._macro_vars: dict[str, set[str]] = {}
+        # The ``sql`` part of a model, snapshot or test: what dbt compiles for it (``engine.kept_sql``).
+        self.compiled = compiled
+        # The ``build`` part of every node setup builds or tests: how dbt builds (profile connection
+        # settings, macros overriding dbt's materializations).
+        self.build_context = build_context
 
     def compute(self, uids: Iterable[str]) -> dict[str, Fingerprint]:
         needed = self.graph.with_ancestors(uids)
@@ -198,6 +204,10 @@ class FingerprintCalculator:
         if node.resource_type == "test":
             definition.update(code=node.raw_code, kwargs=node.test_kwargs, test=node.test_name)
         parts["config"] = _sha(_canonical(definition))
+        if self.build_context:
+            parts["build"] = self.build_context
+        if self.compiled is not None and node.resource_type in ("model", "snapshot", "test") and node.is_compiled:
+            parts["sql"] = self.compiled(node)
         macros = self._macro_closure(node.macros)
         for macro in sorted(macros):
             parts[f"macro:{macro}"] = _sha(self.manifest.macros[macro][0])
@@ -272,6 +282,18 @@ def _shown_change(before: str | None, after: str | None) -> str:
     return f" ({before} -> {after})" if len(before) + len(after) < 2 * SHOWN_VALUE_LIMIT else ""
 
 
+def _sql_change(after: str | None) -> str:
+    """Why the ``sql`` part (``engine.kept_sql``) of a node differs from its record's, in words."""
+    kind, _, why = (after or "").partition(":")
+    if kind == "volatile":
+        return f"{why.rsplit(' (', 1)[0].strip()}: dbt compiles it anew every run"
+    if kind == "unknown":
+        return "what dbt compiles for it may have changed (its compile context changed)"
+    if kind == "context":
+        return "its compile context changed (its SQL reads the database or the run when dbt compiles it)"
+    return "the SQL dbt compiles for it changed"
+
+
 def _unkeyed(before: str | None, after: str | None) -> bool:
     """A digest recorded before digests were keyed (plain hex), compared with a keyed one."""
     if before is None or after is None or before == "<unset>":
@@ -299,10 +321,12 @@ _PHRASES: dict[str, _Phrase] = {
     "test": lambda what, label, b, a: f"dbt test changed: {label}",
     "setting": lambda what, label, b, a: f"setting changed: {what}{_shown_change(b, a)}",
     "definition": lambda what, label, b, a: "check definition changed",
+    "sql": lambda what, label, b, a: _sql_change(a),
+    "build": lambda what, label, b, a: "how dbt builds changed (the profile's connection settings, or a macro overriding dbt's)",
     "absent": lambda what, label, b, a: f"table {what} appeared in the database" if a is None else f"table {what} no longer read",
 }
 # Kinds whose phrase already covers a part that appeared or disappeared.
-_PHRASED_WHEN_ADDED_OR_REMOVED = frozenset({"input", "test", "setting", "absent", "definition", "built_by"})
+_PHRASED_WHEN_ADDED_OR_REMOVED = frozenset({"input", "test", "setting", "absent", "definition", "built_by", "sql", "build"})
 
 
 def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, str] | None = None) -> list[str]:

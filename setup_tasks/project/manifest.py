@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..keys import keyed_digest
 from .context import DbtContext, DbtProfile, read_project_yaml
 from .packages import PACKAGE_FILES, installed_project_dirs, packages_dir
 
-STAMP_VERSION = 5  # 5: source builders (graph memos of older parses lack their edges), the rendered profile
+STAMP_VERSION = 6  # 6: environment variables dbt looked up, DBT_*; the compile context of the profile
 # Default folders of a dbt project (dbt_project.yml may rename them).
 PATH_KEYS = {
     "model-paths": ["models"],
@@ -33,6 +33,7 @@ SOURCE_SUFFIXES = {".sql", ".yml", ".yaml", ".py", ".md", ".csv"}
 # env_var('NAME') as written in SQL, YAML or Jinja, in single-quoted YAML too (quotes doubled: env_var(''NAME'')).
 ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]{1,2}([^'"]+)['"]""")
 BUILDABLE = ("seed", "model", "snapshot")
+DBT_ENV_PREFIX = "DBT_"  # dbt reads its flags, and DBT_ENV_CUSTOM_ENV_* for every node, from these
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,19 @@ class Node:
     # Names a test's ref()/source() calls that no enabled node answers: dbt keeps the test
     # in the manifest (leaving the missing node out of depends_on), warns, and never runs it.
     unresolved: tuple[str, ...] = ()
+    # A digest of the node as dbt parsed it (its code, config, meta, tags, description, columns,
+    # refs...): everything of its own a compile of it can read (``project.compile_context``).
+    definition: str = ""
 
     @property
     def is_buildable(self) -> bool:
         """Does dbt materialise this node into a relation that setup builds?"""
         return self.resource_type in BUILDABLE and self.materialized != "ephemeral"
+
+    @property
+    def is_compiled(self) -> bool:
+        """Does dbt compile SQL for it (a SQL model, snapshot or data test; not a seed, source or Python model)?"""
+        return self.resource_type in ("model", "snapshot", "test") and not (self.path or "").endswith(".py")
 
     @property
     def display_name(self) -> str:
@@ -114,6 +123,12 @@ class Manifest:
     profile: DbtProfile | None = None  # as dbt rendered it in the parse that wrote this manifest
     # A source whose table a seed, model or snapshot of the project builds -> that node.
     source_builders: Mapping[str, str] = field(default_factory=dict)
+    # A digest of what any node's compile can read of the project beyond itself: every macro (the
+    # project's and its packages'; dbt's own change with its version) and doc block.
+    context: str = ""
+    # Macros of the project or a package named like one of dbt's or dbt-duckdb's (create_table_as,
+    # default__..., duckdb__...): they change how dbt builds, not only what a node compiles to.
+    overrides: tuple[str, ...] = ()
 
     def builder_of(self, identifier: str) -> str | None:
         """The buildable node whose table is named ``identifier`` (DuckDB compares names case-insensitively)."""
@@ -197,11 +212,74 @@ def _unresolved(raw: Mapping[str, Any], refs: set[str], sources: set[tuple[str, 
     return tuple(sorted(set(missing)))
 
 
+# Fields of a parsed node that say nothing of what it compiles to (when, where dbt wrote it).
+VOLATILE_FIELDS = frozenset({"created_at", "compiled_path", "build_path", "deferred", "compiled", "compiled_code",
+                             "extra_ctes", "extra_ctes_injected"})
+DBT_PACKAGES = ("dbt", "dbt_duckdb")
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Digests:
+    """What ``manifest_from_dict`` derives from a parse once (the manifest cache keeps it): each node's
+    definition digest, the project-wide compile context, and the macros overriding dbt's."""
+
+    definitions: Mapping[str, str]
+    context: str
+    overrides: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"definitions": dict(self.definitions), "context": self.context, "overrides": list(self.overrides)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Digests":
+        return cls({str(k): str(v) for k, v in data["definitions"].items()}, str(data["context"]),
+                   tuple(map(str, data["overrides"])))
+
+
+def manifest_digests(raw: Mapping[str, Any]) -> Digests:
+    """Each node's definition, the compile context of the project, the macros overriding dbt's (see ``Manifest``)."""
+    entries = {**raw.get("nodes", {}), **raw.get("sources", {})}
+    definitions = {uid: _digest({k: v for k, v in entry.items() if k not in VOLATILE_FIELDS})
+                   for uid, entry in entries.items()}
+    macros = raw.get("macros", {})
+    own = {uid: m.get("macro_sql") or "" for uid, m in macros.items()
+           if not uid.startswith(tuple(f"macro.{p}." for p in DBT_PACKAGES))}
+    docs = {uid: d.get("block_contents") for uid, d in (raw.get("docs") or {}).items()
+            if not uid.startswith(tuple(f"doc.{p}." for p in DBT_PACKAGES))}
+    meta = raw.get("metadata", {})
+    context = _digest({"macros": own, "docs": docs, "dbt": meta.get("dbt_version"), "adapter": meta.get("adapter_type")})
+    builtin = {_stem(uid.split(".", 2)[2]) for uid in macros if uid.startswith(tuple(f"macro.{p}." for p in DBT_PACKAGES))}
+    overrides = sorted(uid for uid in own if (stem := _stem(uid.split(".", 2)[2])) in builtin
+                       and not stem.startswith(COMPILE_TIME_PREFIXES) and stem not in COMPILE_TIME_MACROS)
+    return Digests(definitions, context, tuple(overrides))
+
+
+# dbt's macros a project may override that act while dbt parses or compiles (their effect is in the
+# manifest's nodes, or in the compiled SQL): not how dbt builds a table or runs a test.
+COMPILE_TIME_PREFIXES = ("generate_", "test_")
+COMPILE_TIME_MACROS = frozenset({"ref", "source", "get_where_subquery"})
+
+
+def _stem(name: str) -> str:
+    """A dispatched macro's name without its adapter prefix: 'duckdb__create_table_as' -> 'create_table_as'."""
+    for prefix in ("default__", "duckdb__"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
 def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]] | None = None,
-                       profile: DbtProfile | None = None) -> Manifest:
-    """Turn manifest.json content into a ``Manifest`` (pure; no dbt import)."""
+                       profile: DbtProfile | None = None, digests: Digests | None = None) -> Manifest:
+    """Turn manifest.json content into a ``Manifest`` (pure; no dbt import). ``digests``: what
+    ``manifest_digests`` gives for ``raw``, when kept (computed otherwise)."""
+    digests = manifest_digests(raw) if digests is None else digests
     nodes = {uid: _node_from_dict(n) for uid, n in raw.get("nodes", {}).items()}
     nodes.update({uid: _node_from_dict(s) for uid, s in raw.get("sources", {}).items()})
+    nodes = {uid: replace(node, definition=digests.definitions.get(uid, "")) for uid, node in nodes.items()}
     refs = {n.name for n in nodes.values() if n.resource_type in ("model", "seed", "snapshot")}
     sources = {(str(s.get("source_name")), str(s.get("name"))) for s in raw.get("sources", {}).values()}
     for uid, node in raw.get("nodes", {}).items():
@@ -225,6 +303,8 @@ def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[st
         invocation_id=meta.get("invocation_id", ""),
         profile=profile,
         source_builders=source_builders(nodes),
+        context=digests.context,
+        overrides=digests.overrides,
     )
 
 
@@ -334,21 +414,19 @@ def _read_project(ctx: DbtContext) -> tuple[dict[str, str], set[str]]:
     return files, env_names
 
 
-def env_var_names(ctx: DbtContext) -> set[str]:
-    """Environment variables the project and its profile read with ``env_var('NAME')``."""
-    return _read_project(ctx)[1]
-
-
-def stamp_parts(ctx: DbtContext, selections: Mapping[str, str]) -> dict[str, str]:
+def stamp_parts(ctx: DbtContext, selections: Mapping[str, str], env_names: Iterable[str] = ()) -> dict[str, str]:
     """What dbt's parse of the project depends on, by named part (``project_stamp`` digests them).
 
     Seed CSVs count by path only: their content does not change the parse (the
     engine fingerprints it separately), so editing a seed costs no re-parse. The
-    values of environment variables the project reads enter as keyed digests: the
-    parts are kept on disk, and must not let a reader test guesses of a password.
+    environment variables counted are those the project's files name in env_var('...'),
+    those dbt looked up in its last parse (``env_names``: a name computed in Jinja too) and
+    dbt's own (``DBT_*``: flags, ``DBT_ENV_CUSTOM_ENV_*``); their values enter as keyed
+    digests: the parts are kept on disk, and must not let a reader test guesses of a password.
     """
-    parts, env_names = _read_project(ctx)
+    parts, literal = _read_project(ctx)
     env = ctx.environ()
+    names = {*literal, *env_names, *(name for name in env if name.startswith(DBT_ENV_PREFIX))}
     context = {
         "version": STAMP_VERSION,
         "dbt": _dbt_version(),
@@ -357,7 +435,7 @@ def stamp_parts(ctx: DbtContext, selections: Mapping[str, str]) -> dict[str, str
         "profiles_dir": str(ctx.profiles_dir),
         **{f"var:{k}": v for k, v in ctx.vars.items()},
         **{f"env:{name}": None if env.get(name) is None else keyed_digest("env", name, env[name])
-           for name in sorted(env_names)},
+           for name in sorted(names)},
         **{f"selection:{k}": v for k, v in selections.items()},
     }
     parts.update({key: json.dumps(value, sort_keys=True, default=str) for key, value in context.items()})

@@ -16,11 +16,11 @@ from typing import Any, Mapping
 from ..files import discarded, make_private_dir, read_json, write_json_atomic
 from ..project.context import DbtContext, DbtProfile
 from ..project.graph import GraphMemo
-from ..project.manifest import Manifest, manifest_from_dict
+from ..project.manifest import Digests, Manifest, manifest_digests, manifest_from_dict
 
 CACHE_FILE = "setup_cache.json"
 GRAPH_MEMO_FILE = "graph_memo.json"
-CACHE_VERSION = 3  # 3: the rendered profile
+CACHE_VERSION = 4  # 4: node definitions, the compile context, environment variables dbt read
 KEPT_CONTEXTS = 8
 
 
@@ -45,7 +45,7 @@ class ManifestCache:
         selections, profile = cache.get("selections"), cache.get("profile")
         try:
             return manifest_from_dict(raw, {k: tuple(map(str, v)) for k, v in selections.items()},
-                                      DbtProfile.from_dict(profile))
+                                      DbtProfile.from_dict(profile), Digests.from_dict(cache["digests"]))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             shaped = isinstance(selections, dict) and isinstance(profile, dict)
             discarded(self.manifest_path if shaped else self.path, f"wrong shape ({type(exc).__name__})")
@@ -55,10 +55,18 @@ class ManifestCache:
         """The project's file set (``project.manifest.file_set``) at the last parse; None when unknown."""
         return read_json(self.path, {}, version=CACHE_VERSION).get("files")
 
+    def env_names(self) -> list[str]:
+        """Environment variables the last parse read (by any name, env_var() in any file)."""
+        names = read_json(self.path, {}, version=CACHE_VERSION).get("env_reads")
+        return [str(n) for n in names] if isinstance(names, list) else []
+
     def save(self, stamp: str, raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]],
-             profile: DbtProfile, files: str | None = None, parts: Mapping[str, str] | None = None) -> None:
+             profile: DbtProfile, files: str | None = None, parts: Mapping[str, str] | None = None,
+             env_reads: tuple[str, ...] = (), digests: Digests | None = None) -> Digests:
         """The parse's stamp, with what dbt resolved in it (the selections and the profile: its
-        database file), the project's file set and the stamp's parts."""
+        database file), the project's file set, the stamp's parts, the environment variables the
+        parse read and what is derived of the manifest once (``manifest_digests``). Returns that."""
+        digests = manifest_digests(raw) if digests is None else digests
         make_private_dir(self.path.parent.parent)
         make_private_dir(self.path.parent)
         write_json_atomic(self.path, {
@@ -69,8 +77,11 @@ class ManifestCache:
             "selections": {k: list(v) for k, v in selections.items()},
             "profile": profile.as_dict(),
             "parts": dict(parts or {}),
+            "env_reads": sorted(env_reads),
+            "digests": digests.as_dict(),
         })
         prune_contexts(self.path.parent.parent, keep=self.path.parent)
+        return digests
 
     def parts(self) -> dict[str, str] | None:
         """The stamp's parts at the last parse (to say why dbt parses again); None when there was none.

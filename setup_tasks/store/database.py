@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import DatabaseError, DatabaseLockedError
+from ..project.context import Connection
 
 
 def _lazy_module(name: str) -> Any:
@@ -303,6 +304,15 @@ def drop_order(relations: Iterable[DbRelation], wanted: Callable[[DbRelation], b
     return views + ordered
 
 
+def _kind_word(kind: str) -> str:
+    return "VIEW" if kind == "VIEW" else "TABLE"
+
+
+def _drop_relation(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str], kind: str | None) -> None:
+    if kind is not None:
+        con.execute(f"DROP {_kind_word(kind)} IF EXISTS {qualified(key)}")
+
+
 class Database:
     """One DuckDB database file, opened the way setup's settings say.
 
@@ -363,6 +373,32 @@ class Database:
         finally:
             if con is not self._reader:
                 con.close()
+
+    @contextmanager
+    def dbt_session(self, connection: Connection, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection configured as dbt-duckdb configures its own from the profile: its connect options,
+        then extensions loaded and databases attached, then each setting SET (its Environment does the
+        same). Closed on exit, and with it the settings: setup's other connections never see them.
+        A profile this cannot reproduce, or a step DuckDB refuses, is a DatabaseError."""
+        if connection.unsupported:
+            raise DatabaseError(f"the profile configures DuckDB with {', '.join(connection.unsupported)}")
+        self.close_reader()
+        try:
+            con = duckdb.connect(str(self.path), read_only=read_only, config=dict(connection.config))
+        except duckdb.Error as exc:
+            raise _open_error(self.path, exc) from None
+        try:
+            try:
+                for statement in connection.setup:
+                    con.execute(statement)
+                for key, value in connection.settings.items():
+                    con.execute(f"SET {key} = '{str(value).replace(chr(39), chr(39) * 2)}'")
+            except duckdb.Error as exc:
+                raise DatabaseError(f"cannot configure DuckDB as the profile does: {' '.join(str(exc).split())}") from None
+            with interrupts_raised():
+                yield con
+        finally:
+            con.close()
 
     def _open_read_only(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -442,6 +478,41 @@ class Database:
                     return DropResult(dropped, failed)
                 pending = list(failed)
         return DropResult(dropped, {})
+
+    def move_aside(self, keys: Mapping[str, tuple[str, str, str]], suffix: str) -> dict[str, tuple[str, str, str]]:
+        """Rename each existing relation of ``keys`` (owner -> relation) to its name + ``suffix`` (replacing
+        one left there); returns those moved."""
+        moved: dict[str, tuple[str, str, str]] = {}
+        if not keys or not self.path.exists():
+            return moved
+        with self.connect() as con:
+            kinds = _tables(con)
+            for owner, key in keys.items():
+                kind = kinds.get(key)
+                if kind is None:
+                    continue
+                aside = (key[0], key[1], key[2] + suffix)
+                _drop_relation(con, aside, kinds.get(aside))
+                con.execute(f"ALTER {_kind_word(kind)} {qualified(key)} RENAME TO {quote(aside[2])}")
+                moved[owner] = key
+        return moved
+
+    def settle_aside(self, entries: Mapping[str, tuple[tuple[str, str, str], bool]], suffix: str) -> None:
+        """For each relation moved aside: drop the moved copy when its node was built (True), else put it
+        back in place of whatever the failed build left."""
+        if not entries or not self.path.exists():
+            return
+        with self.connect() as con:
+            kinds = _tables(con)
+            for key, built in entries.values():
+                aside = (key[0], key[1], key[2] + suffix)
+                if aside not in kinds:
+                    continue
+                if not built:
+                    _drop_relation(con, key, kinds.get(key))
+                    con.execute(f"ALTER {_kind_word(kinds[aside])} {qualified(aside)} RENAME TO {quote(key[2])}")
+                else:
+                    _drop_relation(con, aside, kinds[aside])
 
     def drop_empty_schemas(self, schemas: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Drop each (catalog, schema) that is empty; returns those dropped or already gone.

@@ -193,7 +193,6 @@ class ValidationScope:
         not run and those whose inputs changed.
         """
         unbuilt = dict(unbuilt or {})
-        parts = self.parts(check)
         memo = self.failed_run_memo(check)
         env = Environment(self.validation, self.engine.db, self.project, self.engine,
                           previous if previous.get("results") else _read_memo(memo), unbuilt)
@@ -204,6 +203,9 @@ class ValidationScope:
         else:
             results = check.run(env)
             self._remember_failures(check, results)
+        # After the run: what it read is what it ran on (dbt compiled the tests it ran, say).
+        self.engine.refresh_compiled()
+        parts = self.parts(check)
         self.record(results)
         self.runs[check.name] = run = self._outcome(check, results, parts, memo)
         return run

@@ -23,7 +23,6 @@ from typing import Any, ClassVar, Mapping
 from ...config import ValidationSettings
 from ...engine.direct_tests import run_direct, why_not_direct
 from ...engine.engine import Engine
-from ...engine.kept_sql import definition_key
 from ...errors import SetupError
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
 from ..project import Project, input_state
@@ -96,12 +95,9 @@ class DbtTestsCheck(Check):
             outcomes[outcome.unique_id] = outcome
             engine.progress(what, len(outcomes), len(uids))
 
-        compiled = engine.kept_sql
-        fingerprints = engine.fingerprints()
         environ = engine.ctx.environ()
-        keys = {u: definition_key(fingerprints[u].parts, engine.manifest, engine.node(u))
-                for u in uids if u in fingerprints and why_not_direct(engine.node(u), engine.manifest, environ) is None}
-        direct = {u: sql for u, key in keys.items() if (sql := compiled.sql(u, key)) is not None}
+        allowed = [u for u in uids if why_not_direct(engine.node(u), engine.manifest, environ) is None]
+        direct = {u: sql for u in allowed if (sql := engine.compiling.sql(u)) is not None}
         through_dbt = [u for u in uids if u not in direct]
         engine.step(what)
         try:
@@ -124,11 +120,9 @@ class DbtTestsCheck(Check):
             return {u: replace(self.result(engine, u, "error", message, None), incomplete=True) for u in uids}
         finally:
             engine.step(None)
-            for uid, key in keys.items():
-                outcome = outcomes.get(uid)
-                if outcome is not None and outcome.sql and outcome.status in ("pass", "warn", "fail"):
-                    compiled.keep(uid, key, outcome.sql)
-            compiled.save()
+            for outcome in outcomes.values():
+                engine.compiling.keep(outcome)
+            engine.kept_sql.save()
         return {
             u: self.result(engine, u, o.status, o.message, o.failures, o.sql) if (o := outcomes.get(u))
             else replace(self.result(engine, u, "error", "dbt did not report this test", None), incomplete=True)
