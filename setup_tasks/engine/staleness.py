@@ -60,7 +60,7 @@ class Staleness:
             }
             calc = FingerprintCalculator(
                 defs.manifest, defs.graph, defs.ctx.project_dir, defs.variables(), self.hasher, sources,
-                environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd,
+                environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd, readers=defs.reader_paths,
             )
             self._fingerprints = calc.compute(defs.tracked())
         return self._fingerprints
