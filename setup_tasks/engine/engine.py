@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable
 
 from ..dbt.client import DbtClient
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
-from ..project.context import DbtProfile, dbt_context
+from ..project.context import DbtProfile, dbt_context, with_project_census
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
-from ..project.inputs import first_ragged_row, glob_folders, not_utf8, sql_path_problem
+from ..project.inputs import first_ragged_row, not_utf8, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult
 from ..files import write_json_atomic
@@ -104,6 +104,7 @@ class Engine:
     def __init__(self, settings: Any, listeners: Iterable[Listener] = (), keep_state: bool = True) -> None:
         # False for a command that only looks at a database not built yet: it writes no state.
         self.keep_state = keep_state
+        settings = with_project_census(settings)  # the project's own census file, unless census.path is set
         self.ctx = dbt_context(settings)
         self.dbt = DbtClient(settings.dbt.worker_idle_seconds)
         self.listeners = list(listeners)
@@ -118,7 +119,7 @@ class Engine:
         self.settings = settings = database_settings(settings, self.manifest.profile)
         self.root: Path = settings.root
         self.db_path: Path = settings.database.path
-        self.db = Database(self.db_path, self.ctx.duckdb_config())
+        self.db = Database(self.db_path, self.ctx.duckdb_config(), files_from=self.ctx.cwd)  # SQL's relative paths: where dbt runs
         self.project = self.manifest.project_name
         # This project's records and doit state for the database; the lock and the census are the database's.
         self.state_dir = state_dir = project_state_dir(settings.state_dir, self.project)
@@ -197,6 +198,7 @@ class Engine:
         the database file and its WAL, this project's records, the user's key."""
         settings, ctx = self.settings, self.ctx
         paths = [*watched_project_paths(ctx.project_dir), ctx.profiles_dir / "profiles.yml",
+                 *(folder / "profiles.yml" for folder in ctx.profiles_searched),  # one appearing earlier wins
                  Path.home() / ".dbt" / "profiles.yml", settings.root / "setup.yaml", settings.root / "dbt_project.yml"]
         if settings.source is not None:
             paths.append(settings.source)
@@ -207,7 +209,7 @@ class Engine:
         for uid in self.definitions.tracked():
             node = self.node(uid)
             if node.resource_type == "source" and node.external_location:
-                paths += [*self.definitions.external_inputs(uid), *glob_folders(node, ctx.project_dir)]
+                paths += [*self.definitions.external_inputs(uid), *self.definitions.glob_folders(uid)]
         return paths
 
     def census_written(self) -> None:
@@ -431,6 +433,26 @@ class Engine:
         schemas = {key[:2] for keys in relations.values() for key in keys} - existing
         self.records.intend(relations, {s for s in schemas if s[1] != "main"})
 
+    def preflight(self) -> list[str]:
+        """What would stop setup's next run before it builds anything, found without building (``doit
+        status`` asks, so "ready" means the first run can build): the generator's inputs when setup is to
+        generate the census, and the inputs of each stale node setup builds (a seed that is not UTF-8 or
+        is malformed, a missing external file, a census breaking its contract), one line each."""
+        problems: list[str] = []
+        generating = self.census.pending() and any(self.reads_census(u) for u in self.setup_nodes)
+        if generating:
+            try:
+                self.census.request().provenance()  # what the generator reads: the job levels seed
+            except CensusError as err:
+                problems.append(f"census {self.settings.census.path} cannot be generated: {err.one_line()}")
+        for uid in self.setup_nodes:
+            if generating and self.reads_census(uid):
+                continue  # setup writes its census first
+            problem = self._input_problem(uid) if self.status(uid).stale else None
+            if problem:
+                problems.append(problem)
+        return problems
+
     def _preflight(self, batch: list[str]) -> set[str]:
         """Fail nodes whose inputs are unusable before dbt sees them; skip their children."""
         failed: dict[str, str] = {}
@@ -594,8 +616,8 @@ class Engine:
         kind, _, what = part.partition(":")
         if kind == "file":
             return self.hasher.changed_since_hashed(self.ctx.project_dir / what)
-        if kind == "external":
-            return self.hasher.changed_since_hashed(Path(what) if Path(what).is_absolute() else self.root / what)
+        if kind == "external":  # named relative to the project (FingerprintCalculator._display)
+            return self.hasher.changed_since_hashed(Path(what) if Path(what).is_absolute() else self.ctx.project_dir / what)
         return False
 
     def _sign(self, uids: list[str]) -> None:
