@@ -68,8 +68,22 @@ def test_collect_reports_nodes(tmp_path: Path) -> None:
     assert result.models == ("stg_customers", "stg_orders", "stg_customer_orders", "stg_events")
     assert result.stale == ["model:stg_orders"]
     assert {n.task: n.reason for n in result.nodes}["model:stg_orders"] == "forced (doit forget)"
-    assert result.census is not None and not result.census.read_by_project  # shop reads events, not the census
+    assert result.census is None  # shop reads events, not the census: no census line (issue 25)
+    assert not any(line.startswith("census") for line in result.lines())
     assert set(result.versions) == {"dbt-core", "dbt-duckdb", "duckdb"}
+
+
+def test_what_would_stop_setups_first_build_makes_it_unready(tmp_path: Path) -> None:
+    """Issue 25: `doit status` said "ready to set up" and the census generator stopped the run (0 of 28 built):
+    status runs setup's own pre-flight (``Engine.preflight``) and shows each problem."""
+    engine = FakeEngine(tmp_path)
+    engine.problems = ["census c.parquet cannot be generated: job levels seeds/config_job_levels.csv lack a usable "
+                       "column ('target_distribution') -- fix: give ...", "seed orders: malformed CSV -- fix: ..."]
+    result = collect_status(engine.settings, lambda: engine, Translator())
+    assert not result.ready
+    assert result.reason.startswith("setup would fail: census c.parquet cannot be generated") and "1 more" in result.reason
+    text = "\n".join(result.lines())
+    assert all(f"problem    {p}" in text for p in engine.problems), text
 
 
 def test_observing_leaves_the_run_report_alone(tmp_path: Path) -> None:
