@@ -215,3 +215,14 @@ def test_doit_status_end_to_end(shop: Workspace) -> None:
     assert locked.returncode == 1, locked.stderr
     assert "locked by python" in locked.stdout and f"PID {pid}" in locked.stdout
     assert "not ready to set up" in locked.stdout + locked.stderr
+
+
+@pytest.mark.slow
+def test_status_runs_setups_preflight_on_the_nodes_it_would_build(shop: Workspace) -> None:
+    """Issue 25: "ready to set up" means the first run can build; a malformed seed would stop it."""
+    shop.seed("orders", "id,customer_id,amount\n10,1,20.5\n11,2\n")
+    run = shop.doit("status", json_report=False)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "NOT READY: setup would fail: seed orders: malformed CSV" in run.stdout and "line 3" in run.stdout, run.stdout
+    assert "problem    seed orders: malformed CSV" in run.stdout
+    assert not shop.db_path.exists()  # still never builds

@@ -44,6 +44,8 @@ DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup")
 MISSING_TABLE_RE = re.compile(r"Table with name (?P<table>\w+) does not exist", re.I)
 # doit's state (watched by its own rule: see cli.app) and caches, which cost time, never correctness.
 CACHE_STATE = ("doit.sqlite", "file_hashes.json", "db_contents.json")
+DATABASE_NAME_FIX = ("set database.path (or DUCKDB_PATH) to a file named with letters, digits and underscores, "
+                     "e.g. simulation.duckdb")
 DIRECT_ENV = "PLANWISE_SETUP_DIRECT"  # "0": dbt builds every node (see engine.direct_build)
 
 
@@ -363,8 +365,7 @@ class Engine:
         self.db.check_writable()
         problem = database_name_problem(self.db_path)
         if problem:
-            raise DatabaseError(problem, "set database.path (or DUCKDB_PATH) to a file named with letters, digits and "
-                                         "underscores, e.g. simulation.duckdb")
+            raise DatabaseError(problem, DATABASE_NAME_FIX)
         self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
@@ -436,9 +437,13 @@ class Engine:
     def preflight(self) -> list[str]:
         """What would stop setup's next run before it builds anything, found without building (``doit
         status`` asks, so "ready" means the first run can build): the generator's inputs when setup is to
-        generate the census, and the inputs of each stale node setup builds (a seed that is not UTF-8 or
-        is malformed, a missing external file, a census breaking its contract), one line each."""
+        generate the census, the inputs of each stale node setup builds (a seed that is not UTF-8 or
+        is malformed, a missing external file, a census breaking its contract), and a database file
+        name dbt-duckdb cannot use, one line each."""
         problems: list[str] = []
+        named = database_name_problem(self.db_path)
+        if named:
+            problems.append(DatabaseError(named, DATABASE_NAME_FIX).one_line())
         generating = self.census.pending() and any(self.reads_census(u) for u in self.setup_nodes)
         if generating:
             try:
