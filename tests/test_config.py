@@ -135,6 +135,7 @@ def test_settings_know_which_keys_the_user_set(tmp_path: Path) -> None:
     assert load(tmp_path, "census: {path: mine.parquet}").set_by_user("census.path")
     assert load(tmp_path, env={"CENSUS_PATH": "env.parquet"}).set_by_user("census.path")
     assert not load(tmp_path, "census: {generate: false}").set_by_user("census.path")
+    assert not load(tmp_path, "dbt: {profiles_dir: null}").set_by_user("dbt.profiles_dir")  # null: the default
     assert load(tmp_path, "census: {path: data/census.parquet}").digest() == load(tmp_path).digest()
 
 

@@ -175,7 +175,9 @@ def _settings_from(data: Mapping[str, Any], root: Path, source: Path | None, bas
 
     sections = {name: build(cls, data[name], to_path, name) for name, cls in SECTIONS.items()}
     run_dir = source.parent if source is not None else root
-    return Settings(root=root, source=source, **_derive_paths(sections, root, run_dir), explicit=tuple(sorted(bases)))
+    # The user's choices: keys the file or the environment set to a value (null asks for the default).
+    explicit = tuple(sorted(k for k in bases if data[k.split(".")[0]].get(k.split(".", 1)[1]) is not None))
+    return Settings(root=root, source=source, **_derive_paths(sections, root, run_dir), explicit=explicit)
 
 
 def profiles_candidates(run_dir: Path, project_dir: Path) -> list[Path]:

@@ -179,7 +179,7 @@ def is_database_file(path: str) -> bool:
 
 
 def _profiles_in(path: Path) -> str:
-    """'absent', 'holds: a, b' or why it cannot be read: what a profiles.yml offers, for a missing profile's message."""
+    """'absent', 'holds a, b' or why it cannot be read: what a profiles.yml offers, for a missing profile's message."""
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
