@@ -270,6 +270,7 @@ class FakeEngine:
         self.setup_nodes = self.graph.buildable(self.manifest.nodes)
         self.run = RunState()
         self.statuses = dict(statuses or {})
+        self.problems: list[str] = []  # what preflight() finds
         self.state_dir = self.settings.state_dir / "projects" / self.manifest.project_name
         self.records = BuildRecords.load(self.state_dir / "records.json")
         self.lock = RunLock(self.settings.state_dir / "run.lock", self.db_path)
@@ -302,6 +303,9 @@ class FakeEngine:
 
     def reads_census(self, uid: str) -> bool:
         return False  # shop's only external source is events.csv
+
+    def preflight(self) -> list[str]:
+        return list(self.problems)
 
     def database_contents(self, live: bool = False) -> Any:
         return self.db.contents()

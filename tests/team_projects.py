@@ -61,6 +61,12 @@ class TeamRepo:
     root: Path
     project: Path
     profile_db: str  # the database file the team's profile names, relative to the project
+    runs_in: Path | None = None  # where the team runs dbt (--project-dir from there), when not the project
+
+    @property
+    def home(self) -> Path:
+        """Where the team runs dbt, and init writes dodo.py and setup.yaml."""
+        return self.runs_in or self.project
 
     # -- the project ---------------------------------------------------------------------
 
@@ -91,8 +97,8 @@ class TeamRepo:
 
     def doit(self, *args: str, json_report: bool = True, env: Mapping[str, str] | None = None,
              cwd: Path | None = None, timeout: float = 300) -> DoitRun:
-        """`doit ...` as the team runs it: in the project directory, where `init` put dodo.py."""
-        return _doit([], args, cwd or self.project, json_report, env, timeout)
+        """`doit ...` as the team runs it: where the team runs dbt, and `init` put dodo.py."""
+        return _doit([], args, cwd or self.home, json_report, env, timeout)
 
     # -- the same tasks in this process ------------------------------------------------------------
 
@@ -100,7 +106,7 @@ class TeamRepo:
         """`doit setup` (or ``tasks``) through the Python API, with the setup.yaml init wrote."""
         from setup_tasks.api import run_setup
 
-        return run_setup(self.project / "setup.yaml", tasks=list(tasks) or None)
+        return run_setup(self.home / "setup.yaml", tasks=list(tasks) or None)
 
     # -- what dbt itself builds --------------------------------------------------------------------
 
@@ -109,37 +115,40 @@ class TeamRepo:
         ``dbt deps`` first when it has packages, then ``commands`` (default ``dbt build``).
 
         dbt runs through its Python entry point in this process (what the CLI runs, without a
-        second start-up per command). Returns the database the copy's profile wrote.
+        second start-up per command), where the team runs it (``runs_in``, copied whole: dbt runs there
+        with ``--project-dir``). Returns the database the copy's profile wrote.
         """
-        project = dest / self.project.name
-        shutil.copytree(self.project, project, ignore=shutil.ignore_patterns(
+        ignored = shutil.ignore_patterns(
             "target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal", ".planwise", "dodo.py", "setup.yaml",
-            "__pycache__", "*.setup_report.json", "*.setup_history.jsonl"))
+            "__pycache__", "*.setup_report.json", "*.setup_history.jsonl")
+        home = dest / self.home.name
+        shutil.copytree(self.home, home, ignore=ignored)  # runs_in holds the project, and what dbt reads there
+        project = home / os.path.relpath(self.project, self.home)
         for package in local_packages(self.project):
             target = Path(os.path.normpath(project / package))
             if not target.exists():
                 shutil.copytree(self.project / package, target)
         steps = ((("deps",),) if (project / "packages.yml").exists() else ()) + tuple(commands)
         for step in steps:
-            run_dbt(project, *step)
+            run_dbt(home, *step, project_dir=os.path.relpath(project, home))
         return Path(os.path.normpath(project / self.profile_db))
 
 
-def run_dbt(project: Path, *args: str) -> None:
-    """``dbt <args> --profiles-dir .`` in ``project``, as its team types it (in this process)."""
+def run_dbt(cwd: Path, *args: str, project_dir: str = ".") -> None:
+    """``dbt <args> --project-dir <project_dir> --profiles-dir .`` in ``cwd``, as its team types it (in this process)."""
     from dbt.cli.main import dbtRunner
 
     from setup_tasks.dbt.invoke import release_database
 
     saved = os.getcwd()
-    os.chdir(project)
+    os.chdir(cwd)
     try:
-        result = dbtRunner().invoke([*args, "--profiles-dir", ".", "--project-dir", ".", "--quiet",
+        result = dbtRunner().invoke([*args, "--profiles-dir", ".", "--project-dir", project_dir, "--quiet",
                                      "--no-send-anonymous-usage-stats"])
     finally:
         os.chdir(saved)
         release_database()  # dbt-duckdb keeps the file open in this process; tables() opens it read-only
-    assert result.success, f"dbt {' '.join(args)} failed in {project}: {result.exception}"
+    assert result.success, f"dbt {' '.join(args)} failed in {cwd}: {result.exception}"
 
 
 def local_packages(project: Path) -> list[str]:
@@ -413,3 +422,153 @@ def write_planwise_project(parent: Path) -> TeamRepo:
     _write(root / "models" / "marts" / "fct_workforce_snapshot.sql",
            "select * from {{ ref('stg_census_data') }} where {{ var('simulation_year', 2025) }} > 0\n")
     return TeamRepo(root, root, "../simulation.duckdb")
+
+
+# -- the PlanWise team's own repository: its own census, its own var, job levels without the generator's column ---
+
+OWN_CENSUS = "data/census_preprocessed.parquet"  # where the team keeps its extract (relative to where dbt runs)
+OWN_CENSUS_EMPLOYEES = 1500
+
+
+def write_planwise_own_census(parent: Path) -> TeamRepo:
+    """A PlanWise project as its team keeps it (issue 25, item 1): dbt_project.yml sets
+    ``census_parquet_path: 'data/census_preprocessed.parquet'``, the repository ships that parquet (no
+    provenance: not the generator's file), the census source reads ``{{ var('census_parquet_path') }}``,
+    and config_job_levels has no target_distribution column (the generator cannot draw from it)."""
+    from setup_tasks.engine.census import generate_census
+
+    repo = write_planwise_project(parent)
+    root = repo.project
+    (root / "models" / "marts" / "fct_workforce_snapshot.sql").unlink()
+    (root / "models" / "marts").rmdir()
+    project_yml = (root / "dbt_project.yml").read_text()
+    project_yml = project_yml.replace("vars:\n", f"vars:\n  census_parquet_path: '{OWN_CENSUS}'\n", 1)
+    _write(root / "dbt_project.yml", project_yml)
+    sources = yaml.safe_load((root / "models" / "staging" / "sources.yml").read_text())
+    sources["sources"][0]["tables"][0]["config"]["meta"]["external_location"] = "{{ var('census_parquet_path') }}"
+    _yaml(root / "models" / "staging" / "sources.yml", sources)
+    _drop_target_distribution(root)
+    scratch = parent / "generated_census.parquet"
+    generate_census(scratch, employees=OWN_CENSUS_EMPLOYEES, seed=11)
+    (root / "data").mkdir()
+    con = duckdb.connect()
+    try:  # the team's extract: the same columns, without the generator's provenance
+        con.execute(f"COPY (SELECT * FROM read_parquet('{scratch}')) TO '{root / OWN_CENSUS}' (FORMAT parquet)")
+    finally:
+        con.close()
+    scratch.unlink()
+    return TeamRepo(root, root, "simulation.duckdb")
+
+
+def _drop_target_distribution(root: Path) -> None:
+    """config_job_levels without target_distribution: the seed, its column types, its model and its tests."""
+    seed = root / "seeds" / "config_job_levels.csv"
+    lines = [line.rsplit(",", 1)[0] for line in seed.read_text().splitlines()]
+    assert lines[0].endswith("target_bonus_percent"), lines[0]
+    _write(seed, "\n".join(lines) + "\n")
+    properties = root / "seeds" / "properties.yml"
+    _write(properties, properties.read_text().replace("        target_distribution: decimal(8,4)\n", ""))
+    model = root / "models" / "staging" / "stg_config_job_levels.sql"
+    _write(model, model.read_text().replace(",\n    target_distribution", ""))
+    schema_path = root / "models" / "staging" / "schema.yml"
+    schema = yaml.safe_load(schema_path.read_text())
+    for entry in schema["models"]:
+        entry["columns"] = [c for c in entry.get("columns") or [] if c["name"] != "target_distribution"]
+    _yaml(schema_path, schema)
+
+
+# -- a repository with its dbt project in a subfolder, profiles.yml and data at the root --------------------------
+# (khozzy/dbt-duckdb-recipies, in small: `dbt build --project-dir dbt_project` from the root)
+
+SUBFOLDER_DATA = {
+    "data/returns.csv": "return_id,sale_id,return_date,qty_returned\n1,2,2024-02-03,1\n2,4,2024-02-10,2\n",
+    "data/sales.csv": ("sale_id,sale_date,product_id,qty_sold\n1,2024-01-05,1,3\n2,2024-01-06,2,1\n"
+                       "3,2024-01-07,1,5\n4,2024-01-09,3,2\n"),
+    "data/products/products_1.json": '[{"id": 1, "name": "kettle", "sku": "K-1"}, {"id": 2, "name": "pan", "sku": "P-2"}]\n',
+    "data/products/products_2.json": '[{"id": 3, "name": "wok", "sku": "W-3"}]\n',
+    "data/regions.csv": "region_id,name\n1,north\n2,south\n",
+}
+SUBFOLDER_SOURCES = {
+    "version": 2,
+    "sources": [
+        {"name": "csv_files", "tables": [
+            {"name": "returns", "meta": {"formatter": "oldstyle", "external_location": (
+                "read_csv('data/returns.csv', columns={'return_id': 'integer', 'sale_id': 'integer', "
+                "'return_date': 'date', 'qty_returned': 'integer'}, header=true)")}},
+            {"name": "sales", "meta": {"formatter": "oldstyle", "external_location": (
+                "read_csv('data/sales.csv', columns={'sale_id': 'integer', 'sale_date': 'date', "
+                "'product_id': 'integer', 'qty_sold': 'integer'}, header=true)")}},
+        ]},
+        {"name": "json_files", "tables": [
+            {"name": "products", "meta": {"formatter": "oldstyle", "external_location": (
+                "read_json('data/products/*.json', columns={id: 'integer', name: 'varchar', sku: 'varchar'})")}},
+        ]},
+    ],
+}
+SUBFOLDER_MODELS = {
+    "macros/surrogate_key.sql": (
+        "{% macro surrogate_key(name, columns) %}"
+        "md5(concat_ws('|', {{ columns | join(', ') }})) as _KEY_{{ name }}{% endmacro %}\n"),
+    "models/raw/returns.sql": "SELECT * FROM {{ source('csv_files', 'returns') }}\n",
+    "models/raw/sales.sql": "SELECT * FROM {{ source('csv_files', 'sales') }}\n",
+    "models/raw/products.sql": "SELECT * FROM {{ source('json_files', 'products') }}\n",
+    # a model reading a file itself, with a columns map (issue 25, item 3)
+    "models/raw/regions.sql": (
+        "SELECT * FROM read_csv('data/regions.csv', columns={'region_id': 'INTEGER', 'name': 'VARCHAR'}, header=true)\n"),
+    "models/staging/stg_returns.sql": (
+        "select {{ surrogate_key('Return', ['return_id']) }}, {{ surrogate_key('Sale', ['sale_id']) }}, *\n"
+        "from {{ ref('returns') }}\n"),
+    "models/staging/stg_sales.sql": (
+        "select {{ surrogate_key('Sale', ['sale_id']) }}, {{ surrogate_key('Product', ['product_id']) }}, *\n"
+        "from {{ ref('sales') }}\n"),
+    "models/staging/stg_products.sql": (
+        "select {{ surrogate_key('Product', ['id']) }}, * from {{ ref('products') }}\n"),
+    "models/marts/returns_bridge.sql": (
+        "select 'stg_sales' as stage, _KEY_Sale, null as _KEY_Return, _KEY_Product, qty_sold, null as qty_returned\n"
+        "from {{ ref('stg_sales') }}\n"
+        "union all by name\n"
+        "select 'stg_returns' as stage, _KEY_Sale, _KEY_Return, null as _KEY_Product, null as qty_sold, qty_returned\n"
+        "from {{ ref('stg_returns') }}\n"),
+}
+SUBFOLDER_NODES = {"model:returns", "model:sales", "model:products", "model:regions", "model:stg_returns",
+                   "model:stg_sales", "model:stg_products", "model:returns_bridge"}
+
+
+def write_subfolder_project(parent: Path) -> TeamRepo:
+    """The dbt project in ``dbt_project/``; profiles.yml (a relative ``path: dev.duckdb``) and the data
+    its sources and a model read (relative paths) at the repository root, where the team runs dbt. No seeds."""
+    root = parent / "recipes"
+    project = root / "dbt_project"
+    _yaml(project / "dbt_project.yml", {
+        "name": "uss_duckdb", "version": "1.0.0", "config-version": 2, "profile": "uss_duckdb",
+        "model-paths": ["models"], "seed-paths": ["seeds"], "macro-paths": ["macros"], "test-paths": ["tests"],
+        "clean-targets": ["target", "dbt_packages"],
+        "models": {"uss_duckdb": {"raw": {"+materialized": "table"}}},
+    })
+    _yaml(root / "profiles.yml", {"uss_duckdb": {"target": "dev", "outputs": {"dev": {
+        "type": "duckdb", "path": "dev.duckdb", "schema": "main", "threads": 1}}}})
+    _yaml(project / "models" / "properties.yml", SUBFOLDER_SOURCES)
+    for rel, text in SUBFOLDER_MODELS.items():
+        _write(project / rel, text)
+    for rel, text in SUBFOLDER_DATA.items():
+        _write(root / rel, text)
+    return TeamRepo(root, project, "../dev.duckdb", runs_in=root)
+
+
+def described(db_path: Path, schema: str = "main") -> dict[str, tuple[tuple[tuple[str, str], ...], list[tuple[Any, ...]]]]:
+    """Every table and view: its columns with their types, in order, and its rows, sorted. Two databases
+    built alike (names, columns, types, rows) are equal when these are."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        names = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]).fetchall()]
+        found = {}
+        for name in names:
+            columns = tuple(con.execute(
+                "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?"
+                " order by ordinal_position", [schema, name]).fetchall())
+            rows = sorted(con.execute(f'select * from "{schema}"."{name}"').fetchall(), key=repr)
+            found[name] = (columns, rows)
+        return found
+    finally:
+        con.close()

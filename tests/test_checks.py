@@ -382,3 +382,32 @@ def test_staging_models_materialized_and_non_empty(tmp_path: Path) -> None:
 def test_project_checks_skip_without_a_project(clean: Path, tmp_path: Path) -> None:
     result = run("staging_models.materialized", settings(tmp_path), clean)
     assert result.status == "skipped" and "no models selected" in result.message
+
+
+# ---------------------------------------------------------------- issue 25: a project without seeds, a list cut short
+
+
+@pytest.mark.parametrize("name", ["seed_data_integrity.present", "seed_data_integrity.row_counts",
+                                  "seed_data_integrity.null_columns"])
+def test_seed_checks_skip_a_project_without_seeds_even_before_its_database_exists(name: str, tmp_path: Path) -> None:
+    """Issue 25: 'fail (critical): could not run: database ... does not exist' on a project with no seeds."""
+    from factories import make_manifest, manifest_node
+
+    nodes = manifest_from_dict(make_manifest(manifest_node("model.p.returns"))).nodes
+    result = run(name, settings(tmp_path), tmp_path / "not_built_yet.duckdb", Project(tmp_path, nodes, ("model.p.returns",)))
+    assert result.status == "skipped", result.one_line()
+    assert "no seeds" in result.message
+
+
+def test_a_message_cut_short_shows_every_item_where_samples_show(tmp_path: Path) -> None:
+    """Issue 25: a message ending 'and 1 more' must show that item somewhere: -v 2 and `doit info` show the
+    result's sample line (``CheckResult.sample_line``)."""
+    from factories import make_manifest, manifest_node
+
+    names = ["stg_a", "stg_b", "stg_c", "stg_d"]
+    nodes = manifest_from_dict(make_manifest(*(manifest_node(f"model.p.{n}") for n in names))).nodes
+    project = Project(tmp_path, nodes, tuple(f"model.p.{n}" for n in names))
+    result = run("staging_models.materialized", settings(tmp_path), make_db(tmp_path / "d.duckdb", {}), project)
+    assert result.failed and result.message.endswith("and 1 more"), result.message
+    assert all(n in result.sample_line() for n in names), result.sample_line()
+    assert CheckResult.from_dict(result.as_dict()).sample_line() == result.sample_line()  # what doit info reads back

@@ -105,6 +105,40 @@ def test_a_root_holding_dbt_project_yml_is_the_project(tmp_path: Path, monkeypat
     assert load(tmp_path).dbt.profiles_dir == tmp_path
 
 
+def test_profiles_are_found_where_dbt_finds_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25: a repository running `dbt build --project-dir dbt_project` from its root keeps profiles.yml
+    there: dbt.profiles_dir (DBT_PROFILES_DIR), then where dbt runs (the folder of setup.yaml), then the
+    project folder, then ~/.dbt."""
+    home = tmp_path / "home"
+    (home / ".dbt").mkdir(parents=True)
+    (home / ".dbt" / "profiles.yml").write_text("mine: {}\n")
+    monkeypatch.setenv("HOME", str(home))
+    repo = tmp_path / "repo"
+    (repo / "dbt_project").mkdir(parents=True)
+    (repo / "dbt_project" / "dbt_project.yml").write_text("name: p\n")
+    write(repo, "dbt: {project_dir: dbt_project}\n")
+    assert load(repo).dbt.profiles_dir == home / ".dbt"
+    (repo / "dbt_project" / "profiles.yml").write_text("p: {}\n")
+    assert load(repo).dbt.profiles_dir == repo / "dbt_project"
+    (repo / "profiles.yml").write_text("p: {}\n")
+    assert load(repo).dbt.profiles_dir == repo  # dbt's current folder comes first
+    assert load(repo, env={"DBT_PROFILES_DIR": "elsewhere"}).dbt.profiles_dir == repo / "elsewhere"
+    from setup_tasks.project.context import dbt_context
+
+    assert dbt_context(load(repo)).profiles_searched == (repo, repo / "dbt_project", home / ".dbt")
+    assert dbt_context(load(repo, env={"DBT_PROFILES_DIR": "x"})).profiles_searched == (repo / "x",)
+
+
+def test_settings_know_which_keys_the_user_set(tmp_path: Path) -> None:
+    """A default is not the user's choice: setup passes census.path to dbt only when the user set it (issue 25)."""
+    assert not load(tmp_path).set_by_user("census.path")
+    assert load(tmp_path, "census: {path: mine.parquet}").set_by_user("census.path")
+    assert load(tmp_path, env={"CENSUS_PATH": "env.parquet"}).set_by_user("census.path")
+    assert not load(tmp_path, "census: {generate: false}").set_by_user("census.path")
+    assert not load(tmp_path, "dbt: {profiles_dir: null}").set_by_user("dbt.profiles_dir")  # null: the default
+    assert load(tmp_path, "census: {path: data/census.parquet}").digest() == load(tmp_path).digest()
+
+
 def test_a_set_database_path_derives_the_report_paths(tmp_path: Path) -> None:
     settings = load(tmp_path, "database: {path: w/warehouse.duckdb}")
     assert settings.report.path == tmp_path / "w" / "warehouse.setup_report.json"
@@ -517,7 +551,8 @@ def test_defaults_validate_and_object_defaults_agree_with_their_keys() -> None:
 
 def test_derived_classes_have_exactly_the_schema_keys() -> None:
     schema = load_schema()
-    assert [f.name for f in dataclasses.fields(Settings)] == ["root", "source", *schema["properties"]]
+    # ... and which keys the file or the environment set (issue 25: a default is not the user's choice)
+    assert [f.name for f in dataclasses.fields(Settings)] == ["root", "source", *schema["properties"], "explicit"]
     hints = typing.get_type_hints(Settings)
     public = {"database": "DatabaseSettings", "dbt": "DbtSettings", "setup": "SetupOptions",
               "validation": "ValidationSettings", "census": "CensusSettings", "report": "ReportSettings"}

@@ -9,7 +9,9 @@ import pytest
 
 from factories import make_manifest, manifest_node as n
 from setup_tasks.project import fingerprints as fingerprint_module
-from setup_tasks.project.fingerprints import FileHasher, FingerprintCalculator, effective_vars, explain
+from setup_tasks.project.context import effective_vars
+from setup_tasks.project.fingerprints import FileHasher, FingerprintCalculator, explain
+from setup_tasks.store.database import reader_paths
 from setup_tasks.project.graph import SetupGraph
 from setup_tasks.project.manifest import manifest_from_dict
 
@@ -39,7 +41,7 @@ FILES = {
 def fingerprints(root: Path, variables: dict | None = None, macro_sql: str = "{{ var('factor') }} * pay"):
     manifest = manifest_from_dict(make_manifest(*NODES, macros={"macro.p.scale": macro_sql}))
     calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root,
-                                 {"year": 2025, "factor": 2, **(variables or {})}, FileHasher())
+                                 {"year": 2025, "factor": 2, **(variables or {})}, FileHasher(), readers=reader_paths)
     return calc.compute(manifest.nodes)
 
 
@@ -77,7 +79,7 @@ def test_environment_variables_read_by_code_or_its_macros_are_inputs(tmp_path: P
 
     def digests(environ: dict) -> dict:
         calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root,
-                                     {"year": 2025}, FileHasher(), environ=environ)
+                                     {"year": 2025}, FileHasher(), environ=environ, readers=reader_paths)
         return calc.compute(manifest.nodes)
 
     unset, one, two = digests({}), digests({"PAY_FACTOR": "s3cr3t", "OTHER": "x"}), digests({"PAY_FACTOR": "2"})

@@ -93,6 +93,8 @@ def test_a_cycle_is_not_blamed_on_the_selection_syntax(shop: Workspace) -> None:
 @slow
 def test_a_quote_in_the_database_file_name_points_at_the_database_path(shop: Workspace) -> None:
     set_config(shop, "database", path="ware'house.duckdb")
+    status = shop.doit("status", json_report=False)  # setup's pre-flight says so first (issue 25)
+    assert status.returncode == 1 and "NOT READY: setup would fail: the database file name ware'house.duckdb" in status.stdout
     failure = failure_not_blamed_on_a_seed(shop, "a database problem")
     assert "database.path" in failure and "ware'house.duckdb" in failure, failure
 

@@ -68,8 +68,22 @@ def test_collect_reports_nodes(tmp_path: Path) -> None:
     assert result.models == ("stg_customers", "stg_orders", "stg_customer_orders", "stg_events")
     assert result.stale == ["model:stg_orders"]
     assert {n.task: n.reason for n in result.nodes}["model:stg_orders"] == "forced (doit forget)"
-    assert result.census is not None and not result.census.read_by_project  # shop reads events, not the census
+    assert result.census is None  # shop reads events, not the census: no census line (issue 25)
+    assert not any(line.startswith("census") for line in result.lines())
     assert set(result.versions) == {"dbt-core", "dbt-duckdb", "duckdb"}
+
+
+def test_what_would_stop_setups_first_build_makes_it_unready(tmp_path: Path) -> None:
+    """Issue 25: `doit status` said "ready to set up" and the census generator stopped the run (0 of 28 built):
+    status runs setup's own pre-flight (``Engine.preflight``) and shows each problem."""
+    engine = FakeEngine(tmp_path)
+    engine.problems = ["census c.parquet cannot be generated: job levels seeds/config_job_levels.csv lack a usable "
+                       "column ('target_distribution') -- fix: give ...", "seed orders: malformed CSV -- fix: ..."]
+    result = collect_status(engine.settings, lambda: engine, Translator())
+    assert not result.ready
+    assert result.reason.startswith("setup would fail: census c.parquet cannot be generated") and "1 more" in result.reason
+    text = "\n".join(result.lines())
+    assert all(f"problem    {p}" in text for p in engine.problems), text
 
 
 def test_observing_leaves_the_run_report_alone(tmp_path: Path) -> None:
@@ -201,3 +215,14 @@ def test_doit_status_end_to_end(shop: Workspace) -> None:
     assert locked.returncode == 1, locked.stderr
     assert "locked by python" in locked.stdout and f"PID {pid}" in locked.stdout
     assert "not ready to set up" in locked.stdout + locked.stderr
+
+
+@pytest.mark.slow
+def test_status_runs_setups_preflight_on_the_nodes_it_would_build(shop: Workspace) -> None:
+    """Issue 25: "ready to set up" means the first run can build; a malformed seed would stop it."""
+    shop.seed("orders", "id,customer_id,amount\n10,1,20.5\n11,2\n")
+    run = shop.doit("status", json_report=False)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "NOT READY: setup would fail: seed orders: malformed CSV" in run.stdout and "line 3" in run.stdout, run.stdout
+    assert "problem    seed orders: malformed CSV" in run.stdout
+    assert not shop.db_path.exists()  # still never builds

@@ -8,6 +8,7 @@ run the same tasks in this process through ``setup_tasks.api``, so dbt starts on
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def repo_entries() -> set[str]:
 
 
 def config_of(repo: TeamRepo) -> dict[str, Any]:
-    return yaml.safe_load((repo.project / "setup.yaml").read_text()) or {}
+    return yaml.safe_load((repo.home / "setup.yaml").read_text()) or {}
 
 
 # ================================================================ init (no dbt)
@@ -149,6 +150,102 @@ def test_init_keeps_the_defaults_on_a_planwise_project(tmp_path: Path) -> None:
     assert "setup_selection" not in config["dbt"], config  # the default: resource_type:seed path:models/staging
     assert not (config.get("validation") or {}).get("disabled_checks"), config
     assert "census" not in config, config
+
+
+def test_init_leaves_a_planwise_project_its_own_census(tmp_path: Path) -> None:
+    """Issue 25, item 1: init saw the PlanWise shape and left synthetic census generation on; the project's
+    config_job_levels has no target_distribution, so the generator stopped the run (0 of 28 built)."""
+    from setup_tasks.config import load_settings
+    from setup_tasks.project.context import CENSUS_VAR, dbt_context, with_project_census
+
+    repo = tp.write_planwise_own_census(tmp_path)
+    initialised(repo)
+    config = config_of(repo)
+    assert config["census"] == {"generate": False}, config
+    assert tp.OWN_CENSUS in (repo.home / "setup.yaml").read_text()  # names the project's file
+    settings = with_project_census(load_settings(root=repo.home, environ={}))
+    assert settings.census.path == repo.project / tp.OWN_CENSUS  # status and the census checks look at it
+    # item 2: setup passes no census var over the one dbt_project.yml sets
+    assert CENSUS_VAR not in dbt_context(settings).vars
+    assert "--vars" not in dbt_context(settings).described()
+
+
+def test_setup_overrides_the_projects_census_var_only_when_the_user_asked(tmp_path: Path) -> None:
+    """Issue 25, item 2: with census.generate false, setup still passed census_parquet_path (its default
+    data/census.parquet) over the project's own value: the census models read a file that is not there."""
+    from setup_tasks.config import load_settings
+    from setup_tasks.project.context import CENSUS_VAR, dbt_context, with_project_census
+
+    repo = tp.write_planwise_own_census(tmp_path)
+    (repo.home / "setup.yaml").write_text("census: {generate: false}\n")
+    assert CENSUS_VAR not in dbt_context(load_settings(root=repo.home, environ={})).vars
+    (repo.home / "setup.yaml").write_text("census: {path: data/other.parquet}\n")  # the user's own choice
+    chosen = with_project_census(load_settings(root=repo.home, environ={}))
+    assert dbt_context(chosen).vars[CENSUS_VAR] == str(repo.home / "data" / "other.parquet")
+    assert chosen.census.path == repo.home / "data" / "other.parquet"
+    env = load_settings(root=repo.home, environ={"CENSUS_PATH": "/x/c.parquet"})
+    assert dbt_context(env).vars[CENSUS_VAR] == "/x/c.parquet"
+    (repo.home / "setup.yaml").write_text(f"dbt: {{vars: {{{CENSUS_VAR}: data/v.parquet}}}}\n")  # dbt.vars as given
+    given = with_project_census(load_settings(root=repo.home, environ={}))
+    assert dbt_context(given).vars[CENSUS_VAR] == "data/v.parquet" and given.census.path == repo.home / "data/v.parquet"
+    # a project that leaves the var to setup (the demo) still gets census.path, as before
+    demo = tp.write_planwise_project(tmp_path / "demo")
+    assert CENSUS_VAR in dbt_context(load_settings(root=demo.home, environ={})).vars
+
+
+def test_init_turns_the_census_off_when_the_seeds_cannot_feed_the_generator(tmp_path: Path) -> None:
+    """A project that reads the census var, sets none, and whose job levels lack target_distribution."""
+    repo = tp.write_planwise_project(tmp_path)
+    tp._drop_target_distribution(repo.project)
+    initialised(repo)
+    assert config_of(repo)["census"] == {"generate": False}
+    text = (repo.home / "setup.yaml").read_text()
+    assert "target_distribution" in text and "data/census.parquet" in text  # why, and where to put one
+
+
+@pytest.mark.parametrize("where", ["root", "project"])
+def test_init_writes_where_the_team_runs_dbt(tmp_path: Path, where: str) -> None:
+    """Issue 25, items 4-5: the project in dbt_project/, profiles.yml and the data at the root, where the team
+    runs `dbt build --project-dir dbt_project`: dodo.py and setup.yaml go there, so dbt runs there."""
+    repo = tp.write_subfolder_project(tmp_path)
+    proc = repo.init(cwd=repo.root if where == "root" else repo.project)
+    assert proc.returncode == 0, output(proc)
+    assert (repo.root / "dodo.py").is_file() and (repo.root / "setup.yaml").is_file()
+    assert not (repo.project / "dodo.py").exists() and not (repo.project / "setup.yaml").exists()
+    assert config_of(repo)["dbt"]["project_dir"] == "dbt_project"
+    assert config_of(repo)["dbt"]["setup_selection"] == "resource_type:model"  # it has no seeds
+    if where == "project":
+        assert f"cd {repo.root}" in output(proc) or "cd .." in output(proc), output(proc)
+
+
+def test_init_names_what_to_keep_out_of_git() -> None:
+    """Issue 25, item 7: the hint left out __pycache__/ and the graph files."""
+    from setup_tasks.ops.init import GITIGNORE_HINT
+
+    for entry in (".planwise/", "*.setup_report.json", "*.setup_history.jsonl", "*.setup_graph.*", "__pycache__/",
+                  "target/", "logs/"):
+        assert entry in GITIGNORE_HINT
+
+
+def test_a_missing_profile_names_every_place_looked_in(tmp_path: Path) -> None:
+    """Issue 25, item 5: 'Could not find profile named 'uss_duckdb' -- fix: fix the file named above' (none named)."""
+    from setup_tasks.config import load_settings
+    from setup_tasks.engine.definitions import _named_file
+    from setup_tasks.errors import ProjectError
+    from setup_tasks.project.context import dbt_context
+
+    repo = tp.write_subfolder_project(tmp_path)
+    initialised(repo)
+    (repo.root / "profiles.yml").rename(repo.root / "old_profiles.yml")
+    (repo.project / "profiles.yml").write_text("other_team: {target: dev, outputs: {dev: {type: duckdb}}}\n")
+    ctx = dbt_context(load_settings(root=repo.home, environ={}))
+    dbt_says = ProjectError("dbt could not parse the project in x: Runtime Error Could not find profile named "
+                            "'uss_duckdb'", "fix the file named above, then run again")
+    line = str(_named_file(dbt_says, ctx))
+    assert "uss_duckdb" in line and "fix:" in line
+    for place in (repo.root / "profiles.yml", repo.project / "profiles.yml", Path.home() / ".dbt" / "profiles.yml"):
+        assert str(place) in line, line
+    assert "holds other_team" in line and "absent" in line, line
 
 
 # ================================================================ stories: init, then doit in the team's repository
@@ -431,3 +528,120 @@ def test_the_database_is_the_profiles_file_and_a_configured_path_must_agree(tmp_
     for written, adapter in ((":memory:", "duckdb"), ("md:my_db", "duckdb"), ("x.duckdb", "postgres")):
         with pytest.raises(DatabaseError, match="fix:"):
             DbtProfile.rendered("p", "dev", adapter, written, tmp_path).database_file(None)
+
+
+# ================================================================ issue 25: the projects that broke, unchanged
+
+
+@pytest.fixture(scope="class")
+def own_census(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The PlanWise project that ships its own census: `init`, `doit status`, then a cold `doit setup`."""
+    base = tmp_path_factory.mktemp("own_census")
+    repo = tp.write_planwise_own_census(base)
+    init = repo.init()
+    status = repo.doit("status", json_report=False) if init.returncode == 0 else None
+    cold = repo.doit("setup") if init.returncode == 0 else None
+    return SimpleNamespace(repo=repo, base=base, init=init, status=status, cold=cold)
+
+
+PLANWISE_NODES = {f"seed:{p.stem}" for p in (REPO / "dbt" / "seeds").glob("*.csv")} | {
+    f"model:{p.stem}" for p in (REPO / "dbt" / "models" / "staging").glob("*.sql")}
+
+
+@pytest.mark.slow
+class TestPlanWiseProjectWithItsOwnCensus:
+    """Issue 25, items 1-2: dbt_project.yml sets census_parquet_path to the file the repository ships."""
+
+    def test_status_before_the_first_run_is_ready_and_names_the_projects_census(self, own_census: Any) -> None:
+        started(own_census)
+        status = own_census.status
+        assert status.returncode == 0 and "ready to set up" in status.stdout, output(status)[-3000:]
+        census = [line for line in status.stdout.splitlines() if line.startswith("census")]
+        assert census and str(own_census.repo.project / tp.OWN_CENSUS) in census[0], status.stdout
+        assert f"{tp.OWN_CENSUS_EMPLOYEES} rows" in census[0] and "your own file" in census[0]
+
+    def test_the_first_setup_builds_every_node_equal_to_dbt_build(self, own_census: Any) -> None:
+        started(own_census)
+        assert own_census.cold.ran() == PLANWISE_NODES and len(PLANWISE_NODES) == 28
+        assert not (own_census.repo.project / "data" / "census.parquet").exists()  # nothing generated
+        reference = own_census.repo.dbt_reference(own_census.base / "dbt_build")
+        assert tp.described(own_census.repo.db_path) == tp.described(reference)
+
+    def test_info_and_dbt_show_what_setup_passes_to_dbt(self, own_census: Any) -> None:
+        started(own_census)
+        repo = own_census.repo
+        info = repo.doit("info", "model:stg_census_data")
+        assert info.returncode == 0 and f"in {repo.home}" in info.stdout, output(info)
+        assert "--project-dir" in info.stdout and "census_parquet_path" not in info.stdout, info.stdout
+        debug = repo.doit("dbt", 'args=debug --config-dir', json_report=False)
+        shown = [line for line in debug.stdout.splitlines() if line.startswith("setup runs dbt")]
+        assert shown and "--vars" not in shown[0] and f"in {repo.home}" in shown[0], output(debug)[-2000:]
+
+
+@pytest.mark.slow
+def test_status_is_not_ready_when_setup_cannot_generate_the_census(tmp_path: Path) -> None:
+    """Issue 25, item 1: `doit status` said "ready to set up", then the census generator stopped the run: status
+    runs setup's own pre-flight."""
+    repo = tp.write_planwise_project(tmp_path)
+    tp._drop_target_distribution(repo.project)
+    initialised(repo)
+    off = repo.doit("status", json_report=False)  # init turned generation off: the census is missing
+    assert off.returncode == 1 and "NOT READY: census" in off.stdout and "missing" in off.stdout, output(off)[-3000:]
+    (repo.home / "setup.yaml").write_text("census: {generate: true}\n")  # as before: setup would generate one
+    on = repo.doit("status", json_report=False)
+    assert on.returncode == 1, output(on)[-3000:]
+    verdict = on.stdout.splitlines()[0]
+    assert "NOT READY: setup would fail: census" in verdict and "target_distribution" in verdict, on.stdout[-3000:]
+    run = repo.doit("setup", json_report=False)  # and setup fails exactly there
+    assert run.returncode == 1 and "target_distribution" in output(run), output(run)[-3000:]
+
+
+@pytest.fixture(scope="class")
+def subfolder(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """khozzy/dbt-duckdb-recipies in small, after `init` and a cold `doit setup` at its root."""
+    return cold_story(tmp_path_factory, "subfolder", tp.write_subfolder_project)
+
+
+@pytest.mark.slow
+class TestProjectInASubfolder:
+    """Issue 25, items 3-5 and 7: the project in dbt_project/, profiles.yml and data at the root; sources read
+    `read_csv('data/x.csv', columns={...})` and a glob; a model reads a file itself; no seeds."""
+
+    def test_setup_at_the_root_equals_dbt_build_from_the_root(self, subfolder: Any) -> None:
+        started(subfolder)
+        assert subfolder.cold.ran() == tp.SUBFOLDER_NODES
+        assert not (subfolder.repo.project / "dev.duckdb").exists()  # the profile's path, from where dbt runs
+        reference = subfolder.repo.dbt_reference(subfolder.base / "dbt_build")
+        assert tp.described(subfolder.repo.db_path) == tp.described(reference)
+
+    def test_seed_checks_are_skipped_for_a_project_without_seeds(self, subfolder: Any) -> None:
+        started(subfolder)
+        seeds = {n: r for n, r in subfolder.cold.results.items() if n.startswith("validate:seed_data_integrity.")}
+        assert seeds and all(r == "success" for r in seeds.values()), seeds
+        report = json.loads(subfolder.repo.db_path.with_suffix(".setup_report.json").read_text())
+        verdicts = {name: c["status"] for name, c in report["validation"]["checks"].items()
+                    if name.startswith("seed_data_integrity.")}
+        assert set(verdicts.values()) == {"skipped"}, verdicts
+
+    def test_a_file_the_glob_matches_rebuilds_its_readers(self, subfolder: Any) -> None:
+        started(subfolder)
+        again = subfolder.repo.doit("setup")
+        assert again.returncode == 0 and again.ran() == set(), output(again)[-3000:]
+        (subfolder.repo.root / "data" / "products" / "products_3.json").write_text('[{"id": 4, "name": "pot", "sku": "T"}]\n')
+        (subfolder.repo.root / "data" / "returns.csv").write_text(tp.SUBFOLDER_DATA["data/returns.csv"] + "3,1,2024-03-01,1\n")
+        built_ok(subfolder.repo.setup(), {"model:products", "model:stg_products", "model:returns", "model:stg_returns",
+                                          "model:returns_bridge"})
+        assert len(tp.tables(subfolder.repo.db_path)["stg_products"]) == 4
+
+
+@pytest.mark.slow
+def test_a_missing_profile_stops_setup_in_one_line_naming_the_places_looked_in(tmp_path: Path) -> None:
+    repo = tp.write_subfolder_project(tmp_path)
+    initialised(repo)
+    (repo.root / "profiles.yml").unlink()
+    run = repo.doit("setup", json_report=False)
+    text = output(run)
+    assert run.returncode == 1 and "Traceback" not in text, text[-3000:]
+    failure = [line for line in lines(text) if "uss_duckdb" in line]
+    assert failure and all("fix:" in line for line in failure), text[-3000:]
+    assert str(repo.root / "profiles.yml") in failure[0] and str(repo.project / "profiles.yml") in failure[0]

@@ -17,7 +17,7 @@ from ..ops.clear import clear, clear_derived_tables
 from ..ops.diagram import graph_paths, setup_diagram, write_graph
 from ..ops.status import collect_status, node_statuses
 from ..ops.verify import verify_engine
-from ..project.context import dbt_context
+from ..project.context import dbt_context, with_project_census
 from .app import App
 from .doit_state import forget_in_run, task_values
 
@@ -115,7 +115,9 @@ def dbt_action(app: App) -> TaskFailed | None:
     args = shlex.split(get_var("args", "") or "")
     if not args:
         return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
-    status = InProcessDbt().run_cli(dbt_context(app.settings), args, colour=sys.stdout.isatty())
+    ctx = dbt_context(with_project_census(app.settings))
+    print(f"setup runs dbt {ctx.described(shlex.join(args))}", flush=True)  # what setup passes to dbt, as typed
+    status = InProcessDbt().run_cli(ctx, args, colour=sys.stdout.isatty())
     return None if status == 0 else TaskFailed(f"`dbt {' '.join(args)}` exited with status {status} (dbt's lines above)")
 
 

@@ -22,6 +22,17 @@ from .commands import VERIFY_DOC, clear_tasks, dbt_task, graph_task, status_task
 from .uptodate import CensusTarget, DepsTarget, TableTarget
 
 TaskDict = dict[str, Any]
+
+
+class DbtCommand:
+    """What setup passes to dbt when it builds a node: `doit info` shows it as one line (its repr)."""
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+
+    def __repr__(self) -> str:
+        return self.line
+
 GROUP_DOCS = {
     SETUP_TASK: "Build everything stale (seeds, staging models), then validate: the default task",
     QUICK_TASK: "Build only the foundation subset (census, job levels, comp levers) and what it needs",
@@ -111,6 +122,8 @@ class NodeTasks:
             "actions": [self.app.action(build_action, self.engine, node.unique_id)],
             "uptodate": [TableTarget(self.engine, node.unique_id)],
             "task_dep": self.task_dep(node),
+            # `doit info` shows what setup passes to dbt (its vars never override one the project sets).
+            "meta": {"dbt": DbtCommand(self.engine.ctx.described("build"))},
             "verbosity": 1,
         }
 

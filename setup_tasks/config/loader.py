@@ -174,10 +174,21 @@ def _settings_from(data: Mapping[str, Any], root: Path, source: Path | None, bas
         return _absolute(Path(value), bases.get(key, root))
 
     sections = {name: build(cls, data[name], to_path, name) for name, cls in SECTIONS.items()}
-    return Settings(root=root, source=source, **_derive_paths(sections, root))
+    run_dir = source.parent if source is not None else root
+    # The user's choices: keys the file or the environment set to a value (null asks for the default).
+    explicit = tuple(sorted(k for k in bases if data[k.split(".")[0]].get(k.split(".", 1)[1]) is not None))
+    return Settings(root=root, source=source, **_derive_paths(sections, root, run_dir), explicit=explicit)
 
 
-def _derive_paths(sections: dict[str, Any], root: Path) -> dict[str, Any]:
+def profiles_candidates(run_dir: Path, project_dir: Path) -> list[Path]:
+    """Where profiles.yml is looked for when dbt.profiles_dir (DBT_PROFILES_DIR) is not set, in order:
+    the folder dbt runs in (dbt's current folder), the project folder (where dbt runs when a team runs it
+    there, and this repository's demo layout keeps it), then ~/.dbt."""
+    found = [run_dir, project_dir, Path.home() / ".dbt"]
+    return [p for i, p in enumerate(found) if p not in found[:i]]
+
+
+def _derive_paths(sections: dict[str, Any], root: Path, run_dir: Path) -> dict[str, Any]:
     """Resolve the null path defaults that depend on other keys or on what is on disk.
 
     ``database.path`` stays null until dbt's profile names the file (``Settings.with_database``).
@@ -187,9 +198,9 @@ def _derive_paths(sections: dict[str, Any], root: Path) -> dict[str, Any]:
     if project_dir is None:  # a team's repository (dodo.py beside dbt_project.yml), else the demo layout
         project_dir = root if (root / PROJECT_FILE).is_file() else root / DEMO_PROJECT_DIR
     profiles_dir = dbt.profiles_dir
-    if profiles_dir is None:  # where dbt looks (it runs in the project directory), after --profiles-dir
-        home = Path.home() / ".dbt"
-        profiles_dir = home if not (project_dir / PROFILES_FILE).is_file() and (home / PROFILES_FILE).is_file() else project_dir
+    if profiles_dir is None:  # the first folder holding profiles.yml (dbt then says what is wrong with it)
+        candidates = profiles_candidates(run_dir, project_dir)
+        profiles_dir = next((p for p in candidates if (p / PROFILES_FILE).is_file()), project_dir)
     sections["dbt"] = dataclasses.replace(dbt, project_dir=project_dir, profiles_dir=profiles_dir)
     sections["report"] = report_paths(sections["report"], sections["database"].path)
     return sections

@@ -107,6 +107,14 @@ class _SettingsBehaviour:
         return dataclasses.replace(self, database=dataclasses.replace(self.database, path=path),
                                    report=report_paths(self.report, path))
 
+    def set_by_user(self, key: str) -> bool:
+        """Did the configuration file or an environment variable set this dotted key (``census.path``)?"""
+        return key in self.explicit  # type: ignore[attr-defined]
+
+    def with_census(self, path: Path) -> Any:
+        """These settings with the census file the project reads (``census.path`` was not set)."""
+        return dataclasses.replace(self, census=dataclasses.replace(self.census, path=path))  # type: ignore[attr-defined]
+
     def as_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict of the effective settings (paths as str)."""
         return thaw(self)
@@ -114,10 +122,10 @@ class _SettingsBehaviour:
     def digest(self) -> str:
         """A stable sha256 of the effective settings.
 
-        ``root`` and ``source`` are left out: the same values loaded from another
-        file are the same settings.
+        ``root``, ``source`` and ``explicit`` are left out: the same values loaded from
+        another file, or given there instead of by default, are the same settings.
         """
-        values = {k: v for k, v in self.as_dict().items() if k not in ("root", "source")}
+        values = {k: v for k, v in self.as_dict().items() if k not in ("root", "source", "explicit")}
         text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -148,8 +156,10 @@ def derive_sections(schema: Mapping[str, Any]) -> dict[str, type]:
 
 
 def derive_settings(sections: Mapping[str, type]) -> type:
-    """The class of the whole configuration: where it was loaded from, then one field per section."""
-    fields = [("root", Path), ("source", Path | None), *sections.items()]
+    """The class of the whole configuration: where it was loaded from, one field per section, and
+    which keys the file or the environment set (``explicit``, dotted: a default is not the user's choice)."""
+    fields = [("root", Path), ("source", Path | None), *sections.items(),
+              ("explicit", tuple[str, ...], dataclasses.field(default=()))]
     doc = "The effective setup configuration: file, environment and defaults merged."
     return _dataclass("Settings", fields, _SettingsBehaviour, doc)
 

@@ -94,8 +94,8 @@ class CensusOwner:
         """In words, for `doit status` and `doit info census`: whose file it is, what setup will do."""
         owner = self.owner()
         if owner == USER:
-            return ("your own file (setup did not write it, or it changed since): used as is, never regenerated "
-                    "-- delete it to have setup generate one")
+            return ("your own file (setup did not write it, or it changed since): used as is, never regenerated"
+                    + (" -- delete it to have setup generate one" if self.settings.generate else ""))
         why = self.why()
         if why is None:
             return "written by setup, current"

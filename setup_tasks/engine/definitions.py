@@ -7,6 +7,8 @@ graph answers come from the caches beside it.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +17,14 @@ from typing import Any, Callable, Mapping
 from ..dbt.client import DbtClient
 from ..errors import ProjectError
 from ..files import read_json, write_json_atomic
-from ..project.context import DbtContext, read_project_yaml
+from ..project.context import DbtContext, effective_vars, read_project_yaml
 from ..project.packages import declared, deps_reason, installed, packages_state
-from ..project.fingerprints import effective_vars
 from ..project.graph import SetupGraph
-from ..project.inputs import external_paths, not_utf8
+from ..project.inputs import external_paths, glob_folders, not_utf8
 from ..project.manifest import (Manifest, Node, file_set, manifest_from_dict, parse_problems, project_files,
                                 project_stamp, stamp_parts, why_parse)
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
+from ..store.database import reader_paths
 
 DEPS_RECORD = "deps.json"  # beside the context's manifest: what the last `dbt deps` by setup left
 Step = Callable[[str | None], None]  # a step of the run begins (its words), or ends (None)
@@ -121,8 +123,15 @@ def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient
     return manifest_from_dict(parsed.raw, parsed.selections, parsed.profile, digests), packages, parts
 
 
+MISSING_PROFILE_RE = re.compile(r"Could not find profile named '([^']+)'")
+
+
 def _named_file(err: ProjectError, ctx: DbtContext) -> ProjectError:
-    """dbt's parse error, with the file when dbt did not name it (a file that is not UTF-8)."""
+    """dbt's parse error, with the file when dbt did not name it (a file that is not UTF-8, the
+    profiles.yml files looked in for a profile dbt did not find)."""
+    missing = MISSING_PROFILE_RE.search(err.cause)
+    if missing:
+        return ctx.missing_profile(missing[1])
     if "codec can't decode" not in err.cause:
         return err
     project_yaml = read_project_yaml(ctx.project_dir)
@@ -188,9 +197,22 @@ class Definitions:
         return effective_vars(read_project_yaml(self.ctx.project_dir), self.manifest.project_name, self.ctx.vars)
 
     def external_inputs(self, source_uid: str) -> list[Path]:
-        """Files a source with an external location reads (a relative path from the project
-        directory, where dbt runs)."""
-        return external_paths(self.node(source_uid), self.ctx.project_dir)
+        """Files a source with an external location reads (a relative path from where dbt runs)."""
+        return external_paths(self.node(source_uid), self.ctx.cwd, self.reader_paths)
+
+    def glob_folders(self, source_uid: str) -> list[Path]:
+        """The folders a glob in a source's external location searches (a file added there may match it)."""
+        return glob_folders(self.node(source_uid), self.ctx.cwd, self.reader_paths)
+
+    def reader_paths(self, sql: str) -> list[str]:
+        """``store.database.reader_paths``, remembered with the graph's answers: they too are a pure
+        function of the manifest, and a run over an unchanged project then loads no DuckDB for them."""
+        key = f"readers:{hashlib.sha256(sql.encode()).hexdigest()[:20]}"
+        answers = self.graph.memo.answers
+        if key not in answers:
+            answers[key] = reader_paths(sql)
+            self.graph.memo.dirty = True
+        return list(answers[key])
 
     def reads_census(self, uid: str) -> bool:
         """Does this node read the configured census file through a source?"""

@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterable
 from ..dbt.client import DbtClient
 from ..dbt.invoke import NodeOutcome
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
-from ..project.context import DbtProfile, dbt_context
+from ..project.context import DbtProfile, dbt_context, with_project_census
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
-from ..project.inputs import first_ragged_row, glob_folders, not_utf8, sql_path_problem
+from ..project.inputs import first_ragged_row, not_utf8, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult
 from ..files import log, write_json_atomic
@@ -50,6 +50,8 @@ FRESH_MATERIALIZATIONS = ("table", "view", "ephemeral", "snapshot")
 MISSING_TABLE_RE = re.compile(r"Table with name (?P<table>\w+) does not exist", re.I)
 # doit's state (watched by its own rule: see cli.app) and caches, which cost time, never correctness.
 CACHE_STATE = ("doit.sqlite", "file_hashes.json", "db_contents.json")
+DATABASE_NAME_FIX = ("set database.path (or DUCKDB_PATH) to a file named with letters, digits and underscores, "
+                     "e.g. simulation.duckdb")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Engine:
     def __init__(self, settings: Any, listeners: Iterable[Listener] = (), keep_state: bool = True) -> None:
         # False for a command that only looks at a database not built yet: it writes no state.
         self.keep_state = keep_state
+        settings = with_project_census(settings)  # the project's own census file, unless census.path is set
         self.ctx = dbt_context(settings)
         self.dbt = DbtClient(settings.dbt.worker_idle_seconds)
         self.listeners = list(listeners)
@@ -125,7 +128,7 @@ class Engine:
         self.settings = settings = database_settings(settings, self.manifest.profile)
         self.root: Path = settings.root
         self.db_path: Path = settings.database.path
-        self.db = Database(self.db_path, self.ctx.duckdb_config())
+        self.db = Database(self.db_path, self.ctx.duckdb_config(), files_from=self.ctx.cwd)  # SQL's relative paths: where dbt runs
         self.project = self.manifest.project_name
         # This project's records and doit state for the database; the lock and the census are the database's.
         self.state_dir = state_dir = project_state_dir(settings.state_dir, self.project)
@@ -207,6 +210,7 @@ class Engine:
         the database file and its WAL, this project's records, the user's key."""
         settings, ctx = self.settings, self.ctx
         paths = [*watched_project_paths(ctx.project_dir), ctx.profiles_dir / "profiles.yml",
+                 *(folder / "profiles.yml" for folder in ctx.profiles_searched),  # one appearing earlier wins
                  Path.home() / ".dbt" / "profiles.yml", settings.root / "setup.yaml", settings.root / "dbt_project.yml"]
         if settings.source is not None:
             paths.append(settings.source)
@@ -217,7 +221,7 @@ class Engine:
         for uid in self.definitions.tracked():
             node = self.node(uid)
             if node.resource_type == "source" and node.external_location:
-                paths += [*self.definitions.external_inputs(uid), *glob_folders(node, ctx.project_dir)]
+                paths += [*self.definitions.external_inputs(uid), *self.definitions.glob_folders(uid)]
         return paths
 
     def refresh_compiled(self) -> list[str]:
@@ -375,8 +379,7 @@ class Engine:
         self.db.check_writable()
         problem = database_name_problem(self.db_path)
         if problem:
-            raise DatabaseError(problem, "set database.path (or DUCKDB_PATH) to a file named with letters, digits and "
-                                         "underscores, e.g. simulation.duckdb")
+            raise DatabaseError(problem, DATABASE_NAME_FIX)
         self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
@@ -497,6 +500,30 @@ class Engine:
         existing = self.database_contents().schemas
         schemas = {key[:2] for keys in relations.values() for key in keys} - existing
         self.records.intend(relations, {s for s in schemas if s[1] != "main"})
+
+    def preflight(self) -> list[str]:
+        """What would stop setup's next run before it builds anything, found without building (``doit
+        status`` asks, so "ready" means the first run can build): the generator's inputs when setup is to
+        generate the census, the inputs of each stale node setup builds (a seed that is not UTF-8 or
+        is malformed, a missing external file, a census breaking its contract), and a database file
+        name dbt-duckdb cannot use, one line each."""
+        problems: list[str] = []
+        named = database_name_problem(self.db_path)
+        if named:
+            problems.append(DatabaseError(named, DATABASE_NAME_FIX).one_line())
+        generating = self.census.pending() and any(self.reads_census(u) for u in self.setup_nodes)
+        if generating:
+            try:
+                self.census.request().provenance()  # what the generator reads: the job levels seed
+            except CensusError as err:
+                problems.append(f"census {self.settings.census.path} cannot be generated: {err.one_line()}")
+        for uid in self.setup_nodes:
+            if generating and self.reads_census(uid):
+                continue  # setup writes its census first
+            problem = self._input_problem(uid) if self.status(uid).stale else None
+            if problem:
+                problems.append(problem)
+        return problems
 
     def _preflight(self, batch: list[str]) -> set[str]:
         """Fail nodes whose inputs are unusable before dbt sees them; skip their children."""
@@ -668,8 +695,8 @@ class Engine:
         kind, _, what = part.partition(":")
         if kind == "file":
             return self.hasher.changed_since_hashed(self.ctx.project_dir / what)
-        if kind == "external":
-            return self.hasher.changed_since_hashed(Path(what) if Path(what).is_absolute() else self.root / what)
+        if kind == "external":  # named relative to the project (FingerprintCalculator._display)
+            return self.hasher.changed_since_hashed(Path(what) if Path(what).is_absolute() else self.ctx.project_dir / what)
         return False
 
     def _sign(self, uids: list[str]) -> None:

@@ -105,7 +105,7 @@ class Staleness:
         defs, compiled = self.definitions, self.compiled
         return FingerprintCalculator(
             defs.manifest, defs.graph, defs.ctx.project_dir, defs.variables(), self.hasher, sources,
-            environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd,
+            environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd, readers=defs.reader_paths,
             compiled=compiled.part if compiled is not None else None,
             build_context=compiled.build_context() if compiled is not None else "",
         )

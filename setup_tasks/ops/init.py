@@ -1,13 +1,20 @@
-"""`python -m setup_tasks init`: set up a team's dbt repository, a dodo.py and a commented setup.yaml beside dbt_project.yml.
+"""`python -m setup_tasks init`: set up a team's dbt repository, a dodo.py and a commented setup.yaml where the team runs dbt.
 
 init reads files only: it neither runs dbt nor opens a database, so it works before
 `dbt deps` and without a profile. It only ever creates its two files, and refuses
-(writing nothing) when either exists. What it writes fits the project it finds:
+(writing nothing) when either exists. They go where the team runs dbt: beside
+dbt_project.yml, or in the folder above it that holds the profiles.yml with the
+project's profile (dbt finds profiles.yml in the folder it runs in, so that team runs
+`dbt build --project-dir <folder>` from there). What it writes fits what the project has:
 
 - a PlanWise-shaped project (a staging folder and the foundation models the simulation
   starts from) keeps the defaults: seeds and staging models, every check;
 - any other project gets a selection of everything `dbt build` materialises, and the
-  check areas whose tables it does not have are disabled.
+  check areas whose tables it does not have are disabled;
+- the census: a project whose dbt_project.yml sets the census var reads its own file
+  (setup uses it as is: no generation, no var passed over it); one that reads the var
+  but sets none gets a synthetic census only when its config_job_levels seed carries
+  what the generator needs; a project that never reads the var gets none.
 """
 
 from __future__ import annotations
@@ -17,9 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..config import DEFAULT_CONFIG_NAME, default_of
+import yaml
+
+from ..config import DEFAULT_CONFIG_NAME, PROFILES_FILE, default_of
+from ..engine.census import load_job_level_bands
+from ..engine.census_owner import JOB_LEVELS_SEED
 from ..errors import SetupError
-from ..project.context import read_project_yaml
+from ..project.context import CENSUS_VAR, effective_vars, read_project_yaml
 from ..project.manifest import PATH_KEYS
 from ..validation.catalog import discover_builtin
 from ..validation.framework import REGISTRY
@@ -34,7 +45,8 @@ DODO_TEXT = (
     "# planwise-setup tasks for this dbt project: `doit list` shows them, `doit setup` builds what is stale.\n"
     + "\n".join(DODO_LINES) + "\n"
 )
-GITIGNORE_HINT = ".planwise/, *.setup_report.json and *.setup_history.jsonl"
+GITIGNORE_HINT = ".planwise/, *.setup_report.json, *.setup_history.jsonl, *.setup_graph.*, __pycache__/, target/ and logs/"
+DEFAULT_CENSUS = str(default_of("census.path"))
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,11 @@ class ProjectScan:
     models: tuple[str, ...]
     snapshots: tuple[str, ...]
     has_staging: bool
-    profiles_here: bool
+    profiles_in: Path | None  # the folder whose profiles.yml holds the project's profile (None: ~/.dbt, or none)
+    runs_in: Path  # where the team runs dbt, and init writes: the project, or the folder of that profiles.yml
+    reads_census: bool  # a model or source reads the census var
+    census_var: str | None  # the census var's value in dbt_project.yml: the project's own census
+    generator_problem: str | None  # why the synthetic census cannot be generated from the seeds (None: it can)
 
     @property
     def tables(self) -> set[str]:
@@ -69,24 +85,74 @@ def _files(directory: Path, folders: list[str], suffixes: tuple[str, ...]) -> It
             yield from (p for p in sorted(base.rglob("*")) if p.suffix in suffixes and p.is_file())
 
 
-def scan_project(directory: Path) -> ProjectScan:
-    """The project's name, profile, seeds, models and snapshots, from dbt_project.yml and a file scan."""
+def scan_project(directory: Path, start: Path | None = None) -> ProjectScan:
+    """What the project has, from dbt_project.yml and a file scan: its name, profile, seeds, models and
+    snapshots, where its profile is (and so where the team runs dbt: ``start`` bounds the search above
+    the project), whether it reads the census var, sets it, and whether its seeds can feed the generator."""
     data = read_project_yaml(directory)
+    name = str(data.get("name") or directory.name)
+    profile = str(data.get("profile") or data.get("name") or "")
 
     def folders(key: str) -> list[str]:
         return [str(f) for f in (data.get(key) or PATH_KEYS[key])]
 
     models = list(_files(directory, folders("model-paths"), (".sql", ".py")))
+    seeds = list(_files(directory, folders("seed-paths"), (".csv",)))
+    profiles_in = profile_folder(directory, profile, start or directory)
+    census_var = effective_vars(data, name, {}).get(CENSUS_VAR)
     return ProjectScan(
         directory=directory,
-        name=str(data.get("name") or directory.name),
-        profile=str(data.get("profile") or data.get("name") or ""),
-        seeds=tuple(p.stem for p in _files(directory, folders("seed-paths"), (".csv",))),
+        name=name,
+        profile=profile,
+        seeds=tuple(p.stem for p in seeds),
         models=tuple(p.stem for p in models),
         snapshots=tuple(p.stem for p in _files(directory, folders("snapshot-paths"), (".sql",))),
         has_staging=any("staging" in p.relative_to(directory).parts[1:-1] for p in models),
-        profiles_here=(directory / "profiles.yml").is_file(),
+        profiles_in=profiles_in,
+        runs_in=profiles_in if profiles_in is not None and directory.is_relative_to(profiles_in) else directory,
+        reads_census=census_var is not None or _mentions(directory, folders("model-paths"), CENSUS_VAR),
+        census_var=None if census_var is None else str(census_var),
+        generator_problem=_generator_problem(next((p for p in seeds if p.stem == JOB_LEVELS_SEED), None)),
     )
+
+
+def _has_profile(path: Path, profile: str) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and profile in data
+
+
+def profile_folder(project: Path, profile: str, start: Path) -> Path | None:
+    """The folder whose profiles.yml holds ``profile``, as the team's dbt finds it: the project folder
+    (dbt run there), else a folder above it up to ``start`` (where init was pointed) or, from the
+    project itself, up to its repository's root (dbt run there with --project-dir), else ~/.dbt."""
+    above: list[Path] = []
+    for folder in project.parents:
+        if len(above) == SEARCH_DEPTH or not (folder.is_relative_to(start) or start == project):
+            break
+        above.append(folder)
+        if (folder / ".git").exists():
+            break
+    home = Path.home() / ".dbt"
+    return next((f for f in (project, *above, home) if _has_profile(f / PROFILES_FILE, profile)), None)
+
+
+def _mentions(directory: Path, folders: list[str], word: str) -> bool:
+    """Does a model or a YAML file among them name ``word`` (a var they read)?"""
+    return any(word in p.read_text(errors="replace") for p in _files(directory, folders, (".sql", ".yml", ".yaml")))
+
+
+def _generator_problem(job_levels: Path | None) -> str | None:
+    """Why the census generator cannot draw from the project's seeds, or None when it can."""
+    if job_levels is None:
+        return f"the project has no {JOB_LEVELS_SEED} seed to take the pay bands from"
+    try:
+        load_job_level_bands(job_levels)
+    except SetupError as err:
+        return err.cause
+    return None
 
 
 def areas_without_tables(tables: set[str]) -> list[str]:
@@ -143,9 +209,44 @@ def _counted(n: int, what: str) -> str:
     return f"{n} {what}{'s' * (n != 1)}"
 
 
+def _profile_place(scan: ProjectScan) -> str:
+    if scan.profiles_in is None:
+        return "no profiles.yml holds it yet: dbt looks where it runs, then in ~/.dbt"
+    if scan.profiles_in == scan.runs_in:
+        return "profiles.yml here"
+    home = Path.home() / ".dbt"
+    return "profiles.yml in ~/.dbt" if scan.profiles_in == home else f"{scan.profiles_in / PROFILES_FILE}"
+
+
+def census_lines(scan: ProjectScan) -> list[str]:
+    """The census section: decided by what the project has (its census var, its seeds), not its folders."""
+    if not scan.reads_census:
+        return ["census:",
+                f"  # No model of this project reads the PlanWise census ({CENSUS_VAR}): no synthetic census is generated.",
+                "  generate: false"]
+    if scan.census_var is not None:
+        value = scan.census_var
+        absent = "{{" not in value and not (scan.runs_in / os.path.expanduser(value)).is_file()
+        return ["census:",
+                f"  # This project reads its own census: {value}",
+                f"  # ({CENSUS_VAR} in dbt_project.yml, relative to where dbt runs). setup uses that file as is,",
+                "  # never generates one, and passes dbt no census path of its own.",
+                *(["  # It is not there yet: put the file there before `doit setup`."] if absent else []),
+                f"  # To read another file instead, set path (setup then passes it to dbt as {CENSUS_VAR}):",
+                f"  # path: {value}",
+                "  generate: false"]
+    if scan.generator_problem is not None:
+        return ["census:",
+                f"  # A model reads the census ({CENSUS_VAR}), but setup cannot generate one: {scan.generator_problem}.",
+                f"  # Put your census at {DEFAULT_CENSUS} (or set path to it) before `doit setup`.",
+                "  generate: false"]
+    return [f"# census: setup generates a synthetic census at {DEFAULT_CENSUS} (pay bands from seeds/{JOB_LEVELS_SEED}.csv)",
+            "# when that file is missing; a file of yours there (or at census.path) is used as is, never regenerated."]
+
+
 def setup_yaml(scan: ProjectScan) -> str:
     """The commented setup.yaml for this project."""
-    where = "profiles.yml here" if scan.profiles_here else "profiles.yml in ~/.dbt"
+    where = _profile_place(scan)
     lines = [
         f"# planwise-setup configuration for the dbt project '{scan.name}', written by `python -m setup_tasks init`.",
         "# Every key is optional: `python -m setup_tasks.config --reference` lists them all with their defaults,",
@@ -158,8 +259,11 @@ def setup_yaml(scan: ProjectScan) -> str:
         "#   path: warehouse.duckdb   # set it only to insist on a file: setup stops if the profile writes another",
         "",
         "dbt:",
-        "  project_dir: .",
+        f"  project_dir: {os.path.relpath(scan.directory, scan.runs_in)}",
     ]
+    if scan.runs_in != scan.directory:
+        lines.insert(-2, f"# dbt runs here, as `dbt build --project-dir {os.path.relpath(scan.directory, scan.runs_in)}`: "
+                         "profiles.yml and relative paths are found from this folder.")
     if scan.planwise_shaped:
         lines += [
             "  # A PlanWise project: setup builds the seeds and the staging models (the simulation builds the",
@@ -180,11 +284,9 @@ def setup_yaml(scan: ProjectScan) -> str:
             "  # `doit quick` builds a foundation subset first; this project names none. To use it, list the models",
             "  # (dbt selection syntax), for example:",
             f"  # foundation_selection: \"{example}\"",
-            "",
-            "census:",
-            "  # No model of this project reads the PlanWise census file: no synthetic census is generated.",
-            "  generate: false",
         ]
+    lines += ["", *census_lines(scan)]
+    if not scan.planwise_shaped:
         areas = areas_without_tables(scan.tables)
         if areas:
             lines += [
@@ -206,7 +308,7 @@ class Written:
     def lines(self, cwd: Path) -> list[str]:
         shown = [_shown(p, cwd) for p in self.files]
         scan = self.scan
-        folder = _shown(scan.directory, cwd)
+        folder = _shown(scan.runs_in, cwd)
         what = ", ".join(_counted(n, w) for n, w in ((len(scan.seeds), "seed"), (len(scan.models), "model")))
         go = "doit setup" if folder == "." else f"cd {folder} && doit setup"
         return [
@@ -223,9 +325,12 @@ def _shown(path: Path, cwd: Path) -> str:
 
 
 def init(directory: Path) -> Written:
-    """Write dodo.py and setup.yaml beside the project's dbt_project.yml; refuse, writing nothing, if either exists."""
-    project = find_project(Path(os.path.abspath(directory)))
-    targets = (project / DODO_NAME, project / DEFAULT_CONFIG_NAME)
+    """Write dodo.py and setup.yaml where the team runs dbt (beside the project's dbt_project.yml, or the
+    folder above it holding the project's profiles.yml); refuse, writing nothing, if either exists."""
+    start = Path(os.path.abspath(directory))
+    project = find_project(start)
+    scan = scan_project(project, start)
+    targets = (scan.runs_in / DODO_NAME, scan.runs_in / DEFAULT_CONFIG_NAME)
     for path in targets:
         if path.exists():
             raise SetupError(
@@ -233,7 +338,6 @@ def init(directory: Path) -> Written:
                 f"move it aside and run init again, or add the two lines yourself to {DODO_NAME}: "
                 + "; ".join(DODO_LINES),
             )
-    scan = scan_project(project)
     texts = (DODO_TEXT, setup_yaml(scan))
     for path, text in zip(targets, texts):
         with path.open("x", encoding="utf-8") as fh:  # "x": never over a file that appeared meanwhile

@@ -10,7 +10,10 @@ Ready-to-set-up rule (the task exits 0 when ready, 1 when not):
       be opened as a DuckDB database;
     - a node setup builds reads the census file (a source whose external
       location is ``census.path``), ``census.generate`` is false, and the file is
-      missing, unreadable or lacks required columns.
+      missing, unreadable or lacks required columns;
+    - setup's own pre-flight (``Engine.preflight``) finds what would stop its run
+      before it builds: the census generator's inputs (when setup is to generate
+      the census), a stale node's inputs (a malformed seed, a missing external file).
   Everything else is ready, including a database that does not exist yet and
   stale nodes: rebuilding stale nodes is what setup is for.
 """
@@ -95,6 +98,8 @@ class SystemStatus:
     shared: tuple[str, ...] = ()
     # Checks that failed when they last ran (warnings a no-op run only counts), one line each.
     failed_checks: tuple[str, ...] = ()
+    # What would stop setup's next run before it builds (Engine.preflight), one line each.
+    problems: tuple[str, ...] = ()
 
     @property
     def stale(self) -> list[str]:
@@ -168,6 +173,9 @@ def readiness(status: SystemStatus) -> str:
     census = status.census
     if census is not None and census.blocks_setup:
         return f"census {census.path}: {census.problem} (and census.generate is false)"
+    if status.problems:
+        more = len(status.problems) - 1
+        return f"setup would fail: {status.problems[0]}" + (f" (and {more} more: see problem lines)" if more else "")
     return ""
 
 
@@ -189,7 +197,9 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
         db = database_state(db_path, lambda: Database(db_path).contents())
     else:
         db = DatabaseState("(dbt's profile names it)", "unknown", "not known until the project loads")
-    census = census_state(settings, reads_census(engine), engine)
+    read = reads_census(engine)
+    # A project that reads no census gets no census line (the file setup would generate is nobody's input).
+    census = census_state(settings, read, engine) if read else None
     status = SystemStatus(
         ready=False,
         versions=package_versions(engine.manifest.adapter_type if engine else "duckdb"),
@@ -204,6 +214,8 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
         status = _with_nodes(status, engine, db.readable, translator)
     if engine is not None:
         status = replace(status, failed_checks=failed_checks(engine))
+    if engine is not None and db.readable and not (census is not None and census.blocks_setup):
+        status = replace(status, problems=tuple(engine.preflight()))
     reason = readiness(status)
     return replace(status, ready=not reason, reason=reason)
 
@@ -262,6 +274,8 @@ def render(status: SystemStatus) -> list[str]:
         lines.append(f"others     {', '.join(status.others)}: built by other dbt projects, kept")
     for table in status.shared:
         lines.append(f"shared     {table}: both projects write it, the last build wins")
+    for problem in status.problems:
+        lines.append(f"problem    {problem}")
     for check in status.failed_checks:
         lines.append(f"check      {check}")
     lines.append(f"last run   {run_line(status.last_run)}")

@@ -6,12 +6,14 @@ import functools
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from ..config import PROFILES_FILE, profiles_candidates
 from ..errors import DatabaseError, ProjectError
 
 CENSUS_VAR = "census_parquet_path"
@@ -33,6 +35,8 @@ class DbtContext:
     duckdb_threads: int | None = None
     duckdb_memory_limit: str | None = None
     root: Path | None = None  # the folder setup runs from: of setup.yaml (beside dodo.py), else of dodo.py
+    # The folders whose profiles.yml was looked for, in order (one when dbt.profiles_dir is set).
+    profiles_searched: tuple[Path, ...] = ()
 
     @property
     def cwd(self) -> Path:
@@ -68,6 +72,26 @@ class DbtContext:
     def duckdb_config(self) -> dict[str, str]:
         """The same settings for the engine's own connections."""
         return {"threads": self.env_overrides()["PLANWISE_DUCKDB_THREADS"], "memory_limit": self.env_overrides()["PLANWISE_DUCKDB_MEMORY_LIMIT"]}
+
+    def described(self, command: str = "...") -> str:
+        """What setup passes to dbt, in one line: where dbt runs, its options and the variables setup exports."""
+        args = " ".join(shlex.quote(a) for a in self.cli_args(own_target=False))
+        exported = {k: v for k, v in self.env_overrides().items() if not k.startswith("PLANWISE_")}
+        env = "".join(f" {k}={shlex.quote(v)}" for k, v in sorted(exported.items()))
+        return f"in {self.cwd}:{env} dbt {command} {args}"
+
+    def missing_profile(self, profile: str) -> ProjectError:
+        """dbt found no profile ``profile``: say where it was looked for, in order, and what each place holds."""
+        places = []
+        for folder in self.profiles_searched or (self.profiles_dir,):
+            path = folder / PROFILES_FILE
+            places.append(f"{path} ({_profiles_in(path)})")
+        chosen = self.profiles_dir / PROFILES_FILE
+        return ProjectError(
+            f"dbt's profile '{profile}' is not in {chosen}; profiles.yml was looked for in {', '.join(places)}",
+            f"add the profile '{profile}' to {chosen}, or put a profiles.yml holding it where dbt runs "
+            f"({self.cwd}), or set dbt.profiles_dir (DBT_PROFILES_DIR) to its folder",
+        )
 
     def cli_args(self, own_target: bool = True) -> list[str]:
         """dbt's options for this context; ``own_target``: setup's own target folder (else dbt's usual one)."""
@@ -171,10 +195,72 @@ def is_database_file(path: str) -> bool:
     return path != ":memory:" and not path.startswith(("md:", "motherduck:")) and "://" not in path
 
 
+def _profiles_in(path: Path) -> str:
+    """'absent', 'holds a, b' or why it cannot be read: what a profiles.yml offers, for a missing profile's message."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return "absent"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return f"unreadable: {type(exc).__name__}"
+    names = sorted(k for k in data if k != "config") if isinstance(data, dict) else []
+    return f"holds {', '.join(names)}" if names else "holds no profile"
+
+
+def run_dir(settings: Any) -> Path:
+    """Where dbt runs: the folder of the configuration (setup.yaml, beside dodo.py, unless config= names
+    another), else the root (the folder of dodo.py). A relative path in the profile, a source's external
+    location or a var resolves there, for setup as for the team running dbt by hand."""
+    return settings.source.parent if settings.source is not None else settings.root
+
+
+def effective_vars(project_yaml: Mapping[str, Any], project_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Vars as dbt resolves them for the root project: global < project-scoped < command line."""
+    declared = project_yaml.get("vars") or {}
+    result = {k: v for k, v in declared.items() if not (k == project_name and isinstance(v, dict))}
+    scoped = declared.get(project_name)
+    if isinstance(scoped, dict):
+        result.update(scoped)
+    result.update(overrides)
+    return result
+
+
+def project_vars(project_dir: Path) -> dict[str, Any]:
+    """The vars the project's dbt_project.yml sets (global and its own scope); none when it cannot be read
+    (dbt says why when it parses)."""
+    try:
+        data = read_project_yaml(project_dir)
+    except ProjectError:
+        return {}
+    return effective_vars(data, str(data.get("name") or ""), {})
+
+
+def with_project_census(settings: Any) -> Any:
+    """The settings with ``census.path`` the file the project reads when the user did not set census.path:
+    the census var's value from setup.yaml's dbt.vars, else from dbt_project.yml, relative to where dbt
+    runs. Unchanged when neither sets it, or its value is Jinja (only dbt renders that)."""
+    if settings.set_by_user("census.path"):
+        return settings
+    value = {**project_vars(settings.dbt.project_dir), **settings.dbt.vars_dict()}.get(CENSUS_VAR)
+    if not isinstance(value, str) or not value.strip() or "{{" in value or "{%" in value:
+        return settings
+    return settings.with_census(Path(os.path.normpath(run_dir(settings) / os.path.expanduser(value))))
+
+
+def passes_census_var(settings: Any) -> bool:
+    """Does setup pass census.path to dbt as the census var? Only when the user set census.path, or the
+    project leaves the var to setup: never over a value dbt_project.yml (or dbt.vars) sets."""
+    if CENSUS_VAR in settings.dbt.vars:
+        return False  # the user's own --vars value, passed as given
+    return settings.set_by_user("census.path") or CENSUS_VAR not in project_vars(settings.dbt.project_dir)
+
+
 def dbt_context(settings: Any) -> DbtContext:
     """The context of a setup configuration: its dbt section, database and census path."""
     variables = dict(settings.dbt.vars_dict())
-    variables.setdefault(CENSUS_VAR, str(settings.census.path))
+    if passes_census_var(settings):
+        variables[CENSUS_VAR] = str(settings.census.path)
+    explicit = settings.set_by_user("dbt.profiles_dir")
     return DbtContext(
         project_dir=settings.dbt.project_dir,
         profiles_dir=settings.dbt.profiles_dir,
@@ -184,8 +270,9 @@ def dbt_context(settings: Any) -> DbtContext:
         database_path=settings.database.path,
         duckdb_threads=settings.database.threads,
         duckdb_memory_limit=settings.database.memory_limit,
-        # dbt runs where the configuration is (setup.yaml: beside dodo.py unless config= names another)
-        root=settings.source.parent if settings.source is not None else settings.root,
+        root=run_dir(settings),
+        profiles_searched=(settings.dbt.profiles_dir,) if explicit else
+        tuple(profiles_candidates(run_dir(settings), settings.dbt.project_dir)),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..files import RACY_NS, discarded, read_json, stat_key
 from ..keys import keyed_digest
 from .graph import SetupGraph
-from .inputs import expand_paths, external_paths, format_location
+from .inputs import ReaderPaths, external_paths, format_location, location_paths, resolved
 from .manifest import ENV_VAR_RE, Manifest, Node
 
 VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
@@ -132,17 +132,6 @@ class FileHasher:
         return before is not None and before != now
 
 
-def effective_vars(project_yaml: Mapping[str, Any], project_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Vars as dbt resolves them for the root project: global < project-scoped < command line."""
-    declared = project_yaml.get("vars") or {}
-    result = {k: v for k, v in declared.items() if not (k == project_name and isinstance(v, dict))}
-    scoped = declared.get(project_name)
-    if isinstance(scoped, dict):
-        result.update(scoped)
-    result.update(overrides)
-    return result
-
-
 class FingerprintCalculator:
     """Computes fingerprints for every node of a manifest, parents first."""
 
@@ -159,8 +148,12 @@ class FingerprintCalculator:
         cwd: Path | None = None,
         compiled: Callable[[Node], str] | None = None,
         build_context: str = "",
+        *,
+        readers: ReaderPaths,
     ) -> None:
         self.manifest = manifest
+        # The files a reader call reads (store.database.reader_paths: DuckDB parses it).
+        self.readers = readers
         self.graph = graph
         self.project_dir = project_dir
         # Where dbt runs: a relative external location or file var resolves there.
@@ -228,7 +221,7 @@ class FingerprintCalculator:
         shown = _canonical(value)
         parts = {f"var:{name}": shown if len(shown) <= SHOWN_VALUE_LIMIT else _sha(shown)}
         if isinstance(value, str) and value.strip():
-            for path in expand_paths(value, self.cwd):
+            for path in resolved(location_paths(value, self.readers), self.cwd):
                 if path.is_file():
                     parts[f"external:{self._display(path)}"] = self._hash(path)
         return parts
@@ -242,7 +235,7 @@ class FingerprintCalculator:
         if node.external_location:
             location = format_location(node.external_location, node)
             parts = {"location": location}
-            paths = external_paths(node, self.cwd)
+            paths = external_paths(node, self.cwd, self.readers)
             for path in paths:
                 parts[f"external:{self._display(path)}"] = self._hash(path)
             if not paths and "://" not in location:

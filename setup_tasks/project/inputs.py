@@ -1,18 +1,35 @@
-"""Input files a project reads: seed CSVs (well-formed?), and the files external sources name."""
+"""Input files a project reads: seed CSVs (well-formed?), and the files external sources and reader calls name.
+
+Which files a piece of SQL reads is DuckDB's answer, not a pattern's: ``store.database.reader_paths``
+has DuckDB parse it (``json_serialize_sql``) and ``reader_call_paths`` here walks the syntax tree it
+gives, taking the path argument(s) of each reader call (a string, or a list of them; globs kept) and
+nothing else (never a ``columns={...}`` map's keys or values). The paths are as written: callers
+resolve them where dbt runs.
+"""
 
 from __future__ import annotations
 
 import csv
 import glob
 import os
-import re
 import string
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from ..config import GLOB_CHARS
 from .manifest import Node
 
-QUOTED_RE = re.compile(r"""['"]([^'"]+)['"]""")
+# DuckDB's table functions whose first argument is the file(s) they read (core, json, parquet, excel, spatial).
+READER_FUNCTIONS = frozenset({
+    "read_csv", "read_csv_auto", "sniff_csv", "read_parquet", "parquet_scan", "parquet_metadata",
+    "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata", "read_json", "read_json_auto",
+    "read_json_objects", "read_json_objects_auto", "read_ndjson", "read_ndjson_auto", "read_ndjson_objects",
+    "read_text", "read_blob", "read_xlsx", "st_read",
+})
+# A quoted file name in FROM is read by DuckDB's replacement scan when its suffix is one of these.
+SCANNED_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl", ".ndjson", ".xlsx")
+COMPRESSED_SUFFIXES = (".gz", ".zst")
+ReaderPaths = Callable[[str], list[str]]  # SQL -> the paths its reader calls read (store.database.reader_paths)
 # dbt-duckdb puts an external location into SQL between single quotes without escaping
 # them, pastes it as it is when it contains a parenthesis, and formats braces first.
 UNQUOTABLE = {"'": "a single quote", "(": "a parenthesis", ")": "a parenthesis", "{": "a brace", "}": "a brace",
@@ -71,15 +88,66 @@ def csv_data_rows(path: Path, delimiter: str = ",") -> int:
         return sum(1 for row in reader if any(cell.strip() for cell in row))
 
 
-def expand_paths(text: str, root: Path) -> list[Path]:
-    """Files named by a location: a path, a glob, or a reader call with quoted paths."""
-    candidates = QUOTED_RE.findall(text) if "(" in text else [text]
+def reader_call_paths(tree: Any) -> list[str]:
+    """The paths DuckDB reads in a statement's syntax tree (``json_serialize_sql``'s JSON), in order:
+    the first positional argument of each reader call (a string constant, or a list of them) and
+    each file name a FROM clause scans ('data/x.parquet'). Computed paths (a concatenation, a
+    parameter) are not known before DuckDB runs, and left out."""
+    found: list[str] = []
+    for node in _walk(tree):
+        kind = node.get("type")
+        if kind == "TABLE_FUNCTION" and isinstance(node.get("function"), dict):
+            function = node["function"]
+            if str(function.get("function_name", "")).lower() in READER_FUNCTIONS:
+                positional = [a.get("expression") for a in function.get("arguments") or [] if not a.get("name")]
+                found += _string_constants(positional[0]) if positional else []
+        elif kind == "BASE_TABLE" and not node.get("schema_name") and not node.get("catalog_name"):
+            name = str(node.get("table_name", ""))
+            if name.lower().removesuffix(COMPRESSED_SUFFIXES[0]).removesuffix(COMPRESSED_SUFFIXES[1]).endswith(SCANNED_SUFFIXES):
+                found.append(name)
+    return list(dict.fromkeys(found))
+
+
+def _walk(tree: Any) -> Iterator[dict[str, Any]]:
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+
+
+def _string_constants(expression: Any) -> list[str]:
+    """'a.csv' -> [a.csv]; ['a.csv', 'b/*.csv'] -> both; anything computed -> nothing."""
+    if not isinstance(expression, dict):
+        return []
+    literal = expression.get("literal")
+    if expression.get("class") == "CONSTANT" and isinstance(literal, dict):
+        return [str(literal["text"])] if literal.get("kind") == "STRING" else []
+    if expression.get("class") == "FUNCTION" and expression.get("function_name") == "list_value":
+        return [p for a in expression.get("arguments") or [] for p in _string_constants(a.get("expression"))]
+    return []
+
+
+def location_paths(location: str, readers: ReaderPaths) -> list[str]:
+    """The paths an external location reads, as written: a reader call's path argument(s), a quoted
+    file name, else the location itself (dbt-duckdb quotes a bare path)."""
+    if "(" in location or location.startswith("'"):
+        return readers(f"select * from {location}")
+    return [location]
+
+
+def resolved(paths: list[str], root: Path) -> list[Path]:
+    """Paths as written, made absolute against ``root`` (where dbt runs), globs expanded; URLs left out."""
     found: list[Path] = []
-    for cand in candidates:
-        if "://" in cand:
+    for raw in paths:
+        if "://" in raw:
             continue
-        path = Path(cand) if os.path.isabs(cand) else root / cand
-        if GLOB_CHARS & set(cand):
+        path = Path(os.path.expanduser(raw))
+        path = path if path.is_absolute() else root / path
+        if GLOB_CHARS & set(raw):
             found.extend(Path(p) for p in sorted(glob.glob(str(path), recursive=True)))
         else:
             found.append(path)
@@ -87,28 +155,36 @@ def expand_paths(text: str, root: Path) -> list[Path]:
 
 
 def format_location(location: str, node: Node) -> str:
-    fields = {"name": node.name, "identifier": node.relation.identifier if node.relation else node.name}
+    """The location as dbt-duckdb formats it: newstyle ``{name}`` (the default), oldstyle ``%(name)s`` or
+    a ``$name`` template, with the source's name, identifier, schema, database and meta; as written
+    when a field is unknown (dbt-duckdb fails there, and says so)."""
+    fields: dict[str, Any] = {"name": node.name, "identifier": node.relation.identifier if node.relation else node.name,
+                              "schema": "", "database": None, "tags": list(node.tags), **node.location_meta}
     if node.relation:
-        fields.update(schema=node.relation.schema or "", database=node.relation.database or "")
+        fields.update(schema=node.relation.schema or "", database=node.relation.database)
+    formatter = str(node.location_meta.get("formatter") or "newstyle")
     try:
-        names = {f for _, f, _, _ in string.Formatter().parse(location) if f}
-        return location.format(**fields) if names <= set(fields) else location
-    except (ValueError, IndexError, KeyError):
+        if formatter == "oldstyle":
+            return location % fields
+        if formatter == "template":
+            return string.Template(location).substitute(fields)
+        return location.format_map(fields)
+    except (ValueError, IndexError, KeyError, TypeError):
         return location
 
 
-def external_paths(node: Node, root: Path) -> list[Path]:
-    """Files a source with an external location reads (placeholders filled, globs expanded)."""
+def external_paths(node: Node, root: Path, readers: ReaderPaths) -> list[Path]:
+    """Files a source with an external location reads (placeholders filled, globs expanded), from ``root``."""
     if not node.external_location:
         return []
-    return expand_paths(format_location(node.external_location, node), root)
+    return resolved(location_paths(format_location(node.external_location, node), readers), root)
 
 
-def glob_folders(node: Node, root: Path) -> list[Path]:
+def glob_folders(node: Node, root: Path, readers: ReaderPaths) -> list[Path]:
     """The folders a glob in a source's external location searches (a file added there may match it)."""
     text = format_location(node.external_location or "", node)
     folders: list[Path] = []
-    for cand in QUOTED_RE.findall(text) if "(" in text else [text]:
+    for cand in location_paths(text, readers) if text else []:
         if "://" in cand or not GLOB_CHARS & set(cand):
             continue
         parts = Path(cand).parts

@@ -70,6 +70,8 @@ class Node:
     columns: Mapping[str, Any]
     description: str = ""
     external_location: str | None = None
+    # What dbt-duckdb formats a source's external location with: its meta, and the config's ``formatter``.
+    location_meta: Mapping[str, Any] = field(default_factory=dict)
     test_severity: str | None = None
     attached_node: str | None = None
     test_name: str | None = None
@@ -191,6 +193,7 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
         },
         description=raw.get("description") or "",
         external_location=external,
+        location_meta={**meta, **{k: v for k, v in config.items() if k == "formatter"}} if external else {},
         test_severity=(config.get("severity") or "ERROR").lower() if rtype == "test" else None,
         attached_node=raw.get("attached_node"),
         test_name=test_meta.get("name") if rtype == "test" else None,

@@ -7,7 +7,9 @@ loads it.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -19,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import DatabaseError, DatabaseLockedError
 from ..project.context import Connection
+from ..project.inputs import reader_call_paths
 
 
 def _lazy_module(name: str) -> Any:
@@ -233,6 +236,41 @@ class Reader:
         return tuple(r[0] for r in rows)
 
 
+@contextmanager
+def scratch_reader(path: Path) -> Iterator[Reader]:
+    """A Reader on an empty in-memory database, for a check that reads no table: it runs (and says it
+    has nothing to check) before the database ``path`` exists."""
+    with memory_connection() as con:
+        yield Reader(con, path)
+
+
+def syntax_tree(sql: str) -> dict[str, Any] | None:
+    """DuckDB's syntax tree of the SELECT statement(s) in ``sql`` (``json_serialize_sql``), as JSON data;
+    None when DuckDB cannot parse it (not SQL, Jinja left in, or not a SELECT)."""
+    with memory_connection() as con:
+        try:
+            text = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+        except duckdb.Error:
+            return None
+    tree = json.loads(text)
+    return None if tree.get("error") else tree
+
+
+@functools.lru_cache(maxsize=512)
+def _reader_paths(sql: str) -> tuple[str, ...]:
+    tree = syntax_tree(sql)
+    return tuple(reader_call_paths(tree)) if tree is not None else ()
+
+
+def reader_paths(sql: str) -> list[str]:
+    """The files ``sql`` reads, as DuckDB reads them: the path argument(s) of each reader call
+    (``read_csv``, ``read_parquet``, ``read_json``, ... : a string or a list of them, globs as written),
+    and each file name a FROM clause scans (``from 'data/x.parquet'``); never a ``columns={...}`` map's
+    keys or values. Raw paths as written, in order, each once: the caller resolves them where dbt runs.
+    Empty when DuckDB cannot parse the SQL (it could not run it either)."""
+    return list(_reader_paths(sql))
+
+
 def tables_in_sql(sql: str) -> set[str] | None:
     """Names of the tables a query reads, as written ('t' or 'schema.t'); None if it cannot be parsed."""
     try:
@@ -319,11 +357,17 @@ class Database:
     Holds at most one read-only connection open across validation checks
     (opening the file costs tens of milliseconds per check); every writer and
     every dbt invocation closes it first (``close_reader``).
+
+    ``files_from``: the folder a relative input path in SQL resolves in (where dbt runs: dbt-duckdb
+    reads ``read_csv('data/x.csv')`` from its working directory, and setup runs the same SQL itself
+    from any folder), set as DuckDB's ``file_search_path`` on each connection (a session setting:
+    dbt-duckdb's own connections to the same file are untouched).
     """
 
-    def __init__(self, path: Path, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(self, path: Path, settings: Mapping[str, str] | None = None, files_from: Path | None = None) -> None:
         self.path = path
         self.settings = dict(settings or {})
+        self.files_from = files_from
         self._reader: duckdb.DuckDBPyConnection | None = None
 
     # -- connections ------------------------------------------------------------------
@@ -336,7 +380,12 @@ class Database:
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         self.close_reader()
-        return duckdb.connect(str(self.path), read_only=read_only, config=dict(self.settings))
+        return self._searching(duckdb.connect(str(self.path), read_only=read_only, config=dict(self.settings)))
+
+    def _searching(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        if self.files_from is not None:
+            con.execute("SET file_search_path = " + "'" + str(self.files_from).replace("'", "''") + "'")
+        return con
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -384,7 +433,7 @@ class Database:
             raise DatabaseError(f"the profile configures DuckDB with {', '.join(connection.unsupported)}")
         self.close_reader()
         try:
-            con = duckdb.connect(str(self.path), read_only=read_only, config=dict(connection.config))
+            con = self._searching(duckdb.connect(str(self.path), read_only=read_only, config=dict(connection.config)))
         except duckdb.Error as exc:
             raise _open_error(self.path, exc) from None
         try:
@@ -392,6 +441,8 @@ class Database:
                 for statement in connection.setup:
                     con.execute(statement)
                 for key, value in connection.settings.items():
+                    if not key.isidentifier():
+                        raise DatabaseError(f"the profile's setting {key!r} is not a DuckDB setting name")
                     con.execute(f"SET {key} = '{str(value).replace(chr(39), chr(39) * 2)}'")
             except duckdb.Error as exc:
                 raise DatabaseError(f"cannot configure DuckDB as the profile does: {' '.join(str(exc).split())}") from None
@@ -407,7 +458,7 @@ class Database:
             if "different configuration" not in str(exc):
                 raise _open_error(self.path, exc) from None
             try:
-                return duckdb.connect(str(self.path))
+                return self._searching(duckdb.connect(str(self.path)))
             except duckdb.Error as again:
                 raise _open_error(self.path, again) from None
 

@@ -49,7 +49,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 from ..config import ValidationSettings
 from ..engine.engine import Engine
 from ..errors import SetupError
-from ..store.database import Database, QueryResult, Reader, quote, qualified
+from ..store.database import Database, QueryResult, Reader, qualified, quote, scratch_reader
 from ..project.manifest import Node
 from .project import Project
 from .results import FAILED, PASSED, SEVERITIES, SKIPPED, CheckResult, SkipCheck, jsonable, plural
@@ -231,7 +231,10 @@ class Check:
         """Run the check once; never raises: problems become failed or skipped results."""
         started = time.perf_counter()
         try:
-            with env.db.read_only(keep_open=True) as reader:
+            # A check that reads no table of the project (seed checks of a project without seeds) needs no
+            # database: it runs, and says it has nothing to check, before the first build made the file.
+            needs_database = env.db.path.exists() or bool(self.read_names(env.project, env.validation))
+            with env.db.read_only(keep_open=True) if needs_database else scratch_reader(env.db.path) as reader:
                 ctx = CheckContext(self, env.validation, reader, env.project)
                 outcome = self.function(ctx) if self.function else []
                 results = [outcome] if isinstance(outcome, CheckResult) else list(outcome)

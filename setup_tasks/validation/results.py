@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 
 SEVERITIES = ("critical", "error", "warning", "info")
 PASSED, FAILED, SKIPPED, NOT_RUN = "passed", "failed", "skipped", "not run"
+LISTED = "listed"  # a result's detail: every item of a list its message names only the first few of
 DEFAULT_FAIL_ON = ("critical", "error")
 # A severity each verdict implies, as dbt words them: a failed warning is WARN, a failed error FAIL.
 IMPLIED = {"warn": "warning", "fail": "error"}
@@ -97,14 +98,19 @@ class CheckResult:
         return f"{text} -- fix: {self.guidance}" if self.failed and self.guidance else text
 
     def sample_line(self) -> str:
-        """'offending rows (2 of 14): {...}, {...}' when the result carries a sample, else ''."""
-        sample = self.details.get("sample") if isinstance(self.details, Mapping) else None
+        """What -v 2 and `doit info` add to the message: 'offending rows (2 of 14): {...}, {...}' when the
+        result carries a sample, 'all 4: a; b; c; d' when its message names only the first few; else ''."""
+        details = self.details if isinstance(self.details, Mapping) else {}
+        listed = details.get(LISTED)
+        every = f"all {len(listed)}: {'; '.join(map(str, listed))}" if listed else ""
+        sample = details.get("sample")
         if not sample:
-            return ""
-        total = self.details.get("offending_rows") or self.details.get("failures") or len(sample)
+            return every
+        total = details.get("offending_rows") or details.get("failures") or len(sample)
         rows = "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) if isinstance(row, Mapping) else str(row)
                          for row in sample)
-        return f"offending rows ({len(sample)} of {total:,}): {rows}" if isinstance(total, int) else f"offending rows: {rows}"
+        line = f"offending rows ({len(sample)} of {total:,}): {rows}" if isinstance(total, int) else f"offending rows: {rows}"
+        return f"{line}; {every}" if every else line
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ from ...project.inputs import csv_data_rows
 from ...project.manifest import Node
 from ..framework import CheckContext, Table, register_check
 from ..project import Project
-from ..results import CheckResult, SkipCheck, plural
+from ..results import LISTED, CheckResult, SkipCheck, plural
 
 # Logical tables whose rows the hazard-band check compares, by dimension.
 HAZARD_TABLES = {
@@ -28,6 +28,13 @@ SHOWN = 3  # problems spelled out in a message; the rest are in the details
 def _listed(items: list[str], shown: int = SHOWN) -> str:
     text = ", ".join(items[:shown])
     return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def _every(*lists: list[str], shown: int = SHOWN) -> dict[str, list[str]]:
+    """The items of the lists a message cut short (``_listed``), as the result's detail that -v 2 and
+    `doit info` show: 'and 1 more' is never the last word on a failure."""
+    cut = [item for items in lists if len(items) > shown for item in items]
+    return {LISTED: cut} if cut else {}
 
 
 def _money(value: Any) -> str:
@@ -73,7 +80,7 @@ def seeds_present(ctx: CheckContext) -> CheckResult:
         return ctx.failed(
             f"{len(missing)} of {total} required seed tables missing: {_listed(missing)}",
             "run `doit seeds` to load them, or take them out of validation.required_seed_tables",
-            missing=missing, required=total)
+            missing=missing, required=total, **_every(missing))
     return ctx.passed(f"all {total} required seed tables present", required=total)
 
 
@@ -96,7 +103,7 @@ def seed_row_counts(ctx: CheckContext) -> CheckResult:
     if wrong:
         return ctx.failed(f"seed row counts differ from their CSV files: {_listed(wrong)}",
                           "run `doit setup` to reload them (a table edited outside setup is reloaded)",
-                          seeds=counts)
+                          seeds=counts, **_every(wrong))
     return ctx.passed(f"{len(counts)} seed tables match their CSV row counts", seeds=counts)
 
 
@@ -115,7 +122,7 @@ def seed_null_columns(ctx: CheckContext) -> CheckResult:
             empty += [f"{name}.{c}" for c, n in zip(table.columns, row[1:]) if n == 0]
     if empty:
         return ctx.failed(f"{len(empty)} seed columns entirely null: {_listed(empty)}",
-                          "fill them in the seed CSV, or check its header and delimiter", columns=empty)
+                          "fill them in the seed CSV, or check its header and delimiter", columns=empty, **_every(empty))
     return ctx.passed(f"no entirely null column in {len(present)} seed tables", tables=len(present))
 
 
@@ -140,7 +147,7 @@ def models_materialized(ctx: CheckContext) -> CheckResult:
     missing = [n.name for n in models if ctx.find_table(n.unique_id) is None]
     if missing:
         return ctx.failed(f"{len(missing)} of {len(models)} selected models not in the database: {_listed(missing)}",
-                          "run `doit staging` and fix the models that fail", missing=missing)
+                          "run `doit staging` and fix the models that fail", missing=missing, **_every(missing))
     return ctx.passed(f"all {len(models)} selected models materialised", models=len(models))
 
 
@@ -157,7 +164,7 @@ def models_non_empty(ctx: CheckContext) -> CheckResult:
     if empty:
         return ctx.failed(f"{len(empty)} models have no rows: {_listed(empty)}",
                           "check their inputs; if empty is legitimate, list them in validation.allow_empty_models",
-                          empty=empty, rows=rows)
+                          empty=empty, rows=rows, **_every(empty))
     return ctx.passed(f"{len(rows)} models checked, none empty that must have rows", rows=rows)
 
 
@@ -267,7 +274,8 @@ def census_required_nulls(ctx: CheckContext) -> CheckResult:
     if nulls:
         shown = [f"{c} ({n:,})" for c, n in nulls.items()]
         return ctx.failed(f"nulls in required census columns: {_listed(shown)}{note}",
-                          "fill them in the census file, or change validation.census_required_columns", **numbers)
+                          "fill them in the census file, or change validation.census_required_columns",
+                          **numbers, **_every(shown, absent))
     return ctx.passed(f"no nulls in {len(present)} required census columns{note}", **numbers)
 
 
@@ -367,7 +375,7 @@ def job_level_bands(ctx: CheckContext) -> CheckResult:
     if problems:
         return ctx.failed(f"job-level bands in {levels.name}: {_listed(problems)}",
                           f"make each level's max_compensation equal the next level's min_compensation in "
-                          f"{ctx.fix_location(levels)}", problems=problems, levels=count)
+                          f"{ctx.fix_location(levels)}", problems=problems, levels=count, **_every(problems))
     return ctx.passed(f"{count} job-level bands contiguous, no overlap", levels=count)
 
 
@@ -396,7 +404,7 @@ def comp_lever_references(ctx: CheckContext) -> CheckResult:
     if problems:
         return ctx.failed(f"comp levers in {levers.name} refer to undefined {_listed(problems)}",
                           f"define them in the scenario / job level tables, or remove those levers from "
-                          f"{ctx.fix_location(levers)}", **numbers)
+                          f"{ctx.fix_location(levers)}", **numbers, **_every(problems))
     checked = " and ".join(orphans)
     return ctx.passed(f"every comp lever's {checked} exists", **numbers)
 
@@ -460,7 +468,8 @@ def hazard_bands(ctx: CheckContext) -> CheckResult:
     if problems:
         return ctx.failed(f"hazard bands: {_listed(problems)}",
                           "make the bands contiguous and alike across promotion and termination, covering every "
-                          "employee's age and tenure (the multiplier seeds)", problems=problems, **numbers)
+                          "employee's age and tenure (the multiplier seeds)", problems=problems, **numbers,
+                          **_every(problems))
     return ctx.passed(f"{len(checked)} hazard multiplier tables cover their bands without gaps", **numbers)
 
 
@@ -480,7 +489,8 @@ def cola_years(ctx: CheckContext) -> CheckResult:
         return ctx.failed(f"no COLA rate in {cola.name} for {_listed([str(y) for y in missing], 10)} "
                           f"(simulation years {first}-{last})",
                           f"add those years to {ctx.fix_location(cola)}, or change "
-                          "validation.simulation_start_year / validation.simulation_end_year", **numbers)
+                          "validation.simulation_start_year / validation.simulation_end_year", **numbers,
+                          **_every([str(y) for y in missing], shown=10))
     return ctx.passed(f"COLA rates for every simulation year {first}-{last}", **numbers)
 
 
