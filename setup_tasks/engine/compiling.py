@@ -84,6 +84,11 @@ class Compiling:
         graph = graph_digest(self.manifest) if "graph" in compiled.reads else ""
         return f"{CONTEXT}:{_sha([key, graph])}"
 
+    def compiled_sql(self, node: Node) -> str | None:
+        """The SQL dbt compiled for the node under its current key, whatever its kind (the files it reads)."""
+        compiled = self.get(node.unique_id)
+        return compiled.sql if compiled is not None else None
+
     def build_context(self) -> str:
         """The ``build`` part: the profile's connection (settings, extensions, attached databases) and the
         macros of the project or its packages that override dbt's (how dbt materializes and tests)."""

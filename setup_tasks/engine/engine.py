@@ -21,7 +21,7 @@ from ..dbt.invoke import NodeOutcome
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
 from ..project.context import DbtProfile, dbt_context, with_project_census
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
-from ..project.inputs import first_ragged_row, not_utf8, sql_path_problem
+from ..project.inputs import first_ragged_row, not_utf8, searched_folders, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult
 from ..files import log, write_json_atomic
@@ -222,6 +222,9 @@ class Engine:
             node = self.node(uid)
             if node.resource_type == "source" and node.external_location:
                 paths += [*self.definitions.external_inputs(uid), *self.definitions.glob_folders(uid)]
+            sql = self.compiling.compiled_sql(node) if node.is_compiled else None
+            if sql:  # a glob its SQL reads searches folders: a file added there may match it
+                paths += searched_folders(self.definitions.reader_paths(sql), ctx.cwd)
         return paths
 
     def refresh_compiled(self) -> list[str]:

@@ -41,6 +41,8 @@ class CompiledParts(Protocol):
 
     def build_context(self) -> str: ...
 
+    def compiled_sql(self, node: Node) -> str | None: ...
+
     def compile(self, uids: list[str]) -> bool:
         """Have dbt compile these nodes (their key changed); False when it cannot now."""
         ...
@@ -108,6 +110,7 @@ class Staleness:
             environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd, readers=defs.reader_paths,
             compiled=compiled.part if compiled is not None else None,
             build_context=compiled.build_context() if compiled is not None else "",
+            compiled_sql=compiled.compiled_sql if compiled is not None else None,
         )
 
     def invalidate(self) -> None:

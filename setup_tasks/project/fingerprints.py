@@ -148,6 +148,7 @@ class FingerprintCalculator:
         cwd: Path | None = None,
         compiled: Callable[[Node], str] | None = None,
         build_context: str = "",
+        compiled_sql: Callable[[Node], str | None] | None = None,
         *,
         readers: ReaderPaths,
     ) -> None:
@@ -169,6 +170,8 @@ class FingerprintCalculator:
         # The ``build`` part of every node setup builds or tests: how dbt builds (profile connection
         # settings, macros overriding dbt's materializations).
         self.build_context = build_context
+        # The SQL dbt compiled for a node under its current key, if any: the files it reads are inputs.
+        self.compiled_sql = compiled_sql
 
     def compute(self, uids: Iterable[str]) -> dict[str, Fingerprint]:
         needed = self.graph.with_ancestors(uids)
@@ -199,8 +202,11 @@ class FingerprintCalculator:
         parts["config"] = _sha(_canonical(definition))
         if self.build_context:
             parts["build"] = self.build_context
-        if self.compiled is not None and node.resource_type in ("model", "snapshot", "test") and node.is_compiled:
+        if self.compiled is not None and node.is_compiled:
             parts["sql"] = self.compiled(node)
+            sql = self.compiled_sql(node) if self.compiled_sql is not None else None
+            for path in resolved(self.readers(sql), self.cwd) if sql else []:  # read_csv('extra.csv') and the like
+                parts[f"external:{self._display(path)}"] = self._hash(path)
         macros = self._macro_closure(node.macros)
         for macro in sorted(macros):
             parts[f"macro:{macro}"] = _sha(self.manifest.macros[macro][0])

@@ -183,8 +183,13 @@ def external_paths(node: Node, root: Path, readers: ReaderPaths) -> list[Path]:
 def glob_folders(node: Node, root: Path, readers: ReaderPaths) -> list[Path]:
     """The folders a glob in a source's external location searches (a file added there may match it)."""
     text = format_location(node.external_location or "", node)
+    return searched_folders(location_paths(text, readers) if text else [], root)
+
+
+def searched_folders(paths: list[str], root: Path) -> list[Path]:
+    """The folders (and their files) the globs among ``paths`` search, from ``root``."""
     folders: list[Path] = []
-    for cand in location_paths(text, readers) if text else []:
+    for cand in paths:
         if "://" in cand or not GLOB_CHARS & set(cand):
             continue
         parts = Path(cand).parts
