@@ -118,7 +118,7 @@ class Engine:
         self.settings = settings = database_settings(settings, self.manifest.profile)
         self.root: Path = settings.root
         self.db_path: Path = settings.database.path
-        self.db = Database(self.db_path, self.ctx.duckdb_config())
+        self.db = Database(self.db_path, self.ctx.duckdb_config(), locked_by=self.dbt.free_database)
         self.project = self.manifest.project_name
         # This project's records and doit state for the database; the lock and the census are the database's.
         self.state_dir = state_dir = project_state_dir(settings.state_dir, self.project)

@@ -21,6 +21,9 @@ PROFILE_RE = re.compile(
     r"|Invalid (Input|Configuration) Error: .*(setting|configuration|option)|Cannot open (database|file) .*profile",
     re.I,
 )
+# An extension the profile lists that DuckDB cannot install or load (offline, a typo, another platform).
+EXTENSION_RE = re.compile(r'(?:Failed to (?:download|install|load) extension|Extension) "?(?P<name>[\w.-]+)"?'
+                          r'.*?(?:Could not establish connection|not found|Failed to|could not be loaded|ERROR)', re.I)
 # The database file name with a character DuckDB identifiers cannot hold unquoted: dbt-duckdb uses it as is.
 UNQUOTABLE = ("'", '"', "\\")
 
@@ -47,6 +50,14 @@ def explain(failure: NodeFailure, ctx: DbtContext, database: Path | None = None)
         return (f"{failure.label} failed: the disk is full ({failure.message}) -- fix: free disk space where the "
                 f"database ({database.parent if database else ctx.project_dir}) and dbt's target folder live, or set database.path elsewhere, "
                 "then run again; the table built before is kept")
+    extension = EXTENSION_RE.search(failure.message)
+    if extension:
+        profiles = ctx.profiles_dir / "profiles.yml"
+        target = f"outputs.{ctx.target}" if ctx.target else "the default target's output"
+        name = extension["name"]
+        return (f"{failure.label} failed: the DuckDB extension {name} that dbt's profile {profiles} loads is not "
+                f"available ({failure.message}) -- fix: install it once while online (duckdb -c \"INSTALL {name}\"), "
+                f"or remove it from extensions: in {target} of {profiles}; then run again")
     if PROFILE_RE.search(failure.message):
         profiles = ctx.profiles_dir / "profiles.yml"
         target = f"outputs.{ctx.target}" if ctx.target else "the default target's output"

@@ -85,12 +85,51 @@ class DatabaseContents:
         return state.signature if state else None
 
 
+DUCKDB_MAGIC = b"DUCK"  # at offset 8 of every DuckDB database file
+WORKER_MODULE = "setup_tasks.dbt.worker"  # how setup's warm worker is started (its command line)
+
+
 def lock_holder(error: Exception) -> str | None:
-    """'<program> (PID n)' when a DuckDB error is a lock conflict, else None."""
-    match = LOCK_RE.search(str(error))
-    if not match:
+    """'<program> (PID n)' when a DuckDB error is a lock conflict, else None; setup's own worker is
+    named as such ('setup's dbt worker (PID n)')."""
+    pid = lock_pid(error)
+    if pid is None:
         return None
-    return f"{Path(match['program']).name} (PID {match['pid']})"
+    if is_setup_worker(pid):
+        return f"setup's dbt worker (PID {pid})"
+    return f"{Path(LOCK_RE.search(str(error))['program']).name} (PID {pid})"  # type: ignore[index]
+
+
+def lock_pid(error: Exception) -> int | None:
+    match = LOCK_RE.search(str(error))
+    return int(match["pid"]) if match else None
+
+
+def is_setup_worker(pid: int) -> bool:
+    """Is ``pid`` one of setup's warm dbt workers (by its command line; False where that cannot be read)?"""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return WORKER_MODULE.encode() in argv
+
+
+def held_databases() -> list[str] | None:
+    """The DuckDB database files this process holds open (by their header), or None where open
+    files cannot be listed (no /proc)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    held = []
+    for name in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+            if target.startswith("/") and os.pread(int(name), 12, 0)[8:12] == DUCKDB_MAGIC:
+                held.append(target)
+        except (OSError, ValueError):
+            continue  # closed meanwhile, a socket or pipe, or not readable
+    return sorted(set(held))
 
 
 def interrupted(error: BaseException) -> bool:
@@ -101,9 +140,17 @@ def interrupted(error: BaseException) -> bool:
 
 def _open_error(path: Path, error: Exception) -> DatabaseError:
     holder = lock_holder(error)
+    if holder and holder.startswith("setup's"):  # a worker this run could not reach (another worker folder)
+        return DatabaseLockedError(str(path), holder, f"end it (kill {lock_pid(error)}; it is setup's own warm "
+                                   "worker, started with another worker folder) and run again")
     if holder:
         return DatabaseLockedError(str(path), holder)
     return DatabaseError(f"cannot open database {path}: {error}", "check the path in database.path / DUCKDB_PATH")
+
+
+# What setup does about a lock held by process ``pid`` (setup's own worker): None when ``pid`` is
+# not setup's; else (who holds it, in words; None when it let go, so opening again may work, else the fix).
+LockedBy = Callable[[int], "tuple[str, str | None] | None"]
 
 
 def quote(identifier: str) -> str:
@@ -311,10 +358,11 @@ class Database:
     every dbt invocation closes it first (``close_reader``).
     """
 
-    def __init__(self, path: Path, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(self, path: Path, settings: Mapping[str, str] | None = None, locked_by: LockedBy | None = None) -> None:
         self.path = path
         self.settings = dict(settings or {})
         self._reader: duckdb.DuckDBPyConnection | None = None
+        self.locked_by = locked_by
 
     # -- connections ------------------------------------------------------------------
 
@@ -326,7 +374,24 @@ class Database:
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         self.close_reader()
+        try:
+            return duckdb.connect(str(self.path), read_only=read_only, config=dict(self.settings))
+        except duckdb.Error as exc:
+            if not self._freed(exc):
+                raise
         return duckdb.connect(str(self.path), read_only=read_only, config=dict(self.settings))
+
+    def _freed(self, error: Exception) -> bool:
+        """A lock held by setup's own worker: True when it let go (open again); a worker busy with
+        another run's build is named as the holder (DatabaseLockedError)."""
+        pid = lock_pid(error)
+        answer = None if pid is None or self.locked_by is None else self.locked_by(pid)
+        if answer is None:
+            return False
+        holder, fix = answer
+        if fix is not None:
+            raise DatabaseLockedError(str(self.path), holder, fix)
+        return True
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
