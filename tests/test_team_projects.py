@@ -368,6 +368,37 @@ def test_two_projects_share_a_database_and_never_drop_each_others_tables(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_project_drops_only_the_tables_it_built_last(tmp_path: Path) -> None:
+    """Issue 24: hr removes its model m_common, which sales also defines and built last: hr dropped sales'
+    current table ("no node of the project builds it now"); `doit clear` in sales dropped hr's stg_hr (it
+    matches sales' clear pattern stg_)."""
+    sales, hr = tp.write_shared_projects(tmp_path)
+    hr.write("models/m_common.sql", "select 'hr' as who\n")
+    hr.write("models/stg_hr.sql", "select 1 as x\n")
+    sales.write("models/m_common.sql", "select 'sales' as who\n")
+    sales.write("models/stg_sales.sql", "select 2 as x\n")
+    initialised(sales)
+    initialised(hr)
+    built_ok(hr.setup(), {"seed:hr_raw", "model:hr_headcount", "model:m_common", "model:stg_hr"})
+    built_ok(sales.setup(), {"seed:sales_raw", "model:sales_total", "model:m_common", "model:stg_sales"})
+    shared = tmp_path / "shared.duckdb"
+    assert tp.tables(shared)["m_common"] == [("sales",)]
+    (hr.project / "models" / "m_common.sql").unlink()
+    assert hr.setup().success
+    assert tp.tables(shared).get("m_common") == [("sales",)], "hr dropped the table sales built last"
+    cleared = sales.doit("clear", json_report=False)
+    assert cleared.returncode == 0, output(cleared)
+    left = tp.tables(shared)
+    assert "stg_hr" in left and "stg_sales" not in left, output(cleared)
+    assert "kept 1 matching table(s) another project built: main.stg_hr" in cleared.stdout, output(cleared)
+    assert {"m_common", "sales_total", "hr_headcount"} <= set(left)
+    # each project still drops what is its own: hr's stg_hr, once hr no longer builds it
+    (hr.project / "models" / "stg_hr.sql").unlink()
+    assert hr.setup().success
+    assert "stg_hr" not in tp.tables(shared) and tp.tables(shared)["m_common"] == [("sales",)]
+
+
+@pytest.mark.slow
 def test_a_package_host_out_of_reach_is_one_line_with_the_fix_at_once(tmp_path: Path) -> None:
     """dbt deps itself retries for about 19 s, then prints a traceback."""
     repo = tp.write_unreachable_package_project(tmp_path)
