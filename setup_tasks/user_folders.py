@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import cannot_write
 from .files import PRIVATE, discarded, log, parse_json
 
 BASE_NAME = "planwise-setup"
@@ -82,23 +83,10 @@ class UserFolder:
             fd = child
         return fd
 
-    def problem(self) -> str | None:
-        """Why setup cannot use this folder now (None when it can, or when it is absent and can be made).
-        Only looks: creates nothing."""
-        try:
-            os.close(self.open(create=False))
-        except FileNotFoundError:
-            return None
-        except FolderUnusable as exc:
-            return str(exc)
-        except OSError as exc:
-            return f"setup's {self.role} folder {self.path} cannot be used: {_reason(exc)}"
-        return None
-
-    def step_aside(self, reason: str) -> None:
+    def step_aside(self, reason: str, fix: str | None = None) -> None:
         """Say once per run (a dim line) that setup goes without this folder, and what that costs."""
-        log.warning("%s: setup goes without it (%s) -- fix: %s", reason, COSTS.get(self.role, "no cache"), self.fix(),
-                    extra={"once": f"folder:{self.base}"})
+        log.warning("%s: setup goes without it (%s) -- fix: %s", reason, COSTS.get(self.role, "no cache"),
+                    fix or self.fix(), extra={"once": f"folder:{self.base}"})
 
     def fix(self) -> str:
         if self.role == "worker" and os.environ.get(WORKER_DIR_ENV):
@@ -156,8 +144,9 @@ class UserFolder:
         except FolderUnusable as exc:
             self.step_aside(str(exc))
             return False
-        except OSError as exc:
-            self.step_aside(f"setup's {self.role} folder {self.path} cannot be written: {_reason(exc)}")
+        except OSError as exc:  # a full disk, a read-only one: the fix that fits
+            err = cannot_write(f"setup's {self.role} folder", self.path, exc, self.fix())
+            self.step_aside(err.cause, err.fix)
             return False
         return True
 
@@ -252,20 +241,22 @@ def write_into(dir_fd: int, name: str, data: bytes, *, durable: bool = False) ->
 def _verified(dir_fd: int | None, name: str | Path, create: bool, folder: UserFolder) -> int:
     """Open (creating 0700 when asked) and verify one level of a folder."""
     shown = folder.base if dir_fd is None else folder.path
+    refused = "it does not exist"
     if create:
         try:
             os.mkdir(name, 0o700, dir_fd=dir_fd)
         except FileExistsError:
             pass
         except OSError as exc:
+            refused = _reason(exc)
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise FolderUnusable(f"setup's {folder.role} folder {shown} cannot be created: {_reason(exc)}") from None
+                raise FolderUnusable(f"setup's {folder.role} folder {shown} cannot be created: {refused}") from None
             # it may exist all the same (a read-only file system, a parent not ours): look
     try:
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         if create:
-            raise FolderUnusable(f"setup's {folder.role} folder {shown} cannot be created") from None
+            raise FolderUnusable(f"setup's {folder.role} folder {shown} cannot be created: {refused}") from None
         raise
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(name if dir_fd is None else shown):

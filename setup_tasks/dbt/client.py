@@ -44,7 +44,7 @@ from ..project.context import PROCESS_ENV, DbtContext, DbtProfile
 from ..project.manifest import Node, env_var_names
 from ..project.packages import Package
 from ..store.caches import manifest_cache
-from ..user_folders import (CACHE_ENV, RUNTIME_ENV, STATE_ENV, WORKER_DIR_ENV, FolderUnusable, UserFolder, open_file,
+from ..user_folders import (RUNTIME_ENV, STATE_ENV, WORKER_DIR_ENV, FolderUnusable, UserFolder, open_file,
                             worker_folder)
 from .invoke import InProcessDbt, NodeOutcome, Parsed
 from .worker import context_to_dict, peer_uid
@@ -59,7 +59,7 @@ CANCEL_GRACE = 60.0
 # silence means it is stuck or gone.
 SILENCE_TIMEOUT = 45.0
 # What the worker process itself is started with (its requests bring dbt's environment).
-WORKER_START_ENV = (*PROCESS_ENV, CACHE_ENV, STATE_ENV, RUNTIME_ENV, WORKER_DIR_ENV, "PYTHONPATH", "VIRTUAL_ENV")
+WORKER_START_ENV = (*PROCESS_ENV, STATE_ENV, RUNTIME_ENV, "PYTHONPATH", "VIRTUAL_ENV")
 END_TIMEOUT = 15.0  # seconds an idle worker told to stop may take to let go of a database
 
 

@@ -279,7 +279,10 @@ class Worker:
             os.environ.clear()
             os.environ.update(saved_env)
             os.chdir(saved_cwd)
-            held = invoke.release_database()
+            try:
+                held = invoke.release_database()
+            except Exception as exc:  # cannot tell what it still holds: end, so the OS releases it all
+                held = [f"a database ({type(exc).__name__}: {exc})"]
             with self.state:
                 self.current = None
                 request.finished = True

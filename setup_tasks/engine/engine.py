@@ -237,9 +237,9 @@ class Engine:
     def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[Key, str]:
         """Tables this project built that none of its nodes builds now, and no other project's build record
         (or unsettled intent) claims: another project may build the same table, and built it last."""
-        claimed = self.claims()
-        return {key: uid for key, uid in self.staleness.leftover_tables(scope).items()
-                if all(project == self.project for project in claimed.get(key, {}))}
+        found = self.staleness.leftover_tables(scope)
+        claimed = self.claims() if found else {}  # other projects' records are read only when it matters
+        return {key: uid for key, uid in found.items() if all(project == self.project for project in claimed.get(key, {}))}
 
     def claims(self) -> dict[Key, dict[str, float]]:
         """Every table a build record of this database claims: project -> when it last built it (an intent,
