@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatabaseLockedError
 from ..project.context import DbtContext
-from ..store.database import lock_holder
+from ..store.database import locked_error
 
 DISK_FULL_RE = re.compile(r"No space left on device|ENOSPC|disk is full|Disk full|Disk quota exceeded", re.I)
 PROFILE_RE = re.compile(
@@ -43,9 +42,9 @@ def explain(failure: NodeFailure, ctx: DbtContext, database: Path | None = None)
     ``database``: the file dbt writes (when the profile, not setup, names it).
     """
     database = database or ctx.database_path
-    holder = lock_holder(Exception(failure.message))
-    if holder:  # someone took the file between our check and dbt's connection
-        return DatabaseLockedError(str(database), holder).one_line()
+    locked = locked_error(str(database), Exception(failure.message))
+    if locked is not None:  # someone took the file between our check and dbt's connection
+        return locked.one_line()
     if DISK_FULL_RE.search(failure.message):
         return (f"{failure.label} failed: the disk is full ({failure.message}) -- fix: free disk space where the "
                 f"database ({database.parent if database else ctx.project_dir}) and dbt's target folder live, or set database.path elsewhere, "

@@ -138,13 +138,20 @@ def interrupted(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and str(error).strip().lower() == "query interrupted")
 
 
-def _open_error(path: Path, error: Exception) -> DatabaseError:
+def locked_error(path: Path | str, error: Exception) -> DatabaseLockedError | None:
+    """The one-line error of a DuckDB lock conflict (None for any other error): setup's own worker is named
+    as such, with a fix that ends it, never 'close that connection (notebook, IDE...)'."""
     holder = lock_holder(error)
     if holder and holder.startswith("setup's"):  # a worker this run could not reach (another worker folder)
         return DatabaseLockedError(str(path), holder, f"end it (kill {lock_pid(error)}; it is setup's own warm "
                                    "worker, started with another worker folder) and run again")
-    if holder:
-        return DatabaseLockedError(str(path), holder)
+    return DatabaseLockedError(str(path), holder) if holder else None
+
+
+def _open_error(path: Path, error: Exception) -> DatabaseError:
+    locked = locked_error(path, error)
+    if locked is not None:
+        return locked
     return DatabaseError(f"cannot open database {path}: {error}", "check the path in database.path / DUCKDB_PATH")
 
 
