@@ -47,8 +47,10 @@ def test_a_node_failing_on_a_lock_of_setups_own_worker_names_the_worker() -> Non
 
     if not Path("/proc/self/cmdline").exists():
         pytest.skip("a process's command line cannot be read here (no /proc)")
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "setup_tasks.dbt.worker"])
+    worker = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)",
+                               "setup_tasks.dbt.worker"], stdout=subprocess.PIPE, text=True)
     try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"  # its command line is set
         locked = explain(NodeFailure("seed s", "seeds/s.csv", 'IO Error: Could not set lock on file "w": Conflicting '
                                      f"lock is held in /usr/bin/python3 (PID {worker.pid})"), CTX)
     finally:
