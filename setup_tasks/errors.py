@@ -49,14 +49,14 @@ class DatabaseError(SetupError):
 
 
 class DatabaseLockedError(DatabaseError):
-    """Another process holds the DuckDB write lock."""
+    """Another process holds the DuckDB write lock (``fix``: what to do about that holder)."""
 
-    def __init__(self, path: str, holder: str) -> None:
+    def __init__(self, path: str, holder: str, fix: str = "") -> None:
         self.path = path
         self.holder = holder
         super().__init__(
             f"database {path} is locked by {holder}",
-            "close that connection (notebook, IDE, another dbt run) and run again",
+            fix or "close that connection (notebook, IDE, another dbt run) and run again",
         )
 
 

@@ -101,19 +101,29 @@ def read_json(path: Path, default: Any, *, version: int | None = None) -> Any:
     Anything discarded (other than a missing file) is noted on the logger.
     """
     try:
-        data = json.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         return default
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         discarded(path, f"unreadable ({type(exc).__name__})")
         return default
-    if default is not None and not isinstance(data, type(default)):
-        discarded(path, f"a JSON {type(data).__name__}, not a {type(default).__name__}")
+    return parse_json(data, path, default, version)
+
+
+def parse_json(data: bytes, path: Path, default: Any, version: int | None = None) -> Any:
+    """``read_json``'s answer for the bytes ``data`` read from ``path``."""
+    try:
+        parsed = json.loads(data)
+    except ValueError as exc:
+        discarded(path, f"unreadable ({type(exc).__name__})")
         return default
-    if version is not None and isinstance(data, dict) and data.get("version") != version:
-        discarded(path, f"version {data.get('version')!r}, not {version}")
+    if default is not None and not isinstance(parsed, type(default)):
+        discarded(path, f"a JSON {type(parsed).__name__}, not a {type(default).__name__}")
         return default
-    return data
+    if version is not None and isinstance(parsed, dict) and parsed.get("version") != version:
+        discarded(path, f"version {parsed.get('version')!r}, not {version}")
+        return default
+    return parsed
 
 
 def pid_alive(pid: int) -> bool:
@@ -161,52 +171,3 @@ def make_private_dir(path: Path) -> None:
             os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
     except OSError:
         pass
-
-
-class NotPrivate(PermissionError):
-    """A directory or file that must be the user's own and private is not."""
-
-
-def _private_problem(st: os.stat_result, kind: str) -> str | None:
-    if st.st_uid != os.getuid():
-        return f"owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
-    if st.st_mode & 0o077:
-        return f"mode {stat.S_IMODE(st.st_mode):04o}: other users can use it ({kind} must be 0700 or stricter)"
-    return None
-
-
-def open_private_dir(path: Path) -> int:
-    """A descriptor of directory ``path``, created 0700 when missing, verified to be the user's own,
-    private (no group or other access) and not a symlink. Raises NotPrivate (or OSError) otherwise.
-
-    Checks are made on the opened descriptor, so the directory cannot be swapped between
-    check and use; files inside are then opened relative to it (``dir_fd``).
-    """
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if os.path.islink(path):
-            raise NotPrivate(f"{path} is a symbolic link") from None
-        raise exc
-    problem = _private_problem(os.fstat(fd), "it")
-    if problem is not None:
-        os.close(fd)
-        raise NotPrivate(f"{path} is {problem}")
-    return fd
-
-
-def open_private_file(name: str, flags: int, dir_fd: int) -> int:
-    """Open ``name`` inside a verified private directory without following a symlink planted there.
-
-    Created 0600; an existing file must be the user's own.
-    """
-    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE, dir_fd=dir_fd)
-    st = os.fstat(fd)
-    if st.st_uid != os.getuid() or not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise NotPrivate(f"{name} is not a regular file of yours")
-    return fd

@@ -3,9 +3,12 @@
 A digest of an environment variable's value kept on disk (a fingerprint part, the parse
 stamp) must not let anyone who reads the file test guesses of the value, and a cache
 file setup loads with pickle must be one setup itself wrote. Both use a 32-byte random
-key kept in ``$XDG_STATE_HOME/planwise-setup/key`` (``~/.local/state/...``), created
-0600 in a 0700 directory and used only when it is the user's own and private. When it
-cannot be kept, the process uses a key of its own and says what that costs.
+key kept in ``$XDG_STATE_HOME/planwise-setup/key`` (``~/.local/state/...``), read and
+written through ``user_folders`` (the user's own, private folder; a file of the user's
+that no one else can read). A missing, empty, short or untrusted key is replaced with a
+new one written to a temporary file and renamed, one process at a time; when none can be
+kept (another user's folder, a full disk), the process uses a key of its own and says
+what that costs, in the run that hit it.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ import hmac
 import os
 from pathlib import Path
 
-from .files import NotPrivate, log, open_private_dir, open_private_file
+from .errors import cannot_write
+from .files import discarded, log
+from .user_folders import FolderUnusable, UserFolder, locked, read_trusted, state_folder, write_into
 
 KEY_BYTES = 32
+KEY_NAME = "key"
 SEAL_MAGIC = b"planwise-sealed-1\n"
 
 
 def key_path() -> Path:
-    state = os.environ.get("XDG_STATE_HOME")
-    base = Path(state) if state and os.path.isabs(state) else Path.home() / ".local" / "state"
-    return base / "planwise-setup" / "key"
+    return state_folder().path / KEY_NAME
 
 
 def user_key() -> bytes:
@@ -35,41 +39,41 @@ def user_key() -> bytes:
 
 @functools.lru_cache(maxsize=4)
 def _key(path: str) -> bytes:
+    folder = state_folder()
     try:
-        return _load_or_create(Path(path))
-    except (OSError, ValueError) as exc:
-        reason = str(exc) if isinstance(exc, (NotPrivate, ValueError)) else exc.strerror or str(exc)
-        log.warning(
-            "setup's private key cannot be kept at %s (%s): this run does not reuse dbt's cached manifest, "
-            "and nodes reading env_var() count as changed -- fix: set XDG_STATE_HOME to a private directory "
-            "you can write", path, reason)
-        return os.urandom(KEY_BYTES)
+        return _load_or_create(folder)
+    except FolderUnusable as exc:
+        folder.step_aside(str(exc))
+    except OSError as exc:
+        err = cannot_write("setup's private key", path, exc, f"set {folder.setting} to a folder of your own")
+        log.warning("%s: this run does not reuse dbt's cached manifest, and nodes reading env_var() count as "
+                    "changed -- fix: %s", err.cause, err.fix)
+    return os.urandom(KEY_BYTES)
 
 
-def _load_or_create(path: Path) -> bytes:
-    path.parent.parent.mkdir(parents=True, exist_ok=True)
-    directory = open_private_dir(path.parent)
+def _valid(key: bytes | None) -> bool:
+    return key is not None and len(key) == KEY_BYTES
+
+
+def _load_or_create(folder: UserFolder) -> bytes:
+    """The key in ``folder``; a missing or damaged one is replaced (temporary file, then rename)."""
+    directory = folder.open(create=True)
+    shown = folder.path / KEY_NAME
     try:
-        try:
-            fd = open_private_file(path.name, os.O_RDONLY, directory)
-        except FileNotFoundError:
-            try:
-                fd = open_private_file(path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, directory)
-            except FileExistsError:  # another process made it meanwhile
-                fd = open_private_file(path.name, os.O_RDONLY, directory)
-            else:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(os.urandom(KEY_BYTES))
-                fd = open_private_file(path.name, os.O_RDONLY, directory)
-        with os.fdopen(fd, "rb") as fh:
-            if os.fstat(fh.fileno()).st_mode & 0o077:
-                raise NotPrivate(f"{path} can be read by other users")
-            key = fh.read(KEY_BYTES + 1)
+        key = read_trusted(directory, KEY_NAME, shown, secret=True)
+        if _valid(key):
+            return key  # type: ignore[return-value]
+        with locked(directory):  # one repairer: the others read what it wrote
+            key = read_trusted(directory, KEY_NAME, shown, secret=True, note=False)
+            if _valid(key):
+                return key  # type: ignore[return-value]
+            if key is not None:
+                discarded(shown, f"{len(key)} bytes, not a key of {KEY_BYTES}")
+            key = os.urandom(KEY_BYTES)
+            write_into(directory, KEY_NAME, key, durable=True)
+            return key
     finally:
         os.close(directory)
-    if len(key) != KEY_BYTES:
-        raise ValueError(f"{path} does not hold a key of {KEY_BYTES} bytes")
-    return key
 
 
 def keyed_digest(*parts: str, length: int = 16) -> str:

@@ -301,6 +301,9 @@ class FakeEngine:
     def other_projects_tables(self) -> dict[str, list[Any]]:
         return {}
 
+    def built_by_others(self) -> set[Any]:
+        return set()
+
     def reads_census(self, uid: str) -> bool:
         return False  # shop's only external source is events.csv
 

@@ -34,6 +34,30 @@ def test_a_node_failure_names_the_node_file_only_when_it_is_the_nodes() -> None:
     locked = explain(NodeFailure("seed s", "seeds/s.csv", 'IO Error: Could not set lock on file "w": Conflicting lock '
                                                            "is held in /usr/bin/python3 (PID 42)"), CTX)
     assert locked.startswith("database /repo/simulation.duckdb is locked by python3 (PID 42)")
+    extension = explain(NodeFailure("seed s", "seeds/s.csv", 'IO Error: Failed to download extension "httpfs" at URL '
+                                    '"http://extensions.duckdb.org/x" (ERROR Could not establish connection)'), CTX)
+    assert "extension httpfs" in extension and "/repo/dbt/profiles.yml" in extension and "outputs.dev" in extension
+    assert "correct seeds/s.csv" not in extension
+
+
+def test_a_node_failing_on_a_lock_of_setups_own_worker_names_the_worker() -> None:
+    """Issue 24: never 'close that connection (notebook, IDE, another dbt run)' for setup's own worker."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("a process's command line cannot be read here (no /proc)")
+    worker = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)",
+                               "setup_tasks.dbt.worker"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"  # its command line is set
+        locked = explain(NodeFailure("seed s", "seeds/s.csv", 'IO Error: Could not set lock on file "w": Conflicting '
+                                     f"lock is held in /usr/bin/python3 (PID {worker.pid})"), CTX)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert f"locked by setup's dbt worker (PID {worker.pid})" in locked and f"kill {worker.pid}" in locked, locked
+    assert "notebook" not in locked
 
 
 def test_a_database_file_name_dbt_duckdb_cannot_quote_is_named() -> None:

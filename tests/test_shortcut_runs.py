@@ -26,8 +26,10 @@ import pytest
 from factories import REPO, EVENTS_CSV, Workspace, clean_env
 from setup_tasks.cli.shortcut import SHORTCUT_ENV
 from setup_tasks.files import RACY_NS
+from setup_tasks.config.problems import VALID_CACHE
 from setup_tasks.keys import key_path
 from setup_tasks.store.witness import RUN_SLOTS, WitnessStore
+from setup_tasks.user_folders import cache_folder
 
 pytestmark = pytest.mark.slow
 
@@ -184,10 +186,11 @@ def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop
         return not (path.startswith(skip) or path.endswith(".pyc") or temp or metadata or probe
                     or path in import_dirs or path == str(seen_file))
 
-    # Setup's private files are opened relative to their verified folder (a descriptor): the audit
-    # event has only their names, the user's key's and the witness store's.
+    # Setup's private files are opened relative to their verified folder (a descriptor, user_folders): the
+    # audit event has only their names, the user's key's, the witness store's and folder's, the valid configs'.
     store = WitnessStore.for_root(ws.root).path
-    by_name = {"key": str(key_path()), store.name: str(store)}
+    by_name = {"key": str(key_path()), store.name: str(store), store.parent.name: str(store.parent),
+               VALID_CACHE: str(cache_folder().path / VALID_CACHE)}
     opened = {p for p in (by_name.get(p, p) for p in seen["open"]) if input_path(p) and not os.path.isdir(p)}
     listed = {p for p in seen["list"] if input_path(p) and not p.endswith("__pycache__")}
     state = ws.root / ".planwise" / ws.db_path.name / "projects" / "shop"

@@ -9,6 +9,7 @@ run the same tasks in this process through ``setup_tasks.api``, so dbt starts on
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -125,6 +126,111 @@ def test_init_refuses_to_overwrite_in_one_line_and_writes_nothing(tmp_path: Path
     assert (repo.project / existing).read_text() == mine
     other = ({"dodo.py", "setup.yaml"} - {existing}).pop()
     assert not (repo.project / other).exists()
+
+
+def _init_left(project: Path) -> set[str]:
+    """What init may have left in the project folder: its files, or temporary ones."""
+    return {p.name for p in project.iterdir() if p.name in ("dodo.py", "setup.yaml") or p.name.endswith(".tmp")}
+
+
+@pytest.mark.parametrize("why", ["a read-only file system", "another user's folder"])
+def test_init_where_it_cannot_write_says_so_in_one_line_and_writes_nothing(tmp_path: Path, why: str) -> None:
+    """Issue 24: a PermissionError traceback on dodo.py."""
+    from other_user import as_nobody, shared_dir, small_disk
+
+    if why == "another user's folder":
+        shared = shared_dir()
+        repo = tp.write_jaffle_shop(shared)
+        for folder in (shared, *[p for p in shared.rglob("*") if p.is_dir()]):
+            folder.chmod(0o755)  # root's: uid 65534 may read the project, not write beside it
+
+        import contextlib
+        import io
+
+        from setup_tasks.__main__ import main
+        from setup_tasks.validation.catalog import discover_builtin
+
+        discover_builtin()  # imported here: the child may not read what it has yet to import
+
+        def as_them() -> tuple[int, str]:
+            said = io.StringIO()
+            with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
+                code = main(["init", str(repo.project)])
+            return code, said.getvalue()
+
+        try:
+            (code, text), _ = as_nobody(as_them)
+            left = _init_left(repo.project)
+        finally:
+            subprocess.run(["rm", "-rf", str(shared)], check=False)
+    else:
+        with small_disk(tmp_path / "ro", "1m") as mount:
+            repo = tp.write_jaffle_shop(mount)
+            subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+            proc = repo.init()
+            code, text, left = proc.returncode, output(proc), _init_left(repo.project)
+    assert code == 1 and "Traceback" not in text and len(lines(text)) == 1, text
+    assert str(repo.project) in text and "fix:" in text, text
+    assert left == set()
+
+
+def test_init_on_a_disk_that_fills_between_its_files_writes_neither_and_the_next_init_works(tmp_path: Path) -> None:
+    """Issue 24: a traceback, dodo.py written and setup.yaml empty, and the next init refused (dodo.py exists)."""
+    from other_user import small_disk
+
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        repo = tp.write_jaffle_shop(disk)
+        room = os.statvfs(disk)
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * (room.f_bavail * room.f_frsize - 4096))  # one page left: dodo.py fits, not both
+        full = repo.init()
+        assert full.returncode == 1 and "Traceback" not in output(full) and len(lines(output(full))) == 1, output(full)
+        assert "No space left on device" in output(full) and "fix: free space" in output(full), output(full)
+        assert _init_left(repo.project) == set()
+        filler.unlink()
+        again = repo.init()
+        assert again.returncode == 0, output(again)
+        assert _init_left(repo.project) == {"dodo.py", "setup.yaml"}
+        assert "setup_tasks" in (repo.project / "dodo.py").read_text() and config_of(repo)["dbt"]
+
+
+def test_init_writes_neither_file_when_the_second_cannot_be_written(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same, where no disk can be mounted: the second file's write raises ENOSPC."""
+    import errno
+
+    import setup_tasks.ops.init as init_module
+    from setup_tasks.errors import WriteError
+
+    repo = tp.write_jaffle_shop(tmp_path)
+    opened: list[str] = []
+
+    class Full:
+        def __init__(self, fh: Any) -> None:
+            self.fh = fh
+
+        def __enter__(self) -> "Full":
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.fh.close()
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def filling(path: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(path))
+        fh = open(path, *args, **kwargs)
+        return Full(fh) if len(opened) == 2 else fh
+
+    monkeypatch.setattr(init_module, "open", filling, raising=False)
+    with pytest.raises(WriteError) as err:
+        init_module.init(repo.project)
+    assert "No space left on device" in err.value.cause and len(opened) == 2
+    assert _init_left(repo.project) == set()
+    monkeypatch.undo()
+    init_module.init(repo.project)
+    assert _init_left(repo.project) == {"dodo.py", "setup.yaml"}
 
 
 def test_init_names_the_projects_when_it_cannot_choose_one(tmp_path: Path) -> None:
@@ -462,6 +568,37 @@ def test_two_projects_share_a_database_and_never_drop_each_others_tables(tmp_pat
     (models / "hr_headcount.sql").rename(models / "hr_heads.sql")  # its only model: renamed, not removed
     assert hr.setup().success
     assert set(tp.tables(shared)) == {"sales_raw", "sales_total", "hr_raw", "hr_heads"}
+
+
+@pytest.mark.slow
+def test_a_project_drops_only_the_tables_it_built_last(tmp_path: Path) -> None:
+    """Issue 24: hr removes its model m_common, which sales also defines and built last: hr dropped sales'
+    current table ("no node of the project builds it now"); `doit clear` in sales dropped hr's stg_hr (it
+    matches sales' clear pattern stg_)."""
+    sales, hr = tp.write_shared_projects(tmp_path)
+    hr.write("models/m_common.sql", "select 'hr' as who\n")
+    hr.write("models/stg_hr.sql", "select 1 as x\n")
+    sales.write("models/m_common.sql", "select 'sales' as who\n")
+    sales.write("models/stg_sales.sql", "select 2 as x\n")
+    initialised(sales)
+    initialised(hr)
+    built_ok(hr.setup(), {"seed:hr_raw", "model:hr_headcount", "model:m_common", "model:stg_hr"})
+    built_ok(sales.setup(), {"seed:sales_raw", "model:sales_total", "model:m_common", "model:stg_sales"})
+    shared = tmp_path / "shared.duckdb"
+    assert tp.tables(shared)["m_common"] == [("sales",)]
+    (hr.project / "models" / "m_common.sql").unlink()
+    assert hr.setup().success
+    assert tp.tables(shared).get("m_common") == [("sales",)], "hr dropped the table sales built last"
+    cleared = sales.doit("clear", json_report=False)
+    assert cleared.returncode == 0, output(cleared)
+    left = tp.tables(shared)
+    assert "stg_hr" in left and "stg_sales" not in left, output(cleared)
+    assert "kept 1 matching table(s) another project built: main.stg_hr" in cleared.stdout, output(cleared)
+    assert {"m_common", "sales_total", "hr_headcount"} <= set(left)
+    # each project still drops what is its own: hr's stg_hr, once hr no longer builds it
+    (hr.project / "models" / "stg_hr.sql").unlink()
+    assert hr.setup().success
+    assert "stg_hr" not in tp.tables(shared) and tp.tables(shared)["m_common"] == [("sales",)]
 
 
 @pytest.mark.slow

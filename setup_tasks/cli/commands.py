@@ -50,6 +50,10 @@ def clear_action(app: App, engine: Engine) -> TaskFailed | None:
     print(f"dropped {len(dropped)} table(s) and view(s) matching {patterns}" + (f": {', '.join(dropped)}" if dropped else ""))
     if forgotten:
         print(f"forgot {len(forgotten)} task(s), rebuilt by the next setup: {', '.join(forgotten)}")
+    options, tables = engine.settings.setup, engine.database_contents(live=True).tables
+    kept = sorted(".".join(key[1:]) for key in engine.built_by_others() if key in tables and options.matches(key[2]))
+    if kept:
+        print(f"kept {len(kept)} matching table(s) another project built: {', '.join(kept)}")
     return None
 
 

@@ -50,6 +50,11 @@ class JsonReporter(DoitJsonReporter):
         self.status.note_doit_error(msg)
 
     def complete_run(self) -> None:
+        for result in self.t_results.values():
+            # A task the run stopped in (``cli.app.RunHalted``: nothing more could work) never got a result:
+            # doit's report would fail on its missing end time.
+            if result._started_on is not None and result._finished_on is None:
+                result.set_result("fail", "not run: the run stopped")
         super().complete_run()
         if self.setup_run:
             end_run(self.status.code())

@@ -3,8 +3,9 @@
 The layers below the CLI say what they did about setup's own machinery through the
 standard logging module: a damaged cache discarded and rebuilt (INFO, shown by
 ``doit -v 2``), dbt run in this process instead of the warm worker or a wait for a
-busy worker (WARNING, shown from ``-v 1``). The command line shows them through the
-reporter once it runs, on stderr before that; ``-v 0`` shows none.
+busy worker, a folder of setup's it goes without (WARNING, shown from ``-v 1``). The
+command line shows them through the reporter once it runs, on stderr before that; ``-v 0``
+shows none. A note logged with ``extra={"once": key}`` is shown once per run.
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ class NoteHandler(logging.Handler):
     def __init__(self, show: Callable[[str], None], verbosity: int) -> None:
         super().__init__(logging.INFO if verbosity >= 2 else logging.WARNING if verbosity == 1 else logging.CRITICAL)
         self.show = show
+        self.shown: set[str] = set()  # the "once" keys of notes shown in this run
 
     def emit(self, record: logging.LogRecord) -> None:
+        once = getattr(record, "once", None)
+        if once is not None:
+            if once in self.shown:
+                return
+            self.shown.add(once)
         try:
             self.show(" ".join(record.getMessage().split()))
         except Exception:

@@ -12,18 +12,17 @@ import functools
 import hashlib
 import json
 import math
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..files import read_json, write_json_atomic
+from ..files import json_text
+from ..user_folders import cache_folder
 from .schema import ENV_OVERRIDES, REFERENCE_COMMAND, YAML_TYPE_WORDS, document
 
-VALID_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "planwise-setup" / "valid-configs.json"
+VALID_CACHE = "valid-configs.json"  # in setup's cache folder (user_folders: the user's own, or not used)
 VALID_CACHE_SIZE = 64
 # Ordered pairs (section, low key, high key) that the schema cannot relate.
 _ORDERED_PAIRS = (
@@ -101,16 +100,15 @@ def _document_digest(instance: Any) -> str:
 
 
 def _known_valid(digest: str) -> bool:
-    return digest in read_json(VALID_CACHE, [])
+    return digest in cache_folder().read_json(VALID_CACHE, [])
 
 
 def _remember_valid(digest: str) -> None:
-    """Validation is a pure function of (schema, document): remember documents that passed."""
-    known = [d for d in read_json(VALID_CACHE, []) if d != digest][-(VALID_CACHE_SIZE - 1):] + [digest]
-    try:
-        write_json_atomic(VALID_CACHE, known)
-    except OSError:
-        pass  # a cache: without it the next load validates again
+    """Validation is a pure function of (schema, document): remember documents that passed (a cache: a
+    folder setup cannot write keeps none, and the next load validates again)."""
+    folder = cache_folder()
+    known = [d for d in folder.read_json(VALID_CACHE, [], quiet=True) if d != digest][-(VALID_CACHE_SIZE - 1):]
+    folder.save(VALID_CACHE, json_text([*known, digest]).encode())
 
 
 def _schema_problems(instance: Any, where: str) -> list[Problem]:

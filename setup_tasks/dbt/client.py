@@ -7,13 +7,19 @@ variable ``PLANWISE_SETUP_WORKER=0``) keeps dbt in the doit process. If the work
 cannot start, cannot be trusted, stops answering or dies mid-request, the request
 runs here instead, and one line says why: never a failed setup for the sake of speed.
 
-The worker lives in a private runtime directory: ``$XDG_RUNTIME_DIR/planwise-setup``
-when set, else ``$TMPDIR/planwise-setup-<uid>`` (or ``PLANWISE_SETUP_WORKER_DIR``).
-It is used only when it is the user's own, mode 0700 and not a symlink; files in it
-are opened relative to the verified directory without following symlinks, and the
-socket's listener must be the user's own uid (SO_PEERCRED). Requests carry the environment
-dbt would see in the doit process (``DbtContext.environ``): the worker's dbt and an in-process
-dbt never build different tables (a same-uid peer could read it from /proc anyway).
+The worker lives in setup's worker folder (``user_folders.worker_folder``:
+``$XDG_RUNTIME_DIR/planwise-setup`` when set, else ``$TMPDIR/planwise-setup-<uid>``, or
+``PLANWISE_SETUP_WORKER_DIR``). It is used only when it is the user's own, mode 0700 and
+not a symlink; files in it are opened relative to the verified directory without
+following symlinks, and the socket's listener must be the user's own uid (SO_PEERCRED).
+Requests carry the environment dbt would see in the doit process (``DbtContext.environ``):
+the worker's dbt and an in-process dbt never build different tables (a same-uid peer could
+read it from /proc anyway).
+
+A database lock held by one of the user's workers is setup's own: ``DbtClient.free_database``
+recognises it (the worker says its pid), ends an idle worker that still holds the file
+(it should not: it releases every database after each request) and says so, or names the
+run the worker is building for.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from functools import cached_property
 from importlib import metadata
@@ -34,18 +40,19 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .. import errors
 from ..errors import PackagesError
-from ..files import NotPrivate, log, open_private_dir, open_private_file
+from ..files import log, pid_alive
 from ..project.context import PROCESS_ENV, DbtContext, DbtProfile
 from ..project.manifest import Node
 from ..project.packages import Package
 from ..store.caches import manifest_cache
+from ..user_folders import (RUNTIME_ENV, STATE_ENV, WORKER_DIR_ENV, FolderUnusable, UserFolder, open_file,
+                            worker_folder)
 from .invoke import InProcessDbt, NodeOutcome, Parsed
 from .worker import context_to_dict, peer_uid
 
 Log = Callable[[str], None]  # takes dbt's own lines (-v 2)
 Phase = Callable[[str], None]  # hears "starting" (dbt is being loaded) and "parsing"
 WORKER_ENV = "PLANWISE_SETUP_WORKER"
-WORKER_DIR_ENV = "PLANWISE_SETUP_WORKER_DIR"
 START_TIMEOUT = 90.0
 PROBE_TIMEOUT = 3.0  # seconds to reach a package host before `dbt deps` is not even tried
 CANCEL_GRACE = 60.0
@@ -53,7 +60,8 @@ CANCEL_GRACE = 60.0
 # silence means it is stuck or gone.
 SILENCE_TIMEOUT = 45.0
 # What the worker process itself is started with (its requests bring dbt's environment).
-WORKER_START_ENV = (*PROCESS_ENV, "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "PYTHONPATH", "VIRTUAL_ENV")
+WORKER_START_ENV = (*PROCESS_ENV, STATE_ENV, RUNTIME_ENV, "PYTHONPATH", "VIRTUAL_ENV")
+END_TIMEOUT = 15.0  # seconds an idle worker told to stop may take to let go of a database
 
 
 class WorkerUnavailable(Exception):
@@ -75,23 +83,13 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def runtime_dir() -> Path:
-    """Where the worker's socket, lock and log live (verified before use, see ``open_private_dir``)."""
-    override = os.environ.get(WORKER_DIR_ENV)
-    if override:
-        return Path(override)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
-        return Path(runtime) / "planwise-setup"
-    return Path(tempfile.gettempdir()) / f"planwise-setup-{os.getuid()}"
-
-
 class WorkerClient:
     """Talks to (and if needed starts) the worker for this code version."""
 
     def __init__(self, idle_seconds: float, directory: Path | None = None) -> None:
         self.idle = idle_seconds
-        self.dir = directory or runtime_dir()
+        self.folder = worker_folder() if directory is None else UserFolder(directory, "worker", WORKER_DIR_ENV)
+        self.dir = self.folder.path
         self.process: subprocess.Popen[bytes] | None = None
 
     @cached_property
@@ -140,6 +138,8 @@ class WorkerClient:
                 log.warning("waiting for the dbt worker: busy with %s", event.get("busy_with", "another request"))
                 continue
             if kind == "done":
+                if isinstance(event.get("exiting"), int):  # it still held a database: gone before we open it
+                    self.wait_gone(event["exiting"])
                 if interrupted or event.get("cancelled"):
                     raise KeyboardInterrupt
                 return event
@@ -155,11 +155,18 @@ class WorkerClient:
 
     def _open_dir(self) -> int:
         try:
-            return open_private_dir(self.dir)
-        except NotPrivate as exc:
-            raise WorkerUnavailable(f"worker directory {exc}") from None
+            return self.folder.open()
+        except FolderUnusable as exc:
+            raise WorkerUnavailable(str(exc)) from None
         except OSError as exc:
-            raise WorkerUnavailable(f"worker directory {self.dir}: {exc.strerror or exc}") from None
+            raise WorkerUnavailable(f"setup's worker folder {self.dir}: {exc.strerror or exc}") from None
+
+    def serving(self) -> bool:
+        """Is a socket of this version's worker there (without starting one)? False when the folder cannot be looked in."""
+        try:
+            return self.socket_path.exists()
+        except OSError:
+            return False
 
     def _connect(self) -> socket.socket:
         directory = self._open_dir()
@@ -180,7 +187,7 @@ class WorkerClient:
     def _open_file(self, directory: int, suffix: str) -> int:
         name = f"worker-{self.version}.{suffix}"
         try:
-            return open_private_file(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, directory)
+            return open_file(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, directory)
         except OSError as exc:  # a symlink planted there (ELOOP), or not ours
             raise WorkerUnavailable(f"cannot use {self.dir / name}: {exc.strerror or exc}") from None
 
@@ -235,6 +242,78 @@ class WorkerClient:
                 sock.sendall(b'{"op": "shutdown"}\n')
                 sock.recv(1024)
 
+    # -- the user's workers, whatever their version: who holds a database ------------------------------
+
+    def workers(self) -> dict[int, tuple[Path, dict[str, Any]]]:
+        """The user's workers serving in this folder (every code version): pid -> (socket, what it says
+        of itself: ``busy_with``). Nothing when the folder cannot be used."""
+        try:
+            directory = self.folder.open(create=False)
+        except OSError:
+            return {}
+        try:
+            names = sorted(n for n in os.listdir(directory) if n.startswith("worker-") and n.endswith(".sock"))
+        finally:
+            os.close(directory)
+        found = {}
+        for name in names:
+            said = _ask(self.dir / name, "hello")
+            if isinstance(said, dict) and isinstance(said.get("pid"), int):
+                found[said["pid"]] = (self.dir / name, said)
+        return found
+
+    def end(self, pid: int, path: Path) -> bool:
+        """Stop the worker ``pid`` serving at ``path`` (it finishes nothing: it is idle); True once it is gone."""
+        _ask(path, "shutdown")
+        if self.wait_gone(pid):
+            return True
+        try:
+            os.kill(pid, signal.SIGKILL)  # idle, ours (its socket's peer is our uid), and deaf to shutdown
+        except OSError:
+            pass
+        return self.wait_gone(pid)
+
+    def wait_gone(self, pid: int, timeout: float = END_TIMEOUT) -> bool:
+        """Wait (up to ``timeout``) for worker ``pid`` to end; True when it did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.pid == pid:
+                if self.process.poll() is not None:  # started by this process: reaped
+                    return True
+            elif _ended(pid):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _ended(pid: int) -> bool:
+    """Has process ``pid`` ended (reaped here when it was a child of this process)?"""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass
+    return not pid_alive(pid)
+
+
+def _ask(path: Path, op: str) -> Any:
+    """One short request (``hello``, ``shutdown``) to the worker at ``path``: its result, or None when no
+    worker of this user answers there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(PROBE_TIMEOUT)
+    try:
+        sock.connect(str(path))
+        if peer_uid(sock) != os.getuid():
+            return None  # nothing is sent to another user's socket
+        sock.sendall(json.dumps({"op": op}).encode() + b"\n")
+        line = sock.makefile("r", encoding="utf-8").readline()
+        said = json.loads(line) if line else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        sock.close()
+    return said.get("result") if isinstance(said, dict) else None
+
 
 def _hosts(packages: Sequence[Package]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
@@ -272,6 +351,25 @@ class DbtClient:
         enabled = idle_seconds > 0 and os.environ.get(WORKER_ENV, "1") not in ("0", "false", "off")
         self.client = WorkerClient(idle_seconds) if enabled else None
         self.local = InProcessDbt()
+        self.idle = idle_seconds
+
+    def free_database(self, pid: int) -> tuple[str, str | None] | None:
+        """A database lock held by process ``pid``: None when it is not one of setup's workers. An idle
+        worker that still holds it (an earlier build failed in a way that kept it) is ended, and the
+        run says so: (holder, None). One busy with a request: (holder and the run it builds for, the fix)."""
+        finder = self.client or WorkerClient(self.idle or 1)  # a worker of earlier runs, even with it off now
+        found = finder.workers().get(pid)
+        if found is None:
+            return None
+        path, said = found
+        holder = f"setup's dbt worker (PID {pid})"
+        if said.get("busy_with"):
+            return f"{holder}, running dbt for {said['busy_with']}", "wait for that run to finish, then run again"
+        if not finder.end(pid, path):
+            return holder, f"end it (kill {pid}): it is setup's own warm worker, and did not stop when asked"
+        log.warning("%s still held the database after an earlier request: ended it (the next build starts a "
+                    "fresh one)", holder)
+        return holder, None
 
     def _remote(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> Any:
         assert self.client is not None
@@ -289,7 +387,7 @@ class DbtClient:
 
     def _starting(self, on_phase: Phase | None) -> None:
         """Say "starting" before a request that has to start the worker first (dbt's import, there)."""
-        if on_phase is not None and self.client is not None and not self.client.socket_path.exists():
+        if on_phase is not None and self.client is not None and not self.client.serving():
             on_phase("starting")
 
     def parse_project(self, ctx: DbtContext, selections: Mapping[str, str], full: bool = False,

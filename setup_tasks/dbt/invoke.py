@@ -8,6 +8,7 @@ record them durably before the invocation ends.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -28,6 +29,7 @@ from ..keys import seal, unseal
 from ..project.context import Connection, DbtContext, DbtProfile
 from ..project.manifest import Node
 from ..store.caches import manifest_cache
+from ..store.database import held_databases
 
 # Invocation flags that cut dbt's fixed costs: no artifacts, no relation cache
 # warm-up, no network (these machines have none).
@@ -563,12 +565,17 @@ class InProcessDbt:
                 on_outcome(outcome)
 
         selection = " ".join(node.selector for node in nodes)
+        kept = held_databases()  # the caller's own connections, if any: not dbt's to release
+        failure = None
         try:
             result = _invoke(ctx, [*command, "--select", selection], manifest, [callback], quiet or log is not None, reads)
+            if not result.success and result.exception is not None:
+                failure = one_line(str(result.exception))
+            del result  # dbt's result keeps the errors (and what their tracebacks hold open) alive
         finally:
-            release_database()
-        if not result.success and not outcomes and result.exception is not None:
-            message = one_line(str(result.exception))
+            release_database(kept)
+        if failure is not None and not outcomes:
+            message = failure
             for node in nodes:
                 outcomes[node.unique_id] = NodeOutcome(node.unique_id, "error", message, 0.0)
                 on_outcome(outcomes[node.unique_id])
@@ -614,12 +621,16 @@ class InProcessDbt:
         """
         flags = [] if colour else ["--no-use-colors"]
         runner = _runner()
+        kept = held_databases()
         with _environment(ctx):
             result = runner.invoke([*args, *ctx.cli_args(own_target=False), *flags])
-        release_database()
-        if isinstance(result.exception, KeyboardInterrupt):
+        interrupted = isinstance(result.exception, KeyboardInterrupt)
+        status = 0 if result.success else (2 if result.exception is not None else 1)
+        del result  # see _run: what it keeps holds a failed connection open
+        release_database(kept)
+        if interrupted:
             raise KeyboardInterrupt
-        return 0 if result.success else (2 if result.exception is not None else 1)
+        return status
 
 
 def _add_edges(manifest: Any, edges: Sequence[tuple[str, str]]) -> None:
@@ -645,14 +656,31 @@ def warm_up() -> None:
     ProfileConfig.json_schema()
 
 
-def release_database() -> None:
-    """Close dbt-duckdb's in-process database, so the engine can open it its own way."""
+def release_database(kept: Sequence[str] | None = ()) -> list[str]:
+    """Close dbt-duckdb's in-process database, so the engine (or the next request) can open it its own way.
+
+    Returns the DuckDB files this process still holds after that, besides ``kept`` (those it held
+    before dbt ran). A connection that failed half-way (an extension that cannot load) is not
+    dbt-duckdb's to close: it lives on in the cycle of the error's traceback until the garbage
+    collector frees it, so it is collected here while another file is held (or where open files
+    cannot be listed).
+    """
     try:
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     except ImportError:  # pragma: no cover - adapter is a dependency
-        return
+        return []
     with DuckDBConnectionManager._LOCK:
         env = DuckDBConnectionManager._ENV
         DuckDBConnectionManager._ENV = None
         if env is not None:
             env.close()
+    held = _held_besides(kept)
+    if held != []:
+        gc.collect()
+        held = _held_besides(kept)
+    return held or []
+
+
+def _held_besides(kept: Sequence[str] | None) -> list[str] | None:
+    held = held_databases()
+    return None if held is None or kept is None else [path for path in held if path not in kept]

@@ -3,7 +3,9 @@
 Importing dbt and its first invocation cost about 4 s of every build, whatever the
 build is. The worker pays that once; each later build in the same session costs what
 dbt's own work costs. It runs one request at a time (dbt runs on its main thread),
-holds no database open between requests, and exits after a quiet period. A worker
+holds no database open between requests (after each one it releases every database
+dbt opened; if a file is still held, it says so in its answer and exits, so the OS
+releases it), and exits after a quiet period. A worker
 only serves clients of the same code and dbt versions (each combination has its own
 socket), and of the same user: the client starts it in a verified private directory,
 and it answers only connections whose peer credentials (SO_PEERCRED) are its own uid.
@@ -139,6 +141,7 @@ class Worker:
         self.waiting: list[Request] = []
         self.interruptible = False
         self.main_thread = threading.main_thread().ident
+        self.exiting = False  # a database is still held after a request: serve no more
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -159,6 +162,8 @@ class Worker:
                 if request is None:
                     return
                 self.run(request)
+                if self.exiting:
+                    return
         finally:
             server.close()
             self.socket_path.unlink(missing_ok=True)
@@ -187,7 +192,9 @@ class Worker:
         op = message.get("op") if message else None
         if op not in ("deps", "parse", "build", "tests", "compile"):
             if op == "hello":
-                conn.send({"event": "done", "result": {"pid": os.getpid()}})
+                with self.state:
+                    busy = self.current.who if self.current is not None else None
+                conn.send({"event": "done", "result": {"pid": os.getpid(), "busy_with": busy}})
             elif op == "shutdown":
                 conn.send({"event": "done", "result": "bye"})
                 self.requests.put(None)
@@ -274,9 +281,17 @@ class Worker:
             os.environ.clear()
             os.environ.update(saved_env)
             os.chdir(saved_cwd)
+            try:
+                held = invoke.release_database()
+            except Exception as exc:  # cannot tell what it still holds: end, so the OS releases it all
+                held = [f"a database ({type(exc).__name__}: {exc})"]
             with self.state:
                 self.current = None
                 request.finished = True
+        if held:  # the client waits for this process to end before it opens the database
+            print(f"worker {os.getpid()} still holds {', '.join(held)} after a request: exiting", flush=True)
+            self.exiting = True
+            reply["exiting"] = os.getpid()
         request.conn.send(reply)
         request.conn.close()
 

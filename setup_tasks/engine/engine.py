@@ -9,6 +9,7 @@ dbt reports it done. The engine knows nothing of doit: the ``cli`` layer drives 
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -128,7 +129,8 @@ class Engine:
         self.settings = settings = database_settings(settings, self.manifest.profile)
         self.root: Path = settings.root
         self.db_path: Path = settings.database.path
-        self.db = Database(self.db_path, self.ctx.duckdb_config(), files_from=self.ctx.cwd)  # SQL's relative paths: where dbt runs
+        # SQL's relative paths resolve where dbt runs; a lock held by setup's own worker is freed, not blamed
+        self.db = Database(self.db_path, self.ctx.duckdb_config(), files_from=self.ctx.cwd, locked_by=self.dbt.free_database)
         self.project = self.manifest.project_name
         # This project's records and doit state for the database; the lock and the census are the database's.
         self.state_dir = state_dir = project_state_dir(settings.state_dir, self.project)
@@ -255,19 +257,42 @@ class Engine:
         self.run.checked[status.unique_id] = status
 
     def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[Key, str]:
-        return self.staleness.leftover_tables(scope)
+        """Tables this project built that none of its nodes builds now, and no other project's build record
+        (or unsettled intent) claims: another project may build the same table, and built it last."""
+        found = self.staleness.leftover_tables(scope)
+        claimed = self.claims() if found else {}  # other projects' records are read only when it matters
+        return {key: uid for key, uid in found.items() if all(project == self.project for project in claimed.get(key, {}))}
+
+    def claims(self) -> dict[Key, dict[str, float]]:
+        """Every table a build record of this database claims: project -> when it last built it (an intent,
+        a build under way or killed, counts as now)."""
+        found: dict[Key, dict[str, float]] = {}
+
+        def claim(project: str, key: Key | None, when: float) -> None:
+            if key is not None:
+                by = found.setdefault(tuple(key), {})  # type: ignore[arg-type]
+                by[project] = max(by.get(project, 0.0), when)
+
+        for name, records in [(self.project, self.records), *other_projects(self.settings.state_dir, self.project)]:
+            for rec in records.records.values():
+                claim(str(rec.project or name), rec.relation, rec.built_at)
+            for keys in records.intents.values():
+                for key in keys:
+                    claim(name, key, math.inf)
+        return found
+
+    def built_by_others(self) -> set[Key]:
+        """Tables another project built last (by the build records): never this project's to drop."""
+        return {key for key, by in self.claims().items() if max(by, key=lambda p: (by[p], p == self.project)) != self.project}
 
     def other_projects_tables(self) -> dict[str, list[Key]]:
         """Tables of this database that other dbt projects built, by project: kept, never retired here."""
-        foreign = [(rec.project, rec.relation) for rec in self.records.records.values()
-                   if rec.project not in (None, self.project)]
-        for name, records in other_projects(self.settings.state_dir, self.project):
-            foreign += [(name, rec.relation) for rec in records.records.values()]
         tables = self.database_contents().tables
         found: dict[str, set[Key]] = {}
-        for project, key in foreign:
-            if key is not None and key in tables:
-                found.setdefault(str(project), set()).add(key)
+        for key, by in self.claims().items():
+            for project in by:
+                if project != self.project and key in tables:
+                    found.setdefault(project, set()).add(key)
         return {project: sorted(keys) for project, keys in sorted(found.items())}
 
     def leftover_label(self, uid: str, key: Key) -> str:

@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatabaseLockedError
 from ..project.context import DbtContext
-from ..store.database import lock_holder
+from ..store.database import locked_error
 
 DISK_FULL_RE = re.compile(r"No space left on device|ENOSPC|disk is full|Disk full|Disk quota exceeded", re.I)
 PROFILE_RE = re.compile(
@@ -21,6 +20,9 @@ PROFILE_RE = re.compile(
     r"|Invalid (Input|Configuration) Error: .*(setting|configuration|option)|Cannot open (database|file) .*profile",
     re.I,
 )
+# An extension the profile lists that DuckDB cannot install or load (offline, a typo, another platform).
+EXTENSION_RE = re.compile(r'(?:Failed to (?:download|install|load) extension|Extension) "?(?P<name>[\w.-]+)"?'
+                          r'.*?(?:Could not establish connection|not found|Failed to|could not be loaded|ERROR)', re.I)
 # The database file name with a character DuckDB identifiers cannot hold unquoted: dbt-duckdb uses it as is.
 UNQUOTABLE = ("'", '"', "\\")
 
@@ -40,13 +42,21 @@ def explain(failure: NodeFailure, ctx: DbtContext, database: Path | None = None)
     ``database``: the file dbt writes (when the profile, not setup, names it).
     """
     database = database or ctx.database_path
-    holder = lock_holder(Exception(failure.message))
-    if holder:  # someone took the file between our check and dbt's connection
-        return DatabaseLockedError(str(database), holder).one_line()
+    locked = locked_error(str(database), Exception(failure.message))
+    if locked is not None:  # someone took the file between our check and dbt's connection
+        return locked.one_line()
     if DISK_FULL_RE.search(failure.message):
         return (f"{failure.label} failed: the disk is full ({failure.message}) -- fix: free disk space where the "
                 f"database ({database.parent if database else ctx.project_dir}) and dbt's target folder live, or set database.path elsewhere, "
                 "then run again; the table built before is kept")
+    extension = EXTENSION_RE.search(failure.message)
+    if extension:
+        profiles = ctx.profiles_dir / "profiles.yml"
+        target = f"outputs.{ctx.target}" if ctx.target else "the default target's output"
+        name = extension["name"]
+        return (f"{failure.label} failed: the DuckDB extension {name} that dbt's profile {profiles} loads is not "
+                f"available ({failure.message}) -- fix: install it once while online (duckdb -c \"INSTALL {name}\"), "
+                f"or remove it from extensions: in {target} of {profiles}; then run again")
     if PROFILE_RE.search(failure.message):
         profiles = ctx.profiles_dir / "profiles.yml"
         target = f"outputs.{ctx.target}" if ctx.target else "the default target's output"

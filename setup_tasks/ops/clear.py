@@ -3,7 +3,9 @@
 Both drop what ``setup.clear_table_patterns`` matches: views first (DuckDB does not
 track what reads a view, so nothing refuses), then tables, each before the tables
 its foreign keys reference. Dropping a table setup builds also forgets its build
-(the engine's record and doit's saved values), so the next setup rebuilds it.
+(the engine's record and doit's saved values), so the next setup rebuilds it. A
+table another dbt project sharing the database built last (its build records say
+so) is that project's: never dropped here, whatever its name.
 """
 
 from __future__ import annotations
@@ -60,9 +62,9 @@ def clear_matching(engine: Engine, wanted: Callable[[DbRelation], bool], forget_
 
 
 def clear(engine: Engine, forget_task: ForgetTask, translator: Translator) -> tuple[list[str], list[str]]:
-    """`doit clear`: every table and view the patterns match."""
-    options = engine.settings.setup
-    return clear_matching(engine, lambda rel: options.matches(rel.name), forget_task, translator)
+    """`doit clear`: every table and view the patterns match, but those another project built last."""
+    options, theirs = engine.settings.setup, engine.built_by_others()
+    return clear_matching(engine, lambda rel: options.matches(rel.name) and rel.key not in theirs, forget_task, translator)
 
 
 def clear_derived_tables(engine: Engine, forget_task: ForgetTask, translator: Translator) -> list[str]:

@@ -1,8 +1,8 @@
 """`python -m setup_tasks init`: set up a team's dbt repository, a dodo.py and a commented setup.yaml where the team runs dbt.
 
 init reads files only: it neither runs dbt nor opens a database, so it works before
-`dbt deps` and without a profile. It only ever creates its two files, and refuses
-(writing nothing) when either exists. They go where the team runs dbt: beside
+`dbt deps` and without a profile. It only ever creates its two files, both or neither, and
+refuses (writing nothing) when either exists. They go where the team runs dbt: beside
 dbt_project.yml, or in the folder above it that holds the profiles.yml with the
 project's profile (dbt finds profiles.yml in the folder it runs in, so that team runs
 `dbt build --project-dir <folder>` from there). What it writes fits what the project has:
@@ -19,17 +19,19 @@ project's profile (dbt finds profiles.yml in the folder it runs in, so that team
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import yaml
 
 from ..config import DEFAULT_CONFIG_NAME, PROFILES_FILE, default_of
 from ..engine.census import load_job_level_bands
 from ..engine.census_owner import JOB_LEVELS_SEED
-from ..errors import SetupError
+from ..errors import SetupError, cannot_write
+from ..files import temp_path
 from ..project.context import CENSUS_VAR, effective_vars, read_project_yaml
 from ..project.manifest import PATH_KEYS
 from ..validation.catalog import discover_builtin
@@ -326,20 +328,72 @@ def _shown(path: Path, cwd: Path) -> str:
 
 def init(directory: Path) -> Written:
     """Write dodo.py and setup.yaml where the team runs dbt (beside the project's dbt_project.yml, or the
-    folder above it holding the project's profiles.yml); refuse, writing nothing, if either exists."""
+    folder above it holding the project's profiles.yml): both, or (refusing when either exists, or when
+    the folder cannot take them) neither."""
     start = Path(os.path.abspath(directory))
     project = find_project(start)
     scan = scan_project(project, start)
     targets = (scan.runs_in / DODO_NAME, scan.runs_in / DEFAULT_CONFIG_NAME)
     for path in targets:
         if path.exists():
-            raise SetupError(
-                f"init: {path} exists; nothing written",
-                f"move it aside and run init again, or add the two lines yourself to {DODO_NAME}: "
-                + "; ".join(DODO_LINES),
-            )
-    texts = (DODO_TEXT, setup_yaml(scan))
-    for path, text in zip(targets, texts):
-        with path.open("x", encoding="utf-8") as fh:  # "x": never over a file that appeared meanwhile
-            fh.write(text)
+            raise _exists(path)
+    write_both(dict(zip(targets, (DODO_TEXT, setup_yaml(scan)))))
     return Written(scan, targets)
+
+
+def _exists(path: Path) -> SetupError:
+    return SetupError(
+        f"init: {path} exists; nothing written",
+        f"move it aside and run init again, or add the two lines yourself to {DODO_NAME}: " + "; ".join(DODO_LINES),
+    )
+
+
+def write_both(texts: dict[Path, str]) -> None:
+    """Create every file of ``texts``, or none: each is written in full under a temporary name first (a
+    full disk or a read-only folder fails there, before any real name exists), then linked to its name,
+    which never replaces a file that appeared meanwhile. A failure removes what this call made."""
+    temps: dict[Path, Path] = {}
+    made: list[Path] = []
+    try:
+        for path, text in texts.items():
+            temps[path] = temp = temp_path(path)
+            temp.unlink(missing_ok=True)  # of this pid: left by a killed run
+            with open(temp, "x", encoding="utf-8") as fh:
+                fh.write(text)
+        for path, temp in temps.items():
+            _link(temp, path)
+            made.append(path)
+    except FileExistsError as exc:
+        _remove(made)
+        raise _exists(Path(exc.filename2 or exc.filename or next(iter(texts)))) from None
+    except OSError as exc:
+        _remove(made)
+        folder = next(iter(texts)).parent
+        raise cannot_write("init's files in", folder, exc, "run init in a folder you can write") from None
+    except BaseException:
+        _remove(made)
+        raise
+    finally:
+        _remove(temps.values())
+
+
+def _link(temp: Path, path: Path) -> None:
+    """Give the written file ``temp`` its name ``path`` unless that exists (FileExistsError)."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        # no hard links here (FAT, some network shares): claim the name, then move the full file over it
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(temp, path)
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink()
+        except OSError:
+            pass

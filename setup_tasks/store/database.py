@@ -89,12 +89,51 @@ class DatabaseContents:
         return state.signature if state else None
 
 
+DUCKDB_MAGIC = b"DUCK"  # at offset 8 of every DuckDB database file
+WORKER_MODULE = "setup_tasks.dbt.worker"  # how setup's warm worker is started (its command line)
+
+
 def lock_holder(error: Exception) -> str | None:
-    """'<program> (PID n)' when a DuckDB error is a lock conflict, else None."""
-    match = LOCK_RE.search(str(error))
-    if not match:
+    """'<program> (PID n)' when a DuckDB error is a lock conflict, else None; setup's own worker is
+    named as such ('setup's dbt worker (PID n)')."""
+    pid = lock_pid(error)
+    if pid is None:
         return None
-    return f"{Path(match['program']).name} (PID {match['pid']})"
+    if is_setup_worker(pid):
+        return f"setup's dbt worker (PID {pid})"
+    return f"{Path(LOCK_RE.search(str(error))['program']).name} (PID {pid})"  # type: ignore[index]
+
+
+def lock_pid(error: Exception) -> int | None:
+    match = LOCK_RE.search(str(error))
+    return int(match["pid"]) if match else None
+
+
+def is_setup_worker(pid: int) -> bool:
+    """Is ``pid`` one of setup's warm dbt workers (by its command line; False where that cannot be read)?"""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return WORKER_MODULE.encode() in argv
+
+
+def held_databases() -> list[str] | None:
+    """The DuckDB database files this process holds open (by their header), or None where open
+    files cannot be listed (no /proc)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    held = []
+    for name in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+            if target.startswith("/") and os.pread(int(name), 12, 0)[8:12] == DUCKDB_MAGIC:
+                held.append(target)
+        except (OSError, ValueError):
+            continue  # closed meanwhile, a socket or pipe, or not readable
+    return sorted(set(held))
 
 
 def interrupted(error: BaseException) -> bool:
@@ -103,11 +142,26 @@ def interrupted(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and str(error).strip().lower() == "query interrupted")
 
 
-def _open_error(path: Path, error: Exception) -> DatabaseError:
+def locked_error(path: Path | str, error: Exception) -> DatabaseLockedError | None:
+    """The one-line error of a DuckDB lock conflict (None for any other error): setup's own worker is named
+    as such, with a fix that ends it, never 'close that connection (notebook, IDE...)'."""
     holder = lock_holder(error)
-    if holder:
-        return DatabaseLockedError(str(path), holder)
+    if holder and holder.startswith("setup's"):  # a worker this run could not reach (another worker folder)
+        return DatabaseLockedError(str(path), holder, f"end it (kill {lock_pid(error)}; it is setup's own warm "
+                                   "worker, started with another worker folder) and run again")
+    return DatabaseLockedError(str(path), holder) if holder else None
+
+
+def _open_error(path: Path, error: Exception) -> DatabaseError:
+    locked = locked_error(path, error)
+    if locked is not None:
+        return locked
     return DatabaseError(f"cannot open database {path}: {error}", "check the path in database.path / DUCKDB_PATH")
+
+
+# What setup does about a lock held by process ``pid`` (setup's own worker): None when ``pid`` is
+# not setup's; else (who holds it, in words; None when it let go, so opening again may work, else the fix).
+LockedBy = Callable[[int], "tuple[str, str | None] | None"]
 
 
 def quote(identifier: str) -> str:
@@ -364,11 +418,13 @@ class Database:
     dbt-duckdb's own connections to the same file are untouched).
     """
 
-    def __init__(self, path: Path, settings: Mapping[str, str] | None = None, files_from: Path | None = None) -> None:
+    def __init__(self, path: Path, settings: Mapping[str, str] | None = None, files_from: Path | None = None,
+                 locked_by: LockedBy | None = None) -> None:
         self.path = path
         self.settings = dict(settings or {})
         self.files_from = files_from
         self._reader: duckdb.DuckDBPyConnection | None = None
+        self.locked_by = locked_by
 
     # -- connections ------------------------------------------------------------------
 
@@ -380,12 +436,33 @@ class Database:
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         self.close_reader()
-        return self._searching(duckdb.connect(str(self.path), read_only=read_only, config=dict(self.settings)))
+        return self._searching(self._open(read_only, self.settings))
+
+    def _open(self, read_only: bool, config: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
+        """The file opened with ``config``; once more after setup's own worker let go of it."""
+        try:
+            return duckdb.connect(str(self.path), read_only=read_only, config=dict(config))
+        except duckdb.Error as exc:
+            if not self._freed(exc):
+                raise
+        return duckdb.connect(str(self.path), read_only=read_only, config=dict(config))
 
     def _searching(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         if self.files_from is not None:
             con.execute("SET file_search_path = " + "'" + str(self.files_from).replace("'", "''") + "'")
         return con
+
+    def _freed(self, error: Exception) -> bool:
+        """A lock held by setup's own worker: True when it let go (open again); a worker busy with
+        another run's build is named as the holder (DatabaseLockedError)."""
+        pid = lock_pid(error)
+        answer = None if pid is None or self.locked_by is None else self.locked_by(pid)
+        if answer is None:
+            return False
+        holder, fix = answer
+        if fix is not None:
+            raise DatabaseLockedError(str(self.path), holder, fix)
+        return True
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -433,7 +510,7 @@ class Database:
             raise DatabaseError(f"the profile configures DuckDB with {', '.join(connection.unsupported)}")
         self.close_reader()
         try:
-            con = self._searching(duckdb.connect(str(self.path), read_only=read_only, config=dict(connection.config)))
+            con = self._searching(self._open(read_only, connection.config))
         except duckdb.Error as exc:
             raise _open_error(self.path, exc) from None
         try:

@@ -18,8 +18,9 @@ it ran, voids it before it is written (its key could hide a second change within
 one clock tick of the file system), so that run leaves none.
 
 Witnesses live in the user's cache folder (``$XDG_CACHE_HOME/planwise-setup/witness``,
-0700, files 0600), one file per dodo folder; one of another owner or writable by
-others is ignored. Losing one costs one full check, never correctness.
+0700, files 0600), one file per dodo folder, read and written through ``user_folders``: one
+of another owner or writable by others is ignored, and a folder setup cannot use keeps
+none. Losing one costs one full check, never correctness.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..files import RACY_NS, make_private_dir, open_private_dir, open_private_file, path_key, write_text_atomic
+from ..files import RACY_NS, path_key
 from ..keys import keyed_digest
+from ..user_folders import UserFolder, cache_folder
 
 WITNESS_VERSION = 1
 # Shell bookkeeping that differs between terminals and says nothing about a build: left out of
@@ -133,64 +135,46 @@ class Witness:
         return witness if shaped else None
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base and os.path.isabs(base) else Path.home() / ".cache") / "planwise-setup" / "witness"
+def witness_folder() -> UserFolder:
+    return cache_folder().child("witness")
 
 
 class WitnessStore:
     """The witnesses of one dodo folder (one per command line), in one private file."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, folder: UserFolder, name: str) -> None:
+        self.folder = folder
+        self.name = name
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path / self.name
 
     @classmethod
     def for_root(cls, root: Path) -> "WitnessStore":
         name = hashlib.sha256(os.path.abspath(root).encode("utf-8", "surrogatepass")).hexdigest()[:24]
-        return cls(cache_dir() / f"{name}.json")
+        return cls(witness_folder(), f"{name}.json")
 
     @staticmethod
     def command(argv: Iterable[str]) -> str:
         return json.dumps(list(argv))
 
-    def _entries(self) -> dict[str, Any]:
-        """The stored witnesses; nothing when the file is missing, damaged, or not the user's own and private."""
-        if not self.path.parent.is_dir():
-            return {}  # nothing kept yet (and a look creates no folder)
-        try:
-            directory = open_private_dir(self.path.parent)
-            try:
-                fd = open_private_file(self.path.name, os.O_RDONLY, directory)
-            finally:
-                os.close(directory)
-            with os.fdopen(fd, "rb") as fh:
-                if os.fstat(fh.fileno()).st_mode & 0o022:
-                    return {}  # anyone could have written what it claims
-                data = json.loads(fh.read())
-        except (OSError, ValueError):  # NotPrivate included: another owner's, or a link
-            return {}
-        if not isinstance(data, dict) or data.get("version") != WITNESS_VERSION or not isinstance(data.get("entries"), dict):
-            return {}
-        return data["entries"]
+    def _entries(self, quiet: bool = True) -> dict[str, Any]:
+        """The stored witnesses; nothing when the file is missing, damaged, or fails ``user_folders``' rule.
+        Quiet by default: the shortcut looks before anything can be said (a full run says it)."""
+        data = self.folder.read_json(self.name, {}, version=WITNESS_VERSION, quiet=quiet)
+        return data["entries"] if isinstance(data.get("entries"), dict) else {}
 
     def get(self, argv: Iterable[str]) -> Witness | None:
         return Witness.from_dict(self._entries().get(self.command(argv)))
 
     def put(self, argv: Iterable[str], witness: Witness) -> None:
         """Keep ``witness`` for this command line (beside the others'); a folder that cannot be written keeps none."""
-        entries = self._entries()
+        entries = self._entries(quiet=False)
         entries[self.command(argv)] = witness.as_dict()
-        try:
-            make_private_dir(self.path.parent.parent)
-            make_private_dir(self.path.parent)
-            # Compact: json's C encoder (an indented dump of a big project's witness costs tens of ms).
-            write_text_atomic(self.path, json.dumps({"version": WITNESS_VERSION, "entries": entries}))
-        except OSError:
-            pass
+        # Compact: json's C encoder (an indented dump of a big project's witness costs tens of ms).
+        self.folder.save(self.name, json.dumps({"version": WITNESS_VERSION, "entries": entries}).encode())
 
     def clear(self) -> None:
         """A run that may change what the witnesses saw: none of them holds any more."""
-        try:
-            self.path.unlink()
-        except OSError:
-            pass
+        self.folder.remove(self.name)
