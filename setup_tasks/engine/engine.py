@@ -427,10 +427,8 @@ class Engine:
                 self.contents.invalidate()  # the next question reads what the database holds now
             built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
             self._sign(built)
-            if self.refresh_compiled():  # the records say what dbt compiled for them
-                fresh = self.fingerprints()
-                self.records.refingerprint({u: (fresh[u].digest, fresh[u].parts) for u in built if u in fresh})
-            self._check_inputs(built)
+            self._check_inputs(built)  # first: it compares files with what this run hashed
+            self.refresh_compiled()  # later batches and checks see what dbt compiled for these
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
@@ -685,7 +683,8 @@ class Engine:
     def _set(self, outcome: Outcome) -> None:
         with self._record_lock:
             if outcome.ok:
-                fp = self.fingerprints()[outcome.unique_id]
+                built = {u: rec.fingerprint for u, o in self.run.outcomes.items() if o.ok and (rec := self.records.get(u))}
+                fp = self.staleness.rebuilt(outcome.unique_id, built)
                 relation = self.node(outcome.unique_id).relation
                 try:
                     self.records.put(

@@ -69,6 +69,7 @@ class Staleness:
         self._fingerprints: dict[str, Fingerprint] | None = None
         self._expected_now: Mapping[Path, str] = {}
         self._compile_tried = False  # dbt compiles nodes whose key changed once per run, at the first question
+        self._inputs: tuple[Mapping[Key, str], Mapping[Path, str]] = ({}, {})
 
     def fingerprints(self) -> dict[str, Fingerprint]:
         expected = self.expected()
@@ -82,6 +83,7 @@ class Staleness:
                 if n.resource_type == "source" and n.relation and not n.external_location
             }
             tracked = defs.tracked()
+            self._inputs = (sources, expected)
             self._fingerprints = self._calculator(sources, expected).compute(tracked)
             compiled = self.compiled
             if compiled is not None and not self._compile_tried:
@@ -90,6 +92,16 @@ class Staleness:
                 if unknown and compiled.compile(unknown):  # dbt compiled them: their sql parts are known now
                     self._fingerprints = self._calculator(sources, expected).compute(tracked)
         return self._fingerprints
+
+    def rebuilt(self, uid: str, built: Mapping[str, str]) -> Fingerprint:
+        """The fingerprint of a node dbt has just built, to record: what dbt compiled for it (kept as it
+        built), its parents as this run built them (``built``: their recorded digests)."""
+        current = self.fingerprints()[uid]
+        parents = self.definitions.graph.parents(uid)
+        if not current.parts.get("sql", "").startswith("unknown:") and not any(p in built for p in parents):
+            return current
+        known = {p: Fingerprint(built[p], {}) if p in built else self.fingerprints()[p] for p in parents}
+        return self._calculator(*self._inputs).fingerprint(self.definitions.node(uid), known)
 
     def unknown_sql(self) -> list[str]:
         """Nodes whose ``sql`` part is unknown (dbt has not compiled them under their current key)."""

@@ -177,9 +177,13 @@ class FingerprintCalculator:
         needed = self.graph.with_ancestors(uids)
         result: dict[str, Fingerprint] = {}
         for uid in self.graph.topological(needed):
-            parts = self.parts(self.manifest.nodes[uid], result)
-            result[uid] = Fingerprint(_sha(_canonical(parts)), parts)
+            result[uid] = self.fingerprint(self.manifest.nodes[uid], result)
         return result
+
+    def fingerprint(self, node: Node, known: Mapping[str, Fingerprint]) -> Fingerprint:
+        """One node's fingerprint, its parents' taken from ``known``."""
+        parts = self.parts(node, known)
+        return Fingerprint(_sha(_canonical(parts)), parts)
 
     def parts(self, node: Node, known: Mapping[str, Fingerprint]) -> dict[str, str]:
         parts: dict[str, str] = {"engine": f"{self.manifest.adapter_type} {self.manifest.dbt_version}"}

@@ -168,15 +168,6 @@ class BuildRecords:
                 self.records[uid] = replace(rec, fingerprint=digest, parts={**rec.parts, **parts})
         self.save()
 
-    def refingerprint(self, fingerprints: Mapping[str, tuple[str, Mapping[str, str]]]) -> None:
-        """Fresh builds whose fingerprint is known better now (what dbt compiled for them): (digest, parts) each."""
-        for uid, (digest, parts) in fingerprints.items():
-            rec = self.records.get(uid)
-            if rec is not None and (rec.fingerprint, dict(rec.parts)) != (digest, dict(parts)):
-                self.records[uid] = replace(rec, fingerprint=digest, parts=dict(parts))
-                self.dirty = True
-        self.flush()
-
     def sign(self, signatures: Mapping[str, str | None]) -> None:
         """Record the content signatures of freshly built tables (one write)."""
         for uid, signature in signatures.items():
