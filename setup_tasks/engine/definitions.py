@@ -161,6 +161,7 @@ class Definitions:
         self.root = root
         self.census_path = census_path
         self.graph_memo_path = manifest_path.with_name("graph_memo.json")
+        self._tests: list[str] | None = None
         self.graph = graph or SetupGraph.from_manifest(manifest, load_graph_memo(self.graph_memo_path, manifest.invocation_id))
         self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("setup", ())))
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
@@ -187,10 +188,24 @@ class Definitions:
     def names(self) -> dict[str, str]:
         return {uid: self.label(uid) for uid in self.manifest.nodes}
 
+    def test_scope(self) -> set[str]:
+        """What setup's tests may read: the selection with everything it needs (ephemeral models and
+        sources too, as dbt's ``+selection`` has them) and the sources whose table a node of it builds."""
+        scope = self.graph.with_ancestors(self.manifest.selections.get("setup", ())) | set(self.setup_nodes)
+        scope |= self.graph.with_ancestors(self.setup_nodes)
+        return scope | {s for s, builder in self.manifest.source_builders.items() if builder in scope}
+
+    def tests(self) -> list[str]:
+        """The dbt tests setup runs: each whose every parent lies in ``test_scope`` (a test on a source, on an
+        ephemeral model, a relationship to one, a singular test reading one: as `dbt build` runs them)."""
+        if self._tests is None:
+            self._tests = self.graph.tests_of(self.test_scope())
+        return list(self._tests)
+
     def tracked(self) -> list[str]:
         """Everything setup builds, tests, plus the sources those read."""
         nodes = set(self.setup_nodes)
-        return sorted(self.graph.with_ancestors(nodes | set(self.graph.tests_of(nodes))))
+        return sorted(self.graph.with_ancestors(nodes | set(self.tests())))
 
     def variables(self) -> dict[str, Any]:
         """dbt vars as the project sees them (dbt_project.yml, then the setup config)."""

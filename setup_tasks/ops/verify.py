@@ -110,8 +110,8 @@ def reference_build(ctx: DbtContext, profile: DbtProfile, selectors: list[str], 
         args += ["--vars", json.dumps(dict(ctx.vars), sort_keys=True, default=str)]
     if ctx.threads:
         args += ["--threads", str(ctx.threads)]
-    if selectors:
-        args += ["--select", *selectors]
+    if selectors:  # cautious: the tests named, not others on the nodes (one reading a node setup does not build)
+        args += ["--select", *selectors, "--indirect-selection", "cautious"]
     env = dict(environ if environ is not None else ctx.environ())
     proc = subprocess.run([sys.executable, "-m", "dbt.cli.main", *args], cwd=ctx.cwd, env=env,
                           capture_output=True, text=True)
@@ -202,10 +202,10 @@ def project_relations(manifest: Manifest, nodes: Iterable[str], recorded: Iterab
 
 def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node], recorded: Iterable[Key],
            setup_tests: Mapping[str, str], environ: Mapping[str, str] | None = None,
-           keep: Path | None = None) -> Verification:
+           keep: Path | None = None, tests: list[Node] | None = None) -> Verification:
     """Build the project with `dbt build` into a scratch database and compare setup's ``database`` with it.
 
-    ``nodes``: what setup builds (dbt builds them and selects their tests); ``recorded``: relations
+    ``nodes``: what setup builds, ``tests``: the tests it runs (dbt builds and runs them); ``recorded``: relations
     setup's records say this project built; ``setup_tests``: each test's outcome in setup (dbt's words).
     ``keep``: a folder for the scratch build to stay in (else a private temporary one, removed after).
     """
@@ -215,7 +215,7 @@ def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node
     folder = Path(tempfile.mkdtemp(prefix="planwise-verify-")) if keep is None else keep
     os.chmod(folder, 0o700)
     try:
-        selectors = [node.selector for node in nodes]
+        selectors = [node.selector for node in [*nodes, *(tests or [])]]
         reference = reference_build(ctx, profile, selectors, folder, database.name, environ)
         ours_catalog, theirs_catalog = database.stem.lower(), reference.database.stem.lower()
         built = project_relations(manifest, [n.unique_id for n in nodes], recorded)
@@ -253,4 +253,5 @@ def verify_engine(engine: Engine, setup_results: Iterable[Mapping[str, Any]], ke
                 if rec.relation is not None and rec.project in (None, engine.project)]
     engine.db.close_reader()
     return verify(engine.ctx, engine.manifest, engine.db_path, [engine.node(u) for u in engine.setup_nodes],
-                  recorded, test_outcomes(setup_results), keep=keep)
+                  recorded, test_outcomes(setup_results), keep=keep,
+                  tests=[engine.node(u) for u in engine.definitions.tests()])

@@ -19,15 +19,15 @@ class Project:
     nodes: Mapping[str, Node]
     setup_nodes: tuple[str, ...] = ()
     foundation_nodes: tuple[str, ...] = ()
-    tests: tuple[str, ...] = ()  # dbt tests on the setup nodes
+    tests: tuple[str, ...] = ()  # the dbt tests setup runs (``engine.definitions.Definitions.tests``)
     unresolved_tests: tuple[str, ...] = ()  # tests dbt warns about and never runs (a ref() to no node)
 
     @classmethod
     def from_engine(cls, engine: Engine) -> "Project":
         """The engine's project (make it once per engine: ``validation.scope.ValidationScope`` does)."""
         return cls(engine.ctx.project_dir, engine.manifest.nodes, tuple(engine.setup_nodes),
-                   tuple(engine.foundation_nodes), tuple(engine.graph.tests_of(engine.setup_nodes)),
-                   tuple(u for u in engine.graph.unresolved_tests(engine.setup_nodes)
+                   tuple(engine.foundation_nodes), tuple(engine.definitions.tests()),
+                   tuple(u for u in engine.graph.unresolved_tests(engine.definitions.test_scope())
                          if engine.node(u).package == engine.manifest.project_name))
 
     def selected(self, *resource_types: str) -> list[Node]:

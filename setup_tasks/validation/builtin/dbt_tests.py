@@ -33,7 +33,17 @@ STATUS = {"pass": PASSED, "success": PASSED, "fail": FAILED, "warn": FAILED, "er
 
 
 def _test_parents(project: Project, validation: ValidationSettings) -> list[str]:
-    parents = {p for uid in project.tests for p in project.nodes[uid].depends_on if p in project.nodes}
+    """The tables the tests read: their parents, through ephemeral models (inlined into their SQL)."""
+    parents: set[str] = set()
+    stack = [p for uid in project.tests for p in project.nodes[uid].depends_on]
+    while stack:
+        uid = stack.pop()
+        node = project.nodes.get(uid)
+        if node is None or uid in parents:
+            continue
+        parents.add(uid)
+        if node.resource_type == "model" and not node.is_buildable:
+            stack.extend(node.depends_on)
     return [u for u in project.setup_nodes if u in parents]
 
 
