@@ -217,6 +217,8 @@ class FakeEngine:
         self.records = SimpleNamespace(get=lambda uid: BuildRecord("d", {}, 0.0, 0.0, "b", signature=f"sig-{uid}"))
         self.run = RunState()
         self.task_nodes = self.setup_nodes
+        self.definitions = SimpleNamespace(tests=lambda: self.graph.tests_of(self.setup_nodes),
+                                           test_scope=lambda: set(self.setup_nodes))
         self.unbuilt: dict[str, str] = {}  # what ensure() answers: the inputs that did not build
 
     def ensure(self, uids: Any) -> dict[str, str]:

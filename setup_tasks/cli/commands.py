@@ -12,6 +12,7 @@ from doit.exceptions import TaskFailed
 from ..dbt.invoke import InProcessDbt
 from ..engine.engine import Engine
 from ..errors import SetupError
+from ..files import read_json
 from ..naming import CLEAR_DERIVED_TASK
 from ..ops.clear import clear, clear_derived_tables
 from ..ops.diagram import graph_paths, setup_diagram, write_graph
@@ -151,7 +152,12 @@ def verify_action(app: App, engine: Engine) -> TaskFailed | None:
 
 
 def setup_test_results(app: App, engine: Engine) -> list[dict[str, Any]]:
-    """The dbt_tests check's results as its task last saved them."""
+    """Each check result of setup's last run (its report: failed ones too), else as the dbt_tests task last
+    saved them."""
+    report = read_json(engine.settings.report.path, {})
+    checks = (report.get("validation") or {}).get("checks") if isinstance(report, dict) else None
+    if isinstance(checks, dict) and checks:
+        return [c for c in checks.values() if isinstance(c, dict)]
     values = task_values(engine.state_dir / "doit.sqlite", app.translator.check_task_name("dbt_tests"))
     return list(values.get("results") or [])
 

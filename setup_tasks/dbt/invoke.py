@@ -586,7 +586,8 @@ class InProcessDbt:
                     on_start: Callable[[str], None] | None = None,
                     log: Callable[[str], None] | None = None, on_phase: Phase | None = None,
                     edges: Sequence[tuple[str, str]] = ()) -> dict[str, NodeOutcome]:
-        """Build seeds and models in one dbt invocation (dbt orders them); tests are not run.
+        """Build seeds and models in one dbt invocation (dbt orders them), and the tests among ``nodes``
+        (each right after what it reads; what is downstream of one that fails is skipped, as in `dbt build`).
 
         ``edges`` (reader, builder) are dependencies dbt's graph lacks (a seed read through
         source()): added to dbt's manifest, so the same invocation builds the seed first.
@@ -596,7 +597,10 @@ class InProcessDbt:
         materialization would build on (a seed's table, an incremental model's), so that each
         node is built from its inputs as a fresh build builds it (``engine.Engine._move_aside``).
         """
-        command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+        if any(node.resource_type == "test" for node in nodes):  # the tests named run after what they read
+            command = ["build", "--indirect-selection", "cautious", "--exclude-resource-type", "unit_test"]
+        else:
+            command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
         return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log, on_phase, edges)
 
     def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],

@@ -251,36 +251,91 @@ def _build_model(con: Any, item: DirectNode) -> None:
     _drop(con, backup)
 
 
+@dataclass(frozen=True)
+class DirectTest:
+    """A test of the batch run here, right after the nodes it reads (as `dbt build` runs it)."""
+
+    node: Node
+    sql: str
+    parents: tuple[str, ...]  # the tables it reads (through ephemeral models)
+
+
+# Runs a test on the batch's connection: its outcome as dbt reports it (``direct_tests.run_direct``).
+RunTest = Callable[[Any, DirectTest], NodeOutcome]
+# Why a node must not be built after these tests failed (dbt build's rule), or None.
+Gate = Callable[[str, set[str]], "str | None"]
+
+
 def build(connect: Callable[[], ContextManager[Any]], items: Sequence[DirectNode], parents: Mapping[str, Sequence[str]],
-          on_outcome: Callable[[NodeOutcome], None], on_start: Callable[[str], None] | None = None) -> None:
+          on_outcome: Callable[[NodeOutcome], None], on_start: Callable[[str], None] | None = None,
+          tests: Sequence[DirectTest] = (), run_test: RunTest | None = None, gate: Gate | None = None) -> list[str]:
     """Build ``items`` (in dependency order) in one connection (``connect``: configured as dbt-duckdb's),
-    one transaction each; a node whose parent failed in this batch is skipped, as dbt skips it. A
-    failure is reported as it is: the caller has dbt build what failed here before believing it."""
+    one transaction each, each of ``tests`` right after the nodes it reads; a node whose parent failed in
+    this batch is skipped, as dbt skips it, and so is one ``gate`` stops (a test it waits for failed).
+    A failure is reported as it is: the caller has dbt build what failed here before believing it. A test
+    whose query fails here hands the rest over: returns the nodes and tests not done (dbt's to run)."""
     failed: set[str] = set()
+    failing: set[str] = set()  # tests that failed with severity error
+    done: set[str] = set()
+    in_batch = {item.node.unique_id for item in items}
+    pending = list(tests)
     with connect() as con:
-        for item in items:
+
+        def run_ready() -> list[str] | None:
+            """Run each pending test whose tables are all there; what to hand over when one's query fails."""
+            for test in [t for t in pending if all(p in done or p in failed or p not in in_batch for p in t.parents)]:
+                pending.remove(test)
+                tid = test.node.unique_id
+                if any(p in failed for p in test.parents):
+                    on_outcome(NodeOutcome(tid, "skipped", "Skipping due to an upstream failure", 0.0))
+                    continue
+                outcome = run_test(con, test) if run_test is not None else NodeOutcome(tid, "error", "no runner", 0.0)
+                if outcome.status == "error":  # the shortcut's failure until dbt says otherwise
+                    return [tid]
+                on_outcome(outcome)
+                if outcome.status == "fail":
+                    failing.add(tid)
+            return None
+
+        for index, item in enumerate(items):
+            handed = run_ready()
+            if handed is not None:
+                return [i.node.unique_id for i in items[index:]] + handed + [t.node.unique_id for t in pending]
             uid = item.node.unique_id
-            if any(p in failed for p in parents.get(uid, ())):
+            why = gate(uid, failing) if gate is not None else None
+            if why is not None or any(p in failed for p in parents.get(uid, ())):
                 failed.add(uid)
-                on_outcome(NodeOutcome(uid, "skipped", "Skipping due to an upstream failure", 0.0))
+                on_outcome(NodeOutcome(uid, "skipped", why or "Skipping due to an upstream failure", 0.0))
                 continue
             if on_start is not None:
                 on_start(uid)
-            started = time.perf_counter()
-            schema = _name(item.node)[:2]
-            try:
-                con.execute("begin transaction")
-                con.execute(f"create schema if not exists {quote(schema[0])}.{quote(schema[1])}")
-                rows = _build_seed(con, item) if item.node.resource_type == "seed" else _build_model(con, item)
-                con.execute("commit")
-            except Exception as exc:  # noqa: BLE001 - dbt reports any failure of a node the same way
-                if interrupted(exc):
-                    raise KeyboardInterrupt from None  # the transaction goes with the connection
-                try:
-                    con.execute("rollback")  # the node keeps what it had
-                except Exception:  # noqa: BLE001 - no transaction left to roll back
-                    pass
-                failed.add(uid)
-                on_outcome(NodeOutcome(uid, "error", " ".join(str(exc).split()), time.perf_counter() - started))
-                continue
-            on_outcome(NodeOutcome(uid, "success", "", time.perf_counter() - started, rows))
+            (done if _build_one(con, item, on_outcome) else failed).add(uid)
+        handed = run_ready()
+        if handed is not None:
+            return handed + [t.node.unique_id for t in pending]
+        for test in pending:
+            on_outcome(NodeOutcome(test.node.unique_id, "skipped", "Skipping due to an upstream failure", 0.0))
+    return []
+
+
+def _build_one(con: Any, item: DirectNode, on_outcome: Callable[[NodeOutcome], None]) -> bool:
+    """One node in one transaction; its outcome to ``on_outcome``; False when it failed (keeping what it had)."""
+    uid = item.node.unique_id
+    started = time.perf_counter()
+    schema = _name(item.node)[:2]
+    try:
+        con.execute("begin transaction")
+        con.execute(f"create schema if not exists {quote(schema[0])}.{quote(schema[1])}")
+        rows = _build_seed(con, item) if item.node.resource_type == "seed" else _build_model(con, item)
+        con.execute("commit")
+    except Exception as exc:  # noqa: BLE001 - dbt reports any failure of a node the same way
+        if interrupted(exc):
+            raise KeyboardInterrupt from None  # the transaction goes with the connection
+        try:
+            con.execute("rollback")  # the node keeps what it had
+        except Exception:  # noqa: BLE001 - no transaction left to roll back
+            pass
+        on_outcome(NodeOutcome(uid, "error", " ".join(str(exc).split()), time.perf_counter() - started))
+        return False
+    on_outcome(NodeOutcome(uid, "success", "", time.perf_counter() - started, rows))
+    return True

@@ -24,7 +24,7 @@ from ..project.context import DbtProfile, dbt_context, with_project_census
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
 from ..project.inputs import first_ragged_row, not_utf8, searched_folders, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
-from ..store.database import Database, DatabaseContents, DbRelation, DropResult
+from ..store.database import Database, DatabaseContents, DbRelation, DropResult, Reader
 from ..files import log, write_json_atomic
 from ..keys import key_path
 from ..store.lock import RunLock
@@ -36,7 +36,9 @@ from .census_owner import CensusOwner
 from .contents import ContentsView, Key
 from .definitions import Definitions
 from .compiling import Compiling
+from .direct_tests import run_direct, why_not_direct as test_not_direct
 from .kept_sql import KEPT_FILE, KeptSql
+from .test_gate import OUTCOMES_FILE, TestOutcomes, batch_tests, gating_tests
 from .hints import NodeFailure, database_name_problem, explain
 from .staleness import NodeStatus, Staleness
 
@@ -85,6 +87,8 @@ class RunState:
     direct_builds: int = 0
     # Models and tests dbt compiled without building them, their compile context having changed.
     compiles: int = 0
+    # Tests run inside this run's builds (right after the nodes they read, as `dbt build` runs them).
+    test_outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
     # Staleness doit saw for each node it considered (reasons go into the run report).
     checked: dict[str, NodeStatus] = field(default_factory=dict)
     callback_errors: list[str] = field(default_factory=list)
@@ -92,6 +96,12 @@ class RunState:
     retired: list[str] = field(default_factory=list)
     # Why nothing more of this run can work (the database is locked, another setup run holds it).
     fatal: SetupError | None = None
+
+
+def input_state_of(fingerprint: Fingerprint | None, record: BuildRecord | None) -> str:
+    """What a reader of a node depends on: its fingerprint and, for a built table, the content it was built with."""
+    digest = fingerprint.digest if fingerprint is not None else "untracked"
+    return f"{digest}:{record.signature if record and record.signature else ''}"
 
 
 def database_settings(settings: Any, profile: DbtProfile | None) -> Any:
@@ -139,6 +149,8 @@ class Engine:
         self.lock = RunLock(settings.state_dir / "run.lock", self.db_path)  # one writer per database file
         self._hash_cache_path = state_dir / "file_hashes.json"
         self.hasher = FileHasher.load(self._hash_cache_path)
+        # Each test's last outcome with the state of its inputs: a stored failure still gates (test_gate).
+        self.test_outcomes = TestOutcomes.load(state_dir / OUTCOMES_FILE)
         self.contents = ContentsView(self.db, self.lock, state_dir / "db_contents.json", self._signed_keys)
         self.census = CensusOwner(settings, self.definitions, self.hasher,
                                   WrittenFiles.load(settings.state_dir / "census.json"))
@@ -170,6 +182,7 @@ class Engine:
         try:
             self.records.flush()
             self.contents.save()
+            self.test_outcomes.save()
         except (OSError, SetupError):
             pass  # a lost signature costs a rebuild, a lost copy of the contents a read
         if self.hasher.dirty:
@@ -228,6 +241,34 @@ class Engine:
             if sql:  # a glob its SQL reads searches folders: a file added there may match it
                 paths += searched_folders(self.definitions.reader_paths(sql), ctx.cwd)
         return paths
+
+    def input_state(self, uid: str) -> str:
+        """A node's inputs and, for a built table, the content it was built with."""
+        return input_state_of(self.fingerprints().get(uid), self.records.get(uid))
+
+    def test_state(self, uid: str) -> str:
+        """What a test's outcome depends on: its definition and compile, and the tables it reads as they are."""
+        return f"{self.input_state(uid)}|{','.join(self.input_state(p) for p in self.graph.built_parents(uid))}"
+
+    def note_tests(self, outcomes: Iterable[NodeOutcome]) -> None:
+        """Tests that ran (in a build or in the dbt_tests check): their outcomes, kept with their inputs' state."""
+        for outcome in outcomes:
+            self.test_outcomes.put(outcome.unique_id, outcome.status, self.test_state(outcome.unique_id))
+
+    def stored_failures(self) -> list[str]:
+        """Tests whose last outcome failed with severity error, on inputs still as they were."""
+        return sorted(uid for uid, outcome in self.test_outcomes.outcomes.items()
+                      if uid in self.manifest.nodes and outcome.blocks(self.node(uid))
+                      and self.test_outcomes.current(uid, self.test_state(uid)) is not None)
+
+    def gate(self, uid: str, failing: Iterable[str]) -> str | None:
+        """Why `dbt build` would not build ``uid`` after the ``failing`` tests failed (it waits for each
+        test whose nodes are all among its ancestors); None when it would."""
+        found = gating_tests(self.graph, self.manifest.nodes, uid, failing)
+        if not found:
+            return None
+        return (f"not built: test {self.node(found[0]).name} failed (`dbt build` builds nothing downstream "
+                f"of a failing test)")
 
     def refresh_compiled(self) -> list[str]:
         """dbt compiled nodes of this run whose ``sql`` part was unknown: fingerprints say what it compiled."""
@@ -411,15 +452,17 @@ class Engine:
         self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
-        blocked = self._preflight(batch)
+        tests = self.batch_tests(batch)
+        blocked = self._preflight(batch, tests)
         runnable = [u for u in batch if u not in blocked]
-        direct = self.direct_batch(runnable) if runnable else None
+        tests = [t for t in tests if not set(self.graph.built_parents(t)) & blocked]
+        direct = self.direct_batch(runnable, tests) if runnable else None
         self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None})
         if runnable:
             self._intend([self.node(u) for u in runnable])
             self.db.close_reader()  # dbt writes the file, here or in the worker
             try:
-                retry = self._build_direct(direct) if direct is not None else runnable
+                retry = self._build_direct(*direct) if direct is not None else [*runnable, *tests]
                 if retry:
                     self._build_with_dbt(retry)
             finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
@@ -429,37 +472,59 @@ class Engine:
             self._sign(built)
             self._check_inputs(built)  # first: it compares files with what this run hashed
             self.refresh_compiled()  # later batches and checks see what dbt compiled for these
+            self.note_tests(self.run.test_outcomes[t] for t in tests if t in self.run.test_outcomes)
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
 
+    def batch_tests(self, batch: list[str]) -> list[str]:
+        """The tests a batch runs, each right after the nodes it reads: those reading a node of the batch,
+        and those a node of it waits for in `dbt build` whose outcome on their inputs as they are is not
+        known (a failure there skips what is downstream, as dbt does)."""
+        scope = self.definitions.tests()
+        reading = batch_tests(self.graph, scope, batch)
+        upstream = self.graph.ancestors(batch)
+        known = set(reading)
+        gating = [t for t in scope if t not in known and self.node(t).depends_on and set(self.node(t).depends_on) <= upstream
+                  and self.test_outcomes.current(t, self.test_state(t)) is None]
+        return reading + gating
+
     def _on_start(self, uid: str) -> None:
         self._emit("start", {"unique_id": uid})
 
-    def _build_direct(self, items: list[direct_build.DirectNode]) -> list[str]:
-        """Build the batch straight in DuckDB; returns the nodes dbt must build after all: those that failed
-        here (and what depends on them). A shortcut's failure is never reported as the node's: dbt builds
-        it, and its outcome is the node's."""
+    def _build_direct(self, items: list[direct_build.DirectNode], tests: list[direct_build.DirectTest]) -> list[str]:
+        """Build the batch straight in DuckDB, each test right after what it reads; returns what dbt must
+        build or run after all: the nodes that failed here and what depends on them, and what a test's
+        failing query handed over. A shortcut's failure is never reported as the node's: dbt builds it,
+        and its outcome is the node's."""
         uids = [item.node.unique_id for item in items]
-        missed: list[str] = []
+        test_ids = [t.node.unique_id for t in tests]
+        parents = {u: self.graph.built_parents(u) for u in [*uids, *test_ids]}
+        missed: set[str] = set()  # dbt's to build: failed here, or skipped for what failed here
 
         def outcome(result: NodeOutcome) -> None:
-            if result.status == "success":
-                self._on_dbt_outcome(result)
+            uid = result.unique_id
+            if result.status == "success" or (result.status != "error" and not set(parents[uid]) & missed):
+                self._on_dbt_outcome(result)  # built, a test's outcome, or skipped after a failing test
             else:
-                missed.append(result.unique_id)
+                missed.add(uid)
 
         profile = self.manifest.profile
         connection = profile.connection if profile is not None else None
         try:
             assert connection is not None
-            direct_build.build(lambda: self.db.dbt_session(connection), items,
-                               {u: self.graph.built_parents(u) for u in uids}, outcome, self._on_start)
+            handed = direct_build.build(lambda: self.db.dbt_session(connection), items, parents, outcome, self._on_start,
+                                        tests, self._run_test, self.gate)
         except DatabaseError as err:  # the connection cannot be made as dbt-duckdb makes it: dbt builds all
             log.info("dbt builds %s: %s", ", ".join(uids), err.cause)
-            return [u for u in uids if u not in self.run.outcomes]
-        self.run.direct_builds += len(uids) - len(missed)
-        return [u for u in uids if u in missed or u not in self.run.outcomes]
+            return [u for u in [*uids, *test_ids] if u not in self.run.outcomes and u not in self.run.test_outcomes]
+        self.run.direct_builds += sum(1 for u in uids if u in self.run.outcomes)
+        self.run.direct_tests += sum(1 for t in test_ids if t in self.run.test_outcomes)
+        retry = missed | set(handed)
+        return [u for u in [*uids, *test_ids] if u in retry]
+
+    def _run_test(self, con: Any, test: direct_build.DirectTest) -> NodeOutcome:
+        return run_direct(Reader(con, self.db_path), test.node, test.sql)
 
     def _build_with_dbt(self, uids: list[str]) -> None:
         """One dbt invocation over the nodes, as a fresh `dbt build` builds them: a node whose materialization
@@ -467,7 +532,7 @@ class Engine:
         that relation moved aside first and dropped once dbt built it (put back when it failed)."""
         nodes = [self.node(u) for u in uids]
         self.run.invocations += 1
-        aside = self._move_aside(nodes)
+        aside = self._move_aside([n for n in nodes if n.resource_type != "test"])
         try:
             self.dbt.build_nodes(
                 self.ctx, self.manifest_path, nodes, self._on_dbt_outcome, quiet=self.quiet,
@@ -493,9 +558,10 @@ class Engine:
         built = {u for u in aside if self.run.outcomes.get(u, Outcome(u, "x")).ok}
         self.contents.settle_aside({u: (key, u in built) for u, key in aside.items()}, PREVIOUS)
 
-    def direct_batch(self, uids: list[str]) -> list[direct_build.DirectNode] | None:
-        """The batch in build order, when every node of it can be built without dbt (see
-        ``direct_build``); None when dbt builds it (``PLANWISE_SETUP_DIRECT=0`` always)."""
+    def direct_batch(self, uids: list[str], tests: list[str] = ()) -> tuple[list[direct_build.DirectNode], list[direct_build.DirectTest]] | None:  # type: ignore[assignment]
+        """The batch in build order and its tests, when every node of it can be built and every test run
+        without dbt (see ``direct_build``, ``direct_tests``); None when dbt builds it
+        (``PLANWISE_SETUP_DIRECT=0`` always)."""
         if self.ctx.environ().get(direct_build.DIRECT_ENV, "1") == "0":
             return None
         if any(n.resource_type == "operation" for n in self.manifest.nodes.values()):
@@ -513,7 +579,14 @@ class Engine:
             if sql is None:
                 return None
             items.append(direct_build.DirectNode(node, sql=sql))
-        return items
+        environ = self.ctx.environ()
+        checks = []
+        for uid in tests:
+            sql = self.compiling.sql(uid)
+            if sql is None or test_not_direct(self.node(uid), self.manifest, environ) is not None:
+                return None
+            checks.append(direct_build.DirectTest(self.node(uid), sql, tuple(self.graph.built_parents(uid))))
+        return items, checks
 
     def _intend(self, nodes: list[Node]) -> None:
         """Write down, before dbt runs, every table it may commit (dbt's intermediate names
@@ -551,14 +624,21 @@ class Engine:
                 problems.append(problem)
         return problems
 
-    def _preflight(self, batch: list[str]) -> set[str]:
-        """Fail nodes whose inputs are unusable before dbt sees them; skip their children."""
+    def _preflight(self, batch: list[str], tests: list[str]) -> set[str]:
+        """Fail nodes whose inputs are unusable before dbt sees them; skip their children, and the nodes
+        `dbt build` would not build after a test that failed and is not run again in this batch."""
         failed: dict[str, str] = {}
         for uid in batch:
             problem = self._input_problem(uid)
             if problem:
                 failed[uid] = problem
         blocked = set(failed)
+        stored = [t for t in self.stored_failures() if t not in tests]
+        for uid in batch if stored else ():
+            why = self.gate(uid, stored)
+            if why is not None and uid not in blocked:
+                blocked.add(uid)
+                self._set(Outcome(uid, "skipped", why))
         for uid, message in failed.items():
             self._set(Outcome(uid, "error", message))
             for child in sorted(self.graph.descendants([uid]) & set(batch)):
@@ -641,8 +721,15 @@ class Engine:
 
     def _record_dbt_outcome(self, result: Any) -> None:
         self.compiling.keep(result)
+        node = self.manifest.nodes.get(result.unique_id)
+        if node is not None and node.resource_type == "test":  # a test of the batch: the dbt_tests check reports it
+            self.run.test_outcomes[result.unique_id] = result
+            return
         status = result.status if result.status in ("success", "error", "skipped") else "error"
         message = result.message if status != "success" else ""
+        if status == "skipped":  # dbt skipped it: after a failing test, say which
+            failing = [t for t, o in self.run.test_outcomes.items() if o.status in ("fail", "error")]
+            message = self.gate(result.unique_id, failing) or message
         if status == "error":
             uid = result.unique_id
             message = self.unbuilt_input(uid, result.message) or explain(

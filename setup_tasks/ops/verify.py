@@ -22,12 +22,13 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
 from ..engine.engine import Engine
 from ..errors import ProjectError, SetupError
+from ..project.compile_context import VOLATILE
 from ..project.context import DbtContext, DbtProfile
 from ..project.manifest import Manifest, Node
 from ..store.database import RelationProfile, relation_names, relation_profiles
@@ -43,6 +44,9 @@ class Difference:
 
     what: str  # the relation (schema.name) or test
     detail: str
+    # "kept": a table setup keeps from an earlier build where dbt's fresh build skipped its node (a test
+    # upstream fails: dbt skips what is downstream, and on a database that has the table keeps it too).
+    kind: str = "differs"
 
     def line(self) -> str:
         return f"{self.what}: {self.detail}"
@@ -150,7 +154,7 @@ def _profile_difference(ours: RelationProfile, theirs: RelationProfile, compare_
 
 
 def compare_relations(ours: Path, theirs: Path, keys: Iterable[Key], catalog: tuple[str, str],
-                      history: Iterable[Key] = ()) -> tuple[int, list[Difference]]:
+                      history: Iterable[Key] = (), skipped: Iterable[Key] = ()) -> tuple[int, list[Difference]]:
     """Each relation of ``keys`` in setup's database ``ours`` against dbt's ``theirs`` (the catalog of
     ``theirs`` is named like ours: ``catalog`` maps our catalog name to theirs). ``history``: relations
     compared by columns only (snapshots)."""
@@ -159,13 +163,16 @@ def compare_relations(ours: Path, theirs: Path, keys: Iterable[Key], catalog: tu
     mine = relation_profiles(ours, keys)
     dbts = {(ours_catalog, *key[1:]): profile for key, profile in
             relation_profiles(theirs, [(theirs_catalog, *k[1:]) if k[0] == ours_catalog else k for k in keys]).items()}
-    history = set(history)
+    history, skipped = set(history), set(skipped)
     differences = []
     for key in keys:
         a, b = mine.get(key), dbts.get(key)
         if a is None and b is None:
             continue
-        if b is None:
+        if b is None and key in skipped:
+            differences.append(Difference(_name(key), "kept from an earlier build by setup; dbt's fresh build skipped "
+                                                      "it (a test upstream fails)", "kept"))
+        elif b is None:
             differences.append(Difference(_name(key), "in setup's database, not in dbt's fresh build"))
         elif a is None:
             differences.append(Difference(_name(key), "built by dbt, missing from setup's database"))
@@ -202,10 +209,12 @@ def project_relations(manifest: Manifest, nodes: Iterable[str], recorded: Iterab
 
 def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node], recorded: Iterable[Key],
            setup_tests: Mapping[str, str], environ: Mapping[str, str] | None = None,
-           keep: Path | None = None, tests: list[Node] | None = None) -> Verification:
+           keep: Path | None = None, tests: list[Node] | None = None,
+           volatile: Callable[[str], bool] = lambda uid: False) -> Verification:
     """Build the project with `dbt build` into a scratch database and compare setup's ``database`` with it.
 
-    ``nodes``: what setup builds, ``tests``: the tests it runs (dbt builds and runs them); ``recorded``: relations
+    ``nodes``: what setup builds, ``tests``: the tests it runs (dbt builds and runs them); ``volatile``: nodes whose
+    SQL reads the clock or the run (compared by columns: their rows differ from run to run); ``recorded``: relations
     setup's records say this project built; ``setup_tests``: each test's outcome in setup (dbt's words).
     ``keep``: a folder for the scratch build to stay in (else a private temporary one, removed after).
     """
@@ -221,10 +230,13 @@ def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node
         built = project_relations(manifest, [n.unique_id for n in nodes], recorded)
         extra = {k for k in relation_names(reference.database) if k[1] not in ("information_schema", "pg_catalog")}
         keys = set(built) | {(ours_catalog, *k[1:]) for k in extra}
-        history = [n.relation.key() for n in nodes if n.resource_type == "snapshot" and n.relation is not None]
+        history = [n.relation.key() for n in nodes if n.relation is not None and (
+            n.resource_type == "snapshot" or volatile(n.unique_id))]
+        skipped = [n.relation.key() for n in nodes if n.relation is not None
+                   and reference.statuses.get(n.unique_id) == "skipped"]
         result = Verification()
         result.relations, differences = compare_relations(database, reference.database, keys,
-                                                          (ours_catalog, theirs_catalog), history)
+                                                          (ours_catalog, theirs_catalog), history, skipped)
         tests = {u: s for u, s in reference.statuses.items() if u.startswith("test.")}
         result.tests, test_differences = compare_tests(setup_tests, tests, manifest)
         result.differences = differences + test_differences
@@ -252,6 +264,10 @@ def verify_engine(engine: Engine, setup_results: Iterable[Mapping[str, Any]], ke
     recorded = [rec.relation for rec in engine.records.records.values()
                 if rec.relation is not None and rec.project in (None, engine.project)]
     engine.db.close_reader()
+    def volatile(uid: str) -> bool:
+        compiled = engine.compiling.get(uid) if engine.node(uid).is_compiled else None
+        return compiled is not None and compiled.kind == VOLATILE
+
     return verify(engine.ctx, engine.manifest, engine.db_path, [engine.node(u) for u in engine.setup_nodes],
                   recorded, test_outcomes(setup_results), keep=keep,
-                  tests=[engine.node(u) for u in engine.definitions.tests()])
+                  tests=[engine.node(u) for u in engine.definitions.tests()], volatile=volatile)

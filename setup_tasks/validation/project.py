@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..engine.engine import Engine
+from ..engine.engine import Engine, input_state_of
 from ..project.manifest import Node
 
 
@@ -77,8 +77,5 @@ def names_table(key: tuple[str, str, str], name: str) -> bool:
 
 
 def input_state(engine: Engine, uid: str, fingerprints: Mapping[str, Any]) -> str:
-    """A node's inputs and, for a built table, the content it was built with."""
-    fingerprint = fingerprints.get(uid)
-    record = engine.records.get(uid)
-    digest = fingerprint.digest if fingerprint is not None else "untracked"
-    return f"{digest}:{record.signature if record and record.signature else ''}"
+    """A node's inputs and, for a built table, the content it was built with (``Engine.input_state``)."""
+    return input_state_of(fingerprints.get(uid), engine.records.get(uid))

@@ -25,7 +25,7 @@ from ...engine.direct_tests import run_direct, why_not_direct
 from ...engine.engine import Engine
 from ...errors import SetupError
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
-from ..project import Project, input_state
+from ..project import Project
 from ..results import FAILED, NOT_RUN, PASSED, SKIPPED, CheckResult, jsonable, plural
 
 SEVERITY = {"warn": "warning", "error": "error"}
@@ -54,12 +54,7 @@ class DbtTestsCheck(Check):
     runs_without_some_inputs: ClassVar[bool] = True
 
     def input_parts(self, engine: Engine, project: Project) -> dict[str, str]:
-        fingerprints = engine.fingerprints()
-        parts = {}
-        for uid in project.tests:
-            parents = ",".join(input_state(engine, p, fingerprints) for p in engine.graph.built_parents(uid))
-            parts[f"test:{uid}"] = f"{input_state(engine, uid, fingerprints)}|{parents}"
-        return parts
+        return {f"test:{uid}": engine.test_state(uid) for uid in project.tests}
 
     def run(self, env: Environment) -> list[CheckResult]:
         engine, project = env.engine, env.project
@@ -67,11 +62,16 @@ class DbtTestsCheck(Check):
             return [CheckResult(self.name, SKIPPED, self.severity, "dbt tests run only inside a setup run")]
         if not project.tests and not project.unresolved_tests:
             return [CheckResult(self.name, SKIPPED, self.severity, "no dbt tests on the selected nodes")]
-        kept = self.reusable(engine, project, env.previous)
-        blocked = {uid: reasons for uid in project.tests if uid not in kept
+        # Tests the builds of this run ran, right after what they read (as `dbt build` runs them).
+        built = {uid: engine.run.test_outcomes[uid] for uid in project.tests
+                 if uid in engine.run.test_outcomes and engine.run.test_outcomes[uid].status != "skipped"}
+        kept = {} if len(built) == len(project.tests) else self.reusable(engine, project, env.previous)
+        kept = {uid: result for uid, result in kept.items() if uid not in built}
+        blocked = {uid: reasons for uid in project.tests if uid not in kept and uid not in built
                    and (reasons := [env.unbuilt[p] for p in engine.graph.built_parents(uid) if p in env.unbuilt])}
-        stale = [uid for uid in project.tests if uid not in kept and uid not in blocked]
+        stale = [uid for uid in project.tests if uid not in kept and uid not in blocked and uid not in built]
         fresh = self.run_tests(engine, stale) if stale else {}
+        fresh.update({uid: self.result(engine, uid, o.status, o.message, o.failures, o.sql) for uid, o in built.items()})
         fresh.update({uid: CheckResult(f"{self.name}.{engine.node(uid).name}", NOT_RUN, self.severity, "; ".join(reasons),
                                        {"unique_id": uid}, incomplete=True, checked_at=time.time())
                       for uid, reasons in blocked.items()})
@@ -133,6 +133,7 @@ class DbtTestsCheck(Check):
             for outcome in outcomes.values():
                 engine.compiling.keep(outcome)
             engine.kept_sql.save()
+            engine.note_tests(o for o in outcomes.values() if o.status in ("pass", "warn", "fail", "error"))
         return {
             u: self.result(engine, u, o.status, o.message, o.failures, o.sql) if (o := outcomes.get(u))
             else replace(self.result(engine, u, "error", "dbt did not report this test", None), incomplete=True)
