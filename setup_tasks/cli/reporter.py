@@ -68,6 +68,8 @@ class SetupReporter:
         self.printed: set[str] = set()
         self.batch: list[str] = []
         self.batch_done = 0
+        self.batch_tests: list[str] = []  # tests the batch runs, right after what they read
+        self.tests_done = 0
         self.batch_started = 0.0
         self.causes: dict[str, str] = {}  # a failure's cause -> the first task shown failing with it
         self.width = PIPED_NAME_WIDTH
@@ -194,6 +196,8 @@ class SetupReporter:
     def on_engine_event(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "batch":
             self.batch = list(payload["nodes"])
+            self.batch_tests = list(payload.get("tests") or [])
+            self.tests_done = 0
             self.batch_done = 0
             self.batch_started = time.perf_counter()
             if self.batch:
@@ -201,6 +205,8 @@ class SetupReporter:
                 self._write(self.style(f"building {plural(len(self.batch), 'stale nodes')} {how}\n", "dim"))
         elif kind == "start":
             self._progress(payload["unique_id"])
+        elif kind == "test":
+            self.tests_done += 1
         elif kind == "node":
             self._node_done(payload["outcome"])
         elif kind == "retired":
@@ -224,6 +230,11 @@ class SetupReporter:
 
     def _progress(self, uid: str) -> None:
         if self.verbosity == 0 or not self.batch:
+            return
+        if uid in self.batch_tests:  # a test of the batch, right after what it reads
+            total = len(self.batch_tests)
+            self.live.show(f"running {plural(total, 'dbt tests')} ({min(self.tests_done + 1, total)} of {total})",
+                           since=self.batch_started)
             return
         position = min(self.batch_done + 1, len(self.batch))
         self.live.show(f"building {self._task_name(uid)} ({position} of {len(self.batch)})", since=self.batch_started)

@@ -597,7 +597,7 @@ class InProcessDbt:
         materialization would build on (a seed's table, an incremental model's), so that each
         node is built from its inputs as a fresh build builds it (``engine.Engine._move_aside``).
         """
-        if any(node.resource_type == "test" for node in nodes):  # the tests named run after what they read
+        if any(node.unique_id.startswith("test.") for node in nodes):  # the tests named run after what they read
             command = ["build", "--indirect-selection", "cautious", "--exclude-resource-type", "unit_test"]
         else:
             command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]

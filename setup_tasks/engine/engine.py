@@ -457,7 +457,8 @@ class Engine:
         runnable = [u for u in batch if u not in blocked]
         tests = [t for t in tests if not set(self.graph.built_parents(t)) & blocked]
         direct = self.direct_batch(runnable, tests) if runnable else None
-        self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None})
+        self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None,
+                             "tests": tests})
         if runnable:
             self._intend([self.node(u) for u in runnable])
             self.db.close_reader()  # dbt writes the file, here or in the worker
@@ -724,6 +725,7 @@ class Engine:
         node = self.manifest.nodes.get(result.unique_id)
         if node is not None and node.resource_type == "test":  # a test of the batch: the dbt_tests check reports it
             self.run.test_outcomes[result.unique_id] = result
+            self._emit("test", {"unique_id": result.unique_id})
             return
         status = result.status if result.status in ("success", "error", "skipped") else "error"
         message = result.message if status != "success" else ""

@@ -20,8 +20,9 @@ from typing import Iterable, Mapping
 from ..files import discarded, read_json, write_json_atomic
 from ..project.graph import SetupGraph
 from ..project.manifest import Node
+from ..store.records import TEST_OUTCOMES_FILE
 
-OUTCOMES_FILE = "test_outcomes.json"
+OUTCOMES_FILE = TEST_OUTCOMES_FILE
 OUTCOMES_VERSION = 1
 BLOCKING = frozenset({"fail", "error"})  # with severity error: dbt skips what depends on the test
 

@@ -207,7 +207,9 @@ PROJECTS_DIR = "projects"
 RECORDS_FILE = "records.json"
 # What one project keeps in its state folder; in the single-project layout (records version 1)
 # these sat in the database's state folder itself.
-PROJECT_STATE = (RECORDS_FILE, "doit.sqlite", "file_hashes.json", "db_contents.json", "failed_checks", "check_failures.json")
+TEST_OUTCOMES_FILE = "test_outcomes.json"  # each dbt test's last outcome (engine.test_gate)
+PROJECT_STATE = (RECORDS_FILE, "doit.sqlite", "file_hashes.json", "db_contents.json", "failed_checks", "check_failures.json",
+                 TEST_OUTCOMES_FILE)
 
 
 def project_state_dir(state_dir: Path, project: str) -> Path:
