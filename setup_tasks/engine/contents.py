@@ -1,24 +1,28 @@
 """What the database holds, as one run sees it: read once, or taken from the last run's saved copy.
 
-Any write to a DuckDB file changes its size or modification time (or its WAL's):
-a file unchanged since the last run ended needs no DuckDB at all, as Make trusts
-timestamps. A build and `doit status` always open the file (``live``).
+Any write to a DuckDB file changes its stat key (``files.stat_key``: inode, size, modification
+and change times) or its WAL's, and restoring the modification time afterwards changes the change
+time: a file whose keys equal those of the last run's end needs no DuckDB at all. A copy saved
+while the file had changed within ``files.RACY_NS`` is not trusted (a second write in the same
+clock tick could keep the keys), nor one keyed by an older format. A build and `doit status`
+always open the file (``live``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import RunInProgressError, SetupError
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, contents_from_dict, contents_to_dict, drop_order
-from ..files import read_json, write_json_atomic
+from ..files import RACY_NS, read_json, write_json_atomic
 from ..store.lock import RunLock
 
 Key = tuple[str, str, str]
-SAVED_VERSION = 2  # 2: with the schemas
+SAVED_VERSION = 3  # 3: keyed by the files' full stat keys (change time included)
 
 
 def _digest(values: Iterable[Any]) -> str:
@@ -67,7 +71,10 @@ class ContentsView:
         saved = read_json(self.saved_path, {})
         if not saved or self._file_state is None or saved.get("file") != self._file_state:
             return None
-        if saved.get("version") != SAVED_VERSION:
+        if saved.get("version") != SAVED_VERSION or not isinstance(saved.get("saved_ns"), int):
+            return None
+        changed = max(self._file_state[4], self._file_state[9])  # the change times of the file and its WAL
+        if saved["saved_ns"] - changed <= RACY_NS:  # saved while it was changing: read it again
             return None
         if saved.get("keys") != _digest(self.signed_keys()):
             return None
@@ -90,7 +97,7 @@ class ContentsView:
             self.saved_path.unlink(missing_ok=True)
             return
         write_json_atomic(self.saved_path, {"version": SAVED_VERSION, "file": now, "keys": _digest(self.signed_keys()),
-                                            "contents": contents_to_dict(contents)})
+                                            "saved_ns": time.time_ns(), "contents": contents_to_dict(contents)})
 
     def drop(self, wanted: Callable[[DbRelation], bool]) -> DropResult:
         """Drop the wanted tables and views (views first, foreign-key order), holding the run

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import DatabaseError, DatabaseLockedError
+from ..files import path_key
 from ..project.context import Connection
 from ..project.inputs import reader_call_paths
 
@@ -212,14 +213,12 @@ def _schemas(con: duckdb.DuckDBPyConnection) -> frozenset[tuple[str, str]]:
 
 
 def file_state(path: Path) -> list[int] | None:
-    """Size and modification time of the database file and its WAL: any write changes them."""
-    try:
-        st = path.stat()
-    except OSError:
+    """The stat keys (``files.stat_key``) of the database file and its WAL: any write changes them, and a
+    program that restores the modification time afterwards changes the change time in doing so."""
+    main = path_key(path)
+    if main is None:
         return None
-    wal = Path(f"{path}.wal")
-    wal_st = wal.stat() if wal.exists() else None
-    return [st.st_size, st.st_mtime_ns, wal_st.st_size if wal_st else -1, wal_st.st_mtime_ns if wal_st else -1]
+    return [*main, *(path_key(Path(f"{path}.wal")) or [-1] * 5)]
 
 
 def contents_to_dict(snap: DatabaseContents) -> dict[str, Any]:
