@@ -202,6 +202,11 @@ class App:
             except SetupError as err:
                 self._load_error = err
                 raise
+            except OSError as exc:  # a folder setup or dbt writes in (target/, .planwise/) refuses: one line
+                place = Path(exc.filename) if exc.filename else self.root
+                self._load_error = cannot_write("setup's files", place, exc, "run setup from a copy of the project "
+                                                "in a folder you can write")
+                raise self._load_error from None
             finally:
                 self.live.clear()
             self._engine.fail_fast = self._engine.fail_fast and not self.keep_going
@@ -486,15 +491,23 @@ class App:
         removed when the run ends."""
         state_dir = self.state_dir()
         if self.leaves_no_files and not (state_dir / "doit.sqlite").exists():
-            self._scratch = Path(tempfile.mkdtemp(prefix="planwise-look-"))
-            return self._scratch / "doit.sqlite"
+            return self._scratch_state()
         try:
             for folder in private_folders(state_dir):
                 make_private_dir(folder)
         except OSError as exc:
-            raise InvalidDodoFile(
-                f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
-                "fix: set database.path (or DUCKDB_PATH) to a writable location"
-            ) from None
+            # A folder the user cannot write: a look still looks (status says why setup cannot run);
+            # anything else ends at its first task, with this one line and exit 1.
+            error = cannot_write("setup's state folder", state_dir, exc,
+                                 "set database.path (or DUCKDB_PATH) to a file in a folder you can write")
+            if not self.read_only and self._engine is not None:
+                self._engine.run.fatal = error
+                sys.stderr.write(f"error: {error.one_line()}\n")
+            return self._scratch_state()
         sweep_temps(state_dir)  # left by a run killed while writing
         return self._dep_file(state_dir)
+
+    def _scratch_state(self) -> Path:
+        """doit's state file in a scratch folder removed when the run ends (nothing left beside the database)."""
+        self._scratch = Path(tempfile.mkdtemp(prefix="planwise-look-"))
+        return self._scratch / "doit.sqlite"

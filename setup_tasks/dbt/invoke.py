@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from ..errors import GraphCycleError, PackagesError, ProjectError
 from ..files import discarded, make_private_dir, write_bytes_atomic
 from ..keys import seal, unseal
-from ..project.context import DbtContext, DbtProfile
+from ..project.context import DbtContext, DbtProfile, parse_failure
 from ..project.manifest import Node
 from ..store.caches import manifest_cache
 
@@ -203,7 +203,7 @@ def _rendered_profile(ctx: DbtContext) -> DbtProfile:
         config = load_profile(str(ctx.project_dir), dict(ctx.vars), None, ctx.target, ctx.threads)
         credentials = config.credentials
     return DbtProfile.rendered(config.profile_name, config.target_name, credentials.type,
-                               getattr(credentials, "path", None), ctx.cwd)
+                               getattr(credentials, "path", None), ctx.cwd, credentials)
 
 
 def _outcome_from_event(event: Any, manifest: Any = None) -> NodeOutcome | None:
@@ -246,8 +246,11 @@ class InProcessDbt:
         ``on_phase`` hears "starting" (dbt is being imported) and "parsing".
         """
         manifest_path = manifest_cache(ctx).manifest_path
-        make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
-        make_private_dir(manifest_path.parent)
+        try:
+            make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
+            make_private_dir(manifest_path.parent)
+        except OSError as exc:
+            raise parse_failure(ctx, str(exc)) from None
         partial = ["--no-partial-parse"] if full else []
         _starting(on_phase)
         runner = _runner()
@@ -261,10 +264,7 @@ class InProcessDbt:
         if isinstance(result.exception, KeyboardInterrupt):
             raise KeyboardInterrupt
         if not result.success or result.result is None or profile is None:
-            raise ProjectError(
-                f"dbt could not parse the project in {ctx.project_dir}: {one_line(str(result.exception))}",
-                "fix the file named above, then run again",
-            )
+            raise parse_failure(ctx, one_line(str(result.exception)))
         manifest = result.result
         raw = json.loads(manifest_path.read_text())
         self._remember(raw["metadata"]["invocation_id"], manifest)

@@ -22,7 +22,7 @@ from ..project.context import DbtProfile, dbt_context
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
 from ..project.inputs import first_ragged_row, glob_folders, not_utf8, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
-from ..store.database import Database, DatabaseContents, DbRelation, DropResult
+from ..store.database import Database, DatabaseContents, DbRelation, DropResult, profile_problem
 from ..files import write_json_atomic
 from ..keys import key_path
 from ..store.lock import RunLock
@@ -34,7 +34,7 @@ from .census_owner import CensusOwner
 from .contents import ContentsView, Key
 from .definitions import Definitions
 from .kept_sql import KEPT_FILE, KeptSql, definition_key
-from .hints import NodeFailure, database_name_problem, explain
+from .hints import NodeFailure, SeedFile, database_name_problem, explain, profile_error
 from .staleness import NodeStatus, Staleness
 
 Listener = Callable[[str, dict[str, Any]], None]
@@ -82,6 +82,8 @@ class RunState:
     retired: list[str] = field(default_factory=list)
     # Why nothing more of this run can work (the database is locked, another setup run holds it).
     fatal: SetupError | None = None
+    # The run may build: its lock, the database file and dbt's profile were checked (Engine._ready_to_build).
+    ready: bool = False
 
 
 def database_settings(settings: Any, profile: DbtProfile | None) -> Any:
@@ -296,12 +298,40 @@ class Engine:
                 self._set(Outcome(uid, "skipped", f"not built: stopped after {self.label(failed)} failed (setup.fail_fast)"))
                 return self.run.outcomes[uid]
             try:
+                self._ready_to_build()
                 self._build_batch(uid)
             except SetupError as err:
-                if isinstance(err, (RunInProgressError, DatabaseLockedError)):
+                if isinstance(err, (RunInProgressError, DatabaseLockedError)) or not self.run.ready:
                     self.run.fatal = err  # nothing else of this run can work: the app stops it
                 self._set(Outcome(uid, "error", err.one_line()))
         return self.run.outcomes[uid]
+
+    def _ready_to_build(self) -> None:
+        """Once per run, before its first build: what fails every node alike -- this run's lock, a database
+        file dbt-duckdb cannot name or DuckDB cannot write, a profile setting or extension DuckDB refuses --
+        is the run's one failure, naming the file and setting, not each node's."""
+        if self.run.ready:
+            return
+        self.lock.acquire()
+        self.db.check_writable()
+        problem = self.build_problem()
+        if problem is not None:
+            raise problem
+        self.run.ready = True
+
+    def build_problem(self) -> SetupError | None:
+        """What would fail every build alike (``doit status`` asks too, creating nothing): a database file
+        DuckDB cannot write or dbt-duckdb cannot name, a part of dbt's profile DuckDB refuses."""
+        problem = self.db.write_problem()
+        if problem is not None:
+            return problem
+        name = database_name_problem(self.db_path)
+        if name:
+            return DatabaseError(name, "set database.path (or DUCKDB_PATH) to a file named with letters, digits and "
+                                       "underscores, e.g. simulation.duckdb")
+        profile = self.manifest.profile
+        refused = profile_problem(profile.config_options, profile.extensions, profile.settings) if profile else None
+        return profile_error(profile, refused, self.ctx) if refused is not None and profile is not None else None
 
     def first_failure(self) -> str | None:
         """The first node that failed in this run, if any."""
@@ -358,11 +388,6 @@ class Engine:
         if status.error is not None:
             raise status.error
         self.lock.acquire()
-        self.db.check_writable()
-        problem = database_name_problem(self.db_path)
-        if problem:
-            raise DatabaseError(problem, "set database.path (or DUCKDB_PATH) to a file named with letters, digits and "
-                                         "underscores, e.g. simulation.duckdb")
         self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
@@ -527,9 +552,27 @@ class Engine:
         message = result.message if status != "success" else ""
         if status == "error":
             uid = result.unique_id
-            message = self.unbuilt_input(uid, result.message) or explain(
-                NodeFailure(self.label(uid), self.node(uid).path, result.message), self.ctx, self.db_path)
+            message = self.unbuilt_input(uid, result.message) or explain(self.failure(uid, result.message), self.ctx,
+                                                                         self.db_path)
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
+
+    def failure(self, uid: str, message: str) -> NodeFailure:
+        """A failed node with the seeds a value it failed on may come from: itself, then upstream, nearest first."""
+        node = self.node(uid)
+        upstream, seen, queue = [], {uid}, [uid]
+        while queue:
+            for parent in sorted(self.graph.built_parents(queue.pop(0))):
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+                    upstream += [parent] if self.node(parent).resource_type == "seed" else []
+        return NodeFailure(self.label(uid), node.path, message,
+                           self.seed_file(node) if node.resource_type == "seed" else None,
+                           tuple(self.seed_file(self.node(u)) for u in upstream))
+
+    def seed_file(self, node: Node) -> SeedFile:
+        return SeedFile(node.name, str(node.path), self.ctx.project_dir / str(node.path),
+                        node.config.get("delimiter") or ",", dict(node.config.get("column_types") or {}))
 
     def keep_sql(self, uid: str, sql: str) -> None:
         """Keep the SQL dbt compiled for a node, under the key of what it was compiled from."""

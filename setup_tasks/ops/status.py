@@ -8,6 +8,9 @@ Ready-to-set-up rule (the task exits 0 when ready, 1 when not):
     - another setup run holds this database's run lock (a run is in progress);
     - another process holds DuckDB's lock on the database file, or the file cannot
       be opened as a DuckDB database;
+    - the database file cannot be written (its folder neither: DuckDB writes its
+      WAL there) or dbt-duckdb cannot use its name, or dbt's profile holds a
+      setting, extension or connection option DuckDB refuses (``Engine.build_problem``);
     - a node setup builds reads the census file (a source whose external
       location is ``census.path``), ``census.generate`` is false, and the file is
       missing, unreadable or lacks required columns.
@@ -95,6 +98,8 @@ class SystemStatus:
     shared: tuple[str, ...] = ()
     # Checks that failed when they last ran (warnings a no-op run only counts), one line each.
     failed_checks: tuple[str, ...] = ()
+    # What would fail every build alike (Engine.build_problem): the database file, dbt's profile.
+    build_problem: str = ""
 
     @property
     def stale(self) -> list[str]:
@@ -165,6 +170,8 @@ def readiness(status: SystemStatus) -> str:
     db = status.database
     if db is not None and not db.readable:
         return f"database {db.path}: {db.detail}"
+    if status.build_problem:
+        return status.build_problem
     census = status.census
     if census is not None and census.blocks_setup:
         return f"census {census.path}: {census.problem} (and census.generate is false)"
@@ -203,7 +210,9 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
     if engine is not None:
         status = _with_nodes(status, engine, db.readable, translator)
     if engine is not None:
-        status = replace(status, failed_checks=failed_checks(engine))
+        problem = engine.build_problem() if db.readable else None
+        status = replace(status, failed_checks=failed_checks(engine),
+                         build_problem=problem.one_line() if problem is not None else "")
     reason = readiness(status)
     return replace(status, ready=not reason, reason=reason)
 

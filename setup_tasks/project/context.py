@@ -1,4 +1,4 @@
-"""How dbt sees the project: paths, profile, target, vars and the database file its profile writes."""
+"""How dbt sees the project: paths, profile, target, vars and the database file its profile writes; why a parse failed."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from ..errors import DatabaseError, ProjectError
+from ..errors import DatabaseError, ProjectError, SetupError, cannot_write
 
 CENSUS_VAR = "census_parquet_path"
 # What a dbt process needs of the environment besides the env_var() names the project
@@ -113,11 +114,18 @@ class DbtProfile:
     adapter: str
     written: str | None
     path: str | None
+    # What dbt-duckdb applies to every connection: checked before a build (store.database.profile_problem).
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    extensions: tuple[Any, ...] = ()
+    config_options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def rendered(cls, name: str, target: str, adapter: str, written: str | None, cwd: Path) -> "DbtProfile":
+    def rendered(cls, name: str, target: str, adapter: str, written: str | None, cwd: Path,
+                 credentials: Any = None) -> "DbtProfile":
         path = os.path.normpath(cwd / written) if written and is_database_file(written) else written
-        return cls(name, target, adapter, written, path)
+        return cls(name, target, adapter, written, path, dict(getattr(credentials, "settings", None) or {}),
+                   tuple(getattr(credentials, "extensions", None) or ()),
+                   dict(getattr(credentials, "config_options", None) or {}))
 
     @property
     def label(self) -> str:
@@ -142,11 +150,14 @@ class DbtProfile:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "target": self.target, "adapter": self.adapter, "written": self.written,
-                "path": self.path}
+                "path": self.path, "settings": dict(self.settings), "extensions": list(self.extensions),
+                "config_options": dict(self.config_options)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DbtProfile":
-        return cls(str(data["name"]), str(data["target"]), str(data["adapter"]), data.get("written"), data.get("path"))
+        return cls(str(data["name"]), str(data["target"]), str(data["adapter"]), data.get("written"), data.get("path"),
+                   dict(data.get("settings") or {}), tuple(data.get("extensions") or ()),
+                   dict(data.get("config_options") or {}))
 
 
 def is_database_file(path: str) -> bool:
@@ -210,3 +221,45 @@ def target_dir(project_dir: Path, project_yaml: Mapping[str, Any]) -> Path:
     if "{{" in str(target):
         target = "target"
     return project_dir / target / "planwise"
+
+
+OS_ERROR_RE = re.compile(r"\[Errno (\d+)\] ([^:\]]+): '([^']+)'")
+MISSING_PROFILE_RE = re.compile(r"Could not find profile named '([^']+)'")
+MISSING_PATH_RE = re.compile(r"Path '([^']+)' does not exist")
+MISSING_ENV_RE = re.compile(r"Env var required but not provided: '([^']+)'")
+PROJECT_FILE_RE = re.compile(r"[\w./-]+\.(?:ya?ml|sql|csv|py|md)\b")
+
+
+def parse_failure(ctx: DbtContext, message: str) -> SetupError:
+    """Why dbt could not parse the project, in one line whose fix names the file or setting to change:
+    a folder dbt cannot write, the profiles.yml it looked in, the variable it lacks, the file it names."""
+    cause = f"dbt could not parse the project in {ctx.project_dir}: {message}"
+    failed_os = OS_ERROR_RE.search(message)
+    if failed_os:
+        error = OSError(int(failed_os[1]), failed_os[2], failed_os[3])
+        return cannot_write("dbt's files", Path(failed_os[3]), error,
+                            "run setup from a copy of the project in a folder you can write")
+    folder = MISSING_PATH_RE.search(message)
+    if folder and Path(folder[1]) == ctx.profiles_dir:
+        return ProjectError(f"the folder dbt reads profiles.yml from, {ctx.profiles_dir}, does not exist",
+                            f"create {ctx.profiles_dir / 'profiles.yml'} with the project's profile, or set "
+                            "dbt.profiles_dir (or DBT_PROFILES_DIR) to the folder that holds yours")
+    profile = MISSING_PROFILE_RE.search(message)
+    if profile:
+        profiles = ctx.profiles_dir / "profiles.yml"
+        if not profiles.is_file():
+            return ProjectError(f"dbt found no profile named '{profile[1]}': {profiles} does not exist",
+                                f"create {profiles} with a profile '{profile[1]}' (the profile: of dbt_project.yml), or "
+                                "set dbt.profiles_dir (or DBT_PROFILES_DIR) to the folder that holds yours")
+        return ProjectError(f"dbt found no profile named '{profile[1]}' in {profiles}",
+                            f"add it to {profiles}, or correct profile: in {ctx.project_dir / 'dbt_project.yml'}")
+    variable = MISSING_ENV_RE.search(message)
+    if variable:
+        return ProjectError(cause, f"set the environment variable {variable[1]}, or give env_var('{variable[1]}', ...) "
+                                   "a default where the project reads it")
+    named = PROJECT_FILE_RE.search(message)
+    if named:
+        return ProjectError(cause, f"correct {named[0]} as dbt's message says, then run again")
+    return ProjectError(cause, "correct the project as dbt's message says (doit dbt args=\"parse\" shows all of "
+                               "dbt's output), then run again")
+

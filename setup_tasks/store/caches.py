@@ -20,7 +20,7 @@ from ..project.manifest import Manifest, manifest_from_dict
 
 CACHE_FILE = "setup_cache.json"
 GRAPH_MEMO_FILE = "graph_memo.json"
-CACHE_VERSION = 3  # 3: the rendered profile
+CACHE_VERSION = 4  # 3: the rendered profile; 4: its settings, extensions and connection config
 KEPT_CONTEXTS = 8
 
 
