@@ -69,6 +69,9 @@ def deps_action(engine: Engine) -> None:
 
 
 def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | TaskFailed:
+    refused = engine.census.refusal()
+    if refused is not None:
+        return TaskFailed(refused.one_line())
     engine.step(f"generating the census: {request.employees:,} employees")
     try:
         summary = request.generate()

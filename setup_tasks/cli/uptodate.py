@@ -45,7 +45,8 @@ class CensusTarget:
         self.request = request
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
-        return self.engine.census.why() is None
+        # An explicit request a user's file cannot meet runs the task, which says so and fails.
+        return self.engine.census.refusal() is None and self.engine.census.why() is None
 
     def __repr__(self) -> str:
         return f"CensusTarget({self.request.path}): {self.engine.census.describe()}"
