@@ -80,7 +80,7 @@ def test_a_census_the_generator_wrote_with_other_parameters_is_the_users(shop: W
     capsys.readouterr()
     run_doit(["info", "census"], shop.config_path)
     info = capsys.readouterr().out
-    assert USERS_FILE.search(info) and "status     : up-to-date" in info, info
+    assert USERS_FILE.search(info) and "status     up to date" in info, info
 
 
 def test_an_explicit_request_for_a_users_census_says_it_cannot_apply(shop: Workspace) -> None:

@@ -211,7 +211,7 @@ class TestJaffleShop:
         listed = repo.doit("list")
         assert listed.returncode == 0 and all(n in listed.stdout for n in tp.JAFFLE_NODES), output(listed)
         info = repo.doit("info", "model:customers")
-        assert info.returncode == 0 and "up-to-date" in info.stdout, output(info)
+        assert info.returncode == 0 and "status     up to date" in info.stdout, output(info)
         status = repo.doit("status", json_report=False)
         assert status.returncode == 0, output(status)
         assert str(repo.db_path) in status.stdout and nothing_stale(status.stdout), status.stdout
@@ -326,13 +326,13 @@ class TestSeedsReadThroughSources:
         started(sourced)
         info = sourced.repo.doit("info", "model:stg_orders")
         assert info.returncode == 0 and says_source_is_seed(info.stdout, "raw_orders"), output(info)
-        assert re.search(r"^\s*- seed:raw_orders$", info.stdout, re.M), info.stdout  # and doit builds it first
+        assert re.search(r"^(runs after|\s+) seed:raw_orders$", info.stdout, re.M), info.stdout  # and doit builds it first
 
     def test_one_seed_edit_rebuilds_its_readers_in_the_same_run(self, sourced: Any) -> None:
         started(sourced)
         sourced.repo.seed("raw_orders", tp.SOURCE_SEEDS["raw_orders"] + "4,2,2024-01-04,7.0\n")
         info = sourced.repo.doit("info", "model:orders_incremental")
-        assert "up-to-date" not in info.stdout, info.stdout  # stale before the seed is rebuilt, not a run later
+        assert "will run:" in info.stdout, info.stdout  # stale before the seed is rebuilt, not a run later
         built_ok(sourced.repo.setup(), {"seed:raw_orders", "model:stg_orders", "model:orders_incremental"})
         assert len(tp.tables(sourced.repo.db_path)["orders_incremental"]) == 4
         built_ok(sourced.repo.setup(), set())

@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -62,6 +63,8 @@ RUN_OPTIONS = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": 
 # leave nothing behind (no state folder, no doit state file, no caches, no report).
 READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
 READ_ONLY_TASKS = frozenset({"status", "graph"})
+# doit's own reporters (doit/cmd_run.py); plugins add theirs through entry points.
+DOIT_REPORTERS = ("console", "executed-only", "json", "zero", "error-only")
 # doit options (and the graph task's) that take the next argument as their value.
 VALUE_OPTIONS = frozenset({"-v", "--verbosity", "-n", "--process", "-P", "--parallel-type", "--reporter", "-r",
                            "-o", "--output-file", "-f", "--file", "-d", "--dir", "--db-file", "--backend",
@@ -84,6 +87,16 @@ def only_looks(args: Sequence[str]) -> bool:
         else:
             tasks.append(word)
     return bool(tasks) and set(tasks) <= READ_ONLY_TASKS
+
+
+def check_reporter(name: str | None) -> None:
+    """A --reporter doit does not have is doit's one-line stop (doit itself fails with a KeyError traceback)."""
+    if not name:
+        return
+    known = set(DOIT_REPORTERS) | {entry.name for entry in entry_points(group="doit.REPORTER")}
+    if name not in known:
+        raise InvalidDodoFile(f"there is no reporter {name!r} -- fix: use one of {', '.join(sorted(known))} "
+                              "(e.g. --reporter json), or leave --reporter out")
 
 
 class Interrupted(SystemExit):
@@ -471,6 +484,7 @@ class App:
     def doit_config(self, reporter: type) -> dict[str, Any]:
         """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700)."""
         self.install_process_hooks()  # first: loading the project (for the state folder) may already note things
+        check_reporter(self.command_line.reporter)
         self.dep_file = self._state_file()
         self.witness.begin(self, self.dep_file)
         line = self.command_line

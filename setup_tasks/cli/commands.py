@@ -111,7 +111,12 @@ DBT_DOC = 'Run dbt with setup\'s project, profile, target, vars and database: do
 
 def dbt_action(app: App) -> TaskFailed | None:
     """dbt's own command line, as by hand, with setup's context: works from the repository root."""
-    args = shlex.split(get_var("args", "") or "")
+    given = get_var("args", "") or ""
+    try:
+        args = shlex.split(given)
+    except ValueError as exc:  # an unclosed quote
+        return TaskFailed(f"args={given} cannot be read as a command line: {exc} -- fix: close the quote, e.g. "
+                          'doit dbt args="test --select my_test"')
     if not args:
         return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
     status = InProcessDbt().run_cli(dbt_context(app.settings), args, colour=sys.stdout.isatty())

@@ -27,6 +27,7 @@ from .app import App
 from .exit_status import end_run
 from .json_reporter import JsonReporter
 from .live import LiveLine, Style, seconds, summary_lines, terminal_width, wrap
+from .pipes import pipe_safe
 from .notes import cli_verbosity
 
 __all__ = ["JsonReporter", "SetupReporter", "cli_verbosity", "reporter_for"]
@@ -56,6 +57,7 @@ class SetupReporter:
     app: App
 
     def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        outstream = pipe_safe(outstream)  # `doit setup | head -1`
         self.out = outstream
         self.style = Style(outstream)
         self.verbosity = options.get("verbosity", cli_verbosity(sys.argv[1:]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from doit import get_var
-from doit.exceptions import TaskFailed
+from doit.exceptions import InvalidDodoFile, TaskFailed
 
 from ..engine.census import CensusRequest
 from ..engine.engine import Engine
@@ -84,6 +84,21 @@ def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | Ta
     return {"rows": summary.rows, "seconds": round(summary.seconds, 3)}
 
 
+def census_overrides() -> dict[str, int]:
+    """`employees=N seed=S` from the command line; a value that is no whole number is doit's one-line stop."""
+    found = {}
+    for key in ("employees", "seed"):
+        value = get_var(key)
+        if value is None:
+            continue
+        try:
+            found[key] = int(str(value).replace("_", ""))
+        except ValueError:
+            raise InvalidDodoFile(f"{key}={value} is not a whole number -- fix: e.g. {key}="
+                                  f"{'2000' if key == 'employees' else '7'}, or census.{key} in setup.yaml") from None
+    return found
+
+
 class NodeTasks:
     """The build tasks of one engine: a task per node, the census, the groups and their plans."""
 
@@ -122,7 +137,7 @@ class NodeTasks:
             yield self.node_task(self.engine.node(uid))
 
     def census_task(self) -> TaskDict:
-        self.engine.census.override({k: int(get_var(k)) for k in ("employees", "seed") if get_var(k) is not None})
+        self.engine.census.override(census_overrides())
         request = self.engine.census.request()
         target = CensusTarget(self.engine, request)
         return {
