@@ -183,6 +183,7 @@ class App:
         self.dep_file: Path | None = None
         self.notes_shown = 0
         self.report: dict[str, Any] | None = None  # as written at the end of the run
+        self.tally: str | None = None  # what the console reporter's summary said ("1 built, 3 ran, ...")
         # What changed after this is not witnessed: the run's checks may have read it before (cli.witnessing).
         self.witness = WitnessKeeper(self.root, time.time_ns())
         live = mode == "cli" and self.command_line.reporter in (None, "") and cli_verbosity(sys.argv[1:]) > 0
@@ -372,7 +373,7 @@ class App:
             return
         try:
             self.report = report_run(engine, self.check_results, self.translator, interrupted=self.interrupted,
-                                     exit_code=exit_code)
+                                     exit_code=exit_code, tally=self.tally)
         except SetupError as err:
             sys.stderr.write(f"warning: {err.one_line()}\n")
 

@@ -183,6 +183,7 @@ class SetupReporter:
                 self._write(f"error: {message}\n", always=True)
         said_nothing = self.written == 0
         tally, lines = self.summary_parts()
+        self.app.tally = tally  # the run report keeps it: `doit status` repeats the run's own words
         self._write(self.summary(tally, lines) + "\n", always=True)
         if said_nothing and self.verbosity == 1 and {k for k, n in self.counts.items() if n} <= {"up to date"}:
             self.app.witness.said = {"tally": tally, "lines": lines}  # all a no-op says: its witness repeats it

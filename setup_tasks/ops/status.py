@@ -35,6 +35,7 @@ from ..store.database import Database, DatabaseContents
 from ..validation.results import when
 from ..validation.scope import read_last_failures
 from .run_report import last_run, regressions, task_names
+from .history import run_failures
 
 @dataclass(frozen=True)
 class DatabaseState:
@@ -100,6 +101,8 @@ class SystemStatus:
     failed_checks: tuple[str, ...] = ()
     # What would fail every build alike (Engine.build_problem): the database file, dbt's profile.
     build_problem: str = ""
+    # Nodes that failed in the last run, each with its one line ("model:stg_orders: ... -- fix: ...").
+    last_failures: tuple[str, ...] = ()
 
     @property
     def stale(self) -> list[str]:
@@ -204,7 +207,8 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
         project_problem=problem,
         database=db,
         census=census,
-        last_run=last_run(settings.report.history_path) if settings.report.history_path else None,
+        last_run=(run := last_run(settings.report.history_path) if settings.report.history_path else None),
+        last_failures=tuple(run_failures(run, settings.report.path)) if run else (),
         regressions=tuple(regressions(settings.report.history_path)) if settings.report.history_path else (),
     )
     if engine is not None:
@@ -253,6 +257,9 @@ def unready(reason: str) -> SystemStatus:
 
 def render(status: SystemStatus) -> list[str]:
     verdict = "ready to set up" if status.ready else f"NOT READY: {status.reason}"
+    if status.ready and status.last_failures:
+        failed = [line.split(": ", 1)[0] for line in status.last_failures]
+        verdict += f" (the last run failed: {', '.join(failed)}; its lines below)"
     lines = [f"status     {verdict}"]
     lines.append("versions   " + ", ".join(f"{k} {v}" for k, v in status.versions.items()))
     lines.append(f"project    {status.project}" + (f": {status.project_problem}" if status.project_problem else ""))
@@ -274,6 +281,7 @@ def render(status: SystemStatus) -> list[str]:
     for check in status.failed_checks:
         lines.append(f"check      {check}")
     lines.append(f"last run   {run_line(status.last_run)}")
+    lines += [f"failed     {line}" for line in status.last_failures]
     for step, seconds, median in status.regressions:
         lines.append(f"slower     {step}: {seconds:.2f} s, median of earlier runs {median:.2f} s")
     return lines
@@ -305,6 +313,7 @@ def run_line(run: Mapping[str, Any] | None) -> str:
     if not run:
         return "none recorded"
     counts = run.get("counts") or {}
-    done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing checked"
+    # The run's own summary when a console said one; else its nodes' counts (an API or json run).
+    done = run.get("tally") or ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing checked"
     end = "interrupted" if run.get("interrupted") else f"exit {run.get('exit_code')}"
     return f"{run.get('run_id')} at {run.get('started')}, {run.get('seconds')} s, {end}: {done}"
