@@ -22,7 +22,7 @@ from doit.exceptions import TaskFailed, UnmetDependency
 
 from ..engine.engine import Engine, Outcome
 from ..naming import VALIDATE_TASK
-from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize
+from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize, when
 from .app import App
 from .exit_status import end_run
 from .json_reporter import JsonReporter
@@ -309,6 +309,11 @@ class SetupReporter:
         unchanged = summary.unchanged_line()
         if unchanged:
             lines.append(f"  {unchanged}")
+        scope = self.app.current_validation
+        held, since = scope.held_on_rebuilt() if scope is not None else (0, 0.0)
+        if held:  # a cold rebuild: why no check ran on a brand-new database
+            lines.append(f"  {plural(held, 'checks')} not run again: the tables they read were rebuilt with the "
+                         f"content they had when checked{f' at {when(since)}' if since else ''}")
         lines += [f"  {line}" for line in summary.fresh_lines() if line.startswith("skipped (")]
         return lines
 

@@ -106,7 +106,7 @@ class CheckTarget:
         self.reasons = self.compute_reasons(self.values)
         if self.reasons:
             return False
-        self.scope.reuse(self.values)
+        self.scope.reuse(self.values, self.check)
         return True
 
     def compute_reasons(self, values: Mapping[str, Any]) -> list[str]:

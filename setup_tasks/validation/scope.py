@@ -133,6 +133,7 @@ class ValidationScope:
         self.checks = checks if checks is not None else load_checks(self.validation, engine.root)
         self.results: dict[str, CheckResult] = {}  # this run's results, by result name
         self.runs: dict[str, CheckRun] = {}  # this run's run of each check, by check name
+        self.reused: dict[str, tuple[Check, list[CheckResult]]] = {}  # checks up to date in this run
         self._last_failures: dict[str, list[CheckResult]] | None = None
 
     @property
@@ -219,9 +220,22 @@ class ValidationScope:
         return CheckRun(results, [], {"parts": parts, "results": [r.as_dict() for r in results],
                                       "build_id": self.engine.run.build_id})
 
-    def reuse(self, stored: Mapping[str, Any]) -> None:
+    def reuse(self, stored: Mapping[str, Any], check: Check | None = None) -> None:
         """An up-to-date check: its stored results are this run's results."""
-        self.record([replace(CheckResult.from_dict(r), up_to_date=True) for r in stored.get("results") or []])
+        results = [replace(CheckResult.from_dict(r), up_to_date=True) for r in stored.get("results") or []]
+        self.record(results)
+        if check is not None:
+            self.reused[check.name] = (check, results)
+
+    def held_on_rebuilt(self) -> tuple[int, float]:
+        """Checks not run again although this run rebuilt a table they read, and when the earliest of them
+        ran: their stored results hold, as each input's part is its fingerprint and the content signature
+        (row count, order-independent hash) of the table it was checked on, and the rebuilt tables have
+        that content (a cold rebuild: the database deleted, every table built again the same)."""
+        built = {u for u, outcome in self.engine.run.outcomes.items() if outcome.ok}
+        held = [results for check, results in self.reused.values() if built & set(self.reads(check)[0])]
+        since = min((r.checked_at for results in held for r in results if r.checked_at), default=0.0)
+        return len(held), since
 
 
 @dataclass(frozen=True)
