@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import duckdb
 import pytest
 import yaml
 
@@ -235,12 +236,29 @@ class TestJaffleShop:
                    for line in lines(text)), text
         assert not elsewhere.exists()
 
-    def test_quick_with_an_empty_foundation_says_so(self, jaffle: Any) -> None:
+    def test_the_team_sees_only_its_own_kinds_of_node_and_the_tasks_that_apply(self, jaffle: Any) -> None:
+        """No census, no foundation, marts beside its staging folder: no `census`, no `quick`, no "staging
+        models" for everything; `staging` is the staging folder and `models` every model."""
         started(jaffle)
-        quick = jaffle.repo.doit("quick", json_report=False)
-        assert quick.returncode == 1, output(quick)
-        assert "Traceback" not in output(quick)
-        assert any("foundation_selection" in line and "fix:" in line for line in lines(output(quick))), output(quick)
+        repo = jaffle.repo
+        listed = repo.doit("list").stdout
+        tasks = {line.split()[0] for line in listed.splitlines() if line.strip()}
+        assert not {"census", "quick"} & tasks and {"setup", "seeds", "staging", "models"} <= tasks, listed
+        assert "staging models" not in listed and "census" not in listed, listed
+        assert {"validate:models.materialized", "validate:models.non_empty"} <= tasks, listed
+        assert not any(t.startswith("validate:staging_models") for t in tasks), listed
+        status = repo.doit("status", json_report=False).stdout
+        assert not any(line.startswith("census") for line in status.splitlines()), status
+        quick = repo.doit("quick", json_report=False)
+        assert quick.returncode == 3 and "Traceback" not in output(quick), output(quick)
+        con = duckdb.connect(str(repo.db_path))  # a staging view and the mart it feeds are gone
+        con.execute("drop view stg_orders")
+        con.execute("drop table orders")
+        con.close()
+        staging = repo.doit("staging")
+        assert staging.ran() == {"model:stg_orders"}, output(staging)  # not the mart it feeds
+        models = repo.doit("models")
+        assert models.ran() == {"model:orders"}, output(models)
 
     def test_one_seed_edit_rebuilds_only_its_subtree(self, jaffle: Any) -> None:
         started(jaffle)

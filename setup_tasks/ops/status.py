@@ -199,7 +199,8 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
         db = database_state(db_path, lambda: Database(db_path).contents())
     else:
         db = DatabaseState("(dbt's profile names it)", "unknown", "not known until the project loads")
-    census = census_state(settings, reads_census(engine), engine)
+    # A project that reads no census (known once it loads) has no census line: no PlanWise words for a team.
+    census = census_state(settings, True, engine) if reads_census(engine) else None
     status = SystemStatus(
         ready=False,
         versions=package_versions(engine.manifest.adapter_type if engine else "duckdb"),

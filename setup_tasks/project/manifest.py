@@ -84,6 +84,11 @@ class Node:
         return self.resource_type in BUILDABLE and self.materialized != "ephemeral"
 
     @property
+    def in_staging_folder(self) -> bool:
+        """A node in a `staging` folder of its project (dbt's fqn: project, folders..., name)."""
+        return "staging" in self.fqn[1:-1]
+
+    @property
     def display_name(self) -> str:
         """``raw.raw_orders`` for a source (as source() names it), the name otherwise."""
         return f"{self.source_name}.{self.name}" if self.source_name else self.name

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from ..config import ValidationSettings, thaw
 from ..engine.engine import Engine
 from ..project.fingerprints import explain
-from .catalog import load_checks
+from .catalog import load_checks, models_area
 from ..files import discarded, read_json, write_json_atomic
 from .framework import Check, Environment
 from .project import Project, input_state, names_table
@@ -130,7 +130,8 @@ class ValidationScope:
     def __init__(self, engine: Engine, checks: list[Check] | None = None) -> None:
         self.engine = engine
         self.project = Project.from_engine(engine)
-        self.checks = checks if checks is not None else load_checks(self.validation, engine.root)
+        self.checks = checks if checks is not None else load_checks(self.validation, engine.root,
+                                                                    area=models_area(self.project))
         self.results: dict[str, CheckResult] = {}  # this run's results, by result name
         self.runs: dict[str, CheckRun] = {}  # this run's run of each check, by check name
         self.reused: dict[str, tuple[Check, list[CheckResult]]] = {}  # checks up to date in this run
