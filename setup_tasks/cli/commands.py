@@ -119,7 +119,13 @@ def dbt_action(app: App) -> TaskFailed | None:
                           'doit dbt args="test --select my_test"')
     if not args:
         return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
-    status = InProcessDbt().run_cli(dbt_context(app.settings), args, colour=sys.stdout.isatty())
+    def on_phase(phase: str) -> None:  # dbt's import prints nothing for seconds: the live line says why
+        if phase == "starting":
+            app.live.show("starting dbt (importing it)")
+        else:
+            app.live.clear()
+
+    status = InProcessDbt().run_cli(dbt_context(app.settings), args, colour=sys.stdout.isatty(), on_phase=on_phase)
     return None if status == 0 else TaskFailed(f"`dbt {' '.join(args)}` exited with status {status} (dbt's lines above)")
 
 

@@ -409,13 +409,17 @@ class InProcessDbt:
         """Run the given dbt tests in one invocation (a failed one's outcome carries its compiled query)."""
         return self._run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log, on_phase=on_phase)
 
-    def run_cli(self, ctx: DbtContext, args: Sequence[str], colour: bool) -> int:
+    def run_cli(self, ctx: DbtContext, args: Sequence[str], colour: bool, on_phase: Phase | None = None) -> int:
         """dbt's own command line with setup's context (project, profiles, target, vars, database): its exit status.
 
-        dbt writes to its usual target folder and prints as it does by hand.
+        dbt writes to its usual target folder and prints as it does by hand. ``on_phase`` hears
+        "starting" before dbt's import (seconds, before dbt prints anything) and "started" after it.
         """
         flags = [] if colour else ["--no-use-colors"]
+        _starting(on_phase)
         runner = _runner()
+        if on_phase is not None:
+            on_phase("started")
         with _environment(ctx):
             result = runner.invoke([*args, *ctx.cli_args(own_target=False), *flags])
         release_database()

@@ -659,7 +659,7 @@ class Engine:
     def phase(self, phase: str) -> None:
         """dbt's side of a step: "starting" (dbt is being loaded, seconds)."""
         if phase == "starting":
-            self.step("starting dbt")
+            self.step(self.dbt.starting_words())
 
     def progress(self, text: str, done: int, total: int) -> None:
         """Part of a step done: 'running 135 dbt tests', 40 of 135."""
