@@ -104,6 +104,22 @@ def test_init_writes_a_two_line_dodo_and_a_commented_setup_yaml_next_to_dbt_proj
     assert PLANWISE_AREAS == set(config["validation"]["disabled_checks"]), config
 
 
+def test_init_hints_the_gitignore_lines_the_repository_lacks_and_doit_k_for_a_folder_below(tmp_path: Path) -> None:
+    """jaffle's .gitignore has target/, logs/, dbt_packages/ and *.duckdb: the hint names only what setup
+    writes besides (its state, reports, graphs, bytecode), and how to run from a folder below."""
+    repo = tp.write_jaffle_shop(tmp_path)
+    said = output(initialised(repo))
+    hint = next(line for line in lines(said) if line.startswith("next:"))
+    assert "doit -k setup" in hint, hint
+    for pattern in (".planwise/", "*.setup_report.json", "*.setup_history.jsonl", "*.setup_graph.*", "__pycache__/"):
+        assert pattern in hint, (pattern, hint)
+    assert "target/" not in hint and "logs/" not in hint, hint  # the team ignores them already
+    (repo.project / ".gitignore").write_text("\n".join(["*", ""]))
+    from setup_tasks.ops.init import not_ignored
+
+    assert "target/" in not_ignored(repo.project)  # a .gitignore that names none of them: all of them
+
+
 def test_init_from_a_parent_directory_writes_next_to_dbt_project(tmp_path: Path) -> None:
     repo = tp.write_jaffle_shop(tmp_path / "team_repo")
     proc = repo.init(cwd=tmp_path / "team_repo")
@@ -259,6 +275,16 @@ class TestJaffleShop:
         assert staging.ran() == {"model:stg_orders"}, output(staging)  # not the mart it feeds
         models = repo.doit("models")
         assert models.ran() == {"model:orders"}, output(models)
+
+    def test_doit_k_runs_from_a_folder_below_the_project(self, jaffle: Any) -> None:
+        """What the README and init say for a folder below dodo.py (doit alone looks for dodo.py where it runs)."""
+        started(jaffle)
+        below = jaffle.repo.project / "models" / "staging"
+        for args in (("status",), ("setup",)):
+            run = subprocess.run([sys.executable, "-m", "doit", "-k", *args], cwd=below, env=tp.team_env(),
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0 and "Traceback" not in run.stderr, output(run)
+        assert str(jaffle.repo.db_path) in run.stdout or "up to date" in run.stdout, run.stdout
 
     def test_one_seed_edit_rebuilds_only_its_subtree(self, jaffle: Any) -> None:
         started(jaffle)
