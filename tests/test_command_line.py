@@ -23,6 +23,7 @@ def doit_in(ws: Workspace, *args: str, stdout: int | None = subprocess.PIPE) -> 
 BAD_ARGUMENTS = {
     "a census size that is no number": (("setup", "employees=abc"), 3, "employees=abc is not a whole number"),
     "a census seed that is no number": (("census", "seed=x1"), 3, "seed=x1 is not a whole number"),
+    "a census size for a project without one": (("setup", "employees=500"), 3, "no model of project shop reads a census"),
     "a task info does not know": (("info", "seed:nope"), 3, "'seed:nope' is not a task; did you mean seed:"),
     "info without a task": (("info",), 3, "`doit info` shows one task, 0 given"),
     "a reporter doit does not have": (("setup", "--reporter", "nope"), 3, "there is no reporter 'nope'"),

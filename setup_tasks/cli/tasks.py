@@ -287,7 +287,14 @@ class TaskCreators:
         if engine is None:
             return self.unavailable(CENSUS_TASK, "Generate the synthetic census when missing or its parameters changed")
         tasks = NodeTasks(self.app, engine)
-        return tasks.census_task() if tasks.census_applies() else None  # no model reads one: no census task
+        if tasks.census_applies():
+            return tasks.census_task()
+        asked = census_overrides()  # no model reads one: no census task, and a request for one says so
+        if asked:
+            words = " ".join(f"{key}={value}" for key, value in asked.items())
+            raise InvalidDodoFile(f"{words}: no model of project {engine.project} reads a census (census.path) -- "
+                                  f"fix: leave {words} out")
+        return None
 
     def task_validation(self) -> Iterator[TaskDict]:
         """Validation checks: validate:<name>, and the validate group"""
