@@ -532,7 +532,7 @@ class Engine:
         if missing:
             return CensusError(
                 f"census file {census} lacks required columns: {', '.join(missing)}",
-                "add those columns to the file (README: Census), regenerate with `doit census`, "
+                "add those columns to the file (docs/census.md), regenerate with `doit census`, "
                 "or change validation.census_required_columns",
             ).one_line()
         return None
