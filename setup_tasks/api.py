@@ -27,6 +27,7 @@ from .cli.commands import setup_test_results
 from .cli.dodo import namespace
 from .cli.app import App, RunHalted, only_looks
 from .cli.forget import Forget
+from .cli.info import Info, List
 from .config import Settings, load_settings
 from .errors import ConfigError, SetupError
 from .naming import CENSUS_TASK, DEPS_TASK, Translator
@@ -146,7 +147,7 @@ def _app(config: str | Path | Settings | None, translator: Translator | None, re
 
 
 # Our commands, whatever the working directory (pyproject.toml registers them for the command line).
-COMMANDS = {"COMMAND": {"forget": f"{Forget.__module__}:{Forget.__name__}"}}
+COMMANDS = {"COMMAND": {cls.__name__.lower(): f"{cls.__module__}:{cls.__name__}" for cls in (Forget, Info, List)}}
 
 
 def _run(app: App, args: Sequence[str], reporter: type | None) -> int:

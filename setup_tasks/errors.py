@@ -71,6 +71,10 @@ class RunInProgressError(SetupError):
         )
 
 
+class ProfileError(SetupError):
+    """dbt's profile does not work with DuckDB: a setting, an extension or the connection config it names."""
+
+
 class CensusError(SetupError):
     """The census file is missing or does not meet the contract."""
 

@@ -313,6 +313,9 @@ class FakeEngine:
     def database_contents(self, live: bool = False) -> Any:
         return self.db.contents()
 
+    def build_problem(self) -> Any:
+        return self.db.write_problem()
+
     def status(self, uid: str) -> Any:
         from setup_tasks.engine.staleness import NodeStatus
 

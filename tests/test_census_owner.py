@@ -80,4 +80,21 @@ def test_a_census_the_generator_wrote_with_other_parameters_is_the_users(shop: W
     capsys.readouterr()
     run_doit(["info", "census"], shop.config_path)
     info = capsys.readouterr().out
-    assert USERS_FILE.search(info) and "status     : up-to-date" in info, info
+    assert USERS_FILE.search(info) and "status     up to date" in info, info
+
+
+def test_an_explicit_request_for_a_users_census_says_it_cannot_apply(shop: Workspace) -> None:
+    """Once the census counts as the user's (setup's state folder deleted), `doit census employees=500`
+    must not answer 'up to date': the file is never regenerated, and the run says so and fails."""
+    path = census_shop(shop)
+    assert run_doit(["census"], shop.config_path) == 0
+    import shutil
+
+    shutil.rmtree(shop.root / ".planwise")  # what setup wrote is forgotten: the file is now the user's
+    before = path.read_bytes()
+    proc = shop.doit("census", "employees=500", json_report=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in text, text
+    assert "your own file" in text and "employees=500 cannot apply" in text and f"fix: delete {path}" in text, text
+    assert path.read_bytes() == before
+    assert shop.doit("census", json_report=False).returncode == 0  # without a request: used as it is

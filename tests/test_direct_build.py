@@ -174,7 +174,7 @@ DBT_MACROS = [("dbt_duckdb", "materialization_table_duckdb"), ("dbt", "default__
     ({"kind": "seed", "materialized": "seed", "path": "seeds/m.csv", "config": {"delimiter": "'"}}, False),
     ({"kind": "seed", "materialized": "seed", "path": "seeds/o'brien.csv"}, False),
     ({"kind": "seed", "materialized": "seed", "path": "seeds/m.csv", "config": {"delimiter": ";"}}, True),
-    ({"connection": Connection(settings={"TimeZone": "UTC"}, setup=("LOAD icu",))}, True),  # set as dbt-duckdb sets them
+    ({"connection": Connection(settings={"TimeZone": "UTC"}, extensions=("icu",))}, True),  # set as dbt-duckdb sets them
     ({"connection": Connection(unsupported=("secrets",))}, False),
 ])
 def test_what_setup_builds_itself_and_what_goes_to_dbt(node_args: dict, builds_here: bool) -> None:

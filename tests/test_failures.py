@@ -184,9 +184,9 @@ def test_missing_census_says_how_to_generate_one(shop: Workspace) -> None:
 def test_census_without_required_columns_lists_them(shop: Workspace) -> None:
     _census_shop(shop, "select 'click' as kind, date '2024-01-01' as at")
     run = shop.doit("setup", json_report=False)
-    # The census contract (README: Census), checked before dbt reads the file: every missing column named.
+    # The census contract (docs/census.md), checked before dbt reads the file: every missing column named.
     assert_clean_failure(run, "census.parquet: lacks employee_id, employee_ssn, employee_birth_date", "roth_contribution",
-                         "README: Census lists the 15 columns and their types")
+                         "docs/census.md lists the 15 columns and their types")
     assert run.returncode == 1
 
 

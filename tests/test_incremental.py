@@ -190,3 +190,19 @@ def test_nothing_to_do_imports_neither_dbt_nor_networkx_nor_duckdb(built: Worksp
     assert not {m for m in imported if m == "dbt" or m.startswith("dbt.")}
     assert "networkx" not in imported and "jsonschema" not in imported
     assert "duckdb" not in imported  # the database file is as the last run left it: its saved snapshot holds
+
+
+def test_a_cold_rebuild_says_why_the_checks_it_did_not_run_still_hold(built: Workspace) -> None:
+    """The database deleted: every table is built again, with the content it had when the checks ran (their
+    parts hold each table's content signature), so they are not run again -- and the run says so."""
+    built.db_path.unlink()
+    run = built.doit("setup", json_report=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    said = next((line for line in run.stdout.splitlines() if "not run again" in line), "")
+    assert said.strip().endswith("the tables they read were rebuilt with the content they had when checked at "
+                                 + said.rsplit(" ", 1)[-1]) and said.strip()[0].isdigit(), run.stdout
+    checks = report(built)["validation"]["checks"]
+    assert checks and all(c["up_to_date"] for c in checks.values()), checks
+    built.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")  # content that changed is checked again
+    again = built.doit("setup", json_report=False)
+    assert "not run again" not in again.stdout, again.stdout

@@ -12,18 +12,20 @@ twin) serves every test about failures.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from factories import REPO, DoitRun, Workspace, clean_env, write_shop_project
+from factories import REPO, DoitRun, Workspace, clean_env, stop_workers, write_shop_project
 from operator_support import (ANSI, TASK_LINE, TerminalRun, add_custom_checks, add_model_tests, check_entry, doit_cmd,
                               lines_of, manifest_written, records_written, report, run_in_terminal,
                               send_after_query_started, status_words, stop, text_of)
@@ -389,3 +391,33 @@ def test_a_non_utf8_seed_edited_after_a_build_names_the_encoding(built_shop: Wor
     assert "seeds/regions.csv" in line, text[-2000:]
     assert "encoding" in line.lower(), line
     assert "number of fields" not in line, line
+
+
+def test_a_run_that_starts_the_worker_says_so_and_parses_only_once_dbt_has_started(built_shop: Workspace,
+                                                                                  tmp_path: Path) -> None:
+    """What is waited for, on the screen: dbt's import in a new worker (and how long that worker stays),
+    then the parse, each under its own words; never 'parsing' while dbt is still being imported."""
+    ws = built_shop
+    worker_dir = Path(tempfile.mkdtemp(prefix="pw-own-", dir="/tmp"))  # short: socket paths are limited
+    os.chmod(worker_dir, 0o700)
+    ws.model("stg_regions", "select region, tax_rate * 2 as tax_rate from {{ ref('regions') }}")
+    try:
+        run = run_in_terminal(doit_cmd(ws, "setup"), env={"PLANWISE_SETUP_WORKER_DIR": str(worker_dir)},
+                              watch={"worker up": lambda: bool(list(worker_dir.glob("*.sock")))})
+    finally:
+        stop_workers(worker_dir)
+        shutil.rmtree(worker_dir, ignore_errors=True)
+    assert run.returncode == 0, run.plain[-3000:]
+    before = run.output_before(run.events["worker up"])
+    assert "starting dbt (in a worker, kept 15 minutes idle)" in before, before
+    assert "parsing the dbt project" not in before, f"'parsing' shown while dbt was still being imported: {before!r}"
+    assert "parsing the dbt project (files changed: models/staging/stg_regions.sql)" in run.plain, run.plain[-2000:]
+    assert re.search(r"started a dbt worker \(PID \d+\) for later runs: it keeps dbt loaded until 15 minutes pass",
+                     " ".join(run.plain.split())), run.plain[-2000:]
+
+
+def test_doit_dbt_says_it_is_starting_dbt_before_dbt_prints_anything(built_shop: Workspace) -> None:
+    run = run_in_terminal(doit_cmd(built_shop, "dbt", "args=ls --resource-type seed"))
+    assert run.returncode == 0, run.plain[-3000:]
+    start, dbt_says = run.plain.find("starting dbt (importing it)"), run.plain.find("Running with dbt")
+    assert 0 <= start < dbt_says, run.plain[:1500]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import subprocess
+import sysconfig
 import sys
 import tomllib
 from pathlib import Path
@@ -69,3 +71,71 @@ def test_the_built_package_sets_up_a_team_repository_outside_the_checkout(built:
     check = subprocess.run([sys.executable, "-m", "setup_tasks.config", "--check"], cwd=repo.project, env=env,
                            capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.strip() == "ok", check.stdout + check.stderr
+
+
+# -- the README's install command, as a team runs it -----------------------------------------------
+
+CHECKOUT = "/path/to/planwise-setup"  # what the README calls the clone
+
+
+def readme_install_command() -> str:
+    """The first command of the README's "Use it on your own dbt project": install, then init."""
+    section = (REPO / "README.md").read_text().split("## Use it on your own dbt project", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    return next(line.split("#", 1)[0].strip() for line in block.splitlines() if line.startswith("pip install"))
+
+
+def test_the_readme_installs_from_a_clone_not_from_an_index_that_lacks_the_package() -> None:
+    """`pip install planwise-setup` finds nothing: the package is not on PyPI."""
+    command = readme_install_command()
+    assert command.startswith(f"pip install {CHECKOUT} && "), command
+
+
+@pytest.mark.slow
+def test_the_readme_install_and_upgrade_commands_work_as_written(tmp_path: Path) -> None:
+    """In a fresh virtualenv (its dependencies reached through this one's site-packages: offline),
+    the README's command installs the package from a clone and runs `init` in a team's repository;
+    after the clone changed, the same command installs the new code (the README's upgrade)."""
+    from team_projects import write_jaffle_shop
+
+    clone = tmp_path / "planwise-setup"
+    clone.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, clone / name)
+    shutil.copytree(PACKAGE, clone / "setup_tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python = venv / "bin" / "python"
+    env = {k: v for k, v in clean_env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    ours = {"pip install": f"{python} -m pip install --no-deps --quiet", "python -m": f"{python} -m", CHECKOUT: str(clone)}
+    command = re.sub("|".join(map(re.escape, ours)), lambda m: ours[m[0]], readme_install_command())
+    repo = write_jaffle_shop(tmp_path)
+
+    def install() -> subprocess.CompletedProcess[str]:
+        run = subprocess.run(command, shell=True, cwd=repo.project, env=env, capture_output=True, text=True,
+                             timeout=600)
+        if run.returncode != 0 and "satisfies the requirement setuptools" in run.stdout + run.stderr:
+            pytest.skip("no package index to build the package with (setuptools)")
+        return run
+
+    first = install()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (repo.project / "dodo.py").is_file() and (repo.project / "setup.yaml").is_file()
+    where = subprocess.run([str(python), "-c", "import setup_tasks; print(setup_tasks.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr  # installed, not this checkout
+    listed = subprocess.run([str(python), "-m", "doit", "list"], cwd=repo.project, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert "seed:raw_customers" in listed.stdout, listed.stdout + listed.stderr
+    # The upgrade: the clone changed (a pull), the same command again (init refuses: its files exist).
+    with open(clone / "setup_tasks" / "__init__.py", "a") as fh:
+        fh.write("UPGRADED = True\n")
+    (repo.project / "dodo.py").unlink()
+    (repo.project / "setup.yaml").unlink()
+    second = install()
+    assert second.returncode == 0, second.stdout + second.stderr
+    upgraded = subprocess.run([str(python), "-c", "import setup_tasks; print(setup_tasks.UPGRADED)"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True)
+    assert upgraded.stdout.strip() == "True", upgraded.stdout + upgraded.stderr

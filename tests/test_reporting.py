@@ -247,7 +247,8 @@ def test_setups_doit_plugins_are_installed_and_declared_for_a_checkout() -> None
     import tomllib
     from importlib.metadata import entry_points
 
-    plugins = {"doit.COMMAND": {"forget": "setup_tasks.cli.forget:Forget"},
+    plugins = {"doit.COMMAND": {"forget": "setup_tasks.cli.forget:Forget", "info": "setup_tasks.cli.info:Info",
+                                "list": "setup_tasks.cli.info:List"},
                "doit.REPORTER": {"json": "setup_tasks.cli.json_reporter:JsonReporter"}}
     for group, wanted in plugins.items():
         installed = {e.name: e.value for e in entry_points(group=group)}
@@ -290,6 +291,11 @@ def test_another_projects_dodo_gets_doits_own_forget_and_json_exit_status(tmp_pa
     assert doit("fine").returncode == 0 and "-- fine" in doit("fine").stdout  # up to date: doit skips it
     forget = doit("forget", "fine")
     assert forget.returncode == 0 and "forgetting fine" in forget.stdout, forget.stdout + forget.stderr
+    info = doit("info", "broken")  # doit's own info for doit's tasks (its exit 1 for a task that will run)
+    assert info.returncode == 1 and "status     : run" in info.stdout, info.stdout + info.stderr
+    unknown = doit("info", "nope")  # but no KeyError traceback for a name it does not know
+    assert unknown.returncode == 3 and "'nope' is not a task" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert "fine" in doit("list").stdout
     imported = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "forget", "fine"], cwd=tmp_path,
                               env=clean_env(), capture_output=True, text=True, timeout=120).stderr
     heavy = {line.rsplit("|", 1)[-1].strip() for line in imported.splitlines() if line.startswith("import time:")}

@@ -260,6 +260,32 @@ def test_read_only_database_directory_is_one_line_without_traceback(built_shop: 
     assert not problems, "\n".join(problems)
 
 
+def test_a_read_only_folder_around_a_writable_database_is_not_ready_and_fails_in_one_line(built_shop: Workspace,
+                                                                                        tmp_path: Path) -> None:
+    """The database file can be written, its folder cannot (DuckDB writes the WAL there): `doit status`
+    says NOT READY naming the folder, and a build fails in one line with exit 1 (not 3), no traceback."""
+    ws = built_shop
+    ws.execute("drop table stg_regions")  # something to build, without a new parse
+    writable = tmp_path / "writable.duckdb"
+    shutil.copy(ws.db_path, writable)
+    mount_or_skip("--bind", "-o", "ro", str(ws.root), str(ws.root))
+    try:
+        subprocess.run(["mount", "--bind", str(writable), str(ws.db_path)], check=True)
+        try:
+            status = ws.doit("status", json_report=False, env=IN_PROCESS)
+            build = ws.doit("setup", json_report=False, env=IN_PROCESS)
+        finally:
+            umount(ws.db_path)
+    finally:
+        umount(ws.root)
+    assert_no_traceback(status)
+    assert status.returncode == 1 and f"NOT READY: the database folder {ws.root} is not writable" in status.stdout, \
+        tail(output(status))
+    assert_no_traceback(build)
+    assert build.returncode == 1, tail(output(build))
+    assert any("fix:" in line and str(ws.root) in line for line in output(build).splitlines()), tail(output(build))
+
+
 # -- census temp file after kill -9 ----------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.slow
 
 DODO = "from setup_tasks.cli import dodo_namespace\n\nglobals().update(dodo_namespace(__file__))\n"
 AUDITED = Path(__file__).with_name("audited_doit.py")
+BYTECODE_ENV = "PYTHONDONTWRITEBYTECODE"  # set on these machines, not on most: tests that watch files run both ways
 TIMES = re.compile(r"\b\d+(\.\d+)?s\b")
 
 
@@ -44,16 +45,22 @@ def in_its_folder(ws: Workspace) -> Workspace:
     return ws
 
 
-def env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def env(extra: dict[str, str] | None = None, bytecode: bool | None = None) -> dict[str, str]:
+    """The test's environment; ``bytecode``: True as on most machines (Python writes ``__pycache__``),
+    False as on these (PYTHONDONTWRITEBYTECODE=1), None as this process has it."""
     environ = clean_env(extra)
     environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
+    if bytecode is not None:
+        environ.pop(BYTECODE_ENV, None)
+        environ.update({} if bytecode else {BYTECODE_ENV: "1"})
     return environ
 
 
-def doit(ws: Workspace, *args: str, extra: dict[str, str] | None = None, program: list[str] | None = None
-         ) -> subprocess.CompletedProcess[str]:
+def doit(ws: Workspace, *args: str, extra: dict[str, str] | None = None, program: list[str] | None = None,
+         bytecode: bool | None = None) -> subprocess.CompletedProcess[str]:
     command = [*(program or [sys.executable, "-m", "doit"]), *(args or ("setup",))]
-    return subprocess.run(command, cwd=ws.root, env=env(extra), capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=ws.root, env=env(extra, bytecode), capture_output=True, text=True,
+                          timeout=300)
 
 
 def report(ws: Workspace) -> dict[str, Any]:
@@ -164,11 +171,15 @@ def not_inputs(ws: Workspace) -> tuple[str, ...]:
             os.path.join(os.environ["XDG_CACHE_HOME"], ""))
 
 
-def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop: Workspace, tmp_path: Path) -> None:
+@pytest.mark.parametrize("bytecode", [True, False], ids=["bytecode written", "PYTHONDONTWRITEBYTECODE"])
+def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop: Workspace, tmp_path: Path,
+                                                                      bytecode: bool) -> None:
+    """Python's bytecode cache (``__pycache__``, its temporary ``.pyc.<id>`` files) is no input: Python
+    checks it against the source, which is watched. A module beside dodo.py is (next test)."""
     ws = in_its_folder(built_shop)
     settle()
     seen_file = tmp_path / "seen.json"
-    run = doit(ws, program=[sys.executable, str(AUDITED), str(seen_file)])
+    run = doit(ws, program=[sys.executable, str(AUDITED), str(seen_file)], bytecode=bytecode)
     assert run.returncode == 0, run.stdout + run.stderr
     witness = WitnessStore.for_root(ws.root).get(["setup"])
     assert witness is not None, run.stdout + run.stderr
@@ -183,7 +194,8 @@ def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop
         metadata = ".egg-info/" in path or ".dist-info/" in path  # installed packages' entry points
         # tempfile's probe of the temporary folder (a random name, removed at once)
         probe = os.path.dirname(path) == tempfile.gettempdir() and not os.path.exists(path)
-        return not (path.startswith(skip) or path.endswith(".pyc") or temp or metadata or probe
+        cache = f"{os.sep}__pycache__{os.sep}" in path  # Python's bytecode, checked against its source
+        return not (path.startswith(skip) or cache or temp or metadata or probe
                     or path in import_dirs or path == str(seen_file))
 
     # Setup's private files are opened relative to their verified folder (a descriptor, user_folders): the
@@ -197,3 +209,28 @@ def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop
     listed -= {str(state)}  # swept for a killed run's temporary files: its entries decide nothing
     assert opened - watched == set() and listed - watched == set()
     assert str(ws.project / "seeds" / "customers.csv") in watched and str(ws.db_path) in watched
+
+
+# A module of this name beside dodo.py: the folder doit puts first on sys.path, so it would be
+# imported instead of the installed one. It says so, then hands over to the installed module.
+SHADOW = """import importlib.machinery, importlib.util, os, sys
+print("shadow module imported", file=sys.stderr)
+here = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.machinery.PathFinder.find_spec(__name__, [p for p in sys.path if os.path.abspath(p or ".") != here])
+module = importlib.util.module_from_spec(spec)
+sys.modules[__name__] = module
+spec.loader.exec_module(module)
+"""
+
+
+def test_a_module_added_beside_dodo_py_that_shadows_an_import_goes_the_full_way(built_shop: Workspace) -> None:
+    """The dodo's folder is not watched as a folder (the run report is written there), but a module
+    dropped into it with the name of one a run imports changes what the next run runs."""
+    ws = in_its_folder(built_shop)
+    full_no_op(ws)
+    assert doit(ws).returncode == 0 and report(ws)["shortcut"] is not None  # the witness answers
+    (ws.root / "yaml.py").write_text(SHADOW)
+    run = doit(ws)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "shadow module imported" in run.stderr and report(ws)["shortcut"] is None
+

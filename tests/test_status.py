@@ -226,3 +226,19 @@ def test_status_runs_setups_preflight_on_the_nodes_it_would_build(shop: Workspac
     assert "NOT READY: setup would fail: seed orders: malformed CSV" in run.stdout and "line 3" in run.stdout, run.stdout
     assert "problem    seed orders: malformed CSV" in run.stdout
     assert not shop.db_path.exists()  # still never builds
+
+
+def test_after_a_failed_run_status_names_the_failed_node_and_repeats_the_runs_own_tally(built_shop: Workspace) -> None:
+    built_shop.model("stg_orders", "select nope from {{ ref('orders') }}")
+    run = built_shop.doit("setup", json_report=False)
+    summary = next(line for line in run.stdout.splitlines() if line.startswith("summary: "))
+    tally = summary.removeprefix("summary: ").rsplit(" in ", 1)[0]
+    assert run.returncode == 1 and "1 failed" in tally, run.stdout
+    shown = built_shop.doit("status", json_report=False)
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("status     ready to set up (the last run failed: model:stg_orders"), lines[0]
+    last = next(line for line in lines if line.startswith("last run"))
+    assert last.endswith(f"exit 1: {tally}"), (last, tally)
+    failed = [line for line in lines if line.startswith("failed ")]
+    assert len(failed) == 1 and "model:stg_orders: model stg_orders (models/staging/stg_orders.sql) failed:" in failed[0]
+    assert "fix:" in failed[0], failed

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import duckdb
 import pytest
 import yaml
 
@@ -103,6 +104,22 @@ def test_init_writes_a_two_line_dodo_and_a_commented_setup_yaml_next_to_dbt_proj
     # (only the kinds it has: a criterion that matches nothing stops the run, and jaffle_shop has no snapshot)
     assert config["dbt"]["setup_selection"] == "resource_type:seed resource_type:model"
     assert PLANWISE_AREAS == set(config["validation"]["disabled_checks"]), config
+
+
+def test_init_hints_the_gitignore_lines_the_repository_lacks_and_doit_k_for_a_folder_below(tmp_path: Path) -> None:
+    """jaffle's .gitignore has target/, logs/, dbt_packages/ and *.duckdb: the hint names only what setup
+    writes besides (its state, reports, graphs, bytecode), and how to run from a folder below."""
+    repo = tp.write_jaffle_shop(tmp_path)
+    said = output(initialised(repo))
+    hint = next(line for line in lines(said) if line.startswith("next:"))
+    assert "doit -k setup" in hint, hint
+    for pattern in (".planwise/", "*.setup_report.json", "*.setup_history.jsonl", "*.setup_graph.*", "__pycache__/"):
+        assert pattern in hint, (pattern, hint)
+    assert "target/" not in hint and "logs/" not in hint, hint  # the team ignores them already
+    (repo.project / ".gitignore").write_text("\n".join(["*", ""]))
+    from setup_tasks.ops.init import not_ignored
+
+    assert "target/" in not_ignored(repo.project)  # a .gitignore that names none of them: all of them
 
 
 def test_init_from_a_parent_directory_writes_next_to_dbt_project(tmp_path: Path) -> None:
@@ -326,11 +343,11 @@ def test_init_writes_where_the_team_runs_dbt(tmp_path: Path, where: str) -> None
 
 def test_init_names_what_to_keep_out_of_git() -> None:
     """Issue 25, item 7: the hint left out __pycache__/ and the graph files."""
-    from setup_tasks.ops.init import GITIGNORE_HINT
+    from setup_tasks.ops.init import IGNORED
 
     for entry in (".planwise/", "*.setup_report.json", "*.setup_history.jsonl", "*.setup_graph.*", "__pycache__/",
                   "target/", "logs/"):
-        assert entry in GITIGNORE_HINT
+        assert entry in IGNORED
 
 
 def test_a_missing_profile_names_every_place_looked_in(tmp_path: Path) -> None:
@@ -414,7 +431,7 @@ class TestJaffleShop:
         listed = repo.doit("list")
         assert listed.returncode == 0 and all(n in listed.stdout for n in tp.JAFFLE_NODES), output(listed)
         info = repo.doit("info", "model:customers")
-        assert info.returncode == 0 and "up-to-date" in info.stdout, output(info)
+        assert info.returncode == 0 and "status     up to date" in info.stdout, output(info)
         status = repo.doit("status", json_report=False)
         assert status.returncode == 0, output(status)
         assert str(repo.db_path) in status.stdout and nothing_stale(status.stdout), status.stdout
@@ -438,12 +455,39 @@ class TestJaffleShop:
                    for line in lines(text)), text
         assert not elsewhere.exists()
 
-    def test_quick_with_an_empty_foundation_says_so(self, jaffle: Any) -> None:
+    def test_the_team_sees_only_its_own_kinds_of_node_and_the_tasks_that_apply(self, jaffle: Any) -> None:
+        """No census, no foundation, marts beside its staging folder: no `census`, no `quick`, no "staging
+        models" for everything; `staging` is the staging folder and `models` every model."""
         started(jaffle)
-        quick = jaffle.repo.doit("quick", json_report=False)
-        assert quick.returncode == 1, output(quick)
-        assert "Traceback" not in output(quick)
-        assert any("foundation_selection" in line and "fix:" in line for line in lines(output(quick))), output(quick)
+        repo = jaffle.repo
+        listed = repo.doit("list").stdout
+        tasks = {line.split()[0] for line in listed.splitlines() if line.strip()}
+        assert not {"census", "quick"} & tasks and {"setup", "seeds", "staging", "models"} <= tasks, listed
+        assert "staging models" not in listed and "census" not in listed, listed
+        assert {"validate:models.materialized", "validate:models.non_empty"} <= tasks, listed
+        assert not any(t.startswith("validate:staging_models") for t in tasks), listed
+        status = repo.doit("status", json_report=False).stdout
+        assert not any(line.startswith("census") for line in status.splitlines()), status
+        quick = repo.doit("quick", json_report=False)
+        assert quick.returncode == 3 and "Traceback" not in output(quick), output(quick)
+        con = duckdb.connect(str(repo.db_path))  # a staging view and the mart it feeds are gone
+        con.execute("drop view stg_orders")
+        con.execute("drop table orders")
+        con.close()
+        staging = repo.doit("staging")
+        assert staging.ran() == {"model:stg_orders"}, output(staging)  # not the mart it feeds
+        models = repo.doit("models")
+        assert models.ran() == {"model:orders"}, output(models)
+
+    def test_doit_k_runs_from_a_folder_below_the_project(self, jaffle: Any) -> None:
+        """What the README and init say for a folder below dodo.py (doit alone looks for dodo.py where it runs)."""
+        started(jaffle)
+        below = jaffle.repo.project / "models" / "staging"
+        for args in (("status",), ("setup",)):
+            run = subprocess.run([sys.executable, "-m", "doit", "-k", *args], cwd=below, env=tp.team_env(),
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0 and "Traceback" not in run.stderr, output(run)
+        assert str(jaffle.repo.db_path) in run.stdout or "up to date" in run.stdout, run.stdout
 
     def test_one_seed_edit_rebuilds_only_its_subtree(self, jaffle: Any) -> None:
         started(jaffle)
@@ -529,13 +573,13 @@ class TestSeedsReadThroughSources:
         started(sourced)
         info = sourced.repo.doit("info", "model:stg_orders")
         assert info.returncode == 0 and says_source_is_seed(info.stdout, "raw_orders"), output(info)
-        assert re.search(r"^\s*- seed:raw_orders$", info.stdout, re.M), info.stdout  # and doit builds it first
+        assert re.search(r"^(runs after|\s+) seed:raw_orders$", info.stdout, re.M), info.stdout  # and doit builds it first
 
     def test_one_seed_edit_rebuilds_its_readers_in_the_same_run(self, sourced: Any) -> None:
         started(sourced)
         sourced.repo.seed("raw_orders", tp.SOURCE_SEEDS["raw_orders"] + "4,2,2024-01-04,7.0\n")
         info = sourced.repo.doit("info", "model:orders_incremental")
-        assert "up-to-date" not in info.stdout, info.stdout  # stale before the seed is rebuilt, not a run later
+        assert "will run:" in info.stdout, info.stdout  # stale before the seed is rebuilt, not a run later
         built_ok(sourced.repo.setup(), {"seed:raw_orders", "model:stg_orders", "model:orders_incremental"})
         assert len(tp.tables(sourced.repo.db_path)["orders_incremental"]) == 4
         built_ok(sourced.repo.setup(), set())

@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -62,6 +63,8 @@ RUN_OPTIONS = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": 
 # leave nothing behind (no state folder, no doit state file, no caches, no report).
 READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
 READ_ONLY_TASKS = frozenset({"status", "graph", "verify"})
+# doit's own reporters (doit/cmd_run.py); plugins add theirs through entry points.
+DOIT_REPORTERS = ("console", "executed-only", "json", "zero", "error-only")
 # doit options (and the graph task's) that take the next argument as their value.
 VALUE_OPTIONS = frozenset({"-v", "--verbosity", "-n", "--process", "-P", "--parallel-type", "--reporter", "-r",
                            "-o", "--output-file", "-f", "--file", "-d", "--dir", "--db-file", "--backend",
@@ -84,6 +87,16 @@ def only_looks(args: Sequence[str]) -> bool:
         else:
             tasks.append(word)
     return bool(tasks) and set(tasks) <= READ_ONLY_TASKS
+
+
+def check_reporter(name: str | None) -> None:
+    """A --reporter doit does not have is doit's one-line stop (doit itself fails with a KeyError traceback)."""
+    if not name:
+        return
+    known = set(DOIT_REPORTERS) | {entry.name for entry in entry_points(group="doit.REPORTER")}
+    if name not in known:
+        raise InvalidDodoFile(f"there is no reporter {name!r} -- fix: use one of {', '.join(sorted(known))} "
+                              "(e.g. --reporter json), or leave --reporter out")
 
 
 class Interrupted(SystemExit):
@@ -170,6 +183,7 @@ class App:
         self.dep_file: Path | None = None
         self.notes_shown = 0
         self.report: dict[str, Any] | None = None  # as written at the end of the run
+        self.tally: str | None = None  # what the console reporter's summary said ("1 built, 3 ran, ...")
         # What changed after this is not witnessed: the run's checks may have read it before (cli.witnessing).
         self.witness = WitnessKeeper(self.root, time.time_ns())
         live = mode == "cli" and self.command_line.reporter in (None, "") and cli_verbosity(sys.argv[1:]) > 0
@@ -202,6 +216,11 @@ class App:
             except SetupError as err:
                 self._load_error = err
                 raise
+            except OSError as exc:  # a folder setup or dbt writes in (target/, .planwise/) refuses: one line
+                place = Path(exc.filename) if exc.filename else self.root
+                self._load_error = cannot_write("setup's files", place, exc, "run setup from a copy of the project "
+                                                "in a folder you can write")
+                raise self._load_error from None
             finally:
                 self.live.clear()
             self._engine.fail_fast = self._engine.fail_fast and not self.keep_going
@@ -354,7 +373,7 @@ class App:
             return
         try:
             self.report = report_run(engine, self.check_results, self.translator, interrupted=self.interrupted,
-                                     exit_code=exit_code)
+                                     exit_code=exit_code, tally=self.tally)
         except SetupError as err:
             sys.stderr.write(f"warning: {err.one_line()}\n")
 
@@ -466,6 +485,7 @@ class App:
     def doit_config(self, reporter: type) -> dict[str, Any]:
         """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700)."""
         self.install_process_hooks()  # first: loading the project (for the state folder) may already note things
+        check_reporter(self.command_line.reporter)
         self.dep_file = self._state_file()
         self.witness.begin(self, self.dep_file)
         line = self.command_line
@@ -486,15 +506,23 @@ class App:
         removed when the run ends."""
         state_dir = self.state_dir()
         if self.leaves_no_files and not (state_dir / "doit.sqlite").exists():
-            self._scratch = Path(tempfile.mkdtemp(prefix="planwise-look-"))
-            return self._scratch / "doit.sqlite"
+            return self._scratch_state()
         try:
             for folder in private_folders(state_dir):
                 make_private_dir(folder)
         except OSError as exc:
-            raise InvalidDodoFile(
-                f"cannot create the setup state directory {state_dir}: {exc.strerror} -- "
-                "fix: set database.path (or DUCKDB_PATH) to a writable location"
-            ) from None
+            # A folder the user cannot write: a look still looks (status says why setup cannot run);
+            # anything else ends at its first task, with this one line and exit 1.
+            error = cannot_write("setup's state folder", state_dir, exc,
+                                 "set database.path (or DUCKDB_PATH) to a file in a folder you can write")
+            if not self.read_only and self._engine is not None:
+                self._engine.run.fatal = error
+                sys.stderr.write(f"error: {error.one_line()}\n")
+            return self._scratch_state()
         sweep_temps(state_dir)  # left by a run killed while writing
         return self._dep_file(state_dir)
+
+    def _scratch_state(self) -> Path:
+        """doit's state file in a scratch folder removed when the run ends (nothing left beside the database)."""
+        self._scratch = Path(tempfile.mkdtemp(prefix="planwise-look-"))
+        return self._scratch / "doit.sqlite"

@@ -117,12 +117,23 @@ DBT_DOC = 'Run dbt with setup\'s project, profile, target, vars and database: do
 
 def dbt_action(app: App) -> TaskFailed | None:
     """dbt's own command line, as by hand, with setup's context: works from the repository root."""
-    args = shlex.split(get_var("args", "") or "")
+    given = get_var("args", "") or ""
+    try:
+        args = shlex.split(given)
+    except ValueError as exc:  # an unclosed quote
+        return TaskFailed(f"args={given} cannot be read as a command line: {exc} -- fix: close the quote, e.g. "
+                          'doit dbt args="test --select my_test"')
     if not args:
         return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
+    def on_phase(phase: str) -> None:  # dbt's import prints nothing for seconds: the live line says why
+        if phase == "starting":
+            app.live.show("starting dbt (importing it)")
+        else:
+            app.live.clear()
+
     ctx = dbt_context(with_project_census(app.settings))
     print(f"setup runs dbt {ctx.described(shlex.join(args))}", flush=True)  # what setup passes to dbt, as typed
-    status = InProcessDbt().run_cli(ctx, args, colour=sys.stdout.isatty())
+    status = InProcessDbt().run_cli(ctx, args, colour=sys.stdout.isatty(), on_phase=on_phase)
     return None if status == 0 else TaskFailed(f"`dbt {' '.join(args)}` exited with status {status} (dbt's lines above)")
 
 

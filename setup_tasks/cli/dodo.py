@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .pipes import pipe_safe
 from .shortcut import answer_if_unchanged
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def dodo_namespace(dodo_file: str | Path | None = None) -> dict[str, Any]:
     it, against the working directory. A no-op answers from its witness and ends here.
     """
     started = time.perf_counter()
+    sys.stdout = pipe_safe(sys.stdout)  # `doit setup | head -1`: the run goes on when the reader has gone
     root = Path(os.path.abspath(dodo_file)).parent if dodo_file is not None else None
     answer_if_unchanged(root or Path.cwd(), started)
     from doit import get_var

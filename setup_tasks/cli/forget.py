@@ -8,7 +8,7 @@ setup builds every forgotten node, together with the rest, in its one dbt run.
 Registered as an entry point (``doit.COMMAND``: in every repository once the package is
 installed, a team's included), in pyproject.toml (``[tool.doit.plugins.command]``, for a
 checkout) and passed explicitly by ``setup_tasks.api``. For a dodo file that is not setup's
-it is doit's forget: no task of it has setup's up-to-date check. It imports nothing of setup.
+it is doit's forget: no task of it has setup's up-to-date check. It imports nothing of setup but its pipe.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from doit.cmd_forget import Forget as DoitForget
+
+from .pipes import pipe_safe
 
 TABLE_TARGET = ("setup_tasks.cli.uptodate", "TableTarget")  # the up-to-date check of a seed or model task
 
@@ -33,6 +35,10 @@ def force_builds(tasks: Iterable[Any]) -> None:
 
 class Forget(DoitForget):
     doc_purpose = "force tasks to run next time: clear their saved state, and mark seed and model builds forced"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outstream = pipe_safe(self.outstream)  # `doit forget -a | head -1`
 
     def _execute(self, forget_sub: bool, forget_disable_default: bool, forget_all: bool) -> None:
         # doit decides which tasks a command line forgets (sub-tasks, -s, the defaults): learn

@@ -3,7 +3,7 @@
 Registered as the ``json`` reporter: as an entry point (``doit.REPORTER``, so in every
 repository once the package is installed) and in pyproject.toml (``[tool.doit.plugins]``,
 for a checkout). doit loads every reporter plugin at the start of each run, whatever the
-dodo file, so this module imports nothing of setup but the exit status, and a run whose
+dodo file, so this module imports nothing of setup but the exit status and its pipe, and a run whose
 tasks are not setup's (no action of ``setup_tasks``) ends as doit's own json reporter ends it.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 from doit.reporter import JsonReporter as DoitJsonReporter
 
 from .exit_status import ExitStatus, end_run
+from .pipes import pipe_safe
 
 SETUP_PACKAGE = __name__.split(".")[0]
 
@@ -32,7 +33,7 @@ class JsonReporter(DoitJsonReporter):
     for a task whose dependency failed)."""
 
     def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
-        super().__init__(outstream, options)
+        super().__init__(pipe_safe(outstream), options)
         self.status = ExitStatus()
         self.setup_run = False
 

@@ -22,11 +22,12 @@ from doit.exceptions import TaskFailed, UnmetDependency
 
 from ..engine.engine import Engine, Outcome
 from ..naming import VALIDATE_TASK
-from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize
+from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize, when
 from .app import App
 from .exit_status import end_run
 from .json_reporter import JsonReporter
 from .live import LiveLine, Style, seconds, summary_lines, terminal_width, wrap
+from .pipes import pipe_safe
 from .notes import cli_verbosity
 
 __all__ = ["JsonReporter", "SetupReporter", "cli_verbosity", "reporter_for"]
@@ -56,6 +57,7 @@ class SetupReporter:
     app: App
 
     def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        outstream = pipe_safe(outstream)  # `doit setup | head -1`
         self.out = outstream
         self.style = Style(outstream)
         self.verbosity = options.get("verbosity", cli_verbosity(sys.argv[1:]))
@@ -183,6 +185,7 @@ class SetupReporter:
                 self._write(f"error: {message}\n", always=True)
         said_nothing = self.written == 0
         tally, lines = self.summary_parts()
+        self.app.tally = tally  # the run report keeps it: `doit status` repeats the run's own words
         self._write(self.summary(tally, lines) + "\n", always=True)
         if said_nothing and self.verbosity == 1 and {k for k, n in self.counts.items() if n} <= {"up to date"}:
             self.app.witness.said = {"tally": tally, "lines": lines}  # all a no-op says: its witness repeats it
@@ -317,6 +320,11 @@ class SetupReporter:
         unchanged = summary.unchanged_line()
         if unchanged:
             lines.append(f"  {unchanged}")
+        scope = self.app.current_validation
+        held, since = scope.held_on_rebuilt() if scope is not None else (0, 0.0)
+        if held:  # a cold rebuild: why no check ran on a brand-new database
+            lines.append(f"  {plural(held, 'checks')} not run again: the tables they read were rebuilt with the "
+                         f"content they had when checked{f' at {when(since)}' if since else ''}")
         lines += [f"  {line}" for line in summary.fresh_lines() if line.startswith("skipped (")]
         return lines
 

@@ -69,8 +69,20 @@ def code_paths(root: Path) -> Iterator[Path]:
     cwd = Path.cwd()
     if cwd != root:
         yield from (cwd / "dodo.py", cwd / "pyproject.toml", cwd / "doit.cfg")
-    # Not the dodo's folder doit puts first on sys.path: the run report is written there.
+    # Not the dodo's folder doit puts first on sys.path: the run report is written there. What
+    # it could add to a run is a module that shadows one the run imports: those names are watched.
+    yield from shadowing_paths({root, cwd})
     yield from (Path(p) for p in sys.path if p and os.path.isdir(p) and Path(p).resolve() not in (root.resolve(), cwd.resolve()))
+
+
+def shadowing_paths(folders: set[Path]) -> Iterator[Path]:
+    """Where a module, package or bytecode-only module would shadow one this process imported, in
+    ``folders`` (first on sys.path): absent now, any of them appearing changes what a run imports.
+    Python's bytecode cache (``__pycache__``) is no such path: it is checked against its source."""
+    names = sorted({name.partition(".")[0] for name in list(sys.modules)} - set(sys.builtin_module_names))
+    for folder in sorted(folders):
+        for name in names:
+            yield from (folder / f"{name}.py", folder / f"{name}.pyc", folder / name)
 
 
 def usable_witness(root: Path, argv: Sequence[str]) -> Witness | None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from doit import get_var
-from doit.exceptions import TaskFailed
+from doit.exceptions import InvalidDodoFile, TaskFailed
 
 from ..engine.census import CensusRequest
 from ..engine.engine import Engine
 from ..errors import SetupError
-from ..naming import CENSUS_TASK, CLEAR_DERIVED_TASK, DEPS_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK, STAGING_TASK
+from ..config import default_of
+from ..naming import (CENSUS_TASK, CLEAR_DERIVED_TASK, DEPS_TASK, MODELS_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK,
+                      STAGING_TASK)
 from ..project.manifest import Node
 from .app import RUN_OPTIONS, App
 from .checks import ValidationTasks
@@ -34,10 +36,11 @@ class DbtCommand:
         return self.line
 
 GROUP_DOCS = {
-    SETUP_TASK: "Build everything stale (seeds, staging models), then validate: the default task",
-    QUICK_TASK: "Build only the foundation subset (census, job levels, comp levers) and what it needs",
+    SETUP_TASK: "Build everything stale, then validate: the default task",
+    QUICK_TASK: "Build only the foundation (dbt.foundation_selection) and what it needs",
     SEEDS_TASK: "Load every stale seed",
-    STAGING_TASK: "Build every stale staging model (and the seeds they need)",
+    STAGING_TASK: "Build every stale staging model (the models/staging folder) and the seeds they need",
+    MODELS_TASK: "Build every stale model setup builds, and the seeds they need",
 }
 # Groups that fail when their selection is empty: (the setting that selects, how to fix it).
 EMPTY_GROUP_FIXES = {
@@ -80,6 +83,9 @@ def deps_action(engine: Engine) -> None:
 
 
 def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | TaskFailed:
+    refused = engine.census.refusal()
+    if refused is not None:
+        return TaskFailed(refused.one_line())
     engine.step(f"generating the census: {request.employees:,} employees")
     try:
         summary = request.generate()
@@ -90,6 +96,21 @@ def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | Ta
         engine.step(None)
     print(f"census: wrote {summary.rows:,} employees to {summary.path} in {summary.seconds:.1f}s")
     return {"rows": summary.rows, "seconds": round(summary.seconds, 3)}
+
+
+def census_overrides() -> dict[str, int]:
+    """`employees=N seed=S` from the command line; a value that is no whole number is doit's one-line stop."""
+    found = {}
+    for key in ("employees", "seed"):
+        value = get_var(key)
+        if value is None:
+            continue
+        try:
+            found[key] = int(str(value).replace("_", ""))
+        except ValueError:
+            raise InvalidDodoFile(f"{key}={value} is not a whole number -- fix: e.g. {key}="
+                                  f"{'2000' if key == 'employees' else '7'}, or census.{key} in setup.yaml") from None
+    return found
 
 
 class NodeTasks:
@@ -132,7 +153,7 @@ class NodeTasks:
             yield self.node_task(self.engine.node(uid))
 
     def census_task(self) -> TaskDict:
-        self.engine.census.override({k: int(get_var(k)) for k in ("employees", "seed") if get_var(k) is not None})
+        self.engine.census.override(census_overrides())
         request = self.engine.census.request()
         target = CensusTarget(self.engine, request)
         return {
@@ -155,18 +176,47 @@ class NodeTasks:
         }
 
     def groups(self) -> dict[str, list[str]]:
-        """Group name -> nodes it builds, in build order."""
+        """Group name -> nodes it builds, in build order: only the groups this project has nodes for.
+
+        `setup` always; `quick` when the foundation selects nodes (or was set: it then says it selects
+        none); `seeds`, `staging` (models in a staging folder) and `models` (every model setup builds,
+        when some are not staging models) when they have any. A team's project without a census,
+        foundation or staging folder lists none of those words.
+        """
         engine = self.engine
         options = engine.settings.setup
-        staging = [u for u in engine.setup_nodes if engine.node(u).resource_type != "seed"]
+        models = [u for u in engine.setup_nodes if engine.node(u).resource_type != "seed"]
         seeds = [u for u in engine.setup_nodes if engine.node(u).resource_type == "seed"]
-        setup = [u for u in engine.setup_nodes if (u in seeds and options.load_seeds) or (u in staging and options.run_staging_models)]
-        return {
-            SETUP_TASK: setup,
-            QUICK_TASK: list(engine.foundation_nodes),
-            SEEDS_TASK: seeds,
-            STAGING_TASK: engine.graph.buildable(engine.graph.with_ancestors(staging)),
-        }
+        staging = [u for u in models if engine.node(u).in_staging_folder]
+        setup = [u for u in engine.setup_nodes if (u in seeds and options.load_seeds) or (u in models and options.run_staging_models)]
+        found = {SETUP_TASK: setup}
+        if engine.foundation_nodes or engine.settings.dbt.foundation_selection != default_of("dbt.foundation_selection"):
+            found[QUICK_TASK] = list(engine.foundation_nodes)
+        if seeds:
+            found[SEEDS_TASK] = seeds
+        if staging:
+            found[STAGING_TASK] = engine.graph.buildable(engine.graph.with_ancestors(staging))
+        if set(models) - set(staging):
+            found[MODELS_TASK] = engine.graph.buildable(engine.graph.with_ancestors(models))
+        return found
+
+    def census_applies(self) -> bool:
+        """Does a node of this project read the census file (census.path)? Else there is no census task."""
+        return any(self.engine.reads_census(u) for u in self.engine.task_nodes)
+
+    def group_doc(self, group: str) -> str:
+        """`setup`'s doc names the kinds of node this project has ("seeds, models"), nothing else."""
+        if group != SETUP_TASK:
+            return GROUP_DOCS[group]
+        nodes = [self.engine.node(u) for u in self.engine.setup_nodes]
+        kinds = ["the census"] if self.census_applies() else []
+        kinds += ["seeds"] if any(n.resource_type == "seed" for n in nodes) else []
+        built = [n for n in nodes if n.resource_type != "seed"]
+        if built:
+            kinds.append("staging models" if all(n.in_staging_folder for n in built) else "models")
+        if any(n.resource_type == "snapshot" for n in built):
+            kinds.append("snapshots")
+        return f"Build everything stale ({', '.join(kinds) or 'nothing selected'}), then validate: the default task"
 
     def empty_selection(self, group: str) -> TaskFailed | None:
         """`setup` / `quick` whose selection holds no node: say so (a silent success built nothing)."""
@@ -181,7 +231,7 @@ class NodeTasks:
     def group_tasks(self, extra_deps: dict[str, list[str]]) -> Iterator[TaskDict]:
         for group, uids in self.groups().items():
             if not uids and group in EMPTY_GROUP_FIXES:
-                yield {"basename": group, "doc": GROUP_DOCS[group],
+                yield {"basename": group, "doc": self.group_doc(group),
                        "actions": [self.app.action(self.empty_selection, group)], "verbosity": 1}
                 continue
             plan = self.translator.plan_task_name(group)
@@ -197,7 +247,7 @@ class NodeTasks:
             }
             yield {
                 "basename": group,
-                "doc": GROUP_DOCS[group],
+                "doc": self.group_doc(group),
                 "actions": None,
                 "params": list(RUN_OPTIONS),  # `doit setup -v 2` works as `doit -v 2 setup` does
                 "task_dep": [*deps, *([CENSUS_TASK] if census else []), plan, *(self.name(u) for u in uids),
@@ -225,11 +275,12 @@ class TaskCreators:
         return NodeTasks(self.app, engine).node_tasks() if engine is not None else None
 
     def task_groups(self) -> Iterator[TaskDict]:
-        """The groups: setup, quick, seeds, staging"""
+        """The groups: setup, quick, seeds, staging, models (those the project has nodes for)"""
         engine = self.app.task_engine()
         if engine is None:
             for group, doc in GROUP_DOCS.items():
-                yield self.unavailable(group, doc)
+                if group != MODELS_TASK:
+                    yield self.unavailable(group, doc)
             return
         extra = ValidationTasks(self.app, plan_action).dependencies()
         # Derived simulation tables go last: only a run that rebuilt an input drops them.
@@ -243,12 +294,20 @@ class TaskCreators:
             return None
         return NodeTasks(self.app, engine).deps_task()
 
-    def task_census(self) -> TaskDict:
+    def task_census(self) -> TaskDict | None:
         """Generate the synthetic census when missing or its parameters changed"""
         engine = self.app.task_engine()
         if engine is None:
             return self.unavailable(CENSUS_TASK, "Generate the synthetic census when missing or its parameters changed")
-        return NodeTasks(self.app, engine).census_task()
+        tasks = NodeTasks(self.app, engine)
+        if tasks.census_applies():
+            return tasks.census_task()
+        asked = census_overrides()  # no model reads one: no census task, and a request for one says so
+        if asked:
+            words = " ".join(f"{key}={value}" for key, value in asked.items())
+            raise InvalidDodoFile(f"{words}: no model of project {engine.project} reads a census (census.path) -- "
+                                  f"fix: leave {words} out")
+        return None
 
     def task_validation(self) -> Iterator[TaskDict]:
         """Validation checks: validate:<name>, and the validate group"""

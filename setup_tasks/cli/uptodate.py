@@ -36,6 +36,10 @@ class TableTarget:
             return f"TableTarget({target})"
         return f"TableTarget({target}): {self.last.reason}"
 
+    def in_words(self) -> str:
+        """Why the node will be built (``doit info``)."""
+        return self.last.reason if self.last is not None else "not checked yet"
+
 
 class CensusTarget:
     """Up to date when the census file exists with the requested parameters, or is the user's own."""
@@ -45,10 +49,17 @@ class CensusTarget:
         self.request = request
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
-        return self.engine.census.why() is None
+        # An explicit request a user's file cannot meet runs the task, which says so and fails.
+        return self.engine.census.refusal() is None and self.engine.census.why() is None
 
     def __repr__(self) -> str:
         return f"CensusTarget({self.request.path}): {self.engine.census.describe()}"
+
+    def in_words(self) -> str:
+        """Whose file the census is and what setup will do with it (``doit info census``)."""
+        refused = self.engine.census.refusal()
+        said = self.engine.census.describe() or "used as it is"
+        return f"{self.request.path}: {refused.cause if refused is not None else said}"
 
 
 class DepsTarget:
@@ -69,6 +80,10 @@ class DepsTarget:
         if not self.checked:
             return f"DepsTarget({folder}/)"
         return f"DepsTarget({folder}/): " + (f"installed in this run: {installed.reason}" if installed else "installed")
+
+    def in_words(self) -> str:
+        installed = self.engine.definitions.packages_installed
+        return f"dbt deps ran as the project loaded: {installed.reason}" if installed else "the packages are installed"
 
 
 class CheckTarget:
@@ -91,7 +106,7 @@ class CheckTarget:
         self.reasons = self.compute_reasons(self.values)
         if self.reasons:
             return False
-        self.scope.reuse(self.values)
+        self.scope.reuse(self.values, self.check)
         return True
 
     def compute_reasons(self, values: Mapping[str, Any]) -> list[str]:
@@ -113,3 +128,7 @@ class CheckTarget:
     def __repr__(self) -> str:
         state = "" if self.reasons is None else ": " + ("; ".join(self.reasons) if self.reasons else "up to date")
         return f"CheckTarget({self.task_name}){state}"
+
+    def in_words(self) -> str:
+        """Why the check will run (``doit info validate:<check>``)."""
+        return "; ".join(self.reasons) if self.reasons else "up to date"

@@ -9,7 +9,7 @@ environment variable overrides it. Adding a key means editing the schema only.
 - ``settings``: the frozen settings classes, derived from the schema.
 - ``problems``: every problem of a file and the environment, at once (the only jsonschema user).
 - ``loader``: ``load_settings``: file, environment overrides and defaults.
-- ``reference``: the Markdown reference and README.md's copy of it.
+- ``reference``: the Markdown reference and docs/configuration.md's copy of it.
 - ``__main__``: ``python -m setup_tasks.config --check | --show | --reference | --schema``.
 """
 

@@ -1,4 +1,4 @@
-"""The configuration reference: the schema as Markdown tables, and keeping README.md's copy current."""
+"""The configuration reference: the schema as Markdown tables, and keeping the copy in docs/configuration.md current."""
 
 from __future__ import annotations
 
@@ -91,15 +91,15 @@ def _reference_block(readme_text: str) -> str | None:
 
 
 def check_readme_reference(readme_text: str) -> bool:
-    """True if the README's reference between the markers matches the schema."""
+    """True if the reference between the markers of a document (docs/configuration.md) matches the schema."""
     block = _reference_block(readme_text)
     return block is not None and block.strip() == config_reference_markdown().strip()
 
 
 def replace_readme_reference(readme_text: str) -> str:
-    """The README with the text between the markers replaced by a fresh reference."""
+    """The document with the text between the markers replaced by a fresh reference."""
     if _reference_block(readme_text) is None:
-        raise ValueError(f"README has no {REFERENCE_START} ... {REFERENCE_END} markers")
+        raise ValueError(f"the document has no {REFERENCE_START} ... {REFERENCE_END} markers")
     head, rest = readme_text.split(REFERENCE_START, 1)
     _, tail = rest.split(REFERENCE_END, 1)
     return f"{head}{REFERENCE_START}\n{config_reference_markdown()}{REFERENCE_END}{tail}"

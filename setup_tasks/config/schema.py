@@ -6,7 +6,7 @@ JSON Schema's own keywords it carries two of ours, which validators and
 editors ignore: ``"x-path": true`` marks a string that names a file or
 directory (made absolute when loaded), and ``"x-env": "VAR"`` names the
 environment variable that overrides the key. Everything else about a key
-(the settings classes, the defaults, the README reference, the census
+(the settings classes, the defaults, the reference in docs/configuration.md, the census
 generator's limits) is derived from this file.
 """
 

@@ -100,8 +100,13 @@ class WorkerClient:
     def socket_path(self) -> Path:
         return self.dir / f"worker-{self.version}.sock"
 
-    def request(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    def request(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
+                on_connected: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Send one request and follow its events; ``on_connected``: the worker answers (it started first
+        if none ran: it imports dbt before it listens)."""
         sock = self._connect()
+        if on_connected is not None:
+            on_connected()
         try:
             sock.sendall((json.dumps(payload, default=str) + "\n").encode())
             return self._events(sock, on_event)
@@ -180,6 +185,9 @@ class WorkerClient:
                 if sock is None:
                     self._start(directory)
                     sock = self._wait()
+                    log.warning("started a dbt worker (PID %s) for later runs: it keeps dbt loaded until %s pass "
+                                "without one (dbt.worker_idle_seconds; PLANWISE_SETUP_WORKER=0: dbt in each run)",
+                                self.process.pid if self.process else "?", idle_words(self.idle))
                 return sock
         finally:
             os.close(directory)
@@ -315,6 +323,11 @@ def _ask(path: Path, op: str) -> Any:
     return said.get("result") if isinstance(said, dict) else None
 
 
+def idle_words(seconds: float) -> str:
+    """'15 minutes', '90 seconds'."""
+    return f"{seconds / 60:g} minutes" if seconds >= 120 else f"{seconds:g} seconds"
+
+
 def _hosts(packages: Sequence[Package]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for package in packages:
@@ -371,12 +384,13 @@ class DbtClient:
                     "fresh one)", holder)
         return holder, None
 
-    def _remote(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> Any:
+    def _remote(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
+                on_connected: Callable[[], None] | None = None) -> Any:
         assert self.client is not None
         ctx: DbtContext = payload["ctx"]
         payload = {**payload, "ctx": context_to_dict(ctx), "env": ctx.environ(),
                    "cwd": str(ctx.cwd), "who": f"setup of {ctx.database_path or ctx.project_dir} (PID {os.getpid()})"}
-        done = self.client.request(payload, on_event)
+        done = self.client.request(payload, on_event, on_connected)
         if done.get("error"):
             _raise_remote(done["error"])
         return done.get("result")
@@ -390,15 +404,21 @@ class DbtClient:
         if on_phase is not None and self.client is not None and not self.client.serving():
             on_phase("starting")
 
+    def starting_words(self) -> str:
+        """What a run waits for while dbt starts, for the live line."""
+        if self.client is None:
+            return "starting dbt (importing it)"
+        return f"starting dbt (in a worker, kept {idle_words(self.client.idle)} idle)"
+
     def parse_project(self, ctx: DbtContext, selections: Mapping[str, str], full: bool = False,
                       on_phase: Phase | None = None) -> Parsed:
         if self.client is not None:
             try:
                 self._starting(on_phase)
-                if on_phase is not None:
-                    on_phase("parsing")
+                # "parsing" once the worker answers: not while it starts (it imports dbt first).
+                parsing = (lambda: on_phase("parsing")) if on_phase is not None else None
                 result = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections), "full": full},
-                                      lambda e: None)
+                                      lambda e: None, parsing)
                 raw = json.loads(manifest_cache(ctx).manifest_path.read_text())
                 resolved = {k: tuple(v) for k, v in result["selections"].items()}
                 return Parsed(raw, resolved, DbtProfile.from_dict(result["profile"]),

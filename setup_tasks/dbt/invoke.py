@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from ..errors import GraphCycleError, PackagesError, ProjectError
 from ..files import discarded, make_private_dir, write_bytes_atomic
 from ..keys import seal, unseal
-from ..project.context import Connection, DbtContext, DbtProfile
+from ..project.context import Connection, DbtContext, DbtProfile, parse_failure
 from ..project.manifest import Node
 from ..store.caches import manifest_cache
 from ..store.database import held_databases
@@ -378,18 +378,20 @@ def _connection(credentials: Any) -> Connection:
     unsupported = [key for key in UNSUPPORTED_CONNECTION if getattr(credentials, key, None)]
     if getattr(credentials, "is_motherduck", False):
         unsupported.append("motherduck")
-    setup: list[str] = []
+    extensions: list[str] = []
     for extension in credentials.extensions or ():
         if isinstance(extension, str):
-            setup += [f"INSTALL {extension}", f"LOAD {extension}"]
+            extensions.append(extension)
         else:
             unsupported.append("extensions from a repository")
     try:
-        setup += [attachment.to_sql() for attachment in credentials.attach or ()]
+        attach = [attachment.to_sql() for attachment in credentials.attach or ()]
     except Exception:  # noqa: BLE001 - dbt-duckdb refuses it too: dbt says why
+        attach = []
         unsupported.append("attach")
     settings = {str(k): str(v) for k, v in (credentials.settings or {}).items()}
-    return Connection(dict(credentials.config_options or {}), tuple(setup), settings, tuple(unsupported))
+    return Connection(dict(credentials.config_options or {}), tuple(extensions), tuple(attach), settings,
+                      tuple(unsupported))
 
 
 def _outcome_from_event(event: Any, manifest: Any = None, reads: InvocationReads | None = None) -> NodeOutcome | None:
@@ -437,8 +439,11 @@ class InProcessDbt:
         ``on_phase`` hears "starting" (dbt is being imported) and "parsing".
         """
         manifest_path = manifest_cache(ctx).manifest_path
-        make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
-        make_private_dir(manifest_path.parent)
+        try:
+            make_private_dir(manifest_path.parent.parent)  # dbt writes rendered SQL and env_var() values here
+            make_private_dir(manifest_path.parent)
+        except OSError as exc:
+            raise parse_failure(ctx, str(exc)) from None
         partial = ["--no-partial-parse"] if full else []
         _starting(on_phase)
         runner = _runner()
@@ -452,10 +457,7 @@ class InProcessDbt:
         if isinstance(result.exception, KeyboardInterrupt):
             raise KeyboardInterrupt
         if not result.success or result.result is None or profile is None:
-            raise ProjectError(
-                f"dbt could not parse the project in {ctx.project_dir}: {one_line(str(result.exception))}",
-                "fix the file named above, then run again",
-            )
+            raise parse_failure(ctx, one_line(str(result.exception)))
         manifest = result.result
         raw = json.loads(manifest_path.read_text())
         self._remember(raw["metadata"]["invocation_id"], manifest)
@@ -618,14 +620,18 @@ class InProcessDbt:
         return self._run(ctx, manifest_path, ["compile", "--no-introspect"], nodes, on_outcome, quiet,
                          log=log, on_phase=on_phase)
 
-    def run_cli(self, ctx: DbtContext, args: Sequence[str], colour: bool) -> int:
+    def run_cli(self, ctx: DbtContext, args: Sequence[str], colour: bool, on_phase: Phase | None = None) -> int:
         """dbt's own command line with setup's context (project, profiles, target, vars, database): its exit status.
 
-        dbt writes to its usual target folder and prints as it does by hand.
+        dbt writes to its usual target folder and prints as it does by hand. ``on_phase`` hears
+        "starting" before dbt's import (seconds, before dbt prints anything) and "started" after it.
         """
         flags = [] if colour else ["--no-use-colors"]
+        _starting(on_phase)
         runner = _runner()
         kept = held_databases()
+        if on_phase is not None:
+            on_phase("started")
         with _environment(ctx):
             result = runner.invoke([*args, *ctx.cli_args(own_target=False), *flags])
         interrupted = isinstance(result.exception, KeyboardInterrupt)

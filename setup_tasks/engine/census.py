@@ -551,7 +551,7 @@ def inspect_census(path: Path) -> CensusInfo:
 
 
 def census_contract_problem(info: CensusInfo) -> CensusError | None:
-    """Whether a census file meets the contract: every required column, each of its type (README: Census).
+    """Whether a census file meets the contract: every required column, each of its type (docs/census.md).
 
     Reads one value of a mistyped column, for the message; nothing else.
     """
@@ -570,7 +570,7 @@ def census_contract_problem(info: CensusInfo) -> CensusError | None:
         fixes.insert(0, f"add {', '.join(info.missing_columns)}")
     return CensusError(f"census {path}: {'; '.join(problems)}",
                        f"{'; '.join(fixes)} in that file, or regenerate it with `doit census` "
-                       f"(README: Census lists the {len(REQUIRED_CENSUS_COLUMNS)} columns and their types)")
+                       f"(docs/census.md lists the {len(REQUIRED_CENSUS_COLUMNS)} columns and their types)")
 
 
 def _needs(family: str) -> str:

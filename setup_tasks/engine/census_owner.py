@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import CensusError
 from ..project.fingerprints import REGENERATED, FileHasher
 from ..store.records import WrittenFiles
 from .census import DEFAULT_PLAN_YEAR, CensusDefects, CensusRequest, read_census_provenance
@@ -66,6 +67,18 @@ class CensusOwner:
         if self.owner() == USER:
             return None
         return self.request().why(lambda p: self.hasher.derived(p, "census-provenance", read_census_provenance))
+
+    def refusal(self) -> CensusError | None:
+        """An explicit `employees=` / `seed=` for a file setup never writes (the user's): why it cannot
+        apply, instead of an 'up to date' that ignores it."""
+        if not self.overrides or self.owner() != USER:
+            return None
+        path = self.settings.path
+        asked = " ".join(f"{key}={value}" for key, value in sorted(self.overrides.items()))
+        return CensusError(f"census {path} is your own file (setup did not write it, or it changed since): "
+                           f"setup never regenerates it, so {asked} cannot apply",
+                           f"delete {path} (or move it away) to have setup generate one with {asked}, "
+                           f"or run without {asked} to use your file as it is")
 
     def written(self) -> None:
         """The census task wrote the file: it is setup's, with these parameters."""

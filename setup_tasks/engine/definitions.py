@@ -95,7 +95,7 @@ def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient
             stamp = project_stamp(ctx, selections, parts)
         files = file_set(ctx)
         full = cache.file_set() != files
-        phases = {"starting": "starting dbt", "parsing": f"parsing the dbt project ({why_parse(cache.parts(), parts)})"}
+        phases = {"starting": dbt.starting_words(), "parsing": f"parsing the dbt project ({why_parse(cache.parts(), parts)})"}
 
         def on_phase(phase: str) -> None:
             step(phases.get(phase, phase))

@@ -24,7 +24,7 @@ from ..project.context import DbtProfile, dbt_context, with_project_census
 from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
 from ..project.inputs import first_ragged_row, not_utf8, searched_folders, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
-from ..store.database import Database, DatabaseContents, DbRelation, DropResult, Reader
+from ..store.database import Database, DatabaseContents, DbRelation, DropResult, Reader, profile_problem
 from ..files import log, write_json_atomic
 from ..keys import key_path
 from ..store.lock import RunLock
@@ -39,7 +39,7 @@ from .compiling import Compiling
 from .direct_tests import run_direct, why_not_direct as test_not_direct
 from .kept_sql import KEPT_FILE, KeptSql
 from .test_gate import OUTCOMES_FILE, TestOutcomes, batch_tests, gating_tests
-from .hints import NodeFailure, database_name_problem, explain
+from .hints import NodeFailure, SeedFile, database_name_problem, explain, profile_error
 from .staleness import NodeStatus, Staleness
 
 Listener = Callable[[str, dict[str, Any]], None]
@@ -96,6 +96,8 @@ class RunState:
     retired: list[str] = field(default_factory=list)
     # Why nothing more of this run can work (the database is locked, another setup run holds it).
     fatal: SetupError | None = None
+    # The run may build: its lock, the database file and dbt's profile were checked (Engine._ready_to_build).
+    ready: bool = False
 
 
 def input_state_of(fingerprint: Fingerprint | None, record: BuildRecord | None) -> str:
@@ -383,12 +385,39 @@ class Engine:
                 self._set(Outcome(uid, "skipped", f"not built: stopped after {self.label(failed)} failed (setup.fail_fast)"))
                 return self.run.outcomes[uid]
             try:
+                self._ready_to_build()
                 self._build_batch(uid)
             except SetupError as err:
-                if isinstance(err, (RunInProgressError, DatabaseLockedError)):
+                if isinstance(err, (RunInProgressError, DatabaseLockedError)) or not self.run.ready:
                     self.run.fatal = err  # nothing else of this run can work: the app stops it
                 self._set(Outcome(uid, "error", err.one_line()))
         return self.run.outcomes[uid]
+
+    def _ready_to_build(self) -> None:
+        """Once per run, before its first build: what fails every node alike -- this run's lock, a database
+        file dbt-duckdb cannot name or DuckDB cannot write, a profile setting or extension DuckDB refuses --
+        is the run's one failure, naming the file and setting, not each node's."""
+        if self.run.ready:
+            return
+        self.lock.acquire()
+        self.db.check_writable()
+        problem = self.build_problem()
+        if problem is not None:
+            raise problem
+        self.run.ready = True
+
+    def build_problem(self) -> SetupError | None:
+        """What would fail every build alike (``doit status`` asks too, creating nothing): a database file
+        DuckDB cannot write or dbt-duckdb cannot name, a part of dbt's profile DuckDB refuses."""
+        problem = self.db.write_problem()
+        if problem is not None:
+            return problem
+        name = database_name_problem(self.db_path)
+        if name:
+            return DatabaseError(name, DATABASE_NAME_FIX)
+        profile = self.manifest.profile
+        refused = profile_problem(profile.config_options, profile.extensions, profile.settings) if profile else None
+        return profile_error(profile, refused, self.ctx) if refused is not None and profile is not None else None
 
     def first_failure(self) -> str | None:
         """The first node that failed in this run, if any."""
@@ -445,10 +474,6 @@ class Engine:
         if status.error is not None:
             raise status.error
         self.lock.acquire()
-        self.db.check_writable()
-        problem = database_name_problem(self.db_path)
-        if problem:
-            raise DatabaseError(problem, DATABASE_NAME_FIX)
         self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
         batch = self.batch_for(uid)
@@ -605,12 +630,9 @@ class Engine:
         """What would stop setup's next run before it builds anything, found without building (``doit
         status`` asks, so "ready" means the first run can build): the generator's inputs when setup is to
         generate the census, the inputs of each stale node setup builds (a seed that is not UTF-8 or
-        is malformed, a missing external file, a census breaking its contract), and a database file
-        name dbt-duckdb cannot use, one line each."""
+        is malformed, a missing external file, a census breaking its contract), one line each (what fails
+        every build alike, ``build_problem``, is said once beside them)."""
         problems: list[str] = []
-        named = database_name_problem(self.db_path)
-        if named:
-            problems.append(DatabaseError(named, DATABASE_NAME_FIX).one_line())
         generating = self.census.pending() and any(self.reads_census(u) for u in self.setup_nodes)
         if generating:
             try:
@@ -708,7 +730,7 @@ class Engine:
         if missing:
             return CensusError(
                 f"census file {census} lacks required columns: {', '.join(missing)}",
-                "add those columns to the file (README: Census), regenerate with `doit census`, "
+                "add those columns to the file (docs/census.md), regenerate with `doit census`, "
                 "or change validation.census_required_columns",
             ).one_line()
         return None
@@ -734,8 +756,8 @@ class Engine:
             message = self.gate(result.unique_id, failing) or message
         if status == "error":
             uid = result.unique_id
-            message = self.unbuilt_input(uid, result.message) or explain(
-                NodeFailure(self.label(uid), self.node(uid).path, result.message), self.ctx, self.db_path)
+            message = self.unbuilt_input(uid, result.message) or explain(self.failure(uid, result.message), self.ctx,
+                                                                         self.db_path)
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 
     def _compile_with_dbt(self, nodes: Any, on_outcome: Callable[[Any], None]) -> bool:
@@ -752,6 +774,25 @@ class Engine:
             self.step(None)
         self.run.compiles += len(nodes)
         return True
+
+    def failure(self, uid: str, message: str) -> NodeFailure:
+        """A failed node with the seeds a value it failed on may come from: itself, then upstream, nearest first."""
+        node = self.node(uid)
+        upstream, seen, queue = [], {uid}, [uid]
+        while queue:
+            for parent in sorted(self.graph.built_parents(queue.pop(0))):
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+                    upstream += [parent] if self.node(parent).resource_type == "seed" else []
+        return NodeFailure(self.label(uid), node.path, message,
+                           self.seed_file(node) if node.resource_type == "seed" else None,
+                           tuple(self.seed_file(self.node(u)) for u in upstream))
+
+    def seed_file(self, node: Node) -> SeedFile:
+        return SeedFile(node.name, str(node.path), self.ctx.project_dir / str(node.path),
+                        node.config.get("delimiter") or ",", dict(node.config.get("column_types") or {}))
+
 
     def unbuilt_input(self, uid: str, dbt_message: str) -> str | None:
         """A node that failed reading a table another node builds and has not (yet), in one line
@@ -833,7 +874,7 @@ class Engine:
     def phase(self, phase: str) -> None:
         """dbt's side of a step: "starting" (dbt is being loaded, seconds)."""
         if phase == "starting":
-            self.step("starting dbt")
+            self.step(self.dbt.starting_words())
 
     def progress(self, text: str, done: int, total: int) -> None:
         """Part of a step done: 'running 135 dbt tests', 40 of 135."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import cannot_write
-from ..files import discarded, sweep_temps, write_bytes_atomic, write_text_atomic
+from ..files import discarded, read_json, sweep_temps, write_bytes_atomic, write_text_atomic
 
 HISTORY_LIMIT = 200
 # Regressions need a baseline: at least this many earlier samples of a step...
@@ -38,6 +38,7 @@ def history_entry(report: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("run_id", "started", "ended", "seconds", "exit_code", "interrupted", "config_digest", "counts", "dbt_invocations")
     return {
         **{k: report[k] for k in keys},
+        "tally": report.get("tally"),
         "failed": [n["task"] for n in report["nodes"] if n["status"] == "failed"],
         "validation": report["validation"]["counts"],
         "steps": steps,
@@ -94,6 +95,15 @@ def append_history(path: Path, entry: Mapping[str, Any], limit: int = HISTORY_LI
 def last_run(history_path: Path | None) -> dict[str, Any] | None:
     runs = read_history(history_path)
     return runs[-1] if runs else None
+
+
+def run_failures(run: Mapping[str, Any], report_path: Path | None) -> list[str]:
+    """'model:stg_orders: <its one line>' for each node that failed in ``run`` (a history line): the
+    messages from the run report when it is that run's, else the task names alone."""
+    report = read_json(report_path, {}) if report_path is not None else {}
+    if report.get("run_id") == run.get("run_id"):
+        return [f"{n['task']}: {n['message']}" for n in report.get("nodes") or [] if n.get("status") == "failed"]
+    return [str(task) for task in run.get("failed") or []]
 
 
 def regressions(history_path: Path | None, factor: float = 1.5) -> list[tuple[str, float, float]]:

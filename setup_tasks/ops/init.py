@@ -47,7 +47,10 @@ DODO_TEXT = (
     "# planwise-setup tasks for this dbt project: `doit list` shows them, `doit setup` builds what is stale.\n"
     + "\n".join(DODO_LINES) + "\n"
 )
-GITIGNORE_HINT = ".planwise/, *.setup_report.json, *.setup_history.jsonl, *.setup_graph.*, __pycache__/, target/ and logs/"
+# What setup (and dbt, for it) writes beside the project that no repository wants: its state, run
+# reports, graphs, dbt's target and log folders, Python's bytecode of dodo.py.
+IGNORED = (".planwise/", "*.setup_report.json", "*.setup_history.jsonl", "*.setup_graph.*", "target/", "logs/",
+           "__pycache__/")
 DEFAULT_CENSUS = str(default_of("census.path"))
 
 
@@ -313,10 +316,29 @@ class Written:
         folder = _shown(scan.runs_in, cwd)
         what = ", ".join(_counted(n, w) for n, w in ((len(scan.seeds), "seed"), (len(scan.models), "model")))
         go = "doit setup" if folder == "." else f"cd {folder} && doit setup"
+        missing = not_ignored(scan.directory)
+        ignore = f"; add {', '.join(missing)} to .gitignore" if missing else ""
         return [
             f"wrote {' and '.join(shown)} (dbt project {scan.name}: {what}; profile {scan.profile})",
-            f"next: {go}   (and add {GITIGNORE_HINT} to .gitignore)",
+            f"next: {go}   (from a folder below it: doit -k setup{ignore})",
         ]
+
+
+def not_ignored(directory: Path) -> list[str]:
+    """Of ``IGNORED``, what no .gitignore of the project (its folder, or one above it in the repository)
+    names yet; ``target/`` and ``logs/`` as dbt_project.yml names them."""
+    project = read_project_yaml(directory) if (directory / "dbt_project.yml").is_file() else {}
+    wanted = [f"{str(project.get('target-path') or 'target').strip('/')}/" if p == "target/" else
+              f"{str(project.get('log-path') or 'logs').strip('/')}/" if p == "logs/" else p for p in IGNORED]
+    present: set[str] = set()
+    for folder in [directory, *directory.parents][:6]:
+        try:
+            present |= {line.strip().strip("/") for line in (folder / ".gitignore").read_text().splitlines()}
+        except (OSError, UnicodeDecodeError):
+            pass
+        if (folder / ".git").exists():
+            break  # the repository's root: .gitignore files above it are not its own
+    return [p for p in wanted if p.strip("/") not in present]
 
 
 def _shown(path: Path, cwd: Path) -> str:

@@ -63,8 +63,9 @@ def validation_section(checks: Mapping[str, CheckResult], fail_on: tuple[str, ..
 
 
 def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: Translator, *, ended: float,
-                 interrupted: bool = False, exit_code: int | None = None) -> dict[str, Any]:
-    """The run report of the engine's current run and the checks it ran, as JSON-able data."""
+                 interrupted: bool = False, exit_code: int | None = None, tally: str | None = None) -> dict[str, Any]:
+    """The run report of the engine's current run and the checks it ran, as JSON-able data; ``tally``: the
+    run's summary as the console said it (`doit status` repeats it), None when no console reporter ran."""
     run, settings = engine.run, engine.settings
     outcomes, checked = dict(run.outcomes), dict(run.checked)
     names = task_names(engine, translator)
@@ -88,6 +89,7 @@ def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: 
         # Set when a no-op answered from the witness of an earlier full check (cli.shortcut).
         "shortcut": None,
         "counts": dict(Counter(n["status"] for n in nodes)),
+        "tally": tally,
         "nodes": nodes,
         "validation": validation_section(checks, tuple(settings.validation.fail_on)),
     }
@@ -113,12 +115,13 @@ def write_run_report(engine: Engine, checks: Mapping[str, CheckResult], translat
 
 
 def report_run(engine: Engine, checks: Mapping[str, CheckResult], translator: Translator, *,
-               interrupted: bool = False, exit_code: int | None = None) -> dict[str, Any] | None:
+               interrupted: bool = False, exit_code: int | None = None, tally: str | None = None) -> dict[str, Any] | None:
     """``write_run_report``, returning the report written (None: nothing to report)."""
     run = engine.run
     if not (run.checked or run.outcomes or checks):
         return None
-    report = build_report(engine, checks, translator, ended=time.time(), interrupted=interrupted, exit_code=exit_code)
+    report = build_report(engine, checks, translator, ended=time.time(), interrupted=interrupted, exit_code=exit_code,
+                          tally=tally)
     write_report_files(json_text(report), history_entry(report), engine.settings.report.path,
                        engine.settings.report.history_path)
     return report

@@ -8,6 +8,9 @@ Ready-to-set-up rule (the task exits 0 when ready, 1 when not):
     - another setup run holds this database's run lock (a run is in progress);
     - another process holds DuckDB's lock on the database file, or the file cannot
       be opened as a DuckDB database;
+    - the database file cannot be written (its folder neither: DuckDB writes its
+      WAL there) or dbt-duckdb cannot use its name, or dbt's profile holds a
+      setting, extension or connection option DuckDB refuses (``Engine.build_problem``);
     - a node setup builds reads the census file (a source whose external
       location is ``census.path``), ``census.generate`` is false, and the file is
       missing, unreadable or lacks required columns;
@@ -35,6 +38,7 @@ from ..store.database import Database, DatabaseContents
 from ..validation.results import when
 from ..validation.scope import read_last_failures
 from .run_report import last_run, regressions, task_names
+from .history import run_failures
 
 @dataclass(frozen=True)
 class DatabaseState:
@@ -100,6 +104,10 @@ class SystemStatus:
     failed_checks: tuple[str, ...] = ()
     # What would stop setup's next run before it builds (Engine.preflight), one line each.
     problems: tuple[str, ...] = ()
+    # What would fail every build alike (Engine.build_problem): the database file, dbt's profile.
+    build_problem: str = ""
+    # Nodes that failed in the last run, each with its one line ("model:stg_orders: ... -- fix: ...").
+    last_failures: tuple[str, ...] = ()
 
     @property
     def stale(self) -> list[str]:
@@ -170,6 +178,8 @@ def readiness(status: SystemStatus) -> str:
     db = status.database
     if db is not None and not db.readable:
         return f"database {db.path}: {db.detail}"
+    if status.build_problem:
+        return status.build_problem
     census = status.census
     if census is not None and census.blocks_setup:
         return f"census {census.path}: {census.problem} (and census.generate is false)"
@@ -207,13 +217,16 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
         project_problem=problem,
         database=db,
         census=census,
-        last_run=last_run(settings.report.history_path) if settings.report.history_path else None,
+        last_run=(run := last_run(settings.report.history_path) if settings.report.history_path else None),
+        last_failures=tuple(run_failures(run, settings.report.path)) if run else (),
         regressions=tuple(regressions(settings.report.history_path)) if settings.report.history_path else (),
     )
     if engine is not None:
         status = _with_nodes(status, engine, db.readable, translator)
     if engine is not None:
-        status = replace(status, failed_checks=failed_checks(engine))
+        problem = engine.build_problem() if db.readable else None
+        status = replace(status, failed_checks=failed_checks(engine),
+                         build_problem=problem.one_line() if problem is not None else "")
     if engine is not None and db.readable and not (census is not None and census.blocks_setup):
         status = replace(status, problems=tuple(engine.preflight()))
     reason = readiness(status)
@@ -256,6 +269,9 @@ def unready(reason: str) -> SystemStatus:
 
 def render(status: SystemStatus) -> list[str]:
     verdict = "ready to set up" if status.ready else f"NOT READY: {status.reason}"
+    if status.ready and status.last_failures:
+        failed = [line.split(": ", 1)[0] for line in status.last_failures]
+        verdict += f" (the last run failed: {', '.join(failed)}; its lines below)"
     lines = [f"status     {verdict}"]
     lines.append("versions   " + ", ".join(f"{k} {v}" for k, v in status.versions.items()))
     lines.append(f"project    {status.project}" + (f": {status.project_problem}" if status.project_problem else ""))
@@ -279,6 +295,7 @@ def render(status: SystemStatus) -> list[str]:
     for check in status.failed_checks:
         lines.append(f"check      {check}")
     lines.append(f"last run   {run_line(status.last_run)}")
+    lines += [f"failed     {line}" for line in status.last_failures]
     for step, seconds, median in status.regressions:
         lines.append(f"slower     {step}: {seconds:.2f} s, median of earlier runs {median:.2f} s")
     return lines
@@ -310,6 +327,7 @@ def run_line(run: Mapping[str, Any] | None) -> str:
     if not run:
         return "none recorded"
     counts = run.get("counts") or {}
-    done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing checked"
+    # The run's own summary when a console said one; else its nodes' counts (an API or json run).
+    done = run.get("tally") or ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing checked"
     end = "interrupted" if run.get("interrupted") else f"exit {run.get('exit_code')}"
     return f"{run.get('run_id')} at {run.get('started')}, {run.get('seconds')} s, {end}: {done}"

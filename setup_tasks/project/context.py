@@ -1,4 +1,4 @@
-"""How dbt sees the project: paths, profile, target, vars and the database file its profile writes."""
+"""How dbt sees the project: paths, profile, target, vars and the database file its profile writes; why a parse failed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..config import PROFILES_FILE, profiles_candidates
-from ..errors import DatabaseError, ProjectError
+from ..errors import DatabaseError, ProjectError, SetupError, cannot_write
 
 CENSUS_VAR = "census_parquet_path"
 # What any process needs of the environment to run (the warm worker starts with only these).
@@ -111,25 +112,31 @@ class DbtContext:
 class Connection:
     """How dbt-duckdb configures its connection from the profile, as far as setup opens DuckDB the same way.
 
-    ``config``: DuckDB's connect options (``config_options``); ``setup``: the statements it runs on a
-    new connection (extensions loaded, databases attached) and ``settings``: the ``SET`` of each cursor.
+    ``config``: DuckDB's connect options (``config_options``); ``extensions``: those it installs and
+    loads; ``attach``: the statements attaching databases; ``settings``: the ``SET`` of each cursor.
     ``unsupported``: profile keys setup cannot reproduce (secrets, plugins, filesystems...): with any,
     only dbt builds and tests.
     """
 
     config: Mapping[str, Any] = field(default_factory=dict)
-    setup: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+    attach: tuple[str, ...] = ()
     settings: Mapping[str, str] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()
 
+    @property
+    def setup(self) -> tuple[str, ...]:
+        """What dbt-duckdb runs on a new connection, in its order: extensions, then attached databases."""
+        return (*(f"{verb} {name}" for name in self.extensions for verb in ("INSTALL", "LOAD")), *self.attach)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"config": dict(self.config), "setup": list(self.setup), "settings": dict(self.settings),
-                "unsupported": list(self.unsupported)}
+        return {"config": dict(self.config), "extensions": list(self.extensions), "attach": list(self.attach),
+                "settings": dict(self.settings), "unsupported": list(self.unsupported)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Connection":
         data = data or {}
-        return cls(dict(data.get("config") or {}), tuple(data.get("setup") or ()),
+        return cls(dict(data.get("config") or {}), tuple(data.get("extensions") or ()), tuple(data.get("attach") or ()),
                    {str(k): str(v) for k, v in (data.get("settings") or {}).items()},
                    tuple(data.get("unsupported") or ()))
 
@@ -162,6 +169,19 @@ class DbtProfile:
     @property
     def label(self) -> str:
         return f"dbt's profile {self.name} (target {self.target})"
+
+    # What dbt-duckdb applies to every connection: checked before a build (store.database.profile_problem).
+    @property
+    def settings(self) -> Mapping[str, str]:
+        return self.connection.settings
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return self.connection.extensions
+
+    @property
+    def config_options(self) -> Mapping[str, Any]:
+        return self.connection.config
 
     def database_file(self, configured: Path | None) -> Path:
         """The one database setup inspects: the profile's file; ``configured`` (database.path) must agree."""
@@ -314,3 +334,45 @@ def target_dir(project_dir: Path, project_yaml: Mapping[str, Any]) -> Path:
     if "{{" in str(target):
         target = "target"
     return project_dir / target / "planwise"
+
+
+OS_ERROR_RE = re.compile(r"\[Errno (\d+)\] ([^:\]]+): '([^']+)'")
+MISSING_PROFILE_RE = re.compile(r"Could not find profile named '([^']+)'")
+MISSING_PATH_RE = re.compile(r"Path '([^']+)' does not exist")
+MISSING_ENV_RE = re.compile(r"Env var required but not provided: '([^']+)'")
+PROJECT_FILE_RE = re.compile(r"[\w./-]+\.(?:ya?ml|sql|csv|py|md)\b")
+
+
+def parse_failure(ctx: DbtContext, message: str) -> SetupError:
+    """Why dbt could not parse the project, in one line whose fix names the file or setting to change:
+    a folder dbt cannot write, the profiles.yml it looked in, the variable it lacks, the file it names."""
+    cause = f"dbt could not parse the project in {ctx.project_dir}: {message}"
+    failed_os = OS_ERROR_RE.search(message)
+    if failed_os:
+        error = OSError(int(failed_os[1]), failed_os[2], failed_os[3])
+        return cannot_write("dbt's files", Path(failed_os[3]), error,
+                            "run setup from a copy of the project in a folder you can write")
+    folder = MISSING_PATH_RE.search(message)
+    if folder and Path(folder[1]) == ctx.profiles_dir:
+        return ProjectError(f"the folder dbt reads profiles.yml from, {ctx.profiles_dir}, does not exist",
+                            f"create {ctx.profiles_dir / 'profiles.yml'} with the project's profile, or set "
+                            "dbt.profiles_dir (or DBT_PROFILES_DIR) to the folder that holds yours")
+    profile = MISSING_PROFILE_RE.search(message)
+    if profile:
+        profiles = ctx.profiles_dir / "profiles.yml"
+        if not profiles.is_file():
+            return ProjectError(f"dbt found no profile named '{profile[1]}': {profiles} does not exist",
+                                f"create {profiles} with a profile '{profile[1]}' (the profile: of dbt_project.yml), or "
+                                "set dbt.profiles_dir (or DBT_PROFILES_DIR) to the folder that holds yours")
+        return ProjectError(f"dbt found no profile named '{profile[1]}' in {profiles}",
+                            f"add it to {profiles}, or correct profile: in {ctx.project_dir / 'dbt_project.yml'}")
+    variable = MISSING_ENV_RE.search(message)
+    if variable:
+        return ProjectError(cause, f"set the environment variable {variable[1]}, or give env_var('{variable[1]}', ...) "
+                                   "a default where the project reads it")
+    named = PROJECT_FILE_RE.search(message)
+    if named:
+        return ProjectError(cause, f"correct {named[0]} as dbt's message says, then run again")
+    return ProjectError(cause, "correct the project as dbt's message says (doit dbt args=\"parse\" shows all of "
+                               "dbt's output), then run again")
+

@@ -1,4 +1,5 @@
-"""Input files a project reads: seed CSVs (well-formed?), and the files external sources and reader calls name.
+"""Input files a project reads: seed CSVs (well-formed? which cell holds a value?), and the files external
+sources and reader calls name.
 
 Which files a piece of SQL reads is DuckDB's answer, not a pattern's: ``store.database.reader_paths``
 has DuckDB parse it (``json_serialize_sql``) and ``reader_call_paths`` here walks the syntax tree it
@@ -13,6 +14,9 @@ import csv
 import glob
 import os
 import string
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -198,3 +202,73 @@ def searched_folders(paths: list[str], root: Path) -> list[Path]:
         base = base if base.is_absolute() else root / base
         folders += [base, *(Path(folder) / name for folder, names, _ in os.walk(base) for name in names)]
     return folders
+
+
+# -- which cell of a seed carries a value a build trips over ----------------------------------------
+
+NULL_CELLS = ("", "null")  # dbt's null values for a seed's cells (compared lower case)
+READ_LIMIT = 64 << 20  # a seed bigger than this is not searched cell by cell
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a seed CSV: its line in the file (the header is line 1), column and text."""
+
+    line: int
+    column: str
+    value: str
+
+
+def seed_cells(path: Path, delimiter: str = ",") -> list[Cell]:
+    """Every non-null cell of a CSV, in file order; none when it is unreadable, malformed or too big."""
+    try:
+        if path.stat().st_size > READ_LIMIT:
+            return []
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            header = next(reader, [])
+            cells = []
+            for row in reader:
+                cells += [Cell(reader.line_num, name, value) for name, value in zip(header, row)
+                          if value.strip().lower() not in NULL_CELLS]
+            return cells
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _kind(value: str) -> str:
+    """What a seed cell's text reads as: "number", "date", "boolean" or "text"."""
+    text = value.strip()
+    if text.lower() in ("true", "false"):
+        return "boolean"
+    try:
+        Decimal(text)
+        return "number" if text.lower() not in ("nan", "inf", "infinity", "-inf", "+inf", "-infinity") else "text"
+    except InvalidOperation:
+        pass
+    try:
+        date.fromisoformat(text[:10])
+        return "date" if len(text) == 10 or text[10] in "T " else "text"
+    except ValueError:
+        return "text"
+
+
+def odd_cells(cells: list[Cell]) -> dict[str, tuple[Cell, str]]:
+    """Columns loaded as text because of a few cells: column -> (its first odd cell, what the rest are).
+
+    dbt infers a seed column's type from every cell: one ``abc`` among numbers (or one
+    ``2026-02-30`` among dates) makes the whole column text, and a model that computes with it
+    fails far from the cell. A column qualifies when at most a tenth of its cells (at least
+    one) are not of the kind all its other cells share.
+    """
+    by_column: dict[str, list[Cell]] = {}
+    for cell in cells:
+        by_column.setdefault(cell.column, []).append(cell)
+    found = {}
+    for column, column_cells in by_column.items():
+        kinds = [_kind(c.value) for c in column_cells]
+        typed = {k for k in kinds if k != "text"}
+        odd = [c for c, k in zip(column_cells, kinds) if k == "text"]
+        if len(typed) == 1 and odd and len(odd) <= max(1, len(column_cells) // 10) and len(odd) < len(column_cells):
+            found[column] = (odd[0], typed.pop())
+    return found

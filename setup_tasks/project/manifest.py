@@ -95,6 +95,11 @@ class Node:
         return self.resource_type in ("model", "snapshot", "test") and not (self.path or "").endswith(".py")
 
     @property
+    def in_staging_folder(self) -> bool:
+        """A node in a `staging` folder of its project (dbt's fqn: project, folders..., name)."""
+        return "staging" in self.fqn[1:-1]
+
+    @property
     def display_name(self) -> str:
         """``raw.raw_orders`` for a source (as source() names it), the name otherwise."""
         return f"{self.source_name}.{self.name}" if self.source_name else self.name

@@ -20,7 +20,7 @@ from ..project.manifest import Digests, Manifest, manifest_digests, manifest_fro
 
 CACHE_FILE = "setup_cache.json"
 GRAPH_MEMO_FILE = "graph_memo.json"
-CACHE_VERSION = 4  # 4: node definitions, the compile context, environment variables dbt read
+CACHE_VERSION = 5  # 5: node definitions, the compile context, environment variables dbt read
 KEPT_CONTEXTS = 8
 
 

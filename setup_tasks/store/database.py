@@ -64,6 +64,7 @@ def interrupts_raised() -> Iterator[None]:
         raise
 
 
+MORE_INFO_RE = re.compile(r"For more info, visit \S+")
 LOCK_RE = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
@@ -567,16 +568,31 @@ class Database:
 
     def check_writable(self) -> None:
         """Fail early, with the fix, when the database cannot be created or written."""
-        path, parent = self.path, self.path.parent
+        parent = self.path.parent
         if parent.exists() and not parent.is_dir():
             raise DatabaseError(f"database directory {parent} is not a directory", "set database.path to a file in a writable directory")
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseError(f"cannot create database directory {parent}: {exc.strerror}", "set database.path to a writable location") from None
-        target = path if path.exists() else parent
-        if not os.access(target, os.W_OK):
-            raise DatabaseError(f"database {'file' if target == path else 'directory'} {target} is not writable", "fix its permissions or set database.path elsewhere")
+        problem = self.write_problem()
+        if problem is not None:
+            raise problem
+
+    def write_problem(self) -> DatabaseError | None:
+        """Why a build could not write the database, without creating anything (None: it can, as far as
+        permissions tell). DuckDB writes its WAL (``<file>.wal``) beside the file: the folder must be
+        writable too, not only the file."""
+        path, parent = self.path, self.path.parent
+        while not parent.exists() and parent.parent != parent:
+            parent = parent.parent  # created by the build: the first folder that exists must be writable
+        for target, what in ((path, "file"), (parent, "folder")):
+            if target.exists() and not os.access(target, os.W_OK):
+                also = f" (DuckDB writes {path.name}.wal there)" if what == "folder" and path.exists() else ""
+                return DatabaseError(f"the database {what} {target} is not writable for you{also}",
+                                     f"make {target} writable for you, or set database.path (or DUCKDB_PATH) to a "
+                                     "file in a folder you can write")
+        return None
 
     # -- dropping ---------------------------------------------------------------------------
 
@@ -741,3 +757,62 @@ def relation_names(path: Path) -> set[tuple[str, str, str]]:
         return set(_tables(con))
     finally:
         con.close()
+
+
+# -- what a value or a profile does to DuckDB -------------------------------------------------------
+
+
+def first_uncastable(values: Iterable[str], sql_type: str) -> int | None:
+    """Index of the first value DuckDB cannot cast to ``sql_type`` (a seed's ``column_types`` entry), or
+    None (also when the type itself is not DuckDB's: nothing can be said of its values)."""
+    texts = list(values)
+    if not texts or ";" in sql_type:
+        return None
+    with memory_connection() as con:
+        try:
+            row = con.execute(f"SELECT i FROM (SELECT unnest(range(len($1))) AS i, unnest($1) AS v) "
+                              f"WHERE TRY_CAST(v AS {sql_type}) IS NULL ORDER BY i LIMIT 1", [texts]).fetchone()
+        except duckdb.Error:
+            return None
+    return None if row is None else int(row[0])
+
+
+@dataclass(frozen=True)
+class ProfileProblem:
+    """A part of dbt's profile DuckDB refuses: where it is (``settings.memory_limit``) and DuckDB's words."""
+
+    key: str
+    error: str
+
+
+def profile_problem(config: Mapping[str, Any], extensions: Iterable[Any], settings: Mapping[str, Any]
+                    ) -> ProfileProblem | None:
+    """The first part of a dbt-duckdb profile DuckDB refuses, tried as dbt-duckdb applies them (its
+    connection config, each extension installed and loaded, each setting SET), on a database in memory."""
+    try:
+        con = duckdb.connect(":memory:", config={str(k): v for k, v in config.items()})
+    except duckdb.Error as exc:
+        return ProfileProblem("config_options", _one_line(exc))
+    try:
+        with interrupts_raised():
+            for extension in extensions:
+                name = extension.get("name") if isinstance(extension, Mapping) else extension
+                try:
+                    con.install_extension(str(name))
+                    con.load_extension(str(name))
+                except duckdb.Error as exc:
+                    return ProfileProblem(f"extensions ({name})", _one_line(exc))
+            for key, value in settings.items():
+                try:
+                    con.execute(f"SET {quote(str(key))} = '{str(value).replace(chr(39), chr(39) * 2)}'")
+                except duckdb.Error as exc:
+                    return ProfileProblem(f"settings.{key}", _one_line(exc))
+    finally:
+        con.close()
+    return None
+
+
+def _one_line(error: Exception) -> str:
+    """DuckDB's message on one line, without its pointers to the documentation."""
+    return " ".join(MORE_INFO_RE.sub("", str(error)).split())
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +19,9 @@ from .project import Project
 from .results import CheckResult
 
 DBT_TESTS_CHECK = "dbt_tests"
+# The built-in model checks' area: "staging_models" where setup builds staging models only (PlanWise),
+# "models" in a project whose setup builds others too (a team's marts). Either name disables it.
+STAGING_AREA, MODELS_AREA = "staging_models", "models"
 
 
 def discover_builtin() -> None:
@@ -61,13 +65,22 @@ def _import_check_modules(validation: ValidationSettings, root: Path) -> None:
             ) from None
 
 
-def load_checks(validation: ValidationSettings, root: Path, registry: CheckRegistry | None = None) -> list[Check]:
-    """Built-in, Python-registered and custom SQL checks, in that order; names checked unique."""
+def models_area(project: Project) -> str:
+    """What the built-in model checks are called in this project: its models' kind, in its words."""
+    models = project.selected("model", "snapshot")
+    return STAGING_AREA if all(n.in_staging_folder for n in models) else MODELS_AREA
+
+
+def load_checks(validation: ValidationSettings, root: Path, registry: CheckRegistry | None = None,
+                area: str = STAGING_AREA) -> list[Check]:
+    """Built-in, Python-registered and custom SQL checks, in that order; names checked unique.
+
+    ``area``: the name of the built-in model checks' area (``models_area``)."""
     discover_builtin()
     registry = registry or REGISTRY
     _import_check_modules(validation, root)
     # The project's own dbt tests go after the built-in SQL checks (one slow invocation, last).
-    found = sorted((c for c in registry.checks() if validation.run_dbt_tests or c.name != DBT_TESTS_CHECK),
+    found = sorted((_in_area(c, area) for c in registry.checks() if validation.run_dbt_tests or c.name != DBT_TESTS_CHECK),
                    key=lambda c: c.name == DBT_TESTS_CHECK)
     taken = {c.name for c in found} | {c.group for c in found if c.group}
     for index, entry in enumerate(validation.custom_checks):
@@ -78,7 +91,22 @@ def load_checks(validation: ValidationSettings, root: Path, registry: CheckRegis
             )
         taken.add(entry.name)
         found.append(custom_check(index, entry.name, entry.sql, entry.severity, entry.description))
-    return _without_disabled(found, validation.disabled_checks, taken | {DBT_TESTS_CHECK})
+    # The model checks' PlanWise names keep disabling them when they are called "models" here.
+    renamed = {} if area == STAGING_AREA else {
+        STAGING_AREA: area, **{_in_area_name(c.name, STAGING_AREA): c.name for c in found if c.group == area}}
+    disabled = [renamed.get(name, name) for name in validation.disabled_checks]
+    return _without_disabled(found, disabled, taken | {DBT_TESTS_CHECK})
+
+
+def _in_area_name(name: str, area: str) -> str:
+    """A built-in model check's name in ``area`` (other names as they are)."""
+    head, dot, rest = name.partition(".")
+    return f"{area}.{rest}" if dot and head in (STAGING_AREA, MODELS_AREA) else name
+
+
+def _in_area(check: Check, area: str) -> Check:
+    name = _in_area_name(check.name, area) if check.origin.startswith(f"{builtin.__name__}.") else check.name
+    return check if name == check.name else replace(check, name=name)
 
 
 def _without_disabled(checks: list[Check], disabled: Sequence[str], known: set[str]) -> list[Check]:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from ..config import ValidationSettings, thaw
 from ..engine.engine import Engine
 from ..project.fingerprints import explain
-from .catalog import load_checks
+from .catalog import load_checks, models_area
 from ..files import discarded, read_json, write_json_atomic
 from .framework import Check, Environment
 from .project import Project, input_state, names_table
@@ -130,9 +130,11 @@ class ValidationScope:
     def __init__(self, engine: Engine, checks: list[Check] | None = None) -> None:
         self.engine = engine
         self.project = Project.from_engine(engine)
-        self.checks = checks if checks is not None else load_checks(self.validation, engine.root)
+        self.checks = checks if checks is not None else load_checks(self.validation, engine.root,
+                                                                    area=models_area(self.project))
         self.results: dict[str, CheckResult] = {}  # this run's results, by result name
         self.runs: dict[str, CheckRun] = {}  # this run's run of each check, by check name
+        self.reused: dict[str, tuple[Check, list[CheckResult]]] = {}  # checks up to date in this run
         self._last_failures: dict[str, list[CheckResult]] | None = None
 
     @property
@@ -221,9 +223,22 @@ class ValidationScope:
         return CheckRun(results, [], {"parts": parts, "results": [r.as_dict() for r in results],
                                       "build_id": self.engine.run.build_id})
 
-    def reuse(self, stored: Mapping[str, Any]) -> None:
+    def reuse(self, stored: Mapping[str, Any], check: Check | None = None) -> None:
         """An up-to-date check: its stored results are this run's results."""
-        self.record([replace(CheckResult.from_dict(r), up_to_date=True) for r in stored.get("results") or []])
+        results = [replace(CheckResult.from_dict(r), up_to_date=True) for r in stored.get("results") or []]
+        self.record(results)
+        if check is not None:
+            self.reused[check.name] = (check, results)
+
+    def held_on_rebuilt(self) -> tuple[int, float]:
+        """Checks not run again although this run rebuilt a table they read, and when the earliest of them
+        ran: their stored results hold, as each input's part is its fingerprint and the content signature
+        (row count, order-independent hash) of the table it was checked on, and the rebuilt tables have
+        that content (a cold rebuild: the database deleted, every table built again the same)."""
+        built = {u for u, outcome in self.engine.run.outcomes.items() if outcome.ok}
+        held = [results for check, results in self.reused.values() if built & set(self.reads(check)[0])]
+        since = min((r.checked_at for results in held for r in results if r.checked_at), default=0.0)
+        return len(held), since
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def models_materialized(ctx: CheckContext) -> CheckResult:
     missing = [n.name for n in models if ctx.find_table(n.unique_id) is None]
     if missing:
         return ctx.failed(f"{len(missing)} of {len(models)} selected models not in the database: {_listed(missing)}",
-                          "run `doit staging` and fix the models that fail", missing=missing, **_every(missing))
+                          "run `doit setup` and fix the models that fail", missing=missing, **_every(missing))
     return ctx.passed(f"all {len(models)} selected models materialised", models=len(models))
 
 
