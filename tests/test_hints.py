@@ -257,12 +257,13 @@ def test_a_parse_failure_names_the_profiles_file_the_variable_or_the_folder(tmp_
 
     ctx = DbtContext(tmp_path, tmp_path / "home" / ".dbt", None, {}, None, None)
     missing = parse_failure(ctx, "Runtime Error Could not find profile named 'jaffle_shop'").one_line()
-    assert f"{tmp_path}/home/.dbt/profiles.yml does not exist" in missing and "DBT_PROFILES_DIR" in missing, missing
+    assert f"{tmp_path}/home/.dbt/profiles.yml (absent)" in missing and "DBT_PROFILES_DIR" in missing, missing
     assert "file named above" not in missing
     (tmp_path / "home" / ".dbt").mkdir(parents=True)
     (tmp_path / "home" / ".dbt" / "profiles.yml").write_text("other: {}\n")
     absent = parse_failure(ctx, "Runtime Error Could not find profile named 'jaffle_shop'").one_line()
-    assert "no profile named 'jaffle_shop' in" in absent and "dbt_project.yml" in absent, absent
+    assert "no profile named 'jaffle_shop' in" in absent and "(holds other)" in absent, absent
+    assert "dbt_project.yml" in absent, absent
     variable = parse_failure(ctx, "Parsing Error Env var required but not provided: 'DB_PASS'").one_line()
     assert "fix: set the environment variable DB_PASS" in variable, variable
     folder = parse_failure(ctx, "[Errno 30] Read-only file system: '/p/target/planwise/x/partial_parse.msgpack'")
@@ -352,4 +353,4 @@ def test_no_profiles_file_names_where_dbt_looked(shop: Workspace, tmp_path: Path
     assert f"the folder dbt reads profiles.yml from, {tmp_path}/dotdbt, does not exist" in text, text
     (tmp_path / "dotdbt").mkdir()  # ~/.dbt without its profiles.yml
     text = failed(shop)[1]
-    assert f"{tmp_path}/dotdbt/profiles.yml does not exist" in text and "file named above" not in text, text
+    assert f"{tmp_path}/dotdbt/profiles.yml (absent)" in text and "file named above" not in text, text

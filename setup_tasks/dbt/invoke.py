@@ -552,6 +552,7 @@ class InProcessDbt:
             return outcomes  # an empty --select would mean "everything"
         _starting(on_phase)  # before the manifest loads: that imports dbt
         manifest = self.dbt_manifest(manifest_path)
+        _uncompiled(manifest)
         _add_edges(manifest, edges)
         reads = InvocationReads()
 
@@ -641,6 +642,23 @@ class InProcessDbt:
         if interrupted:
             raise KeyboardInterrupt
         return status
+
+
+def _uncompiled(manifest: Any) -> None:
+    """Every node as the parse left it, before an invocation compiles some again.
+
+    dbt compiles into its manifest's nodes, and marks a node whose ephemeral models' CTEs it
+    injected: an invocation reusing the manifest (a later build in the worker) re-renders the node
+    but, seeing the mark, never injects them again -- SQL that selects from ``__dbt__cte__<model>``
+    with no such CTE ("Table with name __dbt__cte__... does not exist").
+    """
+    for node in manifest.nodes.values():
+        if getattr(node, "extra_ctes_injected", False) or getattr(node, "compiled", False):
+            node.compiled = False
+            node.compiled_code = None
+            node.extra_ctes_injected = False
+            node.extra_ctes = []
+            node._pre_injected_sql = None
 
 
 def _add_edges(manifest: Any, edges: Sequence[tuple[str, str]]) -> None:

@@ -26,7 +26,8 @@ from ..project.manifest import (Manifest, Node, file_set, manifest_from_dict, pa
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
 from ..store.database import reader_paths
 
-DEPS_RECORD = "deps.json"  # beside the context's manifest: what the last `dbt deps` by setup left
+DEPS_RECORD = "deps.json"
+FOUND_NO_PROFILE_RE = re.compile(r"^dbt found no profile named '([^']+)'")  # beside the context's manifest: what the last `dbt deps` by setup left
 Step = Callable[[str | None], None]  # a step of the run begins (its words), or ends (None)
 
 
@@ -129,8 +130,8 @@ MISSING_PROFILE_RE = re.compile(r"Could not find profile named '([^']+)'")
 def _named_file(err: ProjectError, ctx: DbtContext) -> ProjectError:
     """dbt's parse error, with the file when dbt did not name it (a file that is not UTF-8, the
     profiles.yml files looked in for a profile dbt did not find)."""
-    missing = MISSING_PROFILE_RE.search(err.cause)
-    if missing:
+    missing = MISSING_PROFILE_RE.search(err.cause) or FOUND_NO_PROFILE_RE.search(err.cause)
+    if missing:  # said again here: the worker's context does not know every place looked in
         return ctx.missing_profile(missing[1])
     if "codec can't decode" not in err.cause:
         return err

@@ -89,9 +89,8 @@ class DbtContext:
             places.append(f"{path} ({_profiles_in(path)})")
         chosen = self.profiles_dir / PROFILES_FILE
         return ProjectError(
-            f"dbt's profile '{profile}' is not in {chosen}; profiles.yml was looked for in {', '.join(places)}",
-            f"add the profile '{profile}' to {chosen}, or put a profiles.yml holding it where dbt runs "
-            f"({self.cwd}), or set dbt.profiles_dir (DBT_PROFILES_DIR) to its folder",
+            f"dbt found no profile named '{profile}' in {', '.join(places)}",
+            f"add it to {chosen}, or correct profile: in dbt_project.yml, or set dbt.profiles_dir (DBT_PROFILES_DIR)",
         )
 
     def cli_args(self, own_target: bool = True) -> list[str]:
@@ -359,13 +358,7 @@ def parse_failure(ctx: DbtContext, message: str) -> SetupError:
                             "dbt.profiles_dir (or DBT_PROFILES_DIR) to the folder that holds yours")
     profile = MISSING_PROFILE_RE.search(message)
     if profile:
-        profiles = ctx.profiles_dir / "profiles.yml"
-        if not profiles.is_file():
-            return ProjectError(f"dbt found no profile named '{profile[1]}': {profiles} does not exist",
-                                f"create {profiles} with a profile '{profile[1]}' (the profile: of dbt_project.yml), or "
-                                "set dbt.profiles_dir (or DBT_PROFILES_DIR) to the folder that holds yours")
-        return ProjectError(f"dbt found no profile named '{profile[1]}' in {profiles}",
-                            f"add it to {profiles}, or correct profile: in {ctx.project_dir / 'dbt_project.yml'}")
+        return ctx.missing_profile(profile[1])
     variable = MISSING_ENV_RE.search(message)
     if variable:
         return ProjectError(cause, f"set the environment variable {variable[1]}, or give env_var('{variable[1]}', ...) "
