@@ -401,8 +401,9 @@ EXPLICIT = [
     # forget; an edit during a build, then reverted (last, as it is hidden by a later build of the seed)
     [("census_override", ("setup", 80)), ("census_override", ("census", 80)), ("census_user", 101),
      ("ctrl_c_forget", (None, "seed:orders")), ("during_build", None)],
-    # kill -9 in the commit window of a new node the user then removes; kill -9 at another instant
-    [("kill9", (None, True, True)), ("kill9", (5.0, False, False))],
+    # kill -9 in the commit window of a new node the user then removes; kill -9 at another instant; kill -9
+    # in the commit window of a seed dbt builds afresh (its old table moved aside meanwhile)
+    [("kill9", (None, True, True)), ("kill9", (5.0, False, False)), ("kill9", (None, False, False))],
 ]
 _drawing: dict[str, float] = {}  # per test: when its random draws started
 _calls: dict[str, int] = {}  # per test: how many times it was called

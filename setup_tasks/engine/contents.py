@@ -118,6 +118,17 @@ class ContentsView:
         finally:
             self.invalidate()
 
+    def restore_aside(self, keys: list[Key], suffix: str) -> None:
+        """Put back (or drop) what a killed run left moved aside for these relations."""
+        left = [key for key in keys if (key[0], key[1], key[2] + suffix) in self.get().tables]
+        if not left:
+            return
+        self.lock.acquire()
+        try:
+            self.db.restore_aside(left, suffix)
+        finally:
+            self.invalidate()
+
     def settle_aside(self, entries: dict[str, tuple[Key, bool]], suffix: str) -> None:
         """Drop what was moved aside for built nodes, put it back for the others."""
         try:

@@ -348,6 +348,7 @@ class Engine:
         Returns the dropped tables. A table another node now builds (same name) is
         kept. A drop the database refuses keeps its record, so the next run tries again.
         """
+        self.restore_aside()
         retired = self.staleness.retired_nodes()
         leftovers = self.leftover_tables(self.run.scope)
         dropped: list[str] = []
@@ -486,6 +487,7 @@ class Engine:
                              "tests": tests})
         if runnable:
             self._intend([self.node(u) for u in runnable])
+            self.restore_aside()  # what a run killed while it had relations moved aside left: back first
             self.db.close_reader()  # dbt writes the file, here or in the worker
             try:
                 retry = self._build_direct(*direct) if direct is not None else [*runnable, *tests]
@@ -577,12 +579,21 @@ class Engine:
                   if n.relation is not None and n.materialized not in FRESH_MATERIALIZATIONS}
         if not wanted:
             return {}
+        self.records.set_aside(wanted.values(), True)  # first: a run killed from here on leaves them known
         return self.contents.move_aside(wanted, PREVIOUS)
 
     def _settle_aside(self, aside: dict[str, Key]) -> None:
         """Drop what was moved aside for nodes dbt built; put it back for the others (they keep what they had)."""
         built = {u for u in aside if self.run.outcomes.get(u, Outcome(u, "x")).ok}
         self.contents.settle_aside({u: (key, u in built) for u, key in aside.items()}, PREVIOUS)
+        self.records.set_aside(aside.values(), False)
+
+    def restore_aside(self) -> None:
+        """What a run killed while it had relations moved aside left: each put back where its relation is
+        missing (the table it had), dropped where dbt had built it meanwhile."""
+        if self.records.aside:
+            self.contents.restore_aside(sorted(self.records.aside), PREVIOUS)
+            self.records.set_aside(list(self.records.aside), False)
 
     def direct_batch(self, uids: list[str], tests: list[str] = ()) -> tuple[list[direct_build.DirectNode], list[direct_build.DirectTest]] | None:  # type: ignore[assignment]
         """The batch in build order and its tests, when every node of it can be built and every test run

@@ -640,6 +640,22 @@ class Database:
                 moved[owner] = key
         return moved
 
+    def restore_aside(self, keys: Iterable[tuple[str, str, str]], suffix: str) -> None:
+        """Relations a killed run left moved aside: put each back in place of a missing relation (the table
+        it had), or drop it where the relation is there (a build finished meanwhile)."""
+        if not self.path.exists():
+            return
+        with self.connect() as con:
+            kinds = _tables(con)
+            for key in keys:
+                aside = (key[0], key[1], key[2] + suffix)
+                if aside not in kinds:
+                    continue
+                if key in kinds:
+                    _drop_relation(con, aside, kinds[aside])
+                else:
+                    con.execute(f"ALTER {_kind_word(kinds[aside])} {qualified(aside)} RENAME TO {quote(key[2])}")
+
     def settle_aside(self, entries: Mapping[str, tuple[tuple[str, str, str], bool]], suffix: str) -> None:
         """For each relation moved aside: drop the moved copy when its node was built (True), else put it
         back in place of whatever the failed build left."""

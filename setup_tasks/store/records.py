@@ -76,6 +76,9 @@ class BuildRecords:
     schemas: set[tuple[str, str]] = field(default_factory=set)
     # The dbt project these records are of (None: any, as in tests of one project).
     project: str | None = None
+    # Relations moved aside while dbt built their node afresh, until put back or dropped (engine._move_aside):
+    # a run killed meanwhile leaves them here for the next one to settle.
+    aside: set[Relation] = field(default_factory=set)
 
     @classmethod
     def load(cls, path: Path, project: str | None = None, packages: Collection[str] = ()) -> "BuildRecords":
@@ -105,10 +108,11 @@ class BuildRecords:
         try:
             intents = {uid: [_relation(r) for r in keys] for uid, keys in (raw.get("intents") or {}).items()}
             schemas = {(str(c), str(s)) for c, s in raw.get("schemas") or ()}
+            aside = {_relation(r) for r in raw.get("aside") or ()}
         except (TypeError, ValueError, AttributeError):
             discarded(path, "intents or schemas of the wrong shape")
-            intents, schemas = {}, set()
-        return cls(path, records, intents=intents, schemas=schemas, project=project)
+            intents, schemas, aside = {}, set(), set()
+        return cls(path, records, intents=intents, schemas=schemas, project=project, aside=aside)
 
     def of_project(self, project: str) -> dict[str, BuildRecord]:
         """The records of nodes ``project`` built (not those it only holds from an older layout)."""
@@ -129,6 +133,14 @@ class BuildRecords:
             self.intents[uid] = sorted({*self.intents.get(uid, ()), *keys})
         self.schemas.update(schemas)
         self.save()
+
+    def set_aside(self, relations: Iterable[Relation], moved: bool) -> None:
+        """Relations about to be moved aside (``moved``), or settled again (one write each way)."""
+        keys = set(relations)
+        before = set(self.aside)
+        self.aside = self.aside | keys if moved else self.aside - keys
+        if self.aside != before:
+            self.save()
 
     def settle(self, uids: Iterable[str]) -> None:
         """dbt never started these nodes: their intents are void."""
@@ -196,6 +208,7 @@ class BuildRecords:
                 "records": {k: asdict(v) for k, v in self.records.items()},
                 "intents": {k: [list(r) for r in v] for k, v in self.intents.items()},
                 "schemas": sorted(list(s) for s in self.schemas),
+                "aside": sorted(list(r) for r in self.aside),
             })
         except OSError as exc:
             raise cannot_write("setup's build records", self.path, exc, "set database.path (or DUCKDB_PATH) elsewhere") from None
