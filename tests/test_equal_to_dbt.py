@@ -248,3 +248,55 @@ def test_setup_after_an_edit_equals_a_fresh_dbt_build(case: Case, tmp_path: Path
     # A table setup keeps where dbt's fresh build skipped its node (a test upstream fails) is dbt's own way
     # on a database that has it: that, and only that, may differ.
     assert all(d.kind == "kept" for d in verification.differences), "\n".join(verification.lines())
+
+
+# -- setup's own checks: what they read besides tables ---------------------------------------------
+
+TEAM_CHECKS = '''
+from setup_tasks.validation import register_check
+from team_helpers import LIMIT
+
+@register_check("team.orders_within_limit", severity="error", reads=["stg_orders"])
+def within_limit(ctx):
+    """No order above the team's limit."""
+    return ctx.audit(f"select * from stg_orders where amount_usd > {LIMIT}", what="orders above the limit",
+                     guidance="lower them")
+'''
+
+
+def test_checks_run_again_when_a_file_their_sql_reads_or_a_module_their_module_imports_changes(shop: Workspace) -> None:
+    """Issue 20, items 16 and 17: a custom check's SQL reading a file by its path, and a team's check
+    module importing a helper: an edit of either that makes the check fail is not "up to date"."""
+    import subprocess
+    import sys
+
+    from factories import clean_env, parse_json_report
+    from operator_support import add_custom_checks, set_config
+    from setup_tasks.ops.init import DODO_TEXT
+
+    ws = shop
+    (ws.root / "dodo.py").write_text(DODO_TEXT)  # a team's repository: check modules import from its folder
+
+    def setup() -> Any:
+        proc = subprocess.run([sys.executable, "-m", "doit", "--reporter", "json", "setup"], cwd=ws.root,
+                              env=clean_env(), capture_output=True, text=True, timeout=300)
+        proc.results = parse_json_report(proc.stdout)  # type: ignore[attr-defined]
+        return proc
+
+    (ws.root / "limits.csv").write_text("max_amount\n1000\n")
+    (ws.root / "team_helpers.py").write_text("LIMIT = 1000\n")
+    (ws.root / "team_checks.py").write_text(TEAM_CHECKS)
+    add_custom_checks(ws, {"name": "orders_within_file_limit", "severity": "error",
+                           "sql": "select o.* from stg_orders o, read_csv('limits.csv') l where o.amount_usd > l.max_amount"})
+    set_config(ws, "validation", check_modules=["team_checks"])
+    first = setup()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    (ws.root / "limits.csv").write_text("max_amount\n5\n")
+    second = setup()
+    assert second.results.get("validate:orders_within_file_limit") == "fail", second.stdout[-3000:]
+    assert second.returncode == 1
+    (ws.root / "limits.csv").write_text("max_amount\n1000\n")
+    (ws.root / "team_helpers.py").write_text("LIMIT = 5\n")
+    third = setup()
+    assert third.results.get("validate:team.orders_within_limit") == "fail", third.stdout[-3000:]
+    assert third.returncode == 1

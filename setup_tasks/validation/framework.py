@@ -41,6 +41,7 @@ import functools
 import hashlib
 import inspect
 import re
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 from ..config import ValidationSettings
 from ..engine.engine import Engine
 from ..errors import SetupError
+from ..project.inputs import resolved
 from ..store.database import Database, QueryResult, Reader, qualified, quote, scratch_reader
 from ..project.manifest import Node
 from .project import Project
@@ -224,8 +226,12 @@ class Check:
         return _sha(self.definition + "\0" + _source_digest(self.function))
 
     def input_parts(self, engine: Engine, project: Project) -> dict[str, str]:
-        """Fingerprint parts beyond the tables read (subclasses: e.g. each dbt test's definition)."""
-        return {}
+        """Fingerprint parts beyond the tables read (subclasses: e.g. each dbt test's definition): the
+        files the check's SQL (a custom check's) reads, where dbt runs (``read_csv('extra.csv')``)."""
+        if not self.definition:
+            return {}
+        paths = resolved(engine.definitions.reader_paths(self.definition), engine.ctx.cwd)
+        return {f"external:{path}": engine.hasher.hash(path) for path in paths}
 
     def run(self, env: Environment) -> list[CheckResult]:
         """Run the check once; never raises: problems become failed or skipped results."""
@@ -265,15 +271,39 @@ def _file_digest(path: str) -> str:
 
 
 def _source_digest(function: Callable[..., Any] | None) -> str:
-    """The function's whole module and this framework: editing either re-runs the check."""
+    """The function's whole module and this framework: editing either re-runs the check. A team's check
+    module (outside setup's package) counts with every module loaded from its folder (the helpers it
+    imports: an edit of one re-runs its checks)."""
     if function is None:
         return ""
     try:
         path = inspect.getsourcefile(function) or ""
     except TypeError:
         path = ""
-    digests = [_file_digest(file) if file else "" for file in (path, __file__)]
+    files = [path, __file__]
+    if path and not function.__module__.startswith(f"{_PACKAGE}."):
+        files += _loaded_beside(Path(path))
+    digests = [_file_digest(file) if file else "" for file in files]
     return f"{function.__module__}.{function.__qualname__}:{':'.join(digests)}"
+
+
+_PACKAGE = __name__.split(".", 1)[0]
+
+
+def _loaded_beside(module_file: Path) -> list[str]:
+    """Python files of the modules loaded from the import root the module ``module_file`` came from."""
+    roots = [Path(p).resolve() for p in sys.path if p and module_file.resolve().is_relative_to(Path(p).resolve())]
+    if not roots:
+        return []
+    root = max(roots, key=lambda p: len(p.parts))  # the innermost: the folder the team's modules are in
+    found = set()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and file.endswith(".py") and Path(file).resolve().is_relative_to(root) \
+                and not (module.__name__ or "").startswith(f"{_PACKAGE}."):
+            found.add(str(Path(file).resolve()))
+    found.discard(str(module_file.resolve()))
+    return sorted(found)
 
 
 # -- the registry -------------------------------------------------------------------------
