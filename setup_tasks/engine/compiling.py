@@ -90,12 +90,16 @@ class Compiling:
         return compiled.sql if compiled is not None else None
 
     def build_context(self) -> str:
-        """The ``build`` part: the profile's connection (settings, extensions, attached databases) and the
-        macros of the project or its packages that override dbt's (how dbt materializes and tests)."""
+        """The ``build`` part: the profile's connection (settings, extensions, attached databases), the
+        macros of the project or its packages that override dbt's (how dbt materializes and tests), and the
+        project's on-run-start / on-run-end hooks with what they render from (a hook added or changed is
+        run by dbt in a build of every node, as a fresh `dbt build` runs it after all of them)."""
         profile = self.manifest.profile
         connection = profile.connection.as_dict() if profile is not None else {}
         overrides = {uid: self.manifest.macros[uid][0] for uid in self.manifest.overrides if uid in self.manifest.macros}
-        return _sha({"connection": connection, "overrides": overrides})
+        hooks = {uid: node.definition for uid, node in self.manifest.nodes.items() if node.resource_type == "operation"}
+        return _sha({"connection": connection, "overrides": overrides, "hooks": hooks,
+                     "context": self.context() if hooks else ""})
 
     # -- compiling --------------------------------------------------------------------------------
 

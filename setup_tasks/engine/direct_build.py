@@ -23,13 +23,13 @@ whole batch goes to dbt, which keeps the SQL of its models for the next run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 from ..dbt.invoke import NodeOutcome
-from ..project.manifest import Manifest, Node
-from ..store.database import interrupted, qualified, quote
+from ..project.manifest import Manifest, Node, Relation
+from ..store.database import interrupted, memory_connection, qualified, quote
 
 DIRECT_ENV = "PLANWISE_SETUP_DIRECT"  # "0": dbt builds every node and runs every test
 # Config keys whose presence (truthy) means dbt does more than this module does.
@@ -74,7 +74,7 @@ def seed_problem(node: Node) -> str | None:
     config = node.config
     if not config.get("fast", True):
         return "its config says fast: false (dbt inserts the rows agate parsed)"
-    delimiter = str(config.get("delimiter") or ",")
+    delimiter = "," if config.get("delimiter") is None else str(config.get("delimiter"))
     if len(delimiter) != 1 or delimiter in "'\\\n\r\"":
         return f"its delimiter {delimiter!r} is not one plain character"
     if "'" in str(node.path or ""):
@@ -220,7 +220,7 @@ def _drop(con: Any, key: tuple[str, str, str]) -> None:
 def _build_seed(con: Any, item: DirectNode) -> int:
     node, key = item.node, _name(item.node)
     column_types = {str(k): str(v) for k, v in (node.config.get("column_types") or {}).items()}
-    delimiter = str(node.config.get("delimiter") or ",")
+    delimiter = "," if node.config.get("delimiter") is None else str(node.config.get("delimiter"))
     quote_columns = node.config.get("quote_columns")
     columns = seed_columns(item.csv, column_types, delimiter)
     if any('"' in name or not name for name, _ in columns):
@@ -249,6 +249,20 @@ def _build_model(con: Any, item: DirectNode) -> None:
         con.execute(f"alter {existing} {qualified(key)} rename to {quote(backup[2])}")
     con.execute(f"alter {kind} {qualified(tmp)} rename to {quote(key[2])}")
     _drop(con, backup)
+
+
+def dry_run_seed(node: Node, csv: Path) -> str | None:
+    """DuckDB's error loading the seed as dbt-duckdb loads it (``_build_seed``), into a database in memory;
+    None when it loads."""
+    item = DirectNode(replace(node, relation=Relation(None, "main", "seed")), csv=csv)
+    try:
+        with memory_connection() as con:
+            _build_seed(con, item)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever stops the load is the answer
+        return " ".join(str(exc).split())
+    return None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ def outcome_of(uid: str, node: Node, row: tuple[Any, ...] | None, seconds: float
     """dbt's verdict on the one row of the wrapped query (``TestTask.build_test_run_result``)."""
     if row is None or row[0] is None:
         return NodeOutcome(uid, "error", "the test query returned no failure count", seconds, sql=sql)
+    if isinstance(row[0], bool) or int(row[0]) != row[0]:  # dbt stops at a fail_calc that is no whole number
+        return NodeOutcome(uid, "error", f"the failure count {row[0]!r} is not a whole number", seconds, sql=sql)
     failures, should_warn, should_error = int(row[0]), bool(row[1]), bool(row[2])
     severity = str(node.config.get("severity") or "ERROR").upper()
     if severity == "ERROR" and should_error:

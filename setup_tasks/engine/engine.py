@@ -209,7 +209,8 @@ class Engine:
         return self.definitions.reads_census(uid)
 
     def _signed_keys(self) -> list[Key]:
-        return [self.node(u).relation.key() for u in self.definitions.tracked() if self.node(u).relation]
+        return [self.node(u).relation.key() for u in self.definitions.tracked()
+                if self.node(u).relation and self.node(u).resource_type != "test"]
 
     def database_contents(self, live: bool = False) -> DatabaseContents:
         """What the database holds (``live``: open it even when the saved copy is current)."""
@@ -486,7 +487,7 @@ class Engine:
         self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None,
                              "tests": tests})
         if runnable:
-            self._intend([self.node(u) for u in runnable])
+            self.intend([self.node(u) for u in [*runnable, *tests]])
             self.restore_aside()  # what a run killed while it had relations moved aside left: back first
             self.db.close_reader()  # dbt writes the file, here or in the worker
             try:
@@ -625,14 +626,18 @@ class Engine:
             checks.append(direct_build.DirectTest(self.node(uid), sql, tuple(self.graph.built_parents(uid))))
         return items, checks
 
-    def _intend(self, nodes: list[Node]) -> None:
+    def intend(self, nodes: list[Node]) -> None:
         """Write down, before dbt runs, every table it may commit (dbt's intermediate names
-        too) and every schema it may create: a run killed at any instant leaves nothing
-        a later run does not know of."""
+        too; a test storing its failures, its audit table) and every schema it may create: a
+        run killed at any instant leaves nothing a later run does not know of, and a table
+        nothing writes any more (a test that stopped storing failures) is dropped as a leftover."""
         relations = {
-            n.unique_id: [key[:2] + (key[2] + suffix,) for suffix in DBT_INTERMEDIATES]
+            n.unique_id: [key[:2] + (key[2] + suffix,) for suffix in
+                          (DBT_INTERMEDIATES if n.resource_type != "test" else ("",))]
             for n in nodes if n.relation is not None for key in [n.relation.key()]
         }
+        if not relations:
+            return
         existing = self.database_contents().schemas
         schemas = {key[:2] for keys in relations.values() for key in keys} - existing
         self.records.intend(relations, {s for s in schemas if s[1] != "main"})
@@ -653,7 +658,7 @@ class Engine:
         for uid in self.setup_nodes:
             if generating and self.reads_census(uid):
                 continue  # setup writes its census first
-            problem = self._input_problem(uid) if self.status(uid).stale else None
+            problem = (self._input_problem(uid) or self.seed_load_problem(uid)) if self.status(uid).stale else None
             if problem:
                 problems.append(problem)
         return problems
@@ -681,6 +686,30 @@ class Engine:
                     self._set(Outcome(child, "skipped", f"not built: {self.label(uid)} failed"))
         return blocked
 
+    def malformed_seed(self, uid: str) -> str | None:
+        """Where a seed's CSV has a row of another length than its header (Python's CSV reader, as agate reads
+        it), in one line with the fix; None when none has. Said when a load failed: whether a file with such
+        a row loads at all is dbt's (DuckDB's) answer, not a pre-check's."""
+        node = self.node(uid)
+        if node.resource_type != "seed" or not node.path:
+            return None
+        delimiter = node.config.get("delimiter")
+        delimiter = "," if delimiter is None else str(delimiter)
+        problem = first_ragged_row(self.ctx.project_dir / node.path, delimiter) if len(delimiter) == 1 else None
+        return (f"seed {node.name}: malformed CSV {self.ctx.project_dir / node.path} {problem} -- fix: correct that row "
+                "(every row needs the header's number of fields)") if problem else None
+
+    def seed_load_problem(self, uid: str) -> str | None:
+        """Why loading the seed as dbt-duckdb loads it would fail now (tried in a database in memory, the way
+        ``direct_build`` loads it), in one line; None when it loads (or dbt, not setup, would load it)."""
+        node = self.node(uid)
+        if node.resource_type != "seed" or not node.path or direct_build.seed_problem(node) is not None:
+            return None
+        message = direct_build.dry_run_seed(node, self.ctx.project_dir / node.path)
+        if message is None:
+            return None
+        return self.malformed_seed(uid) or f"seed {node.name}: {node.path} does not load: {message} -- fix: correct {node.path}"
+
     def _input_problem(self, uid: str) -> str | None:
         node = self.node(uid)
         if node.resource_type == "seed" and node.path:
@@ -689,9 +718,6 @@ class Engine:
             if encoding:
                 return (f"seed {node.name}: {path} is not UTF-8 text ({encoding}) -- fix: save {node.path} with UTF-8 "
                         "encoding (it looks like Latin-1 or Windows-1252 text)")
-            problem = first_ragged_row(path, node.config.get("delimiter") or ",")
-            if problem:
-                return f"seed {node.name}: malformed CSV {path} {problem} -- fix: correct that row (every row needs the header's number of fields)"
         for parent in self.graph.built_parents(uid):
             source = self.node(parent)
             if source.resource_type == "source" and source.external_location:
@@ -767,7 +793,7 @@ class Engine:
             message = self.gate(result.unique_id, failing) or message
         if status == "error":
             uid = result.unique_id
-            message = self.unbuilt_input(uid, result.message) or explain(self.failure(uid, result.message), self.ctx,
+            message = self.unbuilt_input(uid, result.message) or self.malformed_seed(uid) or explain(self.failure(uid, result.message), self.ctx,
                                                                          self.db_path)
         self._set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 

@@ -161,7 +161,7 @@ class Staleness:
         """Nodes setup built (or began to) that no longer make a table: removed from the project
         (file deleted or renamed, node disabled) or no longer materialized (ephemeral now)."""
         nodes = self.definitions.manifest.nodes
-        return {uid for uid, _ in self.records.relations() if uid not in nodes or not nodes[uid].is_buildable}
+        return {uid for uid, _ in self.records.relations() if uid not in nodes or not nodes[uid].writes_table}
 
     def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[Key, str]:
         """Tables setup built that no current node builds, each with the node that left it:
@@ -172,7 +172,7 @@ class Staleness:
         nodes in ``scope`` when given (a run drops them when it rebuilds the node).
         """
         nodes = self.definitions.manifest.nodes
-        claimed = {n.relation.key() for n in nodes.values() if n.is_buildable and n.relation is not None}
+        claimed = {n.relation.key() for n in nodes.values() if n.writes_table and n.relation is not None}
         tables = self.contents.get().tables
         wanted = None if scope is None else set(scope)
         retired = self.retired_nodes()

@@ -154,24 +154,26 @@ def _profile_difference(ours: RelationProfile, theirs: RelationProfile, compare_
 
 
 def compare_relations(ours: Path, theirs: Path, keys: Iterable[Key], catalog: tuple[str, str],
-                      history: Iterable[Key] = (), skipped: Iterable[Key] = ()) -> tuple[int, list[Difference]]:
+                      history: Iterable[Key] = (), unbuilt: Mapping[Key, str] | None = None) -> tuple[int, list[Difference]]:
     """Each relation of ``keys`` in setup's database ``ours`` against dbt's ``theirs`` (the catalog of
     ``theirs`` is named like ours: ``catalog`` maps our catalog name to theirs). ``history``: relations
-    compared by columns only (snapshots)."""
+    compared by columns only (snapshots); ``unbuilt``: relations whose node dbt's build did not build, and
+    how it went ("error", "skipped"): setup keeps what it had there, as dbt does on a database that has it."""
     ours_catalog, theirs_catalog = catalog
     keys = sorted(set(keys))
     mine = relation_profiles(ours, keys)
     dbts = {(ours_catalog, *key[1:]): profile for key, profile in
             relation_profiles(theirs, [(theirs_catalog, *k[1:]) if k[0] == ours_catalog else k for k in keys]).items()}
-    history, skipped = set(history), set(skipped)
+    history, unbuilt = set(history), dict(unbuilt or {})
     differences = []
     for key in keys:
         a, b = mine.get(key), dbts.get(key)
         if a is None and b is None:
             continue
-        if b is None and key in skipped:
-            differences.append(Difference(_name(key), "kept from an earlier build by setup; dbt's fresh build skipped "
-                                                      "it (a test upstream fails)", "kept"))
+        if b is None and key in unbuilt:
+            how = "failed to build it" if unbuilt[key] == "error" else "skipped it (something upstream failed)"
+            differences.append(Difference(_name(key), f"kept from an earlier build by setup; dbt's fresh build {how}",
+                                          "kept"))
         elif b is None:
             differences.append(Difference(_name(key), "in setup's database, not in dbt's fresh build"))
         elif a is None:
@@ -232,11 +234,11 @@ def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node
         keys = set(built) | {(ours_catalog, *k[1:]) for k in extra}
         history = [n.relation.key() for n in nodes if n.relation is not None and (
             n.resource_type == "snapshot" or volatile(n.unique_id))]
-        skipped = [n.relation.key() for n in nodes if n.relation is not None
-                   and reference.statuses.get(n.unique_id) == "skipped"]
+        unbuilt = {n.relation.key(): reference.statuses[n.unique_id] for n in nodes if n.relation is not None
+                   and reference.statuses.get(n.unique_id) in ("skipped", "error")}
         result = Verification()
         result.relations, differences = compare_relations(database, reference.database, keys,
-                                                          (ours_catalog, theirs_catalog), history, skipped)
+                                                          (ours_catalog, theirs_catalog), history, unbuilt)
         tests = {u: s for u, s in reference.statuses.items() if u.startswith("test.")}
         result.tests, test_differences = compare_tests(setup_tests, tests, manifest)
         result.differences = differences + test_differences

@@ -68,7 +68,7 @@ def first_ragged_row(path: Path, delimiter: str = ",") -> str | None:
     """'line N: k fields, expected m' for the first malformed row of a CSV, else None."""
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh, delimiter=delimiter, strict=True)
+            reader = csv.reader(fh, delimiter=delimiter)
             header = next(reader, None)
             if header is None:
                 return "line 1: the file is empty (a header row is required)"

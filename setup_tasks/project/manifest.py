@@ -90,6 +90,11 @@ class Node:
         return self.resource_type in BUILDABLE and self.materialized != "ephemeral"
 
     @property
+    def writes_table(self) -> bool:
+        """Does dbt write a relation for it: one setup builds, or a test's table of failures (store_failures)?"""
+        return self.is_buildable or (self.resource_type == "test" and self.relation is not None)
+
+    @property
     def is_compiled(self) -> bool:
         """Does dbt compile SQL for it (a SQL model, snapshot or data test; not a seed, source or Python model)?"""
         return self.resource_type in ("model", "snapshot", "test") and not (self.path or "").endswith(".py")
@@ -185,7 +190,9 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
         package=raw.get("package_name", ""),
         path=raw.get("original_file_path"),
         fqn=tuple(raw.get("fqn") or ()),
-        relation=_relation(raw) if rtype in ("seed", "model", "snapshot", "source") else None,
+        # a test storing its failures writes a table too (in dbt's audit schema)
+        relation=_relation(raw) if rtype in ("seed", "model", "snapshot", "source") or (
+            rtype == "test" and (config.get("store_failures") or config.get("store_failures_as"))) else None,
         materialized=materialized,
         tags=tuple(sorted(set(raw.get("tags") or ()) | set(config.get("tags") or ()))),
         depends_on=tuple(sorted((raw.get("depends_on") or {}).get("nodes") or ())),

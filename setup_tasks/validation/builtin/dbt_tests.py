@@ -24,6 +24,7 @@ from ...config import ValidationSettings
 from ...engine.direct_tests import run_direct, why_not_direct
 from ...engine.engine import Engine
 from ...errors import SetupError
+from ...store.database import Reader
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
 from ..project import Project
 from ..results import FAILED, NOT_RUN, PASSED, SKIPPED, CheckResult, jsonable, plural
@@ -112,16 +113,23 @@ class DbtTestsCheck(Check):
         engine.step(what)
         try:
             if direct:
-                engine.run.direct_tests += len(direct)
-                try:
-                    with engine.db.read_only(keep_open=True) as reader:
+                try:  # on a connection configured as dbt-duckdb's (the profile's settings change results)
+                    assert engine.manifest.profile is not None
+                    with engine.db.dbt_session(engine.manifest.profile.connection, read_only=True) as con:
+                        reader = Reader(con, engine.db_path)
                         for uid, sql in direct.items():
-                            finished(run_direct(reader, engine.node(uid), sql))
+                            outcome = run_direct(reader, engine.node(uid), sql)
+                            if outcome.status == "error":  # the shortcut's failure until dbt says otherwise
+                                through_dbt.append(uid)
+                                continue
+                            engine.run.direct_tests += 1
+                            finished(outcome)
                 except SetupError:  # the database cannot be read here: dbt runs them, and says why
                     through_dbt = list(uids)
                     outcomes.clear()
             if through_dbt:
                 engine.run.invocations += 1
+                engine.intend([engine.node(u) for u in through_dbt])  # the tables tests storing failures write
                 engine.db.close_reader()  # dbt opens the file, here or in the worker
                 engine.dbt.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in through_dbt],
                                      finished, quiet=engine.quiet, dbt_lines=engine.log, on_phase=engine.phase)
