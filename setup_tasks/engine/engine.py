@@ -28,7 +28,7 @@ from ..store.database import Database, DatabaseContents, DbRelation, DropResult,
 from ..files import log, write_json_atomic
 from ..keys import key_path
 from ..store.lock import RunLock
-from ..store.records import (PROJECT_STATE, RECORDS_FILE, BuildRecord, BuildRecords, WrittenFiles, new_build_id,
+from ..store.records import (ASIDE_SUFFIX, PROJECT_STATE, RECORDS_FILE, BuildRecord, BuildRecords, WrittenFiles, new_build_id,
                              other_projects, project_state_dir)
 from .census import census_contract_problem, inspect_census
 from . import direct_build
@@ -45,7 +45,7 @@ from .staleness import NodeStatus, Staleness
 Listener = Callable[[str, dict[str, Any]], None]
 # The names dbt gives a table while it builds it, besides its own, and setup's name for a relation it
 # moved aside while dbt builds its node afresh.
-PREVIOUS = "__setup_prev"
+PREVIOUS = ASIDE_SUFFIX
 DBT_INTERMEDIATES = ("", "__dbt_tmp", "__dbt_backup", PREVIOUS)
 # Materializations that build their relation from nothing whatever exists (no need to move it aside).
 FRESH_MATERIALIZATIONS = ("table", "view", "ephemeral", "snapshot")

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping, Protocol
 from ..errors import SetupError
 from ..project.fingerprints import FileHasher, Fingerprint, FingerprintCalculator, explain
 from ..project.manifest import Node
-from ..store.records import BuildRecords
+from ..store.records import ASIDE_SUFFIX, BuildRecords
 from .contents import ContentsView, Key
 from .definitions import Definitions
 
@@ -177,8 +177,9 @@ class Staleness:
         wanted = None if scope is None else set(scope)
         retired = self.retired_nodes()
         found: dict[Key, str] = {}
+        aside = {(k[0], k[1], k[2] + ASIDE_SUFFIX) for k in self.records.aside}  # put back or dropped first, not retired
         for uid, key in self.records.relations():
-            if key not in claimed and key in tables and (uid in retired or wanted is None or uid in wanted):
+            if key not in claimed and key not in aside and key in tables and (uid in retired or wanted is None or uid in wanted):
                 found.setdefault(key, uid)
         return found
 

@@ -216,6 +216,8 @@ class BuildRecords:
 
 
 UNKNOWN_PROJECT = "(unknown project)"
+# The name a relation takes (its own + this) while moved aside for its node to build afresh (``BuildRecords.aside``).
+ASIDE_SUFFIX = "__setup_prev"
 PROJECTS_DIR = "projects"
 RECORDS_FILE = "records.json"
 # What one project keeps in its state folder; in the single-project layout (records version 1)
