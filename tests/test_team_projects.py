@@ -583,6 +583,12 @@ class TestSeedsReadThroughSources:
         built_ok(sourced.repo.setup(), {"seed:raw_orders", "model:stg_orders", "model:orders_incremental"})
         assert len(tp.tables(sourced.repo.db_path)["orders_incremental"]) == 4
         built_ok(sourced.repo.setup(), set())
+        sourced.repo.seed("raw_orders", tp.SOURCE_SEEDS["raw_orders"] + "4,2,2024-01-04,8.0\n")
+        run = sourced.repo.doit("setup", json_report=False)
+        # the run says it builds in an order a plain `dbt build` does not know (issue 20, item 14)
+        assert run.returncode == 0 and re.search(r"model stg_orders reads seed raw_orders through source\(\): .*a plain "
+                                                 r"`dbt build` does not know that order", " ".join(output(run).split())), \
+            output(run)[-3000:]
 
 
 @pytest.mark.slow

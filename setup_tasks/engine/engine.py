@@ -489,6 +489,7 @@ class Engine:
         if runnable:
             self.intend([self.node(u) for u in [*runnable, *tests]])
             self.restore_aside()  # what a run killed while it had relations moved aside left: back first
+            self._say_implied_order(runnable)
             self.db.close_reader()  # dbt writes the file, here or in the worker
             try:
                 retry = self._build_direct(*direct) if direct is not None else [*runnable, *tests]
@@ -571,6 +572,15 @@ class Engine:
         finally:
             if aside:
                 self._settle_aside(aside)
+
+    def _say_implied_order(self, uids: list[str]) -> None:
+        """A node reading a seed's (or model's) table through source() builds after it here, where a plain
+        `dbt build` does not know that order (and may fail): said, so that nobody relies on it unawares."""
+        for reader, builder in self.graph.implied_edges(uids):
+            self._emit("warning", {"message": (
+                f"{self.label(reader)} reads {self.label(builder)} through source(): setup builds "
+                f"{self.label(builder)} first, a plain `dbt build` does not know that order -- fix: "
+                f"write {{{{ ref('{self.node(builder).name}') }}}} in {self.node(reader).path}")})
 
     def _move_aside(self, nodes: list[Node]) -> dict[str, Key]:
         """Rename the existing relation of each node whose materialization reads it (seeds, incremental and
