@@ -96,8 +96,10 @@ class Node:
 
     @property
     def is_compiled(self) -> bool:
-        """Does dbt compile SQL for it (a SQL model, snapshot or data test; not a seed, source or Python model)?"""
-        return self.resource_type in ("model", "snapshot", "test") and not (self.path or "").endswith(".py")
+        """Does dbt compile SQL for it on its own (a SQL model, snapshot or data test; not a seed, source,
+        Python model, or ephemeral model: its SQL is compiled into each node reading it)?"""
+        return (self.resource_type in ("model", "snapshot", "test") and not (self.path or "").endswith(".py")
+                and self.materialized != "ephemeral")
 
     @property
     def in_staging_folder(self) -> bool:
