@@ -28,7 +28,7 @@ from setup_tasks.api import run_setup, verify_setup
 
 pytestmark = pytest.mark.slow
 
-BUDGET_SECONDS = float(os.environ.get("PLANWISE_PROPERTY_BUDGET", "25"))
+BUDGET_SECONDS = float(os.environ.get("PLANWISE_PROPERTY_BUDGET", "25")) * 0.6
 ENV = "SHOP_CHANNEL"
 
 MODELS = {
