@@ -313,3 +313,18 @@ def test_checks_run_again_when_a_file_their_sql_reads_or_a_module_their_module_i
     third = setup()
     assert third.results.get("validate:team.orders_within_limit") == "fail", third.stdout[-3000:]
     assert third.returncode == 1
+
+
+def test_doit_verify_says_equal_or_names_each_difference(built_shop: Workspace) -> None:
+    """`doit verify` as users run it: exit 0 and "equal" on a database setup built; a table another program
+    changed afterwards is named, with how it differs, and the command fails."""
+    ws = built_shop
+    same = ws.doit("verify", json_report=False)
+    assert same.returncode == 0 and "equal to a fresh `dbt build`" in same.stdout, same.stdout + same.stderr
+    ws.execute("delete from stg_orders where id = 10")
+    ws.execute("alter table stg_regions add column note varchar")
+    differs = ws.doit("verify", json_report=False)
+    text = " ".join((differs.stdout + differs.stderr).split())
+    assert differs.returncode == 1 and "Traceback" not in text, text
+    assert "main.stg_orders: rows differ: 3 in setup's database, 4 in dbt's" in text, text
+    assert "main.stg_regions: columns differ" in text and "note VARCHAR" in text, text
