@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
-import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,10 +23,11 @@ from hypothesis import strategies as st
 
 from factories import Workspace, write_shop_project
 from setup_tasks.api import run_setup, verify_setup
+from test_property import BUDGET_SECONDS as PROPERTY_BUDGET, budget_spent, random_draw
 
 pytestmark = pytest.mark.slow
 
-BUDGET_SECONDS = float(os.environ.get("PLANWISE_PROPERTY_BUDGET", "25")) * 0.6
+BUDGET_SECONDS = PROPERTY_BUDGET * 0.6
 ENV = "SHOP_CHANNEL"
 
 MODELS = {
@@ -172,27 +171,14 @@ EXPLICIT = [
     [("orders", [(0, "null"), (0, "7"), (0, "")]), ("seed_fast", False), ("column_types", "varchar"),
      ("severity", "warn"), ("where", "half > 1"), ("thresholds", (">= 1", "> 2")), ("materialized", "ephemeral")],
 ]
-_started: dict[str, float] = {}
-_calls: list[int] = [0]
-
-
-def _budget_spent() -> bool:
-    """Random draws (the explicit examples come first) stop once BUDGET_SECONDS of them are spent."""
-    _calls[0] += 1
-    if _calls[0] <= len(EXPLICIT):
-        return False
-    _started.setdefault("draws", time.monotonic())
-    return time.monotonic() - _started["draws"] >= BUDGET_SECONDS
-
-
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck),
           phases=[Phase.explicit, Phase.reuse, Phase.generate], print_blob=True)
 @given(edits=st.lists(EDITS, min_size=1, max_size=3))
 @example(edits=EXPLICIT[1])
 @example(edits=EXPLICIT[0])
 def test_setup_after_any_edits_equals_a_fresh_dbt_build(edits: list[tuple[str, Any]]) -> None:
-    if _budget_spent():
-        return
+    if random_draw("dbt", len(EXPLICIT)) and budget_spent("dbt", BUDGET_SECONDS):
+        return  # the suite must stay under its time limit: this draw is skipped
     saved = {k: os.environ.get(k) for k in (ENV,)}
     try:
         with tempfile.TemporaryDirectory() as tmp:
