@@ -31,7 +31,7 @@ from setup_tasks.config import (
 )
 from setup_tasks.config.__main__ import main
 from setup_tasks.config.schema import resolve_ref, with_defaults
-from setup_tasks.config.settings import derive_sections
+from setup_tasks.config.codegen import CLASSES_PATH, WRITE_COMMAND, classes_source, write_classes
 from setup_tasks.engine.census import CensusDefects, generate_census
 from setup_tasks.errors import CensusError, ConfigError
 
@@ -560,7 +560,7 @@ def test_derived_classes_have_exactly_the_schema_keys() -> None:
     for section, node in schema["properties"].items():
         cls = hints[section]
         assert [f.name for f in dataclasses.fields(cls)] == list(node["properties"]), section
-        assert cls.__doc__ == node["description"] and cls.__module__ == "setup_tasks.config.settings"
+        assert " ".join(cls.__doc__.split()) == node["description"] and cls.__module__ == "setup_tasks.config.sections"
         assert cls.__dataclass_params__.frozen and cls.__slots__ == tuple(node["properties"]), section
     items = schema["properties"]["validation"]["properties"]["custom_checks"]["items"]
     assert [f.name for f in dataclasses.fields(CustomCheck)] == list(items["properties"])
@@ -581,20 +581,38 @@ def test_field_types_follow_the_json_types(tmp_path: Path) -> None:
     assert not hasattr(settings.census, "__dict__")  # slotted: no stray attributes
 
 
-def test_a_key_added_to_the_schema_becomes_a_field_without_python() -> None:
+def test_the_checked_in_classes_are_generated_from_the_schema(tmp_path: Path) -> None:
+    """sections.py is what a type checker reads of the settings: it must say what the schema says."""
+    assert CLASSES_PATH.read_text(encoding="utf-8") == classes_source(), (
+        f"{CLASSES_PATH.name} is out of date with the schema: run `{WRITE_COMMAND}`")
+    copy = tmp_path / CLASSES_PATH.name
+    assert write_classes(copy) and copy.read_text(encoding="utf-8") == classes_source()
+    assert not write_classes(copy)  # unchanged: not written again
+
+
+def _generated_classes(schema: dict[str, Any]) -> dict[str, Any]:
+    """The classes the generated source defines for ``schema`` (the source run as a module of the package)."""
+    namespace: dict[str, Any] = {"__name__": "setup_tasks.config.sections_probe", "__package__": "setup_tasks.config"}
+    exec(compile(classes_source(schema), "sections_probe.py", "exec", dont_inherit=True), namespace)  # noqa: S102 - our own generated source
+    return {name: value for name, value in namespace.items() if dataclasses.is_dataclass(value)}
+
+
+def test_a_key_added_to_the_schema_becomes_a_field_of_the_generated_classes() -> None:
     schema = load_schema()
     schema["properties"]["census"]["properties"]["region"] = {"type": ["string", "null"], "default": None, "description": "x"}
     schema["properties"]["extra"] = {
         "type": "object", "description": "A new section.", "properties": {
             "folders": {"type": "array", "items": {"type": "string", "x-path": True}, "description": "y"}}}
-    sections = derive_sections(schema)
-    assert [f.name for f in dataclasses.fields(sections["census"])][-1] == "region"
-    assert typing.get_type_hints(sections["census"])["region"] == str | None
-    assert sections["extra"].__name__ == "ExtraSettings" and sections["extra"].__doc__ == "A new section."
-    assert typing.get_type_hints(sections["extra"])["folders"] == tuple[Path, ...]
+    classes = _generated_classes(schema)
+    assert [f.name for f in dataclasses.fields(classes["CensusSettings"])][-1] == "region"
+    assert typing.get_type_hints(classes["CensusSettings"])["region"] == str | None
+    assert classes["ExtraSettings"].__doc__ == "A new section."
+    assert typing.get_type_hints(classes["ExtraSettings"])["folders"] == tuple[Path, ...]
+    assert typing.get_type_hints(classes["Settings"])["extra"] is classes["ExtraSettings"]
+    assert classes["SetupOptions"](**{f.name: () for f in dataclasses.fields(classes["SetupOptions"])}).matches("x") is False
     schema["properties"]["census"]["properties"]["region"]["type"] = ["string", "integer"]
     with pytest.raises(TypeError, match="one JSON type"):
-        derive_sections(schema)
+        classes_source(schema)
 
 
 def test_loaded_defaults_match_schema_defaults(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The configuration command line: ``python -m setup_tasks.config --check [PATH] | --show [PATH] | --reference | --schema``."""
+"""The configuration command line: ``python -m setup_tasks.config --check [PATH] | --show [PATH] | --reference | --schema | --write-classes``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..errors import ConfigError
+from .codegen import CLASSES_PATH, write_classes
 from .loader import load_settings
 from .reference import config_reference_markdown
 from .schema import schema_text
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument("--reference", action="store_true", help="print the configuration reference (Markdown)")
     action.add_argument("--schema", action="store_true",
                         help="print the JSON Schema (the repository keeps a copy in schemas/ for editors)")
+    action.add_argument("--write-classes", action="store_true",
+                        help=f"rewrite {CLASSES_PATH.name}, the settings classes, from the schema (after editing it)")
     action.add_argument("--check", nargs="?", const=True, default=False, metavar="PATH",
                         help="validate PATH (default: $SETUP_CONFIG or ./setup.yaml) and print the problems or 'ok'")
     action.add_argument("--show", nargs="?", const=True, default=False, metavar="PATH",
@@ -29,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reference or args.schema:
         print(config_reference_markdown() if args.reference else schema_text(), end="")
+        return 0
+    if args.write_classes:
+        print(f"{'wrote' if write_classes() else 'up to date:'} {CLASSES_PATH}")
         return 0
     path = args.check if args.check is not False else args.show
     try:

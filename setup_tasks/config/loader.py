@@ -18,7 +18,8 @@ import yaml
 from ..errors import ConfigError
 from .problems import document_problems, env_problems, problems_error
 from .schema import ENV_OVERRIDES, document, nulls_as_empty, with_defaults
-from .settings import SECTIONS, Settings, build, report_paths
+from .sections import Settings
+from .settings import SECTIONS, build
 
 CONFIG_ENV_VAR = "SETUP_CONFIG"
 DEFAULT_CONFIG_NAME = "setup.yaml"
@@ -202,5 +203,5 @@ def _derive_paths(sections: dict[str, Any], root: Path, run_dir: Path) -> dict[s
         candidates = profiles_candidates(run_dir, project_dir)
         profiles_dir = next((p for p in candidates if (p / PROFILES_FILE).is_file()), project_dir)
     sections["dbt"] = dataclasses.replace(dbt, project_dir=project_dir, profiles_dir=profiles_dir)
-    sections["report"] = report_paths(sections["report"], sections["database"].path)
+    sections["report"] = sections["report"].for_database(sections["database"].path)
     return sections
