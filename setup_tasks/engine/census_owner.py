@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
+from ..config import Settings
 from ..errors import CensusError
 from ..project.fingerprints import REGENERATED, FileHasher
 from ..store.records import WrittenFiles
@@ -25,7 +26,7 @@ MISSING, SETUP, USER = "missing", "setup", "user"
 class CensusOwner:
     """The configured census (with this run's `employees=` / `seed=` overrides), its owner and its state."""
 
-    def __init__(self, settings: Any, definitions: Definitions, hasher: FileHasher, written: WrittenFiles) -> None:
+    def __init__(self, settings: Settings, definitions: Definitions, hasher: FileHasher, written: WrittenFiles) -> None:
         self.settings = settings.census
         self.definitions = definitions
         self.hasher = hasher

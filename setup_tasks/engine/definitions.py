@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..config import Settings
 from ..dbt.client import DbtClient
 from ..errors import ProjectError
 from ..files import read_json, write_json_atomic
@@ -168,7 +169,7 @@ class Definitions:
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
 
     @classmethod
-    def load(cls, settings: Any, ctx: DbtContext, dbt: DbtClient, on_step: Step | None = None) -> "Definitions":
+    def load(cls, settings: Settings, ctx: DbtContext, dbt: DbtClient, on_step: Step | None = None) -> "Definitions":
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
         manifest, packages, parts = load_manifest(ctx, selections, dbt, on_step)
         return cls(ctx, manifest, manifest_cache(ctx).manifest_path, settings.root, settings.census.path,

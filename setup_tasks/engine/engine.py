@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..config import Settings
 from ..dbt.client import DbtClient
 from ..dbt.invoke import NodeOutcome
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
@@ -106,7 +107,7 @@ def input_state_of(fingerprint: Fingerprint | None, record: BuildRecord | None) 
     return f"{digest}:{record.signature if record and record.signature else ''}"
 
 
-def database_settings(settings: Any, profile: DbtProfile | None) -> Any:
+def database_settings(settings: Settings, profile: DbtProfile | None) -> Settings:
     """The settings of the database file dbt's profile writes: the one setup inspects.
 
     ``database.path`` null takes the profile's file; set, it must be that file (else a
@@ -123,7 +124,7 @@ def database_settings(settings: Any, profile: DbtProfile | None) -> Any:
 class Engine:
     """Staleness and builds for one database and one dbt project."""
 
-    def __init__(self, settings: Any, listeners: Iterable[Listener] = (), keep_state: bool = True) -> None:
+    def __init__(self, settings: Settings, listeners: Iterable[Listener] = (), keep_state: bool = True) -> None:
         # False for a command that only looks at a database not built yet: it writes no state.
         self.keep_state = keep_state
         settings = with_project_census(settings)  # the project's own census file, unless census.path is set
@@ -140,7 +141,7 @@ class Engine:
         self.task_nodes = self.graph.buildable({*self.setup_nodes, *self.foundation_nodes})
         self.settings = settings = database_settings(settings, self.manifest.profile)
         self.root: Path = settings.root
-        self.db_path: Path = settings.database.path
+        self.db_path: Path = settings.database.path  # type: ignore[assignment]  # database_settings resolved database.path
         # SQL's relative paths resolve where dbt runs; a lock held by setup's own worker is freed, not blamed
         self.db = Database(self.db_path, self.ctx.duckdb_config(), files_from=self.ctx.cwd, locked_by=self.dbt.free_database)
         self.project = self.manifest.project_name
@@ -209,7 +210,7 @@ class Engine:
         return self.definitions.reads_census(uid)
 
     def _signed_keys(self) -> list[Key]:
-        return [self.node(u).relation.key() for u in self.definitions.tracked()
+        return [self.node(u).relation.key() for u in self.definitions.tracked()  # type: ignore[union-attr]  # node(u).relation checked in the condition
                 if self.node(u).relation and self.node(u).resource_type != "test"]
 
     def database_contents(self, live: bool = False) -> DatabaseContents:
@@ -905,7 +906,7 @@ class Engine:
 
     def _sign(self, uids: list[str]) -> None:
         """Remember each fresh table's content signature, to notice edits made outside setup."""
-        keys = {self.node(u).relation.key(): u for u in uids if self.node(u).relation}
+        keys = {self.node(u).relation.key(): u for u in uids if self.node(u).relation}  # type: ignore[union-attr]  # node(u).relation checked in the condition
         try:
             signed = self.db.signatures(keys)
         except DatabaseError:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..config import PROFILES_FILE, profiles_candidates
+from ..config import PROFILES_FILE, Settings, profiles_candidates
 from ..errors import DatabaseError, ProjectError, SetupError, cannot_write
 
 CENSUS_VAR = "census_parquet_path"
@@ -226,11 +226,20 @@ def _profiles_in(path: Path) -> str:
     return f"holds {', '.join(names)}" if names else "holds no profile"
 
 
-def run_dir(settings: Any) -> Path:
+def run_dir(settings: Settings) -> Path:
     """Where dbt runs: the folder of the configuration (setup.yaml, beside dodo.py, unless config= names
     another), else the root (the folder of dodo.py). A relative path in the profile, a source's external
     location or a var resolves there, for setup as for the team running dbt by hand."""
     return settings.source.parent if settings.source is not None else settings.root
+
+
+def _dbt_dirs(settings: Settings) -> tuple[Path, Path]:
+    """The project and profiles folders: ``load_settings`` resolves both (their null means "look for it"),
+    so settings made any other way are refused here."""
+    project_dir, profiles_dir = settings.dbt.project_dir, settings.dbt.profiles_dir
+    if project_dir is None or profiles_dir is None:
+        raise ValueError("dbt.project_dir and dbt.profiles_dir are not resolved: settings come from load_settings")
+    return project_dir, profiles_dir
 
 
 def effective_vars(project_yaml: Mapping[str, Any], project_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,35 +263,36 @@ def project_vars(project_dir: Path) -> dict[str, Any]:
     return effective_vars(data, str(data.get("name") or ""), {})
 
 
-def with_project_census(settings: Any) -> Any:
+def with_project_census(settings: Settings) -> Settings:
     """The settings with ``census.path`` the file the project reads when the user did not set census.path:
     the census var's value from setup.yaml's dbt.vars, else from dbt_project.yml, relative to where dbt
     runs. Unchanged when neither sets it, or its value is Jinja (only dbt renders that)."""
     if settings.set_by_user("census.path"):
         return settings
-    value = {**project_vars(settings.dbt.project_dir), **settings.dbt.vars_dict()}.get(CENSUS_VAR)
+    value = {**project_vars(_dbt_dirs(settings)[0]), **settings.dbt.vars_dict()}.get(CENSUS_VAR)
     if not isinstance(value, str) or not value.strip() or "{{" in value or "{%" in value:
         return settings
     return settings.with_census(Path(os.path.normpath(run_dir(settings) / os.path.expanduser(value))))
 
 
-def passes_census_var(settings: Any) -> bool:
+def passes_census_var(settings: Settings) -> bool:
     """Does setup pass census.path to dbt as the census var? Only when the user set census.path, or the
     project leaves the var to setup: never over a value dbt_project.yml (or dbt.vars) sets."""
     if CENSUS_VAR in settings.dbt.vars:
         return False  # the user's own --vars value, passed as given
-    return settings.set_by_user("census.path") or CENSUS_VAR not in project_vars(settings.dbt.project_dir)
+    return settings.set_by_user("census.path") or CENSUS_VAR not in project_vars(_dbt_dirs(settings)[0])
 
 
-def dbt_context(settings: Any) -> DbtContext:
+def dbt_context(settings: Settings) -> DbtContext:
     """The context of a setup configuration: its dbt section, database and census path."""
     variables = dict(settings.dbt.vars_dict())
     if passes_census_var(settings):
         variables[CENSUS_VAR] = str(settings.census.path)
     explicit = settings.set_by_user("dbt.profiles_dir")
+    project_dir, profiles_dir = _dbt_dirs(settings)
     return DbtContext(
-        project_dir=settings.dbt.project_dir,
-        profiles_dir=settings.dbt.profiles_dir,
+        project_dir=project_dir,
+        profiles_dir=profiles_dir,
         target=settings.dbt.target,
         vars=variables,
         threads=settings.dbt.threads,
@@ -290,8 +300,7 @@ def dbt_context(settings: Any) -> DbtContext:
         duckdb_threads=settings.database.threads,
         duckdb_memory_limit=settings.database.memory_limit,
         root=run_dir(settings),
-        profiles_searched=(settings.dbt.profiles_dir,) if explicit else
-        tuple(profiles_candidates(run_dir(settings), settings.dbt.project_dir)),
+        profiles_searched=(profiles_dir,) if explicit else tuple(profiles_candidates(run_dir(settings), project_dir)),
     )
 
 
