@@ -141,7 +141,7 @@ def sweep_temps(directory: Path, name: str | None = None) -> list[Path]:
 
     Only ``name``'s when given. A live writer's file is never touched: its pid is alive.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except OSError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from doit import get_var
 from doit.exceptions import TaskFailed
@@ -101,7 +101,7 @@ def graph_action(app: App, engine: Engine, checks: list[Mapping[str, Any]], out_
     return None
 
 
-def graph_task(app: App, engine: Engine, checks: list[Mapping[str, Any]]) -> TaskDict:
+def graph_task(app: App, engine: Engine, checks: Sequence[Mapping[str, Any]]) -> TaskDict:
     return {
         "actions": [app.action(graph_action, app, engine, checks)],
         "params": [{"name": "out_dir", "long": "dir", "type": str, "default": "",
@@ -165,7 +165,9 @@ def verify_action(app: App, engine: Engine) -> TaskFailed | None:
 def setup_test_results(app: App, engine: Engine) -> list[dict[str, Any]]:
     """Each check result of setup's last run (its report: failed ones too), else as the dbt_tests task last
     saved them."""
-    report = read_json(engine.settings.report.path, {})
+    path = engine.settings.report.path
+    assert path is not None  # the engine knows the database file, so the report's (ReportSettings.for_database)
+    report = read_json(path, {})
     checks = (report.get("validation") or {}).get("checks") if isinstance(report, dict) else None
     if isinstance(checks, dict) and checks:
         return [c for c in checks.values() if isinstance(c, dict)]

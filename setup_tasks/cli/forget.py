@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from doit.cmd_forget import Forget as DoitForget
 
-from .pipes import pipe_safe
+from .pipes import PipeSafe, pipe_safe
 
 TABLE_TARGET = ("setup_tasks.cli.uptodate", "TableTarget")  # the up-to-date check of a seed or model task
 
@@ -38,7 +38,7 @@ class Forget(DoitForget):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.outstream = pipe_safe(self.outstream)  # `doit forget -a | head -1`
+        self.outstream: PipeSafe = pipe_safe(self.outstream)  # `doit forget -a | head -1`
 
     def _execute(self, forget_sub: bool, forget_disable_default: bool, forget_all: bool) -> None:
         # doit decides which tasks a command line forgets (sub-tasks, -s, the defaults): learn

@@ -17,14 +17,14 @@ of setup but the pipe and the json reporter's test of a setup task.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from doit.cmd_info import Info as DoitInfo
 from doit.cmd_list import List as DoitList
 from doit.exceptions import InvalidCommand
 
 from .json_reporter import is_setup_task
-from .pipes import pipe_safe
+from .pipes import PipeSafe, pipe_safe
 
 
 def unknown_task(name: str, known: Iterable[str]) -> InvalidCommand:
@@ -45,7 +45,7 @@ class Info(DoitInfo):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.outstream = pipe_safe(self.outstream)
+        self.outstream: PipeSafe = pipe_safe(self.outstream)
 
     def _execute(self, pos_args: list[str], hide_status: bool = False) -> int:
         tasks = {t.name: t for t in self.task_list}
@@ -87,7 +87,7 @@ class Info(DoitInfo):
             why += [f"{key.replace('_', ' ')}: {item}" for item in reasons.get(key) or ()]
         return "will run: " + ("; ".join(why) if why else "forgotten, or never run")
 
-    def lines(self, title: str, items: list[Any]) -> None:
+    def lines(self, title: str, items: Sequence[Any]) -> None:
         """``title`` and its items, one a line, under each other."""
         for index, item in enumerate(items):
             self.outstream.write(f"{title if index == 0 else '':10} {item}\n")
@@ -98,4 +98,4 @@ class List(DoitList):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.outstream = pipe_safe(self.outstream)
+        self.outstream: PipeSafe = pipe_safe(self.outstream)

@@ -54,7 +54,7 @@ class PipeSafe:
         return getattr(self._stream, name)
 
 
-def pipe_safe(stream: Any) -> Any:
+def pipe_safe(stream: Any) -> PipeSafe:
     """``stream`` as a PipeSafe: itself when it is one, ``sys.stdout`` when that is the one wrapping it
     (doit hands its commands and reporters the stream it found before dodo.py wrapped it)."""
     if isinstance(stream, PipeSafe):

@@ -254,7 +254,7 @@ class SetupReporter:
         scope = self.app.current_validation
         check = self.app.check_names.get(task_name)
         run = scope.runs.get(check) if scope is not None and check else None
-        if run is None:
+        if scope is None or run is None:
             return False
         fail_on = scope.validation.fail_on
         verdicts = [r.verdict(fail_on) for r in run.results]

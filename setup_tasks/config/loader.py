@@ -174,7 +174,7 @@ def _settings_from(data: Mapping[str, Any], root: Path, source: Path | None, bas
     def to_path(key: str, value: str) -> Path:
         return _absolute(Path(value), bases.get(key, root))
 
-    sections = {name: build(cls, data[name], to_path, name) for name, cls in SECTIONS.items()}
+    sections: dict[str, Any] = {name: build(cls, data[name], to_path, name) for name, cls in SECTIONS.items()}
     run_dir = source.parent if source is not None else root
     # The user's choices: keys the file or the environment set to a value (null asks for the default).
     explicit = tuple(sorted(k for k in bases if data[k.split(".")[0]].get(k.split(".", 1)[1]) is not None))

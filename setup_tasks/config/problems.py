@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import ConfigError
 from ..files import json_text
@@ -157,7 +157,7 @@ def _message(error: Any) -> str:
     if "propertyNames" in error.relative_schema_path:
         return f"key {error.instance!r} must be a string (quote it)"
     if error.validator == "type":
-        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        expected: list[str] = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         words = " or ".join(YAML_TYPE_WORDS.get(t, t) for t in expected)
         return f"expected {words}, got {_kind(error.instance)}"
     examples = error.schema.get("examples") if isinstance(error.schema, Mapping) else None
@@ -220,11 +220,15 @@ def _order_problem(data: Mapping[str, Any], where: str, section: str, low_key: s
     if not isinstance(values, dict):
         return None
     low, high = values.get(low_key), values.get(high_key)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+    if not (_number(low) and _number(high)):
         return None  # the schema has reported it
     if high >= low:
         return None
     return Problem(where, f"{section}.{high_key}", f"{high!r} is less than {low_key} ({low!r})")
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _custom_check_problems(checks: list[Any], where: str) -> list[Problem]:

@@ -55,8 +55,8 @@ def _reference_row(section: str, key: str, node: Mapping[str, Any], required: bo
 
 
 def _type_text(node: Mapping[str, Any]) -> str:
-    kinds = node.get("type", "any")
-    kinds = kinds if isinstance(kinds, list) else [kinds]
+    kind_or_kinds = node.get("type", "any")
+    kinds: list[str] = kind_or_kinds if isinstance(kind_or_kinds, list) else [kind_or_kinds]
     words = []
     for kind in kinds:
         items = node.get("items")

@@ -13,13 +13,16 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .behaviour import freeze
 from .schema import document
 from .sections import Settings
 
-_T = TypeVar("_T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance  # the type checker's name for "a dataclass", not importable at run time
+
+_T = TypeVar("_T", bound="DataclassInstance")
 
 # Section name -> its class, in schema order.
 SECTIONS: Mapping[str, type] = types.MappingProxyType(
@@ -34,7 +37,7 @@ def build(cls: type[_T], values: Mapping[str, Any], to_path: Callable[[str, str]
     hints = typing.get_type_hints(cls)
     return cls(**{
         f.name: _convert(hints[f.name], values[f.name], to_path, f"{prefix}.{f.name}")
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]  # cls: a dataclass, which type[_T] cannot say
+        for f in dataclasses.fields(cls)
     })
 
 
@@ -48,7 +51,7 @@ def _convert(hint: Any, value: Any, to_path: Callable[[str, str], Path], key: st
         return hint(value)  # YAML 10000 for a float key, 1.0 for an int key
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
-        if dataclasses.is_dataclass(item):
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
             return tuple(build(item, v, to_path, key) for v in value)
         return tuple(value)
     if typing.get_origin(hint) is Mapping:

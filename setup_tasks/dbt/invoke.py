@@ -21,13 +21,12 @@ from collections.abc import Mapping as MappingABC
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from ..errors import GraphCycleError, PackagesError, ProjectError
 from ..files import discarded, make_private_dir, write_bytes_atomic
 from ..keys import seal, unseal
 from ..project.context import Connection, DbtContext, DbtProfile, parse_failure
-from ..project.manifest import Node
 from ..store.caches import manifest_cache
 from ..store.database import held_databases
 
@@ -35,6 +34,16 @@ from ..store.database import held_databases
 # warm-up, no network (these machines have none).
 COMMON_FLAGS = ["--no-write-json", "--no-populate-cache", "--no-send-anonymous-usage-stats"]
 SELECTABLE = ["--resource-type", "seed", "--resource-type", "model", "--resource-type", "snapshot"]
+
+
+class Selected(Protocol):
+    """What an invocation needs of a node: a manifest ``Node``, or the worker's ``Target`` sent by a client."""
+
+    @property
+    def unique_id(self) -> str: ...
+
+    @property
+    def selector(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,7 @@ def _note(name: str) -> None:
         reads.add(name)
 
 
-class _RecordingEnv(MappingABC):  # type: ignore[type-arg]
+class _RecordingEnv(MappingABC[str, str]):
     """dbt's view of the environment, noting each variable it looks up (iterating looks up none)."""
 
     def __init__(self, env: Mapping[str, str], seen: set[str]) -> None:
@@ -202,7 +211,7 @@ def _install_recording() -> None:
         _note(key)
         return resolve(self, key)
 
-    adapter_attribute = RuntimeDatabaseWrapper.__getattr__
+    adapter_attribute: Callable[..., Any] = RuntimeDatabaseWrapper.__getattr__
 
     def database_attribute(self: Any, name: str) -> Any:
         _note(f"adapter.{name}")
@@ -214,7 +223,7 @@ def _install_recording() -> None:
                 _note(f"flags.{name}")
             return super().__getattribute__(name)
 
-    flag_object = dbt.flags.get_flag_obj
+    flag_object: Callable[[], Any] = dbt.flags.get_flag_obj
 
     def get_flag_obj() -> Any:
         return RecordingFlags(**vars(flag_object()))
@@ -233,7 +242,7 @@ def _install_recording() -> None:
                 if _INVOCATION:
                     _INVOCATION[-1].nodes.setdefault(node.unique_id, set()).update(reads or ())
 
-    env_property = InvocationContext.env
+    env_property: Any = InvocationContext.env  # a property (dbt's types say a method): its getter is wrapped
 
     def env(self: Any) -> Any:
         found = env_property.fget(self)
@@ -340,7 +349,7 @@ def _rendered_profile(ctx: DbtContext) -> DbtProfile:
     """The profile of the parse that just ran: its registered adapter holds the rendered credentials."""
     from dbt.adapters.factory import FACTORY
 
-    adapters = list(FACTORY.adapters.values())
+    adapters: list[Any] = list(FACTORY.adapters.values())  # dbt's AdapterProtocol leaves out .config
     if adapters:
         config = adapters[0].config
         credentials = config.credentials
@@ -537,7 +546,7 @@ class InProcessDbt:
         self._remember(raw_meta.get("invocation_id"), manifest)
         return manifest
 
-    def _run(self, ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Node],
+    def _run(self, ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Selected],
              on_outcome: Callable[[NodeOutcome], None], quiet: bool,
              on_start: Callable[[str], None] | None = None,
              log: Callable[[str], None] | None = None, on_phase: Phase | None = None,
@@ -584,7 +593,7 @@ class InProcessDbt:
                 on_outcome(outcomes[node.unique_id])
         return outcomes
 
-    def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
+    def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Selected],
                     on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
                     on_start: Callable[[str], None] | None = None,
                     log: Callable[[str], None] | None = None, on_phase: Phase | None = None,
@@ -606,13 +615,13 @@ class InProcessDbt:
             command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
         return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log, on_phase, edges)
 
-    def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
+    def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Selected],
                   on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
                   log: Callable[[str], None] | None = None, on_phase: Phase | None = None) -> dict[str, NodeOutcome]:
         """Run the given dbt tests in one invocation (a failed one's outcome carries its compiled query)."""
         return self._run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log, on_phase=on_phase)
 
-    def compile_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
+    def compile_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Selected],
                       on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
                       log: Callable[[str], None] | None = None, on_phase: Phase | None = None) -> dict[str, NodeOutcome]:
         """Compile the given models and tests as a plain `dbt build` would (its flags), never querying the

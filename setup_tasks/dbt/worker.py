@@ -140,7 +140,7 @@ class Worker:
         self.current: Request | None = None
         self.waiting: list[Request] = []
         self.interruptible = False
-        self.main_thread = threading.main_thread().ident
+        self.main_thread: int = threading.main_thread().ident  # type: ignore[assignment]  # set: the main thread runs
         self.exiting = False  # a database is still held after a request: serve no more
 
     # -- serving ----------------------------------------------------------------------------
@@ -203,10 +203,10 @@ class Worker:
         assert message is not None
         request = Request(conn, message)
         with self.state:
-            busy = self.current or (self.waiting[0] if self.waiting else None)
+            ahead = self.current or (self.waiting[0] if self.waiting else None)
             self.waiting.append(request)
-            if busy is not None:
-                conn.send({"event": "queued", "busy_with": busy.who})
+            if ahead is not None:
+                conn.send({"event": "queued", "busy_with": ahead.who})
         self.requests.put(request)
         self.watch(request)
 

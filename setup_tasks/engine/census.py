@@ -542,7 +542,7 @@ def inspect_census(path: Path) -> CensusInfo:
     try:
         with memory_connection() as con:
             described = con.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}).fetchall()
-            (rows,) = con.execute("SELECT count(*) FROM read_parquet($path)", {"path": str(path)}).fetchone()
+            (rows,) = con.execute("SELECT count(*) FROM read_parquet($path)", {"path": str(path)}).fetchone()  # type: ignore[misc]  # an aggregate: one row
     except duckdb.Error as exc:
         raise CensusError(f"census file {path} is not readable parquet: {exc}", "export the census as parquet") from None
     columns = {row[0]: row[1] for row in described}

@@ -197,7 +197,7 @@ Name = tuple[str, str, str]  # (database, schema, identifier) in the case dbt wr
 
 def _name(node: Node) -> Name:
     rel = node.relation
-    return (rel.database or "", rel.schema or "", rel.identifier)
+    return (rel.database or "", rel.schema or "", rel.identifier)  # type: ignore[union-attr]  # only nodes that build a relation come here
 
 
 def _renamed(name: Name, suffix: str) -> Name:
@@ -222,7 +222,7 @@ def _build_seed(con: Any, item: DirectNode) -> int:
     column_types = {str(k): str(v) for k, v in (node.config.get("column_types") or {}).items()}
     delimiter = "," if node.config.get("delimiter") is None else str(node.config.get("delimiter"))
     quote_columns = node.config.get("quote_columns")
-    columns = seed_columns(item.csv, column_types, delimiter)
+    columns = seed_columns(item.csv, column_types, delimiter)  # type: ignore[arg-type]  # a seed to load directly has its CSV
     if any('"' in name or not name for name, _ in columns):
         raise NotDirect("a column name dbt-duckdb pastes into SQL as it is")
     names = [quote(n) if quote_columns is not False else n for n, _ in columns]
@@ -340,7 +340,7 @@ def _build_one(con: Any, item: DirectNode, on_outcome: Callable[[NodeOutcome], N
     try:
         con.execute("begin transaction")
         con.execute(f"create schema if not exists {quote(schema[0])}.{quote(schema[1])}")
-        rows = _build_seed(con, item) if item.node.resource_type == "seed" else _build_model(con, item)
+        rows = _build_seed(con, item) if item.node.resource_type == "seed" else _build_model(con, item)  # type: ignore[func-returns-value]  # a model has no row count (None), as in dbt's
         con.execute("commit")
     except Exception as exc:  # noqa: BLE001 - dbt reports any failure of a node the same way
         if interrupted(exc):

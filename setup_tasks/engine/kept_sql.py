@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..files import discarded, write_bytes_atomic
 from ..keys import seal, unseal
@@ -56,7 +56,7 @@ class KeptSql:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.nodes: dict[str, dict[str, object]] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}  # JSON entries of the shape load checks
         self.env: set[str] = set()  # environment variables compiles looked up (a name computed in Jinja too)
         self.dirty = False
         try:
@@ -85,7 +85,7 @@ class KeptSql:
         entry = self.nodes.get(uid)
         if entry is None or entry["key"] != key:
             return None
-        return Compiled(entry["sql"], tuple(map(str, entry["reads"])))  # type: ignore[arg-type]
+        return Compiled(entry["sql"], tuple(map(str, entry["reads"])))
 
     def sql(self, uid: str, key: str) -> str | None:
         """The node's SQL under ``key`` when it may be run without dbt (a pure compile)."""

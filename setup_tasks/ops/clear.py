@@ -28,7 +28,7 @@ def forget(engine: Engine, dropped: Iterable[DbRelation], forget_task: ForgetTas
     names = task_names(engine, translator)
     uids = sorted(
         uid for uid in names
-        if engine.node(uid).relation is not None and engine.node(uid).relation.key() in keys
+        if engine.node(uid).relation is not None and engine.node(uid).relation.key() in keys  # type: ignore[union-attr]  # relation checked in the condition
     )
     engine.records.drop(uids)
     for uid in uids:
@@ -77,7 +77,7 @@ def clear_derived_tables(engine: Engine, forget_task: ForgetTask, translator: Tr
     """
     if not any(outcome.ok for outcome in engine.run.outcomes.values()):
         return []
-    built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation is not None}
+    built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation is not None}  # type: ignore[union-attr]  # relation checked in the condition
     built |= {key for keys in engine.other_projects_tables().values() for key in keys}
     options = engine.settings.setup
     return clear_matching(engine, lambda rel: options.matches(rel.name) and rel.key not in built,

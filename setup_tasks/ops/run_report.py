@@ -122,6 +122,6 @@ def report_run(engine: Engine, checks: Mapping[str, CheckResult], translator: Tr
         return None
     report = build_report(engine, checks, translator, ended=time.time(), interrupted=interrupted, exit_code=exit_code,
                           tally=tally)
-    write_report_files(json_text(report), history_entry(report), engine.settings.report.path,
-                       engine.settings.report.history_path)
+    write_report_files(json_text(report), history_entry(report), engine.settings.report.path,  # type: ignore[arg-type]  # the engine knows the database, so the report paths
+                       engine.settings.report.history_path)  # type: ignore[arg-type]  # as above
     return report

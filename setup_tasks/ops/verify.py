@@ -204,7 +204,7 @@ def compare_tests(ours: Mapping[str, str], theirs: Mapping[str, str], manifest: 
 
 def project_relations(manifest: Manifest, nodes: Iterable[str], recorded: Iterable[Key]) -> list[Key]:
     """The relations to compare: what the nodes build, and what setup's records say this project built."""
-    keys = {manifest.nodes[u].relation.key() for u in nodes
+    keys = {manifest.nodes[u].relation.key() for u in nodes  # type: ignore[union-attr]  # relation checked in the condition
             if manifest.nodes[u].is_buildable and manifest.nodes[u].relation is not None}
     return sorted(keys | set(recorded))
 
@@ -239,8 +239,8 @@ def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node
         result = Verification()
         result.relations, differences = compare_relations(database, reference.database, keys,
                                                           (ours_catalog, theirs_catalog), history, unbuilt)
-        tests = {u: s for u, s in reference.statuses.items() if u.startswith("test.")}
-        result.tests, test_differences = compare_tests(setup_tests, tests, manifest)
+        tests = {u: s for u, s in reference.statuses.items() if u.startswith("test.")}  # type: ignore[assignment]  # the parameter, read above, becomes dbt's outcome of each test
+        result.tests, test_differences = compare_tests(setup_tests, tests, manifest)  # type: ignore[arg-type]  # see the line above
         result.differences = differences + test_differences
         return result
     finally:

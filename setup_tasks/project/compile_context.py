@@ -60,9 +60,9 @@ def _digest(value: Any) -> str:
 def kind(reads: Iterable[str], compiled: bool = True) -> tuple[str, str]:
     """What a compile's reads make of its SQL: (PURE | CONTEXT | VOLATILE, why in words)."""
     names = set(reads)
-    for name, what in VOLATILE_READS.items():
+    for name, volatile in VOLATILE_READS.items():
         if name in names:
-            return VOLATILE, f"its SQL reads {what} ({name}) when dbt compiles it"
+            return VOLATILE, f"its SQL reads {volatile} ({name}) when dbt compiles it"
     if not compiled:
         return CONTEXT, "dbt could not compile it without querying the database"
     for name in sorted(names):

@@ -200,7 +200,7 @@ class FingerprintCalculator:
         if node.path and node.resource_type != "test":
             parts[f"file:{node.path}"] = self._hash(self.project_dir / node.path)
         config = {k: v for k, v in node.config.items() if k not in VOLATILE_CONFIG}
-        definition = {"config": config, "relation": str(node.relation), "columns": node.columns}
+        definition: dict[str, Any] = {"config": config, "relation": str(node.relation), "columns": node.columns}
         if node.resource_type == "test":
             definition.update(code=node.raw_code, kwargs=node.test_kwargs, test=node.test_name)
         parts["config"] = _sha(_canonical(definition))

@@ -74,7 +74,7 @@ class SetupGraph:
         if self._nx is None:
             import networkx as nx
 
-            graph = nx.DiGraph()
+            graph: nx.DiGraph[str] = nx.DiGraph()
             graph.add_nodes_from(self._parents)
             graph.add_edges_from((p, uid) for uid, parents in self._parents.items() for p in parents)
             try:

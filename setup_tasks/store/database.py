@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import DatabaseError, DatabaseLockedError
 from ..files import path_key
@@ -38,7 +38,10 @@ def _lazy_module(name: str) -> Any:
     return module
 
 
-duckdb = _lazy_module("duckdb")
+if TYPE_CHECKING:  # the type checker reads duckdb's own types; at run time it loads on first use
+    import duckdb as duckdb  # "as": census.py reads it from here too
+else:
+    duckdb = _lazy_module("duckdb")
 
 
 @contextmanager
@@ -177,7 +180,7 @@ def qualified(key: tuple[str, str, str]) -> str:
 
 def _signature(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]) -> str | None:
     try:
-        count, digest = con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {qualified(key)} AS t").fetchone()
+        count, digest = con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {qualified(key)} AS t").fetchone()  # type: ignore[misc]  # an aggregate: one row
     except duckdb.Error as exc:
         if interrupted(exc):
             raise
@@ -240,9 +243,9 @@ class QueryResult:
     """Column names and rows of one query."""
 
     columns: tuple[str, ...]
-    rows: list[tuple[object, ...]]
+    rows: list[tuple[Any, ...]]  # DuckDB's values: their types are the query's
 
-    def records(self) -> list[dict[str, object]]:
+    def records(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row)) for row in self.rows]
 
 
@@ -277,7 +280,7 @@ class Reader:
         parts = [p.lower() for p in name.split(".")]
         matches = sorted(k for k in self.tables() if list(k[3 - len(parts):]) == parts)
         main = [k for k in matches if k[1] == "main"]
-        return (main or matches or [None])[0]
+        return (main or matches or [None])[0]  # type: ignore[list-item]  # None: no match
 
     def columns(self, key: tuple[str, str, str]) -> tuple[str, ...]:
         """Column names of a table or view, in order (empty when it does not exist)."""
@@ -303,7 +306,7 @@ def syntax_tree(sql: str) -> dict[str, Any] | None:
     None when DuckDB cannot parse it (not SQL, Jinja left in, or not a SELECT)."""
     with memory_connection() as con:
         try:
-            text = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+            text = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]  # type: ignore[index]  # a SELECT of one value: one row
         except duckdb.Error:
             return None
     tree = json.loads(text)
@@ -723,7 +726,7 @@ def _row_digest_sql(key: tuple[str, str, str], columns: list[tuple[str, str]]) -
 def relation_profiles(path: Path, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], RelationProfile]:
     """The profile of each relation of ``keys`` that exists in the database file ``path`` (read-only, its
     own connection: a view names its tables by this file's catalog name)."""
-    wanted = {tuple(part.lower() for part in key) for key in keys}
+    wanted: set[tuple[str, str, str]] = {tuple(part.lower() for part in key) for key in keys}  # type: ignore[misc]  # still three parts
     if not path.exists() or not wanted:
         return {}
     try:
@@ -748,7 +751,7 @@ def relation_profiles(path: Path, keys: Iterable[tuple[str, str, str]]) -> dict[
                 shape = tuple((c, k) for c, k, _ in cols)
                 notes = tuple((c, note) for c, _, note in cols if note)
                 try:
-                    rows, digest = con.execute(_row_digest_sql((d, s, n), [(c, k) for c, k, _ in cols])).fetchone()
+                    rows, digest = con.execute(_row_digest_sql((d, s, n), [(c, k) for c, k, _ in cols])).fetchone()  # type: ignore[misc]  # an aggregate: one row
                 except duckdb.Error as exc:
                     if interrupted(exc):
                         raise

@@ -30,7 +30,7 @@ def _listed(items: list[str], shown: int = SHOWN) -> str:
     return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
-def _every(*lists: list[str], shown: int = SHOWN) -> dict[str, list[str]]:
+def _every(*lists: list[str], shown: int = SHOWN) -> dict[str, Any]:
     """The items of the lists a message cut short (``_listed``), as the result's detail that -v 2 and
     `doit info` show: 'and 1 more' is never the last word on a failure."""
     cut = [item for items in lists if len(items) > shown for item in items]
@@ -179,7 +179,7 @@ def baseline_headcount(ctx: CheckContext) -> CheckResult:
     active = ctx.column(census, "active")
     count, total = ctx.query(f"SELECT count(*) FILTER (WHERE {active}), count(*) FROM {census}").rows[0]
     minimum = ctx.validation.min_baseline_workforce_count
-    numbers = {"active_employees": count, "census_rows": total, "minimum": minimum}
+    numbers: dict[str, Any] = {"active_employees": count, "census_rows": total, "minimum": minimum}
     if count < minimum:
         return ctx.failed(f"{count:,} active employees in {census.name}, fewer than the minimum {minimum:,}",
                           "load the full census (census.path) or lower validation.min_baseline_workforce_count",
@@ -209,7 +209,7 @@ def baseline_compensation_range(ctx: CheckContext) -> CheckResult:
     lowest, highest, below, above = ctx.query(
         f"SELECT min({pay}), max({pay}), count(*) FILTER (WHERE {pay} < ?), count(*) FILTER (WHERE {pay} > ?)"
         f" FROM {census} WHERE {active} AND {pay} > 0", [low, high]).rows[0]
-    numbers = {"minimum": lowest, "maximum": highest, "below_minimum": below, "above_maximum": above,
+    numbers: dict[str, Any] = {"minimum": lowest, "maximum": highest, "below_minimum": below, "above_maximum": above,
                "min_reasonable_compensation": low, "max_reasonable_compensation": high}
     problems = []
     if below:
@@ -269,7 +269,7 @@ def census_required_nulls(ctx: CheckContext) -> CheckResult:
         raise SkipCheck(f"none of validation.census_required_columns is in {census.name}: {', '.join(wanted)}")
     counts = ctx.query(f"SELECT {', '.join(f'count(*) - count({q})' for q in present.values())} FROM {census}").rows[0]
     nulls = {c: n for c, n in zip(present, counts) if n}
-    numbers = {"null_counts": nulls, "columns_checked": list(present), "columns_absent": absent}
+    numbers: dict[str, Any] = {"null_counts": nulls, "columns_checked": list(present), "columns_absent": absent}
     note = f" ({len(absent)} required columns absent: {_listed(absent)})" if absent else ""
     if nulls:
         shown = [f"{c} ({n:,})" for c, n in nulls.items()]
@@ -400,7 +400,7 @@ def comp_lever_references(ctx: CheckContext) -> CheckResult:
     if not orphans:
         raise SkipCheck(f"neither reference of {levers.name} can be checked (scenario and job level tables or columns absent)")
     problems = [f"{ref} {value} ({n} levers)" for ref, found in orphans.items() for value, n in found.items()]
-    numbers = {"unknown": orphans, "not_checked": not_checked}
+    numbers: dict[str, Any] = {"unknown": orphans, "not_checked": not_checked}
     if problems:
         return ctx.failed(f"comp levers in {levers.name} refer to undefined {_listed(problems)}",
                           f"define them in the scenario / job level tables, or remove those levers from "
@@ -419,7 +419,7 @@ def _hazard_tables(ctx: CheckContext) -> dict[str, list[tuple[str, Table, str, s
                 continue
             cols = [ctx.find_column(table, k, columns_of=f"{dimension}_multipliers") for k in ("band", "lower", "upper")]
             if all(cols):
-                found.setdefault(dimension, []).append((logical, table, *cols))
+                found.setdefault(dimension, []).append((logical, table, *cols))  # type: ignore[arg-type]  # all(cols): three names
     return found
 
 
@@ -462,7 +462,7 @@ def hazard_bands(ctx: CheckContext) -> CheckResult:
         if len(bands) > 1 and len({frozenset(b) for b in bands.values()}) > 1:
             problems.append(f"{' and '.join(bands)} define different {dimension} bands")
     checked = [t.name for entries in tables.values() for _, t, *_ in entries]
-    numbers = {"tables_checked": checked, "uncovered_employees": uncovered,
+    numbers: dict[str, Any] = {"tables_checked": checked, "uncovered_employees": uncovered,
                "not_checked": [ctx.table_name(t) for pair in HAZARD_TABLES.values() for t in pair
                                if ctx.table_name(t) not in checked]}
     if problems:
@@ -484,7 +484,7 @@ def cola_years(ctx: CheckContext) -> CheckResult:
         f"SELECT y.year FROM range(?, ? + 1) AS y(year) WHERE NOT EXISTS"
         f" (SELECT 1 FROM {cola} AS c WHERE c.{year} = y.year AND c.{rate} IS NOT NULL) ORDER BY 1",
         [first, last]).rows]
-    numbers = {"missing_years": missing, "simulation_years": [first, last]}
+    numbers: dict[str, Any] = {"missing_years": missing, "simulation_years": [first, last]}
     if missing:
         return ctx.failed(f"no COLA rate in {cola.name} for {_listed([str(y) for y in missing], 10)} "
                           f"(simulation years {first}-{last})",
