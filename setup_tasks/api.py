@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
@@ -147,7 +147,7 @@ def _app(config: str | Path | Settings | None, translator: Translator | None, re
 
 
 # Our commands, whatever the working directory (pyproject.toml registers them for the command line).
-COMMANDS = {"COMMAND": {cls.__name__.lower(): f"{cls.__module__}:{cls.__name__}" for cls in (Forget, Info, List)}}
+COMMANDS: Mapping[str, Mapping[str, str]] = {"COMMAND": {cls.__name__.lower(): f"{cls.__module__}:{cls.__name__}" for cls in (Forget, Info, List)}}
 
 
 def _run(app: App, args: Sequence[str], reporter: type | None) -> int:

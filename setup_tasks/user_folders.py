@@ -27,7 +27,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from .errors import cannot_write
 from .files import PRIVATE, discarded, log, parse_json
@@ -36,7 +36,7 @@ BASE_NAME = "planwise-setup"
 WORKER_DIR_ENV = "PLANWISE_SETUP_WORKER_DIR"
 CACHE_ENV, STATE_ENV, RUNTIME_ENV = "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"
 # What going without each folder costs a run (said once, when setup steps aside).
-COSTS = {
+COSTS: Mapping[str, str] = {
     "cache": "no shortcut for runs with nothing to do, no remembered configs",
     "state": "no kept key: dbt's cached manifest is not reused and nodes reading env_var() count as changed",
     "worker": "dbt runs in this process",

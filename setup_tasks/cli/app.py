@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from doit.exceptions import InvalidDodoFile
 
@@ -53,7 +53,7 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 # doit's own run options, which people also put after the task name (`doit setup -v 2`):
 # the group tasks accept them as task options, and the app reads them from the command line.
-RUN_OPTIONS = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": int, "default": None,
+RUN_OPTIONS: tuple[Mapping[str, Any], ...] = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": int, "default": None,
                 "help": "as doit's -v before the task name: 0 errors only, 2 also dbt's own lines"},
                {"name": "continue", "short": "c", "long": "continue", "type": bool, "default": False,
                 "help": "as doit's --continue: keep building what does not depend on a failed node"},

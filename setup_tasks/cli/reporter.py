@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from doit.exceptions import TaskFailed, UnmetDependency
 
@@ -33,7 +33,7 @@ from .notes import cli_verbosity
 __all__ = ["JsonReporter", "SetupReporter", "cli_verbosity", "reporter_for"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PIPED_NAME_WIDTH = 64  # no terminal to fit: long names keep the column up to this width
-MARKS = {"pass": ("✓", "green"), "fail": ("✗", "red"), "warn": ("!", "yellow"), "not run": ("-", "dim"),
+MARKS: Mapping[str, tuple[str, str]] = {"pass": ("✓", "green"), "fail": ("✗", "red"), "warn": ("!", "yellow"), "not run": ("-", "dim"),
          "skipped": ("·", "dim")}
 
 

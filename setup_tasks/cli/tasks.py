@@ -6,7 +6,7 @@ Names and docs come from the app's ``naming.Translator``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
@@ -35,7 +35,7 @@ class DbtCommand:
     def __repr__(self) -> str:
         return self.line
 
-GROUP_DOCS = {
+GROUP_DOCS: Mapping[str, str] = {
     SETUP_TASK: "Build everything stale, then validate: the default task",
     QUICK_TASK: "Build only the foundation (dbt.foundation_selection) and what it needs",
     SEEDS_TASK: "Load every stale seed",
@@ -43,7 +43,7 @@ GROUP_DOCS = {
     MODELS_TASK: "Build every stale model setup builds, and the seeds they need",
 }
 # Groups that fail when their selection is empty: (the setting that selects, how to fix it).
-EMPTY_GROUP_FIXES = {
+EMPTY_GROUP_FIXES: Mapping[str, tuple[str, str]] = {
     SETUP_TASK: ("setup_selection", "select the seeds and models to build in dbt.setup_selection (setup.yaml), "
                                     "e.g. \"resource_type:seed resource_type:model\""),
     QUICK_TASK: ("foundation_selection", "list the models the simulation needs first in dbt.foundation_selection "

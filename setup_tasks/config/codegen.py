@@ -23,20 +23,20 @@ WRITE_COMMAND = "python -m setup_tasks.config --write-classes"
 WIDTH = 100  # the longest line written
 
 # The class names where the rule (section "census" -> CensusSettings) does not give them.
-_CLASS_NAMES = {"setup": "SetupOptions", "validation.custom_checks": "CustomCheck"}
+_CLASS_NAMES: Mapping[str, str] = {"setup": "SetupOptions", "validation.custom_checks": "CustomCheck"}
 # Each class's base in behaviour.py, where its methods are.
-_BEHAVIOUR = {"dbt": "DbtBehaviour", "setup": "SetupBehaviour", "validation": "ValidationBehaviour",
+_BEHAVIOUR: Mapping[str, str] = {"dbt": "DbtBehaviour", "setup": "SetupBehaviour", "validation": "ValidationBehaviour",
               "report": "ReportBehaviour", "": "SettingsBehaviour"}
-_SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
+_SCALARS: Mapping[str, str] = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
 _SETTINGS_DOC = "The effective setup configuration: file, environment and defaults merged."
-_SETTINGS_HEAD = [
+_SETTINGS_HEAD = (
     ("root", "Path", "The folder of dodo.py: relative paths from the environment and defaults resolve against it."),
     ("source", "Path | None", "The configuration file read; None when there was none (all defaults)."),
-]
-_SETTINGS_TAIL = [
+)
+_SETTINGS_TAIL = (
     ("explicit", "tuple[str, ...] = ()",
      "The dotted keys the file or the environment set to a value (a default is not the user's choice)."),
-]
+)
 _HEADER = f'''"""The typed settings classes, one per section of the configuration schema: generated from it.
 
 Do not edit: after changing setup_config.schema.json, run

@@ -72,7 +72,7 @@ def _type_text(node: Mapping[str, Any]) -> str:
     return ", ".join([text, *bounds] + ([f"e.g. {' or '.join(examples)}"] if examples else []))
 
 
-_BOUND_SIGNS = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}
+_BOUND_SIGNS: Mapping[str, str] = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}
 
 
 def _default_text(node: Mapping[str, Any], required: bool) -> str:

@@ -30,7 +30,7 @@ PATH_KEYWORD = "x-path"  # true: the string names a file or directory
 ENV_KEYWORD = "x-env"  # the environment variable that overrides the key
 # The command printing this schema as the Markdown reference (config/__main__.py, reference.py).
 REFERENCE_COMMAND = "python -m setup_tasks.config --reference"
-YAML_TYPE_WORDS = {"object": "mapping", "array": "list"}  # what YAML users call JSON Schema's types
+YAML_TYPE_WORDS: Mapping[str, str] = {"object": "mapping", "array": "list"}  # what YAML users call JSON Schema's types
 
 
 @functools.cache

@@ -32,8 +32,8 @@ from ..store.database import held_databases
 
 # Invocation flags that cut dbt's fixed costs: no artifacts, no relation cache
 # warm-up, no network (these machines have none).
-COMMON_FLAGS = ["--no-write-json", "--no-populate-cache", "--no-send-anonymous-usage-stats"]
-SELECTABLE = ["--resource-type", "seed", "--resource-type", "model", "--resource-type", "snapshot"]
+COMMON_FLAGS: Sequence[str] = ["--no-write-json", "--no-populate-cache", "--no-send-anonymous-usage-stats"]
+SELECTABLE: Sequence[str] = ["--resource-type", "seed", "--resource-type", "model", "--resource-type", "snapshot"]
 
 
 class Selected(Protocol):

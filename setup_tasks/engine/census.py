@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..config.schema import default_of, limits
 from ..errors import CensusError
@@ -65,20 +65,20 @@ REQUIRED_CENSUS_COLUMNS: tuple[str, ...] = (
 
 # The type each required column must have, by family (DuckDB type names): stg_census_data uses them as they are.
 TEXT, DATE, NUMBER, BOOLEAN = "text", "DATE", "number", "BOOLEAN"
-CENSUS_COLUMN_TYPES: dict[str, str] = {
+CENSUS_COLUMN_TYPES: Mapping[str, str] = {
     "employee_id": TEXT, "employee_ssn": TEXT,
     "employee_birth_date": DATE, "employee_hire_date": DATE, "employee_termination_date": DATE,
     "active": BOOLEAN,
     **{name: NUMBER for name in REQUIRED_CENSUS_COLUMNS if name.endswith(("compensation", "contribution", "rate"))},
 }
-TYPE_FAMILIES = {
+TYPE_FAMILIES: Mapping[str, tuple[str, ...]] = {
     TEXT: ("VARCHAR",),
     DATE: ("DATE",),
     NUMBER: ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT",
              "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT"),
     BOOLEAN: ("BOOLEAN",),
 }
-TYPE_FIXES = {
+TYPE_FIXES: Mapping[str, str] = {
     TEXT: "text",
     DATE: "dates (parquet DATE; from text, ISO YYYY-MM-DD)",
     NUMBER: "numbers (DOUBLE or DECIMAL, no thousands separators or currency signs)",

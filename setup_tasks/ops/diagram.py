@@ -19,7 +19,7 @@ from ..files import SHARED, write_text_atomic
 from .run_report import task_names
 
 # state -> (Mermaid classDef style, DOT fill colour)
-STYLES = {
+STYLES: Mapping[str, tuple[str, str]] = {
     "stale": ("fill:#fde2e1,stroke:#c0392b,color:#000", "#fde2e1"),
     "fresh": ("fill:#e3f4e1,stroke:#27ae60,color:#000", "#e3f4e1"),
     "unknown": ("fill:#eeeeee,stroke:#888888,color:#000", "#eeeeee"),

@@ -23,7 +23,7 @@ import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import AbstractSet, Iterable, Iterator
 
 import yaml
 
@@ -40,7 +40,7 @@ from ..validation.framework import REGISTRY
 PROJECT_FILE = "dbt_project.yml"
 DODO_NAME = "dodo.py"
 SEARCH_DEPTH = 3
-SKIPPED_FOLDERS = {"target", "dbt_packages", "logs", "venv", "node_modules", "site-packages", "__pycache__"}
+SKIPPED_FOLDERS: AbstractSet[str] = {"target", "dbt_packages", "logs", "venv", "node_modules", "site-packages", "__pycache__"}
 NODE_KINDS = ("seed", "model", "snapshot")  # what `dbt build` materialises
 DODO_LINES = ("from setup_tasks.cli import dodo_namespace", "globals().update(dodo_namespace(__file__))")
 DODO_TEXT = (

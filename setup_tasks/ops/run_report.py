@@ -25,7 +25,7 @@ __all__ = ["HISTORY_LIMIT", "append_history", "build_report", "history_entry", "
            "regressions", "report_run", "task_names", "write_run_report"]
 
 REPORT_VERSION = 1
-STATUS_OF_OUTCOME = {"success": "built", "error": "failed", "skipped": "skipped"}
+STATUS_OF_OUTCOME: Mapping[str, str] = {"success": "built", "error": "failed", "skipped": "skipped"}
 
 
 def task_names(engine: Engine, translator: Translator) -> dict[str, str]:

@@ -33,7 +33,7 @@ from .manifest import Manifest
 
 PURE, CONTEXT, VOLATILE = "pure", "context", "volatile"
 # Names of dbt's Jinja context whose value differs from run to run: what they render is never kept.
-VOLATILE_READS = {
+VOLATILE_READS: Mapping[str, str] = {
     "run_started_at": "the time the run started",
     "invocation_id": "the run's id",
     "modules": "Python's modules (the clock, random numbers)",
@@ -41,7 +41,7 @@ VOLATILE_READS = {
     "thread_id": "the thread that builds it",
 }
 # Names that read the database, dbt's graph or the command while compiling: kept SQL is not trusted.
-CONTEXT_READS = {
+CONTEXT_READS: Mapping[str, str] = {
     "run_query": "the database", "statement": "the database", "load_result": "the database",
     "store_result": "the database", "store_raw_result": "the database", "load_relation": "the database",
     "load_cached_relation": "the database", "write": "files it writes", "submit_python_job": "Python",

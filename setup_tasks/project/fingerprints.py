@@ -16,7 +16,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import AbstractSet, Any, Callable, Iterable, Mapping
 
 from ..files import RACY_NS, discarded, read_json, stat_key
 from ..keys import keyed_digest
@@ -33,7 +33,7 @@ CHANGED_DURING_BUILD = "changed during the build"
 # The value of an input file's part while setup has yet to (re)generate the file in this run.
 REGENERATED = "regenerated before the build"
 # Config keys that do not change a table's content.
-VOLATILE_CONFIG = {"docs", "meta", "tags", "persist_docs", "grants", "group", "access", "event_time"}
+VOLATILE_CONFIG: AbstractSet[str] = {"docs", "meta", "tags", "persist_docs", "grants", "group", "access", "event_time"}
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ def _unkeyed(before: str | None, after: str | None) -> bool:
 # Each phrase gets (what, label, before, after); ``label`` is ``what`` with unique ids made readable.
 # Node parts (built by Fingerprinter) and check parts (validation.fingerprint_parts) share this table.
 _Phrase = Callable[[str, str, "str | None", "str | None"], str]
-_PHRASES: dict[str, _Phrase] = {
+_PHRASES: Mapping[str, _Phrase] = {
     "file": lambda what, label, b, a: f"file changed: {what}",
     "var": lambda what, label, b, a: f"var changed: {what}{_shown_change(b, a)}",
     "env": lambda what, label, b, a: (f"environment variable changed: {what}" if not _unkeyed(b, a) else

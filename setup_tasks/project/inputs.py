@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from ..config import GLOB_CHARS
 from .manifest import Node
@@ -36,7 +36,7 @@ COMPRESSED_SUFFIXES = (".gz", ".zst")
 ReaderPaths = Callable[[str], list[str]]  # SQL -> the paths its reader calls read (store.database.reader_paths)
 # dbt-duckdb puts an external location into SQL between single quotes without escaping
 # them, pastes it as it is when it contains a parenthesis, and formats braces first.
-UNQUOTABLE = {"'": "a single quote", "(": "a parenthesis", ")": "a parenthesis", "{": "a brace", "}": "a brace",
+UNQUOTABLE: Mapping[str, str] = {"'": "a single quote", "(": "a parenthesis", ")": "a parenthesis", "{": "a brace", "}": "a brace",
               "\n": "a line break", "\r": "a line break", "\0": "a NUL byte"}
 
 

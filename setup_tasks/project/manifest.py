@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import AbstractSet, Any, Iterable, Mapping, Sequence
 
 from ..keys import keyed_digest
 from .context import DbtContext, DbtProfile, read_project_yaml
@@ -21,7 +21,7 @@ from .packages import PACKAGE_FILES, installed_project_dirs, packages_dir
 
 STAMP_VERSION = 6  # 6: environment variables dbt looked up, DBT_*; the compile context of the profile
 # Default folders of a dbt project (dbt_project.yml may rename them).
-PATH_KEYS = {
+PATH_KEYS: Mapping[str, Sequence[str]] = {
     "model-paths": ["models"],
     "seed-paths": ["seeds"],
     "macro-paths": ["macros"],
@@ -29,7 +29,7 @@ PATH_KEYS = {
     "test-paths": ["tests"],
     "analysis-paths": ["analyses"],
 }
-SOURCE_SUFFIXES = {".sql", ".yml", ".yaml", ".py", ".md", ".csv"}
+SOURCE_SUFFIXES: AbstractSet[str] = {".sql", ".yml", ".yaml", ".py", ".md", ".csv"}
 # env_var('NAME') as written in SQL, YAML or Jinja, in single-quoted YAML too (quotes doubled: env_var(''NAME'')).
 ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]{1,2}([^'"]+)['"]""")
 BUILDABLE = ("seed", "model", "snapshot")
@@ -379,7 +379,7 @@ def file_set(ctx: DbtContext) -> str:
 
 
 # Folders whose files each become a node of the kind named, by suffix.
-_NODE_FILES = {"model-paths": ("model", {".sql", ".py"}), "seed-paths": ("seed", {".csv"}), "test-paths": ("test", {".sql"})}
+_NODE_FILES: Mapping[str, tuple[str, AbstractSet[str]]] = {"model-paths": ("model", {".sql", ".py"}), "seed-paths": ("seed", {".csv"}), "test-paths": ("test", {".sql"})}
 
 
 def parse_problems(raw: Mapping[str, Any], project_dir: Path) -> list[str]:

@@ -14,7 +14,7 @@ PASSED, FAILED, SKIPPED, NOT_RUN = "passed", "failed", "skipped", "not run"
 LISTED = "listed"  # a result's detail: every item of a list its message names only the first few of
 DEFAULT_FAIL_ON = ("critical", "error")
 # A severity each verdict implies, as dbt words them: a failed warning is WARN, a failed error FAIL.
-IMPLIED = {"warn": "warning", "fail": "error"}
+IMPLIED: Mapping[str, str] = {"warn": "warning", "fail": "error"}
 
 
 def singular(phrase: str) -> str:

@@ -29,8 +29,8 @@ from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
 from ..project import Project
 from ..results import FAILED, NOT_RUN, PASSED, SKIPPED, CheckResult, jsonable, plural
 
-SEVERITY = {"warn": "warning", "error": "error"}
-STATUS = {"pass": PASSED, "success": PASSED, "fail": FAILED, "warn": FAILED, "error": FAILED, "skipped": SKIPPED}
+SEVERITY: Mapping[str, str] = {"warn": "warning", "error": "error"}
+STATUS: Mapping[str, str] = {"pass": PASSED, "success": PASSED, "fail": FAILED, "warn": FAILED, "error": FAILED, "skipped": SKIPPED}
 
 
 def _test_parents(project: Project, validation: ValidationSettings) -> list[str]:

@@ -8,7 +8,7 @@ reason. The dbt project's own tests are the check ``dbt_tests`` (``dbt_tests``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from ...config import ValidationSettings
 from ...project.inputs import csv_data_rows
@@ -18,7 +18,7 @@ from ..project import Project
 from ..results import LISTED, CheckResult, SkipCheck, plural
 
 # Logical tables whose rows the hazard-band check compares, by dimension.
-HAZARD_TABLES = {
+HAZARD_TABLES: Mapping[str, tuple[str, str]] = {
     "age": ("promotion_age_multipliers", "termination_age_multipliers"),
     "tenure": ("promotion_tenure_multipliers", "termination_tenure_multipliers"),
 }
