@@ -101,25 +101,34 @@ def scratch_profiles(profiles_file: Path, profile: DbtProfile, database: Path, f
 
 
 def reference_build(ctx: DbtContext, profile: DbtProfile, selectors: list[str], folder: Path,
-                    name: str, environ: Mapping[str, str] | None = None) -> ReferenceBuild:
+                    name: str, environ: Mapping[str, str] | None = None, seeds_first: list[str] | None = None
+                    ) -> ReferenceBuild:
     """`dbt build` of ``selectors`` (and the tests dbt selects with them) into ``folder/name``, in a
-    process of its own: a build that shares nothing with setup's."""
+    process of its own: a build that shares nothing with setup's. ``seeds_first``: seeds to load with
+    `dbt seed` before (a project reading a seed's table through source(): dbt's build does not know
+    to build the seed first, and would race it)."""
     database = folder / name
     profiles = scratch_profiles(ctx.profiles_dir / "profiles.yml", profile, database, folder)
     target = folder / "target"
-    args = ["build", "--project-dir", str(ctx.project_dir), "--profiles-dir", str(profiles),
-            "--target", profile.target, "--target-path", str(target), "--log-path", str(folder / "logs"),
-            "--no-partial-parse", "--no-use-colors", "--no-send-anonymous-usage-stats"]
+    common = ["--project-dir", str(ctx.project_dir), "--profiles-dir", str(profiles),
+              "--target", profile.target, "--target-path", str(target), "--log-path", str(folder / "logs"),
+              "--no-partial-parse", "--no-use-colors", "--no-send-anonymous-usage-stats"]
     if ctx.vars:
-        args += ["--vars", json.dumps(dict(ctx.vars), sort_keys=True, default=str)]
+        common += ["--vars", json.dumps(dict(ctx.vars), sort_keys=True, default=str)]
     if ctx.threads:
-        args += ["--threads", str(ctx.threads)]
-    if selectors:  # cautious: the tests named, not others on the nodes (one reading a node setup does not build)
-        args += ["--select", *selectors, "--indirect-selection", "cautious"]
+        common += ["--threads", str(ctx.threads)]
     env = dict(environ if environ is not None else ctx.environ())
-    proc = subprocess.run([sys.executable, "-m", "dbt.cli.main", *args], cwd=ctx.cwd, env=env,
-                          capture_output=True, text=True)
+
+    def dbt(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dbt.cli.main", *args, *common], cwd=ctx.cwd, env=env,
+                              capture_output=True, text=True)
+
     results_file = target / "run_results.json"
+    if seeds_first:
+        dbt("seed", "--select", *seeds_first)
+        results_file.unlink(missing_ok=True)  # the build's results, not the seeds'
+    # cautious: the tests named, not others on the nodes (one reading a node setup does not build)
+    proc = dbt("build", *(["--select", *selectors, "--indirect-selection", "cautious"] if selectors else []))
     if not results_file.exists():
         tail = " ".join((proc.stdout + proc.stderr).split()[-40:])
         raise SetupError(f"dbt build into the scratch database {database} did not run (exit {proc.returncode}): {tail}",
@@ -227,7 +236,9 @@ def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node
     os.chmod(folder, 0o700)
     try:
         selectors = [node.selector for node in [*nodes, *(tests or [])]]
-        reference = reference_build(ctx, profile, selectors, folder, database.name, environ)
+        builders = set(manifest.source_builders.values())  # read through source(): loaded first (see above)
+        seeds = [n.selector for n in nodes if n.unique_id in builders and n.resource_type == "seed"]
+        reference = reference_build(ctx, profile, selectors, folder, database.name, environ, seeds)
         ours_catalog, theirs_catalog = database.stem.lower(), reference.database.stem.lower()
         built = project_relations(manifest, [n.unique_id for n in nodes], recorded)
         extra = {k for k in relation_names(reference.database) if k[1] not in ("information_schema", "pg_catalog")}
