@@ -24,7 +24,7 @@ from ..project.inputs import external_paths, glob_folders, not_utf8
 from ..project.manifest import (Manifest, Node, file_set, manifest_from_dict, parse_problems, project_files,
                                 project_stamp, stamp_parts, why_parse)
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
-from ..store.database import reader_paths
+from ..store.database import SqlParser
 
 DEPS_RECORD = "deps.json"  # beside the context's manifest: what the last `dbt deps` by setup left
 Step = Callable[[str | None], None]  # a step of the run begins (its words), or ends (None)
@@ -162,6 +162,7 @@ class Definitions:
         self.census_path = census_path
         self.graph_memo_path = manifest_path.with_name("graph_memo.json")
         self._tests: list[str] | None = None
+        self._sql_parser = SqlParser()
         self.graph = graph or SetupGraph.from_manifest(manifest, load_graph_memo(self.graph_memo_path, manifest.invocation_id))
         self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("setup", ())))
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
@@ -220,12 +221,12 @@ class Definitions:
         return glob_folders(self.node(source_uid), self.ctx.cwd, self.reader_paths)
 
     def reader_paths(self, sql: str) -> list[str]:
-        """``store.database.reader_paths``, remembered with the graph's answers: they too are a pure
+        """``store.database.reader_paths`` (on one parser), remembered with the graph's answers: they too are a pure
         function of the manifest, and a run over an unchanged project then loads no DuckDB for them."""
         key = f"readers:{hashlib.sha256(sql.encode()).hexdigest()[:20]}"
         answers = self.graph.memo.answers
         if key not in answers:
-            answers[key] = reader_paths(sql)
+            answers[key] = self._sql_parser.reader_paths(sql)
             self.graph.memo.dirty = True
         return list(answers[key])
 
