@@ -51,7 +51,7 @@ from ..engine.engine import Engine
 from ..errors import SetupError
 from ..store.database import Database, QueryResult, Reader, qualified, quote, scratch_reader
 from ..project.manifest import Node
-from .project import Project
+from .project import Project, input_state
 from .results import FAILED, PASSED, SEVERITIES, SKIPPED, CheckResult, SkipCheck, jsonable, plural
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
@@ -78,15 +78,35 @@ class Table:
 
 
 
+class TableMemo:
+    """What a check measured of each table, kept between its runs: a check over many tables reads again
+    only those whose content or inputs changed (``state``: the table's, in words that change with them)."""
+
+    def __init__(self, previous: Any = None, state: Callable[[str], str] | None = None) -> None:
+        self.previous = previous if isinstance(previous, Mapping) else {}
+        self.state = state
+        self.kept: dict[str, list[Any]] = {}  # unique id -> [state, value]: what this run keeps for the next
+
+    def value(self, uid: str, measure: Callable[[], Any]) -> Any:
+        if self.state is None:
+            return measure()
+        state = self.state(uid)
+        old = self.previous.get(uid)
+        value = old[1] if isinstance(old, list) and len(old) == 2 and old[0] == state else measure()
+        self.kept[uid] = [state, value]
+        return value
+
+
 class CheckContext:
     """Everything a check function uses: settings, tables, queries and result helpers."""
 
     def __init__(self, check: "Check", validation: ValidationSettings, reader: Reader,
-                 project: Project | None = None) -> None:
+                 project: Project | None = None, memo: TableMemo | None = None) -> None:
         self.check = check
         self.validation = validation
         self.reader = reader
         self.project = project
+        self.memo = memo or TableMemo()
         self._tables: dict[str, Table | None] = {}
 
     # -- tables and columns -----------------------------------------------------------
@@ -153,6 +173,14 @@ class CheckContext:
 
     # -- queries ----------------------------------------------------------------------
 
+    def measured(self, table: Table, measure: Callable[[], Any]) -> Any:
+        """``measure()`` of a table (a JSON value: a row count, a list of columns), or what it gave in the
+        check's last run when the table's content and inputs are unchanged since: a check reading many
+        tables reads again only those that changed."""
+        if table.node is None:
+            return measure()
+        return self.memo.value(table.node.unique_id, measure)
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> QueryResult:
         return self.reader.query(sql, params)
 
@@ -194,6 +222,17 @@ class Environment:
     engine: Engine | None = None
     previous: Mapping[str, Any] = field(default_factory=dict)
     unbuilt: Mapping[str, str] = field(default_factory=dict)  # nodes without a good table in this run, and why
+    # What the check measured of each table in this run (``TableMemo.kept``): stored with its results.
+    tables: dict[str, list[Any]] = field(default_factory=dict)
+
+    def memo(self, check: "Check") -> TableMemo:
+        """The check's per-table measurements of its last run, valid while its definition and each table are."""
+        engine = self.engine
+        if engine is None:
+            return TableMemo()
+        definition = check.definition_digest()
+        fingerprints = engine.fingerprints()
+        return TableMemo(self.previous.get("tables"), lambda uid: f"{definition}|{input_state(engine, uid, fingerprints)}")
 
 
 @dataclass(frozen=True)
@@ -235,9 +274,10 @@ class Check:
             # database: it runs, and says it has nothing to check, before the first build made the file.
             needs_database = env.db.path.exists() or bool(self.read_names(env.project, env.validation))
             with env.db.read_only(keep_open=True) if needs_database else scratch_reader(env.db.path) as reader:
-                ctx = CheckContext(self, env.validation, reader, env.project)
+                ctx = CheckContext(self, env.validation, reader, env.project, env.memo(self))
                 outcome = self.function(ctx) if self.function else []
                 results = [outcome] if isinstance(outcome, CheckResult) else list(outcome)
+                env.tables.update(ctx.memo.kept)
         except SkipCheck as skip:
             results = [CheckResult(self.name, SKIPPED, self.severity, skip.reason)]
         except SetupError as err:

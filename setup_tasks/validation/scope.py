@@ -207,19 +207,21 @@ class ValidationScope:
         self.engine.refresh_compiled()
         parts = self.parts(check)
         self.record(results)
-        self.runs[check.name] = run = self._outcome(check, results, parts, memo)
+        self.runs[check.name] = run = self._outcome(check, results, parts, memo, env.tables)
         return run
 
-    def _outcome(self, check: Check, results: list[CheckResult], parts: dict[str, str], memo: Path) -> "CheckRun":
+    def _outcome(self, check: Check, results: list[CheckResult], parts: dict[str, str], memo: Path,
+                 tables: dict[str, Any]) -> "CheckRun":
+        measured = {"tables": tables} if tables else {}  # what it measured of each table, for its next run
         blocking = [r for r in results if r.blocking(self.validation.fail_on)]
         if blocking or any(r.incomplete for r in results):
             # Not stored for doit (the next run checks again); its passing parts are kept, to reuse.
             kept = [r.as_dict() for r in results if r.passed and not r.incomplete]
-            _keep_memo(memo, {"parts": parts, "results": kept})
-            return CheckRun(results, blocking, {} if blocking else {"parts": parts})
+            _keep_memo(memo, {"parts": parts, "results": kept, **measured})
+            return CheckRun(results, blocking, {} if blocking else {"parts": parts, **measured})
         _keep_memo(memo, None)
         return CheckRun(results, [], {"parts": parts, "results": [r.as_dict() for r in results],
-                                      "build_id": self.engine.run.build_id})
+                                      "build_id": self.engine.run.build_id, **measured})
 
     def reuse(self, stored: Mapping[str, Any]) -> None:
         """An up-to-date check: its stored results are this run's results."""
