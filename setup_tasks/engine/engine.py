@@ -424,7 +424,7 @@ class Engine:
                     self._build_with_dbt(retry)
             finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
                 self.records.settle(u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped")
-                self.contents.invalidate()  # the next question reads what the database holds now
+                self.contents.invalidate(self._written(runnable))  # the next question reads what it holds now
             built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
             self._sign(built)
             self._check_inputs(built)  # first: it compares files with what this run hashed
@@ -432,6 +432,15 @@ class Engine:
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
+
+    def _written(self, uids: list[str]) -> list[Key] | None:
+        """The tables a build of these nodes writes: theirs, unless a hook (on-run-start/end, a node's pre- or
+        post-hook) may write any other (None)."""
+        nodes = [self.node(u) for u in uids]
+        if any(n.resource_type == "operation" for n in self.manifest.nodes.values()) or any(
+                n.config.get(hook) for n in nodes for hook in ("pre-hook", "post-hook", "pre_hook", "post_hook")):
+            return None
+        return [n.relation.key() for n in nodes if n.relation is not None]
 
     def _on_start(self, uid: str) -> None:
         self._emit("start", {"unique_id": uid})

@@ -588,14 +588,18 @@ class Database:
 
     # -- what it holds --------------------------------------------------------------------
 
-    def contents(self, signed: Iterable[tuple[str, str, str]] = ()) -> DatabaseContents:
-        """Tables present, with content signatures for the ``signed`` ones (tables only)."""
+    def contents(self, signed: Iterable[tuple[str, str, str]] = (),
+                 known: Mapping[tuple[str, str, str], TableState] | None = None) -> DatabaseContents:
+        """Tables present, with content signatures for the ``signed`` ones (tables only). ``known``: tables
+        whose signature is known to hold (nothing wrote them since): theirs is not computed again."""
         if not self.path.exists():
             return DatabaseContents(self.path, False, {})
+        known = known or {}
         with self.connect(read_only=True) as con:
             kinds = _tables(con)
-            wanted = set(signed)
-            signed_now = _signatures(con, sorted(k for k, kind in kinds.items() if k in wanted and kind == "BASE TABLE"))
+            wanted = {k for k in signed if kinds.get(k) == "BASE TABLE"}
+            held = {k: known[k].signature for k in wanted if k in known and known[k].kind == "BASE TABLE"}
+            signed_now = {**held, **_signatures(con, sorted(wanted - set(held)))}
             tables = {key: TableState(kind, signed_now.get(key)) for key, kind in kinds.items()}
             schemas = _schemas(con)
         return DatabaseContents(self.path, True, tables, schemas)

@@ -1,0 +1,74 @@
+"""What the database holds, as one run sees it (engine.contents): content signatures are read for the tables
+written since they were last taken, never for every table again (issue 21)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from setup_tasks.engine.contents import ContentsView
+from setup_tasks.store import database
+from setup_tasks.store.database import Database
+from setup_tasks.store.lock import RunLock
+
+TABLES = [("db", "main", f"t{i}") for i in range(20)]
+
+
+@pytest.fixture
+def view(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ContentsView, list[list[Any]]]:
+    path = tmp_path / "db.duckdb"
+    con = duckdb.connect(str(path))
+    for _, _, name in TABLES:
+        con.execute(f"create table {name} as select 1 as x")
+    con.close()
+    signed: list[list[Any]] = []  # the tables each signature read scanned
+    real = database._signatures
+
+    def counting(con: Any, keys: list[Any]) -> Any:
+        signed.append(list(keys))
+        return real(con, keys)
+
+    monkeypatch.setattr(database, "_signatures", counting)
+    db = Database(path)
+    return ContentsView(db, RunLock(tmp_path / "run.lock", path), tmp_path / "contents.json", lambda: TABLES), signed
+
+
+def test_after_a_build_only_the_tables_it_wrote_are_signed_again(view: tuple[ContentsView, list[list[Any]]]) -> None:
+    contents, signed = view
+    before = contents.get(live=True)
+    assert [sorted(s) for s in signed] == [sorted(TABLES)]
+    con = duckdb.connect(str(contents.db.path))
+    con.execute("create or replace table t3 as select 2 as x")  # what a build of t3 writes
+    con.close()
+    signed.clear()
+    contents.invalidate([("db", "main", "t3")])
+    after = contents.get()
+    assert signed == [[("db", "main", "t3")]]
+    assert after.signature(("db", "main", "t3")) != before.signature(("db", "main", "t3"))
+    assert {k: after.signature(k) for k in TABLES if k[2] != "t3"} == {k: before.signature(k) for k in TABLES if k[2] != "t3"}
+    signed.clear()
+    contents.invalidate()  # anything may have changed: every table is signed again
+    contents.get()
+    assert [sorted(s) for s in signed] == [sorted(TABLES)]
+
+
+def test_a_live_read_of_a_file_unchanged_since_the_saved_copy_signs_nothing(view: tuple[ContentsView, list[list[Any]]],
+                                                                            tmp_path: Path) -> None:
+    """A build opens the file (is it free?) but takes the signatures of the last run's copy while the file
+    is unchanged since; a file written meanwhile is signed in full."""
+    contents, signed = view
+    contents.get()
+    contents.save()
+    signed.clear()
+    again = ContentsView(contents.db, contents.lock, contents.saved_path, contents.signed_keys)
+    assert again.get(live=True).signature(("db", "main", "t0"))
+    assert signed == [[]]
+    con = duckdb.connect(str(contents.db.path))
+    con.execute("create or replace table t0 as select 5 as x")  # someone else writes the file
+    con.close()
+    signed.clear()
+    ContentsView(contents.db, contents.lock, contents.saved_path, contents.signed_keys).get(live=True)
+    assert [sorted(s) for s in signed] == [sorted(TABLES)]
