@@ -11,6 +11,8 @@ and measures, in the same rounds (every size in every round, setup and dbt alter
     leaf seed edited       2 nodes rebuilt                          vs `dbt build -s state:modified+`
     root seed edited       ~40% of the models rebuilt               vs `dbt build -s state:modified+`
     model SQL edited       10 nodes rebuilt                         vs `dbt build -s state:modified+`
+    root seed reordered    same rows, other order: the table's content is unchanged (early cutoff:
+                           only the seed; without it ~40%)          vs `dbt build -s state:modified+`
 
 `dbt build --select state:modified+ --state <dir>` compares the project with the manifest.json of
 the previous dbt run, copied to <dir> after each run (dbt's own state comparison: a seed's checksum
@@ -30,6 +32,7 @@ Not a test: the numbers depend on the machine (a smoke test of the generator is 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -44,7 +47,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_setup import RACY_SECONDS, REPO, machine, stop_worker  # noqa: E402
-from generated import Generated, descendants, edit_leaf_seed, edit_model, edit_root_seed, generate  # noqa: E402
+from generated import (Generated, descendants, edit_leaf_seed, edit_model, edit_root_seed, generate,  # noqa: E402
+                       reorder_root_seed)
 
 OVERRIDES = ("DUCKDB_PATH", "DBT_TARGET", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "CENSUS_PATH", "SETUP_CONFIG",
              "PYTHONDONTWRITEBYTECODE")  # users' machines write bytecode
@@ -55,11 +59,13 @@ NOOP = "no-op (witness)"
 LEAF = "leaf seed edited"
 ROOT = "root seed edited"
 MODEL = "model SQL edited"
+REORDERED = "root seed reordered"
 FLOOR = "doit itself (one up-to-date task)"
-CASES = (COLD, COLD_KEPT, FIRST_CHECK, NOOP, LEAF, ROOT, MODEL)
+CASES = (COLD, COLD_KEPT, FIRST_CHECK, NOOP, LEAF, ROOT, MODEL, REORDERED)
+EDITS = (NOOP, LEAF, ROOT, MODEL, REORDERED)
 DBT_BUILD = "dbt build"
 DBT_STATE = "dbt build -s state:modified+"
-DBT_FOR = {COLD: DBT_BUILD, COLD_KEPT: DBT_BUILD, **{c: f"{DBT_STATE} ({c})" for c in (NOOP, LEAF, ROOT, MODEL)}}
+DBT_FOR = {COLD: DBT_BUILD, COLD_KEPT: DBT_BUILD, **{c: f"{DBT_STATE} ({c})" for c in EDITS}}
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Timed:
     seconds: float
     rss_mib: float  # peak resident memory of the process
     worker_mib: float = 0.0  # setup's dbt worker: its high-water mark over its life so far
+    built: int | None = None  # nodes setup built (its run report)
 
 
 @dataclass
@@ -121,7 +128,11 @@ class Size:
 
     def record(self, name: str, result: Timed) -> None:
         self.timings.setdefault(name, []).append(result)
+        if name in CASES:
+            report = json.loads((self.ours.root / "gen.setup_report.json").read_text())
+            result.built = report["counts"].get("built", 0)
         worker = f" + worker {result.worker_mib:.0f}" if result.worker_mib else ""
+        worker += f", {result.built} built" if result.built is not None else ""
         print(f"  N={self.models:<5} {name:<44} {result.seconds:8.2f} s {result.rss_mib:5.0f} MiB{worker}", flush=True)
 
     # -- the cases --------------------------------------------------------------------------
@@ -260,11 +271,15 @@ def report(sizes: list[Size], loads: list[float]) -> str:
     lines.append("Rebuilt per edit (nodes, the edited one included): " + "; ".join(
         f"N={s.models}: " + ", ".join(f"{k} {v}" for k, v in descendants(s.ours).items()) for s in sizes) + ".")
     lines.append("")
+    lines.append("Nodes setup built (its run report; median of the rounds): " + "; ".join(
+        f"{case}: " + ", ".join(f"{statistics.median(t.built or 0 for t in s.timings[case]):.0f}" for s in sizes)
+        for case in CASES if case in sizes[0].timings) + " (at N = " + ", ".join(str(s.models) for s in sizes) + ").")
+    lines.append("")
     lines.append("Peak RSS in MiB, the largest of the rounds. setup: the doit process, + its dbt worker's high-water "
                  "mark when a worker served the run (cold, dbt builds: a fresh worker, so its peak in this run; "
                  "edits: the warm worker's peak over the session so far). dbt: the CLI process.")
     lines.append("")
-    columns = [c for c in [*CASES, DBT_BUILD, *(DBT_FOR[c] for c in (NOOP, LEAF, ROOT, MODEL))] if c in sizes[0].timings]
+    columns = [c for c in [*CASES, DBT_BUILD, *(DBT_FOR[c] for c in EDITS)] if c in sizes[0].timings]
     lines.append("| case | " + " | ".join(f"N={s.models}" for s in sizes) + " |")
     lines.append("|---" * (len(sizes) + 1) + "|")
     for c in columns:
@@ -291,6 +306,7 @@ def run(sizes: list[Size], rounds: int, cases: set[str]) -> list[float]:
             size.edit(LEAF, edit_leaf_seed, version)
             size.edit(ROOT, edit_root_seed, version)
             size.edit(MODEL, edit_model, version)
+            size.edit(REORDERED, reorder_root_seed, version)
     for size in sizes:
         stop_worker(size.root / "w")
     return loads
