@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from ..dbt.client import DbtClient
@@ -163,6 +164,7 @@ class Definitions:
         self.graph_memo_path = manifest_path.with_name("graph_memo.json")
         self._tests: list[str] | None = None
         self._sql_parser = SqlParser()
+        self._names: Mapping[str, str] | None = None
         self.graph = graph or SetupGraph.from_manifest(manifest, load_graph_memo(self.graph_memo_path, manifest.invocation_id))
         self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("setup", ())))
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
@@ -186,8 +188,11 @@ class Definitions:
         node = self.node(uid)
         return f"{node.resource_type} {node.name}"
 
-    def names(self) -> dict[str, str]:
-        return {uid: self.label(uid) for uid in self.manifest.nodes}
+    def names(self) -> Mapping[str, str]:
+        """unique id -> 'model stg_x', for every node: made once (staleness asks it for each stale node)."""
+        if self._names is None:
+            self._names = MappingProxyType({uid: self.label(uid) for uid in self.manifest.nodes})
+        return self._names
 
     def test_scope(self) -> set[str]:
         """What setup's tests may read: the selection with everything it needs (ephemeral models and

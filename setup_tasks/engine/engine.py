@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..dbt.client import DbtClient
 from ..dbt.invoke import NodeOutcome
@@ -187,7 +187,7 @@ class Engine:
     def label(self, uid: str) -> str:
         return self.definitions.label(uid)
 
-    def names(self) -> dict[str, str]:
+    def names(self) -> Mapping[str, str]:
         return self.definitions.names()
 
     def reads_census(self, uid: str) -> bool:
