@@ -464,7 +464,8 @@ def test_a_check_over_many_tables_reads_again_only_the_tables_that_changed(name:
     validation = settings(tmp_path)
     first = Environment(validation, Database(db), proj, _Engine(digests))  # type: ignore[arg-type]
     [result] = check.run(first)
-    assert result.passed and len(queried) == 20 and len(first.tables) == 20
+    assert result.passed and len(first.tables) == 20
+    assert len(queried) == (1 if name == "staging_models.non_empty" else 20)  # counts: one query for all
 
     first.db.close_reader()
     changed = proj.setup_nodes[3]
@@ -477,6 +478,6 @@ def test_a_check_over_many_tables_reads_again_only_the_tables_that_changed(name:
     again = Environment(validation, Database(db), proj, _Engine({**digests, changed: "d2"}),  # type: ignore[arg-type]
                         previous={"tables": first.tables})
     [result] = check.run(again)
-    assert len(queried) == 1 and table in queried[0], queried
+    assert len(queried) == 1 and f'"{table}"' in queried[0] and queried[0].upper().count(" FROM ") == 1, queried
     assert not result.passed and table in result.message, result.message
     assert again.tables.keys() == first.tables.keys()

@@ -88,13 +88,25 @@ class TableMemo:
         self.kept: dict[str, list[Any]] = {}  # unique id -> [state, value]: what this run keeps for the next
 
     def value(self, uid: str, measure: Callable[[], Any]) -> Any:
-        if self.state is None:
-            return measure()
-        state = self.state(uid)
-        old = self.previous.get(uid)
-        value = old[1] if isinstance(old, list) and len(old) == 2 and old[0] == state else measure()
-        self.kept[uid] = [state, value]
+        found, value = self.known(uid)
+        if not found:
+            value = measure()
+            self.keep(uid, value)
         return value
+
+    def known(self, uid: str) -> tuple[bool, Any]:
+        """(True, what the last run measured) when the table's state is unchanged since, else (False, None)."""
+        if self.state is None:
+            return False, None
+        old = self.previous.get(uid)
+        if isinstance(old, list) and len(old) == 2 and old[0] == self.state(uid):
+            self.kept[uid] = old
+            return True, old[1]
+        return False, None
+
+    def keep(self, uid: str, value: Any) -> None:
+        if self.state is not None:
+            self.kept[uid] = [self.state(uid), value]
 
 
 class CheckContext:
@@ -180,6 +192,25 @@ class CheckContext:
         if table.node is None:
             return measure()
         return self.memo.value(table.node.unique_id, measure)
+
+    def row_counts(self, tables: Sequence[Table]) -> list[int]:
+        """Each table's row count (``measured``), those not kept read in one query per hundred tables."""
+        counts: dict[int, int] = {}
+        missing = []
+        for i, table in enumerate(tables):
+            found, value = self.memo.known(table.node.unique_id) if table.node is not None else (False, None)
+            if found:
+                counts[i] = value
+            else:
+                missing.append(i)
+        for start in range(0, len(missing), 100):
+            chunk = missing[start:start + 100]
+            union = " UNION ALL ".join(f"SELECT {i} AS i, count(*) AS n FROM {tables[i]}" for i in chunk)
+            for i, n in self.query(union).rows:
+                counts[int(i)] = int(n)  # type: ignore[call-overload]
+                if tables[int(i)].node is not None:  # type: ignore[call-overload]
+                    self.memo.keep(tables[int(i)].node.unique_id, counts[int(i)])  # type: ignore[union-attr,call-overload]
+        return [counts[i] for i in range(len(tables))]
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> QueryResult:
         return self.reader.query(sql, params)

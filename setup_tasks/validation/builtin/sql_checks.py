@@ -159,11 +159,8 @@ def models_materialized(ctx: CheckContext) -> CheckResult:
 def models_non_empty(ctx: CheckContext) -> CheckResult:
     """Every selected model has rows, except those allowed to be empty"""
     allowed = {m.lower() for m in ctx.validation.allow_empty_models}
-    rows: dict[str, int] = {}
-    for node in _models(ctx):
-        table = ctx.find_table(node.unique_id)
-        if table is not None:
-            rows[node.name] = ctx.measured(table, lambda: ctx.scalar(f"SELECT count(*) FROM {table}"))
+    found = [(node.name, table) for node in _models(ctx) if (table := ctx.find_table(node.unique_id)) is not None]
+    rows = dict(zip((name for name, _ in found), ctx.row_counts([table for _, table in found])))
     empty = [name for name, n in rows.items() if n == 0 and name.lower() not in allowed]
     if empty:
         return ctx.failed(f"{len(empty)} models have no rows: {_listed(empty)}",
