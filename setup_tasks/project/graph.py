@@ -64,8 +64,8 @@ class SetupGraph:
             for parent in parents:
                 self._children[parent].append(uid)
         self._nx: Any = None
-        if not self.memo.verified:
-            self._graph()  # builds it, and refuses a cycle before anything is memoised
+        if not self.memo.verified and len(self._ordered(set(self._parents))) < len(self._parents):
+            self._graph()  # a cycle: networkx finds it, and it is refused before anything is memoised
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, memo: GraphMemo | None = None) -> "SetupGraph":
