@@ -196,8 +196,8 @@ class BuildRecords:
 
     def flush(self) -> None:
         """At the end of a run: fold the journal into the records once it has grown past a share of them
-        (reading it costs more than rewriting them then)."""
-        if self.journaled > FOLD_AFTER + len(self.records) // 4:
+        (reading it costs more than rewriting them then), or when there is no records file yet."""
+        if self.journaled > FOLD_AFTER + len(self.records) // 4 or (self.journaled and not self.path.exists()):
             self.save()
 
     def drop(self, uids: list[str]) -> None:
