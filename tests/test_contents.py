@@ -50,6 +50,11 @@ def test_after_a_build_only_the_tables_it_wrote_are_signed_again(view: tuple[Con
     assert after.signature(("db", "main", "t3")) != before.signature(("db", "main", "t3"))
     assert {k: after.signature(k) for k in TABLES if k[2] != "t3"} == {k: before.signature(k) for k in TABLES if k[2] != "t3"}
     signed.clear()
+    contents.invalidate([("db", "main", "t4")])  # two writes before the next read (moved aside, then built):
+    contents.invalidate([("db", "main", "t5")])  # the tables of both are signed again
+    contents.get()
+    assert sorted(signed[0]) == [("db", "main", "t4"), ("db", "main", "t5")]
+    signed.clear()
     contents.invalidate()  # anything may have changed: every table is signed again
     contents.get()
     assert [sorted(s) for s in signed] == [sorted(TABLES)]

@@ -62,11 +62,12 @@ class ContentsView:
     def invalidate(self, written: Iterable[Key] | None = None) -> None:
         """The database changed (a build): read it again when next asked. ``written``: the only tables that
         may have changed (the signatures of the others hold); None: any of them."""
-        if written is not None and self._contents is not None:
-            changed = set(written)
-            self._known = {k: state for k, state in self._contents.tables.items() if k not in changed}
-        elif written is None:
+        if written is None:
             self._known = {}
+        else:  # since the last read, or since the writes before (moved aside, built, settled)
+            changed = set(written)
+            base = self._contents.tables if self._contents is not None else self._known
+            self._known = {k: state for k, state in base.items() if k not in changed}
         self._contents = self._saved = None
 
     @property
