@@ -40,6 +40,7 @@ def test_after_a_build_only_the_tables_it_wrote_are_signed_again(view: tuple[Con
     contents, signed = view
     before = contents.get(live=True)
     assert [sorted(s) for s in signed] == [sorted(TABLES)]
+    contents.db.close_reader()  # as every writer does first
     con = duckdb.connect(str(contents.db.path))
     con.execute("create or replace table t3 as select 2 as x")  # what a build of t3 writes
     con.close()
@@ -71,9 +72,30 @@ def test_a_live_read_of_a_file_unchanged_since_the_saved_copy_signs_nothing(view
     again = ContentsView(contents.db, contents.lock, contents.saved_path, contents.signed_keys)
     assert again.get(live=True).signature(("db", "main", "t0"))
     assert signed == [[]]
+    again.db.close_reader()
     con = duckdb.connect(str(contents.db.path))
     con.execute("create or replace table t0 as select 5 as x")  # someone else writes the file
     con.close()
     signed.clear()
     ContentsView(contents.db, contents.lock, contents.saved_path, contents.signed_keys).get(live=True)
     assert [sorted(s) for s in signed] == [sorted(TABLES)]
+
+
+def test_the_checks_after_a_read_use_its_connection(view: tuple[ContentsView, list[list[Any]]],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening the file costs 10 ms at 30 tables, 100 at 1,000: what the database holds is read on the
+    connection the checks then read through, until a writer closes it."""
+    contents, _ = view
+    opened: list[bool] = []
+    real = Database._open
+
+    def counting(self: Database, read_only: bool, config: Any) -> Any:
+        opened.append(read_only)
+        return real(self, read_only, config)
+
+    monkeypatch.setattr(Database, "_open", counting)
+    contents.get(live=True)
+    with contents.db.read_only(keep_open=True) as reader:
+        assert reader.tables() and reader.columns(("db", "main", "t1")) == ("x",)
+    assert opened == [True]
+    contents.db.close_reader()
