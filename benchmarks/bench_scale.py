@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_setup import RACY_SECONDS, REPO, machine, stop_worker  # noqa: E402
+from bench_setup import RACY_SECONDS, REPO, machine, stop_worker, write_section  # noqa: E402
 from generated import (Generated, descendants, edit_leaf_seed, edit_model, edit_root_seed, generate,  # noqa: E402
                        reorder_root_seed)
 
@@ -318,7 +318,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=["cold", "cold-kept"],
                         help="leave the cold cases out (quicker rounds while profiling)")
-    parser.add_argument("--output", type=Path, default=None, help="write the report here (markdown)")
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md",
+                        help="the markdown file whose 'growth' section this writes (the demo's stays)")
     parser.add_argument("--keep", type=Path, default=None, help="build the projects here and keep them")
     args = parser.parse_args()
     cases = set(CASES) - {COLD for s in args.skip if s == "cold"} - {COLD_KEPT for s in args.skip if s == "cold-kept"}
@@ -334,8 +335,7 @@ def main() -> None:
     result = report(sizes, loads)
     text = (f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/bench_scale.py --sizes "
             f"{' '.join(map(str, args.sizes))} --rounds {args.rounds}` on: {machine()}.\n\n{result}\n")
-    if args.output:
-        args.output.write_text(text)
+    write_section(args.output, "growth", "## Growth with the project (benchmarks/bench_scale.py)\n\n" + text)
     print("\n" + text)
 
 
