@@ -543,6 +543,10 @@ class Database:
         try:
             with interrupts_raised():
                 yield Reader(con, self.path, self._catalog if con is self._reader else None)
+        except KeyboardInterrupt:
+            if con is self._reader:
+                self.close_reader()  # its query was interrupted: the next reader starts afresh
+            raise
         finally:
             if con is not self._reader:
                 con.close()
