@@ -317,6 +317,23 @@ def run_rounds(bench: Bench, rounds: int, per_node_rounds: int) -> str:
     return table(bench)
 
 
+def write_section(path: Path, name: str, text: str) -> None:
+    """Put ``text`` in ``path`` as its section ``name`` (between HTML comments), keeping the other sections:
+    BENCHMARKS.md holds the demo's (this script) and the growth benchmark's (bench_scale.py). A file of
+    one unmarked section is the demo's."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    old = path.read_text() if path.exists() else ""
+    if old and "<!-- " not in old:
+        old = f"<!-- demo -->\n{old.rstrip()}\n<!-- /demo -->\n"
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    if start in old and end in old:
+        rest = old[old.index(end) + len(end):].lstrip("\n")
+        new = old[:old.index(start)] + block + ("\n" + rest if rest else "")
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + block
+    path.write_text(new)
+
+
 def demo_text(args: argparse.Namespace, result: str) -> str:
     return (
         "# Benchmarks\n\n"
@@ -368,7 +385,10 @@ def main() -> None:
         result = run_rounds(bench, args.rounds, 0 if jaffle else args.per_node_rounds)
         stop_worker(Path(tmp) / "w")
     output = args.output or REPO / ("BENCHMARKS_team.md" if jaffle else "BENCHMARKS.md")
-    output.write_text(jaffle_text(args, result) if jaffle else demo_text(args, result))
+    if jaffle:
+        output.write_text(jaffle_text(args, result))
+    else:
+        write_section(output, "demo", demo_text(args, result))
     print("\n" + result)
 
 

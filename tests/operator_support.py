@@ -246,13 +246,10 @@ def run_in_terminal(args: list[str], *, watch: Mapping[str, Callable[[], bool]] 
 def records_written(ws: Workspace) -> Callable[[], bool]:
     """True once setup recorded a finished node (records are written as dbt reports each node done)."""
     def predicate() -> bool:
-        for path in ws.root.glob(".planwise/**/records.json"):
-            try:
-                if json.loads(path.read_text()).get("records"):
-                    return True
-            except (OSError, ValueError):
-                continue
-        return False
+        from setup_tasks.store.records import JOURNAL_FILE, RECORDS_FILE, BuildRecords
+
+        folders = {p.parent for name in (RECORDS_FILE, JOURNAL_FILE) for p in ws.root.glob(f".planwise/**/{name}")}
+        return any(BuildRecords.load(folder / RECORDS_FILE).records for folder in folders)
     return predicate
 
 

@@ -85,7 +85,7 @@ MUTABLE_TYPES = re.compile(r"\b(dict|list|set|Dict|List|Set|DefaultDict|MutableM
                            r"defaultdict|OrderedDict|Counter|deque|bytearray)\b|^(Any|object)$")
 # Calls that make an immutable value (or a module-level constant by every convention).
 IMMUTABLE_CALLS = {"frozenset", "tuple", "str", "int", "re.compile", "types.MappingProxyType", "MappingProxyType",
-                   "TypeVar", "Path"}
+                   "TypeVar", "Path", "inspect.signature"}
 CACHES = {"cache", "lru_cache", "functools.cache", "functools.lru_cache"}
 
 

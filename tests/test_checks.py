@@ -411,3 +411,73 @@ def test_a_message_cut_short_shows_every_item_where_samples_show(tmp_path: Path)
     assert result.failed and result.message.endswith("and 1 more"), result.message
     assert all(n in result.sample_line() for n in names), result.sample_line()
     assert CheckResult.from_dict(result.as_dict()).sample_line() == result.sample_line()  # what doit info reads back
+
+
+# ---------------------------------------------------------------- issue 21: checks over many tables read the changed ones
+
+
+class _Fingerprint:
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+
+class _Records:
+    def get(self, uid: str) -> None:
+        return None
+
+
+class _Engine:
+    """What a check's per-table memo asks of the engine: each node's fingerprint, its build record."""
+
+    def __init__(self, digests: dict[str, str]) -> None:
+        self.digests = digests
+        self.records = _Records()
+
+    def fingerprints(self) -> dict[str, _Fingerprint]:
+        return {uid: _Fingerprint(d) for uid, d in self.digests.items()}
+
+
+@pytest.mark.parametrize("name", ["staging_models.non_empty", "seed_data_integrity.row_counts",
+                                  "seed_data_integrity.null_columns"])
+def test_a_check_over_many_tables_reads_again_only_the_tables_that_changed(name: str, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: one seed edited in a project of 1,000 models re-ran every model's count. A check keeps what
+    it measured of each table with the table's state; its next run reads only the tables whose state moved,
+    and its verdict still covers every table (a changed table's new defect is found)."""
+    from setup_tasks.store.database import Reader
+
+    tables = {f"t{i}": ("id integer, v integer", [(1, 1)]) for i in range(20)}
+    db = make_db(tmp_path / "many.duckdb", tables)
+    seeds = {name_: "id,v\n1,1\n" for name_ in tables} if name.startswith("seed") else {}
+    proj = project(tmp_path, seeds, [] if seeds else list(tables))
+    check = REGISTRY.get(name)
+    assert check is not None
+    digests = {uid: "d1" for uid in proj.setup_nodes}
+    queried: list[str] = []
+    real_query = Reader.query
+
+    def counting(self: Reader, sql: str, params: Any = None) -> Any:
+        queried.append(sql)
+        return real_query(self, sql, params)
+
+    monkeypatch.setattr(Reader, "query", counting)
+    validation = settings(tmp_path)
+    first = Environment(validation, Database(db), proj, _Engine(digests))  # type: ignore[arg-type]
+    [result] = check.run(first)
+    assert result.passed and len(first.tables) == 20
+    assert len(queried) == (1 if name == "staging_models.non_empty" else 20)  # counts: one query for all
+
+    first.db.close_reader()
+    changed = proj.setup_nodes[3]
+    table = proj.nodes[changed].name
+    edit = f"delete from {table}" + (f"; insert into {table} values (1, null)" if seeds else "")  # a defect
+    duckdb.connect(str(db)).execute(edit).close()
+    if seeds:
+        (tmp_path / "proj" / "seeds" / f"{table}.csv").write_text("id,v\n1,\n2,\n")
+    queried.clear()
+    again = Environment(validation, Database(db), proj, _Engine({**digests, changed: "d2"}),  # type: ignore[arg-type]
+                        previous={"tables": first.tables})
+    [result] = check.run(again)
+    assert len(queried) == 1 and f'"{table}"' in queried[0] and queried[0].upper().count(" FROM ") == 1, queried
+    assert not result.passed and table in result.message, result.message
+    assert again.tables.keys() == first.tables.keys()

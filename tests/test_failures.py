@@ -125,13 +125,9 @@ def _wait_for(path, predicate, timeout: float = 60.0) -> None:
 
 
 def _records(ws: Workspace) -> set[str]:
-    import json
+    from setup_tasks.store.records import BuildRecords
 
-    path = ws.root / ".planwise" / ws.db_path.name / "projects" / "shop" / "records.json"
-    try:
-        return set(json.loads(path.read_text())["records"])
-    except (OSError, ValueError):
-        return set()
+    return set(BuildRecords.load(ws.root / ".planwise" / ws.db_path.name / "projects" / "shop" / "records.json").records)
 
 
 def test_ctrl_c_exits_130_and_keeps_completed_work(shop: Workspace) -> None:

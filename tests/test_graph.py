@@ -106,4 +106,30 @@ def test_memo_answers_without_recomputing(tmp_path: Path) -> None:
     assert again._nx is None  # a verified memo: networkx not needed
     assert again.topological(None) == answer and again._nx is None
     other = graph(*DIAMOND, memo=load_graph_memo(path, "another manifest"))
-    assert other._nx is not None  # a memo of another manifest is not trusted
+    assert not other.memo.verified  # a memo of another manifest is not trusted: the graph is checked again
+    with pytest.raises(GraphCycleError):
+        graph(n("model.p.x", ("model.p.y",)), n("model.p.y", ("model.p.x",)), memo=load_graph_memo(path, "another"))
+
+
+def test_order_and_closures_are_networkx_answers_without_a_graph_of_the_whole_project() -> None:
+    """Issue 21: a batch of 2 nodes built a networkx graph of every node (and checked it for cycles) to order
+    them: 0.6 s of an edit at 1,000 models. Walking the nodes asked about gives networkx's answers."""
+    import random
+
+    import networkx as nx
+
+    rng = random.Random(21)
+    for _ in range(30):
+        ids = [f"model.p.m{i:02d}" for i in range(40)]
+        nodes = [n(uid, tuple(rng.sample(ids[:i], k=min(i, rng.randint(0, 3))))) for i, uid in enumerate(ids)]
+        rng.shuffle(nodes)
+        g = graph(*nodes)
+        full = nx.DiGraph()
+        full.add_nodes_from(ids)
+        full.add_edges_from((p, node["unique_id"]) for node in (make_manifest(*nodes)["nodes"].values())
+                            for p in node["depends_on"]["nodes"])
+        subset = set(rng.sample(ids, k=rng.randint(1, 40)))
+        assert g.topological(subset) == list(nx.lexicographical_topological_sort(full.subgraph(subset)))
+        assert g.topological() == list(nx.lexicographical_topological_sort(full))
+        assert g.ancestors(subset) == set().union(*(nx.ancestors(full, u) for u in subset))
+        assert g.descendants(subset) == set().union(*(nx.descendants(full, u) for u in subset))

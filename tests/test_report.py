@@ -137,10 +137,15 @@ def test_history_is_bounded_and_skips_unreadable_lines(tmp_path: Path) -> None:
     path = tmp_path / "h.jsonl"
     for i in range(5):
         append_history(path, {"run_id": f"r{i}"}, limit=3)
-    assert [r["run_id"] for r in read_history(path)] == ["r2", "r3", "r4"]
+    assert [r["run_id"] for r in read_history(path, limit=3)] == ["r2", "r3", "r4"]
+    assert len(path.read_text().splitlines()) == 5  # appended (issue 21): rewritten only at twice the limit
     with path.open("a") as fh:
         fh.write("{not json\n")
     assert last_run(path) == {"run_id": "r4"}
+    append_history(path, {"run_id": "r5"}, limit=3)  # six lines: the rewrite keeps the last three runs
+    assert [r["run_id"] for r in read_history(path)] == ["r3", "r4", "r5"]
+    append_history(path, {"run_id": "r5", "seconds": 2}, limit=3)  # the same run again: replaced
+    assert read_history(path)[-1] == {"run_id": "r5", "seconds": 2} and len(read_history(path)) == 3
     assert HISTORY_LIMIT == 200
 
 

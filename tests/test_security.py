@@ -37,6 +37,7 @@ from setup_tasks.errors import ProjectError
 from setup_tasks.keys import seal
 from setup_tasks.project.context import dbt_context
 from setup_tasks.project.inputs import sql_path_problem
+from setup_tasks.store.records import BuildRecords
 
 NOBODY = 65534
 SECRET = "s3cr3t-Pa55w0rd-9f1c2b"  # what a user keeps in DBT_PASSWORD and the like
@@ -531,6 +532,6 @@ def test_secrets_and_personal_data_on_disk_are_private_and_keyed(built_shop: Wor
     plain = hashlib.sha256(SECRET.encode()).hexdigest()[:12]
     holders = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and plain.encode() in p.read_bytes())
     assert not holders, f"plain sha256 of SHOP_API_TOKEN's value stored in: {holders}"
-    records = json.loads((root / ".planwise" / "warehouse.duckdb" / "projects" / "shop" / "records.json").read_text())
-    part = records["records"]["model.shop.stg_token"]["parts"]["env:SHOP_API_TOKEN"]
+    records = BuildRecords.load(root / ".planwise" / "warehouse.duckdb" / "projects" / "shop" / "records.json")
+    part = records.records["model.shop.stg_token"].parts["env:SHOP_API_TOKEN"]
     assert part.startswith("hmac:"), part

@@ -123,7 +123,8 @@ class ValidationTasks:
 
     def plan_nodes(self) -> list[str]:
         uids = {u for check in self.checks for u in self.built_reads(check)}
-        return [u for u in self.engine.task_nodes if u in self.engine.graph.with_ancestors(uids)]
+        needed = self.engine.graph.with_ancestors(uids)  # once: not once per node (quadratic in the project)
+        return [u for u in self.engine.task_nodes if u in needed]
 
     def tasks(self) -> Iterator[TaskDict]:
         names = [self.task_name(c) for c in self.checks]

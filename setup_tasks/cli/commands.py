@@ -9,17 +9,15 @@ from typing import Any, Iterator, Mapping, Sequence
 from doit import get_var
 from doit.exceptions import TaskFailed
 
-from ..dbt.invoke import InProcessDbt
 from ..engine.engine import Engine
 from ..errors import SetupError
 from ..files import read_json
 from ..naming import CLEAR_DERIVED_TASK
-from ..ops.clear import clear, clear_derived_tables
-from ..ops.diagram import graph_paths, setup_diagram, write_graph
-from ..ops.status import collect_status, node_statuses
-from ..ops.verify import verify_engine
 from ..project.context import dbt_context, with_project_census
 from .app import App
+
+# Each command's own modules (ops.status, ops.verify, ops.diagram, ops.clear, dbt.invoke) are imported when it
+# runs: a `doit setup` that needs none of them does not pay for loading them.
 from .doit_state import forget_in_run, task_values
 
 TaskDict = dict[str, Any]
@@ -29,6 +27,8 @@ TaskDict = dict[str, Any]
 
 
 def status_action(app: App) -> TaskFailed | None:
+    from ..ops.status import collect_status
+
     status = collect_status(app.settings, app.engine, app.translator)
     print("\n".join(status.lines()))
     return None if status.ready else TaskFailed(f"not ready to set up: {status.reason}")
@@ -43,6 +43,8 @@ def status_task(app: App) -> TaskDict:
 
 
 def clear_action(app: App, engine: Engine) -> TaskFailed | None:
+    from ..ops.clear import clear
+
     try:
         dropped, forgotten = clear(engine, forget_in_run, app.translator)
     except SetupError as err:
@@ -61,6 +63,8 @@ def clear_action(app: App, engine: Engine) -> TaskFailed | None:
 def clear_derived_action(app: App, engine: Engine) -> TaskFailed | None:
     if not engine.settings.setup.clear_tables:
         return None
+    from ..ops.clear import clear_derived_tables
+
     try:
         dropped = clear_derived_tables(engine, forget_in_run, app.translator)
     except SetupError as err:
@@ -90,6 +94,9 @@ def clear_tasks(app: App, engine: Engine) -> Iterator[TaskDict]:
 
 
 def graph_action(app: App, engine: Engine, checks: list[Mapping[str, Any]], out_dir: str = "") -> TaskFailed | None:
+    from ..ops.diagram import graph_paths, setup_diagram, write_graph
+    from ..ops.status import node_statuses
+
     diagram = setup_diagram(engine, node_statuses(engine), app.translator, checks)
     try:
         mmd, dot = write_graph(engine, diagram, out_dir)
@@ -125,6 +132,8 @@ def dbt_action(app: App) -> TaskFailed | None:
                           'doit dbt args="test --select my_test"')
     if not args:
         return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
+    from ..dbt.invoke import InProcessDbt
+
     def on_phase(phase: str) -> None:  # dbt's import prints nothing for seconds: the live line says why
         if phase == "starting":
             app.live.show("starting dbt (importing it)")
@@ -154,6 +163,8 @@ def verify_action(app: App, engine: Engine) -> TaskFailed | None:
               "run `doit setup` first to compare what it builds")
     print("building the project with `dbt build` into a scratch database ...", flush=True)
     try:
+        from ..ops.verify import verify_engine
+
         result = verify_engine(engine, setup_test_results(app, engine))
     except SetupError as err:
         return TaskFailed(err.one_line())

@@ -5,6 +5,7 @@ Each one's repr says why its task will run, so ``doit info <task>`` explains its
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Sequence
 
 from ..engine.census import CensusRequest
@@ -16,8 +17,15 @@ from ..validation.framework import Check
 from ..validation.scope import ValidationScope
 
 
+# doit asks each task's check for its signature (inspect.signature of a callable object: 70 us, a
+# twelfth of a no-op's check at 1,000 models); each check here takes doit's (task, values).
+DOIT_SIGNATURE = inspect.signature(lambda task, values: None)
+
+
 class TableTarget:
     """Up to date when the node's table exists and was built from its current fingerprint."""
+
+    __signature__ = DOIT_SIGNATURE
 
     def __init__(self, engine: Engine, unique_id: str) -> None:
         self.engine = engine

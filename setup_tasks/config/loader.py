@@ -40,7 +40,11 @@ def _resolvers_without_timestamps() -> dict[str, list[Any]]:
     }
 
 
-class _ConfigLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (about ten times faster; the same documents and marks), else PyYAML's own.
+SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _ConfigLoader(SafeLoader):  # type: ignore[misc,valid-type]
     """SafeLoader that keeps dates as strings and rejects duplicate keys.
 
     PyYAML silently keeps the last of two equal keys, which hides typos and

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import RunInProgressError, SetupError
-from ..store.database import Database, DatabaseContents, DbRelation, DropResult, contents_from_dict, contents_to_dict, drop_order
+from ..store.database import (Database, DatabaseContents, DbRelation, DropResult, TableState, contents_from_dict,
+                              contents_to_dict, drop_order)
 from ..files import RACY_NS, read_json, write_json_atomic
 from ..store.lock import RunLock
 
@@ -40,23 +41,37 @@ class ContentsView:
         self._contents: DatabaseContents | None = None
         self._saved: DatabaseContents | None = None
         self._file_state: list[int] | None = None
+        # Tables whose content signature still holds at the next read (nothing wrote them since it was taken).
+        self._known: dict[Key, TableState] = {}
 
     def get(self, live: bool = False) -> DatabaseContents:
         """What the database holds; ``live`` opens it even when a saved copy is current
-        (to learn whether it can be opened at all)."""
+        (to learn whether it can be opened at all). Content signatures are computed only for tables
+        written since they were last taken: reading them costs a scan of each table."""
         if live and self._contents is not None and self._contents is self._saved:
-            self._contents = None
+            self._known, self._contents = dict(self._saved.tables), None
         if self._contents is None:
             holder = self.lock.holder()
             if holder:
                 raise RunInProgressError(str(self.db.path), holder if holder > 0 else None)
             self._file_state = self.db.file_state()
-            self._saved = None if live else self._load_saved()
-            self._contents = self._saved or self.db.contents(self.signed_keys())
+            saved = self._load_saved()
+            if live and saved is not None:  # the file is unchanged since: its signatures hold
+                self._known = {**saved.tables, **self._known}
+            self._saved = None if live else saved
+            self._contents = self._saved or self.db.contents(self.signed_keys(), self._known)
+            self._known = {}
         return self._contents
 
-    def invalidate(self) -> None:
-        """The database changed (a build): read it again when next asked."""
+    def invalidate(self, written: Iterable[Key] | None = None) -> None:
+        """The database changed (a build): read it again when next asked. ``written``: the only tables that
+        may have changed (the signatures of the others hold); None: any of them."""
+        if written is None:
+            self._known = {}
+        else:  # since the last read, or since the writes before (moved aside, built, settled)
+            changed = set(written)
+            base = self._contents.tables if self._contents is not None else self._known
+            self._known = {k: state for k, state in base.items() if k not in changed}
         self._contents = self._saved = None
 
     @property
@@ -116,7 +131,7 @@ class ContentsView:
         try:
             return self.db.move_aside(keys, suffix)
         finally:
-            self.invalidate()
+            self.invalidate(_with_aside(keys.values(), suffix))
 
     def restore_aside(self, keys: list[Key], suffix: str) -> None:
         """Put back (or drop) what a killed run left moved aside for these relations."""
@@ -127,14 +142,14 @@ class ContentsView:
         try:
             self.db.restore_aside(left, suffix)
         finally:
-            self.invalidate()
+            self.invalidate(_with_aside(left, suffix))
 
     def settle_aside(self, entries: dict[str, tuple[Key, bool]], suffix: str) -> None:
         """Drop what was moved aside for built nodes, put it back for the others."""
         try:
             self.db.settle_aside(entries, suffix)
         finally:
-            self.invalidate()
+            self.invalidate(_with_aside((key for key, _ in entries.values()), suffix))
 
     def drop_empty_schemas(self, schemas: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Drop these schemas if empty (holding the run lock); returns those gone now."""
@@ -143,3 +158,8 @@ class ContentsView:
         if gone and self._contents is not None:
             self._contents = replace(self._contents, schemas=self._contents.schemas - set(gone))
         return gone
+
+
+def _with_aside(keys: Iterable[Key], suffix: str) -> list[Key]:
+    """Relations and their moved-aside names: what moving them aside or back writes."""
+    return [k for key in keys for k in (key, (key[0], key[1], key[2] + suffix))]

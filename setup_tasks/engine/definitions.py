@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from ..config import Settings
@@ -25,7 +26,7 @@ from ..project.inputs import external_paths, glob_folders, not_utf8
 from ..project.manifest import (Manifest, Node, file_set, manifest_from_dict, parse_problems, project_files,
                                 project_stamp, stamp_parts, why_parse)
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
-from ..store.database import reader_paths
+from ..store.database import SqlParser
 
 DEPS_RECORD = "deps.json"
 FOUND_NO_PROFILE_RE = re.compile(r"^dbt found no profile named '([^']+)'")  # beside the context's manifest: what the last `dbt deps` by setup left
@@ -164,6 +165,8 @@ class Definitions:
         self.census_path = census_path
         self.graph_memo_path = manifest_path.with_name("graph_memo.json")
         self._tests: list[str] | None = None
+        self._sql_parser = SqlParser()
+        self._names: Mapping[str, str] | None = None
         self.graph = graph or SetupGraph.from_manifest(manifest, load_graph_memo(self.graph_memo_path, manifest.invocation_id))
         self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("setup", ())))
         self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
@@ -187,8 +190,11 @@ class Definitions:
         node = self.node(uid)
         return f"{node.resource_type} {node.name}"
 
-    def names(self) -> dict[str, str]:
-        return {uid: self.label(uid) for uid in self.manifest.nodes}
+    def names(self) -> Mapping[str, str]:
+        """unique id -> 'model stg_x', for every node: made once (staleness asks it for each stale node)."""
+        if self._names is None:
+            self._names = MappingProxyType({uid: self.label(uid) for uid in self.manifest.nodes})
+        return self._names
 
     def test_scope(self) -> set[str]:
         """What setup's tests may read: the selection with everything it needs (ephemeral models and
@@ -222,12 +228,12 @@ class Definitions:
         return glob_folders(self.node(source_uid), self.ctx.cwd, self.reader_paths)
 
     def reader_paths(self, sql: str) -> list[str]:
-        """``store.database.reader_paths``, remembered with the graph's answers: they too are a pure
+        """``store.database.reader_paths`` (on one parser), remembered with the graph's answers: they too are a pure
         function of the manifest, and a run over an unchanged project then loads no DuckDB for them."""
         key = f"readers:{hashlib.sha256(sql.encode()).hexdigest()[:20]}"
         answers = self.graph.memo.answers
         if key not in answers:
-            answers[key] = reader_paths(sql)
+            answers[key] = self._sql_parser.reader_paths(sql)
             self.graph.memo.dirty = True
         return list(answers[key])
 

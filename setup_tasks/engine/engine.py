@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..config import Settings
 from ..dbt.client import DbtClient
@@ -203,7 +203,7 @@ class Engine:
     def label(self, uid: str) -> str:
         return self.definitions.label(uid)
 
-    def names(self) -> dict[str, str]:
+    def names(self) -> Mapping[str, str]:
         return self.definitions.names()
 
     def reads_census(self, uid: str) -> bool:
@@ -498,7 +498,7 @@ class Engine:
                     self._build_with_dbt(retry)
             finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
                 self.records.settle(u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped")
-                self.contents.invalidate()  # the next question reads what the database holds now
+                self.contents.invalidate(self._written(runnable))  # the next question reads what it holds now
             built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
             self._sign(built)
             self._check_inputs(built)  # first: it compares files with what this run hashed
@@ -519,6 +519,15 @@ class Engine:
         gating = [t for t in scope if t not in known and self.node(t).depends_on and set(self.node(t).depends_on) <= upstream
                   and self.test_outcomes.current(t, self.test_state(t)) is None]
         return reading + gating
+
+    def _written(self, uids: list[str]) -> list[Key] | None:
+        """The tables a build of these nodes writes: theirs, unless a hook (on-run-start/end, a node's pre- or
+        post-hook) may write any other (None)."""
+        nodes = [self.node(u) for u in uids]
+        if any(n.resource_type == "operation" for n in self.manifest.nodes.values()) or any(
+                n.config.get(hook) for n in nodes for hook in ("pre-hook", "post-hook", "pre_hook", "post_hook")):
+            return None
+        return [n.relation.key() for n in nodes if n.relation is not None]
 
     def _on_start(self, uid: str) -> None:
         self._emit("start", {"unique_id": uid})

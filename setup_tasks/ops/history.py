@@ -7,12 +7,13 @@ report and history line without loading the project.
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import cannot_write
-from ..files import discarded, read_json, sweep_temps, write_bytes_atomic, write_text_atomic
+from ..files import PRIVATE, discarded, read_json, sweep_temps, write_bytes_atomic, write_text_atomic
 
 HISTORY_LIMIT = 200
 # Regressions need a baseline: at least this many earlier samples of a step...
@@ -80,16 +81,32 @@ def _entries(path: Path | None, last: int | None = None) -> list[tuple[bytes, di
     return entries
 
 
-def read_history(path: Path | None) -> list[dict[str, Any]]:
-    """Runs in the history, oldest first; unreadable lines are skipped (and dropped by the next append)."""
-    return [entry for _, entry in _entries(path)]
+def read_history(path: Path | None, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
+    """The last ``limit`` runs in the history, oldest first; unreadable lines are skipped (and dropped when
+    the history is next rewritten)."""
+    return [entry for _, entry in _entries(path, limit)]
 
 
 def append_history(path: Path, entry: Mapping[str, Any], limit: int = HISTORY_LIMIT) -> None:
-    """Add (or replace, same run id) a run, keeping the last ``limit`` runs (earlier lines as they were written)."""
-    kept = [line for line, run in _entries(path, limit) if run.get("run_id") != entry["run_id"]]
-    lines = [*kept, json.dumps(dict(entry), sort_keys=True, default=str).encode()][-limit:]
-    write_bytes_atomic(path, b"".join(line + b"\n" for line in lines))
+    """Add (or replace, same run id) a run: one line appended, whatever the history holds. It is rewritten,
+    with the last ``limit`` runs (earlier lines as they were written), only when it holds twice that many,
+    or when the run is in it already (a second report of the same run)."""
+    line = json.dumps(dict(entry), sort_keys=True, default=str).encode()
+    try:
+        data = path.read_bytes()  # counted, not parsed
+    except FileNotFoundError:
+        data = b""
+    known = json.dumps(str(entry["run_id"])).encode() in data
+    if not known and data.count(b"\n") + 1 < 2 * limit and (not data or data.endswith(b"\n")):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
+        try:
+            os.write(fd, line + b"\n")
+        finally:
+            os.close(fd)
+        return
+    kept = [old for old, run in _entries(path, limit) if run.get("run_id") != entry["run_id"]]
+    lines = [*kept, line][-limit:]
+    write_bytes_atomic(path, b"".join(old + b"\n" for old in lines))
 
 
 def last_run(history_path: Path | None) -> dict[str, Any] | None:

@@ -317,7 +317,7 @@ def read_project_yaml(project_dir: Path) -> dict[str, Any]:
 @functools.lru_cache(maxsize=8)
 def _read_project_yaml(path: Path, project_dir: Path, version: int) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # noqa: S506
     except FileNotFoundError:
         raise ProjectError(
             f"no dbt project at {project_dir} (dbt_project.yml missing)",

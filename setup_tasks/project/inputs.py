@@ -92,6 +92,13 @@ def csv_data_rows(path: Path, delimiter: str = ",") -> int:
         return sum(1 for row in reader if any(cell.strip() for cell in row))
 
 
+def may_read_files(sql: str) -> bool:
+    """Can ``sql`` read a file at all? Not when it names no reader function and no file suffix
+    (``reader_call_paths`` finds only those): most SQL then needs no parse."""
+    text = sql.lower()
+    return any(suffix in text for suffix in SCANNED_SUFFIXES) or any(name in text for name in READER_FUNCTIONS)
+
+
 def reader_call_paths(tree: Any) -> list[str]:
     """The paths DuckDB reads in a statement's syntax tree (``json_serialize_sql``'s JSON), in order:
     the first positional argument of each reader call (a string constant, or a list of them) and

@@ -1,9 +1,12 @@
 """Build records: per node, the fingerprint and table its last successful build had, kept per dbt project.
 
 Build records say, per node, which fingerprint its table was last built from. They
-are written (atomically) the moment dbt reports a node done, so a Ctrl-C or crash
-never loses work already completed: doit's own dependency file is only written when
-a run closes. ``doit forget`` marks a record forced: the next setup rebuilds it. Each
+are written the moment dbt reports a node done, so a Ctrl-C or crash never loses work
+already completed: doit's own dependency file is only written when a run closes. A change
+is one line appended to the journal beside the records (``records.journal``), never a
+rewrite of every record: a run's writes grow with what it built, not with the project.
+Loading replays the journal over the records; once it has grown past a share of them, the
+end of a run folds it in (one atomic rewrite, then the journal goes). ``doit forget`` marks a record forced: the next setup rebuilds it. Each
 dbt project writing a database keeps its records (and doit's state) in its own folder,
 ``<state dir>/projects/<project>/``: projects sharing a file never take each other's
 tables for their own.
@@ -17,6 +20,7 @@ whatever it may have committed is known: reconciled (rebuilt, or dropped with it
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from ..errors import cannot_write
-from ..files import discarded, read_json, write_json_atomic
+from ..files import PRIVATE, discarded, read_json, write_json_atomic, write_text_atomic
 
 RECORDS_VERSION = 2  # 2: records name their dbt project
 READABLE_VERSIONS = (1, RECORDS_VERSION)  # version 1: adopted by BuildRecords.load
@@ -65,11 +69,11 @@ class BuildRecord:
 
 @dataclass
 class BuildRecords:
-    """Build records of one database, persisted in its state directory."""
+    """Build records of one database, persisted in its state directory (records and their journal)."""
 
     path: Path
     records: dict[str, BuildRecord] = field(default_factory=dict)
-    dirty: bool = False
+    dirty: bool = False  # unused: every change is journaled at once (kept for callers that set it)
     # Tables a build was about to write, per node, until dbt reported the node.
     intents: dict[str, list[Relation]] = field(default_factory=dict)
     # Schemas (catalog, schema) a build of setup created (or was about to).
@@ -79,11 +83,18 @@ class BuildRecords:
     # Relations moved aside while dbt built their node afresh, until put back or dropped (engine._move_aside):
     # a run killed meanwhile leaves them here for the next one to settle.
     aside: set[Relation] = field(default_factory=set)
+    # Changes in the journal, not yet folded into the records file.
+    journaled: int = 0
+
+    @property
+    def journal(self) -> Path:
+        return journal_path(self.path)
 
     @classmethod
     def load(cls, path: Path, project: str | None = None, packages: Collection[str] = ()) -> "BuildRecords":
-        """The records in ``path``. A record without a project (written before records named one) is
-        ``project``'s when its node belongs to it or to one of its ``packages``; any other stays foreign."""
+        """The records in ``path``, with its journal replayed. A record without a project (written before
+        records named one) is ``project``'s when its node belongs to it or to one of its ``packages``;
+        any other stays foreign."""
         raw = read_json(path, {})
         if raw and raw.get("version") not in READABLE_VERSIONS:
             discarded(path, f"version {raw.get('version')!r}, not {RECORDS_VERSION}")
@@ -92,19 +103,6 @@ class BuildRecords:
         if not isinstance(stored, dict):
             discarded(path, "wrong shape")
             stored = {}
-        records = {}
-        known = {f.name for f in fields(BuildRecord)}
-        for uid, rec in stored.items():
-            try:
-                record = BuildRecord(**{k: v for k, v in rec.items() if k in known})
-            except (TypeError, AttributeError):
-                continue  # of the wrong shape: treat as never built
-            if record.project is None and project is not None:
-                owner = uid.split(".")[1] if uid.count(".") >= 2 else ""
-                record = replace(record, project=project if owner in {project, *packages} else UNKNOWN_PROJECT)
-            records[uid] = record
-        if len(records) < len(stored):
-            discarded(path, f"{len(stored) - len(records)} record(s) of the wrong shape")
         try:
             intents = {uid: [_relation(r) for r in keys] for uid, keys in (raw.get("intents") or {}).items()}
             schemas = {(str(c), str(s)) for c, s in raw.get("schemas") or ()}
@@ -112,7 +110,21 @@ class BuildRecords:
         except (TypeError, ValueError, AttributeError):
             discarded(path, "intents or schemas of the wrong shape")
             intents, schemas, aside = {}, set(), set()
-        return cls(path, records, intents=intents, schemas=schemas, project=project, aside=aside)
+        stored = dict(stored)
+        journaled = _replay(journal_path(path), stored, intents, schemas, aside)
+        records = {}
+        for uid, rec in stored.items():
+            record = _record(rec)
+            if record is None:
+                continue  # of the wrong shape: treat as never built
+            if record.project is None and project is not None:
+                owner = uid.split(".")[1] if uid.count(".") >= 2 else ""
+                record = replace(record, project=project if owner in {project, *packages} else UNKNOWN_PROJECT)
+            records[uid] = record
+        if len(records) < len(stored):
+            discarded(path, f"{len(stored) - len(records)} record(s) of the wrong shape")
+        return cls(path, records, intents=intents, schemas=schemas, project=project, aside=aside,
+                   journaled=journaled)
 
     def of_project(self, project: str) -> dict[str, BuildRecord]:
         """The records of nodes ``project`` built (not those it only holds from an older layout)."""
@@ -124,37 +136,40 @@ class BuildRecords:
     def put(self, uid: str, record: BuildRecord) -> None:
         """A node built: its record, and its intent settled, in one write."""
         self.records[uid] = record
-        self.intents.pop(uid, None)
-        self.save()
+        settled = self.intents.pop(uid, None) is not None
+        self._append([{"record": [uid, _record_dict(record)]}, *([{"intent": [uid, None]}] if settled else [])])
 
     def intend(self, relations: Mapping[str, list[Relation]], schemas: Iterable[tuple[str, str]]) -> None:
         """Before dbt builds: which tables each node is about to write, which schemas the build creates."""
+        changes: list[dict[str, Any]] = []
         for uid, keys in relations.items():
             self.intents[uid] = sorted({*self.intents.get(uid, ()), *keys})
-        self.schemas.update(schemas)
-        self.save()
+            changes.append({"intent": [uid, [list(k) for k in self.intents[uid]]]})
+        new = set(schemas) - self.schemas
+        if new:
+            self.schemas.update(new)
+            changes.append({"schemas": sorted(list(s) for s in new), "add": True})
+        self._append(changes)
 
     def set_aside(self, relations: Iterable[Relation], moved: bool) -> None:
         """Relations about to be moved aside (``moved``), or settled again (one write each way)."""
-        keys = set(relations)
-        before = set(self.aside)
-        self.aside = self.aside | keys if moved else self.aside - keys
-        if self.aside != before:
-            self.save()
+        keys = set(relations) - self.aside if moved else set(relations) & self.aside
+        if keys:
+            self.aside = self.aside | keys if moved else self.aside - keys
+            self._append([{"aside": sorted(list(k) for k in keys), "add": moved}])
 
     def settle(self, uids: Iterable[str]) -> None:
         """dbt never started these nodes: their intents are void."""
         settled = [uid for uid in uids if uid in self.intents]
         for uid in settled:
             del self.intents[uid]
-        if settled:
-            self.save()
+        self._append([{"intent": [uid, None]} for uid in settled])
 
     def forget_schemas(self, schemas: Iterable[tuple[str, str]]) -> None:
         gone = self.schemas & set(schemas)
         if gone:
             self.schemas -= gone
-            self.save()
+            self._append([{"schemas": sorted(list(s) for s in gone), "add": False}])
 
     def relations(self) -> list[tuple[str, Relation]]:
         """(node, table) for every table setup built or was about to build."""
@@ -167,52 +182,152 @@ class BuildRecords:
         forced = [uid for uid in uids if uid in self.records]
         for uid in forced:
             self.records[uid] = replace(self.records[uid], forced=True)
-        if forced:
-            self.save()
+        self._put_all(forced)
         return forced
 
     def taint(self, marks: Mapping[str, Mapping[str, str]], digest: str) -> None:
         """Builds whose inputs changed while they ran: ``digest`` replaces their fingerprint and
         ``marks`` the parts concerned, so they equal nothing current (one write)."""
+        tainted = []
         for uid, parts in marks.items():
             rec = self.records.get(uid)
             if rec is not None:
                 self.records[uid] = replace(rec, fingerprint=digest, parts={**rec.parts, **parts})
-        self.save()
+                tainted.append(uid)
+        self._put_all(tainted)
 
     def sign(self, signatures: Mapping[str, str | None]) -> None:
         """Record the content signatures of freshly built tables (one write)."""
+        signed = []
         for uid, signature in signatures.items():
             rec = self.records.get(uid)
             if rec and signature and rec.signature != signature:
-                self.records[uid] = BuildRecord(**{**asdict(rec), "signature": signature})
-                self.dirty = True
-        self.flush()
+                self.records[uid] = replace(rec, signature=signature)
+                signed.append(uid)
+        self._put_all(signed)
 
     def flush(self) -> None:
-        if self.dirty:
+        """At the end of a run: fold the journal into the records once it has grown past a share of them
+        (reading it costs more than rewriting them then), or when there is no records file yet."""
+        if self.journaled > FOLD_AFTER + len(self.records) // 4 or (self.journaled and not self.path.exists()):
             self.save()
 
     def drop(self, uids: list[str]) -> None:
         """Forget nodes: their records and intents."""
+        changes: list[dict[str, Any]] = []
         for uid in uids:
-            self.records.pop(uid, None)
-            self.intents.pop(uid, None)
-        self.save()
+            if self.records.pop(uid, None) is not None:
+                changes.append({"record": [uid, None]})
+            if self.intents.pop(uid, None) is not None:
+                changes.append({"intent": [uid, None]})
+        self._append(changes)
 
     def save(self) -> None:
-        """Write the records; WriteError (one line, with the fix) when the disk refuses."""
+        """Write every record (the journal folded in, then removed); WriteError (one line, with the fix)
+        when the disk refuses."""
+        lines = ",\n".join(f"{json.dumps(uid)}: {json.dumps(_record_dict(rec), sort_keys=True)}"
+                           for uid, rec in sorted(self.records.items()))
+        rest = json.dumps({"intents": {k: [list(r) for r in v] for k, v in sorted(self.intents.items())},
+                           "schemas": sorted(list(s) for s in self.schemas), "version": RECORDS_VERSION,
+                           "aside": sorted(list(r) for r in self.aside)}, sort_keys=True)
+        text = '{"records": {\n' + lines + "\n},\n" + rest[1:] + "\n"  # one record per line: people read it
         try:
-            write_json_atomic(self.path, {
-                "version": RECORDS_VERSION,
-                "records": {k: asdict(v) for k, v in self.records.items()},
-                "intents": {k: [list(r) for r in v] for k, v in self.intents.items()},
-                "schemas": sorted(list(s) for s in self.schemas),
-                "aside": sorted(list(r) for r in self.aside),
-            })
+            write_text_atomic(self.path, text)
+            self.journal.unlink(missing_ok=True)
         except OSError as exc:
             raise cannot_write("setup's build records", self.path, exc, "set database.path (or DUCKDB_PATH) elsewhere") from None
+        self.journaled = 0
         self.dirty = False
+
+    def _put_all(self, uids: list[str]) -> None:
+        self._append([{"record": [uid, _record_dict(self.records[uid])]} for uid in uids])
+
+    def _append(self, changes: list[dict[str, Any]]) -> None:
+        """Journal these changes: one append (a killed run leaves at most a torn last line, skipped when read)."""
+        if not changes:
+            return
+        data = "".join(json.dumps(change, sort_keys=True) + "\n" for change in changes).encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise cannot_write("setup's build records", self.journal, exc, "set database.path (or DUCKDB_PATH) elsewhere") from None
+        self.journaled += len(changes)
+
+
+FOLD_AFTER = 64  # journal entries kept before folding, beyond a quarter of the records
+
+
+def journal_path(records: Path) -> Path:
+    return records.with_name(JOURNAL_FILE)
+
+
+def _record_dict(record: BuildRecord) -> dict[str, Any]:
+    data = {f.name: getattr(record, f.name) for f in fields(BuildRecord)}
+    data["parts"] = dict(record.parts)
+    if record.relation is not None:
+        data["relation"] = list(record.relation)
+    return data
+
+
+def _record(data: Any) -> BuildRecord | None:
+    known = {f.name for f in fields(BuildRecord)}
+    try:
+        return BuildRecord(**{k: v for k, v in data.items() if k in known})
+    except (TypeError, AttributeError):
+        return None
+
+
+def _replay(journal: Path, records: dict[str, Any], intents: dict[str, list[Relation]],
+            schemas: set[tuple[str, str]], aside: set[Relation]) -> int:
+    """Apply the journal's changes in order; returns how many. A line that does not parse (torn by a kill,
+    or damaged) is skipped: its node is rebuilt, as with a damaged records file."""
+    try:
+        lines = journal.read_bytes().splitlines()
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        discarded(journal, f"unreadable ({type(exc).__name__})")
+        return 0
+    skipped = 0
+    for line in lines:
+        try:
+            change = json.loads(line)
+            if "record" in change:
+                uid, record = change["record"]
+                if record is None:
+                    records.pop(uid, None)
+                else:
+                    records[str(uid)] = dict(record)
+            elif "intent" in change:
+                uid, keys = change["intent"]
+                if keys is None:
+                    intents.pop(uid, None)
+                else:
+                    intents[str(uid)] = [_relation(k) for k in keys]
+            elif "schemas" in change:
+                found = {(str(c), str(s)) for c, s in change["schemas"]}
+                if change.get("add"):
+                    schemas |= found
+                else:
+                    schemas -= found
+            elif "aside" in change:
+                moved = {_relation(k) for k in change["aside"]}
+                if change.get("add"):
+                    aside |= moved
+                else:
+                    aside -= moved
+            else:
+                skipped += 1
+        except (ValueError, TypeError, AttributeError, KeyError):
+            skipped += 1
+    if skipped:
+        discarded(journal, f"{skipped} line(s) unreadable")
+    return len(lines)
 
 
 UNKNOWN_PROJECT = "(unknown project)"
@@ -220,11 +335,12 @@ UNKNOWN_PROJECT = "(unknown project)"
 ASIDE_SUFFIX = "__setup_prev"
 PROJECTS_DIR = "projects"
 RECORDS_FILE = "records.json"
+JOURNAL_FILE = "records.journal"  # changes since records.json was last written (BuildRecords.load replays it)
 # What one project keeps in its state folder; in the single-project layout (records version 1)
 # these sat in the database's state folder itself.
 TEST_OUTCOMES_FILE = "test_outcomes.json"  # each dbt test's last outcome (engine.test_gate)
-PROJECT_STATE = (RECORDS_FILE, "doit.sqlite", "file_hashes.json", "db_contents.json", "failed_checks", "check_failures.json",
-                 TEST_OUTCOMES_FILE)
+PROJECT_STATE = (RECORDS_FILE, JOURNAL_FILE, "doit.sqlite", "file_hashes.json", "db_contents.json", "failed_checks",
+                 "check_failures.json", TEST_OUTCOMES_FILE)
 
 
 def project_state_dir(state_dir: Path, project: str) -> Path:
@@ -247,7 +363,7 @@ def project_state_dir(state_dir: Path, project: str) -> Path:
 def other_projects(state_dir: Path, project: str) -> Iterator[tuple[str, BuildRecords]]:
     """The records of every other project that built into this database."""
     for folder in sorted((state_dir / PROJECTS_DIR).glob("*")):
-        if folder.name != project and (folder / RECORDS_FILE).is_file():
+        if folder.name != project and ((folder / RECORDS_FILE).is_file() or (folder / JOURNAL_FILE).is_file()):
             yield folder.name, BuildRecords.load(folder / RECORDS_FILE, folder.name)
 @dataclass
 class WrittenFiles:

@@ -53,7 +53,7 @@ from ..errors import SetupError
 from ..project.inputs import resolved
 from ..store.database import Database, QueryResult, Reader, qualified, quote, scratch_reader
 from ..project.manifest import Node
-from .project import Project
+from .project import Project, input_state
 from .results import FAILED, PASSED, SEVERITIES, SKIPPED, CheckResult, SkipCheck, jsonable, plural
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
@@ -80,15 +80,47 @@ class Table:
 
 
 
+class TableMemo:
+    """What a check measured of each table, kept between its runs: a check over many tables reads again
+    only those whose content or inputs changed (``state``: the table's, in words that change with them)."""
+
+    def __init__(self, previous: Any = None, state: Callable[[str], str] | None = None) -> None:
+        self.previous = previous if isinstance(previous, Mapping) else {}
+        self.state = state
+        self.kept: dict[str, list[Any]] = {}  # unique id -> [state, value]: what this run keeps for the next
+
+    def value(self, uid: str, measure: Callable[[], Any]) -> Any:
+        found, value = self.known(uid)
+        if not found:
+            value = measure()
+            self.keep(uid, value)
+        return value
+
+    def known(self, uid: str) -> tuple[bool, Any]:
+        """(True, what the last run measured) when the table's state is unchanged since, else (False, None)."""
+        if self.state is None:
+            return False, None
+        old = self.previous.get(uid)
+        if isinstance(old, list) and len(old) == 2 and old[0] == self.state(uid):
+            self.kept[uid] = old
+            return True, old[1]
+        return False, None
+
+    def keep(self, uid: str, value: Any) -> None:
+        if self.state is not None:
+            self.kept[uid] = [self.state(uid), value]
+
+
 class CheckContext:
     """Everything a check function uses: settings, tables, queries and result helpers."""
 
     def __init__(self, check: "Check", validation: ValidationSettings, reader: Reader,
-                 project: Project | None = None) -> None:
+                 project: Project | None = None, memo: TableMemo | None = None) -> None:
         self.check = check
         self.validation = validation
         self.reader = reader
         self.project = project
+        self.memo = memo or TableMemo()
         self._tables: dict[str, Table | None] = {}
 
     # -- tables and columns -----------------------------------------------------------
@@ -155,6 +187,34 @@ class CheckContext:
 
     # -- queries ----------------------------------------------------------------------
 
+    def measured(self, table: Table, measure: Callable[[], Any]) -> Any:
+        """``measure()`` of a table (a JSON value: a row count, a list of columns), or what it gave in the
+        check's last run when the table's content and inputs are unchanged since: a check reading many
+        tables reads again only those that changed."""
+        if table.node is None:
+            return measure()
+        return self.memo.value(table.node.unique_id, measure)
+
+    def row_counts(self, tables: Sequence[Table]) -> list[int]:
+        """Each table's row count (``measured``), those not kept read in one query per hundred tables."""
+        counts: dict[int, int] = {}
+        missing = []
+        for i, table in enumerate(tables):
+            found, value = self.memo.known(table.node.unique_id) if table.node is not None else (False, None)
+            if found and value is not None:
+                counts[i] = int(value)
+            else:
+                missing.append(i)
+        for start in range(0, len(missing), 100):
+            chunk = missing[start:start + 100]
+            union = " UNION ALL ".join(f"SELECT {i} AS i, count(*) AS n FROM {tables[i]}" for i in chunk)
+            for i, n in self.query(union).rows:
+                node = tables[int(i)].node
+                counts[int(i)] = int(n)
+                if node is not None:
+                    self.memo.keep(node.unique_id, counts[int(i)])
+        return [counts[i] for i in range(len(tables))]
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> QueryResult:
         return self.reader.query(sql, params)
 
@@ -196,6 +256,17 @@ class Environment:
     engine: Engine | None = None
     previous: Mapping[str, Any] = field(default_factory=dict)
     unbuilt: Mapping[str, str] = field(default_factory=dict)  # nodes without a good table in this run, and why
+    # What the check measured of each table in this run (``TableMemo.kept``): stored with its results.
+    tables: dict[str, list[Any]] = field(default_factory=dict)
+
+    def memo(self, check: "Check") -> TableMemo:
+        """The check's per-table measurements of its last run, valid while its definition and each table are."""
+        engine = self.engine
+        if engine is None:
+            return TableMemo()
+        definition = check.definition_digest()
+        fingerprints = engine.fingerprints()
+        return TableMemo(self.previous.get("tables"), lambda uid: f"{definition}|{input_state(engine, uid, fingerprints)}")
 
 
 @dataclass(frozen=True)
@@ -241,9 +312,10 @@ class Check:
             # database: it runs, and says it has nothing to check, before the first build made the file.
             needs_database = env.db.path.exists() or bool(self.read_names(env.project, env.validation))
             with env.db.read_only(keep_open=True) if needs_database else scratch_reader(env.db.path) as reader:
-                ctx = CheckContext(self, env.validation, reader, env.project)
+                ctx = CheckContext(self, env.validation, reader, env.project, env.memo(self))
                 outcome = self.function(ctx) if self.function else []
                 results = [outcome] if isinstance(outcome, CheckResult) else list(outcome)
+                env.tables.update(ctx.memo.kept)
         except SkipCheck as skip:
             results = [CheckResult(self.name, SKIPPED, self.severity, skip.reason)]
         except SetupError as err:

@@ -84,8 +84,10 @@ def resolve_reads(check: Check, engine: Engine, project: Project) -> tuple[list[
     return uids, untracked
 
 
-def fingerprint_parts(check: Check, engine: Engine, project: Project) -> dict[str, str]:
-    """Everything a check's result depends on, by name: a change in any part re-runs it."""
+def fingerprint_parts(check: Check, engine: Engine, project: Project,
+                      reads: tuple[list[str], list[str]] | None = None) -> dict[str, str]:
+    """Everything a check's result depends on, by name: a change in any part re-runs it (``reads``: the
+    check's ``resolve_reads``, when known)."""
     validation = engine.settings.validation
     parts = {
         "definition": check.definition_digest(),
@@ -98,7 +100,7 @@ def fingerprint_parts(check: Check, engine: Engine, project: Project) -> dict[st
             parts[f"setting:validation.tables.{name}"] = validation.tables[name]
         if name in validation.columns:
             parts[f"setting:validation.columns.{name}"] = json.dumps(thaw(validation.columns[name]), sort_keys=True)
-    uids, untracked = resolve_reads(check, engine, project)
+    uids, untracked = reads or resolve_reads(check, engine, project)
     fingerprints = engine.fingerprints()
     for uid in uids:
         parts[f"input:{uid}"] = input_state(engine, uid, fingerprints)
@@ -136,16 +138,21 @@ class ValidationScope:
         self.runs: dict[str, CheckRun] = {}  # this run's run of each check, by check name
         self.reused: dict[str, tuple[Check, list[CheckResult]]] = {}  # checks up to date in this run
         self._last_failures: dict[str, list[CheckResult]] | None = None
+        self._reads: dict[str, tuple[list[str], list[str]]] = {}
 
     @property
     def validation(self) -> ValidationSettings:
         return self.engine.settings.validation
 
     def reads(self, check: Check) -> tuple[list[str], list[str]]:
-        return resolve_reads(check, self.engine, self.project)
+        """``resolve_reads``, once per check and run (the project and settings do not change within one)."""
+        if check.name not in self._reads:
+            self._reads[check.name] = resolve_reads(check, self.engine, self.project)
+        uids, untracked = self._reads[check.name]
+        return list(uids), list(untracked)
 
     def parts(self, check: Check) -> dict[str, str]:
-        return fingerprint_parts(check, self.engine, self.project)
+        return fingerprint_parts(check, self.engine, self.project, self.reads(check))
 
     def stale_reasons(self, old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
         return stale_reasons(old, new, self.engine.names())
@@ -209,19 +216,21 @@ class ValidationScope:
         self.engine.refresh_compiled()
         parts = self.parts(check)
         self.record(results)
-        self.runs[check.name] = run = self._outcome(check, results, parts, memo)
+        self.runs[check.name] = run = self._outcome(check, results, parts, memo, env.tables)
         return run
 
-    def _outcome(self, check: Check, results: list[CheckResult], parts: dict[str, str], memo: Path) -> "CheckRun":
+    def _outcome(self, check: Check, results: list[CheckResult], parts: dict[str, str], memo: Path,
+                 tables: dict[str, Any]) -> "CheckRun":
+        measured = {"tables": tables} if tables else {}  # what it measured of each table, for its next run
         blocking = [r for r in results if r.blocking(self.validation.fail_on)]
         if blocking or any(r.incomplete for r in results):
             # Not stored for doit (the next run checks again); its passing parts are kept, to reuse.
             kept = [r.as_dict() for r in results if r.passed and not r.incomplete]
-            _keep_memo(memo, {"parts": parts, "results": kept})
-            return CheckRun(results, blocking, {} if blocking else {"parts": parts})
+            _keep_memo(memo, {"parts": parts, "results": kept, **measured})
+            return CheckRun(results, blocking, {} if blocking else {"parts": parts, **measured})
         _keep_memo(memo, None)
         return CheckRun(results, [], {"parts": parts, "results": [r.as_dict() for r in results],
-                                      "build_id": self.engine.run.build_id})
+                                      "build_id": self.engine.run.build_id, **measured})
 
     def reuse(self, stored: Mapping[str, Any], check: Check | None = None) -> None:
         """An up-to-date check: its stored results are this run's results."""

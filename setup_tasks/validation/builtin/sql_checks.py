@@ -93,8 +93,9 @@ def seed_row_counts(ctx: CheckContext) -> CheckResult:
     for name, node, table in present:
         if node is None or not node.path or ctx.project is None:
             continue
-        csv_rows = csv_data_rows(ctx.project.project_dir / node.path, node.config.get("delimiter") or ",")
-        table_rows = ctx.scalar(f"SELECT count(*) FROM {table}")
+        path, delimiter = ctx.project.project_dir / node.path, node.config.get("delimiter") or ","
+        csv_rows, table_rows = ctx.measured(table, lambda: [csv_data_rows(path, delimiter),
+                                                            ctx.scalar(f"SELECT count(*) FROM {table}")])
         counts[name] = {"csv_rows": csv_rows, "table_rows": table_rows}
         if csv_rows != table_rows:
             wrong.append(f"{name} has {plural(table_rows, 'rows')}, {node.path} has {csv_rows:,}")
@@ -114,16 +115,19 @@ def seed_null_columns(ctx: CheckContext) -> CheckResult:
     present, _ = _present_seeds(ctx)
     empty: list[str] = []
     for name, _, table in present:
-        if not table.columns:
-            continue
-        counts = ", ".join(f"count({ctx.existing_column(table, c)})" for c in table.columns)
-        row = ctx.query(f"SELECT count(*), {counts} FROM {table}").rows[0]
-        if row[0]:
-            empty += [f"{name}.{c}" for c, n in zip(table.columns, row[1:]) if n == 0]
+        if table.columns:
+            empty += [f"{name}.{c}" for c in ctx.measured(table, lambda: _null_columns(ctx, table))]
     if empty:
         return ctx.failed(f"{len(empty)} seed columns entirely null: {_listed(empty)}",
                           "fill them in the seed CSV, or check its header and delimiter", columns=empty, **_every(empty))
     return ctx.passed(f"no entirely null column in {len(present)} seed tables", tables=len(present))
+
+
+def _null_columns(ctx: CheckContext, table: Table) -> list[str]:
+    """The columns of a table with rows that are null in every row."""
+    counts = ", ".join(f"count({ctx.existing_column(table, c)})" for c in table.columns)
+    row = ctx.query(f"SELECT count(*), {counts} FROM {table}").rows[0]
+    return [c for c, n in zip(table.columns, row[1:]) if n == 0] if row[0] else []
 
 
 # -- staging models ------------------------------------------------------------------------------
@@ -155,11 +159,8 @@ def models_materialized(ctx: CheckContext) -> CheckResult:
 def models_non_empty(ctx: CheckContext) -> CheckResult:
     """Every selected model has rows, except those allowed to be empty"""
     allowed = {m.lower() for m in ctx.validation.allow_empty_models}
-    rows: dict[str, int] = {}
-    for node in _models(ctx):
-        table = ctx.find_table(node.unique_id)
-        if table is not None:
-            rows[node.name] = ctx.scalar(f"SELECT count(*) FROM {table}")
+    found = [(node.name, table) for node in _models(ctx) if (table := ctx.find_table(node.unique_id)) is not None]
+    rows = dict(zip((name for name, _ in found), ctx.row_counts([table for _, table in found])))
     empty = [name for name, n in rows.items() if n == 0 and name.lower() not in allowed]
     if empty:
         return ctx.failed(f"{len(empty)} models have no rows: {_listed(empty)}",
