@@ -6,10 +6,13 @@ import compileall
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from setup_tasks.files import RACY_NS
 
 # One warm dbt worker per test session (per xdist worker), as a person's shell would have
 # after their first build: doit subprocesses then skip dbt's start-up (seconds each). Tests
@@ -60,6 +63,9 @@ def shop_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     """
     root = tmp_path_factory.getbasetemp() / "built-shop"
     ws = write_shop_project(root)
+    # Files as old as a user's: setup trusts a file's cached hash only once the file is older than
+    # RACY_NS, so on a fast machine a build right after writing would leave no file_hashes.json.
+    time.sleep(RACY_NS / 1e9 + 0.1)
     first = ws.doit("setup")
     assert first.returncode == 0, first.stdout + first.stderr
     pristine = tmp_path_factory.mktemp("built-shop-pristine") / "ws"
