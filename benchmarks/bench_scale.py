@@ -24,7 +24,8 @@ run left (a working session; the cold first run has none: a fresh worker folder)
 Reports medians, the ratio per case, the growth exponent per case (least squares of log time on
 log N) and the peak RSS of each side (setup: the doit process plus its dbt worker).
 
-    python benchmarks/bench_scale.py --sizes 30 300 1000 --rounds 3
+    python benchmarks/bench_scale.py --sizes 30 300 1000 --rounds 3     # BENCHMARKS.md, section "growth"
+    python benchmarks/bench_scale.py --sizes 3000 --rounds 1 --section growth-3000
 
 Not a test: the numbers depend on the machine (a smoke test of the generator is in the suite).
 """
@@ -320,6 +321,8 @@ def main() -> None:
                         help="leave the cold cases out (quicker rounds while profiling)")
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md",
                         help="the markdown file whose 'growth' section this writes (the demo's stays)")
+    parser.add_argument("--section", default="growth",
+                        help="the section of --output to write: a run of other sizes (3000) may keep its own")
     parser.add_argument("--keep", type=Path, default=None, help="build the projects here and keep them")
     args = parser.parse_args()
     cases = set(CASES) - {COLD for s in args.skip if s == "cold"} - {COLD_KEPT for s in args.skip if s == "cold-kept"}
@@ -335,7 +338,7 @@ def main() -> None:
     result = report(sizes, loads)
     text = (f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/bench_scale.py --sizes "
             f"{' '.join(map(str, args.sizes))} --rounds {args.rounds}` on: {machine()}.\n\n{result}\n")
-    write_section(args.output, "growth", "## Growth with the project (benchmarks/bench_scale.py)\n\n" + text)
+    write_section(args.output, args.section, "## Growth with the project (benchmarks/bench_scale.py)\n\n" + text)
     print("\n" + text)
 
 

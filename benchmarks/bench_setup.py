@@ -302,8 +302,10 @@ def table(bench: Bench) -> str:
 def run_rounds(bench: Bench, rounds: int, per_node_rounds: int) -> str:
     """The commands alternated round by round (machine noise hits them alike); the table of medians."""
     bench.prepare()
+    loads = []
     for round_no in range(rounds):
-        print(f"round {round_no + 1} of {rounds}", flush=True)
+        loads.append(os.getloadavg()[0])
+        print(f"round {round_no + 1} of {rounds} (load {loads[-1]:.1f})", flush=True)
         bench.cold_setup(worker=False)
         bench.cold_setup(worker=True)
         bench.noop_setup()
@@ -314,7 +316,8 @@ def run_rounds(bench: Bench, rounds: int, per_node_rounds: int) -> str:
         bench.dbt_build()
         if round_no < per_node_rounds:
             bench.dbt_per_node()
-    return table(bench)
+    return table(bench) + (f"\n\nLoad average (1 min) at the rounds' starts: {min(loads):.1f} to {max(loads):.1f} "
+                           f"(the machine's {os.cpu_count()} cores are shared).")
 
 
 def write_section(path: Path, name: str, text: str) -> None:
