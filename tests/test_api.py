@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 
 from factories import Workspace
@@ -10,11 +11,20 @@ from setup_tasks.api import get_system_status, run_setup
 pytestmark = pytest.mark.slow
 
 
+def assert_closed(ws: Workspace) -> None:
+    """The run closed every connection it had: the caller may open the file as it likes (a connection
+    left open in this process refuses one of another configuration)."""
+    duckdb.connect(str(ws.db_path)).close()
+    duckdb.connect(str(ws.db_path), read_only=True).close()
+
+
 def test_run_setup_reports_built_up_to_date_and_failed(shop: Workspace) -> None:
     first = run_setup(shop.config_path)
     assert first.success and first.exit_code == 0, first.error
     assert {"seed:customers", "model:stg_customer_orders"} <= set(first.built)
     assert first.validation and all(r.status in ("passed", "skipped") for r in first.validation.values())
+
+    assert_closed(shop)
 
     again = run_setup(shop.config_path)
     assert again.success and not [t for t in again.built if t.startswith(("seed:", "model:"))]
@@ -24,6 +34,7 @@ def test_run_setup_reports_built_up_to_date_and_failed(shop: Workspace) -> None:
     failed = run_setup(shop.config_path)
     assert not failed.success and failed.exit_code == 1
     assert failed.failed == ["model:stg_regions"]
+    assert_closed(shop)
     message = next(t.message for t in failed.tasks if t.name == "model:stg_regions")
     assert "models/staging/stg_regions.sql" in message and "fix:" in message
 

@@ -172,9 +172,11 @@ class Engine:
 
     def close(self) -> None:
         """Keep what this run learnt, and let other runs build this database again."""
-        self.db.close_reader()
-        self.save_caches()
-        self.lock.release()
+        try:
+            self.save_caches()  # may read the database once more (its contents, to save)
+        finally:
+            self.db.close_reader()  # last: a library caller opens the file next, maybe read-write
+            self.lock.release()
 
     def save_caches(self) -> None:
         """Signatures of builds, the database contents, graph answers and file hashes, at the end of a run."""
