@@ -131,6 +131,22 @@ CASES = [
          steps(model("v_orders", "{{ config(materialized='view') }}\nselect * from {{ ref('orders') }}"),
                model("v_big", "{{ config(materialized='view') }}\nselect * from {{ ref('v_orders') }} where amount > 5")),
          model("v_orders", "{{ config(materialized='ephemeral') }}\nselect * from {{ ref('orders') }}")),
+    # Early cutoff (issue 21): a rebuild to the same content keeps what reads it; one to other content,
+    # however alike (twice the same row changed twice, a column renamed or retyped), does not.
+    Case("seed rows reordered", _none, seed("orders", "id,customer_id,amount\n13,3,12.0\n12,1,3.0\n11,2,7.25\n10,1,20.5\n")),
+    Case("model reformatted", _none, model("stg_orders", "-- amounts in dollars\nselect id, customer_id,\n  amount * "
+                                                          "{{ var('fx_rate') }} as amount_usd\nfrom {{ ref('orders') }}")),
+    Case("duplicate rows changed alike",
+         seed("orders", "id,customer_id,amount\n10,1,5.0\n10,1,5.0\n13,3,12.0\n"),
+         seed("orders", "id,customer_id,amount\n10,1,6.0\n10,1,6.0\n13,3,12.0\n")),
+    Case("column renamed, same values",
+         steps(model("base_ids", "select id, name from {{ ref('customers') }}"),
+               model("all_ids", "select * from {{ ref('base_ids') }}")),
+         model("base_ids", "select id, name as full_name from {{ ref('customers') }}")),
+    Case("column retyped, same values",
+         steps(model("base_ids", "select id, name from {{ ref('customers') }}"),
+               model("all_ids", "select * from {{ ref('base_ids') }}")),
+         model("base_ids", "select id::bigint as id, name from {{ ref('customers') }}")),
     # 3. the target: its name, the profile's default, its threads
     Case("target changed in setup.yaml",
          steps(lambda ws: profile(ws, prod_output), model("which_target", "select '{{ target.name }}' as t")),

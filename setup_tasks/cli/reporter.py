@@ -309,6 +309,9 @@ class SetupReporter:
         parts = [f"{self.counts[k]} {k}" for k in order if self.counts[k]]
         if self.engine is not None and self.engine.run.retired:
             parts.append(f"{plural(len(self.engine.run.retired), 'leftover tables')} dropped")
+        kept = self.engine.run.kept if self.engine is not None else []
+        if kept:  # early cutoff: what they read was rebuilt with the content they were built from
+            parts.append(f"unchanged: {plural(len(kept), 'descendants')} kept")
         return ", ".join(parts) or "nothing to do", self._validation_lines()
 
     def _validation_lines(self) -> list[str]:

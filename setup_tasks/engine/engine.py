@@ -22,7 +22,7 @@ from ..dbt.client import DbtClient
 from ..dbt.invoke import NodeOutcome
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
 from ..project.context import DbtProfile, dbt_context, with_project_census
-from ..project.fingerprints import CHANGED_DURING_BUILD, FileHasher, Fingerprint
+from ..project.fingerprints import CHANGED_DURING_BUILD, CONTENT_PREFIX, FileHasher, Fingerprint, digest_of
 from ..project.inputs import first_ragged_row, not_utf8, searched_folders, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, Reader, profile_problem
@@ -95,6 +95,10 @@ class RunState:
     callback_errors: list[str] = field(default_factory=list)
     # Tables dropped because their node left the project.
     retired: list[str] = field(default_factory=list)
+    # Nodes stale only for an upstream node a batch rebuilt first (``Staleness.waits_on``): those its
+    # rebuild left with the same content to read are kept (early cutoff).
+    deferred: set[str] = field(default_factory=set)
+    kept: list[str] = field(default_factory=list)
     # Why nothing more of this run can work (the database is locked, another setup run holds it).
     fatal: SetupError | None = None
     # The run may build: its lock, the database file and dbt's profile were checked (Engine._ready_to_build).
@@ -102,8 +106,12 @@ class RunState:
 
 
 def input_state_of(fingerprint: Fingerprint | None, record: BuildRecord | None) -> str:
-    """What a reader of a node depends on: its fingerprint and, for a built table, the content it was built with."""
+    """What a reader of a node depends on: for a table built under this fingerprint, the content it holds
+    (a rebuild to the same content changes nothing for its readers); else its fingerprint, and the content
+    it was last built with."""
     digest = fingerprint.digest if fingerprint is not None else "untracked"
+    if record is not None and record.signature and record.fingerprint == digest:
+        return CONTENT_PREFIX + record.signature
     return f"{digest}:{record.signature if record and record.signature else ''}"
 
 
@@ -302,6 +310,8 @@ class Engine:
     def note_checked(self, status: NodeStatus) -> None:
         """doit considered this node in this run: its reason goes into the run report."""
         self.run.checked[status.unique_id] = status
+        if status.unique_id in self.run.deferred and not status.stale and status.unique_id not in self.run.outcomes:
+            self.run.kept.append(status.unique_id)  # early cutoff: what it reads came out the same
 
     def leftover_tables(self, scope: Iterable[str] | None = None) -> dict[Key, str]:
         """Tables this project built that none of its nodes builds now, and no other project's build record
@@ -461,15 +471,23 @@ class Engine:
         if self.census.pending():
             readers = {u for u in scope if self.reads_census(u)}
             waiting = readers | self.graph.descendants(readers)
-        batch = []
+        batch: list[str] = []
         for u in self.setup_nodes_and(uid):
             if u not in scope or u in self.run.outcomes or (u != uid and u in waiting):
                 continue
             status = self.status(u)
-            if u == uid or status.stale:
+            if u != uid and status.stale and self._waits(u, batch):
+                self.run.deferred.add(u)  # built later, if what it reads comes out different
+            elif u == uid or status.stale:
                 self.run.checked.setdefault(u, status)  # its reason, for the run report
                 batch.append(u)
         return batch
+
+    def _waits(self, uid: str, batch: list[str]) -> bool:
+        """Is the node stale only for upstream nodes this batch rebuilds first, or that wait like it?"""
+        upstream = self.staleness.waits_on(uid)
+        return upstream is not None and upstream <= {*batch, *self.run.deferred}
+
 
     def setup_nodes_and(self, uid: str) -> list[str]:
         return self.task_nodes if uid in self.task_nodes else self.graph.buildable({*self.task_nodes, uid})
@@ -503,7 +521,9 @@ class Engine:
                 self.contents.invalidate(self._written(runnable))  # the next question reads what it holds now
             built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
             self._sign(built)
+            self._settle_upstream(built)
             self._check_inputs(built)  # first: it compares files with what this run hashed
+            self.staleness.refresh(built)  # readers' fingerprints name the content built now
             self.refresh_compiled()  # later batches and checks see what dbt compiled for these
             self.note_tests(self.run.test_outcomes[t] for t in tests if t in self.run.test_outcomes)
         for u in runnable:
@@ -914,6 +934,23 @@ class Engine:
         if kind == "external":  # named relative to the project (FingerprintCalculator._display)
             return self.hasher.changed_since_hashed(Path(what) if Path(what).is_absolute() else self.ctx.project_dir / what)
         return False
+
+    def _settle_upstream(self, built: list[str]) -> None:
+        """Nodes of a batch were recorded as built from their upstream nodes' fingerprints (the tables those
+        wrote were not signed yet): now they are, the records name the content each read, as the next
+        run's fingerprints will."""
+        signed = {u: rec for u in built if (rec := self.records.get(u)) is not None and rec.signature}
+        amended = {}
+        for uid in built:
+            record = self.records.get(uid)
+            if record is None:
+                continue
+            parts = {key: CONTENT_PREFIX + signed[parent].signature  # type: ignore[operator]  # signed: signature set
+                     if (parent := key.partition(":")[2]) in signed and key.startswith("upstream:")
+                     and value == signed[parent].fingerprint else value for key, value in record.parts.items()}
+            if parts != record.parts:
+                amended[uid] = (digest_of(parts), parts)
+        self.records.amend(amended)
 
     def _sign(self, uids: list[str]) -> None:
         """Remember each fresh table's content signature, to notice edits made outside setup."""

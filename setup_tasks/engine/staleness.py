@@ -4,6 +4,10 @@ A node is up to date when its table exists, the fingerprint recorded at its last
 build equals the current one, the table's content signature is unchanged since
 (nobody edited it outside setup), and `doit forget` has not named it since. Asking
 never changes anything.
+
+A reader's fingerprint names an up-to-date upstream table by its content (``settled``):
+a node stale only because something upstream will be rebuilt first (``waits_on``) may
+find, once it is, that the content it reads is what it was built from (early cutoff).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Protocol
 
 from ..errors import SetupError
-from ..project.fingerprints import FileHasher, Fingerprint, FingerprintCalculator, explain
+from ..project.fingerprints import CONTENT_PREFIX, FileHasher, Fingerprint, FingerprintCalculator, explain
 from ..project.manifest import Node
 from ..store.records import ASIDE_SUFFIX, BuildRecords
 from .contents import ContentsView, Key
@@ -93,6 +97,35 @@ class Staleness:
                     self._fingerprints = self._calculator(sources, expected).compute(tracked)
         return self._fingerprints
 
+    def refresh(self, built: Iterable[str]) -> None:
+        """Nodes were built (and their tables signed): their readers' fingerprints say what they read now."""
+        if self._fingerprints is not None:
+            self._fingerprints = self._calculator(*self._inputs).recompute(self._fingerprints, built)
+
+    def settled(self, uid: str, fingerprint: Fingerprint) -> str | None:
+        """The content signature of the node's table when that table is up to date under ``fingerprint``
+        (built from it, signed, unchanged since, not forgotten), else None."""
+        record = self.records.get(uid)
+        if record is None or not record.signature or record.fingerprint != fingerprint.digest:
+            return None
+        return None if self._status_for(uid, fingerprint).stale else record.signature
+
+    def waits_on(self, uid: str) -> set[str] | None:
+        """The upstream nodes whose rebuild alone makes this node stale (their tables' content may come
+        out the same: then it is up to date again); None when anything else does (or nothing)."""
+        record = self.records.get(uid)
+        status = self.status(uid)
+        if record is None or not status.stale or status.error is not None:
+            return None
+        current = self.fingerprints()[uid]
+        if self._status_for(uid, Fingerprint(record.fingerprint, record.parts)).stale:
+            return None  # stale for another reason too (forgotten, edited outside setup, interrupted)
+        changed = {k for k in {*record.parts, *current.parts} if record.parts.get(k) != current.parts.get(k)}
+        if not changed or any(not k.startswith("upstream:") or current.parts.get(k, CONTENT_PREFIX).startswith(CONTENT_PREFIX)
+                              or not record.parts.get(k, "").startswith(CONTENT_PREFIX) for k in changed):
+            return None
+        return {k.partition(":")[2] for k in changed}
+
     def rebuilt(self, uid: str, built: Mapping[str, str]) -> Fingerprint:
         """The fingerprint of a node dbt has just built, to record: what dbt compiled for it (kept as it
         built), its parents as this run built them (``built``: their recorded digests)."""
@@ -122,7 +155,7 @@ class Staleness:
             environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd, readers=defs.reader_paths,
             compiled=compiled.part if compiled is not None else None,
             build_context=compiled.build_context() if compiled is not None else "",
-            compiled_sql=compiled.compiled_sql if compiled is not None else None,
+            compiled_sql=compiled.compiled_sql if compiled is not None else None, settled=self.settled,
         )
 
     def invalidate(self) -> None:
@@ -137,13 +170,15 @@ class Staleness:
             return NodeStatus(uid, True, (f"cannot check: {err.cause}",), err)
 
     def _status(self, uid: str) -> NodeStatus:
+        return self._status_for(uid, self.fingerprints()[uid])
+
+    def _status_for(self, uid: str, current: Fingerprint) -> NodeStatus:
         record = self.records.get(uid)
         if record is None:
             return NodeStatus(uid, True, ("never built",))
         node = self.definitions.node(uid)
         if node.relation is None or not self.contents.has(node.relation.key()):
             return NodeStatus(uid, True, (f"table {node.relation} missing from the database",))
-        current = self.fingerprints()[uid]
         if record.fingerprint != current.digest:
             reasons = explain(record.parts, current.parts, self.definitions.names()) or ("fingerprint changed",)
             return NodeStatus(uid, True, tuple(reasons))

@@ -95,6 +95,8 @@ def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: 
     }
     if run.retired:
         report["dropped_leftovers"] = list(run.retired)
+    if run.kept:  # early cutoff: stale at first for an upstream rebuild that came out the same
+        report["kept_unchanged"] = sorted(run.kept)
     if run.callback_errors:
         report["record_errors"] = list(run.callback_errors)
     return report

@@ -1,10 +1,13 @@
 """Node fingerprints: a digest of everything a table's content is derived from.
 
 A fingerprint is a set of named parts (the node's file, its dbt config, each var
-it reads, each external file it reads, each macro it calls, each upstream node's
-fingerprint) and a digest over them. Because upstream digests are parts, a change
-anywhere upstream changes every fingerprint downstream. Comparing the parts of
-two fingerprints explains, in words, why a node is stale.
+it reads, each external file it reads, each macro it calls, each upstream node) and a
+digest over them. An upstream node is a part by what its reader reads of it: the content
+of the table it built (``content:<signature>``) once that table is up to date, else its
+own fingerprint's digest. So a change upstream makes every fingerprint downstream differ
+until the upstream table is rebuilt; rebuilt with the same content, its readers are up to
+date again (early cutoff: a reformatted model, a seed's rows reordered, rebuild nothing
+below them). Comparing the parts of two fingerprints explains, in words, why a node is stale.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from .manifest import ENV_VAR_RE, Manifest, Node
 
 VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
 SHOWN_VALUE_LIMIT = 60
+# An upstream part that names the content of the table its reader read (not the upstream's inputs).
+CONTENT_PREFIX = "content:"
 KEYED_PREFIX = "hmac:"
 # The value of a part (and the digest of a record) whose input changed while the node was being
 # built: what dbt read is unknown, so nothing current can equal it.
@@ -58,6 +63,11 @@ def env_digest(name: str, value: str | None) -> str:
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def digest_of(parts: Mapping[str, str]) -> str:
+    """The digest of a fingerprint with these parts."""
+    return _sha(_canonical(parts))
 
 
 def _sha_file(path: Path) -> str:
@@ -151,6 +161,7 @@ class FingerprintCalculator:
         compiled_sql: Callable[[Node], str | None] | None = None,
         *,
         readers: ReaderPaths,
+        settled: Callable[[str, Fingerprint], str | None] | None = None,
     ) -> None:
         self.manifest = manifest
         # The files a reader call reads (store.database.reader_paths: DuckDB parses it).
@@ -172,6 +183,9 @@ class FingerprintCalculator:
         self.build_context = build_context
         # The SQL dbt compiled for a node under its current key, if any: the files it reads are inputs.
         self.compiled_sql = compiled_sql
+        # The content signature of an upstream node's table when that table is up to date under this
+        # fingerprint of the node (``Staleness.settled``), else None: the reader's part is then the digest.
+        self.settled = settled
 
     def compute(self, uids: Iterable[str]) -> dict[str, Fingerprint]:
         needed = self.graph.with_ancestors(uids)
@@ -183,7 +197,7 @@ class FingerprintCalculator:
     def fingerprint(self, node: Node, known: Mapping[str, Fingerprint]) -> Fingerprint:
         """One node's fingerprint, its parents' taken from ``known``."""
         parts = self.parts(node, known)
-        return Fingerprint(_sha(_canonical(parts)), parts)
+        return Fingerprint(digest_of(parts), parts)
 
     def parts(self, node: Node, known: Mapping[str, Fingerprint]) -> dict[str, str]:
         parts: dict[str, str] = {"engine": f"{self.manifest.adapter_type} {self.manifest.dbt_version}"}
@@ -192,8 +206,23 @@ class FingerprintCalculator:
         else:
             parts.update(self._code_parts(node))
         for parent in self.graph.parents(node.unique_id):
-            parts[f"upstream:{parent}"] = known[parent].digest
+            parts[f"upstream:{parent}"] = self.upstream_part(parent, known[parent])
         return parts
+
+    def upstream_part(self, parent: str, fingerprint: Fingerprint) -> str:
+        """What a reader of ``parent`` depends on: its table's content once that is up to date, else its inputs."""
+        content = self.settled(parent, fingerprint) if self.settled is not None else None
+        return CONTENT_PREFIX + content if content else fingerprint.digest
+
+    def recompute(self, known: Mapping[str, Fingerprint], uids: Iterable[str]) -> dict[str, Fingerprint]:
+        """``known`` with the fingerprints of ``uids`` (and what is downstream of them) computed again,
+        parents first: after a build, what its readers' parts say of the tables it wrote."""
+        stale = set(uids) & set(known)
+        stale |= self.graph.descendants(stale) & set(known)
+        result = dict(known)
+        for uid in self.graph.topological(stale):
+            result[uid] = self.fingerprint(self.manifest.nodes[uid], result)
+        return result
 
     def _code_parts(self, node: Node) -> dict[str, str]:
         parts: dict[str, str] = {}

@@ -8,6 +8,7 @@ loads it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -178,30 +179,50 @@ def qualified(key: tuple[str, str, str]) -> str:
     return ".".join(quote(part) for part in key if part)
 
 
+# A table's content signature: its columns (names and types, in order), its row count, and the xor and
+# the sum of its rows' hashes (a multiset hash: rows in any order; rows twice do not cancel out, as under
+# xor alone). Readers of an up-to-date table depend on it (early cutoff), so it must change with any
+# change to what they could read.
+SIGNATURE_VERSION = "s2"
+
+
+def _row_digests(key: tuple[str, str, str], i: int) -> str:
+    return (f"SELECT {i} AS i, count(*) AS n, bit_xor(h) AS x, sum(h::HUGEINT) AS s "
+            f"FROM (SELECT hash(t) AS h FROM {qualified(key)} AS t)")
+
+
+def _column_digests(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """Each table's columns (name and type, in order), digested: one catalog query for all."""
+    wanted = {tuple(part.lower() for part in key) for key in keys}
+    schemas = sorted({key[:2] for key in wanted})
+    where = " OR ".join("(lower(database_name) = ? AND lower(schema_name) = ?)" for _ in schemas)
+    rows = con.execute(
+        "SELECT lower(database_name), lower(schema_name), lower(table_name), "
+        "list(column_name || ' ' || data_type ORDER BY column_index) FROM duckdb_columns() "
+        f"WHERE {where} GROUP BY ALL", [part for schema in schemas for part in schema]).fetchall()
+    return {(c, s, n): hashlib.sha256("\n".join(cols).encode()).hexdigest()[:12]
+            for c, s, n, cols in rows if (c, s, n) in wanted}
+
+
 def _signature(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]) -> str | None:
-    try:
-        count, digest = con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {qualified(key)} AS t").fetchone()  # type: ignore[misc]  # an aggregate: one row
-    except duckdb.Error as exc:
-        if interrupted(exc):
-            raise
-        return None
-    return f"{count}:{digest}"
+    return _signatures(con, [key], one_by_one=False).get(key)
 
 
-def _signatures(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str | None]:
-    """Row count and order-independent content hash of each table, in one query."""
+def _signatures(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]],
+                one_by_one: bool = True) -> dict[tuple[str, str, str], str | None]:
+    """The content signature of each table (``SIGNATURE_VERSION``), in two queries."""
     if not keys:
         return {}
-    union = " UNION ALL ".join(
-        f"SELECT {i} AS i, count(*) AS n, bit_xor(hash(t)) AS h FROM {qualified(key)} AS t" for i, key in enumerate(keys)
-    )
+    union = " UNION ALL ".join(_row_digests(key, i) for i, key in enumerate(keys))
     try:
+        columns = _column_digests(con, keys)
         rows = con.execute(union).fetchall()
     except duckdb.Error as exc:  # one odd table must not cost the others their signature
         if interrupted(exc):
             raise
-        return {key: _signature(con, key) for key in keys}
-    return {keys[i]: f"{n}:{h}" for i, n, h in rows}
+        return {key: _signature(con, key) for key in keys} if one_by_one else {key: None for key in keys}
+    return {keys[i]: f"{SIGNATURE_VERSION}:{n}:{x}:{total}:{columns.get(tuple(p.lower() for p in keys[i]), '')}"
+            for i, n, x, total in rows}
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], str]:

@@ -196,6 +196,16 @@ class BuildRecords:
                 tainted.append(uid)
         self._put_all(tainted)
 
+    def amend(self, fingerprints: Mapping[str, tuple[str, Mapping[str, str]]]) -> None:
+        """Records whose fingerprint is now said otherwise (the same inputs): their digest and parts (one write)."""
+        amended = []
+        for uid, (digest, parts) in fingerprints.items():
+            rec = self.records.get(uid)
+            if rec is not None:
+                self.records[uid] = replace(rec, fingerprint=digest, parts=dict(parts))
+                amended.append(uid)
+        self._put_all(amended)
+
     def sign(self, signatures: Mapping[str, str | None]) -> None:
         """Record the content signatures of freshly built tables (one write)."""
         signed = []
