@@ -22,7 +22,7 @@ from ..dbt.client import DbtClient
 from ..dbt.invoke import NodeOutcome
 from ..errors import CensusError, DatabaseError, DatabaseLockedError, ProjectError, RunInProgressError, SetupError, WriteError
 from ..project.context import DbtProfile, dbt_context, with_project_census
-from ..project.fingerprints import CHANGED_DURING_BUILD, CONTENT_PREFIX, FileHasher, Fingerprint, digest_of
+from ..project.fingerprints import CHANGED_DURING_BUILD, CONTENT_PREFIX, FileHasher, Fingerprint
 from ..project.inputs import first_ragged_row, not_utf8, searched_folders, sql_path_problem
 from ..project.manifest import Node, watched_project_paths
 from ..store.database import Database, DatabaseContents, DbRelation, DropResult, Reader, profile_problem
@@ -396,7 +396,7 @@ class Engine:
         """Make the node's table up to date, building with it every stale node in scope."""
         if uid not in self.run.outcomes:
             failed = self.first_failure()
-            if self.fail_fast and failed is not None:
+            if self.fail_fast and failed is not None and uid not in self.run.deferred:  # deferred: of a batch begun before
                 self._set(Outcome(uid, "skipped", f"not built: stopped after {self.label(failed)} failed (setup.fail_fast)"))
                 return self.run.outcomes[uid]
             try:
@@ -460,11 +460,12 @@ class Engine:
         cause = f"{', '.join(self.label(u) for u in sorted(failed))} failed" if failed else outcome.message.removeprefix("not built: ")
         return f"{self.label(uid)} was not built ({cause})"
 
-    def batch_for(self, uid: str) -> list[str]:
+    def batch_for(self, uid: str, defer: bool = True) -> list[str]:
         """This node plus every stale node in scope that can build now.
 
         Readers of a census that the census task has yet to write wait for their own
-        task (after it), with everything downstream of them.
+        task (after it), with everything downstream of them. With ``defer``, so does a
+        node stale only for what this batch rebuilds (``_waits``: early cutoff).
         """
         scope = self.run.scope | {uid}
         waiting: set[str] = set()
@@ -472,21 +473,28 @@ class Engine:
             readers = {u for u in scope if self.reads_census(u)}
             waiting = readers | self.graph.descendants(readers)
         batch: list[str] = []
+        later = {u for u in self.run.deferred if u not in self.run.outcomes}
+        # After a failure with setup.fail_fast, only what a batch begun before deferred still builds.
+        stopping = self.fail_fast and self.first_failure() is not None
         for u in self.setup_nodes_and(uid):
-            if u not in scope or u in self.run.outcomes or (u != uid and u in waiting):
+            if u not in scope or u in self.run.outcomes or (u != uid and u in waiting) or (stopping and u not in later):
                 continue
             status = self.status(u)
-            if u != uid and status.stale and self._waits(u, batch):
+            if defer and u != uid and status.stale and self._waits(u, batch, later):
+                later.add(u)
                 self.run.deferred.add(u)  # built later, if what it reads comes out different
             elif u == uid or status.stale:
                 self.run.checked.setdefault(u, status)  # its reason, for the run report
                 batch.append(u)
         return batch
 
-    def _waits(self, uid: str, batch: list[str]) -> bool:
-        """Is the node stale only for upstream nodes this batch rebuilds first, or that wait like it?"""
+    def _waits(self, uid: str, batch: list[str], later: set[str]) -> bool:
+        """Does the node wait for a later batch: it reads a node that does, or it is stale only for upstream
+        nodes this batch rebuilds first (if they come out the same, it is up to date)?"""
+        if set(self.graph.parents(uid)) & later:
+            return True
         upstream = self.staleness.waits_on(uid)
-        return upstream is not None and upstream <= {*batch, *self.run.deferred}
+        return upstream is not None and upstream <= {*batch, *later}
 
 
     def setup_nodes_and(self, uid: str) -> list[str]:
@@ -499,12 +507,14 @@ class Engine:
         self.lock.acquire()
         self.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         self.fingerprints()  # read the database and inputs before dbt holds the file
-        batch = self.batch_for(uid)
-        tests = self.batch_tests(batch)
-        blocked = self._preflight(batch, tests)
-        runnable = [u for u in batch if u not in blocked]
-        tests = [t for t in tests if not set(self.graph.built_parents(t)) & blocked]
-        direct = self.direct_batch(runnable, tests) if runnable else None
+        before = set(self.run.deferred)
+        runnable, tests, blocked, direct = self._plan(uid, defer=True)
+        if direct is None and runnable and self.run.deferred - before:
+            # dbt builds this batch: one dbt run costs more than what waits for it, so it goes along
+            self.run.deferred = before
+            runnable, tests, more, direct = self._plan(uid, defer=False)
+            blocked |= more  # the first plan's preflight failed or skipped them: not in this plan
+            tests = [t for t in tests if not set(self.graph.built_parents(t)) & blocked]
         self._emit("batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None,
                              "tests": tests})
         if runnable:
@@ -521,14 +531,23 @@ class Engine:
                 self.contents.invalidate(self._written(runnable))  # the next question reads what it holds now
             built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
             self._sign(built)
-            self._settle_upstream(built)
+            self.staleness.settle(built)  # records and fingerprints name the content built now
             self._check_inputs(built)  # first: it compares files with what this run hashed
-            self.staleness.refresh(built)  # readers' fingerprints name the content built now
             self.refresh_compiled()  # later batches and checks see what dbt compiled for these
             self.note_tests(self.run.test_outcomes[t] for t in tests if t in self.run.test_outcomes)
         for u in runnable:
             if u not in self.run.outcomes:
                 self._set(Outcome(u, "skipped", "not built: an upstream node failed"))
+
+    def _plan(self, uid: str, defer: bool) -> tuple[list[str], list[str], set[str], tuple[list[direct_build.DirectNode], list[direct_build.DirectTest]] | None]:
+        """The batch for ``uid``: the nodes that can run, their tests, those its preflight blocked, and how to
+        build it without dbt (None: dbt builds it)."""
+        batch = self.batch_for(uid, defer)
+        tests = self.batch_tests(batch)
+        blocked = self._preflight(batch, tests)
+        runnable = [u for u in batch if u not in blocked]
+        tests = [t for t in tests if not set(self.graph.built_parents(t)) & blocked]
+        return runnable, tests, blocked, self.direct_batch(runnable, tests) if runnable else None
 
     def batch_tests(self, batch: list[str]) -> list[str]:
         """The tests a batch runs, each right after the nodes it reads: those reading a node of the batch,
@@ -923,6 +942,7 @@ class Engine:
         for uid in tainted:
             marks[uid].update({f"upstream:{p}": CHANGED_DURING_BUILD for p in self.graph.parents(uid) if p in changed or p in tainted})
         self.records.taint(marks, CHANGED_DURING_BUILD)
+        self.staleness.invalidate()  # their readers read nothing current either
         for uid, parts in sorted(changed.items()):
             files = ", ".join(part.partition(":")[2] for part in parts)
             self._emit("warning", {"message": f"{self.label(uid)}: {files} changed while it was being built; the next setup builds it again"})
@@ -934,23 +954,6 @@ class Engine:
         if kind == "external":  # named relative to the project (FingerprintCalculator._display)
             return self.hasher.changed_since_hashed(Path(what) if Path(what).is_absolute() else self.ctx.project_dir / what)
         return False
-
-    def _settle_upstream(self, built: list[str]) -> None:
-        """Nodes of a batch were recorded as built from their upstream nodes' fingerprints (the tables those
-        wrote were not signed yet): now they are, the records name the content each read, as the next
-        run's fingerprints will."""
-        signed = {u: rec for u in built if (rec := self.records.get(u)) is not None and rec.signature}
-        amended = {}
-        for uid in built:
-            record = self.records.get(uid)
-            if record is None:
-                continue
-            parts = {key: CONTENT_PREFIX + signed[parent].signature  # type: ignore[operator]  # signed: signature set
-                     if (parent := key.partition(":")[2]) in signed and key.startswith("upstream:")
-                     and value == signed[parent].fingerprint else value for key, value in record.parts.items()}
-            if parts != record.parts:
-                amended[uid] = (digest_of(parts), parts)
-        self.records.amend(amended)
 
     def _sign(self, uids: list[str]) -> None:
         """Remember each fresh table's content signature, to notice edits made outside setup."""

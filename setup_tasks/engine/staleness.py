@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Protocol
 
 from ..errors import SetupError
-from ..project.fingerprints import CONTENT_PREFIX, FileHasher, Fingerprint, FingerprintCalculator, explain
+from ..project.fingerprints import (CHANGED_DURING_BUILD, CONTENT_PREFIX, FileHasher, Fingerprint, FingerprintCalculator,
+                                    digest_of, explain)
 from ..project.manifest import Node
 from ..store.records import ASIDE_SUFFIX, BuildRecords
 from .contents import ContentsView, Key
@@ -97,10 +98,25 @@ class Staleness:
                     self._fingerprints = self._calculator(sources, expected).compute(tracked)
         return self._fingerprints
 
-    def refresh(self, built: Iterable[str]) -> None:
-        """Nodes were built (and their tables signed): their readers' fingerprints say what they read now."""
-        if self._fingerprints is not None:
-            self._fingerprints = self._calculator(*self._inputs).recompute(self._fingerprints, built)
+    def settle(self, built: Iterable[str]) -> None:
+        """Nodes were built and their tables signed. They were recorded as built from what their upstream
+        nodes were before (a table's fingerprint, not yet its content): parents first, each record now
+        names what it read as the next run's fingerprints will (a table's content; a view, source or
+        ephemeral model over it by its fingerprint now), and so do this run's fingerprints downstream."""
+        known = self.fingerprints()
+        built = set(built) & set(known)
+        calculator = self._calculator(*self._inputs)
+        result = dict(known)
+        for uid in self.definitions.graph.topological(built | (self.definitions.graph.descendants(built) & set(known))):
+            result[uid] = fingerprint = calculator.fingerprint(self.definitions.node(uid), result)
+            record = self.records.get(uid) if uid in built else None
+            if record is None:
+                continue
+            parts = {**record.parts, **{key: value for key, value in fingerprint.parts.items() if key.startswith("upstream:")
+                                        and record.parts.get(key, value) != CHANGED_DURING_BUILD}}
+            if parts != record.parts:
+                self.records.amend({uid: (digest_of(parts), parts)})
+        self._fingerprints = result
 
     def settled(self, uid: str, fingerprint: Fingerprint) -> str | None:
         """The content signature of the node's table when that table is up to date under ``fingerprint``
@@ -134,7 +150,15 @@ class Staleness:
         if not current.parts.get("sql", "").startswith("unknown:") and not any(p in built for p in parents):
             return current
         known = {p: Fingerprint(built[p], {}) if p in built else self.fingerprints()[p] for p in parents}
-        return self._calculator(*self._inputs).fingerprint(self.definitions.node(uid), known)
+        # While dbt holds the database, nothing may read it: what the parents built before this run read as
+        # is in the fingerprint taken before the build; those built in it are named by their digest until
+        # their tables are signed (``settle``).
+        calculator = self._calculator(*self._inputs)
+        calculator.settled = None
+        parts = calculator.parts(self.definitions.node(uid), known)
+        parts.update({f"upstream:{p}": current.parts[f"upstream:{p}"] for p in parents
+                      if p not in built and f"upstream:{p}" in current.parts})
+        return Fingerprint(digest_of(parts), parts)
 
     def unknown_sql(self) -> list[str]:
         """Nodes whose ``sql`` part is unknown (dbt has not compiled them under their current key)."""

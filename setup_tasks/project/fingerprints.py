@@ -214,16 +214,6 @@ class FingerprintCalculator:
         content = self.settled(parent, fingerprint) if self.settled is not None else None
         return CONTENT_PREFIX + content if content else fingerprint.digest
 
-    def recompute(self, known: Mapping[str, Fingerprint], uids: Iterable[str]) -> dict[str, Fingerprint]:
-        """``known`` with the fingerprints of ``uids`` (and what is downstream of them) computed again,
-        parents first: after a build, what its readers' parts say of the tables it wrote."""
-        stale = set(uids) & set(known)
-        stale |= self.graph.descendants(stale) & set(known)
-        result = dict(known)
-        for uid in self.graph.topological(stale):
-            result[uid] = self.fingerprint(self.manifest.nodes[uid], result)
-        return result
-
     def _code_parts(self, node: Node) -> dict[str, str]:
         parts: dict[str, str] = {}
         if node.path and node.resource_type != "test":
