@@ -13,12 +13,13 @@ from typing import Iterator
 import pytest
 
 from setup_tasks.files import RACY_NS
+from tempdirs import short_temp_dir
 
 # One warm dbt worker per test session (per xdist worker), as a person's shell would have
 # after their first build: doit subprocesses then skip dbt's start-up (seconds each). Tests
 # about the worker itself, or about dbt in process, set their own PLANWISE_SETUP_WORKER*.
 # The directory is private and short (socket paths are limited); no worker outlives the session.
-SUITE_WORKER_DIR = Path(tempfile.mkdtemp(prefix="pw-suite-", dir="/tmp"))
+SUITE_WORKER_DIR = short_temp_dir("pw-suite-")
 # Setup's modules compiled once for the session: the doit subprocesses of the slow tier import them
 # hundreds of times, and with PYTHONDONTWRITEBYTECODE set (as on these machines) a checkout without
 # __pycache__ would compile every module in every one of them (0.15 s each).
@@ -44,6 +45,7 @@ def suite_worker() -> Iterator[Path]:
     """The session's worker directory; its workers are stopped when the session ends."""
     yield SUITE_WORKER_DIR
     stop_workers(SUITE_WORKER_DIR)
+    shutil.rmtree(SUITE_WORKER_DIR, ignore_errors=True)  # the suite leaves nothing behind in TMPDIR
     shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 

@@ -13,12 +13,12 @@ import logging
 import os
 import pickle
 import subprocess
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from tempdirs import short_temp_dir
 
 NOBODY = 65534
 
@@ -87,7 +87,7 @@ def run_as_nobody(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[
 
 def shared_dir(prefix: str = "pw-shared-") -> Path:
     """A folder like /tmp itself (1777), short (socket paths are limited): every user may create in it."""
-    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    directory = short_temp_dir(prefix)
     os.chmod(directory, 0o1777)
     return directory
 

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from factories import REPO, DoitRun, Workspace, clean_env, database_tables, parse_json_report, worker_pids, write_shop_project
+from tempdirs import short_temp_dir
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     for name in ("a", "b"):
         configs[name] = root / f"{name}.yaml"
         configs[name].write_text(yaml.safe_dump({**config, "database": {"path": f"{name}.duckdb"}}))
-    directory = Path(tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # short: socket paths are limited
+    directory = short_temp_dir("pw-")  # short: socket paths are limited
     env = {"PLANWISE_SETUP_WORKER": "1", "PLANWISE_SETUP_WORKER_DIR": str(directory)}
     warm = setup(configs["a"], env)
     assert warm.returncode == 0, tail(warm.stdout + warm.stderr)

@@ -18,7 +18,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from factories import REPO, DoitRun, Workspace, clean_env, stop_workers, write_s
 from operator_support import (ANSI, TASK_LINE, TerminalRun, add_custom_checks, add_model_tests, check_entry, doit_cmd,
                               lines_of, manifest_written, records_written, report, run_in_terminal,
                               send_after_query_started, status_words, stop, text_of)
+from tempdirs import short_temp_dir
 
 pytestmark = pytest.mark.slow
 
@@ -398,7 +398,7 @@ def test_a_run_that_starts_the_worker_says_so_and_parses_only_once_dbt_has_start
     """What is waited for, on the screen: dbt's import in a new worker (and how long that worker stays),
     then the parse, each under its own words; never 'parsing' while dbt is still being imported."""
     ws = built_shop
-    worker_dir = Path(tempfile.mkdtemp(prefix="pw-own-", dir="/tmp"))  # short: socket paths are limited
+    worker_dir = short_temp_dir("pw-own-")  # short: socket paths are limited
     os.chmod(worker_dir, 0o700)
     ws.model("stg_regions", "select region, tax_rate * 2 as tax_rate from {{ ref('regions') }}")
     try:

@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from setup_tasks.keys import seal
 from setup_tasks.project.context import dbt_context
 from setup_tasks.project.inputs import sql_path_problem
 from setup_tasks.store.records import BuildRecords
+from tempdirs import short_temp_dir
 
 NOBODY = 65534
 SECRET = "s3cr3t-Pa55w0rd-9f1c2b"  # what a user keeps in DBT_PASSWORD and the like
@@ -88,7 +88,7 @@ def wait_ready(fd: int) -> None:
 
 def private_dir(prefix: str = "pw-") -> Path:
     """A short directory under /tmp (Unix socket paths are limited to 107 bytes), mode 0700."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    return short_temp_dir(prefix)
 
 
 def shared_tmp() -> Path:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +13,7 @@ from typing import Iterator
 import pytest
 
 from factories import REPO, Workspace, clean_env, stop_workers, worker_pids
+from tempdirs import short_temp_dir
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def worker_env() -> Iterator[dict[str, str]]:
     """A private worker directory (short: socket paths are limited), torn down after."""
-    directory = Path(tempfile.mkdtemp(prefix="pw-", dir="/tmp"))
+    directory = short_temp_dir("pw-")
     yield {"PLANWISE_SETUP_WORKER": "1", "PLANWISE_SETUP_WORKER_DIR": str(directory)}
     stop_workers(directory)
 

@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +29,7 @@ from setup_tasks.dbt.client import DbtClient
 from setup_tasks.dbt.worker import Connection, Request, Worker
 from setup_tasks.errors import DatabaseLockedError
 from setup_tasks.store.database import Database, held_databases
+from tempdirs import short_temp_dir
 
 HOLD = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(120)"
 
@@ -42,7 +42,7 @@ def make_database(path: Path) -> None:
 
 @pytest.fixture
 def worker_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="pw-", dir="/tmp"))  # short: socket paths are limited
+    directory = short_temp_dir("pw-")  # short: socket paths are limited
     monkeypatch.setenv("PLANWISE_SETUP_WORKER_DIR", str(directory))
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
@@ -229,7 +229,7 @@ def test_a_profile_extension_that_cannot_load_never_locks_the_next_runs_out(shop
     profile; the worker (alive, for the next runs) holds no database; the next run, with the profile
     fixed, builds (before: "locked by python3.11 (PID n) -- fix: close that connection (notebook, IDE...)",
     or in process "Can't open a connection to same database file with a different configuration")."""
-    directory = Path(tempfile.mkdtemp(prefix="pw-", dir="/tmp"))
+    directory = short_temp_dir("pw-")
     env = {"PLANWISE_SETUP_WORKER": "1" if where == "worker" else "0", "PLANWISE_SETUP_WORKER_DIR": str(directory),
            "PLANWISE_SETUP_DIRECT": "0"}
     try:

@@ -140,10 +140,6 @@ class CensusInfo:
     columns: dict[str, str]  # column name -> DuckDB type
     missing_columns: tuple[str, ...]
 
-    @property
-    def is_complete(self) -> bool:
-        return not self.missing_columns
-
     def wrong_types(self) -> dict[str, str]:
         """Required columns whose type is not what stg_census_data needs: column -> needed type family."""
         return {name: family for name, family in CENSUS_COLUMN_TYPES.items()

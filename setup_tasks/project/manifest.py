@@ -73,7 +73,6 @@ class Node:
     # What dbt-duckdb formats a source's external location with: its meta, and the config's ``formatter``.
     location_meta: Mapping[str, Any] = field(default_factory=dict)
     test_severity: str | None = None
-    attached_node: str | None = None
     test_name: str | None = None
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
     source_name: str | None = None  # a source's name in sources.yml (its tables are its children)
@@ -209,7 +208,6 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
         external_location=external,
         location_meta={**meta, **{k: v for k, v in config.items() if k == "formatter"}} if external else {},
         test_severity=(config.get("severity") or "ERROR").lower() if rtype == "test" else None,
-        attached_node=raw.get("attached_node"),
         test_name=test_meta.get("name") if rtype == "test" else None,
         test_kwargs=test_meta.get("kwargs") or {},
         source_name=raw.get("source_name") if rtype == "source" else None,

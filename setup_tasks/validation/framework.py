@@ -155,9 +155,6 @@ class CheckContext:
             raise SkipCheck(f"table {self.table_name(logical)}{where} is not in the database")
         return found
 
-    def has_table(self, logical: str) -> bool:
-        return self.find_table(logical) is not None
-
     def column_name(self, table: Table, key: str, columns_of: str | None = None) -> str:
         return (self.validation.columns.get(columns_of or table.logical) or {}).get(key, key)
 
