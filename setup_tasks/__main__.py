@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import SetupError
-from .ops.init import init
+from .ops.init_project import init
 
 
 def main(argv: list[str] | None = None) -> int:

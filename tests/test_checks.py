@@ -15,7 +15,7 @@ from setup_tasks.project.manifest import manifest_from_dict
 from setup_tasks.store.database import Database
 from setup_tasks.validation.catalog import custom_check, discover_builtin
 from setup_tasks.validation.framework import REGISTRY, Environment
-from setup_tasks.validation.project import Project
+from setup_tasks.validation.project_view import ProjectView
 from setup_tasks.validation.results import CheckResult
 
 discover_builtin()
@@ -88,7 +88,7 @@ def settings(tmp_path: Path, text: str = "") -> ValidationSettings:
     return load_settings(config, root=tmp_path, environ={}).validation
 
 
-def run(name: str, validation: ValidationSettings, db: Path, project: Project | None = None) -> CheckResult:
+def run(name: str, validation: ValidationSettings, db: Path, project: ProjectView | None = None) -> CheckResult:
     check = REGISTRY.get(name)
     assert check is not None, name
     [result] = check.run(Environment(validation, Database(db), project))
@@ -323,7 +323,7 @@ def test_custom_sql_that_does_not_run_fails_with_the_key_to_fix(clean: Path, tmp
 # -- seeds and models, with a hand-made project ----------------------------------------------------
 
 
-def project(tmp_path: Path, seeds: dict[str, str], models: list[str]) -> Project:
+def project(tmp_path: Path, seeds: dict[str, str], models: list[str]) -> ProjectView:
     (tmp_path / "proj" / "seeds").mkdir(parents=True, exist_ok=True)
     nodes: dict[str, Any] = {}
     for name, text in seeds.items():
@@ -334,7 +334,7 @@ def project(tmp_path: Path, seeds: dict[str, str], models: list[str]) -> Project
         nodes[f"model.p.{name}"] = {"unique_id": f"model.p.{name}", "resource_type": "model", "name": name,
                                     "schema": "main", "config": {"materialized": "table"}}
     manifest = manifest_from_dict({"nodes": nodes})
-    return Project(tmp_path / "proj", manifest.nodes, tuple(nodes))
+    return ProjectView(tmp_path / "proj", manifest.nodes, tuple(nodes))
 
 
 SEEDS = {"levels": 'id,label\n1,"multi\nline"\n2,b\n', "cola": "year,rate\n2025,0.02\n2026,0.02\n\n"}
@@ -394,7 +394,7 @@ def test_seed_checks_skip_a_project_without_seeds_even_before_its_database_exist
     from factories import make_manifest, manifest_node
 
     nodes = manifest_from_dict(make_manifest(manifest_node("model.p.returns"))).nodes
-    result = run(name, settings(tmp_path), tmp_path / "not_built_yet.duckdb", Project(tmp_path, nodes, ("model.p.returns",)))
+    result = run(name, settings(tmp_path), tmp_path / "not_built_yet.duckdb", ProjectView(tmp_path, nodes, ("model.p.returns",)))
     assert result.status == "skipped", result.one_line()
     assert "no seeds" in result.message
 
@@ -406,7 +406,7 @@ def test_a_message_cut_short_shows_every_item_where_samples_show(tmp_path: Path)
 
     names = ["stg_a", "stg_b", "stg_c", "stg_d"]
     nodes = manifest_from_dict(make_manifest(*(manifest_node(f"model.p.{n}") for n in names))).nodes
-    project = Project(tmp_path, nodes, tuple(f"model.p.{n}" for n in names))
+    project = ProjectView(tmp_path, nodes, tuple(f"model.p.{n}" for n in names))
     result = run("staging_models.materialized", settings(tmp_path), make_db(tmp_path / "d.duckdb", {}), project)
     assert result.failed and result.message.endswith("and 1 more"), result.message
     assert all(n in result.sample_line() for n in names), result.sample_line()

@@ -66,7 +66,7 @@ def test_info_says_why_in_words_and_exits_0_for_a_stale_task(built_shop: Workspa
     assert info.returncode == 0, info.stdout + info.stderr
     assert "will run: upstream changed: seed regions" in info.stdout, info.stdout
     assert "runs after seed:regions" in info.stdout, info.stdout
-    for repr_text in ("TableTarget(", "args=[]", "kwargs={}", "{'", "verbosity"):
+    for repr_text in ("TableUpToDate(", "args=[]", "kwargs={}", "{'", "verbosity"):
         assert repr_text not in info.stdout, info.stdout
     fresh = doit_in(built_shop, "info", "seed:customers")
     assert fresh.returncode == 0 and "status     up to date" in fresh.stdout, fresh.stdout

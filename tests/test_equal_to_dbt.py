@@ -301,7 +301,7 @@ def test_checks_run_again_when_a_file_their_sql_reads_or_a_module_their_module_i
 
     from factories import clean_env, parse_json_report
     from operator_support import add_custom_checks, set_config
-    from setup_tasks.ops.init import DODO_TEXT
+    from setup_tasks.ops.init_project import DODO_TEXT
 
     ws = shop
     (ws.root / "dodo.py").write_text(DODO_TEXT)  # a team's repository: check modules import from its folder

@@ -216,7 +216,7 @@ INTERRUPTED_CHECK = """
 import sys
 import setup_tasks.cli.uptodate as uptodate
 
-checked = uptodate.TableTarget.__call__
+checked = uptodate.TableUpToDate.__call__
 calls = []
 
 def ctrl_c_on_the_third(self, task, values):  # Ctrl-C while doit asks whether a task is up to date
@@ -225,7 +225,7 @@ def ctrl_c_on_the_third(self, task, values):  # Ctrl-C while doit asks whether a
         raise KeyboardInterrupt
     return checked(self, task, values)
 
-uptodate.TableTarget.__call__ = ctrl_c_on_the_third
+uptodate.TableUpToDate.__call__ = ctrl_c_on_the_third
 sys.argv = ["doit", *sys.argv[1:]]
 from doit.__main__ import main
 main()

@@ -117,7 +117,7 @@ def test_init_hints_the_gitignore_lines_the_repository_lacks_and_doit_k_for_a_fo
         assert pattern in hint, (pattern, hint)
     assert "target/" not in hint and "logs/" not in hint, hint  # the team ignores them already
     (repo.project / ".gitignore").write_text("\n".join(["*", ""]))
-    from setup_tasks.ops.init import not_ignored
+    from setup_tasks.ops.init_project import not_ignored
 
     assert "target/" in not_ignored(repo.project)  # a .gitignore that names none of them: all of them
 
@@ -216,7 +216,7 @@ def test_init_writes_neither_file_when_the_second_cannot_be_written(tmp_path: Pa
     """The same, where no disk can be mounted: the second file's write raises ENOSPC."""
     import errno
 
-    import setup_tasks.ops.init as init_module
+    import setup_tasks.ops.init_project as init_module
     from setup_tasks.errors import WriteError
 
     repo = tp.write_jaffle_shop(tmp_path)
@@ -252,7 +252,7 @@ def test_init_writes_neither_file_when_the_second_cannot_be_written(tmp_path: Pa
 
 def test_init_names_the_projects_when_it_cannot_choose_one(tmp_path: Path) -> None:
     from setup_tasks.errors import SetupError
-    from setup_tasks.ops.init import init
+    from setup_tasks.ops.init_project import init
 
     with pytest.raises(SetupError, match="no dbt_project.yml"):
         init(tmp_path)
@@ -343,7 +343,7 @@ def test_init_writes_where_the_team_runs_dbt(tmp_path: Path, where: str) -> None
 
 def test_init_names_what_to_keep_out_of_git() -> None:
     """Issue 25, item 7: the hint left out __pycache__/ and the graph files."""
-    from setup_tasks.ops.init import IGNORED
+    from setup_tasks.ops.init_project import IGNORED
 
     for entry in (".planwise/", "*.setup_report.json", "*.setup_history.jsonl", "*.setup_graph.*", "__pycache__/",
                   "target/", "logs/"):

@@ -19,7 +19,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from factories import Workspace
 from setup_tasks.cli import app as cli_app
 from setup_tasks.cli import checks as cli_checks
-from setup_tasks.cli.uptodate import CheckTarget
+from setup_tasks.cli.uptodate import CheckUpToDate
 from setup_tasks.validation import catalog, framework
 from setup_tasks.validation import results as vr
 from setup_tasks.validation import scope as v_scope
@@ -260,10 +260,10 @@ def _scope(engine: FakeEngine) -> v_scope.ValidationScope:
 
 
 def _run_action(engine: FakeEngine, check: framework.Check, scope: v_scope.ValidationScope | None = None
-                ) -> tuple[CheckTarget, Any]:
+                ) -> tuple[CheckUpToDate, Any]:
     scope = scope or _scope(engine)
     engine.scope = scope
-    target = CheckTarget(scope, check, f"validate:{check.name}", scope.reads(check)[0])
+    target = CheckUpToDate(scope, check, f"validate:{check.name}", scope.reads(check)[0])
     assert target(None, {}) is False
     return target, cli_checks.check_action(scope, check, target)
 
@@ -282,7 +282,7 @@ def test_check_is_up_to_date_until_what_it_reads_or_uses_changes(engine: FakeEng
 
     engine.scope.results.clear()
     assert target(None, saved) is True
-    assert repr(target) == f"CheckTarget(validate:{COLA}): up to date"
+    assert repr(target) == f"CheckUpToDate(validate:{COLA}): up to date"
     assert engine.scope.results[COLA].up_to_date  # the stored result stands for this run
 
     engine.digests["model.p.stg_census_data"] = "other"  # a table it does not read
@@ -358,7 +358,7 @@ def test_tasks_dependencies_groups_and_quick(engine: FakeEngine, tmp_path: Path)
     assert "task_dep" not in cola and cola["uptodate"][0].inputs == ["model.p.stg_config_cola_by_year"]
     assert vt.task_dep(framework.REGISTRY.get(COLA)) == ["model:stg_config_cola_by_year"]  # for `doit graph`
     assert cola["doc"] == "[error] A COLA rate for every simulation year (reads stg_config_cola_by_year)"
-    assert repr(cola["uptodate"][0]) == f"CheckTarget(validate:{COLA})"
+    assert repr(cola["uptodate"][0]) == f"CheckUpToDate(validate:{COLA})"
     assert tasks["validate:cola_known"]["uptodate"][0].inputs == ["model.p.stg_config_cola_by_year"]
     assert f"validate:{COLA}" in tasks["validate:configuration_consistency"]["task_dep"]
     assert tasks["validate"]["task_dep"][0] == "_plan:validate"

@@ -21,13 +21,13 @@ from ..naming import PLAN_PREFIX, QUICK_SUMMARY_TASK, VALIDATE_TASK
 from ..validation.framework import Check
 from ..validation.scope import ValidationScope
 from .app import RUN_OPTIONS, App
-from .uptodate import CheckTarget
+from .uptodate import CheckUpToDate
 
 TaskDict = dict[str, Any]
 PLAN_TASK = PLAN_PREFIX + VALIDATE_TASK
 
 
-def check_action(scope: ValidationScope, check: Check, target: CheckTarget, app: App | None = None) -> dict[str, Any] | TaskFailed:
+def check_action(scope: ValidationScope, check: Check, target: CheckUpToDate, app: App | None = None) -> dict[str, Any] | TaskFailed:
     """Task action: build what the check reads if stale, run it, record its results, fail on a blocking failure."""
     try:
         unbuilt = scope.engine.ensure(target.inputs)
@@ -93,7 +93,7 @@ class ValidationTasks:
         return f"[{check.severity}] {check.description or 'Validation check'}{reads}"
 
     def check_task(self, check: Check) -> TaskDict:
-        target = CheckTarget(self.scope, check, self.task_name(check), self.built_reads(check))
+        target = CheckUpToDate(self.scope, check, self.task_name(check), self.built_reads(check))
         task: TaskDict = {
             "basename": self.task_name(check),
             "doc": self.doc(check),

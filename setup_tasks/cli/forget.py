@@ -19,7 +19,7 @@ from doit.cmd_forget import Forget as DoitForget
 
 from .pipes import PipeSafe, pipe_safe
 
-TABLE_TARGET = ("setup_tasks.cli.uptodate", "TableTarget")  # the up-to-date check of a seed or model task
+TABLE_TARGET = ("setup_tasks.cli.uptodate", "TableUpToDate")  # the up-to-date check of a seed or model task
 
 
 def force_builds(tasks: Iterable[Any]) -> None:

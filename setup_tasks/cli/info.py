@@ -1,7 +1,7 @@
 """`doit info <task>` and `doit list`, replacing doit's: in words, never a Python repr or a traceback.
 
 doit's info prints each up-to-date check's repr with its call arguments
-(``TableTarget(...) (args=[], kwargs={})``), pprints ``meta``, raises KeyError for a task
+(``TableUpToDate(...) (args=[], kwargs={})``), pprints ``meta``, raises KeyError for a task
 name it does not know, and exits 1 whenever the task would run: a ``set -e`` script that
 asks about a stale task stops there. For a setup dodo file this command says why a task
 will run in the words its checks give (``in_words``), what it runs after, and what its

@@ -21,7 +21,7 @@ from ..project.manifest import Node
 from .app import RUN_OPTIONS, App
 from .checks import ValidationTasks
 from .commands import VERIFY_DOC, clear_tasks, dbt_task, graph_task, status_task, verify_task
-from .uptodate import CensusTarget, DepsTarget, TableTarget
+from .uptodate import CensusUpToDate, DepsUpToDate, TableUpToDate
 
 TaskDict = dict[str, Any]
 
@@ -141,7 +141,7 @@ class NodeTasks:
             "basename": self.translator.task_name(node),
             "doc": self.translator.doc(node, built_sources),
             "actions": [self.app.action(build_action, self.engine, node.unique_id)],
-            "uptodate": [TableTarget(self.engine, node.unique_id)],
+            "uptodate": [TableUpToDate(self.engine, node.unique_id)],
             "task_dep": self.task_dep(node),
             # `doit info` shows what setup passes to dbt (its vars never override one the project sets).
             "meta": {"dbt": DbtCommand(self.engine.ctx.described("build"))},
@@ -155,7 +155,7 @@ class NodeTasks:
     def census_task(self) -> TaskDict:
         self.engine.census.override(census_overrides())
         request = self.engine.census.request()
-        target = CensusTarget(self.engine, request)
+        target = CensusUpToDate(self.engine, request)
         return {
             "basename": CENSUS_TASK,
             "doc": CENSUS_DOC,
@@ -171,7 +171,7 @@ class NodeTasks:
             "basename": DEPS_TASK,
             "doc": DEPS_DOC,
             "actions": [self.app.action(deps_action, self.engine)],
-            "uptodate": [DepsTarget(self.engine)],
+            "uptodate": [DepsUpToDate(self.engine)],
             "verbosity": 2,
         }
 

@@ -22,7 +22,7 @@ from ..validation.scope import ValidationScope
 DOIT_SIGNATURE = inspect.signature(lambda task, values: None)
 
 
-class TableTarget:
+class TableUpToDate:
     """Up to date when the node's table exists and was built from its current fingerprint."""
 
     __signature__ = DOIT_SIGNATURE
@@ -41,15 +41,15 @@ class TableTarget:
         node = self.engine.node(self.unique_id)
         target = f"table {node.relation}" if node.relation else node.unique_id
         if self.last is None:
-            return f"TableTarget({target})"
-        return f"TableTarget({target}): {self.last.reason}"
+            return f"TableUpToDate({target})"
+        return f"TableUpToDate({target}): {self.last.reason}"
 
     def in_words(self) -> str:
         """Why the node will be built (``doit info``)."""
         return self.last.reason if self.last is not None else "not checked yet"
 
 
-class CensusTarget:
+class CensusUpToDate:
     """Up to date when the census file exists with the requested parameters, or is the user's own."""
 
     def __init__(self, engine: Engine, request: CensusRequest) -> None:
@@ -61,7 +61,7 @@ class CensusTarget:
         return self.engine.census.refusal() is None and self.engine.census.why() is None
 
     def __repr__(self) -> str:
-        return f"CensusTarget({self.request.path}): {self.engine.census.describe()}"
+        return f"CensusUpToDate({self.request.path}): {self.engine.census.describe()}"
 
     def in_words(self) -> str:
         """Whose file the census is and what setup will do with it (``doit info census``)."""
@@ -70,7 +70,7 @@ class CensusTarget:
         return f"{self.request.path}: {refused.cause if refused is not None else said}"
 
 
-class DepsTarget:
+class DepsUpToDate:
     """Up to date unless `dbt deps` ran in this run: the project loads (and installs what changed or
     is missing) before doit checks any task, as dbt cannot parse without the packages."""
 
@@ -86,15 +86,15 @@ class DepsTarget:
         installed = self.engine.definitions.packages_installed
         folder = packages_dir(self.engine.ctx.project_dir).name
         if not self.checked:
-            return f"DepsTarget({folder}/)"
-        return f"DepsTarget({folder}/): " + (f"installed in this run: {installed.reason}" if installed else "installed")
+            return f"DepsUpToDate({folder}/)"
+        return f"DepsUpToDate({folder}/): " + (f"installed in this run: {installed.reason}" if installed else "installed")
 
     def in_words(self) -> str:
         installed = self.engine.definitions.packages_installed
         return f"dbt deps ran as the project loaded: {installed.reason}" if installed else "the packages are installed"
 
 
-class CheckTarget:
+class CheckUpToDate:
     """Up to date when a check's inputs are unchanged, none of them is stale, and its last result is stored.
 
     When up to date, the stored result becomes this run's result (marked up_to_date).
@@ -135,7 +135,7 @@ class CheckTarget:
 
     def __repr__(self) -> str:
         state = "" if self.reasons is None else ": " + ("; ".join(self.reasons) if self.reasons else "up to date")
-        return f"CheckTarget({self.task_name}){state}"
+        return f"CheckUpToDate({self.task_name}){state}"
 
     def in_words(self) -> str:
         """Why the check will run (``doit info validate:<check>``)."""

@@ -15,7 +15,7 @@ from ..errors import DatabaseError, SetupError
 from ..store.database import tables_in_sql
 from . import builtin
 from .framework import REGISTRY, Check, CheckContext, CheckRegistry, Reads
-from .project import Project
+from .project_view import ProjectView
 from .results import CheckResult
 
 DBT_TESTS_CHECK = "dbt_tests"
@@ -47,7 +47,7 @@ def custom_check(index: int, name: str, sql: str, severity: str, description: st
     return Check(name, severity, run, reads, (), description, origin, definition=sql)
 
 
-def _everything(project: Project, validation: ValidationSettings) -> list[str]:
+def _everything(project: ProjectView, validation: ValidationSettings) -> list[str]:
     """Reads of a query that cannot be parsed: every node setup builds."""
     return list(project.setup_nodes)
 
@@ -65,7 +65,7 @@ def _import_check_modules(validation: ValidationSettings, root: Path) -> None:
             ) from None
 
 
-def models_area(project: Project) -> str:
+def models_area(project: ProjectView) -> str:
     """What the built-in model checks are called in this project: its models' kind, in its words."""
     models = project.selected("model", "snapshot")
     return STAGING_AREA if all(n.in_staging_folder for n in models) else MODELS_AREA

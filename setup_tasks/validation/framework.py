@@ -53,7 +53,7 @@ from ..errors import SetupError
 from ..project.inputs import resolved
 from ..store.database import Database, QueryResult, Reader, qualified, quote, scratch_reader
 from ..project.manifest import Node
-from .project import Project, input_state
+from .project_view import ProjectView, input_state
 from .results import FAILED, PASSED, SEVERITIES, SKIPPED, CheckResult, SkipCheck, jsonable, plural
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
@@ -115,7 +115,7 @@ class CheckContext:
     """Everything a check function uses: settings, tables, queries and result helpers."""
 
     def __init__(self, check: "Check", validation: ValidationSettings, reader: Reader,
-                 project: Project | None = None, memo: TableMemo | None = None) -> None:
+                 project: ProjectView | None = None, memo: TableMemo | None = None) -> None:
         self.check = check
         self.validation = validation
         self.reader = reader
@@ -240,7 +240,7 @@ class CheckContext:
 
 # -- checks -----------------------------------------------------------------------------
 
-Reads = Sequence[str] | Callable[[Project, ValidationSettings], Iterable[str]]
+Reads = Sequence[str] | Callable[[ProjectView, ValidationSettings], Iterable[str]]
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ class Environment:
 
     validation: ValidationSettings
     db: Database
-    project: Project | None = None
+    project: ProjectView | None = None
     engine: Engine | None = None
     previous: Mapping[str, Any] = field(default_factory=dict)
     unbuilt: Mapping[str, str] = field(default_factory=dict)  # nodes without a good table in this run, and why
@@ -285,7 +285,7 @@ class Check:
     def group(self) -> str | None:
         return self.name.split(".", 1)[0] if "." in self.name else None
 
-    def read_names(self, project: Project | None, validation: ValidationSettings) -> list[str]:
+    def read_names(self, project: ProjectView | None, validation: ValidationSettings) -> list[str]:
         if callable(self.reads):
             return list(self.reads(project, validation)) if project is not None else []
         return list(self.reads)
@@ -293,7 +293,7 @@ class Check:
     def definition_digest(self) -> str:
         return _sha(self.definition + "\0" + _source_digest(self.function))
 
-    def input_parts(self, engine: Engine, project: Project) -> dict[str, str]:
+    def input_parts(self, engine: Engine, project: ProjectView) -> dict[str, str]:
         """Fingerprint parts beyond the tables read (subclasses: e.g. each dbt test's definition): the
         files the check's SQL (a custom check's) reads, where dbt runs (``read_csv('extra.csv')``)."""
         if not self.definition:

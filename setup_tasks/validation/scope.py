@@ -18,7 +18,7 @@ from ..project.fingerprints import explain
 from .catalog import load_checks, models_area
 from ..files import discarded, read_json, write_json_atomic
 from .framework import Check, Environment
-from .project import Project, input_state, names_table
+from .project_view import ProjectView, input_state, names_table
 from .results import DEFAULT_FAIL_ON, NOT_RUN, CheckResult, ValidationSummary, summarize
 
 LAST_FAILURES_FILE = "check_failures.json"
@@ -70,7 +70,7 @@ def setting_value(validation: ValidationSettings, dotted: str) -> Any:
     return thaw(value)
 
 
-def resolve_reads(check: Check, engine: Engine, project: Project) -> tuple[list[str], list[str]]:
+def resolve_reads(check: Check, engine: Engine, project: ProjectView) -> tuple[list[str], list[str]]:
     """(node unique ids, names that are no node of the project) the check reads."""
     validation = engine.settings.validation
     uids: list[str] = []
@@ -84,7 +84,7 @@ def resolve_reads(check: Check, engine: Engine, project: Project) -> tuple[list[
     return uids, untracked
 
 
-def fingerprint_parts(check: Check, engine: Engine, project: Project,
+def fingerprint_parts(check: Check, engine: Engine, project: ProjectView,
                       reads: tuple[list[str], list[str]] | None = None) -> dict[str, str]:
     """Everything a check's result depends on, by name: a change in any part re-runs it (``reads``: the
     check's ``resolve_reads``, when known)."""
@@ -131,7 +131,7 @@ class ValidationScope:
 
     def __init__(self, engine: Engine, checks: list[Check] | None = None) -> None:
         self.engine = engine
-        self.project = Project.from_engine(engine)
+        self.project = ProjectView.from_engine(engine)
         self.checks = checks if checks is not None else load_checks(self.validation, engine.root,
                                                                     area=models_area(self.project))
         self.results: dict[str, CheckResult] = {}  # this run's results, by result name

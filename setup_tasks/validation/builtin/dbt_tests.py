@@ -26,14 +26,14 @@ from ...engine.engine import Engine
 from ...errors import SetupError
 from ...store.database import Reader
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
-from ..project import Project
+from ..project_view import ProjectView
 from ..results import FAILED, NOT_RUN, PASSED, SKIPPED, CheckResult, jsonable, plural
 
 SEVERITY: Mapping[str, str] = {"warn": "warning", "error": "error"}
 STATUS: Mapping[str, str] = {"pass": PASSED, "success": PASSED, "fail": FAILED, "warn": FAILED, "error": FAILED, "skipped": SKIPPED}
 
 
-def _test_parents(project: Project, validation: ValidationSettings) -> list[str]:
+def _test_parents(project: ProjectView, validation: ValidationSettings) -> list[str]:
     """The tables the tests read: their parents, through ephemeral models (inlined into their SQL)."""
     parents: set[str] = set()
     stack = [p for uid in project.tests for p in project.nodes[uid].depends_on]
@@ -54,7 +54,7 @@ class DbtTestsCheck(Check):
 
     runs_without_some_inputs: ClassVar[bool] = True
 
-    def input_parts(self, engine: Engine, project: Project) -> dict[str, str]:
+    def input_parts(self, engine: Engine, project: ProjectView) -> dict[str, str]:
         return {f"test:{uid}": engine.test_state(uid) for uid in project.tests}
 
     def run(self, env: Environment) -> list[CheckResult]:
@@ -86,7 +86,7 @@ class DbtTestsCheck(Check):
         return replace(self.result(engine, uid, "skipped", "", None),
                        message=f"not run: it depends on {missing}, which the project does not define (dbt warns and skips it)")
 
-    def reusable(self, engine: Engine, project: Project, previous: Mapping[str, Any]) -> dict[str, CheckResult]:
+    def reusable(self, engine: Engine, project: ProjectView, previous: Mapping[str, Any]) -> dict[str, CheckResult]:
         """Stored results of tests whose definition and inputs are what they were."""
         old_parts = previous.get("parts") or {}
         parts = self.input_parts(engine, project)

@@ -14,7 +14,7 @@ from ...config import ValidationSettings
 from ...project.inputs import csv_data_rows
 from ...project.manifest import Node
 from ..framework import CheckContext, Table, register_check
-from ..project import Project
+from ..project_view import ProjectView
 from ..results import LISTED, CheckResult, SkipCheck, plural
 
 # Logical tables whose rows the hazard-band check compares, by dimension.
@@ -44,7 +44,7 @@ def _money(value: Any) -> str:
 # -- seed data integrity ---------------------------------------------------------------
 
 
-def required_seeds(project: Project | None, validation: ValidationSettings) -> list[tuple[str, Node | None]]:
+def required_seeds(project: ProjectView | None, validation: ValidationSettings) -> list[tuple[str, Node | None]]:
     """(name, seed node or None) for every required seed: the list in config, else every selected seed."""
     if validation.required_seed_tables is None:
         return [(n.name, n) for n in project.selected("seed")] if project else []
@@ -52,7 +52,7 @@ def required_seeds(project: Project | None, validation: ValidationSettings) -> l
     return [(name, seeds.get(name.lower())) for name in validation.required_seed_tables]
 
 
-def _seed_reads(project: Project, validation: ValidationSettings) -> list[str]:
+def _seed_reads(project: ProjectView, validation: ValidationSettings) -> list[str]:
     return [node.unique_id if node else name for name, node in required_seeds(project, validation)]
 
 
@@ -133,7 +133,7 @@ def _null_columns(ctx: CheckContext, table: Table) -> list[str]:
 # -- staging models ------------------------------------------------------------------------------
 
 
-def _model_reads(project: Project, validation: ValidationSettings) -> list[str]:
+def _model_reads(project: ProjectView, validation: ValidationSettings) -> list[str]:
     return [n.unique_id for n in project.selected("model", "snapshot")]
 
 

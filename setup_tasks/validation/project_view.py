@@ -12,7 +12,7 @@ from ..project.manifest import Node
 
 
 @dataclass(frozen=True)
-class Project:
+class ProjectView:
     """The parts of the dbt project checks need: where it is, its nodes, what setup builds."""
 
     project_dir: Path
@@ -23,7 +23,7 @@ class Project:
     unresolved_tests: tuple[str, ...] = ()  # tests dbt warns about and never runs (a ref() to no node)
 
     @classmethod
-    def from_engine(cls, engine: Engine) -> "Project":
+    def from_engine(cls, engine: Engine) -> "ProjectView":
         """The engine's project (make it once per engine: ``validation.scope.ValidationScope`` does)."""
         return cls(engine.ctx.project_dir, engine.manifest.nodes, tuple(engine.setup_nodes),
                    tuple(engine.foundation_nodes), tuple(engine.definitions.tests()),
