@@ -14,7 +14,7 @@ from doit.exceptions import TaskFailed, UnmetDependency
 from setup_tasks.cli.app import App, CommandLine
 from setup_tasks.cli.json_reporter import JsonReporter
 from setup_tasks.cli.reporter import SetupReporter, cli_verbosity, reporter_for  # noqa: F401
-from setup_tasks.engine.engine import Outcome, RunState
+from setup_tasks.engine.run_state import Outcome, RunState
 from setup_tasks.validation.results import CheckResult
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -40,9 +40,15 @@ class FakeEngine:
         self.run = RunState()
         self.listeners: list = []
         self.quiet = True
+        self.log = None
         self.settings = SimpleNamespace()
         self.manifest = SimpleNamespace(nodes={})
         self.checks: dict = {}
+
+    def listen(self, listener, dbt_lines=None) -> None:  # as engine.events.Events.listen
+        self.listeners.append(listener)
+        if dbt_lines is not None:
+            self.log, self.quiet = dbt_lines, False
 
     def node(self, uid: str) -> SimpleNamespace:
         kind, _, name = uid.split(".", 2)

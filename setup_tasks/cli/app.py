@@ -39,6 +39,7 @@ from doit.exceptions import InvalidDodoFile
 
 from ..config import Settings, load_settings
 from ..engine.engine import Engine
+from ..engine.run_state import EngineOptions
 from ..errors import SetupError, cannot_write
 from ..files import log, make_private_dir, sweep_temps
 from ..naming import Translator
@@ -213,7 +214,8 @@ class App:
             if self._load_error is not None:
                 raise self._load_error
             try:
-                self._engine = Engine(self.settings, listeners=[self.on_engine_event])
+                options = EngineOptions(keep_going=self.keep_going, looks_only=self.read_only)
+                self._engine = Engine.open(self.settings, [self.on_engine_event], options)
             except SetupError as err:
                 self._load_error = err
                 raise
@@ -224,8 +226,6 @@ class App:
                 raise self._load_error from None
             finally:
                 self.live.clear()
-            self._engine.fail_fast = self._engine.fail_fast and not self.keep_going
-            self._engine.keep_state = not self.leaves_no_files  # the database file is known now
         return self._engine
 
     def on_engine_event(self, kind: str, payload: dict[str, Any]) -> None:
