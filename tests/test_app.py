@@ -40,6 +40,7 @@ def settings(tmp_path: Path):
 def test_a_look_at_a_database_not_built_keeps_doits_state_elsewhere(tmp_path: Path) -> None:
     (tmp_path / "db").mkdir()
     app = App(settings=settings(tmp_path), mode="api", read_only=True)
+    app.open()
     dep_file = Path(app.doit_config(reporter=type(None))["dep_file"])
     dep_file.write_text("")  # as doit does
     assert not (tmp_path / "db" / ".planwise").exists() and tmp_path not in dep_file.parents
@@ -49,6 +50,7 @@ def test_a_look_at_a_database_not_built_keeps_doits_state_elsewhere(tmp_path: Pa
 
 def test_a_build_of_a_project_that_cannot_load_keeps_doits_state_apart_beside_the_database(tmp_path: Path) -> None:
     app = App(settings=settings(tmp_path), mode="api")  # no dbt project in tmp_path
+    assert app.open() is None and "dbt_project.yml" in app.load_error, app.load_error
     dep_file = Path(app.doit_config(reporter=type(None))["dep_file"])
     # not in a project's folder (projects/<name>/): the tasks of an unloaded project only fail with the reason
     assert dep_file == tmp_path / "db" / ".planwise" / "warehouse.duckdb" / "unloaded" / "doit.sqlite"

@@ -3,8 +3,9 @@
 doit imports dodo.py, which makes one ``App`` (``cli.dodo_namespace``); the task
 creators, the reporter and every action hang off it, so nothing lives in module
 globals. The Python API makes its own ``App`` per call. Settings and the engine load
-when doit reads DOIT_CONFIG: doit's own state file lives with the project's build
-records for the database, and the database is the file dbt's profile names. Ctrl-C ends a command-line run with status
+in ``App.open``, the first step of making the dodo namespace, before DOIT_CONFIG: doit's
+own state file lives with the project's build records for the database, and the database
+is the file dbt's profile names. Ctrl-C ends a command-line run with status
 130 and one line, SIGTERM with 143, after doit has saved the state of every task
 completed so far. Notes of the layers below (the ``setup_tasks`` logger) are shown as
 dim lines, and a state file the disk refuses to write is one line and exit 1, never a
@@ -176,7 +177,7 @@ class App:
         self.terminated = False  # the interrupt was SIGTERM
         self.console = False  # the console reporter shows check results itself (set when it starts)
         self.status = ExitStatus()  # what failed, as the reporter saw it
-        self._settings = settings if settings is not None or engine is None else engine.settings
+        self._settings = engine.settings if engine is not None else settings  # once the engine exists, its own
         self._engine: Engine | None = engine
         self._load_error: SetupError | None = None
         self._validation: ValidationScope | None = None
@@ -197,10 +198,8 @@ class App:
     def settings(self) -> Settings:
         """The settings; a configuration problem is doit's one-line stop (InvalidDodoFile).
 
-        Once the engine exists, its settings: they name the database file dbt's profile writes.
+        Once the engine exists, the very object it uses: it names the database file dbt's profile writes.
         """
-        if self._engine is not None:
-            return self._engine.settings
         if self._settings is None:
             try:
                 self._settings = load_settings(self.config, root=self.root)
@@ -216,6 +215,7 @@ class App:
             try:
                 options = EngineOptions(keep_going=self.keep_going, looks_only=self.read_only)
                 self._engine = Engine.open(self.settings, [self.on_engine_event], options)
+                self._settings = self._engine.settings  # the project's census and database resolved: one object
             except SetupError as err:
                 self._load_error = err
                 raise
@@ -238,12 +238,21 @@ class App:
         elif kind == "progress":
             self.live.show(f"{payload['text']} ({payload['done']} of {payload['total']})", since=self.live.since)
 
-    def task_engine(self) -> Engine | None:
-        """For task creators: the engine, or None when the project cannot be loaded.
+    def open(self) -> Engine | None:
+        """The run's first step, where the dodo namespace is made (``cli.dodo.namespace``): the process hooks
+        (command line), the --reporter checked, then the project loaded into its engine -- dbt parses it when
+        it changed, and its profile names the database, beside which doit's state file goes.
 
-        Tasks are then defined anyway and fail with the reason when run, so `doit status`
-        can still report (exit 1) and every other command names the cause.
+        None when the project cannot be loaded (``load_error`` says why): tasks are then defined
+        anyway and fail with the reason when run, so `doit status` can still report (exit 1) and
+        every other command names the cause.
         """
+        self.install_process_hooks()  # first: loading the project may already note things
+        check_reporter(self.command_line.reporter)
+        return self.task_engine()
+
+    def task_engine(self) -> Engine | None:
+        """For task creators: the engine ``open`` made, or None when the project cannot be loaded."""
         self.guard_state()
         try:
             return self.engine()
@@ -477,19 +486,22 @@ class App:
         """Where doit's state file lives: with this project's build records for its database.
 
         The database is the file dbt's profile writes, so the engine (the project, parsed
-        when it changed) comes first. A project that cannot load gets a folder of its own:
-        its tasks only fail with the reason, and save nothing.
+        when it changed: ``open``) comes first. A project that cannot load gets a folder of its
+        own: its tasks only fail with the reason, and save nothing.
         """
-        engine = self.task_engine()
+        engine = self._engine
         if engine is not None:
             return engine.state_dir
         settings = self.settings
         return (settings.state_dir if settings.database.path is not None else settings.root / ".planwise") / "unloaded"
 
     def doit_config(self, reporter: type) -> dict[str, Any]:
-        """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700)."""
-        self.install_process_hooks()  # first: loading the project (for the state folder) may already note things
-        check_reporter(self.command_line.reporter)
+        """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700).
+
+        After ``open``: the state folder is the loaded project's.
+        """
+        if self._engine is None and self._load_error is None:
+            raise RuntimeError("App.open() first: doit's state file lives with the loaded project's records")
         self.dep_file = self._state_file()
         self.witness.begin(self, self.dep_file)
         line = self.command_line

@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 
 def namespace(app: "App", reporter: type | None = None) -> dict[str, Any]:
-    """DOIT_CONFIG and the task creators of ``app``, as a dodo module's namespace."""
+    """DOIT_CONFIG and the task creators of ``app``, as a dodo module's namespace: the app opens first (its
+    engine loads the project, which names the database beside which doit's state goes)."""
     from .reporter import reporter_for
     from .tasks import TaskCreators
 
+    app.open()
     return {"DOIT_CONFIG": app.doit_config(reporter or reporter_for(app)), **TaskCreators(app).creators()}
 
 
