@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from setup_tasks.cli.app import App, only_looks
+from setup_tasks.cli.app import App
+from setup_tasks.cli.command_line import only_looks
 from setup_tasks.config import load_settings
 
 

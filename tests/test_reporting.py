@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from doit.exceptions import TaskFailed, UnmetDependency
 
-from setup_tasks.cli.app import App, CommandLine
+from setup_tasks.cli.app import App
+from setup_tasks.cli.command_line import CommandLine
 from setup_tasks.cli.json_reporter import JsonReporter
 from setup_tasks.cli.reporter import SetupReporter, cli_verbosity, reporter_for  # noqa: F401
 from setup_tasks.engine.run_state import Outcome, RunState

@@ -24,17 +24,13 @@ import atexit
 import gc
 import inspect
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from functools import cached_property
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from doit.exceptions import InvalidDodoFile
 
@@ -42,66 +38,18 @@ from ..config import Settings, load_settings
 from ..engine.engine import Engine
 from ..engine.run_state import EngineOptions
 from ..errors import SetupError, cannot_write
-from ..files import log, make_private_dir, sweep_temps
 from ..naming import Translator
 from ..ops.run_report import report_run
 from ..validation.scope import ValidationScope
-from .doit_state import as_os_error, damage, guard_writes, move_aside
+from .command_line import CommandLine, check_reporter
 from .exit_status import ExitStatus
 from .live import LiveLine
 from .notes import cli_verbosity, show_notes
+from .state_file import DoitStateFile
 from .witnessing import WitnessKeeper
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-# doit's own run options, which people also put after the task name (`doit setup -v 2`):
-# the group tasks accept them as task options, and the app reads them from the command line.
-RUN_OPTIONS: tuple[Mapping[str, Any], ...] = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": int, "default": None,
-                "help": "as doit's -v before the task name: 0 errors only, 2 also dbt's own lines"},
-               {"name": "continue", "short": "c", "long": "continue", "type": bool, "default": False,
-                "help": "as doit's --continue: keep building what does not depend on a failed node"},
-               {"name": "reporter", "short": "r", "long": "reporter", "type": str, "default": "",
-                "help": "as doit's --reporter, e.g. json"})
-# doit commands and setup tasks that only look: on a database that does not exist yet they
-# leave nothing behind (no state folder, no doit state file, no caches, no report).
-READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
-READ_ONLY_TASKS = frozenset({"status", "graph", "verify"})
-# doit's own reporters (doit/cmd_run.py); plugins add theirs through entry points.
-DOIT_REPORTERS = ("console", "executed-only", "json", "zero", "error-only")
-# doit options (and the graph task's) that take the next argument as their value.
-VALUE_OPTIONS = frozenset({"-v", "--verbosity", "-n", "--process", "-P", "--parallel-type", "--reporter", "-r",
-                           "-o", "--output-file", "-f", "--file", "-d", "--dir", "--db-file", "--backend",
-                           "--dep-file", "--check_file_uptodate", "--seek-file"})
-
-
-def only_looks(args: Sequence[str]) -> bool:
-    """Does this doit command line only look (list, info, status, graph), never build or forget?"""
-    words = [a for a in args if a.startswith("-") or "=" not in a]  # name=value are doit's variables
-    if words and words[0] in READ_ONLY_COMMANDS:
-        return True
-    if words and words[0] == "run":
-        words = words[1:]
-    tasks, skip = [], False
-    for word in words:
-        if skip:
-            skip = False
-        elif word.startswith("-"):
-            skip = word in VALUE_OPTIONS
-        else:
-            tasks.append(word)
-    return bool(tasks) and set(tasks) <= READ_ONLY_TASKS
-
-
-def check_reporter(name: str | None) -> None:
-    """A --reporter doit does not have is doit's one-line stop (doit itself fails with a KeyError traceback)."""
-    if not name:
-        return
-    known = set(DOIT_REPORTERS) | {entry.name for entry in entry_points(group="doit.REPORTER")}
-    if name not in known:
-        raise InvalidDodoFile(f"there is no reporter {name!r} -- fix: use one of {', '.join(sorted(known))} "
-                              "(e.g. --reporter json), or leave --reporter out")
-
-
 class Interrupted(SystemExit):
     """Ends a command-line run on Ctrl-C (130) or SIGTERM (143): doit still saves its state on the way out."""
 
@@ -119,38 +67,6 @@ class RunHalted(SystemExit):
 
     def __init__(self) -> None:
         super().__init__(1)
-
-
-@dataclass(frozen=True)
-class CommandLine:
-    """The doit options of a command line that setup acts on, wherever they stand (before or after the task)."""
-
-    verbosity: int | None = None
-    keep_going: bool = False
-    reporter: str | None = None
-
-    @classmethod
-    def parse(cls, argv: Sequence[str]) -> "CommandLine":
-        keep_going, reporter = False, None
-        args = list(argv)
-        verbosity = cli_verbosity(args, -1)
-        for i, arg in enumerate(args):
-            following = args[i + 1] if i + 1 < len(args) else ""
-            if arg in ("-c", "--continue"):
-                keep_going = True
-            elif arg in ("-r", "--reporter") and following:
-                reporter = following
-            elif arg.startswith("--reporter="):
-                reporter = arg.split("=", 1)[1]
-        return cls(None if verbosity < 0 else verbosity, keep_going, reporter)
-
-
-def private_folders(state_dir: Path) -> list[Path]:
-    """The state folder and those above it up to ``.planwise`` (or its parent), outermost first."""
-    chain = [state_dir]
-    while chain[-1].name != ".planwise" and chain[-1].parent != chain[-1] and len(chain) < 4:
-        chain.append(chain[-1].parent)
-    return chain[::-1]
 
 
 class App:
@@ -171,7 +87,7 @@ class App:
         self.command_line = CommandLine.parse(sys.argv[1:] if argv is None and mode == "cli" else argv or ())
         self.keep_going = self.command_line.keep_going  # --continue: fail_fast off for this run
         self.read_only = read_only  # the command only looks (list, info, status, graph)
-        self._scratch: Path | None = None  # doit's state file of a look at a database not built yet
+        self.doit_state = DoitStateFile(self.state_dir)
         self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
         self.interrupted = False
         self.terminated = False  # the interrupt was SIGTERM
@@ -182,8 +98,6 @@ class App:
         self._load_error: SetupError | None = None
         self._validation: ValidationScope | None = None
         self.note_sink: Callable[[str], None] | None = None  # the reporter, once it runs
-        self.state_error: SetupError | None = None  # doit's state could not be written
-        self.dep_file: Path | None = None
         self.notes_shown = 0
         self.report: dict[str, Any] | None = None  # as written at the end of the run
         self.tally: str | None = None  # what the console reporter's summary said ("1 built, 3 ran, ...")
@@ -390,12 +304,7 @@ class App:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
-        self._remove_scratch()
-
-    def _remove_scratch(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        self.doit_state.remove_scratch()
 
     def _at_exit(self) -> None:
         self.live.close()
@@ -404,7 +313,7 @@ class App:
             self._engine.save_caches()  # after the report: it asks the graph too
             self._engine.db.close_reader()
             self.witness.leave(self)
-        self._remove_scratch()
+        self.doit_state.remove_scratch()
         # The run is over and what needed closing is closed: the interpreter's last collection, over every
         # object the run made (manifest, fingerprints, tasks), would cost a tenth of a check's time.
         gc.freeze()
@@ -444,42 +353,6 @@ class App:
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
 
-    # -- doit's state file ------------------------------------------------------------------------
-
-    def guard_state(self) -> None:
-        """Inside a doit command: a write of doit's state the disk refuses becomes ``state_error``."""
-        guard_writes(self.state_write_failed)
-
-    def state_write_failed(self, exc: Exception) -> None:
-        """doit could not write its state (disk full, read-only): one line, and the run ends with exit 1."""
-        if self.state_error is not None:
-            return
-        path = self.dep_file or self.state_dir() / "doit.sqlite"
-        self.state_error = cannot_write("doit's state", path, as_os_error(exc, path),
-                                        "set database.path (or DUCKDB_PATH) to a writable location")
-        sys.stdout.flush()
-        sys.stderr.write(f"error: {self.state_error.one_line()}\n")
-        sys.stderr.flush()
-
-    def _dep_file(self, state_dir: Path) -> Path:
-        """doit's state file, moved aside first when it is damaged (its tasks then count as forgotten)."""
-        path = state_dir / "doit.sqlite"
-        problem = damage(path)
-        if problem is None:
-            return path
-        try:
-            aside = move_aside(path)
-        except OSError as exc:
-            scratch = tempfile.mkdtemp(prefix="planwise-doit-")
-            atexit.register(shutil.rmtree, scratch, True)
-            fresh = Path(scratch) / "doit.sqlite"
-            log.warning("doit's state %s is damaged (%s) and cannot be moved aside (%s): this run uses an empty one, "
-                        "so every task counts as forgotten", path, problem, exc.strerror)
-            return fresh
-        log.warning("doit's state %s was damaged (%s): moved aside to %s; its tasks count as forgotten and rebuild",
-                    path, problem, aside.name)
-        return path
-
     # -- doit ---------------------------------------------------------------------------------
 
     def state_dir(self) -> Path:
@@ -502,43 +375,37 @@ class App:
         """
         if self._engine is None and self._load_error is None:
             raise RuntimeError("App.open() first: doit's state file lives with the loaded project's records")
-        self.dep_file = self._state_file()
-        self.witness.begin(self, self.dep_file)
+        halt = self._halt if not self.read_only and self._engine is not None else None
+        dep_file = self.doit_state.place(self.leaves_no_files, halt)
+        self.witness.begin(self, dep_file)
         line = self.command_line
         return {
             "default_tasks": ["setup"],
             # Options after the task name reach doit only as task options: they become the defaults here.
             "reporter": line.reporter or reporter,
-            "dep_file": str(self.dep_file),
+            "dep_file": str(dep_file),
             "backend": "sqlite3",
             "verbosity": 1 if line.verbosity is None else line.verbosity,
             # Checks run after a failure too; setup.fail_fast is the engine's (see the module docstring).
             "continue": True,
         }
 
-    def _state_file(self) -> Path:
-        """doit's state file: with the project's records beside the database, or (a look at a
-        database not built yet, whose state file does not exist either) in a scratch folder
-        removed when the run ends."""
-        state_dir = self.state_dir()
-        if self.leaves_no_files and not (state_dir / "doit.sqlite").exists():
-            return self._scratch_state()
-        try:
-            for folder in private_folders(state_dir):
-                make_private_dir(folder)
-        except OSError as exc:
-            # A folder the user cannot write: a look still looks (status says why setup cannot run);
-            # anything else ends at its first task, with this one line and exit 1.
-            error = cannot_write("setup's state folder", state_dir, exc,
-                                 "set database.path (or DUCKDB_PATH) to a file in a folder you can write")
-            if not self.read_only and self._engine is not None:
-                self._engine.run.fatal = error
-                sys.stderr.write(f"error: {error.one_line()}\n")
-            return self._scratch_state()
-        sweep_temps(state_dir)  # left by a run killed while writing
-        return self._dep_file(state_dir)
+    def _halt(self, error: SetupError) -> None:
+        """Nothing of this run can work (its state folder refuses): its first task ends it, after this line."""
+        assert self._engine is not None
+        self._engine.run.fatal = error
+        sys.stderr.write(f"error: {error.one_line()}\n")
 
-    def _scratch_state(self) -> Path:
-        """doit's state file in a scratch folder removed when the run ends (nothing left beside the database)."""
-        self._scratch = Path(tempfile.mkdtemp(prefix="planwise-look-"))
-        return self._scratch / "doit.sqlite"
+    # -- doit's state file ------------------------------------------------------------------------
+
+    @property
+    def dep_file(self) -> Path | None:
+        return self.doit_state.path
+
+    @property
+    def state_error(self) -> SetupError | None:
+        return self.doit_state.error
+
+    def guard_state(self) -> None:
+        """Inside a doit command: a write of doit's state the disk refuses becomes ``state_error``."""
+        self.doit_state.guard()

@@ -42,7 +42,8 @@ def dodo_namespace(dodo_file: str | Path | None = None) -> dict[str, Any]:
     answer_if_unchanged(root or Path.cwd(), started)
     from doit import get_var
 
-    from .app import App, only_looks
+    from .app import App
+    from .command_line import only_looks
 
     app = App(get_var("config"), mode="cli", root=root, read_only=only_looks(sys.argv[1:]))
     app.started = started

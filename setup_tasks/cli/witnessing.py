@@ -29,8 +29,12 @@ class Run(Protocol):
     interrupted: bool
     notes_shown: int
     report: dict[str, Any] | None
-    dep_file: Path | None
-    state_error: Any
+
+    @property
+    def dep_file(self) -> Path | None: ...
+
+    @property
+    def state_error(self) -> Any: ...
 
     @property
     def current_engine(self) -> Any: ...
