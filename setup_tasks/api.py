@@ -25,8 +25,9 @@ from doit.reporter import ConsoleReporter
 
 from .cli.commands import setup_test_results
 from .cli.dodo import namespace
-from .cli.app import App, RunHalted
+from .cli.app import App
 from .cli.command_line import only_looks
+from .cli.lifecycle import RunHalted
 from .cli.forget import Forget
 from .cli.info import Info, List
 from .config import Settings, load_settings

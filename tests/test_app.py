@@ -103,7 +103,7 @@ def test_a_second_ctrl_c_while_the_run_ends_keeps_the_interrupted_status(tmp_pat
     monkeypatch.setattr(app, "write_report", report_interrupted_again)
     try:
         with pytest.raises(Exited):
-            app._excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
+            app.lifecycle.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert exits == [130] and app.interrupted

@@ -210,7 +210,7 @@ def test_the_exit_status_is_1_for_a_failure_whatever_doit_would_say() -> None:
     assert app.exit_status() == 0  # only the failure it waited for counts
     app.note_failure("model:y", TaskFailed("broken"))
     assert app.exit_status() == 1
-    app.interrupted, app.terminated = True, True
+    app.lifecycle.interrupted, app.lifecycle.terminated = True, True
     assert app.exit_status() == 143
 
 

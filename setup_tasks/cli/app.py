@@ -20,13 +20,9 @@ another task failed, with or without --continue; 0 otherwise.
 
 from __future__ import annotations
 
-import atexit
 import gc
-import inspect
 import os
-import signal
 import sys
-import threading
 import time
 from functools import cached_property
 from pathlib import Path
@@ -42,32 +38,11 @@ from ..naming import Translator
 from ..ops.run_report import report_run
 from ..validation.scope import ValidationScope
 from .command_line import CommandLine, check_reporter
-from .exit_status import ExitStatus
+from .lifecycle import RunLifecycle
 from .live import LiveLine
-from .notes import cli_verbosity, show_notes
+from .notes import cli_verbosity
 from .state_file import DoitStateFile
 from .witnessing import WitnessKeeper
-
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-class Interrupted(SystemExit):
-    """Ends a command-line run on Ctrl-C (130) or SIGTERM (143): doit still saves its state on the way out."""
-
-    def __init__(self, code: int = EXIT_INTERRUPTED) -> None:
-        super().__init__(code)
-
-
-class RunHalted(SystemExit):
-    """Ends a run nothing more of which can work (the database is locked): after the failure that said why.
-
-    doit runs on after a failed task (see the module docstring), and would try every other
-    task against the same lock; doit still saves its state on the way out. The Python API
-    catches it (``api.run_setup``).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(1)
-
 
 class App:
     """Everything one run of the setup tasks shares.
@@ -89,10 +64,7 @@ class App:
         self.read_only = read_only  # the command only looks (list, info, status, graph)
         self.doit_state = DoitStateFile(self.state_dir)
         self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
-        self.interrupted = False
-        self.terminated = False  # the interrupt was SIGTERM
         self.console = False  # the console reporter shows check results itself (set when it starts)
-        self.status = ExitStatus()  # what failed, as the reporter saw it
         self._settings = engine.settings if engine is not None else settings  # once the engine exists, its own
         self._engine: Engine | None = engine
         self._load_error: SetupError | None = None
@@ -105,6 +77,10 @@ class App:
         self.witness = WitnessKeeper(self.root, time.time_ns())
         live = mode == "cli" and self.command_line.reporter in (None, "") and cli_verbosity(sys.argv[1:]) > 0
         self.live = LiveLine(sys.stdout, live and sys.stdout.isatty(), colour="NO_COLOR" not in os.environ)
+        # How the run ends: interrupts, a halt, the exit status (cli.lifecycle).
+        self.lifecycle = RunLifecycle(mode, lambda: self._engine.run if self._engine is not None else None,
+                                      self._last_words)
+        self.action, self.on_keyboard_interrupt = self.lifecycle.action, self.lifecycle.on_keyboard_interrupt
 
     # -- what the run works on --------------------------------------------------------------
 
@@ -221,72 +197,27 @@ class App:
             return frozenset()
         return frozenset(self.translator.task_names(n for n in engine.manifest.nodes.values() if n.is_buildable).values())
 
-    # -- Ctrl-C ------------------------------------------------------------------------------
-
-    def on_keyboard_interrupt(self) -> None:
-        """A task action caught Ctrl-C or SIGTERM (after dbt cancelled its queries): end the run."""
-        self.interrupted = True
-        if self.mode == "cli":
-            raise Interrupted(self.interrupt_status()) from None
-        raise KeyboardInterrupt
-
-    def interrupt_status(self) -> int:
-        return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        """SIGTERM ends the run as Ctrl-C does (dbt cancelled, work kept), with its own status."""
-        self.terminated = True
-        raise KeyboardInterrupt
-
-    def action(self, function: Callable[..., Any], *args: Any) -> tuple[Callable[..., Any], list[Any]]:
-        """A doit python-action that turns Ctrl-C into the end of the run: every action goes through it."""
-        return (self._guarded, [function, *args])
-
-    def _guarded(self, function: Callable[..., Any], *args: Any, **options: Any) -> Any:
-        if self._engine is not None and self._engine.run.fatal is not None:
-            raise RunHalted()
-        accepted = inspect.signature(function).parameters
-        options = {k: v for k, v in options.items() if k in accepted}  # doit's run options on a group are the app's
-        try:
-            return function(*args, **options)  # options: the task's command-line parameters
-        except KeyboardInterrupt:
-            self.on_keyboard_interrupt()
-            raise
-
-    def interrupted_message(self) -> str:
-        engine = self._engine
-        done = 0 if engine is None else sum(o.ok for o in engine.run.outcomes.values())
-        how = "terminated" if self.terminated else "interrupted"
-        return f"{how}: {done} node(s) built in this run are kept; run the same command again to finish"
-
     # -- how the run ends ---------------------------------------------------------------------
 
     @property
+    def interrupted(self) -> bool:
+        return self.lifecycle.interrupted
+
+    @property
     def failures(self) -> list[tuple[str, str]]:
-        return self.status.failures
+        return self.lifecycle.status.failures
 
     def note_failure(self, task: str, fail: Any) -> None:
         """A reporter saw a task fail (doit's TaskFailed, TaskError or UnmetDependency)."""
-        self.status.note_failure(task, fail)
+        self.lifecycle.status.note_failure(task, fail)
 
     def note_doit_error(self, message: str) -> None:
-        self.status.note_doit_error(message)
+        self.lifecycle.status.note_doit_error(message)
 
     def exit_status(self) -> int:
         """The run's status: 130/143 interrupted, 2 crashed, 1 failed (a node, a blocking check, a task), else 0."""
-        if self.interrupted:
-            return self.interrupt_status()
-        if self.status.code():
-            return self.status.code()
-        if self.state_error is not None:
-            return 1  # doit's state was not saved (its line is printed): not a success
-        engine = self._engine
-        if engine is None:
-            return 0
-        fail_on = engine.settings.validation.fail_on
-        failed = any(o.status == "error" for o in engine.run.outcomes.values()) or any(
-            c.blocking(fail_on) for c in self.check_results.values())
-        return int(failed)
+        fail_on = self._engine.settings.validation.fail_on if self._engine is not None else ()
+        return self.lifecycle.exit_status(self.state_error is None, fail_on, self.check_results.values())
 
     # -- the end of the run ---------------------------------------------------------------------
 
@@ -318,31 +249,14 @@ class App:
         # object the run made (manifest, fingerprints, tasks), would cost a tenth of a check's time.
         gc.freeze()
 
-    def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-        """Last resort for a Ctrl-C outside any task action: one line, status 130."""
-        if not issubclass(exc_type, KeyboardInterrupt):
-            self._previous_hook(exc_type, exc, tb)
-            return
-        # A second Ctrl-C while the report is written must not end the process by SIGINT (-2) instead of 130.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.interrupted = True
+    def _last_words(self, status: int) -> None:
+        """An interrupt outside any action ends the process now: the live line closed, the report written."""
         self.live.close()
-        self.write_report(self.interrupt_status())
-        sys.stdout.flush()
-        sys.stderr.write(f"\n{self.interrupted_message()}\n")
-        sys.stderr.flush()
-        os._exit(self.interrupt_status())
+        self.write_report(status)
 
     def install_process_hooks(self) -> None:
         """Command line only: Ctrl-C and SIGTERM outside actions, notes shown, the report written when the process ends."""
-        if self.mode != "cli" or getattr(sys.excepthook, "__self__", None) is self:
-            return
-        self._previous_hook = sys.excepthook
-        sys.excepthook = self._excepthook
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-        show_notes(self.show_note, cli_verbosity(sys.argv[1:]))
-        atexit.register(self._at_exit)
+        self.lifecycle.install_process_hooks(self.show_note, self._at_exit)
 
     def show_note(self, text: str) -> None:
         """One of setup's notes: through the reporter when it runs, else on stderr."""

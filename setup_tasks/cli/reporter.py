@@ -168,7 +168,7 @@ class SetupReporter:
     def complete_run(self) -> None:
         self.live.close()
         if self.app.interrupted:
-            self._write(self.app.interrupted_message() + "\n", always=True)
+            self._write(self.app.lifecycle.interrupted_message() + "\n", always=True)
         elif not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # Ctrl-C while doit checked: no tally to give
             self._closing()
         if self.app.mode == "cli":

@@ -26,9 +26,11 @@ class Run(Protocol):
 
     mode: str
     read_only: bool
-    interrupted: bool
     notes_shown: int
     report: dict[str, Any] | None
+
+    @property
+    def interrupted(self) -> bool: ...
 
     @property
     def dep_file(self) -> Path | None: ...
