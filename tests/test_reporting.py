@@ -65,7 +65,7 @@ class FakeApp(App):
 
     @property
     def check_results(self) -> dict:
-        return self._engine.checks  # type: ignore[union-attr]
+        return self.current_engine.checks  # type: ignore[union-attr]
 
 
 @pytest.fixture

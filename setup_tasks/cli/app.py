@@ -30,19 +30,21 @@ from typing import Any, Callable, Sequence
 
 from doit.exceptions import InvalidDodoFile
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..engine.engine import Engine
 from ..engine.run_state import EngineOptions
-from ..errors import SetupError, cannot_write
+from ..errors import SetupError
 from ..naming import Translator
 from ..ops.run_report import report_run
 from ..validation.scope import ValidationScope
 from .command_line import CommandLine, check_reporter
 from .lifecycle import RunLifecycle
 from .live import LiveLine
+from .loading import ProjectLoader
 from .notes import cli_verbosity
 from .state_file import DoitStateFile
 from .witnessing import WitnessKeeper
+
 
 class App:
     """Everything one run of the setup tasks shares.
@@ -54,20 +56,17 @@ class App:
 
     def __init__(self, config: str | Path | None = None, *, settings: Settings | None = None,
                  translator: Translator | None = None, mode: str = "cli", root: Path | None = None,
-                 engine: Engine | None = None, read_only: bool = False, argv: Sequence[str] | None = None) -> None:
+                 engine: Engine | None = None, read_only: bool = False, argv: Sequence[str] | None = None,
+                 keep_going: bool = False) -> None:
         self.config = config
         self.root = root or Path.cwd()
         self.translator = translator or Translator()
         self.mode = mode
         self.command_line = CommandLine.parse(sys.argv[1:] if argv is None and mode == "cli" else argv or ())
-        self.keep_going = self.command_line.keep_going  # --continue: fail_fast off for this run
         self.read_only = read_only  # the command only looks (list, info, status, graph)
         self.doit_state = DoitStateFile(self.state_dir)
         self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
         self.console = False  # the console reporter shows check results itself (set when it starts)
-        self._settings = engine.settings if engine is not None else settings  # once the engine exists, its own
-        self._engine: Engine | None = engine
-        self._load_error: SetupError | None = None
         self._validation: ValidationScope | None = None
         self.note_sink: Callable[[str], None] | None = None  # the reporter, once it runs
         self.notes_shown = 0
@@ -77,8 +76,11 @@ class App:
         self.witness = WitnessKeeper(self.root, time.time_ns())
         live = mode == "cli" and self.command_line.reporter in (None, "") and cli_verbosity(sys.argv[1:]) > 0
         self.live = LiveLine(sys.stdout, live and sys.stdout.isatty(), colour="NO_COLOR" not in os.environ)
+        # --continue (or the API's continue_on_failure): setup.fail_fast off for this run.
+        options = EngineOptions(keep_going=keep_going or self.command_line.keep_going, looks_only=read_only)
+        self.project = ProjectLoader(config, self.root, settings, engine, options, self.on_engine_event, self.live.clear)
         # How the run ends: interrupts, a halt, the exit status (cli.lifecycle).
-        self.lifecycle = RunLifecycle(mode, lambda: self._engine.run if self._engine is not None else None,
+        self.lifecycle = RunLifecycle(mode, lambda: None if self.current_engine is None else self.current_engine.run,
                                       self._last_words)
         self.action, self.on_keyboard_interrupt = self.lifecycle.action, self.lifecycle.on_keyboard_interrupt
 
@@ -86,37 +88,12 @@ class App:
 
     @property
     def settings(self) -> Settings:
-        """The settings; a configuration problem is doit's one-line stop (InvalidDodoFile).
-
-        Once the engine exists, the very object it uses: it names the database file dbt's profile writes.
-        """
-        if self._settings is None:
-            try:
-                self._settings = load_settings(self.config, root=self.root)
-            except SetupError as err:
-                raise InvalidDodoFile(err.one_line()) from None
-        return self._settings
+        """The settings (``ProjectLoader.settings``): once the engine exists, the very object it uses."""
+        return self.project.settings
 
     def engine(self) -> Engine:
-        """The engine; raises the SetupError that keeps the project from loading."""
-        if self._engine is None:
-            if self._load_error is not None:
-                raise self._load_error
-            try:
-                options = EngineOptions(keep_going=self.keep_going, looks_only=self.read_only)
-                self._engine = Engine.open(self.settings, [self.on_engine_event], options)
-                self._settings = self._engine.settings  # the project's census and database resolved: one object
-            except SetupError as err:
-                self._load_error = err
-                raise
-            except OSError as exc:  # a folder setup or dbt writes in (target/, .planwise/) refuses: one line
-                place = Path(exc.filename) if exc.filename else self.root
-                self._load_error = cannot_write("setup's files", place, exc, "run setup from a copy of the project "
-                                                "in a folder you can write")
-                raise self._load_error from None
-            finally:
-                self.live.clear()
-        return self._engine
+        """The engine, made on first use; raises the SetupError that keeps the project from loading."""
+        return self.project.engine()
 
     def on_engine_event(self, kind: str, payload: dict[str, Any]) -> None:
         """Steps that take a while (starting dbt, parsing, running tests) on the live line."""
@@ -144,27 +121,15 @@ class App:
     def task_engine(self) -> Engine | None:
         """For task creators: the engine ``open`` made, or None when the project cannot be loaded."""
         self.guard_state()
-        try:
-            return self.engine()
-        except SetupError:
-            return None
-
-    @property
-    def leaves_no_files(self) -> bool:
-        """A look at a database that does not exist: nothing may appear beside it.
-
-        Unknown (False) while dbt's profile is yet to name the file: the engine reads it.
-        """
-        path = self.settings.database.path if self.read_only else None
-        return path is not None and not path.exists()
+        return self.project.engine_or_none()
 
     @property
     def current_engine(self) -> Engine | None:
-        return self._engine
+        return self.project.current
 
     @property
     def load_error(self) -> str:
-        return self._load_error.one_line() if self._load_error is not None else ""
+        return self.project.error.one_line() if self.project.error is not None else ""
 
     def validation(self) -> ValidationScope:
         """The run's checks and their results (one per engine); InvalidDodoFile when they cannot load."""
@@ -192,7 +157,7 @@ class App:
     @cached_property
     def node_task_names(self) -> frozenset[str]:
         """Task names of the seeds, models and snapshots (built, not ran)."""
-        engine = self._engine
+        engine = self.current_engine
         if engine is None:
             return frozenset()
         return frozenset(self.translator.task_names(n for n in engine.manifest.nodes.values() if n.is_buildable).values())
@@ -216,14 +181,15 @@ class App:
 
     def exit_status(self) -> int:
         """The run's status: 130/143 interrupted, 2 crashed, 1 failed (a node, a blocking check, a task), else 0."""
-        fail_on = self._engine.settings.validation.fail_on if self._engine is not None else ()
+        engine = self.current_engine
+        fail_on = engine.settings.validation.fail_on if engine is not None else ()
         return self.lifecycle.exit_status(self.state_error is None, fail_on, self.check_results.values())
 
     # -- the end of the run ---------------------------------------------------------------------
 
     def write_report(self, exit_code: int | None = None) -> None:
         """Write the run report of a process that ran tasks (not of `list`, `info`, ...)."""
-        engine = self._engine
+        engine = self.current_engine
         if engine is None or self.read_only:
             return
         try:
@@ -233,16 +199,17 @@ class App:
             sys.stderr.write(f"warning: {err.one_line()}\n")
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
+        if self.current_engine is not None:
+            self.current_engine.close()
         self.doit_state.remove_scratch()
 
     def _at_exit(self) -> None:
         self.live.close()
         self.write_report(self.exit_status())
-        if self._engine is not None:
-            self._engine.save_caches()  # after the report: it asks the graph too
-            self._engine.db.close_reader()
+        engine = self.current_engine
+        if engine is not None:
+            engine.save_caches()  # after the report: it asks the graph too
+            engine.db.close_reader()
             self.witness.leave(self)
         self.doit_state.remove_scratch()
         # The run is over and what needed closing is closed: the interpreter's last collection, over every
@@ -276,7 +243,7 @@ class App:
         when it changed: ``open``) comes first. A project that cannot load gets a folder of its
         own: its tasks only fail with the reason, and save nothing.
         """
-        engine = self._engine
+        engine = self.current_engine
         if engine is not None:
             return engine.state_dir
         settings = self.settings
@@ -287,10 +254,10 @@ class App:
 
         After ``open``: the state folder is the loaded project's.
         """
-        if self._engine is None and self._load_error is None:
+        if self.current_engine is None and self.project.error is None:
             raise RuntimeError("App.open() first: doit's state file lives with the loaded project's records")
-        halt = self._halt if not self.read_only and self._engine is not None else None
-        dep_file = self.doit_state.place(self.leaves_no_files, halt)
+        halt = self._halt if not self.read_only and self.current_engine is not None else None
+        dep_file = self.doit_state.place(self.project.leaves_no_files, halt)
         self.witness.begin(self, dep_file)
         line = self.command_line
         return {
@@ -306,8 +273,8 @@ class App:
 
     def _halt(self, error: SetupError) -> None:
         """Nothing of this run can work (its state folder refuses): its first task ends it, after this line."""
-        assert self._engine is not None
-        self._engine.run.fatal = error
+        assert self.current_engine is not None  # halt is given only then (doit_config)
+        self.current_engine.run.fatal = error
         sys.stderr.write(f"error: {error.one_line()}\n")
 
     # -- doit's state file ------------------------------------------------------------------------
