@@ -78,7 +78,7 @@ class App:
         self.live = LiveLine(sys.stdout, live and sys.stdout.isatty(), colour="NO_COLOR" not in os.environ)
         # --continue (or the API's continue_on_failure): setup.fail_fast off for this run.
         options = EngineOptions(keep_going=keep_going or self.command_line.keep_going, looks_only=read_only)
-        self.project = ProjectLoader(config, self.root, settings, engine, options, self.on_engine_event, self.live.clear)
+        self.loader = ProjectLoader(config, self.root, settings, engine, options, self.on_engine_event, self.live.clear)
         # How the run ends: interrupts, a halt, the exit status (cli.lifecycle).
         self.lifecycle = RunLifecycle(mode, lambda: None if self.current_engine is None else self.current_engine.run,
                                       self._last_words)
@@ -89,11 +89,11 @@ class App:
     @property
     def settings(self) -> Settings:
         """The settings (``ProjectLoader.settings``): once the engine exists, the very object it uses."""
-        return self.project.settings
+        return self.loader.settings
 
     def engine(self) -> Engine:
         """The engine, made on first use; raises the SetupError that keeps the project from loading."""
-        return self.project.engine()
+        return self.loader.engine()
 
     def on_engine_event(self, kind: str, payload: dict[str, Any]) -> None:
         """Steps that take a while (starting dbt, parsing, running tests) on the live line."""
@@ -121,15 +121,15 @@ class App:
     def task_engine(self) -> Engine | None:
         """For task creators: the engine ``open`` made, or None when the project cannot be loaded."""
         self.guard_state()
-        return self.project.engine_or_none()
+        return self.loader.engine_or_none()
 
     @property
     def current_engine(self) -> Engine | None:
-        return self.project.current
+        return self.loader.current
 
     @property
     def load_error(self) -> str:
-        return self.project.error.one_line() if self.project.error is not None else ""
+        return self.loader.error.one_line() if self.loader.error is not None else ""
 
     def validation(self) -> ValidationScope:
         """The run's checks and their results (one per engine); InvalidDodoFile when they cannot load."""
@@ -254,10 +254,10 @@ class App:
 
         After ``open``: the state folder is the loaded project's.
         """
-        if self.current_engine is None and self.project.error is None:
+        if self.current_engine is None and self.loader.error is None:
             raise RuntimeError("App.open() first: doit's state file lives with the loaded project's records")
         halt = self._halt if not self.read_only and self.current_engine is not None else None
-        dep_file = self.doit_state.place(self.project.leaves_no_files, halt)
+        dep_file = self.doit_state.place(self.loader.leaves_no_files, halt)
         self.witness.begin(self, dep_file)
         line = self.command_line
         return {

@@ -34,7 +34,7 @@ from .run_state import RunState, input_state_of
 from .staleness import NodeStatus, Staleness
 from .test_gate import OUTCOMES_FILE, TestOutcomes, gating_tests
 
-# doit's state (watched by its own rule: see cli.app) and caches, which cost time, never correctness.
+# doit's state (watched by its own rule: see cli.witnessing) and caches, which cost time, never correctness.
 CACHE_STATE = ("doit.sqlite", "file_hashes.json", "db_contents.json")
 DATABASE_NAME_FIX = ("set database.path (or DUCKDB_PATH) to a file named with letters, digits and underscores, "
                      "e.g. simulation.duckdb")
