@@ -107,3 +107,26 @@ def test_a_second_ctrl_c_while_the_run_ends_keeps_the_interrupted_status(tmp_pat
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert exits == [130] and app.interrupted
+
+
+@pytest.mark.slow
+def test_the_engine_is_made_by_open_with_its_options_and_the_app_holds_its_settings(shop) -> None:
+    """Issue 23: the engine is built by an explicit step (``App.open``, where the dodo namespace is made), not as
+    a side effect of doit asking for DOIT_CONFIG; --continue comes in at construction; the settings the app
+    holds are the very object the engine uses (its census and database resolved)."""
+    app = App(settings=load_settings(shop.config_path, root=shop.root), mode="api", read_only=True)
+    with pytest.raises(RuntimeError, match="open"):
+        app.doit_config(reporter=type(None))  # doit's state file goes with the loaded project: open first
+    assert app.current_engine is None  # making the app loads nothing
+    engine = app.open()
+    try:
+        assert engine is not None and app.current_engine is engine and app.open() is engine
+        assert app.settings is engine.settings and engine.settings.database.path is not None
+        assert engine.builder.fail_fast is bool(engine.settings.setup.fail_fast) is True
+    finally:
+        app.close()
+    going = App(settings=load_settings(shop.config_path, root=shop.root), mode="api", read_only=True, keep_going=True)
+    try:
+        assert going.open() is not None and going.current_engine.builder.fail_fast is False  # type: ignore[union-attr]
+    finally:
+        going.close()
