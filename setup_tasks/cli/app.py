@@ -47,7 +47,7 @@ from .witnessing import WitnessKeeper
 
 
 class App:
-    """Everything one run of the setup tasks shares.
+    """One run of the setup tasks: what its tasks, actions and reporter share, over its loader, lifecycle and state.
 
     ``mode`` is "cli" when doit runs from the command line; the Python API uses
     "api", where Ctrl-C must reach the caller as KeyboardInterrupt instead of

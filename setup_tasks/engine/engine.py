@@ -45,7 +45,8 @@ class Engine:
     """One run's doors to its project and database: the view, the builder and retirement, composed."""
 
     @classmethod
-    def open(cls, settings: Settings, listeners: Iterable[Listener] = (), options: EngineOptions = EngineOptions()) -> "Engine":
+    def open(cls, settings: Settings, listeners: Iterable[Listener] = (),
+             options: EngineOptions = EngineOptions()) -> "Engine":
         """The engine of ``settings``' project: dbt parses it when it changed; its settings name the project's
         census (unless census.path is set) and the database file dbt's profile writes."""
         settings = with_project_census(settings)

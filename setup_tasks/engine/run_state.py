@@ -1,4 +1,4 @@
-"""What one run has done to nodes (``RunState``, each node's ``Outcome``), and how it was asked to run (``EngineOptions``)."""
+"""What one run has done to nodes (``RunState``, each node's ``Outcome``), and how it was asked to run."""
 
 from __future__ import annotations
 
