@@ -25,7 +25,9 @@ from doit.reporter import ConsoleReporter
 
 from .cli.commands import setup_test_results
 from .cli.dodo import namespace
-from .cli.app import App, RunHalted, only_looks
+from .cli.app import App
+from .cli.command_line import only_looks
+from .cli.lifecycle import RunHalted
 from .cli.forget import Forget
 from .cli.info import Info, List
 from .config import Settings, load_settings
@@ -142,8 +144,9 @@ def _settings(config: str | Path | Settings | None) -> Settings:
     return load_settings(config, root=root)
 
 
-def _app(config: str | Path | Settings | None, translator: Translator | None, read_only: bool = False) -> App:
-    return App(settings=_settings(config), translator=translator, mode="api", read_only=read_only)
+def _app(config: str | Path | Settings | None, translator: Translator | None, read_only: bool = False,
+         keep_going: bool = False) -> App:
+    return App(settings=_settings(config), translator=translator, mode="api", read_only=read_only, keep_going=keep_going)
 
 
 # Our commands, whatever the working directory (pyproject.toml registers them for the command line).
@@ -171,12 +174,11 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
     """Run ``setup`` (or ``quick``, or the named tasks) and return what happened."""
     started = time.perf_counter()
     try:
-        app = _app(config, translator)
+        # None keeps setup.fail_fast as configured; True turns it off for this run (as doit's --continue).
+        app = _app(config, translator, keep_going=bool(continue_on_failure))
     except SetupError as err:
         return SetupResult(False, 3, (), {}, 0.0, err.one_line())
-    settings = app.settings
     recorder = _Recorder(app)
-    app.keep_going = (not settings.setup.fail_fast) if continue_on_failure is None else continue_on_failure
     args = ["run", *(tasks or ["quick" if quick else "setup"])]
     try:
         app.engine()  # definition errors surface here as one line, not on doit's stderr

@@ -251,7 +251,7 @@ class FakeEngine:
     def __init__(self, root: Path, statuses: Mapping[str, Any] | None = None, **setup: Any) -> None:
         from setup_tasks.config import load_settings
         from setup_tasks.engine.definitions import Definitions
-        from setup_tasks.engine.engine import RunState
+        from setup_tasks.engine.run_state import RunState
         from setup_tasks.project.context import dbt_context
         from setup_tasks.store.database import Database
         from setup_tasks.store.lock import RunLock

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from setup_tasks.cli.app import App, only_looks
+from setup_tasks.cli.app import App
+from setup_tasks.cli.command_line import only_looks
 from setup_tasks.config import load_settings
 
 
@@ -40,6 +41,7 @@ def settings(tmp_path: Path):
 def test_a_look_at_a_database_not_built_keeps_doits_state_elsewhere(tmp_path: Path) -> None:
     (tmp_path / "db").mkdir()
     app = App(settings=settings(tmp_path), mode="api", read_only=True)
+    app.open()
     dep_file = Path(app.doit_config(reporter=type(None))["dep_file"])
     dep_file.write_text("")  # as doit does
     assert not (tmp_path / "db" / ".planwise").exists() and tmp_path not in dep_file.parents
@@ -49,6 +51,7 @@ def test_a_look_at_a_database_not_built_keeps_doits_state_elsewhere(tmp_path: Pa
 
 def test_a_build_of_a_project_that_cannot_load_keeps_doits_state_apart_beside_the_database(tmp_path: Path) -> None:
     app = App(settings=settings(tmp_path), mode="api")  # no dbt project in tmp_path
+    assert app.open() is None and "dbt_project.yml" in app.load_error, app.load_error
     dep_file = Path(app.doit_config(reporter=type(None))["dep_file"])
     # not in a project's folder (projects/<name>/): the tasks of an unloaded project only fail with the reason
     assert dep_file == tmp_path / "db" / ".planwise" / "warehouse.duckdb" / "unloaded" / "doit.sqlite"
@@ -100,7 +103,30 @@ def test_a_second_ctrl_c_while_the_run_ends_keeps_the_interrupted_status(tmp_pat
     monkeypatch.setattr(app, "write_report", report_interrupted_again)
     try:
         with pytest.raises(Exited):
-            app._excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
+            app.lifecycle.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert exits == [130] and app.interrupted
+
+
+@pytest.mark.slow
+def test_the_engine_is_made_by_open_with_its_options_and_the_app_holds_its_settings(shop) -> None:
+    """Issue 23: the engine is built by an explicit step (``App.open``, where the dodo namespace is made), not as
+    a side effect of doit asking for DOIT_CONFIG; --continue comes in at construction; the settings the app
+    holds are the very object the engine uses (its census and database resolved)."""
+    app = App(settings=load_settings(shop.config_path, root=shop.root), mode="api", read_only=True)
+    with pytest.raises(RuntimeError, match="open"):
+        app.doit_config(reporter=type(None))  # doit's state file goes with the loaded project: open first
+    assert app.current_engine is None  # making the app loads nothing
+    engine = app.open()
+    try:
+        assert engine is not None and app.current_engine is engine and app.open() is engine
+        assert app.settings is engine.settings and engine.settings.database.path is not None
+        assert engine.builder.fail_fast is bool(engine.settings.setup.fail_fast) is True
+    finally:
+        app.close()
+    going = App(settings=load_settings(shop.config_path, root=shop.root), mode="api", read_only=True, keep_going=True)
+    try:
+        assert going.open() is not None and going.current_engine.builder.fail_fast is False  # type: ignore[union-attr]
+    finally:
+        going.close()

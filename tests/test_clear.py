@@ -12,7 +12,7 @@ from factories import FakeEngine, Workspace
 from setup_tasks.ops.clear import clear, clear_derived_tables
 from setup_tasks.naming import Translator
 from setup_tasks.store.database import Database, DbRelation, drop_order
-from setup_tasks.engine.engine import Outcome
+from setup_tasks.engine.run_state import Outcome
 from setup_tasks.errors import DatabaseError
 from setup_tasks.store.records import BuildRecord
 

@@ -72,7 +72,7 @@ def test_kept_sql_gives_dbts_verdict_for_every_kind_of_test(tmp_path: Path) -> N
     ws = shop_with_tests(tmp_path)
     first = ws.doit("setup")
     assert first.returncode == 1, first.stdout[-3000:]  # some of the tests fail on purpose
-    engine = Engine(load_settings(ws.config_path))
+    engine = Engine.open(load_settings(ws.config_path))
     try:
         tests = sorted(u for u in engine.manifest.nodes if u.startswith("test."))
         assert len(tests) >= 12, tests

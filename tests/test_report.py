@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from factories import FakeEngine
-from setup_tasks.engine.engine import Outcome
+from setup_tasks.engine.run_state import Outcome
 from setup_tasks.engine.staleness import NodeStatus
 from setup_tasks.errors import SetupError
 from setup_tasks.naming import Translator

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from doit.exceptions import TaskFailed, UnmetDependency
 
-from setup_tasks.cli.app import App, CommandLine
+from setup_tasks.cli.app import App
+from setup_tasks.cli.command_line import CommandLine
 from setup_tasks.cli.json_reporter import JsonReporter
 from setup_tasks.cli.reporter import SetupReporter, cli_verbosity, reporter_for  # noqa: F401
-from setup_tasks.engine.engine import Outcome, RunState
+from setup_tasks.engine.run_state import Outcome, RunState
 from setup_tasks.validation.results import CheckResult
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -40,9 +41,15 @@ class FakeEngine:
         self.run = RunState()
         self.listeners: list = []
         self.quiet = True
+        self.log = None
         self.settings = SimpleNamespace()
         self.manifest = SimpleNamespace(nodes={})
         self.checks: dict = {}
+
+    def listen(self, listener, dbt_lines=None) -> None:  # as engine.events.Events.listen
+        self.listeners.append(listener)
+        if dbt_lines is not None:
+            self.log, self.quiet = dbt_lines, False
 
     def node(self, uid: str) -> SimpleNamespace:
         kind, _, name = uid.split(".", 2)
@@ -58,7 +65,7 @@ class FakeApp(App):
 
     @property
     def check_results(self) -> dict:
-        return self._engine.checks  # type: ignore[union-attr]
+        return self.current_engine.checks  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -203,7 +210,7 @@ def test_the_exit_status_is_1_for_a_failure_whatever_doit_would_say() -> None:
     assert app.exit_status() == 0  # only the failure it waited for counts
     app.note_failure("model:y", TaskFailed("broken"))
     assert app.exit_status() == 1
-    app.interrupted, app.terminated = True, True
+    app.lifecycle.interrupted, app.lifecycle.terminated = True, True
     assert app.exit_status() == 143
 
 

@@ -98,7 +98,7 @@ def test_every_loader_discards_a_damaged_own_file_with_a_note(
         damage(own_file(ws, name), how)
     caplog.set_level(logging.INFO, logger="setup_tasks")
     settings = load_settings(ws.config_path, root=ws.root)
-    engine = Engine(settings)
+    engine = Engine.open(settings)
     statuses = {uid: engine.status(uid) for uid in engine.setup_nodes}
     engine.database_contents()
     runs = read_history(own_file(ws, "run_history"))

@@ -681,23 +681,25 @@ def test_package_entries_name_the_host_dbt_deps_needs(tmp_path: Path) -> None:
 
 def test_a_model_naming_a_table_no_node_built_yet_is_told_which_node_builds_it() -> None:
     """Issue 14: 'Table with name orders does not exist ... fix: correct models/...sql' (the SQL was right)."""
-    from setup_tasks.engine.engine import Engine, Outcome
+    from setup_tasks.engine.recording import BuildRecorder
+    from setup_tasks.engine.run_state import Outcome
     from setup_tasks.project.manifest import manifest_from_dict
     from factories import make_manifest, manifest_node
 
     manifest = manifest_from_dict(make_manifest(
         manifest_node("seed.p.raw_customers"), manifest_node("model.p.stg_direct"), manifest_node("model.p.stg_ok")))
-    engine = SimpleNamespace(manifest=manifest, node=manifest.nodes.__getitem__, run=SimpleNamespace(outcomes={}),
-                             label=lambda uid: f"{manifest.nodes[uid].resource_type} {manifest.nodes[uid].name}")
+    view = SimpleNamespace(manifest=manifest, node=manifest.nodes.__getitem__, run=SimpleNamespace(outcomes={}),
+                           label=lambda uid: f"{manifest.nodes[uid].resource_type} {manifest.nodes[uid].name}")
+    recorder = SimpleNamespace(view=view)
     duckdb_says = ('Catalog Error: Table with name raw_customers does not exist! Did you mean "pragma_database_list"? '
                    'LINE 10: select count(*) as n from raw_customers')
-    hint = Engine.unbuilt_input(engine, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
+    hint = BuildRecorder.unbuilt_input(recorder, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
     assert hint and "seed raw_customers" in hint.split("-- fix:")[1] and "ref('raw_customers')" in hint, hint
     assert "correct models/stg_direct.sql" not in hint
-    engine.run.outcomes["seed.p.raw_customers"] = Outcome("seed.p.raw_customers", "error", "bad CSV")
-    assert "failed in this run" in Engine.unbuilt_input(engine, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
+    view.run.outcomes["seed.p.raw_customers"] = Outcome("seed.p.raw_customers", "error", "bad CSV")
+    assert "failed in this run" in BuildRecorder.unbuilt_input(recorder, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
     # any other failure: the SQL's own hint (engine.hints.explain)
-    assert Engine.unbuilt_input(engine, "model.p.stg_ok", "Parser Error: syntax error at or near x") is None  # type: ignore[arg-type]
+    assert BuildRecorder.unbuilt_input(recorder, "model.p.stg_ok", "Parser Error: syntax error at or near x") is None  # type: ignore[arg-type]
 
 
 def test_the_database_is_the_profiles_file_and_a_configured_path_must_agree(tmp_path: Path) -> None:

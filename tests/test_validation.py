@@ -25,7 +25,7 @@ from setup_tasks.validation import results as vr
 from setup_tasks.validation import scope as v_scope
 from setup_tasks.config import Settings, load_settings
 from setup_tasks.store.database import Database, DatabaseContents
-from setup_tasks.engine.engine import RunState
+from setup_tasks.engine.run_state import RunState
 from setup_tasks.errors import SetupError
 from setup_tasks.project.fingerprints import Fingerprint
 from setup_tasks.project.graph import SetupGraph

@@ -3,8 +3,9 @@
 doit imports dodo.py, which makes one ``App`` (``cli.dodo_namespace``); the task
 creators, the reporter and every action hang off it, so nothing lives in module
 globals. The Python API makes its own ``App`` per call. Settings and the engine load
-when doit reads DOIT_CONFIG: doit's own state file lives with the project's build
-records for the database, and the database is the file dbt's profile names. Ctrl-C ends a command-line run with status
+in ``App.open``, the first step of making the dodo namespace, before DOIT_CONFIG: doit's
+own state file lives with the project's build records for the database, and the database
+is the file dbt's profile names. Ctrl-C ends a command-line run with status
 130 and one line, SIGTERM with 143, after doit has saved the state of every task
 completed so far. Notes of the layers below (the ``setup_tasks`` logger) are shown as
 dim lines, and a state file the disk refuses to write is one line and exit 1, never a
@@ -19,140 +20,34 @@ another task failed, with or without --continue; 0 otherwise.
 
 from __future__ import annotations
 
-import atexit
 import gc
-import inspect
 import os
-import shutil
-import signal
 import sys
-import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from functools import cached_property
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from doit.exceptions import InvalidDodoFile
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..engine.engine import Engine
-from ..errors import SetupError, cannot_write
-from ..files import log, make_private_dir, sweep_temps
+from ..engine.run_state import EngineOptions
+from ..errors import SetupError
 from ..naming import Translator
 from ..ops.run_report import report_run
 from ..validation.scope import ValidationScope
-from .doit_state import as_os_error, damage, guard_writes, move_aside
-from .exit_status import ExitStatus
+from .command_line import CommandLine, check_reporter
+from .lifecycle import RunLifecycle
 from .live import LiveLine
-from .notes import cli_verbosity, show_notes
+from .loading import ProjectLoader
+from .notes import cli_verbosity
+from .state_file import DoitStateFile
 from .witnessing import WitnessKeeper
-
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-# doit's own run options, which people also put after the task name (`doit setup -v 2`):
-# the group tasks accept them as task options, and the app reads them from the command line.
-RUN_OPTIONS: tuple[Mapping[str, Any], ...] = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": int, "default": None,
-                "help": "as doit's -v before the task name: 0 errors only, 2 also dbt's own lines"},
-               {"name": "continue", "short": "c", "long": "continue", "type": bool, "default": False,
-                "help": "as doit's --continue: keep building what does not depend on a failed node"},
-               {"name": "reporter", "short": "r", "long": "reporter", "type": str, "default": "",
-                "help": "as doit's --reporter, e.g. json"})
-# doit commands and setup tasks that only look: on a database that does not exist yet they
-# leave nothing behind (no state folder, no doit state file, no caches, no report).
-READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
-READ_ONLY_TASKS = frozenset({"status", "graph", "verify"})
-# doit's own reporters (doit/cmd_run.py); plugins add theirs through entry points.
-DOIT_REPORTERS = ("console", "executed-only", "json", "zero", "error-only")
-# doit options (and the graph task's) that take the next argument as their value.
-VALUE_OPTIONS = frozenset({"-v", "--verbosity", "-n", "--process", "-P", "--parallel-type", "--reporter", "-r",
-                           "-o", "--output-file", "-f", "--file", "-d", "--dir", "--db-file", "--backend",
-                           "--dep-file", "--check_file_uptodate", "--seek-file"})
-
-
-def only_looks(args: Sequence[str]) -> bool:
-    """Does this doit command line only look (list, info, status, graph), never build or forget?"""
-    words = [a for a in args if a.startswith("-") or "=" not in a]  # name=value are doit's variables
-    if words and words[0] in READ_ONLY_COMMANDS:
-        return True
-    if words and words[0] == "run":
-        words = words[1:]
-    tasks, skip = [], False
-    for word in words:
-        if skip:
-            skip = False
-        elif word.startswith("-"):
-            skip = word in VALUE_OPTIONS
-        else:
-            tasks.append(word)
-    return bool(tasks) and set(tasks) <= READ_ONLY_TASKS
-
-
-def check_reporter(name: str | None) -> None:
-    """A --reporter doit does not have is doit's one-line stop (doit itself fails with a KeyError traceback)."""
-    if not name:
-        return
-    known = set(DOIT_REPORTERS) | {entry.name for entry in entry_points(group="doit.REPORTER")}
-    if name not in known:
-        raise InvalidDodoFile(f"there is no reporter {name!r} -- fix: use one of {', '.join(sorted(known))} "
-                              "(e.g. --reporter json), or leave --reporter out")
-
-
-class Interrupted(SystemExit):
-    """Ends a command-line run on Ctrl-C (130) or SIGTERM (143): doit still saves its state on the way out."""
-
-    def __init__(self, code: int = EXIT_INTERRUPTED) -> None:
-        super().__init__(code)
-
-
-class RunHalted(SystemExit):
-    """Ends a run nothing more of which can work (the database is locked): after the failure that said why.
-
-    doit runs on after a failed task (see the module docstring), and would try every other
-    task against the same lock; doit still saves its state on the way out. The Python API
-    catches it (``api.run_setup``).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(1)
-
-
-@dataclass(frozen=True)
-class CommandLine:
-    """The doit options of a command line that setup acts on, wherever they stand (before or after the task)."""
-
-    verbosity: int | None = None
-    keep_going: bool = False
-    reporter: str | None = None
-
-    @classmethod
-    def parse(cls, argv: Sequence[str]) -> "CommandLine":
-        keep_going, reporter = False, None
-        args = list(argv)
-        verbosity = cli_verbosity(args, -1)
-        for i, arg in enumerate(args):
-            following = args[i + 1] if i + 1 < len(args) else ""
-            if arg in ("-c", "--continue"):
-                keep_going = True
-            elif arg in ("-r", "--reporter") and following:
-                reporter = following
-            elif arg.startswith("--reporter="):
-                reporter = arg.split("=", 1)[1]
-        return cls(None if verbosity < 0 else verbosity, keep_going, reporter)
-
-
-def private_folders(state_dir: Path) -> list[Path]:
-    """The state folder and those above it up to ``.planwise`` (or its parent), outermost first."""
-    chain = [state_dir]
-    while chain[-1].name != ".planwise" and chain[-1].parent != chain[-1] and len(chain) < 4:
-        chain.append(chain[-1].parent)
-    return chain[::-1]
 
 
 class App:
-    """Everything one run of the setup tasks shares.
+    """One run of the setup tasks: what its tasks, actions and reporter share, over its loader, lifecycle and state.
 
     ``mode`` is "cli" when doit runs from the command line; the Python API uses
     "api", where Ctrl-C must reach the caller as KeyboardInterrupt instead of
@@ -161,27 +56,19 @@ class App:
 
     def __init__(self, config: str | Path | None = None, *, settings: Settings | None = None,
                  translator: Translator | None = None, mode: str = "cli", root: Path | None = None,
-                 engine: Engine | None = None, read_only: bool = False, argv: Sequence[str] | None = None) -> None:
+                 engine: Engine | None = None, read_only: bool = False, argv: Sequence[str] | None = None,
+                 keep_going: bool = False) -> None:
         self.config = config
         self.root = root or Path.cwd()
         self.translator = translator or Translator()
         self.mode = mode
         self.command_line = CommandLine.parse(sys.argv[1:] if argv is None and mode == "cli" else argv or ())
-        self.keep_going = self.command_line.keep_going  # --continue: fail_fast off for this run
         self.read_only = read_only  # the command only looks (list, info, status, graph)
-        self._scratch: Path | None = None  # doit's state file of a look at a database not built yet
+        self.doit_state = DoitStateFile(self.state_dir)
         self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
-        self.interrupted = False
-        self.terminated = False  # the interrupt was SIGTERM
         self.console = False  # the console reporter shows check results itself (set when it starts)
-        self.status = ExitStatus()  # what failed, as the reporter saw it
-        self._settings = settings if settings is not None or engine is None else engine.settings
-        self._engine: Engine | None = engine
-        self._load_error: SetupError | None = None
         self._validation: ValidationScope | None = None
         self.note_sink: Callable[[str], None] | None = None  # the reporter, once it runs
-        self.state_error: SetupError | None = None  # doit's state could not be written
-        self.dep_file: Path | None = None
         self.notes_shown = 0
         self.report: dict[str, Any] | None = None  # as written at the end of the run
         self.tally: str | None = None  # what the console reporter's summary said ("1 built, 3 ran, ...")
@@ -189,44 +76,24 @@ class App:
         self.witness = WitnessKeeper(self.root, time.time_ns())
         live = mode == "cli" and self.command_line.reporter in (None, "") and cli_verbosity(sys.argv[1:]) > 0
         self.live = LiveLine(sys.stdout, live and sys.stdout.isatty(), colour="NO_COLOR" not in os.environ)
+        # --continue (or the API's continue_on_failure): setup.fail_fast off for this run.
+        options = EngineOptions(keep_going=keep_going or self.command_line.keep_going, looks_only=read_only)
+        self.loader = ProjectLoader(config, self.root, settings, engine, options, self.on_engine_event, self.live.clear)
+        # How the run ends: interrupts, a halt, the exit status (cli.lifecycle).
+        self.lifecycle = RunLifecycle(mode, lambda: None if self.current_engine is None else self.current_engine.run,
+                                      self._last_words)
+        self.action, self.on_keyboard_interrupt = self.lifecycle.action, self.lifecycle.on_keyboard_interrupt
 
     # -- what the run works on --------------------------------------------------------------
 
     @property
     def settings(self) -> Settings:
-        """The settings; a configuration problem is doit's one-line stop (InvalidDodoFile).
-
-        Once the engine exists, its settings: they name the database file dbt's profile writes.
-        """
-        if self._engine is not None:
-            return self._engine.settings
-        if self._settings is None:
-            try:
-                self._settings = load_settings(self.config, root=self.root)
-            except SetupError as err:
-                raise InvalidDodoFile(err.one_line()) from None
-        return self._settings
+        """The settings (``ProjectLoader.settings``): once the engine exists, the very object it uses."""
+        return self.loader.settings
 
     def engine(self) -> Engine:
-        """The engine; raises the SetupError that keeps the project from loading."""
-        if self._engine is None:
-            if self._load_error is not None:
-                raise self._load_error
-            try:
-                self._engine = Engine(self.settings, listeners=[self.on_engine_event])
-            except SetupError as err:
-                self._load_error = err
-                raise
-            except OSError as exc:  # a folder setup or dbt writes in (target/, .planwise/) refuses: one line
-                place = Path(exc.filename) if exc.filename else self.root
-                self._load_error = cannot_write("setup's files", place, exc, "run setup from a copy of the project "
-                                                "in a folder you can write")
-                raise self._load_error from None
-            finally:
-                self.live.clear()
-            self._engine.fail_fast = self._engine.fail_fast and not self.keep_going
-            self._engine.keep_state = not self.leaves_no_files  # the database file is known now
-        return self._engine
+        """The engine, made on first use; raises the SetupError that keeps the project from loading."""
+        return self.loader.engine()
 
     def on_engine_event(self, kind: str, payload: dict[str, Any]) -> None:
         """Steps that take a while (starting dbt, parsing, running tests) on the live line."""
@@ -238,34 +105,31 @@ class App:
         elif kind == "progress":
             self.live.show(f"{payload['text']} ({payload['done']} of {payload['total']})", since=self.live.since)
 
+    def open(self) -> Engine | None:
+        """The run's first step, where the dodo namespace is made (``cli.dodo.namespace``): the process hooks
+        (command line), the --reporter checked, then the project loaded into its engine -- dbt parses it when
+        it changed, and its profile names the database, beside which doit's state file goes.
+
+        None when the project cannot be loaded (``load_error`` says why): tasks are then defined
+        anyway and fail with the reason when run, so `doit status` can still report (exit 1) and
+        every other command names the cause.
+        """
+        self.install_process_hooks()  # first: loading the project may already note things
+        check_reporter(self.command_line.reporter)
+        return self.task_engine()
+
     def task_engine(self) -> Engine | None:
-        """For task creators: the engine, or None when the project cannot be loaded.
-
-        Tasks are then defined anyway and fail with the reason when run, so `doit status`
-        can still report (exit 1) and every other command names the cause.
-        """
+        """For task creators: the engine ``open`` made, or None when the project cannot be loaded."""
         self.guard_state()
-        try:
-            return self.engine()
-        except SetupError:
-            return None
-
-    @property
-    def leaves_no_files(self) -> bool:
-        """A look at a database that does not exist: nothing may appear beside it.
-
-        Unknown (False) while dbt's profile is yet to name the file: the engine reads it.
-        """
-        path = self.settings.database.path if self.read_only else None
-        return path is not None and not path.exists()
+        return self.loader.engine_or_none()
 
     @property
     def current_engine(self) -> Engine | None:
-        return self._engine
+        return self.loader.current
 
     @property
     def load_error(self) -> str:
-        return self._load_error.one_line() if self._load_error is not None else ""
+        return self.loader.error.one_line() if self.loader.error is not None else ""
 
     def validation(self) -> ValidationScope:
         """The run's checks and their results (one per engine); InvalidDodoFile when they cannot load."""
@@ -293,83 +157,39 @@ class App:
     @cached_property
     def node_task_names(self) -> frozenset[str]:
         """Task names of the seeds, models and snapshots (built, not ran)."""
-        engine = self._engine
+        engine = self.current_engine
         if engine is None:
             return frozenset()
         return frozenset(self.translator.task_names(n for n in engine.manifest.nodes.values() if n.is_buildable).values())
 
-    # -- Ctrl-C ------------------------------------------------------------------------------
-
-    def on_keyboard_interrupt(self) -> None:
-        """A task action caught Ctrl-C or SIGTERM (after dbt cancelled its queries): end the run."""
-        self.interrupted = True
-        if self.mode == "cli":
-            raise Interrupted(self.interrupt_status()) from None
-        raise KeyboardInterrupt
-
-    def interrupt_status(self) -> int:
-        return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        """SIGTERM ends the run as Ctrl-C does (dbt cancelled, work kept), with its own status."""
-        self.terminated = True
-        raise KeyboardInterrupt
-
-    def action(self, function: Callable[..., Any], *args: Any) -> tuple[Callable[..., Any], list[Any]]:
-        """A doit python-action that turns Ctrl-C into the end of the run: every action goes through it."""
-        return (self._guarded, [function, *args])
-
-    def _guarded(self, function: Callable[..., Any], *args: Any, **options: Any) -> Any:
-        if self._engine is not None and self._engine.run.fatal is not None:
-            raise RunHalted()
-        accepted = inspect.signature(function).parameters
-        options = {k: v for k, v in options.items() if k in accepted}  # doit's run options on a group are the app's
-        try:
-            return function(*args, **options)  # options: the task's command-line parameters
-        except KeyboardInterrupt:
-            self.on_keyboard_interrupt()
-            raise
-
-    def interrupted_message(self) -> str:
-        engine = self._engine
-        done = 0 if engine is None else sum(o.ok for o in engine.run.outcomes.values())
-        how = "terminated" if self.terminated else "interrupted"
-        return f"{how}: {done} node(s) built in this run are kept; run the same command again to finish"
-
     # -- how the run ends ---------------------------------------------------------------------
 
     @property
+    def interrupted(self) -> bool:
+        return self.lifecycle.interrupted
+
+    @property
     def failures(self) -> list[tuple[str, str]]:
-        return self.status.failures
+        return self.lifecycle.status.failures
 
     def note_failure(self, task: str, fail: Any) -> None:
         """A reporter saw a task fail (doit's TaskFailed, TaskError or UnmetDependency)."""
-        self.status.note_failure(task, fail)
+        self.lifecycle.status.note_failure(task, fail)
 
     def note_doit_error(self, message: str) -> None:
-        self.status.note_doit_error(message)
+        self.lifecycle.status.note_doit_error(message)
 
     def exit_status(self) -> int:
         """The run's status: 130/143 interrupted, 2 crashed, 1 failed (a node, a blocking check, a task), else 0."""
-        if self.interrupted:
-            return self.interrupt_status()
-        if self.status.code():
-            return self.status.code()
-        if self.state_error is not None:
-            return 1  # doit's state was not saved (its line is printed): not a success
-        engine = self._engine
-        if engine is None:
-            return 0
-        fail_on = engine.settings.validation.fail_on
-        failed = any(o.status == "error" for o in engine.run.outcomes.values()) or any(
-            c.blocking(fail_on) for c in self.check_results.values())
-        return int(failed)
+        engine = self.current_engine
+        fail_on = engine.settings.validation.fail_on if engine is not None else ()
+        return self.lifecycle.exit_status(self.state_error is None, fail_on, self.check_results.values())
 
     # -- the end of the run ---------------------------------------------------------------------
 
     def write_report(self, exit_code: int | None = None) -> None:
         """Write the run report of a process that ran tasks (not of `list`, `info`, ...)."""
-        engine = self._engine
+        engine = self.current_engine
         if engine is None or self.read_only:
             return
         try:
@@ -379,52 +199,31 @@ class App:
             sys.stderr.write(f"warning: {err.one_line()}\n")
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-        self._remove_scratch()
-
-    def _remove_scratch(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        if self.current_engine is not None:
+            self.current_engine.close()
+        self.doit_state.remove_scratch()
 
     def _at_exit(self) -> None:
         self.live.close()
         self.write_report(self.exit_status())
-        if self._engine is not None:
-            self._engine.save_caches()  # after the report: it asks the graph too
-            self._engine.db.close_reader()
+        engine = self.current_engine
+        if engine is not None:
+            engine.save_caches()  # after the report: it asks the graph too
+            engine.db.close_reader()
             self.witness.leave(self)
-        self._remove_scratch()
+        self.doit_state.remove_scratch()
         # The run is over and what needed closing is closed: the interpreter's last collection, over every
         # object the run made (manifest, fingerprints, tasks), would cost a tenth of a check's time.
         gc.freeze()
 
-    def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-        """Last resort for a Ctrl-C outside any task action: one line, status 130."""
-        if not issubclass(exc_type, KeyboardInterrupt):
-            self._previous_hook(exc_type, exc, tb)
-            return
-        # A second Ctrl-C while the report is written must not end the process by SIGINT (-2) instead of 130.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.interrupted = True
+    def _last_words(self, status: int) -> None:
+        """An interrupt outside any action ends the process now: the live line closed, the report written."""
         self.live.close()
-        self.write_report(self.interrupt_status())
-        sys.stdout.flush()
-        sys.stderr.write(f"\n{self.interrupted_message()}\n")
-        sys.stderr.flush()
-        os._exit(self.interrupt_status())
+        self.write_report(status)
 
     def install_process_hooks(self) -> None:
         """Command line only: Ctrl-C and SIGTERM outside actions, notes shown, the report written when the process ends."""
-        if self.mode != "cli" or getattr(sys.excepthook, "__self__", None) is self:
-            return
-        self._previous_hook = sys.excepthook
-        sys.excepthook = self._excepthook
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-        show_notes(self.show_note, cli_verbosity(sys.argv[1:]))
-        atexit.register(self._at_exit)
+        self.lifecycle.install_process_hooks(self.show_note, self._at_exit)
 
     def show_note(self, text: str) -> None:
         """One of setup's notes: through the reporter when it runs, else on stderr."""
@@ -435,98 +234,59 @@ class App:
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
 
-    # -- doit's state file ------------------------------------------------------------------------
-
-    def guard_state(self) -> None:
-        """Inside a doit command: a write of doit's state the disk refuses becomes ``state_error``."""
-        guard_writes(self.state_write_failed)
-
-    def state_write_failed(self, exc: Exception) -> None:
-        """doit could not write its state (disk full, read-only): one line, and the run ends with exit 1."""
-        if self.state_error is not None:
-            return
-        path = self.dep_file or self.state_dir() / "doit.sqlite"
-        self.state_error = cannot_write("doit's state", path, as_os_error(exc, path),
-                                        "set database.path (or DUCKDB_PATH) to a writable location")
-        sys.stdout.flush()
-        sys.stderr.write(f"error: {self.state_error.one_line()}\n")
-        sys.stderr.flush()
-
-    def _dep_file(self, state_dir: Path) -> Path:
-        """doit's state file, moved aside first when it is damaged (its tasks then count as forgotten)."""
-        path = state_dir / "doit.sqlite"
-        problem = damage(path)
-        if problem is None:
-            return path
-        try:
-            aside = move_aside(path)
-        except OSError as exc:
-            scratch = tempfile.mkdtemp(prefix="planwise-doit-")
-            atexit.register(shutil.rmtree, scratch, True)
-            fresh = Path(scratch) / "doit.sqlite"
-            log.warning("doit's state %s is damaged (%s) and cannot be moved aside (%s): this run uses an empty one, "
-                        "so every task counts as forgotten", path, problem, exc.strerror)
-            return fresh
-        log.warning("doit's state %s was damaged (%s): moved aside to %s; its tasks count as forgotten and rebuild",
-                    path, problem, aside.name)
-        return path
-
     # -- doit ---------------------------------------------------------------------------------
 
     def state_dir(self) -> Path:
         """Where doit's state file lives: with this project's build records for its database.
 
         The database is the file dbt's profile writes, so the engine (the project, parsed
-        when it changed) comes first. A project that cannot load gets a folder of its own:
-        its tasks only fail with the reason, and save nothing.
+        when it changed: ``open``) comes first. A project that cannot load gets a folder of its
+        own: its tasks only fail with the reason, and save nothing.
         """
-        engine = self.task_engine()
+        engine = self.current_engine
         if engine is not None:
             return engine.state_dir
         settings = self.settings
         return (settings.state_dir if settings.database.path is not None else settings.root / ".planwise") / "unloaded"
 
     def doit_config(self, reporter: type) -> dict[str, Any]:
-        """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700)."""
-        self.install_process_hooks()  # first: loading the project (for the state folder) may already note things
-        check_reporter(self.command_line.reporter)
-        self.dep_file = self._state_file()
-        self.witness.begin(self, self.dep_file)
+        """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700).
+
+        After ``open``: the state folder is the loaded project's.
+        """
+        if self.current_engine is None and self.loader.error is None:
+            raise RuntimeError("App.open() first: doit's state file lives with the loaded project's records")
+        halt = self._halt if not self.read_only and self.current_engine is not None else None
+        dep_file = self.doit_state.place(self.loader.leaves_no_files, halt)
+        self.witness.begin(self, dep_file)
         line = self.command_line
         return {
             "default_tasks": ["setup"],
             # Options after the task name reach doit only as task options: they become the defaults here.
             "reporter": line.reporter or reporter,
-            "dep_file": str(self.dep_file),
+            "dep_file": str(dep_file),
             "backend": "sqlite3",
             "verbosity": 1 if line.verbosity is None else line.verbosity,
             # Checks run after a failure too; setup.fail_fast is the engine's (see the module docstring).
             "continue": True,
         }
 
-    def _state_file(self) -> Path:
-        """doit's state file: with the project's records beside the database, or (a look at a
-        database not built yet, whose state file does not exist either) in a scratch folder
-        removed when the run ends."""
-        state_dir = self.state_dir()
-        if self.leaves_no_files and not (state_dir / "doit.sqlite").exists():
-            return self._scratch_state()
-        try:
-            for folder in private_folders(state_dir):
-                make_private_dir(folder)
-        except OSError as exc:
-            # A folder the user cannot write: a look still looks (status says why setup cannot run);
-            # anything else ends at its first task, with this one line and exit 1.
-            error = cannot_write("setup's state folder", state_dir, exc,
-                                 "set database.path (or DUCKDB_PATH) to a file in a folder you can write")
-            if not self.read_only and self._engine is not None:
-                self._engine.run.fatal = error
-                sys.stderr.write(f"error: {error.one_line()}\n")
-            return self._scratch_state()
-        sweep_temps(state_dir)  # left by a run killed while writing
-        return self._dep_file(state_dir)
+    def _halt(self, error: SetupError) -> None:
+        """Nothing of this run can work (its state folder refuses): its first task ends it, after this line."""
+        assert self.current_engine is not None  # halt is given only then (doit_config)
+        self.current_engine.run.fatal = error
+        sys.stderr.write(f"error: {error.one_line()}\n")
 
-    def _scratch_state(self) -> Path:
-        """doit's state file in a scratch folder removed when the run ends (nothing left beside the database)."""
-        self._scratch = Path(tempfile.mkdtemp(prefix="planwise-look-"))
-        return self._scratch / "doit.sqlite"
+    # -- doit's state file ------------------------------------------------------------------------
+
+    @property
+    def dep_file(self) -> Path | None:
+        return self.doit_state.path
+
+    @property
+    def state_error(self) -> SetupError | None:
+        return self.doit_state.error
+
+    def guard_state(self) -> None:
+        """Inside a doit command: a write of doit's state the disk refuses becomes ``state_error``."""
+        self.doit_state.guard()

@@ -20,7 +20,8 @@ from ..errors import SetupError
 from ..naming import PLAN_PREFIX, QUICK_SUMMARY_TASK, VALIDATE_TASK
 from ..validation.framework import Check
 from ..validation.scope import ValidationScope
-from .app import RUN_OPTIONS, App
+from .app import App
+from .command_line import RUN_OPTIONS
 from .uptodate import CheckUpToDate
 
 TaskDict = dict[str, Any]

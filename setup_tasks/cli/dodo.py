@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 
 def namespace(app: "App", reporter: type | None = None) -> dict[str, Any]:
-    """DOIT_CONFIG and the task creators of ``app``, as a dodo module's namespace."""
+    """DOIT_CONFIG and the task creators of ``app``, as a dodo module's namespace: the app opens first (its
+    engine loads the project, which names the database beside which doit's state goes)."""
     from .reporter import reporter_for
     from .tasks import TaskCreators
 
+    app.open()
     return {"DOIT_CONFIG": app.doit_config(reporter or reporter_for(app)), **TaskCreators(app).creators()}
 
 
@@ -40,7 +42,8 @@ def dodo_namespace(dodo_file: str | Path | None = None) -> dict[str, Any]:
     answer_if_unchanged(root or Path.cwd(), started)
     from doit import get_var
 
-    from .app import App, only_looks
+    from .app import App
+    from .command_line import only_looks
 
     app = App(get_var("config"), mode="cli", root=root, read_only=only_looks(sys.argv[1:]))
     app.started = started

@@ -20,7 +20,8 @@ from typing import Any, Mapping, Sequence
 
 from doit.exceptions import TaskFailed, UnmetDependency
 
-from ..engine.engine import Engine, Outcome
+from ..engine.engine import Engine
+from ..engine.run_state import Outcome
 from ..naming import VALIDATE_TASK
 from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize, when
 from .app import App
@@ -85,10 +86,8 @@ class SetupReporter:
         self.engine = self.app.current_engine
         self.app.note_sink = self.note
         if self.engine is not None:
-            self.engine.quiet = self.verbosity < 2
-            if self.verbosity >= 2:
-                self.engine.log = self.dbt_line
-            self.engine.listeners.append(self.on_engine_event)
+            # -v 2: dbt's own lines too
+            self.engine.listen(self.on_engine_event, self.dbt_line if self.verbosity >= 2 else None)
         self.width = self._name_width(tasks, selected_tasks)
 
     def get_status(self, task: Any) -> None:
@@ -169,7 +168,7 @@ class SetupReporter:
     def complete_run(self) -> None:
         self.live.close()
         if self.app.interrupted:
-            self._write(self.app.interrupted_message() + "\n", always=True)
+            self._write(self.app.lifecycle.interrupted_message() + "\n", always=True)
         elif not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # Ctrl-C while doit checked: no tally to give
             self._closing()
         if self.app.mode == "cli":

@@ -18,7 +18,8 @@ from ..config import default_of
 from ..naming import (CENSUS_TASK, CLEAR_DERIVED_TASK, DEPS_TASK, MODELS_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK,
                       STAGING_TASK)
 from ..project.manifest import Node
-from .app import RUN_OPTIONS, App
+from .app import App
+from .command_line import RUN_OPTIONS
 from .checks import ValidationTasks
 from .commands import VERIFY_DOC, clear_tasks, dbt_task, graph_task, status_task, verify_task
 from .uptodate import CensusUpToDate, DepsUpToDate, TableUpToDate

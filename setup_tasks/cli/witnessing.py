@@ -26,11 +26,17 @@ class Run(Protocol):
 
     mode: str
     read_only: bool
-    interrupted: bool
     notes_shown: int
     report: dict[str, Any] | None
-    dep_file: Path | None
-    state_error: Any
+
+    @property
+    def interrupted(self) -> bool: ...
+
+    @property
+    def dep_file(self) -> Path | None: ...
+
+    @property
+    def state_error(self) -> Any: ...
 
     @property
     def current_engine(self) -> Any: ...

@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..engine.engine import Engine, Outcome
+from ..engine.engine import Engine
+from ..engine.run_state import Outcome
 from ..engine.staleness import NodeStatus
 from ..files import json_text
 from ..naming import Translator

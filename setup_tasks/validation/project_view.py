@@ -7,7 +7,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..engine.engine import Engine, input_state_of
+from ..engine.engine import Engine
+from ..engine.run_state import input_state_of
 from ..project.manifest import Node
 
 
