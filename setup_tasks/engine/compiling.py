@@ -49,8 +49,10 @@ class Compiling:
         if self._context is None:
             environ = self.definitions.ctx.environ()
             counted = self.definitions.stamp_parts  # the parse's environment variables are in it already
-            env = {name: "<unset>" if environ.get(name) is None else keyed_digest("env", name, environ[name])
-                   for name in sorted(self.kept.env) if f"env:{name}" not in counted}
+            # Only those set count (as in the parse's stamp): the names compiles looked up grow as dbt
+            # compiles more nodes, and one unset is what it was before anything looked it up.
+            env = {name: keyed_digest("env", name, environ[name])
+                   for name in sorted(self.kept.env) if f"env:{name}" not in counted and environ.get(name) is not None}
             self._context = context_digest(self.manifest, self.definitions.stamp_parts, env)
         return self._context
 

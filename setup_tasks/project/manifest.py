@@ -441,7 +441,11 @@ def stamp_parts(ctx: DbtContext, selections: Mapping[str, str], env_names: Itera
     """
     parts, literal = _read_project(ctx)
     env = ctx.environ()
-    names = {*literal, *env_names, *(name for name in env if name.startswith(DBT_ENV_PREFIX))}
+    # A name dbt looked up in its last parse counts only while it is set: dbt reads some of its own only on
+    # some paths (DBT_PP_TEST in a partial parse, not a full one), and an unset one counted on one run and
+    # not the next would change the stamp, and so every compile key, for nothing. Set later, it counts.
+    names = {*literal, *(name for name in env_names if env.get(name) is not None),
+             *(name for name in env if name.startswith(DBT_ENV_PREFIX))}
     context = {
         "version": STAMP_VERSION,
         "dbt": _dbt_version(),
