@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..errors import RunInProgressError, SetupError
+from ..errors import DatabaseLockedError, RunInProgressError, SetupError
 from ..store.database import (Database, DatabaseContents, DbRelation, DropResult, TableState, contents_from_dict,
                               contents_to_dict, drop_order)
 from ..files import RACY_NS, read_json, write_json_atomic
@@ -59,7 +59,13 @@ class ContentsView:
             if live and saved is not None:  # the file is unchanged since: its signatures hold
                 self._known = {**saved.tables, **self._known}
             self._saved = None if live else saved
-            self._contents = self._saved or self.db.contents(self.signed_keys(), self._known)
+            try:
+                self._contents = self._saved or self.db.contents(self.signed_keys(), self._known)
+            except DatabaseLockedError:
+                holder = self.lock.holder()  # another setup run took its lock since we looked: say that
+                if holder:
+                    raise RunInProgressError(str(self.db.path), holder if holder > 0 else None) from None
+                raise
             self._known = {}
         return self._contents
 
