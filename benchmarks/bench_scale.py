@@ -48,11 +48,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_setup import RACY_SECONDS, REPO, machine, stop_worker, write_section  # noqa: E402
-from generated import (Generated, descendants, edit_leaf_seed, edit_model, edit_root_seed, generate,  # noqa: E402
-                       reorder_root_seed)
+from generated import (
+    Generated,
+    descendants,
+    edit_leaf_seed,
+    edit_model,
+    edit_root_seed,
+    generate,  # noqa: E402
+    reorder_root_seed,
+)
 
-OVERRIDES = ("DUCKDB_PATH", "DBT_TARGET", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "CENSUS_PATH", "SETUP_CONFIG",
-             "PYTHONDONTWRITEBYTECODE")  # users' machines write bytecode
+OVERRIDES = (
+    "DUCKDB_PATH",
+    "DBT_TARGET",
+    "DBT_PROFILES_DIR",
+    "DBT_PROJECT_DIR",
+    "CENSUS_PATH",
+    "SETUP_CONFIG",
+    "PYTHONDONTWRITEBYTECODE",
+)  # users' machines write bytecode
 COLD = "cold, dbt builds"
 COLD_KEPT = "cold, SQL kept"
 FIRST_CHECK = "first check after a build"
@@ -91,8 +105,13 @@ class Size:
     def prepare(self) -> None:
         self.ours = generate(self.root / "ours", self.models)
         self.ref = generate(self.root / "ref", self.models)
-        subprocess.run([sys.executable, "-m", "setup_tasks", "init"], cwd=self.ours.root, env=env(),
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "setup_tasks", "init"],
+            cwd=self.ours.root,
+            env=env(),
+            check=True,
+            capture_output=True,
+        )
         self.doit("setup")  # parse, build, keep SQL: the rounds start from a built project
         self.dbt("build")
         self.save_state()
@@ -114,8 +133,12 @@ class Size:
             self.fresh += 1
             folder = self.root / f"f{self.fresh}"
         try:
-            return timed([sys.executable, "-m", "doit", *args], self.ours.root,
-                         env(PLANWISE_SETUP_WORKER_DIR=str(folder)), worker_folder=folder)
+            return timed(
+                [sys.executable, "-m", "doit", *args],
+                self.ours.root,
+                env(PLANWISE_SETUP_WORKER_DIR=str(folder)),
+                worker_folder=folder,
+            )
         finally:
             if fresh:
                 stop_worker(folder)
@@ -124,8 +147,9 @@ class Size:
         dbt = str(Path(sys.executable).with_name("dbt"))
         if not Path(dbt).exists():
             dbt = shutil.which("dbt") or "dbt"
-        return timed([dbt, *args, "--profiles-dir", ".", "--quiet", "--no-send-anonymous-usage-stats"],
-                     self.ref.root, env())
+        return timed(
+            [dbt, *args, "--profiles-dir", ".", "--quiet", "--no-send-anonymous-usage-stats"], self.ref.root, env()
+        )
 
     def record(self, name: str, result: Timed) -> None:
         self.timings.setdefault(name, []).append(result)
@@ -201,8 +225,10 @@ def timed(cmd: list[str], cwd: Path, environ: dict[str, str], worker_folder: Pat
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:
             err.seek(0)
-            raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)} in {cwd}\n"
-                             f"{err.read().decode(errors='replace')[-3000:]}")
+            raise SystemExit(
+                f"command failed ({proc.returncode}): {' '.join(cmd)} in {cwd}\n"
+                f"{err.read().decode(errors='replace')[-3000:]}"
+            )
     return Timed(elapsed, usage.ru_maxrss / 1024, worker_hwm(worker_folder) if worker_folder else 0.0)
 
 
@@ -260,25 +286,42 @@ def report(sizes: list[Size], loads: list[float]) -> str:
             else:
                 cells.append(f"{ours:.2f} s")
         label = f"{case} vs `{other}`" if other else case
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {growth(sizes, case)} | "
-                     f"{growth(sizes, other) if other else '-'} |")
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {growth(sizes, case)} | "
+            f"{growth(sizes, other) if other else '-'} |"
+        )
     lines.append(f"| {FLOOR} | " + " | ".join(f"{median(s.timings[FLOOR]):.2f} s" for s in sizes) + " | | |")
     rounds = min(len(v) for s in sizes for v in s.timings.values())
     lines.append("")
-    lines.append(f"Medians of {rounds} rounds; load average (1 min) at the rounds' starts: "
-                 f"{min(loads):.1f} to {max(loads):.1f}, median {statistics.median(loads):.1f}. Growth: the exponent k "
-                 f"of time ~ N^k over all sizes (in brackets: between the two largest).")
+    lines.append(
+        f"Medians of {rounds} rounds; load average (1 min) at the rounds' starts: "
+        f"{min(loads):.1f} to {max(loads):.1f}, median {statistics.median(loads):.1f}. Growth: the exponent k "
+        f"of time ~ N^k over all sizes (in brackets: between the two largest)."
+    )
     lines.append("")
-    lines.append("Rebuilt per edit (nodes, the edited one included): " + "; ".join(
-        f"N={s.models}: " + ", ".join(f"{k} {v}" for k, v in descendants(s.ours).items()) for s in sizes) + ".")
+    lines.append(
+        "Rebuilt per edit (nodes, the edited one included): "
+        + "; ".join(f"N={s.models}: " + ", ".join(f"{k} {v}" for k, v in descendants(s.ours).items()) for s in sizes)
+        + "."
+    )
     lines.append("")
-    lines.append("Nodes setup built (its run report; median of the rounds): " + "; ".join(
-        f"{case}: " + ", ".join(f"{statistics.median(t.built or 0 for t in s.timings[case]):.0f}" for s in sizes)
-        for case in CASES if case in sizes[0].timings) + " (at N = " + ", ".join(str(s.models) for s in sizes) + ").")
+    lines.append(
+        "Nodes setup built (its run report; median of the rounds): "
+        + "; ".join(
+            f"{case}: " + ", ".join(f"{statistics.median(t.built or 0 for t in s.timings[case]):.0f}" for s in sizes)
+            for case in CASES
+            if case in sizes[0].timings
+        )
+        + " (at N = "
+        + ", ".join(str(s.models) for s in sizes)
+        + ")."
+    )
     lines.append("")
-    lines.append("Peak RSS in MiB, the largest of the rounds. setup: the doit process, + its dbt worker's high-water "
-                 "mark when a worker served the run (cold, dbt builds: a fresh worker, so its peak in this run; "
-                 "edits: the warm worker's peak over the session so far). dbt: the CLI process.")
+    lines.append(
+        "Peak RSS in MiB, the largest of the rounds. setup: the doit process, + its dbt worker's high-water "
+        "mark when a worker served the run (cold, dbt builds: a fresh worker, so its peak in this run; "
+        "edits: the warm worker's peak over the session so far). dbt: the CLI process."
+    )
     lines.append("")
     columns = [c for c in [*CASES, DBT_BUILD, *(DBT_FOR[c] for c in EDITS)] if c in sizes[0].timings]
     lines.append("| case | " + " | ".join(f"N={s.models}" for s in sizes) + " |")
@@ -317,12 +360,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[30, 300, 1000])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["cold", "cold-kept"],
-                        help="leave the cold cases out (quicker rounds while profiling)")
-    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md",
-                        help="the markdown file whose 'growth' section this writes (the demo's stays)")
-    parser.add_argument("--section", default="growth",
-                        help="the section of --output to write: a run of other sizes (3000) may keep its own")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["cold", "cold-kept"],
+        help="leave the cold cases out (quicker rounds while profiling)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=REPO / "BENCHMARKS.md",
+        help="the markdown file whose 'growth' section this writes (the demo's stays)",
+    )
+    parser.add_argument(
+        "--section",
+        default="growth",
+        help="the section of --output to write: a run of other sizes (3000) may keep its own",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="build the projects here and keep them")
     args = parser.parse_args()
     cases = set(CASES) - {COLD for s in args.skip if s == "cold"} - {COLD_KEPT for s in args.skip if s == "cold-kept"}
@@ -336,8 +391,10 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
     result = report(sizes, loads)
-    text = (f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/bench_scale.py --sizes "
-            f"{' '.join(map(str, args.sizes))} --rounds {args.rounds}` on: {machine()}.\n\n{result}\n")
+    text = (
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/bench_scale.py --sizes "
+        f"{' '.join(map(str, args.sizes))} --rounds {args.rounds}` on: {machine()}.\n\n{result}\n"
+    )
     write_section(args.output, args.section, "## Growth with the project (benchmarks/bench_scale.py)\n\n" + text)
     print("\n" + text)
 

@@ -66,11 +66,15 @@ class Bench:
 
     def prepare(self) -> None:
         shutil.copytree(REPO / "dbt", self.project, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
-        self.config.write_text(yaml.safe_dump({
-            "database": {"path": "setup.duckdb"},
-            "dbt": {"project_dir": "dbt"},
-            "census": {"path": "census.parquet", "employees": self.employees},
-        }))
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "database": {"path": "setup.duckdb"},
+                    "dbt": {"project_dir": "dbt"},
+                    "census": {"path": "census.parquet", "employees": self.employees},
+                }
+            )
+        )
         (self.root / "dodo.py").write_text((REPO / "dodo.py").read_text())  # run where it lives, as people do
         self.run_doit("census")
         self.run_doit("list")  # parse once, as any user's first command does
@@ -101,8 +105,18 @@ class Bench:
     def run_dbt(self, database: Path, *args: str) -> float:
         dbt = shutil.which("dbt") or "dbt"
         variables = json.dumps({"census_parquet_path": str(self.census)})
-        cmd = [dbt, *args, "--project-dir", str(self.project), "--profiles-dir", str(self.project),
-               "--vars", variables, "--quiet", "--no-send-anonymous-usage-stats"]
+        cmd = [
+            dbt,
+            *args,
+            "--project-dir",
+            str(self.project),
+            "--profiles-dir",
+            str(self.project),
+            "--vars",
+            variables,
+            "--quiet",
+            "--no-send-anonymous-usage-stats",
+        ]
         return self._timed(cmd, self.project, self.env(DUCKDB_PATH=str(database)))
 
     @staticmethod
@@ -111,7 +125,9 @@ class Bench:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:
-            raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            raise SystemExit(
+                f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            )
         return elapsed
 
     def record(self, name: str, seconds: float) -> None:
@@ -172,10 +188,15 @@ class Bench:
         database = self.root / "per_node.duckdb"
         database.unlink(missing_ok=True)
         manifest = json.loads((self.project / "target" / "manifest.json").read_text())
-        nodes = sorted((n for n in manifest["nodes"].values()
-                        if n["resource_type"] in ("seed", "model") and
-                        (n["resource_type"] == "seed" or n["original_file_path"].startswith("models/staging"))),
-                       key=lambda n: (n["resource_type"] != "seed", n["name"]))
+        nodes = sorted(
+            (
+                n
+                for n in manifest["nodes"].values()
+                if n["resource_type"] in ("seed", "model")
+                and (n["resource_type"] == "seed" or n["original_file_path"].startswith("models/staging"))
+            ),
+            key=lambda n: (n["resource_type"] != "seed", n["name"]),
+        )
         started = time.perf_counter()
         for node in nodes:
             command = "seed" if node["resource_type"] == "seed" else "run"
@@ -208,8 +229,13 @@ class JaffleBench(Bench):
         write_jaffle_shop(self.root / "team")
         self.write_rows()
         shutil.copytree(self.project, self.reference)
-        subprocess.run([sys.executable, "-m", "setup_tasks", "init"], cwd=self.project, env=self.env(),
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "setup_tasks", "init"],
+            cwd=self.project,
+            env=self.env(),
+            check=True,
+            capture_output=True,
+        )
         self.run_doit("list")  # parse once, as any user's first command does
 
     def write_rows(self) -> None:
@@ -218,13 +244,20 @@ class JaffleBench(Bench):
         customers = max(4, self.rows // 10)
         statuses = ["placed", "shipped", "completed", "return_pending", "returned"]
         methods = ["credit_card", "coupon", "bank_transfer", "gift_card"]
-        (seeds / "raw_customers.csv").write_text("id,first_name,last_name\n" + "".join(
-            f"{i},First{i},L{i % 26}.\n" for i in range(1, customers + 1)))
-        (seeds / "raw_orders.csv").write_text("id,user_id,order_date,status\n" + "".join(
-            f"{i},{i % customers + 1},2018-{i % 12 + 1:02d}-{i % 28 + 1:02d},{statuses[i % 5]}\n"
-            for i in range(1, self.rows + 1)))
-        (seeds / "raw_payments.csv").write_text("id,order_id,payment_method,amount\n" + "".join(
-            f"{i},{i},{methods[i % 4]},{(i * 37) % 3000}\n" for i in range(1, self.rows + 1)))
+        (seeds / "raw_customers.csv").write_text(
+            "id,first_name,last_name\n" + "".join(f"{i},First{i},L{i % 26}.\n" for i in range(1, customers + 1))
+        )
+        (seeds / "raw_orders.csv").write_text(
+            "id,user_id,order_date,status\n"
+            + "".join(
+                f"{i},{i % customers + 1},2018-{i % 12 + 1:02d}-{i % 28 + 1:02d},{statuses[i % 5]}\n"
+                for i in range(1, self.rows + 1)
+            )
+        )
+        (seeds / "raw_payments.csv").write_text(
+            "id,order_id,payment_method,amount\n"
+            + "".join(f"{i},{i},{methods[i % 4]},{(i * 37) % 3000}\n" for i in range(1, self.rows + 1))
+        )
 
     def run_doit(self, *args: str, worker: bool = True) -> float:
         return self._session([sys.executable, "-m", "doit", *args], self.project, worker)
@@ -279,23 +312,30 @@ def machine() -> str:
     except (OSError, ValueError, IndexError):
         mem = 0
     versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("doit", "dbt-core", "dbt-duckdb", "duckdb"))
-    return (f"{cpu}, {os.cpu_count()} cores, {mem} GiB RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}; {versions}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; {versions}"
+    )
 
 
 def table(bench: Bench) -> str:
     medians = {k: statistics.median(v) for k, v in bench.timings.items()}
     build = medians["dbt build (one CLI process)"]
     per_node = next((v for k, v in medians.items() if k.startswith("one dbt process")), None)
-    lines = ["| Command | Runs | Median | vs `dbt build` | vs one process per node |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| Command | Runs | Median | vs `dbt build` | vs one process per node |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, values in bench.timings.items():
         med = medians[name]
         vs_build = f"{build / med:.1f}x faster" if med < build else f"{med / build:.2f}x the time"
         vs_node = f"{per_node / med:.1f}x faster" if per_node else "-"
         lines.append(f"| {name} | {len(values)} | {med:.2f} s | {vs_build} | {vs_node} |")
     if FORGET_ALL in medians and COLD in medians:
-        lines.append(f"\n`{FORGET_ALL}` takes {medians[FORGET_ALL] / medians[COLD]:.2f}x the time of a cold "
-                     "`doit setup` (both with the warm worker): every forgotten node rebuilds in one batch.")
+        lines.append(
+            f"\n`{FORGET_ALL}` takes {medians[FORGET_ALL] / medians[COLD]:.2f}x the time of a cold "
+            "`doit setup` (both with the warm worker): every forgotten node rebuilds in one batch."
+        )
     return "\n".join(lines)
 
 
@@ -316,8 +356,10 @@ def run_rounds(bench: Bench, rounds: int, per_node_rounds: int) -> str:
         bench.dbt_build()
         if round_no < per_node_rounds:
             bench.dbt_per_node()
-    return table(bench) + (f"\n\nLoad average (1 min) at the rounds' starts: {min(loads):.1f} to {max(loads):.1f} "
-                           f"(the machine's {os.cpu_count()} cores are shared).")
+    return table(bench) + (
+        f"\n\nLoad average (1 min) at the rounds' starts: {min(loads):.1f} to {max(loads):.1f} "
+        f"(the machine's {os.cpu_count()} cores are shared)."
+    )
 
 
 def write_section(path: Path, name: str, text: str) -> None:
@@ -330,8 +372,8 @@ def write_section(path: Path, name: str, text: str) -> None:
         old = f"<!-- demo -->\n{old.rstrip()}\n<!-- /demo -->\n"
     block = f"{start}\n{text.rstrip()}\n{end}\n"
     if start in old and end in old:
-        rest = old[old.index(end) + len(end):].lstrip("\n")
-        new = old[:old.index(start)] + block + ("\n" + rest if rest else "")
+        rest = old[old.index(end) + len(end) :].lstrip("\n")
+        new = old[: old.index(start)] + block + ("\n" + rest if rest else "")
     else:
         new = old.rstrip("\n") + ("\n\n" if old else "") + block
     path.write_text(new)
@@ -344,16 +386,15 @@ def demo_text(args: argparse.Namespace, result: str) -> str:
         f"--per-node-rounds {args.per_node_rounds} --employees {args.employees}` on: {machine()}.\n\n"
         "Same project (the demo: 14 seeds, 14 staging models, their dbt tests), same census, commands "
         "alternated round by round; medians of the runs. `doit setup` runs the validations too (the "
-        "project's dbt tests plus the built-in checks). Unless marked \"first run of a session\", dbt (when a "
+        'project\'s dbt tests plus the built-in checks). Unless marked "first run of a session", dbt (when a '
         "run needs it) runs in the warm worker a previous run left (`dbt.worker_idle_seconds`), as in a working "
-        "session; a \"first run of a session\" has no worker running before it (a fresh worker folder: the run "
+        'session; a "first run of a session" has no worker running before it (a fresh worker folder: the run '
         "starts one if it needs dbt, stopped after it). Seeds, tables, views and tests whose dbt SQL was kept "
         "by an earlier run are built and run without dbt (`engine.direct_build`, `engine.direct_tests`). "
         "Nothing to do is measured twice, 2 s after the build before it: the first check since a build "
         "checks everything in full and leaves a witness of what it read; the next one finds every watched "
         "file unchanged and answers from it (`cli.shortcut`). Every command runs as people type it: "
-        "`python -m doit <task>` in the folder of `dodo.py` and `setup.yaml`.\n\n"
-        + result + "\n"
+        "`python -m doit <task>` in the folder of `dodo.py` and `setup.yaml`.\n\n" + result + "\n"
     )
 
 
@@ -366,20 +407,26 @@ def jaffle_text(args: argparse.Namespace, result: str) -> str:
         "and payments), set up with `python -m setup_tasks init` and run from its folder; `dbt build` in a "
         "copy of it. Targets: nothing to do at least 20x faster than `dbt build`, one seed edited at least 4x. "
         "Nothing to do is measured as for the demo (BENCHMARKS.md): the first check since a build, then the "
-        "next one (answered from the witness), beside doit itself running one up-to-date task.\n\n"
-        + result + "\n"
+        "next one (answered from the witness), beside doit itself running one up-to-date task.\n\n" + result + "\n"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--per-node-rounds", type=int, default=1, help="one process per node is slow; run it fewer times")
+    parser.add_argument(
+        "--per-node-rounds", type=int, default=1, help="one process per node is slow; run it fewer times"
+    )
     parser.add_argument("--employees", type=int, default=100_000)
-    parser.add_argument("--output", type=Path, default=None,
-                        help="default: BENCHMARKS.md (demo), BENCHMARKS_team.md (jaffle_shop)")
-    parser.add_argument("--project", choices=["demo", "jaffle_shop"], default="demo",
-                        help="the demo (PlanWise) project, or a team's jaffle_shop-shaped project (no per-node rounds)")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="default: BENCHMARKS.md (demo), BENCHMARKS_team.md (jaffle_shop)"
+    )
+    parser.add_argument(
+        "--project",
+        choices=["demo", "jaffle_shop"],
+        default="demo",
+        help="the demo (PlanWise) project, or a team's jaffle_shop-shaped project (no per-node rounds)",
+    )
     parser.add_argument("--rows", type=int, default=100_000, help="jaffle_shop: orders and payments")
     args = parser.parse_args()
     jaffle = args.project == "jaffle_shop"

@@ -66,13 +66,23 @@ def generate(root: Path, models: int, threads: int = 2) -> Generated:
     width = models // LAYERS
     seeds = max(3, width)
     root.mkdir(parents=True, exist_ok=True)
-    _yaml(root / "dbt_project.yml", {
-        "name": "gen", "version": "1.0.0", "config-version": 2, "profile": "gen",
-        "model-paths": ["models"], "seed-paths": ["seeds"], "target-path": "target",
-        "models": {"gen": {"+materialized": "table"}},
-    })
-    _yaml(root / "profiles.yml", {"gen": {"target": "dev", "outputs": {"dev": {
-        "type": "duckdb", "path": "gen.duckdb", "threads": threads}}}})
+    _yaml(
+        root / "dbt_project.yml",
+        {
+            "name": "gen",
+            "version": "1.0.0",
+            "config-version": 2,
+            "profile": "gen",
+            "model-paths": ["models"],
+            "seed-paths": ["seeds"],
+            "target-path": "target",
+            "models": {"gen": {"+materialized": "table"}},
+        },
+    )
+    _yaml(
+        root / "profiles.yml",
+        {"gen": {"target": "dev", "outputs": {"dev": {"type": "duckdb", "path": "gen.duckdb", "threads": threads}}}},
+    )
     (root / ".gitignore").write_text("target/\nlogs/\n*.duckdb\n")
     for s in range(seeds):
         _write(root / "seeds" / f"seed_{s}.csv", seed_csv(s, 0))
@@ -88,8 +98,10 @@ def generate(root: Path, models: int, threads: int = 2) -> Generated:
 
 def seed_csv(number: int, version: int) -> str:
     """50 rows: id, a group, a value, a name; ``version`` moves the last row's value (an edit)."""
-    rows = [f"{i},{i % 7},{(i * 37 + number) % 1000 + (version if i == ROWS else 0)}.5,name_{number}_{i}"
-            for i in range(1, ROWS + 1)]
+    rows = [
+        f"{i},{i % 7},{(i * 37 + number) % 1000 + (version if i == ROWS else 0)}.5,name_{number}_{i}"
+        for i in range(1, ROWS + 1)
+    ]
     return "id,grp,v,name\n" + "\n".join(rows) + "\n"
 
 
@@ -98,14 +110,18 @@ def model_sql(layer: int, index: int, width: int, seeds: int, factor: str = FACT
     head = f"{{{{ config(materialized='{materialized}') }}}}\n" if materialized == "view" else ""
     if layer == 0:
         own = 1 + index % (seeds - 2)
-        sql = (f"select s.id, s.grp, s.v * 2 as v, s.name\nfrom {{{{ ref('seed_{own}') }}}} s")
+        sql = f"select s.id, s.grp, s.v * 2 as v, s.name\nfrom {{{{ ref('seed_{own}') }}}} s"
         if index < math.ceil(ROOT_SHARE * width):
-            sql = (f"select s.id, s.grp, s.v * 2 + r.v as v, s.name\nfrom {{{{ ref('seed_{own}') }}}} s\n"
-                   f"join {{{{ ref('seed_0') }}}} r using (id)")
+            sql = (
+                f"select s.id, s.grp, s.v * 2 + r.v as v, s.name\nfrom {{{{ ref('seed_{own}') }}}} s\n"
+                f"join {{{{ ref('seed_0') }}}} r using (id)"
+            )
         return head + sql + "\n"
     first, second = model_name(layer - 1, index), model_name(layer - 1, (index + 1) % width)
-    sql = (f"select a.id, a.grp, a.v + coalesce(b.v, 0) * {factor} as v, a.name\n"
-           f"from {{{{ ref('{first}') }}}} a\nleft join {{{{ ref('{second}') }}}} b using (id)")
+    sql = (
+        f"select a.id, a.grp, a.v + coalesce(b.v, 0) * {factor} as v, a.name\n"
+        f"from {{{{ ref('{first}') }}}} a\nleft join {{{{ ref('{second}') }}}} b using (id)"
+    )
     if layer == LAYERS - 1 and index == width - 1:
         sql += f"\nleft join {{{{ ref('seed_{seeds - 1}') }}}} leaf using (id)\nwhere leaf.v is not null"
     return head + sql + "\n"
@@ -153,8 +169,11 @@ def descendants(project: Generated) -> dict[str, int]:
                     todo.append(child)
         return len(seen)
 
-    return {"root seed": reach("seed_0"), "leaf seed": reach(f"seed_{seeds - 1}"),
-            "model SQL": reach(model_name(EDITED_LAYER, 0))}
+    return {
+        "root seed": reach("seed_0"),
+        "leaf seed": reach(f"seed_{seeds - 1}"),
+        "model SQL": reach(model_name(EDITED_LAYER, 0)),
+    }
 
 
 def _write(path: Path, text: str) -> None:

@@ -1,4 +1,4 @@
-"""The `planwise-setup` command (`python -m setup_tasks`): `init` sets up a team's dbt repository; doit does the rest."""
+"""The `planwise-setup` command (`python -m setup_tasks`): `init` sets up a team's dbt repository."""
 
 from __future__ import annotations
 
@@ -15,12 +15,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m setup_tasks",
         description="planwise-setup: build a dbt + DuckDB warehouse, rebuilding only what is stale. "
-                    "After `init`, run doit in the project folder: `doit setup`, `doit list`, `doit status`.",
+        "After `init`, run doit in the project folder: `doit setup`, `doit list`, `doit status`.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("init", help="write dodo.py and setup.yaml beside your dbt_project.yml")
-    start.add_argument("directory", nargs="?", default=".", type=Path,
-                       help="your dbt project, or a folder above it (default: the current folder)")
+    start.add_argument(
+        "directory",
+        nargs="?",
+        default=".",
+        type=Path,
+        help="your dbt project, or a folder above it (default: the current folder)",
+    )
     args = parser.parse_args(argv)
     try:
         written = init(args.directory)

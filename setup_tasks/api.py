@@ -144,13 +144,21 @@ def _settings(config: str | Path | Settings | None) -> Settings:
     return load_settings(config, root=root)
 
 
-def _app(config: str | Path | Settings | None, translator: Translator | None, read_only: bool = False,
-         keep_going: bool = False) -> App:
-    return App(settings=_settings(config), translator=translator, mode="api", read_only=read_only, keep_going=keep_going)
+def _app(
+    config: str | Path | Settings | None,
+    translator: Translator | None,
+    read_only: bool = False,
+    keep_going: bool = False,
+) -> App:
+    return App(
+        settings=_settings(config), translator=translator, mode="api", read_only=read_only, keep_going=keep_going
+    )
 
 
 # Our commands, whatever the working directory (pyproject.toml registers them for the command line).
-COMMANDS: Mapping[str, Mapping[str, str]] = {"COMMAND": {cls.__name__.lower(): f"{cls.__module__}:{cls.__name__}" for cls in (Forget, Info, List)}}
+COMMANDS: Mapping[str, Mapping[str, str]] = {
+    "COMMAND": {cls.__name__.lower(): f"{cls.__module__}:{cls.__name__}" for cls in (Forget, Info, List)}
+}
 
 
 def _run(app: App, args: Sequence[str], reporter: type | None) -> int:
@@ -158,8 +166,12 @@ def _run(app: App, args: Sequence[str], reporter: type | None) -> int:
     return DoitMain(loader, extra_config=COMMANDS).run(list(args)) or 0  # some doit commands return None for success
 
 
-def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, reporter: type | None = None,
-             translator: Translator | None = None) -> int:
+def run_doit(
+    args: Sequence[str],
+    config: str | Path | Settings | None = None,
+    reporter: type | None = None,
+    translator: Translator | None = None,
+) -> int:
     """Run a doit command (e.g. ``["forget", "seed:x"]``) over the setup tasks, in process."""
     app = _app(config, translator, only_looks(args))
     try:
@@ -168,9 +180,13 @@ def run_doit(args: Sequence[str], config: str | Path | Settings | None = None, r
         app.close()
 
 
-def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
-              tasks: Sequence[str] | None = None, continue_on_failure: bool | None = None,
-              translator: Translator | None = None) -> SetupResult:
+def run_setup(
+    config: str | Path | Settings | None = None,
+    quick: bool = False,
+    tasks: Sequence[str] | None = None,
+    continue_on_failure: bool | None = None,
+    translator: Translator | None = None,
+) -> SetupResult:
     """Run ``setup`` (or ``quick``, or the named tasks) and return what happened."""
     started = time.perf_counter()
     try:
@@ -190,7 +206,9 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
     except (SetupError, InvalidDodoFile) as err:
         app.close()
         message = err.one_line() if isinstance(err, SetupError) else str(err)
-        code = 3 if isinstance(err, (ConfigError, InvalidDodoFile)) else 1  # as doit says: a dodo error, or a failed run
+        code = (
+            3 if isinstance(err, (ConfigError, InvalidDodoFile)) else 1
+        )  # as doit says: a dodo error, or a failed run
         return SetupResult(False, code, tuple(recorder.runs), {}, time.perf_counter() - started, message)
     validation = app.check_results
     if app.state_error is not None:  # doit's state could not be written (disk full, read-only)
@@ -202,7 +220,9 @@ def run_setup(config: str | Path | Settings | None = None, quick: bool = False,
     return SetupResult(code == 0, code, tuple(recorder.runs), validation, time.perf_counter() - started, error)
 
 
-def get_system_status(config: str | Path | Settings | None = None, translator: Translator | None = None) -> SystemStatus:
+def get_system_status(
+    config: str | Path | Settings | None = None, translator: Translator | None = None
+) -> SystemStatus:
     """What `doit status` reports, as data: ``.ready``, ``.reason``, ``.nodes``, ... Never builds.
 
     ``ready`` follows the rule documented in ``setup_tasks.ops.status``.

@@ -46,8 +46,12 @@ def _key(path: str) -> bytes:
         folder.step_aside(str(exc))
     except OSError as exc:
         err = cannot_write("setup's private key", path, exc, f"set {folder.setting} to a folder of your own")
-        log.warning("%s: this run does not reuse dbt's cached manifest, and nodes reading env_var() count as "
-                    "changed -- fix: %s", err.cause, err.fix)
+        log.warning(
+            "%s: this run does not reuse dbt's cached manifest, and nodes reading env_var() count as "
+            "changed -- fix: %s",
+            err.cause,
+            err.fix,
+        )
     return os.urandom(KEY_BYTES)
 
 
@@ -92,7 +96,7 @@ def unseal(purpose: str, data: bytes) -> bytes | None:
     """The payload of sealed ``data``, or None when it was not sealed by this user for ``purpose``."""
     if not data.startswith(SEAL_MAGIC):
         return None
-    body = data[len(SEAL_MAGIC):]
+    body = data[len(SEAL_MAGIC) :]
     tag, payload = body[:32], body[32:]
     expected = hmac.new(user_key(), purpose.encode() + b"\0" + payload, hashlib.sha256).digest()
     return payload if hmac.compare_digest(tag, expected) else None

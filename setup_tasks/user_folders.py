@@ -1,4 +1,5 @@
-"""Setup's folders outside any project (the user's cache, state and worker folders), and the one rule for what setup keeps in them.
+"""Setup's folders outside any project (the user's cache, state and worker folders), and the one rule for what setup
+keeps in them.
 
 Setup remembers validated configs and no-op witnesses in ``$XDG_CACHE_HOME/planwise-setup``
 (``~/.cache/...``), keeps its private key in ``$XDG_STATE_HOME/planwise-setup`` (``~/.local/state/...``)
@@ -73,7 +74,9 @@ class UserFolder:
             try:
                 self.base.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise FolderUnusable(f"setup's {self.role} folder {self.base} cannot be created: {_reason(exc)}") from None
+                raise FolderUnusable(
+                    f"setup's {self.role} folder {self.base} cannot be created: {_reason(exc)}"
+                ) from None
         fd = _verified(None, self.base, create, self)
         for name in self.sub:
             try:
@@ -85,8 +88,13 @@ class UserFolder:
 
     def step_aside(self, reason: str, fix: str | None = None) -> None:
         """Say once per run (a dim line) that setup goes without this folder, and what that costs."""
-        log.warning("%s: setup goes without it (%s) -- fix: %s", reason, COSTS.get(self.role, "no cache"),
-                    fix or self.fix(), extra={"once": f"folder:{self.base}"})
+        log.warning(
+            "%s: setup goes without it (%s) -- fix: %s",
+            reason,
+            COSTS.get(self.role, "no cache"),
+            fix or self.fix(),
+            extra={"once": f"folder:{self.base}"},
+        )
 
     def fix(self) -> str:
         if self.role == "worker" and os.environ.get(WORKER_DIR_ENV):
@@ -265,7 +273,9 @@ def _verified(dir_fd: int | None, name: str | Path, create: bool, folder: UserFo
             problem = _problem(os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
         except OSError:
             problem = None
-        raise FolderUnusable(f"setup's {folder.role} folder {shown} {problem or f'cannot be read: {_reason(exc)}'}") from None
+        raise FolderUnusable(
+            f"setup's {folder.role} folder {shown} {problem or f'cannot be read: {_reason(exc)}'}"
+        ) from None
     problem = _problem(os.fstat(fd))
     if problem is not None:
         os.close(fd)

@@ -24,10 +24,12 @@ def hook(event: str, info: tuple[Any, ...]) -> None:
         name = os.fsdecode(first)
         seen["open"].add(name if "/" not in name else os.path.abspath(name))
     elif event in ("os.listdir", "os.scandir"):
-        seen["list"].add(os.path.abspath(os.fsdecode(first)) if isinstance(first, (str, bytes, os.PathLike)) else os.getcwd())
+        seen["list"].add(
+            os.path.abspath(os.fsdecode(first)) if isinstance(first, (str, bytes, os.PathLike)) else os.getcwd()
+        )
     elif event == "sqlite3.connect" and first is not None:  # a path, or a file: URI with its query
         name = str(first)
-        seen["open"].add(name[len("file://"):].split("?")[0] if name.startswith("file://") else name)
+        seen["open"].add(name[len("file://") :].split("?")[0] if name.startswith("file://") else name)
 
 
 def dump() -> None:

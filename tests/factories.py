@@ -97,8 +97,11 @@ class Workspace:
     def write_config(self, **sections: Mapping[str, Any]) -> None:
         config: dict[str, Any] = {
             "database": {"path": "warehouse.duckdb"},
-            "dbt": {"project_dir": "proj", "vars": {"fx_rate": 2, "events_path": str(self.root / "events.csv")},
-                    "foundation_selection": "stg_customer_orders"},
+            "dbt": {
+                "project_dir": "proj",
+                "vars": {"fx_rate": 2, "events_path": str(self.root / "events.csv")},
+                "foundation_selection": "stg_customer_orders",
+            },
             "census": {"path": "census.parquet", "generate": False},
         }
         for section, values in sections.items():
@@ -110,8 +113,9 @@ class Workspace:
         config["dbt"]["vars"].update(values)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    def doit(self, *args: str, json_report: bool = True, env: Mapping[str, str] | None = None,
-             timeout: float = 300) -> DoitRun:
+    def doit(
+        self, *args: str, json_report: bool = True, env: Mapping[str, str] | None = None, timeout: float = 300
+    ) -> DoitRun:
         """Run doit as a user does, in a subprocess, from the repository root."""
         reporter = ["--reporter", "json"] if json_report and args and args[0] not in ("list", "info", "forget") else []
         cmd = [sys.executable, "-m", "doit", *reporter, *args, f"config={self.config_path}"]
@@ -139,8 +143,12 @@ def database_tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows of the database file ``db`` (schema main), sorted; opened read-only."""
     con = duckdb.connect(str(db), read_only=True)
     try:
-        names = [r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
+        names = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'main' order by 1"
+            ).fetchall()
+        ]
         return {n: sorted(con.execute(f'select * from "{n}"').fetchall(), key=repr) for n in names}
     finally:
         con.close()
@@ -186,15 +194,30 @@ def write_shop_project(root: Path) -> Workspace:
     proj = ws.project
     (proj / "seeds").mkdir(parents=True)
     (proj / "models" / "staging").mkdir(parents=True)
-    (proj / "dbt_project.yml").write_text(yaml.safe_dump({
-        "name": "shop", "version": "1.0", "profile": "shop", "config-version": 2,
-        "vars": {"fx_rate": 1},
-        "models": {"shop": {"+materialized": "table"}},
-    }))
-    (proj / "profiles.yml").write_text(yaml.safe_dump({
-        "shop": {"target": "dev", "outputs": {"dev": {
-            "type": "duckdb", "path": "{{ env_var('DUCKDB_PATH', 'shop.duckdb') }}", "threads": 2}}}
-    }))
+    (proj / "dbt_project.yml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "shop",
+                "version": "1.0",
+                "profile": "shop",
+                "config-version": 2,
+                "vars": {"fx_rate": 1},
+                "models": {"shop": {"+materialized": "table"}},
+            }
+        )
+    )
+    (proj / "profiles.yml").write_text(
+        yaml.safe_dump(
+            {
+                "shop": {
+                    "target": "dev",
+                    "outputs": {
+                        "dev": {"type": "duckdb", "path": "{{ env_var('DUCKDB_PATH', 'shop.duckdb') }}", "threads": 2}
+                    },
+                }
+            }
+        )
+    )
     for name, text in SHOP_SEEDS.items():
         ws.seed(name, text)
     for name, sql in SHOP_MODELS.items():
@@ -212,11 +235,18 @@ def _raw_node(kind: str, name: str, deps: tuple[str, ...] = (), **extra: Any) ->
     folder = {"seed": "seeds", "model": "models/staging"}[kind]
     suffix = ".csv" if kind == "seed" else ".sql"
     return {
-        "unique_id": f"{kind}.shop.{name}", "resource_type": kind, "name": name, "package_name": "shop",
-        "original_file_path": f"{folder}/{name}{suffix}", "fqn": ["shop", name],
-        "database": "warehouse", "schema": "main", "alias": name,
+        "unique_id": f"{kind}.shop.{name}",
+        "resource_type": kind,
+        "name": name,
+        "package_name": "shop",
+        "original_file_path": f"{folder}/{name}{suffix}",
+        "fqn": ["shop", name],
+        "database": "warehouse",
+        "schema": "main",
+        "alias": name,
         "config": {"materialized": "seed" if kind == "seed" else "table"},
-        "depends_on": {"nodes": list(deps)}, **extra,
+        "depends_on": {"nodes": list(deps)},
+        **extra,
     }
 
 
@@ -225,19 +255,27 @@ def shop_manifest() -> Any:
     from setup_tasks.project.manifest import manifest_from_dict
 
     nodes = [
-        _raw_node("seed", "customers"), _raw_node("seed", "orders"),
+        _raw_node("seed", "customers"),
+        _raw_node("seed", "orders"),
         _raw_node("model", "stg_customers", ("seed.shop.customers",)),
         _raw_node("model", "stg_orders", ("seed.shop.orders",)),
         _raw_node("model", "stg_customer_orders", ("model.shop.stg_customers", "model.shop.stg_orders")),
         _raw_node("model", "stg_events", ("source.shop.raw.events",)),
     ]
     source = {
-        "unique_id": "source.shop.raw.events", "resource_type": "source", "name": "events", "package_name": "shop",
-        "fqn": ["shop", "raw", "events"], "identifier": "events",
+        "unique_id": "source.shop.raw.events",
+        "resource_type": "source",
+        "name": "events",
+        "package_name": "shop",
+        "fqn": ["shop", "raw", "events"],
+        "identifier": "events",
         "meta": {"external_location": "{{ var('events_path') }}"},
     }
-    raw = {"metadata": {"project_name": "shop", "adapter_type": "duckdb"},
-           "nodes": {n["unique_id"]: n for n in nodes}, "sources": {source["unique_id"]: source}}
+    raw = {
+        "metadata": {"project_name": "shop", "adapter_type": "duckdb"},
+        "nodes": {n["unique_id"]: n for n in nodes},
+        "sources": {source["unique_id"]: source},
+    }
     return manifest_from_dict(raw)
 
 
@@ -257,15 +295,24 @@ class FakeEngine:
         from setup_tasks.store.lock import RunLock
         from setup_tasks.store.records import BuildRecords
 
-        config = {"database": {"path": "warehouse.duckdb"}, "dbt": {"project_dir": "proj"},
-                  "census": {"path": "census.parquet", "generate": False}, "setup": setup}
+        config = {
+            "database": {"path": "warehouse.duckdb"},
+            "dbt": {"project_dir": "proj"},
+            "census": {"path": "census.parquet", "generate": False},
+            "setup": setup,
+        }
         (root / "setup.yaml").write_text(yaml.safe_dump(config))
         self.settings = load_settings(root / "setup.yaml", root=root)
         self.db_path = self.settings.database.path
         self.db = Database(self.db_path)
         self.manifest = shop_manifest()
-        self.definitions = Definitions(dbt_context(self.settings), self.manifest, root / "target" / "manifest.json",
-                                       root, self.settings.census.path)
+        self.definitions = Definitions(
+            dbt_context(self.settings),
+            self.manifest,
+            root / "target" / "manifest.json",
+            root,
+            self.settings.census.path,
+        )
         self.graph = self.definitions.graph
         self.setup_nodes = self.graph.buildable(self.manifest.nodes)
         self.run = RunState()
@@ -325,20 +372,37 @@ class FakeEngine:
 # -- hand-made manifests for pure tests ------------------------------------------------
 
 
-def manifest_node(uid: str, depends_on: tuple[str, ...] = (), *, materialized: str = "table",
-                  raw_code: str = "", path: str | None = None, config: Mapping[str, Any] | None = None,
-                  external_location: str | None = None, macros: tuple[str, ...] = ()) -> dict[str, Any]:
+def manifest_node(
+    uid: str,
+    depends_on: tuple[str, ...] = (),
+    *,
+    materialized: str = "table",
+    raw_code: str = "",
+    path: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    external_location: str | None = None,
+    macros: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """One node of manifest.json as dbt writes it, with only the fields the engine reads."""
     rtype, package, name = uid.split(".", 2)
     node: dict[str, Any] = {
-        "unique_id": uid, "resource_type": rtype, "name": name, "package_name": package,
+        "unique_id": uid,
+        "resource_type": rtype,
+        "name": name,
+        "package_name": package,
         "original_file_path": path or (f"seeds/{name}.csv" if rtype == "seed" else f"models/{name}.sql"),
-        "fqn": [package, name], "database": "db", "schema": "main", "alias": name,
+        "fqn": [package, name],
+        "database": "db",
+        "schema": "main",
+        "alias": name,
         "config": {"materialized": "seed" if rtype == "seed" else materialized, **(config or {})},
-        "depends_on": {"nodes": list(depends_on), "macros": list(macros)}, "raw_code": raw_code,
+        "depends_on": {"nodes": list(depends_on), "macros": list(macros)},
+        "raw_code": raw_code,
     }
     if rtype == "source":
-        node.update(identifier=name, source_meta={}, meta={"external_location": external_location} if external_location else {})
+        node.update(
+            identifier=name, source_meta={}, meta={"external_location": external_location} if external_location else {}
+        )
     if rtype == "test":
         node["test_metadata"] = {"name": "not_null", "kwargs": {"column_name": "id"}}
         node["attached_node"] = depends_on[0] if depends_on else None

@@ -87,17 +87,20 @@ def set_config(ws: Workspace, section: str, **values: Any) -> None:
 def add_model_tests(ws: Workspace, file_name: str, tests: Mapping[str, Mapping[str, list[Any]]]) -> None:
     """A schema file: model -> column -> dbt data tests."""
     models = [
-        {"name": model, "columns": [{"name": column, "data_tests": list(data_tests)} for column, data_tests in columns.items()]}
+        {
+            "name": model,
+            "columns": [{"name": column, "data_tests": list(data_tests)} for column, data_tests in columns.items()],
+        }
         for model, columns in tests.items()
     ]
     (ws.project / "models" / "staging" / file_name).write_text(
-        yaml.safe_dump({"version": 2, "models": models}, sort_keys=False))
+        yaml.safe_dump({"version": 2, "models": models}, sort_keys=False)
+    )
 
 
 def copy_workspace(source: Workspace, destination: Path) -> Workspace:
     """A copy of a built workspace: database, state and project (the copy's first run re-parses)."""
-    shutil.copytree(source.root, destination, symlinks=True,
-                    ignore=shutil.ignore_patterns("*.tmp", "run.lock"))
+    shutil.copytree(source.root, destination, symlinks=True, ignore=shutil.ignore_patterns("*.tmp", "run.lock"))
     return Workspace(destination)
 
 
@@ -196,9 +199,15 @@ class TerminalRun:
         return lines
 
 
-def run_in_terminal(args: list[str], *, watch: Mapping[str, Callable[[], bool]] | None = None,
-                    columns: int = 80, rows: int = 40, env: Mapping[str, str] | None = None,
-                    timeout: float = 600) -> TerminalRun:
+def run_in_terminal(
+    args: list[str],
+    *,
+    watch: Mapping[str, Callable[[], bool]] | None = None,
+    columns: int = 80,
+    rows: int = 40,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+) -> TerminalRun:
     """Run ``args`` from the repository root with a pty as stdin/stdout/stderr, ``columns`` wide.
 
     ``watch`` maps event names to predicates polled every 20 ms: ``events`` says when each first held.
@@ -208,8 +217,9 @@ def run_in_terminal(args: list[str], *, watch: Mapping[str, Callable[[], bool]] 
     environment = clean_env({"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows), **(env or {})})
     environment.pop("NO_COLOR", None)
     started = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=REPO, env=environment, stdin=slave, stdout=slave, stderr=slave,
-                            close_fds=True, start_new_session=True)
+    proc = subprocess.Popen(
+        args, cwd=REPO, env=environment, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True
+    )
     os.close(slave)
     result = TerminalRun(returncode=-1, started=started)
     pending = dict(watch or {})
@@ -245,11 +255,13 @@ def run_in_terminal(args: list[str], *, watch: Mapping[str, Callable[[], bool]] 
 
 def records_written(ws: Workspace) -> Callable[[], bool]:
     """True once setup recorded a finished node (records are written as dbt reports each node done)."""
+
     def predicate() -> bool:
         from setup_tasks.store.records import JOURNAL_FILE, RECORDS_FILE, BuildRecords
 
         folders = {p.parent for name in (RECORDS_FILE, JOURNAL_FILE) for p in ws.root.glob(f".planwise/**/{name}")}
         return any(BuildRecords.load(folder / RECORDS_FILE).records for folder in folders)
+
     return predicate
 
 
@@ -258,11 +270,11 @@ def manifest_written(ws: Workspace) -> Callable[[], bool]:
     return lambda: any(ws.project.glob("target/**/manifest.json"))
 
 
-def send_after_query_started(proc: subprocess.Popen, db_path: Path, sig: int, *, held: float = 1.0,
-                             timeout: float = 240) -> None:
+def send_after_query_started(
+    proc: subprocess.Popen, db_path: Path, sig: int, *, held: float = 1.0, timeout: float = 240
+) -> None:
     """Send ``sig`` once ``proc`` has had the database open for ``held`` seconds on end (a check's long query)."""
     if not held_open_for(proc.pid, db_path, held, timeout):
         stop(proc)
         raise AssertionError("the validation query never started")
     proc.send_signal(sig)
-

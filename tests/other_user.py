@@ -1,4 +1,5 @@
-"""What root can do for a test: act as another local user (a forked child that drops to uid 65534), and mount a small disk.
+"""What root can do for a test: act as another local user (a forked child that drops to uid 65534), and mount a small
+disk.
 
 Root ignores file modes, so ownership cases need a second uid: the suite runs as root here, and
 each such case runs its "other user" part in a forked child that calls ``os.setuid``. Without

@@ -92,11 +92,23 @@ class TeamRepo:
 
     def init(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """`python -m setup_tasks init` in the team's repository (or ``cwd``)."""
-        return subprocess.run([sys.executable, "-m", "setup_tasks", "init", *args], cwd=cwd or self.root,
-                              env=team_env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "setup_tasks", "init", *args],
+            cwd=cwd or self.root,
+            env=team_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
-    def doit(self, *args: str, json_report: bool = True, env: Mapping[str, str] | None = None,
-             cwd: Path | None = None, timeout: float = 300) -> DoitRun:
+    def doit(
+        self,
+        *args: str,
+        json_report: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 300,
+    ) -> DoitRun:
         """`doit ...` as the team runs it: where the team runs dbt, and `init` put dodo.py."""
         return _doit([], args, cwd or self.home, json_report, env, timeout)
 
@@ -119,8 +131,18 @@ class TeamRepo:
         with ``--project-dir``). Returns the database the copy's profile wrote.
         """
         ignored = shutil.ignore_patterns(
-            "target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal", ".planwise", "dodo.py", "setup.yaml",
-            "__pycache__", "*.setup_report.json", "*.setup_history.jsonl")
+            "target",
+            "logs",
+            "dbt_packages",
+            "*.duckdb",
+            "*.duckdb.wal",
+            ".planwise",
+            "dodo.py",
+            "setup.yaml",
+            "__pycache__",
+            "*.setup_report.json",
+            "*.setup_history.jsonl",
+        )
         home = dest / self.home.name
         shutil.copytree(self.home, home, ignore=ignored)  # runs_in holds the project, and what dbt reads there
         project = home / os.path.relpath(self.project, self.home)
@@ -135,7 +157,7 @@ class TeamRepo:
 
 
 def run_dbt(cwd: Path, *args: str, project_dir: str = ".") -> None:
-    """``dbt <args> --project-dir <project_dir> --profiles-dir .`` in ``cwd``, as its team types it (in this process)."""
+    """``dbt <args> --project-dir <project_dir> --profiles-dir .`` in ``cwd``, as its team types it (in process)."""
     from dbt.cli.main import dbtRunner
 
     from setup_tasks.dbt.invoke import release_database
@@ -143,8 +165,9 @@ def run_dbt(cwd: Path, *args: str, project_dir: str = ".") -> None:
     saved = os.getcwd()
     os.chdir(cwd)
     try:
-        result = dbtRunner().invoke([*args, "--profiles-dir", ".", "--project-dir", project_dir, "--quiet",
-                                     "--no-send-anonymous-usage-stats"])
+        result = dbtRunner().invoke(
+            [*args, "--profiles-dir", ".", "--project-dir", project_dir, "--quiet", "--no-send-anonymous-usage-stats"]
+        )
     finally:
         os.chdir(saved)
         release_database()  # dbt-duckdb keeps the file open in this process; tables() opens it read-only
@@ -159,8 +182,14 @@ def local_packages(project: Path) -> list[str]:
     return [p["local"] for p in (yaml.safe_load(path.read_text()) or {}).get("packages") or [] if "local" in p]
 
 
-def _doit(loader: list[str], args: tuple[str, ...], cwd: Path, json_report: bool,
-          env: Mapping[str, str] | None, timeout: float) -> DoitRun:
+def _doit(
+    loader: list[str],
+    args: tuple[str, ...],
+    cwd: Path,
+    json_report: bool,
+    env: Mapping[str, str] | None,
+    timeout: float,
+) -> DoitRun:
     command = args[0] if args else ""
     if command in NO_REPORTER:
         cmd = [sys.executable, "-m", "doit", command, *loader, *args[1:]]
@@ -179,8 +208,12 @@ def tables(db_path: Path, schema: str = "main") -> dict[str, list[tuple[Any, ...
     """Every table's and view's rows, sorted: two databases built alike are equal when these are."""
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        names = [r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]).fetchall()]
+        names = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]
+            ).fetchall()
+        ]
         return {n: sorted(con.execute(f'select * from "{schema}"."{n}"').fetchall(), key=repr) for n in names}
     finally:
         con.close()
@@ -195,35 +228,56 @@ def _yaml(path: Path, data: Any) -> None:
     _write(path, yaml.safe_dump(data, sort_keys=False))
 
 
-def _project(project: Path, name: str, profile_path: str, extra: Mapping[str, Any] | None = None,
-             threads: int = 2) -> None:
-    _yaml(project / "dbt_project.yml", {
-        "name": name, "version": "1.0.0", "config-version": 2, "profile": name,
-        "model-paths": ["models"], "seed-paths": ["seeds"], "macro-paths": ["macros"], "test-paths": ["tests"],
-        "target-path": "target", "clean-targets": ["target", "dbt_packages"],
-        **(extra or {}),
-    })
-    _yaml(project / "profiles.yml", {name: {"target": "dev", "outputs": {"dev": {
-        "type": "duckdb", "path": profile_path, "threads": threads}}}})
+def _project(
+    project: Path, name: str, profile_path: str, extra: Mapping[str, Any] | None = None, threads: int = 2
+) -> None:
+    _yaml(
+        project / "dbt_project.yml",
+        {
+            "name": name,
+            "version": "1.0.0",
+            "config-version": 2,
+            "profile": name,
+            "model-paths": ["models"],
+            "seed-paths": ["seeds"],
+            "macro-paths": ["macros"],
+            "test-paths": ["tests"],
+            "target-path": "target",
+            "clean-targets": ["target", "dbt_packages"],
+            **(extra or {}),
+        },
+    )
+    _yaml(
+        project / "profiles.yml",
+        {name: {"target": "dev", "outputs": {"dev": {"type": "duckdb", "path": profile_path, "threads": threads}}}},
+    )
 
 
 # -- jaffle_shop: seeds, staging views, marts; a profile with a fixed path ---------------------------------
 
 JAFFLE_SEEDS = {
     "raw_customers": "id,first_name,last_name\n1,Michael,P.\n2,Shawn,M.\n3,Kathleen,P.\n4,Jimmy,C.\n",
-    "raw_orders": ("id,user_id,order_date,status\n1,1,2018-01-01,returned\n2,3,2018-01-02,completed\n"
-                   "3,2,2018-01-04,completed\n4,1,2018-01-05,placed\n5,4,2018-01-07,shipped\n"),
-    "raw_payments": ("id,order_id,payment_method,amount\n1,1,credit_card,1000\n2,2,credit_card,2000\n"
-                     "3,3,coupon,100\n4,4,bank_transfer,2500\n5,4,coupon,500\n6,5,gift_card,1700\n"),
+    "raw_orders": (
+        "id,user_id,order_date,status\n1,1,2018-01-01,returned\n2,3,2018-01-02,completed\n"
+        "3,2,2018-01-04,completed\n4,1,2018-01-05,placed\n5,4,2018-01-07,shipped\n"
+    ),
+    "raw_payments": (
+        "id,order_id,payment_method,amount\n1,1,credit_card,1000\n2,2,credit_card,2000\n"
+        "3,3,coupon,100\n4,4,bank_transfer,2500\n5,4,coupon,500\n6,5,gift_card,1700\n"
+    ),
 }
 JAFFLE_MODELS = {
-    "models/staging/stg_customers.sql": "select id as customer_id, first_name, last_name from {{ ref('raw_customers') }}\n",
+    "models/staging/stg_customers.sql": (
+        "select id as customer_id, first_name, last_name from {{ ref('raw_customers') }}\n"
+    ),
     "models/staging/stg_orders.sql": (
-        "select id as order_id, user_id as customer_id, order_date, status from {{ ref('raw_orders') }}\n"),
+        "select id as order_id, user_id as customer_id, order_date, status from {{ ref('raw_orders') }}\n"
+    ),
     "models/staging/stg_payments.sql": (
         "select id as payment_id, order_id, payment_method,\n"
         "    -- amount is stored in cents, convert it to dollars\n"
-        "    amount / 100 as amount\nfrom {{ ref('raw_payments') }}\n"),
+        "    amount / 100 as amount\nfrom {{ ref('raw_payments') }}\n"
+    ),
     "models/customers.sql": """
 with customers as (select * from {{ ref('stg_customers') }}),
 orders as (select * from {{ ref('stg_orders') }}),
@@ -269,24 +323,49 @@ JAFFLE_SCHEMA = {
     "version": 2,
     "models": [
         {"name": "customers", "columns": [{"name": "customer_id", "data_tests": ["unique", "not_null"]}]},
-        {"name": "orders", "columns": [{"name": "order_id", "data_tests": ["unique", "not_null"]},
-                                       {"name": "status", "data_tests": [{"accepted_values": {"arguments": {
-                                           "values": ["placed", "shipped", "completed", "return_pending",
-                                                      "returned"]}}}]}]},
+        {
+            "name": "orders",
+            "columns": [
+                {"name": "order_id", "data_tests": ["unique", "not_null"]},
+                {
+                    "name": "status",
+                    "data_tests": [
+                        {
+                            "accepted_values": {
+                                "arguments": {
+                                    "values": ["placed", "shipped", "completed", "return_pending", "returned"]
+                                }
+                            }
+                        }
+                    ],
+                },
+            ],
+        },
     ],
 }
 JAFFLE_NODES = {
-    "seed:raw_customers", "seed:raw_orders", "seed:raw_payments",
-    "model:stg_customers", "model:stg_orders", "model:stg_payments", "model:customers", "model:orders",
+    "seed:raw_customers",
+    "seed:raw_orders",
+    "seed:raw_payments",
+    "model:stg_customers",
+    "model:stg_orders",
+    "model:stg_payments",
+    "model:customers",
+    "model:orders",
 }
 
 
 def write_jaffle_shop(parent: Path) -> TeamRepo:
     """dbt-labs' jaffle_shop_duckdb, in small: its profile names a fixed 'jaffle_shop.duckdb'."""
     root = parent / "jaffle_shop"
-    _project(root, "jaffle_shop", "jaffle_shop.duckdb", {
-        "models": {"jaffle_shop": {"+materialized": "table", "staging": {"+materialized": "view"}}},
-    })
+    _project(
+        root,
+        "jaffle_shop",
+        "jaffle_shop.duckdb",
+        {
+            "models": {"jaffle_shop": {"+materialized": "table", "staging": {"+materialized": "view"}}},
+        },
+    )
     for name, text in JAFFLE_SEEDS.items():
         _write(root / "seeds" / f"{name}.csv", text)
     for rel, sql in JAFFLE_MODELS.items():
@@ -300,14 +379,20 @@ def write_jaffle_shop(parent: Path) -> TeamRepo:
 
 CENTS_MACRO = "{% macro cents_to_dollars(column) %}({{ column }} / 100.0){% endmacro %}\n"
 CENTS_MACRO_ROUNDED = "{% macro cents_to_dollars(column) %}round({{ column }} / 100.0, 0){% endmacro %}\n"
-PACKAGE_NODES = {"seed:raw_payments", "seed:raw_methods", "model:stg_payments", "model:payment_totals",
-                 "model:stg_methods"}
+PACKAGE_NODES = {
+    "seed:raw_payments",
+    "seed:raw_methods",
+    "model:stg_payments",
+    "model:payment_totals",
+    "model:stg_methods",
+}
 
 
 def write_local_package(parent: Path, name: str, macros: Mapping[str, str]) -> Path:
     package = parent / name
-    _yaml(package / "dbt_project.yml", {"name": name, "version": "1.0.0", "config-version": 2,
-                                        "macro-paths": ["macros"]})
+    _yaml(
+        package / "dbt_project.yml", {"name": name, "version": "1.0.0", "config-version": 2, "macro-paths": ["macros"]}
+    )
     for macro, text in macros.items():
         _write(package / "macros" / f"{macro}.sql", text)
     return package
@@ -321,10 +406,14 @@ def write_package_project(parent: Path) -> TeamRepo:
     _yaml(root / "packages.yml", {"packages": [{"local": "../my_pkg"}]})
     _write(root / "seeds" / "raw_payments.csv", "id,method,amount_cents\n1,card,1050\n2,cash,250\n3,card,799\n")
     _write(root / "seeds" / "raw_methods.csv", "method,label\ncard,Credit card\ncash,Cash\n")
-    _write(root / "models" / "stg_payments.sql",
-           "select id, method, {{ my_pkg.cents_to_dollars('amount_cents') }} as amount from {{ ref('raw_payments') }}\n")
-    _write(root / "models" / "payment_totals.sql",
-           "select method, sum(amount) as total from {{ ref('stg_payments') }} group by method\n")
+    _write(
+        root / "models" / "stg_payments.sql",
+        "select id, method, {{ my_pkg.cents_to_dollars('amount_cents') }} as amount from {{ ref('raw_payments') }}\n",
+    )
+    _write(
+        root / "models" / "payment_totals.sql",
+        "select method, sum(amount) as total from {{ ref('stg_payments') }} group by method\n",
+    )
     _write(root / "models" / "stg_methods.sql", "select method, upper(label) as label from {{ ref('raw_methods') }}\n")
     return TeamRepo(root, root, "analytics.duckdb")
 
@@ -358,8 +447,14 @@ SOURCE_SEEDS = {
 }
 SOURCE_SOURCES = {
     "version": 2,
-    "sources": [{"name": "raw", "schema": "main", "description": "Loaded by `dbt seed`",
-                 "tables": [{"name": "raw_orders"}, {"name": "raw_customers"}]}],
+    "sources": [
+        {
+            "name": "raw",
+            "schema": "main",
+            "description": "Loaded by `dbt seed`",
+            "tables": [{"name": "raw_orders"}, {"name": "raw_customers"}],
+        }
+    ],
 }
 INCREMENTAL_SQL = """{{ config(materialized='incremental', unique_key='order_id') }}
 select o.order_id, o.order_date, o.amount, c.name as customer
@@ -368,23 +463,37 @@ from {{ ref('stg_orders') }} o join {{ ref('stg_customers') }} c on c.customer_i
 where o.order_date > (select max(order_date) from {{ this }})
 {% endif %}
 """
-SOURCE_NODES = {"seed:raw_orders", "seed:raw_customers", "model:stg_orders", "model:stg_customers",
-                "model:orders_incremental"}
+SOURCE_NODES = {
+    "seed:raw_orders",
+    "seed:raw_customers",
+    "model:stg_orders",
+    "model:stg_customers",
+    "model:orders_incremental",
+}
 
 
 def write_source_seed_project(parent: Path) -> TeamRepo:
     """Seeds read through `source()` (sources.yml lists the seed tables), an incremental model downstream."""
     root = parent / "shop_src"
-    _project(root, "shop_src", "{{ env_var('DUCKDB_PATH', 'shop_src.duckdb') }}",
-             {"models": {"shop_src": {"+materialized": "table"}}}, threads=1)
+    _project(
+        root,
+        "shop_src",
+        "{{ env_var('DUCKDB_PATH', 'shop_src.duckdb') }}",
+        {"models": {"shop_src": {"+materialized": "table"}}},
+        threads=1,
+    )
     for name, text in SOURCE_SEEDS.items():
         _write(root / "seeds" / f"{name}.csv", text)
     _yaml(root / "models" / "sources.yml", SOURCE_SOURCES)
-    _write(root / "models" / "stg_orders.sql",
-           "select id as order_id, customer_id, cast(order_date as date) as order_date, amount\n"
-           "from {{ source('raw', 'raw_orders') }}\n")
-    _write(root / "models" / "stg_customers.sql",
-           "select id as customer_id, name from {{ source('raw', 'raw_customers') }}\n")
+    _write(
+        root / "models" / "stg_orders.sql",
+        "select id as order_id, customer_id, cast(order_date as date) as order_date, amount\n"
+        "from {{ source('raw', 'raw_orders') }}\n",
+    )
+    _write(
+        root / "models" / "stg_customers.sql",
+        "select id as customer_id, name from {{ source('raw', 'raw_customers') }}\n",
+    )
     _write(root / "models" / "orders_incremental.sql", INCREMENTAL_SQL)
     return TeamRepo(root, root, "shop_src.duckdb")
 
@@ -398,14 +507,28 @@ def write_shared_projects(parent: Path) -> tuple[TeamRepo, TeamRepo]:
     """Projects 'sales' and 'hr' whose profiles both write ``<parent>/shared.duckdb``."""
     repos = []
     for name, seed, csv_text, model, sql in (
-        ("sales", "sales_raw", "id,amount\n1,10\n2,32\n", "sales_total",
-         "select count(*) as orders, sum(amount) as amount from {{ ref('sales_raw') }}\n"),
-        ("hr", "hr_raw", "id,dept\n1,ops\n2,ops\n3,it\n", "hr_headcount",
-         "select dept, count(*) as people from {{ ref('hr_raw') }} group by dept\n"),
+        (
+            "sales",
+            "sales_raw",
+            "id,amount\n1,10\n2,32\n",
+            "sales_total",
+            "select count(*) as orders, sum(amount) as amount from {{ ref('sales_raw') }}\n",
+        ),
+        (
+            "hr",
+            "hr_raw",
+            "id,dept\n1,ops\n2,ops\n3,it\n",
+            "hr_headcount",
+            "select dept, count(*) as people from {{ ref('hr_raw') }} group by dept\n",
+        ),
     ):
         root = parent / name
-        _project(root, name, f"{{{{ env_var('DUCKDB_PATH', '{SHARED_DB}') }}}}",
-                 {"models": {name: {"+materialized": "table"}}})
+        _project(
+            root,
+            name,
+            f"{{{{ env_var('DUCKDB_PATH', '{SHARED_DB}') }}}}",
+            {"models": {name: {"+materialized": "table"}}},
+        )
         _write(root / "seeds" / f"{seed}.csv", csv_text)
         _write(root / "models" / f"{model}.sql", sql)
         repos.append(TeamRepo(root, root, SHARED_DB))
@@ -419,8 +542,10 @@ def write_planwise_project(parent: Path) -> TeamRepo:
     """A copy of this repository's demo project (staging folder, PlanWise tables) with one mart outside staging."""
     root = parent / "planwise_team"
     shutil.copytree(REPO / "dbt", root, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb", "dbt_packages"))
-    _write(root / "models" / "marts" / "fct_workforce_snapshot.sql",
-           "select * from {{ ref('stg_census_data') }} where {{ var('simulation_year', 2025) }} > 0\n")
+    _write(
+        root / "models" / "marts" / "fct_workforce_snapshot.sql",
+        "select * from {{ ref('stg_census_data') }} where {{ var('simulation_year', 2025) }} > 0\n",
+    )
     return TeamRepo(root, root, "../simulation.duckdb")
 
 
@@ -482,56 +607,102 @@ def _drop_target_distribution(root: Path) -> None:
 
 SUBFOLDER_DATA = {
     "data/returns.csv": "return_id,sale_id,return_date,qty_returned\n1,2,2024-02-03,1\n2,4,2024-02-10,2\n",
-    "data/sales.csv": ("sale_id,sale_date,product_id,qty_sold\n1,2024-01-05,1,3\n2,2024-01-06,2,1\n"
-                       "3,2024-01-07,1,5\n4,2024-01-09,3,2\n"),
-    "data/products/products_1.json": '[{"id": 1, "name": "kettle", "sku": "K-1"}, {"id": 2, "name": "pan", "sku": "P-2"}]\n',
+    "data/sales.csv": (
+        "sale_id,sale_date,product_id,qty_sold\n1,2024-01-05,1,3\n2,2024-01-06,2,1\n"
+        "3,2024-01-07,1,5\n4,2024-01-09,3,2\n"
+    ),
+    "data/products/products_1.json": (
+        '[{"id": 1, "name": "kettle", "sku": "K-1"}, {"id": 2, "name": "pan", "sku": "P-2"}]\n'
+    ),
     "data/products/products_2.json": '[{"id": 3, "name": "wok", "sku": "W-3"}]\n',
     "data/regions.csv": "region_id,name\n1,north\n2,south\n",
 }
 SUBFOLDER_SOURCES = {
     "version": 2,
     "sources": [
-        {"name": "csv_files", "tables": [
-            {"name": "returns", "meta": {"formatter": "oldstyle", "external_location": (
-                "read_csv('data/returns.csv', columns={'return_id': 'integer', 'sale_id': 'integer', "
-                "'return_date': 'date', 'qty_returned': 'integer'}, header=true)")}},
-            {"name": "sales", "meta": {"formatter": "oldstyle", "external_location": (
-                "read_csv('data/sales.csv', columns={'sale_id': 'integer', 'sale_date': 'date', "
-                "'product_id': 'integer', 'qty_sold': 'integer'}, header=true)")}},
-        ]},
-        {"name": "json_files", "tables": [
-            {"name": "products", "meta": {"formatter": "oldstyle", "external_location": (
-                "read_json('data/products/*.json', columns={id: 'integer', name: 'varchar', sku: 'varchar'})")}},
-        ]},
+        {
+            "name": "csv_files",
+            "tables": [
+                {
+                    "name": "returns",
+                    "meta": {
+                        "formatter": "oldstyle",
+                        "external_location": (
+                            "read_csv('data/returns.csv', columns={'return_id': 'integer', 'sale_id': 'integer', "
+                            "'return_date': 'date', 'qty_returned': 'integer'}, header=true)"
+                        ),
+                    },
+                },
+                {
+                    "name": "sales",
+                    "meta": {
+                        "formatter": "oldstyle",
+                        "external_location": (
+                            "read_csv('data/sales.csv', columns={'sale_id': 'integer', 'sale_date': 'date', "
+                            "'product_id': 'integer', 'qty_sold': 'integer'}, header=true)"
+                        ),
+                    },
+                },
+            ],
+        },
+        {
+            "name": "json_files",
+            "tables": [
+                {
+                    "name": "products",
+                    "meta": {
+                        "formatter": "oldstyle",
+                        "external_location": (
+                            "read_json('data/products/*.json', "
+                            "columns={id: 'integer', name: 'varchar', sku: 'varchar'})"
+                        ),
+                    },
+                },
+            ],
+        },
     ],
 }
 SUBFOLDER_MODELS = {
     "macros/surrogate_key.sql": (
         "{% macro surrogate_key(name, columns) %}"
-        "md5(concat_ws('|', {{ columns | join(', ') }})) as _KEY_{{ name }}{% endmacro %}\n"),
+        "md5(concat_ws('|', {{ columns | join(', ') }})) as _KEY_{{ name }}{% endmacro %}\n"
+    ),
     "models/raw/returns.sql": "SELECT * FROM {{ source('csv_files', 'returns') }}\n",
     "models/raw/sales.sql": "SELECT * FROM {{ source('csv_files', 'sales') }}\n",
     "models/raw/products.sql": "SELECT * FROM {{ source('json_files', 'products') }}\n",
     # a model reading a file itself, with a columns map (issue 25, item 3)
     "models/raw/regions.sql": (
-        "SELECT * FROM read_csv('data/regions.csv', columns={'region_id': 'INTEGER', 'name': 'VARCHAR'}, header=true)\n"),
+        "SELECT * FROM read_csv('data/regions.csv', columns={'region_id': 'INTEGER', 'name': 'VARCHAR'}, header=true)\n"
+    ),
     "models/staging/stg_returns.sql": (
         "select {{ surrogate_key('Return', ['return_id']) }}, {{ surrogate_key('Sale', ['sale_id']) }}, *\n"
-        "from {{ ref('returns') }}\n"),
+        "from {{ ref('returns') }}\n"
+    ),
     "models/staging/stg_sales.sql": (
         "select {{ surrogate_key('Sale', ['sale_id']) }}, {{ surrogate_key('Product', ['product_id']) }}, *\n"
-        "from {{ ref('sales') }}\n"),
+        "from {{ ref('sales') }}\n"
+    ),
     "models/staging/stg_products.sql": (
-        "select {{ surrogate_key('Product', ['id']) }}, * from {{ ref('products') }}\n"),
+        "select {{ surrogate_key('Product', ['id']) }}, * from {{ ref('products') }}\n"
+    ),
     "models/marts/returns_bridge.sql": (
         "select 'stg_sales' as stage, _KEY_Sale, null as _KEY_Return, _KEY_Product, qty_sold, null as qty_returned\n"
         "from {{ ref('stg_sales') }}\n"
         "union all by name\n"
         "select 'stg_returns' as stage, _KEY_Sale, _KEY_Return, null as _KEY_Product, null as qty_sold, qty_returned\n"
-        "from {{ ref('stg_returns') }}\n"),
+        "from {{ ref('stg_returns') }}\n"
+    ),
 }
-SUBFOLDER_NODES = {"model:returns", "model:sales", "model:products", "model:regions", "model:stg_returns",
-                   "model:stg_sales", "model:stg_products", "model:returns_bridge"}
+SUBFOLDER_NODES = {
+    "model:returns",
+    "model:sales",
+    "model:products",
+    "model:regions",
+    "model:stg_returns",
+    "model:stg_sales",
+    "model:stg_products",
+    "model:returns_bridge",
+}
 
 
 def write_subfolder_project(parent: Path) -> TeamRepo:
@@ -539,14 +710,30 @@ def write_subfolder_project(parent: Path) -> TeamRepo:
     its sources and a model read (relative paths) at the repository root, where the team runs dbt. No seeds."""
     root = parent / "recipes"
     project = root / "dbt_project"
-    _yaml(project / "dbt_project.yml", {
-        "name": "uss_duckdb", "version": "1.0.0", "config-version": 2, "profile": "uss_duckdb",
-        "model-paths": ["models"], "seed-paths": ["seeds"], "macro-paths": ["macros"], "test-paths": ["tests"],
-        "clean-targets": ["target", "dbt_packages"],
-        "models": {"uss_duckdb": {"raw": {"+materialized": "table"}}},
-    })
-    _yaml(root / "profiles.yml", {"uss_duckdb": {"target": "dev", "outputs": {"dev": {
-        "type": "duckdb", "path": "dev.duckdb", "schema": "main", "threads": 1}}}})
+    _yaml(
+        project / "dbt_project.yml",
+        {
+            "name": "uss_duckdb",
+            "version": "1.0.0",
+            "config-version": 2,
+            "profile": "uss_duckdb",
+            "model-paths": ["models"],
+            "seed-paths": ["seeds"],
+            "macro-paths": ["macros"],
+            "test-paths": ["tests"],
+            "clean-targets": ["target", "dbt_packages"],
+            "models": {"uss_duckdb": {"raw": {"+materialized": "table"}}},
+        },
+    )
+    _yaml(
+        root / "profiles.yml",
+        {
+            "uss_duckdb": {
+                "target": "dev",
+                "outputs": {"dev": {"type": "duckdb", "path": "dev.duckdb", "schema": "main", "threads": 1}},
+            }
+        },
+    )
     _yaml(project / "models" / "properties.yml", SUBFOLDER_SOURCES)
     for rel, text in SUBFOLDER_MODELS.items():
         _write(project / rel, text)
@@ -555,18 +742,28 @@ def write_subfolder_project(parent: Path) -> TeamRepo:
     return TeamRepo(root, project, "../dev.duckdb", runs_in=root)
 
 
-def described(db_path: Path, schema: str = "main") -> dict[str, tuple[tuple[tuple[str, str], ...], list[tuple[Any, ...]]]]:
+def described(
+    db_path: Path, schema: str = "main"
+) -> dict[str, tuple[tuple[tuple[str, str], ...], list[tuple[Any, ...]]]]:
     """Every table and view: its columns with their types, in order, and its rows, sorted. Two databases
     built alike (names, columns, types, rows) are equal when these are."""
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        names = [r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]).fetchall()]
+        names = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]
+            ).fetchall()
+        ]
         found = {}
         for name in names:
-            columns = tuple(con.execute(
-                "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?"
-                " order by ordinal_position", [schema, name]).fetchall())
+            columns = tuple(
+                con.execute(
+                    "select column_name, data_type from information_schema.columns "
+                    "where table_schema = ? and table_name = ? order by ordinal_position",
+                    [schema, name],
+                ).fetchall()
+            )
             rows = sorted(con.execute(f'select * from "{schema}"."{name}"').fetchall(), key=repr)
             found[name] = (columns, rows)
         return found

@@ -1,4 +1,4 @@
-"""The app of one run: which command lines only look, and what a look leaves behind (nothing, on a database not built)."""
+"""The app of one run: which command lines only look, and what a look leaves behind (nothing, on no database)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,25 @@ from setup_tasks.cli.command_line import only_looks
 from setup_tasks.config import load_settings
 
 
-@pytest.mark.parametrize("args, looks", [
-    (["list"], True),
-    (["list", "--all", "--status", "config=x.yaml"], True),
-    (["info", "model:stg_orders"], True),
-    (["status"], True),
-    (["status", "config=x.yaml"], True),
-    (["-v", "2", "status"], True),
-    (["run", "--reporter", "json", "status"], True),
-    (["graph", "--dir", "/tmp/out"], True),
-    ([], False),  # the default task: setup
-    (["setup"], False),
-    (["status", "setup"], False),
-    (["forget", "-a"], False),
-    (["--continue", "setup"], False),
-    (["config=status"], False),
-])
+@pytest.mark.parametrize(
+    "args, looks",
+    [
+        (["list"], True),
+        (["list", "--all", "--status", "config=x.yaml"], True),
+        (["info", "model:stg_orders"], True),
+        (["status"], True),
+        (["status", "config=x.yaml"], True),
+        (["-v", "2", "status"], True),
+        (["run", "--reporter", "json", "status"], True),
+        (["graph", "--dir", "/tmp/out"], True),
+        ([], False),  # the default task: setup
+        (["setup"], False),
+        (["status", "setup"], False),
+        (["forget", "-a"], False),
+        (["--continue", "setup"], False),
+        (["config=status"], False),
+    ],
+)
 def test_only_looks(args: list[str], looks: bool) -> None:
     assert only_looks(args) is looks
 
@@ -67,8 +70,13 @@ def test_looking_at_a_database_not_built_leaves_nothing_beside_it(shop) -> None:
     shop.write_config(database={"path": "db/warehouse.duckdb"})
     out_dir = shop.root / "diagrams"
     left_by = {}
-    for args in (["list"], ["list", "--all", "--status"], ["info", "model:stg_orders"], ["status"],
-                 ["graph", "--dir", str(out_dir)]):
+    for args in (
+        ["list"],
+        ["list", "--all", "--status"],
+        ["info", "model:stg_orders"],
+        ["status"],
+        ["graph", "--dir", str(out_dir)],
+    ):
         assert run_doit(args, shop.config_path) in ((0, 1) if args[0] in ("info", "status") else (0,)), args
         left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
         if left:
@@ -80,7 +88,9 @@ def test_looking_at_a_database_not_built_leaves_nothing_beside_it(shop) -> None:
     assert {p.suffix for p in out_dir.iterdir()} == {".mmd", ".dot"}  # graph wrote where it was told
 
 
-def test_a_second_ctrl_c_while_the_run_ends_keeps_the_interrupted_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_ctrl_c_while_the_run_ends_keeps_the_interrupted_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ctrl-C outside any action ends the run through the excepthook; another Ctrl-C while it writes the
     report (people press it twice) must not kill the process by SIGINT (-2) instead of exiting 130."""
     import os

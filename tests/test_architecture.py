@@ -26,8 +26,12 @@ def graph() -> grimp.ImportGraph:
 
 def test_layers_contract_is_kept() -> None:
     """The import-linter contract in pyproject.toml (function-level imports included)."""
-    proc = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports; raise SystemExit(lint_imports())"],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports; raise SystemExit(lint_imports())"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -44,48 +48,73 @@ def test_no_import_cycle_between_modules(graph: grimp.ImportGraph) -> None:
 
 
 def test_no_global_statement() -> None:
-    offenders = [f"{path.relative_to(REPO)}:{node.lineno}"
-                 for path in PACKAGE.rglob("*.py")
-                 for node in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(node, ast.Global)]
+    offenders = [
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Global)
+    ]
     assert not offenders
 
 
 # Module-level state kept on purpose, by "path:name", and why it is the process's and no object's.
 PROCESS_STATE = {
-    "setup_tasks/validation/framework.py:REGISTRY":
+    "setup_tasks/validation/framework.py:REGISTRY": (
         "the checks @register_check adds as their modules import (built-ins and a team's check_modules): an "
-        "import happens once per process, so what it registers is the process's",
-    "setup_tasks/dbt/invoke.py:_INVOCATION":
-        "the compile reads of the dbt invocation running: the dbt and Jinja hooks that fill it are patched into "
-        "dbt's classes, once per process, and dbt runs one invocation at a time",
-    "setup_tasks/dbt/invoke.py:_THREAD":
-        "each compile thread's node (threading.local), filled by the same process-wide hooks",
-    "setup_tasks/store/database.py:duckdb":
-        "the duckdb module, imported on first use (a module, as `import duckdb` would bind)",
-    "setup_tasks/files.py:log":
-        "setup's logger: logging keeps its loggers process-wide (getLogger returns the same one)",
+        "import happens once per process, so what it registers is the process's"
+    ),
+    "setup_tasks/dbt/invoke.py:_INVOCATION": (
+        "the compile reads of the dbt invocation running: the dbt and Jinja hooks that fill it are patched "
+        "into dbt's classes, once per process, and dbt runs one invocation at a time"
+    ),
+    "setup_tasks/dbt/invoke.py:_THREAD": (
+        "each compile thread's node (threading.local), filled by the same process-wide hooks"
+    ),
+    "setup_tasks/store/database.py:duckdb": (
+        "the duckdb module, imported on first use (a module, as `import duckdb` would bind)"
+    ),
+    "setup_tasks/files.py:log": (
+        "setup's logger: logging keeps its loggers process-wide (getLogger returns the same one)"
+    ),
     # Module-level caches (functools.cache / lru_cache): none can serve a stale answer, as their reasons say.
-    "setup_tasks/config/schema.py:document":
-        "the schema file shipped in the package, read once: it does not change under a running process",
-    "setup_tasks/config/problems.py:_validator":
-        "the jsonschema validator of that schema (building it costs more than a validation)",
-    "setup_tasks/project/context.py:_read_project_yaml":
-        "dbt_project.yml parsed, keyed by the file's version: an edited file is another key",
-    "setup_tasks/store/database.py:_reader_paths":
-        "a pure function of the SQL text (DuckDB's parse of it), for the same SQL asked for by many nodes",
-    "setup_tasks/validation/framework.py:_file_digest":
+    "setup_tasks/config/schema.py:document": (
+        "the schema file shipped in the package, read once: it does not change under a running process"
+    ),
+    "setup_tasks/config/problems.py:_validator": (
+        "the jsonschema validator of that schema (building it costs more than a validation)"
+    ),
+    "setup_tasks/project/context.py:_read_project_yaml": (
+        "dbt_project.yml parsed, keyed by the file's version: an edited file is another key"
+    ),
+    "setup_tasks/store/database.py:_reader_paths": (
+        "a pure function of the SQL text (DuckDB's parse of it), for the same SQL asked for by many nodes"
+    ),
+    "setup_tasks/validation/framework.py:_file_digest": (
         "the digest of an imported check module's source: Python does not import it again, so the code the "
-        "process runs is the code digested",
-    "setup_tasks/keys.py:_key":
-        "setup's private key, read or created once: every seal and unseal of a run must use the same key",
+        "process runs is the code digested"
+    ),
+    "setup_tasks/keys.py:_key": (
+        "setup's private key, read or created once: every seal and unseal of a run must use the same key"
+    ),
 }
 # Types whose values may change: an annotation naming one is no read-only one (nor is Any or object).
-MUTABLE_TYPES = re.compile(r"\b(dict|list|set|Dict|List|Set|DefaultDict|MutableMapping|MutableSequence|MutableSet|"
-                           r"defaultdict|OrderedDict|Counter|deque|bytearray)\b|^(Any|object)$")
+MUTABLE_TYPES = re.compile(
+    r"\b(dict|list|set|Dict|List|Set|DefaultDict|MutableMapping|MutableSequence|MutableSet|"
+    r"defaultdict|OrderedDict|Counter|deque|bytearray)\b|^(Any|object)$"
+)
 # Calls that make an immutable value (or a module-level constant by every convention).
-IMMUTABLE_CALLS = {"frozenset", "tuple", "str", "int", "re.compile", "types.MappingProxyType", "MappingProxyType",
-                   "TypeVar", "Path", "inspect.signature"}
+IMMUTABLE_CALLS = {
+    "frozenset",
+    "tuple",
+    "str",
+    "int",
+    "re.compile",
+    "types.MappingProxyType",
+    "MappingProxyType",
+    "TypeVar",
+    "Path",
+    "inspect.signature",
+}
 CACHES = {"cache", "lru_cache", "functools.cache", "functools.lru_cache"}
 
 
@@ -119,8 +148,11 @@ def module_state(path: Path, root: Path = REPO) -> list[str]:
     for node in _module_statements(ast.parse(path.read_text()).body):
         where = str(path.relative_to(root))
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-            names = [t.id for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
-                     if isinstance(t, ast.Name)]
+            names = [
+                t.id
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                if isinstance(t, ast.Name)
+            ]
             if names != ["__all__"] and _mutable(node.value, getattr(node, "annotation", None)):
                 found += [f"{where}:{name}" for name in names]
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -142,7 +174,8 @@ def test_no_module_level_mutable_state_but_the_listed() -> None:
 
 def test_the_mutable_state_rule_sees_each_kind(tmp_path: Path) -> None:
     module = tmp_path / "module.py"
-    module.write_text(textwrap.dedent("""
+    module.write_text(
+        textwrap.dedent("""
         import functools, re, threading
         from typing import Any, Mapping, Sequence
         TABLE = {"a": 1}
@@ -171,17 +204,32 @@ def test_the_mutable_state_rule_sees_each_kind(tmp_path: Path) -> None:
 
         def plain() -> None:
             local_table = {}
-    """))
+    """)
+    )
     names = [entry.rsplit(":", 1)[1] for entry in module_state(module, tmp_path)]
-    assert names == ["TABLE", "NAMES", "SEEN", "LOCAL", "PAIR", "ANNOTATED", "NESTED", "LOOSE", "INNER", "FALLBACK",
-                     "cached"]
+    assert names == [
+        "TABLE",
+        "NAMES",
+        "SEEN",
+        "LOCAL",
+        "PAIR",
+        "ANNOTATED",
+        "NESTED",
+        "LOOSE",
+        "INNER",
+        "FALLBACK",
+        "cached",
+    ]
 
 
-@pytest.mark.parametrize("library, owner", [
-    ("networkx", "setup_tasks.project.graph"),
-    ("dbt", "setup_tasks.dbt.invoke"),
-    ("jsonschema", "setup_tasks.config.problems"),
-])
+@pytest.mark.parametrize(
+    "library, owner",
+    [
+        ("networkx", "setup_tasks.project.graph"),
+        ("dbt", "setup_tasks.dbt.invoke"),
+        ("jsonschema", "setup_tasks.config.problems"),
+    ],
+)
 def test_one_module_owns_each_heavy_library(graph: grimp.ImportGraph, library: str, owner: str) -> None:
     assert graph.find_modules_that_directly_import(library) == {owner}
 
@@ -198,5 +246,7 @@ def test_doit_is_only_used_by_the_cli_and_api(graph: grimp.ImportGraph) -> None:
 
 
 def test_every_module_says_what_it_owns() -> None:
-    missing = [str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py") if ast.get_docstring(ast.parse(p.read_text())) is None]
+    missing = [
+        str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py") if ast.get_docstring(ast.parse(p.read_text())) is None
+    ]
     assert not missing

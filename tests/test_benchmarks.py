@@ -14,8 +14,14 @@ from factories import REPO
 from team_projects import TeamRepo
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from generated import (descendants, edit_leaf_seed, edit_model, edit_root_seed, generate,  # noqa: E402
-                       reorder_root_seed)
+from generated import (
+    descendants,
+    edit_leaf_seed,
+    edit_model,
+    edit_root_seed,
+    generate,  # noqa: E402
+    reorder_root_seed,
+)
 
 
 def test_a_generated_project_has_ten_layers_a_third_views_a_tenth_seeds_and_two_tests_per_model(tmp_path: Path) -> None:

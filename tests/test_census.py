@@ -112,7 +112,11 @@ def test_provenance_records_the_parameters(census_path: Path) -> None:
     stored = read_census_provenance(census_path)
     assert stored == summary.provenance
     assert (stored["employees"], stored["seed"], stored["plan_year"]) == (500, 9, DEFAULT_PLAN_YEAR)
-    assert stored["defects"] == {"duplicate_id_rate": 0.01, "missing_ssn_rate": 0.02, "hire_after_termination_rate": 0.003}
+    assert stored["defects"] == {
+        "duplicate_id_rate": 0.01,
+        "missing_ssn_rate": 0.02,
+        "hire_after_termination_rate": 0.003,
+    }
 
 
 def test_missing_census_needs_generation(census_path: Path) -> None:
@@ -146,7 +150,10 @@ def test_changed_parameters_are_named(census_path: Path, change: dict[str, Any],
 def test_changed_job_level_bands_need_generation(census_path: Path, tmp_path: Path) -> None:
     generate_census(census_path, 1_000)
     bands = write_bands(tmp_path / "levels.csv", [(1, 30_000, 60_000, 0.7), (2, 60_000, 90_000, 0.3)])
-    assert census_needs_generation(census_path, 1_000, 42, job_levels_csv=bands) == "parameters changed: job_levels changed"
+    assert (
+        census_needs_generation(census_path, 1_000, 42, job_levels_csv=bands)
+        == "parameters changed: job_levels changed"
+    )
 
 
 # --- user files are never overwritten --------------------------------------
@@ -193,7 +200,7 @@ def test_defects_appear_at_their_configured_rates(census_path: Path) -> None:
     employees = 50_000
     defects = CensusDefects(duplicate_id_rate=0.02, missing_ssn_rate=0.01, hire_after_termination_rate=0.005)
     generate_census(census_path, employees, defects=defects)
-    (duplicates, missing_ssn, hire_after_termination), = query(
+    ((duplicates, missing_ssn, hire_after_termination),) = query(
         census_path,
         """SELECT count(*) - count(DISTINCT employee_id),
                   count(*) - count(employee_ssn),
@@ -221,7 +228,8 @@ def test_duplicate_records_repeat_the_person(census_path: Path) -> None:
         census_path,
         """SELECT count(*) FROM (
                SELECT employee_id FROM census GROUP BY employee_id
-               HAVING count(*) > 1 AND (count(DISTINCT employee_ssn) > 1 OR count(DISTINCT employee_birth_date) > 1))""",
+               HAVING count(*) > 1 AND (count(DISTINCT employee_ssn) > 1 OR count(DISTINCT employee_birth_date) >
+               1))""",
     ) == [(0,)]
 
 
@@ -270,7 +278,7 @@ def test_generated_rows_are_consistent(employees: int, seed: int) -> None:
 
 def test_distributions_are_realistic(census_path: Path) -> None:
     generate_census(census_path, 20_000, defects=NO_DEFECTS)
-    (active, new_hires, participants, median_age, mean_tenure), = query(
+    ((active, new_hires, participants, median_age, mean_tenure),) = query(
         census_path,
         """SELECT avg(active::INT), avg((employee_hire_date >= DATE '2024-01-01')::INT),
                   avg((employee_deferral_rate > 0)::INT),
@@ -296,7 +304,7 @@ def write_bands(path: Path, bands: list[tuple[int, int, int, float]]) -> Path:
 def test_pay_follows_the_bands_of_a_given_seed_csv(census_path: Path, tmp_path: Path) -> None:
     bands = write_bands(tmp_path / "levels.csv", [(1, 30_000, 60_000, 0.7), (2, 60_000, 90_000, 0.3)])
     generate_census(census_path, 5_000, job_levels_csv=bands)
-    (low, high, in_level_1), = query(
+    ((low, high, in_level_1),) = query(
         census_path,
         "SELECT min(employee_gross_compensation), max(employee_gross_compensation),"
         " avg((employee_gross_compensation < 60000)::INT) FROM census",
@@ -351,13 +359,19 @@ def test_the_contract_names_every_missing_column_and_wrong_type_with_an_example(
     generate_census(census_path, 50)
     broken = census_path.with_name("broken.parquet")
     with memory_connection() as con:
-        con.execute(f"COPY (SELECT * EXCLUDE (roth_contribution) REPLACE ("
-                    f"strftime(employee_hire_date, '%d/%m/%Y') AS employee_hire_date, "
-                    f"format('{{:,.2f}}', employee_gross_compensation) AS employee_gross_compensation) "
-                    f"FROM read_parquet('{census_path}')) TO '{broken}' (FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT * EXCLUDE (roth_contribution) REPLACE ("
+            f"strftime(employee_hire_date, '%d/%m/%Y') AS employee_hire_date, "
+            f"format('{{:,.2f}}', employee_gross_compensation) AS employee_gross_compensation) "
+            f"FROM read_parquet('{census_path}')) TO '{broken}' (FORMAT parquet)"
+        )
     error = census_contract_problem(inspect_census(broken))
     assert error is not None
     assert error.cause.startswith(f"census {broken}: lacks roth_contribution; ")
     assert re.search(r"employee_hire_date is VARCHAR \(e\.g\. '\d\d/\d\d/\d{4}'\) where DATE is needed", error.cause)
     assert "employee_gross_compensation is VARCHAR (e.g. '" in error.cause and "a number" in error.cause
-    assert "add roth_contribution" in error.fix and "ISO YYYY-MM-DD" in error.fix and "no thousands separators" in error.fix
+    assert (
+        "add roth_contribution" in error.fix
+        and "ISO YYYY-MM-DD" in error.fix
+        and "no thousands separators" in error.fix
+    )

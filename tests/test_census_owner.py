@@ -31,10 +31,14 @@ def census_shop(ws: Workspace) -> Path:
     """stg_census reads the census through a source; setup generates a 200-employee census."""
     sources = yaml.safe_load((ws.project / "models" / "staging" / "sources.yml").read_text())
     sources["sources"][0]["tables"].append(
-        {"name": "census", "meta": {"external_location": "{{ var('census_parquet_path') }}"}})
+        {"name": "census", "meta": {"external_location": "{{ var('census_parquet_path') }}"}}
+    )
     (ws.project / "models" / "staging" / "sources.yml").write_text(yaml.safe_dump(sources, sort_keys=False))
-    ws.model("stg_census", "select count(*) as employees, count(distinct employee_id) as ids, "
-                           "sum(employee_gross_compensation) as pay from {{ source('raw', 'census') }}")
+    ws.model(
+        "stg_census",
+        "select count(*) as employees, count(distinct employee_id) as ids, "
+        "sum(employee_gross_compensation) as pay from {{ source('raw', 'census') }}",
+    )
     ws.write_config(census={"path": "census.parquet", "generate": True, "employees": EMPLOYEES, "seed": 42})
     return ws.root / "census.parquet"
 
@@ -65,7 +69,9 @@ def test_overrides_are_for_one_run_and_status_says_the_census_will_be_regenerate
     assert "census" in result.built and "model:stg_census" not in result.built
 
 
-def test_a_census_the_generator_wrote_with_other_parameters_is_the_users(shop: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_census_the_generator_wrote_with_other_parameters_is_the_users(
+    shop: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = census_shop(shop)
     assert run_doit(["census"], shop.config_path) == 0 and read_census_provenance(path)["seed"] == 42
     theirs = shop.root / "elsewhere" / "census.parquet"

@@ -1,4 +1,5 @@
-"""Built-in checks on crafted DuckDB tables: each passes on clean data and fails, with its severity and message, on a defect."""
+"""Built-in checks on crafted DuckDB tables: each passes on clean data, fails with its severity and message on a
+defect."""
 
 from __future__ import annotations
 
@@ -37,13 +38,19 @@ CLEAN_TABLES = {
             ("E10", False, 55000, "1992-04-04", "2019-01-01", "2024-06-30"),
         ],
     ),
-    "stg_census_duplicates_audit": ("employee_id varchar, duplicate_rank integer",
-                                    [("E02", 1), ("E02", 2), ("E05", 1), ("E05", 2), ("E05", 3)]),
-    "stg_config_job_levels": ("level_id integer, min_compensation decimal(10,2), max_compensation decimal(10,2)",
-                              [(1, 40000, 75000), (2, 75000, 110000), (3, 110000, 160000)]),
+    "stg_census_duplicates_audit": (
+        "employee_id varchar, duplicate_rank integer",
+        [("E02", 1), ("E02", 2), ("E05", 1), ("E05", 2), ("E05", 3)],
+    ),
+    "stg_config_job_levels": (
+        "level_id integer, min_compensation decimal(10,2), max_compensation decimal(10,2)",
+        [(1, 40000, 75000), (2, 75000, 110000), (3, 110000, 160000)],
+    ),
     "stg_scenario_meta": ("scenario_id varchar", [("default",), ("high_growth",)]),
-    "stg_comp_levers": ("scenario_id varchar, fiscal_year integer, job_level integer",
-                        [(s, 2025, lvl) for s in ("default", "high_growth") for lvl in (1, 2, 3)]),
+    "stg_comp_levers": (
+        "scenario_id varchar, fiscal_year integer, job_level integer",
+        [(s, 2025, lvl) for s in ("default", "high_growth") for lvl in (1, 2, 3)],
+    ),
     "stg_config_cola_by_year": ("year integer, cola_rate decimal(6,4)", [(y, 0.02) for y in range(2024, 2031)]),
 }
 AGE_BANDS = [("<25", 18, 25), ("25-44", 25, 45), ("45+", 45, 121)]
@@ -51,17 +58,18 @@ TENURE_BANDS = [("<2", 0, 2), ("2-9", 2, 10), ("10+", 10, 100)]
 for _kind in ("promotion", "termination"):
     CLEAN_TABLES[f"stg_config_{_kind}_hazard_age_multipliers"] = (
         "age_band varchar, min_age integer, max_age integer, multiplier double",
-        [(*band, 1.0) for band in AGE_BANDS])
+        [(*band, 1.0) for band in AGE_BANDS],
+    )
     CLEAN_TABLES[f"stg_config_{_kind}_hazard_tenure_multipliers"] = (
         "tenure_band varchar, min_tenure integer, max_tenure integer, multiplier double",
-        [(*band, 1.0) for band in TENURE_BANDS])
+        [(*band, 1.0) for band in TENURE_BANDS],
+    )
 
 
 _TEMPLATE: list[Path] = []
 
 
-def make_db(path: Path, tables: dict[str, tuple[str, list[tuple[Any, ...]]]] | None = None,
-            sql: str = "") -> Path:
+def make_db(path: Path, tables: dict[str, tuple[str, list[tuple[Any, ...]]]] | None = None, sql: str = "") -> Path:
     """A database of ``tables`` (default: the clean PlanWise-shaped ones, copied from a template), then ``sql``."""
     if tables is None:
         if not _TEMPLATE:
@@ -95,8 +103,11 @@ def run(name: str, validation: ValidationSettings, db: Path, project: ProjectVie
     return result
 
 
-SQL_CHECKS = [c.name for c in REGISTRY.checks() if c.group in ("baseline_workforce", "census_data_quality",
-                                                                 "configuration_consistency")]
+SQL_CHECKS = [
+    c.name
+    for c in REGISTRY.checks()
+    if c.group in ("baseline_workforce", "census_data_quality", "configuration_consistency")
+]
 
 
 @pytest.fixture
@@ -112,7 +123,9 @@ def test_every_sql_check_passes_on_clean_data(name: str, clean: Path, tmp_path: 
 
 
 def test_duplicate_employee_fails_as_error_and_counts_raw_duplicates(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql="insert into stg_census_data select * from stg_census_data where employee_id = 'E03'")
+    db = make_db(
+        tmp_path / "d.duckdb", sql="insert into stg_census_data select * from stg_census_data where employee_id = 'E03'"
+    )
     result = run("census_data_quality.duplicate_ids", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
     assert result.message == "1 employee id occurring more than once in stg_census_data"
@@ -128,10 +141,15 @@ def test_raw_duplicates_resolved_by_staging_pass_with_the_count(clean: Path, tmp
 
 
 def test_orphan_job_level_in_comp_levers(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql="insert into stg_comp_levers values ('default', 2025, 9), ('ghost', 2025, 1)")
+    db = make_db(
+        tmp_path / "d.duckdb", sql="insert into stg_comp_levers values ('default', 2025, 9), ('ghost', 2025, 1)"
+    )
     result = run("configuration_consistency.comp_lever_references", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
-    assert result.message == "comp levers in stg_comp_levers refer to undefined scenario_id ghost (1 levers), job_level 9 (1 levers)"
+    assert (
+        result.message
+        == "comp levers in stg_comp_levers refer to undefined scenario_id ghost (1 levers), job_level 9 (1 levers)"
+    )
     assert result.details["unknown"] == {"scenario_id": {"ghost": 1}, "job_level": {"9": 1}}
 
 
@@ -145,13 +163,19 @@ def test_missing_cola_year(tmp_path: Path) -> None:
 
 
 def test_cola_years_follow_the_configured_simulation_years(clean: Path, tmp_path: Path) -> None:
-    result = run("configuration_consistency.cola_years",
-                 settings(tmp_path, "  simulation_start_year: 2029\n  simulation_end_year: 2032\n"), clean)
+    result = run(
+        "configuration_consistency.cola_years",
+        settings(tmp_path, "  simulation_start_year: 2029\n  simulation_end_year: 2032\n"),
+        clean,
+    )
     assert result.failed and result.details["missing_years"] == [2031, 2032]
 
 
 def test_negative_compensation(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql="update stg_census_data set employee_gross_compensation = -500 where employee_id = 'E04'")
+    db = make_db(
+        tmp_path / "d.duckdb",
+        sql="update stg_census_data set employee_gross_compensation = -500 where employee_id = 'E04'",
+    )
     result = run("baseline_workforce.compensation", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
     assert result.message == "1 active employee without a positive compensation"
@@ -160,15 +184,23 @@ def test_negative_compensation(tmp_path: Path) -> None:
 
 
 def test_gap_between_job_level_bands(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql="update stg_config_job_levels set max_compensation = 105000 where level_id = 2")
+    db = make_db(
+        tmp_path / "d.duckdb", sql="update stg_config_job_levels set max_compensation = 105000 where level_id = 2"
+    )
     result = run("configuration_consistency.job_level_bands", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
-    assert result.message == "job-level bands in stg_config_job_levels: gap between level 2 (up to 105,000) and level 3 (from 110,000)"
+    assert (
+        result.message
+        == "job-level bands in stg_config_job_levels: gap between level 2 (up to 105,000) and level 3 (from 110,000)"
+    )
 
 
 def test_overlapping_and_inverted_job_level_bands(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql="update stg_config_job_levels set max_compensation = 120000 where level_id = 2;"
-                                            "insert into stg_config_job_levels values (4, 200000, 150000)")
+    db = make_db(
+        tmp_path / "d.duckdb",
+        sql="update stg_config_job_levels set max_compensation = 120000 where level_id = 2;"
+        "insert into stg_config_job_levels values (4, 200000, 150000)",
+    )
     problems = run("configuration_consistency.job_level_bands", settings(tmp_path), db).details["problems"]
     assert "level 2 (up to 120,000) overlaps level 3 (from 110,000)" in problems
     assert "level 4 is empty or inverted (200,000 to 150,000)" in problems
@@ -186,18 +218,27 @@ def test_suspicious_compensation_is_a_warning(clean: Path, tmp_path: Path) -> No
     validation = settings(tmp_path, "  min_reasonable_compensation: 50000\n  max_reasonable_compensation: 130000\n")
     result = run("baseline_workforce.compensation_range", validation, clean)
     assert (result.status, result.severity) == ("failed", "warning")
-    assert result.message == ("suspicious active compensation: 1 below 50,000 (lowest 45,000); "
-                              "1 above 130,000 (highest 140,000)")
+    assert result.message == (
+        "suspicious active compensation: 1 below 50,000 (lowest 45,000); 1 above 130,000 (highest 140,000)"
+    )
 
 
 def test_census_quality_defects_are_reported(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql=(
-        "update stg_census_data set employee_hire_date = date '2025-01-01' where employee_id = 'E10';"
-        "update stg_census_data set employee_birth_date = date '2015-01-01' where employee_id = 'E01';"
-        "update stg_census_data set employee_birth_date = null where employee_id = 'E02'"))
+    db = make_db(
+        tmp_path / "d.duckdb",
+        sql=(
+            "update stg_census_data set employee_hire_date = date '2025-01-01' where employee_id = 'E10';"
+            "update stg_census_data set employee_birth_date = date '2015-01-01' where employee_id = 'E01';"
+            "update stg_census_data set employee_birth_date = null where employee_id = 'E02'"
+        ),
+    )
     validation = settings(tmp_path)
     late = run("census_data_quality.hire_after_termination", validation, db)
-    assert (late.status, late.severity, late.message) == ("failed", "warning", "1 employee hired after their termination date")
+    assert (late.status, late.severity, late.message) == (
+        "failed",
+        "warning",
+        "1 employee hired after their termination date",
+    )
     young = run("census_data_quality.implausible_ages", validation, db)
     assert (young.status, young.severity) == ("failed", "warning")
     assert young.message == "1 employee aged outside 16-80 on 1 January 2025"
@@ -212,29 +253,40 @@ def test_compensation_outlier_within_its_job_level(tmp_path: Path) -> None:
     rows.append(("X99", True, 74999, "1990-01-01", "2015-01-01", None))
     tables = dict(CLEAN_TABLES, stg_census_data=(CLEAN_TABLES["stg_census_data"][0], rows))
     db = make_db(tmp_path / "d.duckdb", tables)
-    result = run("census_data_quality.compensation_outliers", settings(tmp_path, "  compensation_outlier_zscore: 3\n"), db)
+    result = run(
+        "census_data_quality.compensation_outliers", settings(tmp_path, "  compensation_outlier_zscore: 3\n"), db
+    )
     assert (result.status, result.severity) == ("failed", "warning")
     assert result.details["sample"][0]["employee_id"] == "X99"
     assert result.details["grouped_by"] == "job level (stg_config_job_levels bands)"
 
 
 def test_active_pay_outside_every_band(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql="update stg_census_data set employee_gross_compensation = 500000 where employee_id = 'E09'")
+    db = make_db(
+        tmp_path / "d.duckdb",
+        sql="update stg_census_data set employee_gross_compensation = 500000 where employee_id = 'E09'",
+    )
     result = run("configuration_consistency.active_pay_in_job_level", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
     assert result.message == "1 active employee paid outside every job level band of stg_config_job_levels"
 
 
 def test_hazard_band_gap_mismatch_and_uncovered_employees(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql=(
-        "update stg_config_termination_hazard_age_multipliers set min_age = 26 where age_band = '25-44';"
-        "delete from stg_config_promotion_hazard_tenure_multipliers where tenure_band = '10+'"))
+    db = make_db(
+        tmp_path / "d.duckdb",
+        sql=(
+            "update stg_config_termination_hazard_age_multipliers set min_age = 26 where age_band = '25-44';"
+            "delete from stg_config_promotion_hazard_tenure_multipliers where tenure_band = '10+'"
+        ),
+    )
     result = run("configuration_consistency.hazard_bands", settings(tmp_path), db)
     assert (result.status, result.severity) == ("failed", "error")
     problems = result.details["problems"]
     assert "stg_config_termination_hazard_age_multipliers: gap between <25 (up to 25) and 25-44 (from 26)" in problems
-    assert ("stg_config_promotion_hazard_age_multipliers and stg_config_termination_hazard_age_multipliers "
-            "define different age bands") in problems
+    assert (
+        "stg_config_promotion_hazard_age_multipliers and stg_config_termination_hazard_age_multipliers "
+        "define different age bands"
+    ) in problems
     assert "stg_config_promotion_hazard_tenure_multipliers: 6 active employees' tenure in no band" in problems
 
 
@@ -256,11 +308,18 @@ def test_missing_column_is_skipped_with_the_setting_to_change(tmp_path: Path) ->
 
 
 def test_renamed_tables_and_columns_come_from_config(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql=(
-        "create schema hr; create table hr.people as select employee_id as emp, active as is_active,"
-        " employee_gross_compensation as pay from stg_census_data; drop table stg_census_data"))
-    validation = settings(tmp_path, "  tables: {census: hr.people}\n"
-                                    "  columns: {census: {employee_id: emp, active: is_active, compensation: pay}}\n")
+    db = make_db(
+        tmp_path / "d.duckdb",
+        sql=(
+            "create schema hr; create table hr.people as select employee_id as emp, active as is_active,"
+            " employee_gross_compensation as pay from stg_census_data; drop table stg_census_data"
+        ),
+    )
+    validation = settings(
+        tmp_path,
+        "  tables: {census: hr.people}\n"
+        "  columns: {census: {employee_id: emp, active: is_active, compensation: pay}}\n",
+    )
     assert run("baseline_workforce.headcount", validation, db).passed
     assert run("baseline_workforce.compensation", validation, db).passed
     hired = run("census_data_quality.hire_after_termination", validation, db)
@@ -268,7 +327,10 @@ def test_renamed_tables_and_columns_come_from_config(tmp_path: Path) -> None:
 
 
 def test_partly_absent_inputs_are_checked_and_noted(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql="drop table stg_scenario_meta; drop table stg_config_promotion_hazard_age_multipliers")
+    db = make_db(
+        tmp_path / "d.duckdb",
+        sql="drop table stg_scenario_meta; drop table stg_config_promotion_hazard_age_multipliers",
+    )
     validation = settings(tmp_path)
     levers = run("configuration_consistency.comp_lever_references", validation, db)
     assert levers.passed and levers.details["not_checked"] == ["scenario_id"]
@@ -277,8 +339,10 @@ def test_partly_absent_inputs_are_checked_and_noted(tmp_path: Path) -> None:
 
 
 def test_a_column_of_the_wrong_type_fails_pointing_at_the_settings(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "d.duckdb", sql="alter table stg_census_data alter active type varchar;"
-                                            "update stg_census_data set active = 'maybe'")
+    db = make_db(
+        tmp_path / "d.duckdb",
+        sql="alter table stg_census_data alter active type varchar;update stg_census_data set active = 'maybe'",
+    )
     result = run("baseline_workforce.headcount", settings(tmp_path), db)
     assert (result.status, result.severity, result.incomplete) == ("failed", "critical", True)
     assert result.message.startswith("could not run: query failed: Conversion Error")
@@ -295,8 +359,13 @@ def test_no_database_fails_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_failing_custom_sql_check(clean: Path, tmp_path: Path) -> None:
-    check = custom_check(0, "no_low_earners", "select employee_id from stg_census_data where employee_gross_compensation < 60000;",
-                         "warning", "pay under 60k")
+    check = custom_check(
+        0,
+        "no_low_earners",
+        "select employee_id from stg_census_data where employee_gross_compensation < 60000;",
+        "warning",
+        "pay under 60k",
+    )
     [result] = check.run(Environment(settings(tmp_path), Database(clean)))
     assert (result.name, result.status, result.severity) == ("no_low_earners", "failed", "warning")
     assert result.message == "3 offending rows (pay under 60k)"
@@ -306,8 +375,13 @@ def test_failing_custom_sql_check(clean: Path, tmp_path: Path) -> None:
 
 
 def test_passing_custom_sql_check(clean: Path, tmp_path: Path) -> None:
-    check = custom_check(1, "positive_pay", "with c as (select * from stg_census_data) select * from c where employee_gross_compensation <= 0",
-                         "error", "")
+    check = custom_check(
+        1,
+        "positive_pay",
+        "with c as (select * from stg_census_data) select * from c where employee_gross_compensation <= 0",
+        "error",
+        "",
+    )
     [result] = check.run(Environment(settings(tmp_path), Database(clean)))
     assert result.passed and result.message == "no offending rows"
 
@@ -328,11 +402,22 @@ def project(tmp_path: Path, seeds: dict[str, str], models: list[str]) -> Project
     nodes: dict[str, Any] = {}
     for name, text in seeds.items():
         (tmp_path / "proj" / "seeds" / f"{name}.csv").write_text(text)
-        nodes[f"seed.p.{name}"] = {"unique_id": f"seed.p.{name}", "resource_type": "seed", "name": name,
-                                   "original_file_path": f"seeds/{name}.csv", "schema": "main", "config": {}}
+        nodes[f"seed.p.{name}"] = {
+            "unique_id": f"seed.p.{name}",
+            "resource_type": "seed",
+            "name": name,
+            "original_file_path": f"seeds/{name}.csv",
+            "schema": "main",
+            "config": {},
+        }
     for name in models:
-        nodes[f"model.p.{name}"] = {"unique_id": f"model.p.{name}", "resource_type": "model", "name": name,
-                                    "schema": "main", "config": {"materialized": "table"}}
+        nodes[f"model.p.{name}"] = {
+            "unique_id": f"model.p.{name}",
+            "resource_type": "model",
+            "name": name,
+            "schema": "main",
+            "config": {"materialized": "table"},
+        }
     manifest = manifest_from_dict({"nodes": nodes})
     return ProjectView(tmp_path / "proj", manifest.nodes, tuple(nodes))
 
@@ -341,8 +426,13 @@ SEEDS = {"levels": 'id,label\n1,"multi\nline"\n2,b\n', "cola": "year,rate\n2025,
 
 
 def test_seed_integrity_passes_when_tables_match_their_csv(tmp_path: Path) -> None:
-    db = make_db(tmp_path / "s.duckdb", {"levels": ("id integer, label varchar", [(1, "multi\nline"), (2, "b")]),
-                                         "cola": ("year integer, rate double", [(2025, 0.02), (2026, 0.02)])})
+    db = make_db(
+        tmp_path / "s.duckdb",
+        {
+            "levels": ("id integer, label varchar", [(1, "multi\nline"), (2, "b")]),
+            "cola": ("year integer, rate double", [(2025, 0.02), (2026, 0.02)]),
+        },
+    )
     proj, validation = project(tmp_path, SEEDS, []), settings(tmp_path)
     for name in ("present", "row_counts", "null_columns"):
         assert run(f"seed_data_integrity.{name}", validation, db, proj).passed, name
@@ -353,12 +443,20 @@ def test_seed_integrity_defects(tmp_path: Path) -> None:
     proj = project(tmp_path, SEEDS, [])
     validation = settings(tmp_path)
     present = run("seed_data_integrity.present", validation, db, proj)
-    assert (present.status, present.severity, present.message) == ("failed", "critical", "1 of 2 required seed tables missing: cola")
+    assert (present.status, present.severity, present.message) == (
+        "failed",
+        "critical",
+        "1 of 2 required seed tables missing: cola",
+    )
     counts = run("seed_data_integrity.row_counts", validation, db, proj)
     assert (counts.status, counts.severity) == ("failed", "error")
     assert counts.message == "seed row counts differ from their CSV files: levels has 1 row, seeds/levels.csv has 2"
     nulls = run("seed_data_integrity.null_columns", validation, db, proj)
-    assert (nulls.status, nulls.severity, nulls.message) == ("failed", "warning", "1 seed columns entirely null: levels.label")
+    assert (nulls.status, nulls.severity, nulls.message) == (
+        "failed",
+        "warning",
+        "1 seed columns entirely null: levels.label",
+    )
 
 
 def test_required_seed_tables_from_config(tmp_path: Path) -> None:
@@ -373,7 +471,10 @@ def test_staging_models_materialized_and_non_empty(tmp_path: Path) -> None:
     validation = settings(tmp_path, "  allow_empty_models: []\n")
     missing = run("staging_models.materialized", validation, db, proj)
     assert (missing.status, missing.severity, missing.message) == (
-        "failed", "critical", "1 of 3 selected models not in the database: stg_b")
+        "failed",
+        "critical",
+        "1 of 3 selected models not in the database: stg_b",
+    )
     empty = run("staging_models.non_empty", validation, db, proj)
     assert (empty.status, empty.severity, empty.message) == ("failed", "error", "1 models have no rows: stg_audit")
     assert run("staging_models.non_empty", settings(tmp_path, "  allow_empty_models: [stg_audit]\n"), db, proj).passed
@@ -387,14 +488,17 @@ def test_project_checks_skip_without_a_project(clean: Path, tmp_path: Path) -> N
 # ---------------------------------------------------------------- issue 25: a project without seeds, a list cut short
 
 
-@pytest.mark.parametrize("name", ["seed_data_integrity.present", "seed_data_integrity.row_counts",
-                                  "seed_data_integrity.null_columns"])
+@pytest.mark.parametrize(
+    "name", ["seed_data_integrity.present", "seed_data_integrity.row_counts", "seed_data_integrity.null_columns"]
+)
 def test_seed_checks_skip_a_project_without_seeds_even_before_its_database_exists(name: str, tmp_path: Path) -> None:
     """Issue 25: 'fail (critical): could not run: database ... does not exist' on a project with no seeds."""
     from factories import make_manifest, manifest_node
 
     nodes = manifest_from_dict(make_manifest(manifest_node("model.p.returns"))).nodes
-    result = run(name, settings(tmp_path), tmp_path / "not_built_yet.duckdb", ProjectView(tmp_path, nodes, ("model.p.returns",)))
+    result = run(
+        name, settings(tmp_path), tmp_path / "not_built_yet.duckdb", ProjectView(tmp_path, nodes, ("model.p.returns",))
+    )
     assert result.status == "skipped", result.one_line()
     assert "no seeds" in result.message
 
@@ -413,7 +517,7 @@ def test_a_message_cut_short_shows_every_item_where_samples_show(tmp_path: Path)
     assert CheckResult.from_dict(result.as_dict()).sample_line() == result.sample_line()  # what doit info reads back
 
 
-# ---------------------------------------------------------------- issue 21: checks over many tables read the changed ones
+# ----------------------------------------------------- issue 21: checks over many tables read the changed ones
 
 
 class _Fingerprint:
@@ -437,10 +541,12 @@ class _Engine:
         return {uid: _Fingerprint(d) for uid, d in self.digests.items()}
 
 
-@pytest.mark.parametrize("name", ["staging_models.non_empty", "seed_data_integrity.row_counts",
-                                  "seed_data_integrity.null_columns"])
-def test_a_check_over_many_tables_reads_again_only_the_tables_that_changed(name: str, tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "name", ["staging_models.non_empty", "seed_data_integrity.row_counts", "seed_data_integrity.null_columns"]
+)
+def test_a_check_over_many_tables_reads_again_only_the_tables_that_changed(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 21: one seed edited in a project of 1,000 models re-ran every model's count. A check keeps what
     it measured of each table with the table's state; its next run reads only the tables whose state moved,
     and its verdict still covers every table (a changed table's new defect is found)."""
@@ -475,8 +581,13 @@ def test_a_check_over_many_tables_reads_again_only_the_tables_that_changed(name:
     if seeds:
         (tmp_path / "proj" / "seeds" / f"{table}.csv").write_text("id,v\n1,\n2,\n")
     queried.clear()
-    again = Environment(validation, Database(db), proj, _Engine({**digests, changed: "d2"}),  # type: ignore[arg-type]
-                        previous={"tables": first.tables})
+    again = Environment(
+        validation,
+        Database(db),
+        proj,
+        _Engine({**digests, changed: "d2"}),  # type: ignore[arg-type]
+        previous={"tables": first.tables},
+    )
     [result] = check.run(again)
     assert len(queried) == 1 and f'"{table}"' in queried[0] and queried[0].upper().count(" FROM ") == 1, queried
     assert not result.passed and table in result.message, result.message

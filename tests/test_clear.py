@@ -16,7 +16,13 @@ from setup_tasks.engine.run_state import Outcome
 from setup_tasks.errors import DatabaseError
 from setup_tasks.store.records import BuildRecord
 
-ALL_MODELS = {"model:stg_customers", "model:stg_orders", "model:stg_customer_orders", "model:stg_regions", "model:stg_events"}
+ALL_MODELS = {
+    "model:stg_customers",
+    "model:stg_orders",
+    "model:stg_customer_orders",
+    "model:stg_regions",
+    "model:stg_events",
+}
 
 
 def rel(name: str, kind: str = "BASE TABLE", refs: tuple[str, ...] = ()) -> DbRelation:
@@ -76,7 +82,9 @@ FK_TABLES = (
 def test_drop_retries_when_the_given_order_is_wrong(tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
     make_database(db, *FK_TABLES)
-    result = Database(db).drop_relations(lambda rels: sorted((r for r in rels if r.name.startswith("stg")), key=lambda r: r.name != "stg_parent"))
+    result = Database(db).drop_relations(
+        lambda rels: sorted((r for r in rels if r.name.startswith("stg")), key=lambda r: r.name != "stg_parent")
+    )
     assert result.failed == {}
     assert tables(db) == {"customers", "int_view"}
 
@@ -88,7 +96,13 @@ def test_clear_drops_matching_tables_and_forgets_their_builds(tmp_path: Path) ->
         engine.records.put(uid, BuildRecord("fp", {}, time.time(), 0.1, "b1"))
     forgotten_in_doit: list[str] = []
     dropped, forgotten = clear(engine, forgotten_in_doit.append, Translator())
-    assert set(dropped) == {"main.stg_parent", "main.stg_child", 'main.stg_weird"name', "main.int_view", "main.stg_orders"}
+    assert set(dropped) == {
+        "main.stg_parent",
+        "main.stg_child",
+        'main.stg_weird"name',
+        "main.int_view",
+        "main.stg_orders",
+    }
     assert tables(engine.db_path) == {"customers", "orders"}
     assert forgotten == forgotten_in_doit == ["model:stg_orders"]
     assert engine.records.get("model.shop.stg_orders") is None
@@ -97,8 +111,12 @@ def test_clear_drops_matching_tables_and_forgets_their_builds(tmp_path: Path) ->
 
 def test_a_drop_refused_by_a_foreign_key_names_the_table_and_the_fix(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path)
-    make_database(engine.db_path, "create table stg_orders (id int primary key)",
-                  "create table audit (order_id int references stg_orders(id))", "create table fct_x (id int)")
+    make_database(
+        engine.db_path,
+        "create table stg_orders (id int primary key)",
+        "create table audit (order_id int references stg_orders(id))",
+        "create table fct_x (id int)",
+    )
     engine.records.put("model.shop.stg_orders", BuildRecord("fp", {}, time.time(), 0.1, "b1"))
     with pytest.raises(DatabaseError) as err:
         clear(engine, lambda task: None, Translator())
@@ -109,13 +127,23 @@ def test_a_drop_refused_by_a_foreign_key_names_the_table_and_the_fix(tmp_path: P
 
 def test_derived_tables_are_dropped_only_when_an_input_was_rebuilt(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path, clear_tables=True)
-    make_database(engine.db_path, "create table stg_orders (id int)", "create table fct_x (id int)",
-                  "create table int_y (id int)", "create table stg_legacy (id int)", "create table orders (id int)")
+    make_database(
+        engine.db_path,
+        "create table stg_orders (id int)",
+        "create table fct_x (id int)",
+        "create table int_y (id int)",
+        "create table stg_legacy (id int)",
+        "create table orders (id int)",
+    )
     assert clear_derived_tables(engine, lambda task: None, Translator()) == []  # nothing rebuilt in this run
     engine.run.outcomes["seed.shop.orders"] = Outcome("seed.shop.orders", "error", "boom")
     assert clear_derived_tables(engine, lambda task: None, Translator()) == []  # a failure rebuilt nothing either
     engine.run.outcomes["model.shop.stg_orders"] = Outcome("model.shop.stg_orders", "success")
-    assert sorted(clear_derived_tables(engine, lambda task: None, Translator())) == ["main.fct_x", "main.int_y", "main.stg_legacy"]
+    assert sorted(clear_derived_tables(engine, lambda task: None, Translator())) == [
+        "main.fct_x",
+        "main.int_y",
+        "main.stg_legacy",
+    ]
     assert tables(engine.db_path) == {"stg_orders", "orders"}  # setup's own tables stay
 
 

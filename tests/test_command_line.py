@@ -16,14 +16,25 @@ pytestmark = pytest.mark.slow
 
 def doit_in(ws: Workspace, *args: str, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     """`doit <args>` from the repository root with the workspace's config (``stdout``: where it writes)."""
-    return subprocess.run([sys.executable, "-m", "doit", *args, f"config={ws.config_path}"], cwd=REPO,
-                          env=clean_env(), stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "doit", *args, f"config={ws.config_path}"],
+        cwd=REPO,
+        env=clean_env(),
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
 
 
 BAD_ARGUMENTS = {
     "a census size that is no number": (("setup", "employees=abc"), 3, "employees=abc is not a whole number"),
     "a census seed that is no number": (("census", "seed=x1"), 3, "seed=x1 is not a whole number"),
-    "a census size for a project without one": (("setup", "employees=500"), 3, "no model of project shop reads a census"),
+    "a census size for a project without one": (
+        ("setup", "employees=500"),
+        3,
+        "no model of project shop reads a census",
+    ),
     "a task info does not know": (("info", "seed:nope"), 3, "'seed:nope' is not a task; did you mean seed:"),
     "info without a task": (("info",), 3, "`doit info` shows one task, 0 given"),
     "a reporter doit does not have": (("setup", "--reporter", "nope"), 3, "there is no reporter 'nope'"),
@@ -36,8 +47,14 @@ BAD_ARGUMENTS = {
 def test_a_bad_argument_is_one_line_with_the_fix_never_a_traceback(built_shop: Workspace, case: str) -> None:
     args, code, words = BAD_ARGUMENTS[case]
     if case == "a config file that is not there":
-        run = subprocess.run([sys.executable, "-m", "doit", "setup", "config=nope.yaml"], cwd=REPO, env=clean_env(),
-                             capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [sys.executable, "-m", "doit", "setup", "config=nope.yaml"],
+            cwd=REPO,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     else:
         run = doit_in(built_shop, *args)
     text = run.stdout + run.stderr
@@ -46,8 +63,19 @@ def test_a_bad_argument_is_one_line_with_the_fix_never_a_traceback(built_shop: W
     assert line is not None and "fix:" in line, text
 
 
-@pytest.mark.parametrize("args", [("setup",), ("--reporter", "json", "setup"), ("list",), ("list", "--all", "--status"),
-                                  ("info", "setup"), ("status",), ("forget", "model:stg_orders"), ("validate",)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("setup",),
+        ("--reporter", "json", "setup"),
+        ("list",),
+        ("list", "--all", "--status"),
+        ("info", "setup"),
+        ("status",),
+        ("forget", "model:stg_orders"),
+        ("validate",),
+    ],
+)
 def test_a_reader_that_went_away_ends_nothing_with_a_traceback(built_shop: Workspace, args: tuple[str, ...]) -> None:
     """`doit setup | head -1`: the pipe is closed before the first write, every write meets EPIPE."""
     read, write = os.pipe()

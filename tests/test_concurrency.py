@@ -26,7 +26,16 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from factories import REPO, DoitRun, Workspace, clean_env, database_tables, parse_json_report, worker_pids, write_shop_project
+from factories import (
+    REPO,
+    DoitRun,
+    Workspace,
+    clean_env,
+    database_tables,
+    parse_json_report,
+    worker_pids,
+    write_shop_project,
+)
 from tempdirs import short_temp_dir
 
 pytestmark = pytest.mark.slow
@@ -57,6 +66,7 @@ class Shared:
 def stop_workers(directory: Path) -> None:
     """End the workers started in this module's private directory: pids their log names, whose
     command line still names the directory (a pid may have been reused since); wait until they are gone."""
+
     def ours(pid: int) -> bool:
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -93,14 +103,26 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
 
 
 def setup(config: Path, env: dict[str, str]) -> DoitRun:
-    proc = subprocess.run([sys.executable, "-m", "doit", "--reporter", "json", "setup", f"config={config}"], cwd=REPO,
-                          env=clean_env(env), capture_output=True, text=True, timeout=DEADLINE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "doit", "--reporter", "json", "setup", f"config={config}"],
+        cwd=REPO,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
     return DoitRun(proc.returncode, proc.stdout, proc.stderr, parse_json_report(proc.stdout))
 
 
 def start(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "doit", "setup", f"config={config}"], cwd=REPO,
-                            env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "doit", "setup", f"config={config}"],
+        cwd=REPO,
+        env=clean_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen[str], deadline: float) -> tuple[int | None, str]:
@@ -124,12 +146,24 @@ def test_a_finished_request_does_not_cancel_the_next_one_and_a_waiting_run_says_
     database) asks the busy worker meanwhile: it says it waits, and for whom, and builds what a builds."""
     ws, env = shared.ws, shared.env
     (socket_path,) = shared.directory.glob("*.sock")
-    ctx = {"project_dir": str(ws.project), "profiles_dir": str(ws.project), "target": None, "vars": {},
-           "threads": None, "database_path": str(ws.root / "a.duckdb"), "duckdb_threads": None, "duckdb_memory_limit": None}
+    ctx = {
+        "project_dir": str(ws.project),
+        "profiles_dir": str(ws.project),
+        "target": None,
+        "vars": {},
+        "threads": None,
+        "database_path": str(ws.root / "a.duckdb"),
+        "duckdb_threads": None,
+        "duckdb_memory_limit": None,
+    }
     a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     a.connect(str(socket_path))
-    a.sendall(json.dumps({"op": "build", "ctx": ctx, "targets": [], "quiet": True, "env": {},
-                          "cwd": str(ws.root), "who": "client A"}).encode() + b"\n")
+    a.sendall(
+        json.dumps(
+            {"op": "build", "ctx": ctx, "targets": [], "quiet": True, "env": {}, "cwd": str(ws.root), "who": "client A"}
+        ).encode()
+        + b"\n"
+    )
     a.settimeout(30)
     answer = a.makefile("rb").readline()  # A's request is done; A keeps its connection
     assert b'"done"' in answer, answer

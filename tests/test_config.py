@@ -322,10 +322,16 @@ def test_nested_unknown_keys(tmp_path: Path) -> None:
         ("database: 5", "database: expected mapping, got integer 5"),
         ("- a\n- b", "(top level): expected mapping, got a list"),
         ("validation: {fail_on: error}", "validation.fail_on: expected list, got string 'error'"),
-        ("database: {memory_limit: lots}", "database.memory_limit: 'lots' is not valid (expected a value like '4GB' or '512MiB')"),
+        (
+            "database: {memory_limit: lots}",
+            "database.memory_limit: 'lots' is not valid (expected a value like '4GB' or '512MiB')",
+        ),
         ("census: {employees: 1.5}", "census.employees: expected integer, got number 1.5"),
         ("dbt: {vars: {1: x}}", "dbt.vars: key 1 must be a string (quote it)"),
-        ("validation: {compensation_outlier_zscore: .nan}", "validation.compensation_outlier_zscore: nan is not a finite number"),
+        (
+            "validation: {compensation_outlier_zscore: .nan}",
+            "validation.compensation_outlier_zscore: nan is not a finite number",
+        ),
     ],
 )
 def test_type_errors(tmp_path: Path, text: str, expected: str) -> None:
@@ -554,8 +560,14 @@ def test_derived_classes_have_exactly_the_schema_keys() -> None:
     # ... and which keys the file or the environment set (issue 25: a default is not the user's choice)
     assert [f.name for f in dataclasses.fields(Settings)] == ["root", "source", *schema["properties"], "explicit"]
     hints = typing.get_type_hints(Settings)
-    public = {"database": "DatabaseSettings", "dbt": "DbtSettings", "setup": "SetupOptions",
-              "validation": "ValidationSettings", "census": "CensusSettings", "report": "ReportSettings"}
+    public = {
+        "database": "DatabaseSettings",
+        "dbt": "DbtSettings",
+        "setup": "SetupOptions",
+        "validation": "ValidationSettings",
+        "census": "CensusSettings",
+        "report": "ReportSettings",
+    }
     assert {name: hints[name] for name in schema["properties"]} == {k: getattr(config, v) for k, v in public.items()}
     for section, node in schema["properties"].items():
         cls = hints[section]
@@ -569,10 +581,14 @@ def test_derived_classes_have_exactly_the_schema_keys() -> None:
 
 def test_field_types_follow_the_json_types(tmp_path: Path) -> None:
     settings = load(tmp_path)
-    hints = {f"{section}.{name}": hint for section in load_schema()["properties"]
-             for name, hint in typing.get_type_hints(typing.get_type_hints(Settings)[section]).items()}
+    hints = {
+        f"{section}.{name}": hint
+        for section in load_schema()["properties"]
+        for name, hint in typing.get_type_hints(typing.get_type_hints(Settings)[section]).items()
+    }
     assert {key for key, hint in hints.items() if Path in (hint, *typing.get_args(hint))} == {
-        key for key, node in _schema_keys() if node.get("x-path")}
+        key for key, node in _schema_keys() if node.get("x-path")
+    }
     assert hints["database.threads"] == int | None
     assert hints["validation.min_reasonable_compensation"] is float
     assert hints["validation.required_seed_tables"] == tuple[str, ...] | None
@@ -584,7 +600,8 @@ def test_field_types_follow_the_json_types(tmp_path: Path) -> None:
 def test_the_checked_in_classes_are_generated_from_the_schema(tmp_path: Path) -> None:
     """sections.py is what a type checker reads of the settings: it must say what the schema says."""
     assert CLASSES_PATH.read_text(encoding="utf-8") == classes_source(), (
-        f"{CLASSES_PATH.name} is out of date with the schema: run `{WRITE_COMMAND}`")
+        f"{CLASSES_PATH.name} is out of date with the schema: run `{WRITE_COMMAND}`"
+    )
     copy = tmp_path / CLASSES_PATH.name
     assert write_classes(copy) and copy.read_text(encoding="utf-8") == classes_source()
     assert not write_classes(copy)  # unchanged: not written again
@@ -599,17 +616,26 @@ def _generated_classes(schema: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_key_added_to_the_schema_becomes_a_field_of_the_generated_classes() -> None:
     schema = load_schema()
-    schema["properties"]["census"]["properties"]["region"] = {"type": ["string", "null"], "default": None, "description": "x"}
+    schema["properties"]["census"]["properties"]["region"] = {
+        "type": ["string", "null"],
+        "default": None,
+        "description": "x",
+    }
     schema["properties"]["extra"] = {
-        "type": "object", "description": "A new section.", "properties": {
-            "folders": {"type": "array", "items": {"type": "string", "x-path": True}, "description": "y"}}}
+        "type": "object",
+        "description": "A new section.",
+        "properties": {"folders": {"type": "array", "items": {"type": "string", "x-path": True}, "description": "y"}},
+    }
     classes = _generated_classes(schema)
     assert [f.name for f in dataclasses.fields(classes["CensusSettings"])][-1] == "region"
     assert typing.get_type_hints(classes["CensusSettings"])["region"] == str | None
     assert classes["ExtraSettings"].__doc__ == "A new section."
     assert typing.get_type_hints(classes["ExtraSettings"])["folders"] == tuple[Path, ...]
     assert typing.get_type_hints(classes["Settings"])["extra"] is classes["ExtraSettings"]
-    assert classes["SetupOptions"](**{f.name: () for f in dataclasses.fields(classes["SetupOptions"])}).matches("x") is False
+    assert (
+        classes["SetupOptions"](**{f.name: () for f in dataclasses.fields(classes["SetupOptions"])}).matches("x")
+        is False
+    )
     schema["properties"]["census"]["properties"]["region"]["type"] = ["string", "integer"]
     with pytest.raises(TypeError, match="one JSON type"):
         classes_source(schema)
@@ -633,7 +659,9 @@ def test_loaded_defaults_match_schema_defaults(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- limits the census generator shares
 
 
-def test_defect_rate_the_generator_refuses_is_a_config_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_defect_rate_the_generator_refuses_is_a_config_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The crash: --check said ok for a rate the generator refuses, and `doit list` printed its traceback."""
     path = write(tmp_path, "census:\n  duplicate_id_rate: 0.7\n")
     assert main(["--check", str(path)]) == 1
@@ -707,7 +735,9 @@ def test_readme_reference_check_and_replace() -> None:
         replace_readme_reference("no markers")
 
 
-def test_cli_check_and_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_check_and_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     for var in (config.CONFIG_ENV_VAR, *config.ENV_OVERRIDES):
         monkeypatch.delenv(var, raising=False)

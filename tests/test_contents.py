@@ -22,8 +22,12 @@ KEY = ("shop", "main", "orders")
 
 
 def _view(db_path: Path) -> ContentsView:
-    return ContentsView(Database(db_path), RunLock(db_path.parent / "run.lock", db_path),
-                        db_path.parent / "db_contents.json", lambda: [KEY])
+    return ContentsView(
+        Database(db_path),
+        RunLock(db_path.parent / "run.lock", db_path),
+        db_path.parent / "db_contents.json",
+        lambda: [KEY],
+    )
 
 
 @pytest.fixture
@@ -50,7 +54,9 @@ def test_an_unchanged_file_answers_from_the_saved_copy(shop_db: Path, monkeypatc
     assert view.get() is view._saved, "an unchanged file must not be opened"
 
 
-def test_rows_deleted_with_the_modification_time_restored_are_seen(shop_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_deleted_with_the_modification_time_restored_are_seen(
+    shop_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another program deletes rows, then restores the file's size... and modification time: the change time
     moved, so the saved copy is not used and the new signature is read (issue 20, item 15)."""
     _saved_long_after_the_last_write(shop_db, monkeypatch)
@@ -74,7 +80,6 @@ def test_a_copy_saved_while_the_file_was_changing_is_not_trusted(shop_db: Path) 
     view.save()
     again = _view(shop_db)
     assert again.get() is not again._saved
-
 
 
 TABLES = [("db", "main", f"t{i}") for i in range(20)]
@@ -112,7 +117,9 @@ def test_after_a_build_only_the_tables_it_wrote_are_signed_again(view: tuple[Con
     after = contents.get()
     assert signed == [[("db", "main", "t3")]]
     assert after.signature(("db", "main", "t3")) != before.signature(("db", "main", "t3"))
-    assert {k: after.signature(k) for k in TABLES if k[2] != "t3"} == {k: before.signature(k) for k in TABLES if k[2] != "t3"}
+    assert {k: after.signature(k) for k in TABLES if k[2] != "t3"} == {
+        k: before.signature(k) for k in TABLES if k[2] != "t3"
+    }
     signed.clear()
     contents.invalidate([("db", "main", "t4")])  # two writes before the next read (moved aside, then built):
     contents.invalidate([("db", "main", "t5")])  # the tables of both are signed again
@@ -124,8 +131,9 @@ def test_after_a_build_only_the_tables_it_wrote_are_signed_again(view: tuple[Con
     assert [sorted(s) for s in signed] == [sorted(TABLES)]
 
 
-def test_a_live_read_of_a_file_unchanged_since_the_saved_copy_signs_nothing(view: tuple[ContentsView, list[list[Any]]],
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_live_read_of_a_file_unchanged_since_the_saved_copy_signs_nothing(
+    view: tuple[ContentsView, list[list[Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A build opens the file (is it free?) but takes the signatures of the last run's copy while the file
     is unchanged since (saved well after its last change); a file written meanwhile is signed in full."""
     contents, signed = view
@@ -147,8 +155,9 @@ def test_a_live_read_of_a_file_unchanged_since_the_saved_copy_signs_nothing(view
     assert [sorted(s) for s in signed] == [sorted(TABLES)]
 
 
-def test_the_checks_after_a_read_use_its_connection(view: tuple[ContentsView, list[list[Any]]],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_checks_after_a_read_use_its_connection(
+    view: tuple[ContentsView, list[list[Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Opening the file costs 10 ms at 30 tables, 100 at 1,000: what the database holds is read on the
     connection the checks then read through, until a writer closes it."""
     contents, _ = view

@@ -120,7 +120,5 @@ def test_census_location_is_rendered_into_the_manifest(demo_build: DemoBuild) ->
 
 
 def test_foundation_models_are_tagged(demo_build: DemoBuild) -> None:
-    tagged = {
-        node["name"] for node in demo_build.manifest["nodes"].values() if "foundation" in node.get("tags", [])
-    }
+    tagged = {node["name"] for node in demo_build.manifest["nodes"].values() if "foundation" in node.get("tags", [])}
     assert tagged == FOUNDATION_MODELS

@@ -13,8 +13,13 @@ from factories import REPO, Workspace
 
 pytestmark = pytest.mark.slow
 
-FOUNDATION = {"seed:config_job_levels", "seed:comp_levers",
-              "model:stg_census_data", "model:stg_config_job_levels", "model:stg_comp_levers"}
+FOUNDATION = {
+    "seed:config_job_levels",
+    "seed:comp_levers",
+    "model:stg_census_data",
+    "model:stg_config_job_levels",
+    "model:stg_comp_levers",
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +27,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("demo")
     shutil.copytree(REPO / "dbt", root / "proj", ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
     ws = Workspace(root)
-    ws.config_path.write_text(yaml.safe_dump({
-        "database": {"path": "warehouse.duckdb"},
-        "dbt": {"project_dir": "proj"},
-        "census": {"path": "census.parquet", "employees": 3000},
-    }))
+    ws.config_path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"path": "warehouse.duckdb"},
+                "dbt": {"project_dir": "proj"},
+                "census": {"path": "census.parquet", "employees": 3000},
+            }
+        )
+    )
     return ws
 
 

@@ -15,7 +15,9 @@ from setup_tasks.engine.staleness import NodeStatus
 from setup_tasks.errors import DatabaseLockedError
 from setup_tasks.ops.status import node_statuses
 
-STALE_ORDERS = {"model.shop.stg_orders": NodeStatus("model.shop.stg_orders", True, ('var changed: fx_rate (1 -> 2) "x"',))}
+STALE_ORDERS = {
+    "model.shop.stg_orders": NodeStatus("model.shop.stg_orders", True, ('var changed: fx_rate (1 -> 2) "x"',))
+}
 SAFE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -67,7 +69,7 @@ def test_unknown_when_staleness_could_not_be_checked(tmp_path: Path) -> None:
 
 
 def test_ids_are_safe_and_unique() -> None:
-    names = ["seed:a.b", "seed:a-b", "seed:a b", "model:ünï", "validate:x\"y", "end"]
+    names = ["seed:a.b", "seed:a-b", "seed:a b", "model:ünï", 'validate:x"y', "end"]
     ids = node_ids(names)
     assert all(SAFE_ID.match(i) for i in ids.values())
     assert len(set(ids.values())) == len(names)
@@ -75,8 +77,10 @@ def test_ids_are_safe_and_unique() -> None:
 
 
 def test_validation_tasks_are_drawn_after_what_they_check(tmp_path: Path) -> None:
-    validations = [{"name": "validate:orders_positive", "task_dep": ["model:stg_orders", "setup"]},
-                   {"name": "validate:census", "task_dep": ["validate:orders_positive"]}]
+    validations = [
+        {"name": "validate:orders_positive", "task_dep": ["model:stg_orders", "setup"]},
+        {"name": "validate:census", "task_dep": ["validate:orders_positive"]},
+    ]
     diagram = diagram_of(FakeEngine(tmp_path), validations)
     text = diagram.mermaid()
     assert mermaid_nodes(text)["n_validate_orders_positive"] == "check"
@@ -107,4 +111,9 @@ def test_doit_graph_on_a_built_project(built_shop: Workspace) -> None:
     edges = re.findall(r"^  (n_\w+) -> (n_\w+);$", (shop.root / "warehouse.setup_graph.dot").read_text(), re.M)
     assert len([e for e in edges if not e[1].startswith("n_validate")]) == 6
     assert ("n_model_stg_regions", "n_validate_staging_models_materialized") in edges
-    assert sorted(r[2] for r in shop.tables()["stg_orders"]) == [6.0, 14.5, 24.0, 41.0]  # built nothing: still fx_rate 2
+    assert sorted(r[2] for r in shop.tables()["stg_orders"]) == [
+        6.0,
+        14.5,
+        24.0,
+        41.0,
+    ]  # built nothing: still fx_rate 2

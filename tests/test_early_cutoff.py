@@ -46,8 +46,11 @@ def test_a_seed_reordered_is_reloaded_alone_and_its_readers_kept(built_shop: Wor
 
 def test_a_model_reformatted_is_rebuilt_alone(built_shop: Workspace) -> None:
     ws = built_shop
-    ws.model("stg_orders", "-- amounts in dollars\nselect id, customer_id,\n  amount * {{ var('fx_rate') }} as amount_usd\n"
-                           "from {{ ref('orders') }}")
+    ws.model(
+        "stg_orders",
+        "-- amounts in dollars\nselect id, customer_id,\n  amount * {{ var('fx_rate') }} as amount_usd\n"
+        "from {{ ref('orders') }}",
+    )
     run = ws.doit("setup", json_report=False)
     assert run.returncode == 0, run.stdout + run.stderr
     assert built(ws) == {"model.shop.stg_orders"}
@@ -81,8 +84,10 @@ def test_one_model_edited_after_a_cold_build_compiles_that_model_alone(built_sho
     unset on one run and not on the next, they changed every compile key, and the first model edit
     after a cold build had dbt compile every model and test again (20 s at 1,000 models)."""
     ws = built_shop
-    ws.model("stg_orders", "select id, customer_id, amount * {{ var('fx_rate') }} as amount_usd from {{ ref('orders') }}"
-                           " where amount > 0")
+    ws.model(
+        "stg_orders",
+        "select id, customer_id, amount * {{ var('fx_rate') }} as amount_usd from {{ ref('orders') }} where amount > 0",
+    )
     run = ws.doit("setup", json_report=False)
     assert run.returncode == 0, run.stdout + run.stderr
     assert report(ws)["compiled"] == 1, report(ws)["compiled"]

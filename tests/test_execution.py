@@ -20,13 +20,16 @@ def test_a_pickled_manifest_serves_several_invocations(shop: Workspace) -> None:
     assert parsed.profile.path == str(shop.db_path)  # the profile reads DUCKDB_PATH, which setup exported
     manifest_path = manifest_cache(ctx).manifest_path
     dbt = InProcessDbt()  # as a fresh process: only the pickle on disk
-    nodes = {uid: type("Target", (), {"unique_id": uid, "selector": sel}) for uid, sel in [
-        ("seed.shop.customers", "path:seeds/customers.csv"),
-        ("model.shop.stg_customers", "path:models/staging/stg_customers.sql"),
-        ("seed.shop.regions", "path:seeds/regions.csv"),
-        ("model.shop.stg_regions", "path:models/staging/stg_regions.sql"),
-        ("model.shop.stg_events", "path:models/staging/stg_events.sql"),  # source(): another lookup
-    ]}
+    nodes = {
+        uid: type("Target", (), {"unique_id": uid, "selector": sel})
+        for uid, sel in [
+            ("seed.shop.customers", "path:seeds/customers.csv"),
+            ("model.shop.stg_customers", "path:models/staging/stg_customers.sql"),
+            ("seed.shop.regions", "path:seeds/regions.csv"),
+            ("model.shop.stg_regions", "path:models/staging/stg_regions.sql"),
+            ("model.shop.stg_events", "path:models/staging/stg_events.sql"),  # source(): another lookup
+        ]
+    }
     seen: list[tuple[str, str]] = []
     for uid in nodes:  # one invocation each: lookups dbt caches on the manifest must survive
         dbt.build_nodes(ctx, manifest_path, [nodes[uid]], lambda o: seen.append((o.unique_id, o.status)))

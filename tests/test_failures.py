@@ -69,8 +69,13 @@ def test_failed_node_skips_descendants_but_builds_unrelated_under_continue(built
 
 def test_database_locked_by_another_process_names_the_holder(built: Workspace) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(built.db_path)!r}); print('ok', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(built.db_path)!r}); print('ok', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ok"
@@ -96,8 +101,11 @@ def test_invalid_config_is_one_line_without_traceback(shop: Workspace) -> None:
     # A check name is known only once the checks are loaded: same kind of answer.
     shop.write_config(validation={"disabled_checks": ["baseline_workfrce"]})
     run = shop.doit("setup", json_report=False)
-    assert_clean_failure(run, "validation.disabled_checks[0]: 'baseline_workfrce' is no check or area",
-                         "did you mean 'baseline_workforce'")
+    assert_clean_failure(
+        run,
+        "validation.disabled_checks[0]: 'baseline_workfrce' is no check or area",
+        "did you mean 'baseline_workforce'",
+    )
 
 
 def test_unwritable_database_location_is_reported(shop: Workspace) -> None:
@@ -109,8 +117,11 @@ def test_unwritable_database_location_is_reported(shop: Workspace) -> None:
 
 def _start_slow_setup(ws: Workspace) -> subprocess.Popen:
     # About ten seconds of real work on 2 cores: long enough to interrupt or race.
-    ws.model("stg_slow", "select sum(a.range * b.range) as s from range(30000) a, range(30000) b, "
-                         "{{ ref('stg_customers') }} c where c.id = 1")
+    ws.model(
+        "stg_slow",
+        "select sum(a.range * b.range) as s from range(30000) a, range(30000) b, "
+        "{{ ref('stg_customers') }} c where c.id = 1",
+    )
     cmd = [sys.executable, "-m", "doit", "setup", f"config={ws.config_path}"]
     return subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -127,7 +138,9 @@ def _wait_for(path, predicate, timeout: float = 60.0) -> None:
 def _records(ws: Workspace) -> set[str]:
     from setup_tasks.store.records import BuildRecords
 
-    return set(BuildRecords.load(ws.root / ".planwise" / ws.db_path.name / "projects" / "shop" / "records.json").records)
+    return set(
+        BuildRecords.load(ws.root / ".planwise" / ws.db_path.name / "projects" / "shop" / "records.json").records
+    )
 
 
 def test_ctrl_c_exits_130_and_keeps_completed_work(shop: Workspace) -> None:
@@ -162,8 +175,9 @@ def test_second_setup_while_one_runs_is_refused(shop: Workspace) -> None:
 def _census_shop(ws: Workspace, census_text_sql: str | None) -> None:
     """Make stg_events read the configured census file (a parquet), generation off."""
     census = ws.root / "census.parquet"
-    ws.write_config(census={"path": "census.parquet", "generate": False},
-                    dbt={"vars": {"fx_rate": 2, "events_path": str(census)}})
+    ws.write_config(
+        census={"path": "census.parquet", "generate": False}, dbt={"vars": {"fx_rate": 2, "events_path": str(census)}}
+    )
     if census_text_sql:
         import duckdb
 
@@ -181,8 +195,12 @@ def test_census_without_required_columns_lists_them(shop: Workspace) -> None:
     _census_shop(shop, "select 'click' as kind, date '2024-01-01' as at")
     run = shop.doit("setup", json_report=False)
     # The census contract (docs/census.md), checked before dbt reads the file: every missing column named.
-    assert_clean_failure(run, "census.parquet: lacks employee_id, employee_ssn, employee_birth_date", "roth_contribution",
-                         "docs/census.md lists the 15 columns and their types")
+    assert_clean_failure(
+        run,
+        "census.parquet: lacks employee_id, employee_ssn, employee_birth_date",
+        "roth_contribution",
+        "docs/census.md lists the 15 columns and their types",
+    )
     assert run.returncode == 1
 
 
@@ -236,8 +254,14 @@ def test_ctrl_c_while_doit_checks_what_is_up_to_date_exits_130_without_a_tally(b
     """Outside any action (doit's planning): no traceback, no summary of a run that did not happen, status 130."""
     ws = built_shop
     ws.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")  # something stale too
-    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_CHECK, "setup", f"config={ws.config_path}"], cwd=REPO,
-                          env=clean_env({"PYTHONPATH": str(REPO)}), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_CHECK, "setup", f"config={ws.config_path}"],
+        cwd=REPO,
+        env=clean_env({"PYTHONPATH": str(REPO)}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr and "summary:" not in proc.stdout
     assert "interrupted: 0 node(s) built in this run are kept" in proc.stderr

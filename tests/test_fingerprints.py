@@ -26,22 +26,39 @@ def project(tmp_path: Path, files: dict[str, str]) -> Path:
 NODES = (
     n("seed.p.levels"),
     n("source.p.raw.census", external_location="data/census_*.parquet"),
-    n("model.p.stg_levels", ("seed.p.levels",), raw_code="select * from {{ ref('levels') }} where y = {{ var('year') }}"),
-    n("model.p.stg_census", ("source.p.raw.census",), raw_code="select {{ scale('pay') }} from x",
-      macros=("macro.p.scale",)),
+    n(
+        "model.p.stg_levels",
+        ("seed.p.levels",),
+        raw_code="select * from {{ ref('levels') }} where y = {{ var('year') }}",
+    ),
+    n(
+        "model.p.stg_census",
+        ("source.p.raw.census",),
+        raw_code="select {{ scale('pay') }} from x",
+        macros=("macro.p.scale",),
+    ),
     n("model.p.report", ("model.p.stg_levels", "model.p.stg_census"), raw_code="select 1"),
 )
 FILES = {
     "seeds/levels.csv": "id\n1\n",
-    "models/stg_levels.sql": "v1", "models/stg_census.sql": "v1", "models/report.sql": "v1",
-    "data/census_1.parquet": "A", "data/census_2.parquet": "B",
+    "models/stg_levels.sql": "v1",
+    "models/stg_census.sql": "v1",
+    "models/report.sql": "v1",
+    "data/census_1.parquet": "A",
+    "data/census_2.parquet": "B",
 }
 
 
 def fingerprints(root: Path, variables: dict | None = None, macro_sql: str = "{{ var('factor') }} * pay"):
     manifest = manifest_from_dict(make_manifest(*NODES, macros={"macro.p.scale": macro_sql}))
-    calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root,
-                                 {"year": 2025, "factor": 2, **(variables or {})}, FileHasher(), readers=reader_paths)
+    calc = FingerprintCalculator(
+        manifest,
+        SetupGraph.from_manifest(manifest),
+        root,
+        {"year": 2025, "factor": 2, **(variables or {})},
+        FileHasher(),
+        readers=reader_paths,
+    )
     return calc.compute(manifest.nodes)
 
 
@@ -75,11 +92,20 @@ def test_vars_change_only_their_readers(tmp_path: Path) -> None:
 
 def test_environment_variables_read_by_code_or_its_macros_are_inputs(tmp_path: Path) -> None:
     root = project(tmp_path, FILES)
-    manifest = manifest_from_dict(make_manifest(*NODES, macros={"macro.p.scale": "pay * {{ env_var('PAY_FACTOR', '1') }}"}))
+    manifest = manifest_from_dict(
+        make_manifest(*NODES, macros={"macro.p.scale": "pay * {{ env_var('PAY_FACTOR', '1') }}"})
+    )
 
     def digests(environ: dict) -> dict:
-        calc = FingerprintCalculator(manifest, SetupGraph.from_manifest(manifest), root,
-                                     {"year": 2025}, FileHasher(), environ=environ, readers=reader_paths)
+        calc = FingerprintCalculator(
+            manifest,
+            SetupGraph.from_manifest(manifest),
+            root,
+            {"year": 2025},
+            FileHasher(),
+            environ=environ,
+            readers=reader_paths,
+        )
         return calc.compute(manifest.nodes)
 
     unset, one, two = digests({}), digests({"PAY_FACTOR": "s3cr3t", "OTHER": "x"}), digests({"PAY_FACTOR": "2"})
@@ -88,7 +114,8 @@ def test_environment_variables_read_by_code_or_its_macros_are_inputs(tmp_path: P
     changed = {uid for uid in one if one[uid].digest != two[uid].digest}
     assert changed == {"model.p.stg_census", "model.p.report"}
     assert explain(one["model.p.stg_census"].parts, two["model.p.stg_census"].parts) == [
-        "environment variable changed: PAY_FACTOR"]
+        "environment variable changed: PAY_FACTOR"
+    ]
     assert digests({"PAY_FACTOR": "2", "OTHER": "y"})["model.p.report"].digest == two["model.p.report"].digest
 
 
@@ -105,11 +132,11 @@ def test_explain_says_what_changed_in_words(tmp_path: Path) -> None:
     after = fingerprints(root, {"year": 2030})
     names = {"seed.p.levels": "seed levels"}
     assert explain(before["model.p.stg_levels"].parts, after["model.p.stg_levels"].parts, names) == [
-        "upstream changed: seed levels", "var changed: year (2025 -> 2030)",
+        "upstream changed: seed levels",
+        "var changed: year (2025 -> 2030)",
     ]
     assert explain(before["seed.p.levels"].parts, after["seed.p.levels"].parts) == ["file changed: seeds/levels.csv"]
     assert explain({"a": "1"}, {"a": "1", "var:x": "2"}) == ["new input: var x"]
-
 
 
 def test_a_checks_reasons_use_the_same_words() -> None:
@@ -130,6 +157,7 @@ def test_a_checks_reasons_use_the_same_words() -> None:
     # A table setup does not build cannot be tracked: a check reading one always runs.
     assert stale_reasons(new, dict(new), names) == ["reads raw, which setup does not track"]
 
+
 def test_file_hasher_reuses_hashes_of_unchanged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fingerprint_module, "RACY_NS", 0)  # files written by the test count as settled
     path = tmp_path / "big.bin"
@@ -141,7 +169,9 @@ def test_file_hasher_reuses_hashes_of_unchanged_files(tmp_path: Path, monkeypatc
     assert FileHasher(cache).hash(path) != first
 
 
-def test_file_hasher_sees_a_same_length_edit_whose_mtime_was_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_hasher_sees_a_same_length_edit_whose_mtime_was_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(fingerprint_module, "RACY_NS", 0)
     path = tmp_path / "orders.csv"
     path.write_text("id,amount\n10,20.5\n")
@@ -172,6 +202,9 @@ def test_effective_vars_follow_dbt_precedence() -> None:
 def test_env_var_names_are_found_as_yaml_and_jinja_write_them() -> None:
     from setup_tasks.project.manifest import ENV_VAR_RE
 
-    written = ("{{ env_var('A') }}", '{{ env_var("B", "x") }}',
-               "- '{% if env_var(''C'', '''') %}select 1{% endif %}'")  # a hook in single-quoted YAML
+    written = (
+        "{{ env_var('A') }}",
+        '{{ env_var("B", "x") }}',
+        "- '{% if env_var(''C'', '''') %}select 1{% endif %}'",
+    )  # a hook in single-quoted YAML
     assert [name for text in written for name in ENV_VAR_RE.findall(text)] == ["A", "B", "C"]

@@ -19,8 +19,10 @@ def graph(*nodes, memo=None) -> SetupGraph:
 
 
 DIAMOND = (
-    n("seed.p.b"), n("seed.p.a"),
-    n("model.p.left", ("seed.p.a",)), n("model.p.right", ("seed.p.a", "seed.p.b")),
+    n("seed.p.b"),
+    n("seed.p.a"),
+    n("model.p.left", ("seed.p.a",)),
+    n("model.p.right", ("seed.p.a", "seed.p.b")),
     n("model.p.top", ("model.p.left", "model.p.right")),
     n("test.p.not_null_top", ("model.p.top",)),
     n("test.p.rel_left_right", ("model.p.left", "model.p.right")),
@@ -38,7 +40,12 @@ def test_selection_with_ancestors_and_buildable() -> None:
     g = graph(*DIAMOND)
     assert g.with_ancestors(["model.p.left"]) == {"model.p.left", "seed.p.a"}
     assert g.buildable(g.with_ancestors(["model.p.top"]))[-1] == "model.p.top"
-    assert g.descendants(["seed.p.b"]) == {"model.p.right", "model.p.top", "test.p.not_null_top", "test.p.rel_left_right"}
+    assert g.descendants(["seed.p.b"]) == {
+        "model.p.right",
+        "model.p.top",
+        "test.p.not_null_top",
+        "test.p.rel_left_right",
+    }
 
 
 def test_tests_of_needs_every_parent_in_scope() -> None:
@@ -59,8 +66,11 @@ def test_a_test_whose_ref_names_no_node_is_dbts_warning_not_a_test_to_run() -> N
     assert g.nodes["test.p.rel_customers_regions"].unresolved == ("regions",)
     assert g.nodes["test.p.not_null_raw"].unresolved == ("raw.gone",)
     assert g.tests_of(["model.p.customers"]) == []
-    assert g.unresolved_tests(["model.p.customers"]) == ["test.p.not_null_raw", "test.p.not_null_regions",
-                                                         "test.p.rel_customers_regions"]
+    assert g.unresolved_tests(["model.p.customers"]) == [
+        "test.p.not_null_raw",
+        "test.p.not_null_regions",
+        "test.p.rel_customers_regions",
+    ]
     assert g.unresolved_tests([]) == ["test.p.not_null_raw", "test.p.not_null_regions"]
 
 
@@ -83,7 +93,8 @@ def test_a_parse_that_disagrees_with_the_files_is_found(tmp_path: Path) -> None:
 
 def test_ephemeral_models_are_walked_through_to_real_parents() -> None:
     g = graph(
-        n("source.p.raw.events", ()), n("seed.p.s"),
+        n("source.p.raw.events", ()),
+        n("seed.p.s"),
         n("model.p.eph", ("seed.p.s", "source.p.raw.events"), materialized="ephemeral"),
         n("model.p.out", ("model.p.eph",)),
     )
@@ -103,6 +114,7 @@ def test_memo_answers_without_recomputing(tmp_path: Path, monkeypatch: pytest.Mo
     first = graph(*DIAMOND, memo=load_graph_memo(path, "inv"))
     answer = first.topological(None)
     save_graph_memo(path, first.memo)
+
     def recomputed(*args: object) -> None:
         raise AssertionError("the graph ordered its nodes again")
 
@@ -133,8 +145,11 @@ def test_order_and_closures_are_networkx_answers_without_a_graph_of_the_whole_pr
         g = graph(*nodes)
         full = nx.DiGraph()
         full.add_nodes_from(ids)
-        full.add_edges_from((p, node["unique_id"]) for node in (make_manifest(*nodes)["nodes"].values())
-                            for p in node["depends_on"]["nodes"])
+        full.add_edges_from(
+            (p, node["unique_id"])
+            for node in (make_manifest(*nodes)["nodes"].values())
+            for p in node["depends_on"]["nodes"]
+        )
         subset = set(rng.sample(ids, k=rng.randint(1, 40)))
         assert g.topological(subset) == list(nx.lexicographical_topological_sort(full.subgraph(subset)))
         assert g.topological() == list(nx.lexicographical_topological_sort(full))

@@ -27,17 +27,34 @@ CTX = DbtContext(Path("/repo/dbt"), Path("/repo/dbt"), "dev", {}, None, Path("/r
 
 
 def test_a_node_failure_names_the_node_file_only_when_it_is_the_nodes() -> None:
-    sql = explain(NodeFailure("model stg_x", "models/stg_x.sql", "Parser Error: syntax error at or near \"frm\""), CTX)
-    assert sql.startswith("model stg_x (models/stg_x.sql) failed: Parser Error") and "fix: correct models/stg_x.sql" in sql
+    sql = explain(NodeFailure("model stg_x", "models/stg_x.sql", 'Parser Error: syntax error at or near "frm"'), CTX)
+    assert (
+        sql.startswith("model stg_x (models/stg_x.sql) failed: Parser Error") and "fix: correct models/stg_x.sql" in sql
+    )
     disk = explain(NodeFailure("model stg_x", "models/stg_x.sql", "IO Error: No space left on device"), CTX)
     assert "the disk is full" in disk and "free disk space" in disk and "correct models/stg_x.sql" not in disk
-    profile = explain(NodeFailure("seed s", "seeds/s.csv", 'Catalog Error: unrecognized configuration parameter "x"'), CTX)
+    profile = explain(
+        NodeFailure("seed s", "seeds/s.csv", 'Catalog Error: unrecognized configuration parameter "x"'), CTX
+    )
     assert "/repo/dbt/profiles.yml" in profile and "outputs.dev" in profile and "correct seeds/s.csv" not in profile
-    locked = explain(NodeFailure("seed s", "seeds/s.csv", 'IO Error: Could not set lock on file "w": Conflicting lock '
-                                                           "is held in /usr/bin/python3 (PID 42)"), CTX)
+    locked = explain(
+        NodeFailure(
+            "seed s",
+            "seeds/s.csv",
+            'IO Error: Could not set lock on file "w": Conflicting lock is held in /usr/bin/python3 (PID 42)',
+        ),
+        CTX,
+    )
     assert locked.startswith("database /repo/simulation.duckdb is locked by python3 (PID 42)")
-    extension = explain(NodeFailure("seed s", "seeds/s.csv", 'IO Error: Failed to download extension "httpfs" at URL '
-                                    '"http://extensions.duckdb.org/x" (ERROR Could not establish connection)'), CTX)
+    extension = explain(
+        NodeFailure(
+            "seed s",
+            "seeds/s.csv",
+            'IO Error: Failed to download extension "httpfs" at URL '
+            '"http://extensions.duckdb.org/x" (ERROR Could not establish connection)',
+        ),
+        CTX,
+    )
     assert "extension httpfs" in extension and "/repo/dbt/profiles.yml" in extension and "outputs.dev" in extension
     assert "correct seeds/s.csv" not in extension
 
@@ -49,12 +66,22 @@ def test_a_node_failing_on_a_lock_of_setups_own_worker_names_the_worker() -> Non
 
     if not Path("/proc/self/cmdline").exists():
         pytest.skip("a process's command line cannot be read here (no /proc)")
-    worker = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)",
-                               "setup_tasks.dbt.worker"], stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)", "setup_tasks.dbt.worker"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"  # its command line is set
-        locked = explain(NodeFailure("seed s", "seeds/s.csv", 'IO Error: Could not set lock on file "w": Conflicting '
-                                     f"lock is held in /usr/bin/python3 (PID {worker.pid})"), CTX)
+        locked = explain(
+            NodeFailure(
+                "seed s",
+                "seeds/s.csv",
+                'IO Error: Could not set lock on file "w": Conflicting '
+                f"lock is held in /usr/bin/python3 (PID {worker.pid})",
+            ),
+            CTX,
+        )
     finally:
         worker.kill()
         worker.wait()
@@ -155,8 +182,11 @@ def test_a_non_utf8_seed_in_a_new_project_names_the_file_and_the_encoding(shop: 
 @slow
 def test_disk_full_during_dbt_points_at_the_space_not_the_sql(shop: Workspace) -> None:
     # The model is fine; the write fails with ENOSPC (/dev/full), as on a full disk.
-    shop.model("stg_disk", "{{ config(pre_hook=\"COPY (SELECT range AS x FROM range(1000)) TO '/dev/full' (FORMAT csv)\") }}\n"
-                           "select 1 as x")
+    shop.model(
+        "stg_disk",
+        "{{ config(pre_hook=\"COPY (SELECT range AS x FROM range(1000)) TO '/dev/full' (FORMAT csv)\") }}\n"
+        "select 1 as x",
+    )
     result, _ = failed(shop)
     failure = next(t.message for t in result.tasks if t.name == "model:stg_disk")
     assert "correct models/staging/stg_disk.sql" not in failure, f"a full disk blamed on the SQL:\n{failure}"
@@ -197,9 +227,11 @@ def seed_file(tmp_path: Path, name: str, text: str, **column_types: str) -> Seed
 
 def test_a_seed_cell_its_column_type_cannot_hold_is_one_line_with_line_column_and_value(tmp_path: Path) -> None:
     """DuckDB's CSV error is 59 lines at 80 columns, most of them the reader's settings: the cell is what matters."""
-    dump = ('Conversion Error: CSV Error on Line: 4 Original Line: 2030,abc Error when converting column "cola_rate". '
-            'Could not convert string "abc" to \'DECIMAL\' * Check whether the null string value is set correctly '
-            "file = /x/cola.csv delimiter = , (Set By User) quote = (empty) (Auto-Detected) sample_size = 20480")
+    dump = (
+        'Conversion Error: CSV Error on Line: 4 Original Line: 2030,abc Error when converting column "cola_rate". '
+        "Could not convert string \"abc\" to 'DECIMAL' * Check whether the null string value is set correctly "
+        "file = /x/cola.csv delimiter = , (Set By User) quote = (empty) (Auto-Detected) sample_size = 20480"
+    )
     seed = seed_file(tmp_path, "cola", COLA, year="integer", cola_rate="decimal(8,4)")
     line = explain(NodeFailure("seed cola", "seeds/cola.csv", dump, seed=seed), CTX)
     assert line.startswith("seed cola (seeds/cola.csv) failed: line 4, column cola_rate holds 'abc'"), line
@@ -213,20 +245,39 @@ def test_a_seed_cell_its_column_type_cannot_hold_is_one_line_with_line_column_an
 def test_a_model_failing_on_a_seed_value_names_the_seed_line_column_and_value(tmp_path: Path) -> None:
     orders = seed_file(tmp_path, "orders", "id,order_date\n1,2026-01-05\n2,2026-02-30\n3,2026-03-01\n")
     payments = seed_file(tmp_path, "payments", "id,amount\n1,1000\n2,2000\n3,abc\n4,250\n")
-    date = explain(NodeFailure("model fct_orders", "models/marts/fct_orders.sql",
-                               'Conversion Error: date field value out of range: "2026-02-30" when casting from source '
-                               "column order_date", upstream_seeds=(payments, orders)), CTX)
+    date = explain(
+        NodeFailure(
+            "model fct_orders",
+            "models/marts/fct_orders.sql",
+            'Conversion Error: date field value out of range: "2026-02-30" when casting from source column order_date',
+            upstream_seeds=(payments, orders),
+        ),
+        CTX,
+    )
     assert "fix: correct seeds/orders.csv line 3, column order_date ('2026-02-30')" in date, date
     assert "correct models/marts/fct_orders.sql and" not in date, date
     # No value quoted (a type mismatch): the column that one odd cell made text, named in dbt's message.
-    binder = explain(NodeFailure("model stg_payments", "models/stg_payments.sql",
-                                 "Binder Error: No function matches the given name and argument types "
-                                 "'/(VARCHAR, INTEGER_LITERAL)'. LINE 4: amount / 100 as amount",
-                                 upstream_seeds=(orders, payments)), CTX)
+    binder = explain(
+        NodeFailure(
+            "model stg_payments",
+            "models/stg_payments.sql",
+            "Binder Error: No function matches the given name and argument types "
+            "'/(VARCHAR, INTEGER_LITERAL)'. LINE 4: amount / 100 as amount",
+            upstream_seeds=(orders, payments),
+        ),
+        CTX,
+    )
     assert "fix: correct seeds/payments.csv line 4, column amount ('abc')" in binder, binder
     # A model's own mistake is still the model's.
-    own = explain(NodeFailure("model m", "models/m.sql", 'Binder Error: Referenced column "nope" not found',
-                              upstream_seeds=(orders, payments)), CTX)
+    own = explain(
+        NodeFailure(
+            "model m",
+            "models/m.sql",
+            'Binder Error: Referenced column "nope" not found',
+            upstream_seeds=(orders, payments),
+        ),
+        CTX,
+    )
     assert "fix: correct models/m.sql" in own, own
 
 
@@ -235,8 +286,9 @@ def test_a_profile_part_duckdb_refuses_is_named_with_its_value() -> None:
     from setup_tasks.project.context import Connection, DbtProfile
     from setup_tasks.store.database import profile_problem
 
-    profile = DbtProfile("shop", "dev", "duckdb", "w.duckdb", "/repo/w.duckdb",
-                         connection=Connection(settings={"memory_limit": "lots"}))
+    profile = DbtProfile(
+        "shop", "dev", "duckdb", "w.duckdb", "/repo/w.duckdb", connection=Connection(settings={"memory_limit": "lots"})
+    )
     problem = profile_problem({}, [], profile.settings)
     assert problem is not None and problem.key == "settings.memory_limit"
     line = profile_error(profile, problem, CTX).one_line()
@@ -303,8 +355,9 @@ def test_a_database_folder_you_cannot_write_is_named_before_duckdb_fails_on_its_
 
 
 @slow
-def test_a_seed_cell_its_column_type_cannot_hold_fails_in_one_line_whoever_builds_it(shop: Workspace,
-                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_seed_cell_its_column_type_cannot_hold_fails_in_one_line_whoever_builds_it(
+    shop: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = yaml.safe_load((shop.project / "dbt_project.yml").read_text())
     project["seeds"] = {"shop": {"regions": {"+column_types": {"tax_rate": "decimal(8,4)"}}}}
     (shop.project / "dbt_project.yml").write_text(yaml.safe_dump(project))
@@ -313,7 +366,9 @@ def test_a_seed_cell_its_column_type_cannot_hold_fails_in_one_line_whoever_build
     for builder in ("1", "0"):  # without dbt (kept SQL), then by dbt
         monkeypatch.setenv("PLANWISE_SETUP_DIRECT", builder)
         failure = first_failure(failed(shop)[0])
-        assert failure.startswith("seed regions (seeds/regions.csv) failed: line 3, column tax_rate holds 'abc'"), failure
+        assert failure.startswith("seed regions (seeds/regions.csv) failed: line 3, column tax_rate holds 'abc'"), (
+            failure
+        )
         assert len(failure) < 400 and "fix: correct that value in seeds/regions.csv" in failure, failure
 
 
@@ -327,7 +382,8 @@ def test_a_bad_date_in_a_seed_is_blamed_on_the_seed_not_the_model_that_casts_it(
 
 @slow
 def test_a_profile_setting_duckdb_rejects_names_the_profile_and_the_setting_and_status_says_not_ready(
-        shop: Workspace) -> None:
+    shop: Workspace,
+) -> None:
     set_profile(shop, settings={"memory_limit": "lots"})
     result = run_setup(shop.config_path)
     failures = [t.message for t in result.tasks if t.status == "failed"]

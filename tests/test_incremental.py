@@ -10,8 +10,14 @@ from factories import Workspace
 pytestmark = pytest.mark.slow
 
 ALL = {
-    "seed:customers", "seed:orders", "seed:regions",
-    "model:stg_customers", "model:stg_orders", "model:stg_customer_orders", "model:stg_regions", "model:stg_events",
+    "seed:customers",
+    "seed:orders",
+    "seed:regions",
+    "model:stg_customers",
+    "model:stg_orders",
+    "model:stg_customer_orders",
+    "model:stg_regions",
+    "model:stg_events",
 }
 
 
@@ -32,8 +38,13 @@ def test_a_cold_build_is_one_dbt_invocation(built: Workspace) -> None:
     assert cold["dbt_invocations"] == 1  # all 8 stale nodes at once (shop has no dbt tests)
     built.seed("orders", "id,customer_id,amount\n10,1,1.0\n")
     built.seed("regions", "region,tax_rate\nnorth,0.5\n")
-    assert built.doit("setup").ran() == {"seed:orders", "model:stg_orders", "model:stg_customer_orders",
-                                          "seed:regions", "model:stg_regions"}
+    assert built.doit("setup").ran() == {
+        "seed:orders",
+        "model:stg_orders",
+        "model:stg_customer_orders",
+        "seed:regions",
+        "model:stg_regions",
+    }
     # one batch: built by setup itself (the cold build's dbt run kept the models' SQL), no dbt run
     assert (report(built)["dbt_invocations"], report(built)["direct_builds"]) == (0, 5)
 
@@ -53,13 +64,17 @@ def test_editing_a_seed_rebuilds_it_and_its_dependents(built: Workspace, dbt_run
     assert len(built.tables()["stg_customer_orders"]) == 2
 
 
-
 def column_types(ws: Workspace, table: str) -> dict[str, str]:
     import duckdb
 
     with duckdb.connect(str(ws.db_path), read_only=True) as con:
-        return dict(con.execute("select column_name, data_type from information_schema.columns "
-                                "where table_name = ? order by ordinal_position", [table]).fetchall())
+        return dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_name = ? order by ordinal_position",
+                [table],
+            ).fetchall()
+        )
 
 
 def test_a_seed_that_gains_a_column_or_changes_type_is_rebuilt_as_a_clean_build_would(built: Workspace) -> None:
@@ -91,8 +106,10 @@ def test_changing_a_var_rebuilds_only_its_readers(built: Workspace) -> None:
 
 
 def test_changing_an_environment_variable_a_model_reads_rebuilds_it(built: Workspace) -> None:
-    built.model("stg_regions", "select region, tax_rate * {{ env_var('SHOP_PERCENT', '100') }} as tax_percent "
-                               "from {{ ref('regions') }}")
+    built.model(
+        "stg_regions",
+        "select region, tax_rate * {{ env_var('SHOP_PERCENT', '100') }} as tax_percent from {{ ref('regions') }}",
+    )
     assert built.doit("setup", env={"SHOP_PERCENT": "100"}).ran() == {"model:stg_regions"}
     assert built.doit("setup", env={"SHOP_PERCENT": "100"}).ran() == set()
     info = built.doit("info", "model:stg_regions", json_report=False, env={"SHOP_PERCENT": "1000"})
@@ -173,8 +190,13 @@ def test_a_table_another_node_now_builds_is_not_dropped_as_a_leftover(built: Wor
 def test_quick_builds_only_the_foundation(shop: Workspace) -> None:
     run = shop.doit("quick")
     assert run.returncode == 0, run.stderr
-    assert run.ran() == {"seed:customers", "seed:orders", "model:stg_customers", "model:stg_orders",
-                         "model:stg_customer_orders"}
+    assert run.ran() == {
+        "seed:customers",
+        "seed:orders",
+        "model:stg_customers",
+        "model:stg_orders",
+        "model:stg_customer_orders",
+    }
 
 
 def test_nothing_to_do_imports_neither_dbt_nor_networkx_nor_duckdb(built: Workspace) -> None:
@@ -183,8 +205,13 @@ def test_nothing_to_do_imports_neither_dbt_nor_networkx_nor_duckdb(built: Worksp
 
     from factories import REPO, clean_env
 
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "setup", f"config={built.config_path}"],
-                          cwd=REPO, env=clean_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "doit", "setup", f"config={built.config_path}"],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert not {m for m in imported if m == "dbt" or m.startswith("dbt.")}
@@ -199,8 +226,12 @@ def test_a_cold_rebuild_says_why_the_checks_it_did_not_run_still_hold(built: Wor
     run = built.doit("setup", json_report=False)
     assert run.returncode == 0, run.stdout + run.stderr
     said = next((line for line in run.stdout.splitlines() if "not run again" in line), "")
-    assert said.strip().endswith("the tables they read were rebuilt with the content they had when checked at "
-                                 + said.rsplit(" ", 1)[-1]) and said.strip()[0].isdigit(), run.stdout
+    assert (
+        said.strip().endswith(
+            "the tables they read were rebuilt with the content they had when checked at " + said.rsplit(" ", 1)[-1]
+        )
+        and said.strip()[0].isdigit()
+    ), run.stdout
     checks = report(built)["validation"]["checks"]
     assert checks and all(c["up_to_date"] for c in checks.values()), checks
     built.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")  # content that changed is checked again

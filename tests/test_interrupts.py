@@ -1,4 +1,5 @@
-"""Ctrl-C during any DuckDB query of setup's is an interrupt (exit 130 upstream), never a failed task or a lost signature.
+"""Ctrl-C during any DuckDB query of setup's is an interrupt (exit 130 upstream), never a failed task or a lost
+signature.
 
 DuckDB ends a query on a signal with InterruptException or RuntimeError('Query interrupted');
 the run's plan, its checks, signatures and setup's own builds all query the database.
@@ -66,7 +67,9 @@ def test_an_interrupted_query_on_a_connection_is_an_interrupt(big_db: Path, monk
             con.execute("select sum(hash(a * b.range)) from big, range(100) b").fetchall()
 
 
-def test_an_interrupted_signature_is_an_interrupt_not_a_missing_signature(big_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_signature_is_an_interrupt_not_a_missing_signature(
+    big_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = Database(big_db)
     interrupting(db, monkeypatch, "bit_xor")  # only the signature query
     key = (big_db.stem, "main", "big")

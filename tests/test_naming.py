@@ -1,4 +1,4 @@
-"""One Translator names tasks everywhere: a subclass renames them in tasks, dependencies, reports, diagrams and status."""
+"""One Translator names tasks everywhere: a subclass renames them in tasks, dependencies, reports, diagrams, status."""
 
 from __future__ import annotations
 
@@ -22,8 +22,17 @@ class Renamed(Translator):
 
 
 def test_default_names_and_docs() -> None:
-    node = type("N", (), {"unique_id": "model.p.stg_x", "resource_type": "model", "name": "stg_x",
-                          "path": "models/stg_x.sql", "description": "Staged x. More words."})()
+    node = type(
+        "N",
+        (),
+        {
+            "unique_id": "model.p.stg_x",
+            "resource_type": "model",
+            "name": "stg_x",
+            "path": "models/stg_x.sql",
+            "description": "Staged x. More words.",
+        },
+    )()
     translator = Translator()
     assert translator.task_name(node) == "model:stg_x"
     assert translator.doc(node) == "Build models/stg_x.sql: Staged x"
@@ -33,7 +42,11 @@ def test_default_names_and_docs() -> None:
 
 @pytest.mark.slow
 def test_a_subclass_renames_tasks_everywhere(shop: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
-    shop.write_config(validation={"custom_checks": [{"name": "orders_positive", "sql": "select * from stg_orders where amount_usd <= 0"}]})
+    shop.write_config(
+        validation={
+            "custom_checks": [{"name": "orders_positive", "sql": "select * from stg_orders where amount_usd <= 0"}]
+        }
+    )
     result = run_setup(shop.config_path, translator=Renamed())
     assert result.success, result
     names = {t.name for t in result.tasks}

@@ -25,25 +25,60 @@ from typing import Any
 import pytest
 
 from factories import REPO, DoitRun, Workspace, clean_env, stop_workers, write_shop_project
-from operator_support import (ANSI, TASK_LINE, TerminalRun, add_custom_checks, add_model_tests, check_entry, doit_cmd,
-                              lines_of, manifest_written, records_written, report, run_in_terminal,
-                              send_after_query_started, status_words, stop, text_of)
+from operator_support import (
+    ANSI,
+    TASK_LINE,
+    TerminalRun,
+    add_custom_checks,
+    add_model_tests,
+    check_entry,
+    doit_cmd,
+    lines_of,
+    manifest_written,
+    records_written,
+    report,
+    run_in_terminal,
+    send_after_query_started,
+    status_words,
+    stop,
+    text_of,
+)
 from tempdirs import short_temp_dir
 
 pytestmark = pytest.mark.slow
 
-LONG_NAMED_CHECK = {"name": "an_unusually_long_custom_check_name_for_the_columns", "severity": "error",
-                    "description": "passes", "sql": "select * from stg_customers where id < 0"}
-KNOWN_WARNING = {"name": "known_warning", "severity": "warning", "description": "southern regions",
-                 "sql": "select * from stg_regions where region = 'south'"}
-NORTH_CHECK = {"name": "north_customers_forbidden", "severity": "error", "description": "no northern customers",
-               "sql": "select * from stg_customers where region = 'north'"}
-BIG_ORDERS_CHECK = {"name": "no_big_orders", "severity": "error", "description": "orders stay under 20",
-                    "sql": "select * from stg_orders where amount_usd > 20"}
+LONG_NAMED_CHECK = {
+    "name": "an_unusually_long_custom_check_name_for_the_columns",
+    "severity": "error",
+    "description": "passes",
+    "sql": "select * from stg_customers where id < 0",
+}
+KNOWN_WARNING = {
+    "name": "known_warning",
+    "severity": "warning",
+    "description": "southern regions",
+    "sql": "select * from stg_regions where region = 'south'",
+}
+NORTH_CHECK = {
+    "name": "north_customers_forbidden",
+    "severity": "error",
+    "description": "no northern customers",
+    "sql": "select * from stg_customers where region = 'north'",
+}
+BIG_ORDERS_CHECK = {
+    "name": "no_big_orders",
+    "severity": "error",
+    "description": "orders stay under 20",
+    "sql": "select * from stg_orders where amount_usd > 20",
+}
 FAILING_DBT_TEST = "accepted_values_stg_regions_region__north"
 # About 8 s of DuckDB work on an idle 2-core machine: long enough to interrupt mid-query.
-SLOW_CHECK = {"name": "slow_check", "severity": "error", "description": "a long query",
-              "sql": "select * from range(20000) a, range(20000) b where hash(a.range * 20000 + b.range) = 42"}
+SLOW_CHECK = {
+    "name": "slow_check",
+    "severity": "error",
+    "description": "a long query",
+    "sql": "select * from range(20000) a, range(20000) b where hash(a.range * 20000 + b.range) = 42",
+}
 
 
 def prepare_base(ws: Workspace) -> None:
@@ -68,8 +103,11 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
     ws = write_shop_project(tmp_path_factory.mktemp("first"))
     prepare_base(ws)
     # A first run on a machine: dbt starts in the doit process (not the session's warm worker).
-    run = run_in_terminal(doit_cmd(ws, "setup"), watch={"parsed": manifest_written(ws), "node done": records_written(ws)},
-                          env={"PLANWISE_SETUP_WORKER": "0"})
+    run = run_in_terminal(
+        doit_cmd(ws, "setup"),
+        watch={"parsed": manifest_written(ws), "node done": records_written(ws)},
+        env={"PLANWISE_SETUP_WORKER": "0"},
+    )
     assert run.returncode == 0, run.plain[-3000:]
     noop = ws.doit("setup", json_report=False)
     assert noop.returncode == 0, text_of(noop)[-3000:]
@@ -119,8 +157,11 @@ def failing(shop_template: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
     """Two failing error checks and a failing dbt test (error severity), run without and with --continue."""
     ws = restored(shop_template)
     add_custom_checks(ws, NORTH_CHECK, BIG_ORDERS_CHECK, KNOWN_WARNING)
-    add_model_tests(ws, "failing_tests.yml",
-                    {"stg_regions": {"region": [{"accepted_values": {"arguments": {"values": ["north"]}}}]}})
+    add_model_tests(
+        ws,
+        "failing_tests.yml",
+        {"stg_regions": {"region": [{"accepted_values": {"arguments": {"values": ["north"]}}}]}},
+    )
     result = FailingRuns({}, {})
     result.runs["default"] = ws.doit("setup", json_report=False)
     result.reports["default"] = report(ws)
@@ -150,8 +191,11 @@ def test_two_failing_checks_and_a_failing_dbt_test_are_all_reported_and_exit_1(f
 
 def test_failed_checks_and_dbt_tests_record_a_sample_of_offending_rows(failing: FailingRuns) -> None:
     rep = failing.reports["--continue"]
-    for name, total, value in ((NORTH_CHECK["name"], 2, "ADA"), (BIG_ORDERS_CHECK["name"], 2, 41),
-                               (f"dbt_tests.{FAILING_DBT_TEST}", 1, "south")):
+    for name, total, value in (
+        (NORTH_CHECK["name"], 2, "ADA"),
+        (BIG_ORDERS_CHECK["name"], 2, 41),
+        (f"dbt_tests.{FAILING_DBT_TEST}", 1, "south"),
+    ):
         details = (check_entry(rep, name) or {}).get("details") or {}
         sample = details.get("sample")
         assert sample, f"{name}: no sample of offending rows in the run report: {details}"
@@ -173,8 +217,14 @@ def test_a_failing_dbt_tests_hint_names_a_command_that_works_from_the_repository
     assert failing.hint_run is not None, f"the hint names no command: {guidance!r}"
     out = text_of(failing.hint_run)
     assert failing.hint_run.returncode in (0, 1), f"`{failing.hint}` from the repository root: {out[-2000:]}"
-    for broken in ("No dbt_project.yml", "not a dbt project", "Could not find profile", "not recognized",
-                   "does not exist", "Traceback"):
+    for broken in (
+        "No dbt_project.yml",
+        "not a dbt project",
+        "Could not find profile",
+        "not recognized",
+        "does not exist",
+        "Traceback",
+    ):
         assert broken not in out, f"`{failing.hint}` from the repository root: {out[-2000:]}"
     assert FAILING_DBT_TEST in out or "south" in out, out[-2000:]
 
@@ -189,8 +239,11 @@ def test_status_lists_the_checks_that_failed(failing: FailingRuns) -> None:
 def test_checks_of_nodes_that_did_not_build_are_reported_not_run_with_the_reason(built_shop: Workspace) -> None:
     ws = built_shop
     ws.model("stg_orders", "select nope from {{ ref('orders') }}")
-    add_custom_checks(ws, KNOWN_WARNING, {"name": "orders_are_positive", "severity": "error",
-                                          "sql": "select * from stg_orders where amount_usd < 0"})
+    add_custom_checks(
+        ws,
+        KNOWN_WARNING,
+        {"name": "orders_are_positive", "severity": "error", "sql": "select * from stg_orders where amount_usd < 0"},
+    )
     add_model_tests(ws, "not_run_tests.yml", {"stg_customer_orders": {"id": ["not_null"]}})
     run = ws.doit("setup", json_report=False)
     rep = report(ws)
@@ -198,8 +251,9 @@ def test_checks_of_nodes_that_did_not_build_are_reported_not_run_with_the_reason
     assert run.returncode == 1, text[-2000:]
     for name in ("orders_are_positive", "not_null_stg_customer_orders_id"):
         lines = [l for l in lines_of(run) if name in l]
-        assert any("not run" in l and "stg_orders" in l for l in lines), \
+        assert any("not run" in l and "stg_orders" in l for l in lines), (
             f"{name}: expected a 'not run' line naming the failed model stg_orders, got {lines}\n{text[-2500:]}"
+        )
     entry = check_entry(rep, "orders_are_positive")
     assert entry is not None and status_words(entry.get("status")) == "not run", entry
     assert "stg_orders" in json.dumps(entry)
@@ -218,7 +272,8 @@ def test_a_terminal_run_shows_a_line_before_dbt_has_parsed_or_built_anything(fir
     # Nothing silent while dbt starts: a line comes before dbt's parse (and its first node) finishes.
     assert first < run.events["parsed"], (
         f"first output {first - run.started:.1f}s after start, dbt's parse ended at "
-        f"{run.events['parsed'] - run.started:.1f}s: the screen stayed blank meanwhile")
+        f"{run.events['parsed'] - run.started:.1f}s: the screen stayed blank meanwhile"
+    )
     assert first < run.events["node done"]
     assert first - run.started < 5, f"first output {first - run.started:.1f}s after start"
 
@@ -239,7 +294,7 @@ def test_the_progress_line_goes_when_the_last_node_finished(first_run: FirstRun)
     plain = first_run.terminal.plain
     node_lines = list(re.finditer(r"[✓✗] (seed|model):\S+[^\n]*\n", plain))
     assert node_lines, plain[-2000:]
-    rest = plain[node_lines[-1].end():]
+    rest = plain[node_lines[-1].end() :]
     segment = rest.split("\n", 1)[0]
     assert "building" not in segment, f"progress line lingers after the last node finished: {segment!r}"
 
@@ -258,7 +313,8 @@ def test_a_re_parse_says_why_and_v2_keeps_the_live_line_off_dbts_lines(built_sho
     assert "parsed" in run.events, "expected a re-parse after a var change"
     shown = run.output_before(run.events["parsed"])
     assert re.search(r"parsing the dbt project \(.*(vars?|fx_rate)", shown), (
-        f"nothing said while dbt re-parsed ({run.events['parsed'] - run.started:.1f}s); shown before: {shown!r}")
+        f"nothing said while dbt re-parsed ({run.events['parsed'] - run.started:.1f}s); shown before: {shown!r}"
+    )
     assert re.search(r"\d\d:\d\d:\d\d  ", run.plain), "dbt's own log lines are missing at -v 2"
     mixed = [line for line in run.screen_lines() if re.search(r"building.*\d\d:\d\d:\d\d  ", line)]
     assert not mixed, "progress and dbt's log on one line:\n" + "\n".join(mixed[:5])
@@ -273,7 +329,7 @@ def test_doit_options_after_the_task_name_work_or_say_where_they_go(built_shop: 
     text = text_of(run)
     assert run.returncode == 0, f"`doit setup {' '.join(option)}` exited {run.returncode}:\n{text}"
     if option[0] == "--reporter":
-        document = json.loads(run.stdout[run.stdout.index("{"):])
+        document = json.loads(run.stdout[run.stdout.index("{") :])
         assert {t["name"] for t in document["tasks"]} >= {"seed:customers"}
     elif option[0] == "-v":
         assert re.search(r"^· seed:customers +up to date$", run.stdout, re.M), text  # -v 2 lists every task
@@ -284,8 +340,11 @@ def test_doit_options_after_the_task_name_work_or_say_where_they_go(built_shop: 
 
 def task_columns(lines: list[str]) -> dict[str, int]:
     """Task name -> the column its detail starts at, for each task line."""
-    return {m.group(2): len(m.group(1)) + 1 + len(m.group(2)) + len(m.group(3))
-            for line in lines if (m := TASK_LINE.match(line))}
+    return {
+        m.group(2): len(m.group(1)) + 1 + len(m.group(2)) + len(m.group(3))
+        for line in lines
+        if (m := TASK_LINE.match(line))
+    }
 
 
 def test_default_output_lists_what_ran_and_one_tally_of_what_was_up_to_date(first_run: FirstRun) -> None:
@@ -312,7 +371,8 @@ def test_long_task_names_keep_the_columns(first_run: FirstRun) -> None:
         columns = task_columns(lines)
         assert f"validate:{LONG_NAMED_CHECK['name']}" in columns or any(n.endswith("…") for n in columns), columns
         assert len(set(columns.values())) == 1, "detail column by task:\n" + "\n".join(
-            f"{col:3} {name}" for name, col in sorted(columns.items(), key=lambda item: item[1]))
+            f"{col:3} {name}" for name, col in sorted(columns.items(), key=lambda item: item[1])
+        )
 
 
 def test_one_row_is_singular(first_run: FirstRun) -> None:
@@ -323,21 +383,28 @@ def test_one_row_is_singular(first_run: FirstRun) -> None:
     assert not ones, ones
 
 
-def test_redirected_v2_output_has_no_colour_and_a_worker_fall_back_says_so(built_shop: Workspace, tmp_path: Path) -> None:
+def test_redirected_v2_output_has_no_colour_and_a_worker_fall_back_says_so(
+    built_shop: Workspace, tmp_path: Path
+) -> None:
     # A worker directory whose socket path is too long for AF_UNIX: the worker cannot serve,
     # dbt runs in the doit process (no worker process is ever started).
     worker_dir = tmp_path / ("w" * 120)
     built_shop.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
-    run = built_shop.doit("-v", "2", "setup", json_report=False,  # dbt's lines and its fall-back: dbt must build
-                          env={"PLANWISE_SETUP_WORKER": "1", "PLANWISE_SETUP_WORKER_DIR": str(worker_dir),
-                               "PLANWISE_SETUP_DIRECT": "0"})
+    run = built_shop.doit(
+        "-v",
+        "2",
+        "setup",
+        json_report=False,  # dbt's lines and its fall-back: dbt must build
+        env={"PLANWISE_SETUP_WORKER": "1", "PLANWISE_SETUP_WORKER_DIR": str(worker_dir), "PLANWISE_SETUP_DIRECT": "0"},
+    )
     text = text_of(run)
     assert run.returncode == 0, text[-2000:]
     assert "seed:regions" in run.stdout and re.search(r"^\d\d:\d\d:\d\d  ", run.stdout, re.M), text[-2000:]
     coloured = [l for l in text.splitlines() if ANSI.search(l) or "\x1b" in l]
     assert not coloured, "colour codes in redirected output:\n" + "\n".join(map(repr, coloured[:10]))
-    assert re.search(r"worker.*in(-| this )process|in(-| this )process.*worker", text, re.I), \
+    assert re.search(r"worker.*in(-| this )process|in(-| this )process.*worker", text, re.I), (
         "the fall-back to in-process dbt was not shown:\n" + text[-2000:]
+    )
 
 
 # -- the Python API ----------------------------------------------------------------------------------
@@ -359,14 +426,19 @@ def test_run_setup_on_a_no_op_built_nothing_and_lists_no_internal_tasks(built_sh
 # -- interrupts --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig, code, words", [(signal.SIGINT, 130, r"^interrupted: "), (signal.SIGTERM, 143, r"^terminated: ")],
-                         ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig, code, words",
+    [(signal.SIGINT, 130, r"^interrupted: "), (signal.SIGTERM, 143, r"^terminated: ")],
+    ids=["SIGINT", "SIGTERM"],
+)
 def test_a_signal_during_a_validation_query_ends_the_run_with_its_status_and_a_line(
-        built_shop: Workspace, sig: int, code: int, words: str) -> None:
+    built_shop: Workspace, sig: int, code: int, words: str
+) -> None:
     ws = built_shop
     add_custom_checks(ws, SLOW_CHECK)
-    proc = subprocess.Popen(doit_cmd(ws, "setup"), cwd=REPO, env=clean_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        doit_cmd(ws, "setup"), cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         send_after_query_started(proc, ws.db_path, sig)
         out, err = proc.communicate(timeout=180)
@@ -383,7 +455,9 @@ def test_a_signal_during_a_validation_query_ends_the_run_with_its_status_and_a_l
 
 
 def test_a_non_utf8_seed_edited_after_a_build_names_the_encoding(built_shop: Workspace) -> None:
-    (built_shop.project / "seeds" / "regions.csv").write_bytes("region,tax_rate\nnorth,0.2\nsüd,0.1\n".encode("latin-1"))
+    (built_shop.project / "seeds" / "regions.csv").write_bytes(
+        "region,tax_rate\nnorth,0.2\nsüd,0.1\n".encode("latin-1")
+    )
     run = built_shop.doit("setup", json_report=False)
     text = text_of(run)
     assert run.returncode == 1, text[-2000:]
@@ -393,8 +467,9 @@ def test_a_non_utf8_seed_edited_after_a_build_names_the_encoding(built_shop: Wor
     assert "number of fields" not in line, line
 
 
-def test_a_run_that_starts_the_worker_says_so_and_parses_only_once_dbt_has_started(built_shop: Workspace,
-                                                                                  tmp_path: Path) -> None:
+def test_a_run_that_starts_the_worker_says_so_and_parses_only_once_dbt_has_started(
+    built_shop: Workspace, tmp_path: Path
+) -> None:
     """What is waited for, on the screen: dbt's import in a new worker (and how long that worker stays),
     then the parse, each under its own words; never 'parsing' while dbt is still being imported."""
     ws = built_shop
@@ -402,8 +477,11 @@ def test_a_run_that_starts_the_worker_says_so_and_parses_only_once_dbt_has_start
     os.chmod(worker_dir, 0o700)
     ws.model("stg_regions", "select region, tax_rate * 2 as tax_rate from {{ ref('regions') }}")
     try:
-        run = run_in_terminal(doit_cmd(ws, "setup"), env={"PLANWISE_SETUP_WORKER_DIR": str(worker_dir)},
-                              watch={"worker up": lambda: bool(list(worker_dir.glob("*.sock")))})
+        run = run_in_terminal(
+            doit_cmd(ws, "setup"),
+            env={"PLANWISE_SETUP_WORKER_DIR": str(worker_dir)},
+            watch={"worker up": lambda: bool(list(worker_dir.glob("*.sock")))},
+        )
     finally:
         stop_workers(worker_dir)
         shutil.rmtree(worker_dir, ignore_errors=True)
@@ -412,8 +490,10 @@ def test_a_run_that_starts_the_worker_says_so_and_parses_only_once_dbt_has_start
     assert "starting dbt (in a worker, kept 15 minutes idle)" in before, before
     assert "parsing the dbt project" not in before, f"'parsing' shown while dbt was still being imported: {before!r}"
     assert "parsing the dbt project (files changed: models/staging/stg_regions.sql)" in run.plain, run.plain[-2000:]
-    assert re.search(r"started a dbt worker \(PID \d+\) for later runs: it keeps dbt loaded until 15 minutes pass",
-                     " ".join(run.plain.split())), run.plain[-2000:]
+    assert re.search(
+        r"started a dbt worker \(PID \d+\) for later runs: it keeps dbt loaded until 15 minutes pass",
+        " ".join(run.plain.split()),
+    ), run.plain[-2000:]
 
 
 def test_doit_dbt_says_it_is_starting_dbt_before_dbt_prints_anything(built_shop: Workspace) -> None:

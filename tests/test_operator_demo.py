@@ -42,11 +42,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     root = tmp_path_factory.mktemp("demo")
     shutil.copytree(REPO / "dbt", root / "proj", ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
     ws = Workspace(root)
-    write_config_data(ws, {
-        "database": {"path": "warehouse.duckdb"},
-        "dbt": {"project_dir": "proj"},
-        "census": {"path": "census.parquet", "employees": 3000, "hire_after_termination_rate": 0.01},
-    })
+    write_config_data(
+        ws,
+        {
+            "database": {"path": "warehouse.duckdb"},
+            "dbt": {"project_dir": "proj"},
+            "census": {"path": "census.parquet", "employees": 3000, "hire_after_termination_rate": 0.01},
+        },
+    )
     cold = ws.doit("setup", json_report=False)
     assert cold.returncode == 0, text_of(cold)[-3000:]
     return Demo(ws, cold, report(ws))
@@ -56,8 +59,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 
 def test_the_demo_counts_the_hire_after_termination_defect_once(demo: Demo) -> None:
-    failed = [name for name, check in demo.report["validation"]["checks"].items()
-              if check.get("status") != "passed" and check.get("status") != "skipped" and HIRE_AFTER_TERMINATION.search(name)]
+    failed = [
+        name
+        for name, check in demo.report["validation"]["checks"].items()
+        if check.get("status") != "passed" and check.get("status") != "skipped" and HIRE_AFTER_TERMINATION.search(name)
+    ]
     assert len(failed) == 1, f"the same rows reported by several checks: {failed}"
 
 
@@ -87,13 +93,18 @@ def census_replaced(demo: Demo, select: str) -> Iterator[None]:
 
 
 CENSUS_DEFECTS = {
-    "missing roth_contribution": ("SELECT * EXCLUDE (roth_contribution) FROM census",
-                                  "roth_contribution", None),
+    "missing roth_contribution": ("SELECT * EXCLUDE (roth_contribution) FROM census", "roth_contribution", None),
     # pay as an HR export writes it: text with thousands separators ("85,000.50")
-    "text pay": ("SELECT * REPLACE (format('{:,.2f}', employee_gross_compensation) AS employee_gross_compensation) FROM census",
-                 "employee_gross_compensation", r"numeric|number|double|decimal|float"),
-    "dd/mm/yyyy dates": ("SELECT * REPLACE (strftime(employee_hire_date, '%d/%m/%Y') AS employee_hire_date) FROM census",
-                         "employee_hire_date", r"\bdate\b"),
+    "text pay": (
+        "SELECT * REPLACE (format('{:,.2f}', employee_gross_compensation) AS employee_gross_compensation) FROM census",
+        "employee_gross_compensation",
+        r"numeric|number|double|decimal|float",
+    ),
+    "dd/mm/yyyy dates": (
+        "SELECT * REPLACE (strftime(employee_hire_date, '%d/%m/%Y') AS employee_hire_date) FROM census",
+        "employee_hire_date",
+        r"\bdate\b",
+    ),
 }
 
 
@@ -111,7 +122,9 @@ def test_a_census_that_breaks_the_contract_is_named_before_dbt_runs(demo: Demo, 
     if type_words:
         assert re.search(type_words, failure, re.I), f"the type {column} needs is not named: {failure}"
     assert "stg_census_data.sql" not in text, f"the census blamed on the model:\n{text[-2000:]}"
-    assert rep.get("dbt_invocations") == 0, f"dbt ran before the census contract was checked: {rep.get('dbt_invocations')}"
+    assert rep.get("dbt_invocations") == 0, (
+        f"dbt ran before the census contract was checked: {rep.get('dbt_invocations')}"
+    )
 
 
 # -- running dbt by hand ----------------------------------------------------------------------------
@@ -120,8 +133,14 @@ def test_a_census_that_breaks_the_contract_is_named_before_dbt_runs(demo: Demo, 
 def test_running_dbt_by_hand_from_the_repository_root_writes_no_database_outside_it(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "dbt", repo / "dbt", ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
-    run = subprocess.run(["dbt", "debug", "--project-dir", "dbt", "--profiles-dir", "dbt"], cwd=repo,
-                         env=clean_env(), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["dbt", "debug", "--project-dir", "dbt", "--profiles-dir", "dbt"],
+        cwd=repo,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     outside = [p for p in tmp_path.rglob("*.duckdb") if repo not in p.parents]
     assert not outside, f"`dbt debug` from the repository root created {outside}\n{run.stdout[-1500:]}"
 
@@ -156,5 +175,6 @@ def test_the_readme_api_example_works_in_a_fresh_clone(tmp_path: Path, monkeypat
     monkeypatch.chdir(fresh_clone(tmp_path))
     status = eval(call.group(0), {"get_system_status": get_system_status})  # noqa: S307 - the README's own line
     assert not re.search(r"config file .* does not exist", status.reason), (
-        f"the README's `{call.group(0)}` in a fresh clone: {status.reason}")
+        f"the README's `{call.group(0)}` in a fresh clone: {status.reason}"
+    )
     assert status.ready, status.reason

@@ -23,7 +23,8 @@ def test_the_schema_copy_for_editors_equals_the_packaged_schema() -> None:
     packaged = (PACKAGE / "config" / "setup_config.schema.json").read_text()
     assert (REPO / "schemas" / "setup_config.schema.json").read_text() == packaged, (
         "schemas/setup_config.schema.json differs from the packaged schema -- fix: "
-        "python -m setup_tasks.config --schema > schemas/setup_config.schema.json")
+        "python -m setup_tasks.config --schema > schemas/setup_config.schema.json"
+    )
 
 
 def test_the_console_script_names_a_function_that_exists() -> None:
@@ -43,8 +44,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(PACKAGE, source / "setup_tasks", ignore=shutil.ignore_patterns("__pycache__"))
-    proc = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "build", "--build-base", "build"],
-                          cwd=source, capture_output=True, text=True, env=clean_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", "import setuptools; setuptools.setup()", "build", "--build-base", "build"],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return source / "build" / "lib"
 
@@ -62,14 +68,25 @@ def test_the_built_package_sets_up_a_team_repository_outside_the_checkout(built:
 
     repo = write_jaffle_shop(tmp_path)
     env = clean_env({"PYTHONPATH": str(built)})
-    where = subprocess.run([sys.executable, "-c", "import setup_tasks; print(setup_tasks.__file__)"],
-                           cwd=repo.project, env=env, capture_output=True, text=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import setup_tasks; print(setup_tasks.__file__)"],
+        cwd=repo.project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert where.stdout.startswith(str(built)), where.stdout + where.stderr  # the built copy, not this checkout
-    init = subprocess.run([sys.executable, "-m", "setup_tasks", "init"], cwd=repo.project, env=env,
-                          capture_output=True, text=True)
+    init = subprocess.run(
+        [sys.executable, "-m", "setup_tasks", "init"], cwd=repo.project, env=env, capture_output=True, text=True
+    )
     assert init.returncode == 0, init.stderr[-3000:]
-    check = subprocess.run([sys.executable, "-m", "setup_tasks.config", "--check"], cwd=repo.project, env=env,
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-m", "setup_tasks.config", "--check"],
+        cwd=repo.project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0 and check.stdout.strip() == "ok", check.stdout + check.stderr
 
 
@@ -109,13 +126,18 @@ def test_the_readme_install_and_upgrade_commands_work_as_written(tmp_path: Path)
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     python = venv / "bin" / "python"
     env = {k: v for k, v in clean_env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    ours = {"pip install": f"{python} -m pip install --no-deps --quiet", "python -m": f"{python} -m", CHECKOUT: str(clone)}
+    ours = {
+        "pip install": f"{python} -m pip install --no-deps --quiet",
+        "python -m": f"{python} -m",
+        CHECKOUT: str(clone),
+    }
     command = re.sub("|".join(map(re.escape, ours)), lambda m: ours[m[0]], readme_install_command())
     repo = write_jaffle_shop(tmp_path)
 
     def install() -> subprocess.CompletedProcess[str]:
-        run = subprocess.run(command, shell=True, cwd=repo.project, env=env, capture_output=True, text=True,
-                             timeout=600)
+        run = subprocess.run(
+            command, shell=True, cwd=repo.project, env=env, capture_output=True, text=True, timeout=600
+        )
         if run.returncode != 0 and "satisfies the requirement setuptools" in run.stdout + run.stderr:
             pytest.skip("no package index to build the package with (setuptools)")
         return run
@@ -123,11 +145,17 @@ def test_the_readme_install_and_upgrade_commands_work_as_written(tmp_path: Path)
     first = install()
     assert first.returncode == 0, first.stdout + first.stderr
     assert (repo.project / "dodo.py").is_file() and (repo.project / "setup.yaml").is_file()
-    where = subprocess.run([str(python), "-c", "import setup_tasks; print(setup_tasks.__file__)"], cwd=tmp_path,
-                           env=env, capture_output=True, text=True)
+    where = subprocess.run(
+        [str(python), "-c", "import setup_tasks; print(setup_tasks.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert where.stdout.startswith(str(site)), where.stdout + where.stderr  # installed, not this checkout
-    listed = subprocess.run([str(python), "-m", "doit", "list"], cwd=repo.project, env=env, capture_output=True,
-                            text=True, timeout=300)
+    listed = subprocess.run(
+        [str(python), "-m", "doit", "list"], cwd=repo.project, env=env, capture_output=True, text=True, timeout=300
+    )
     assert "seed:raw_customers" in listed.stdout, listed.stdout + listed.stderr
     # The upgrade: the clone changed (a pull), the same command again (init refuses: its files exist).
     with open(clone / "setup_tasks" / "__init__.py", "a") as fh:
@@ -136,6 +164,11 @@ def test_the_readme_install_and_upgrade_commands_work_as_written(tmp_path: Path)
     (repo.project / "setup.yaml").unlink()
     second = install()
     assert second.returncode == 0, second.stdout + second.stderr
-    upgraded = subprocess.run([str(python), "-c", "import setup_tasks; print(setup_tasks.UPGRADED)"], cwd=tmp_path,
-                              env=env, capture_output=True, text=True)
+    upgraded = subprocess.run(
+        [str(python), "-c", "import setup_tasks; print(setup_tasks.UPGRADED)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert upgraded.stdout.strip() == "True", upgraded.stdout + upgraded.stderr

@@ -56,20 +56,29 @@ SCHEMA_TESTS = {
     "version": 2,
     "models": [
         {"name": "stg_regions", "columns": [{"name": "region", "tests": ["not_null", "unique"]}]},
-        {"name": "stg_customers", "columns": [
-            {"name": "id", "tests": ["not_null"]},
-            # two parents: when stg_regions is renamed away, dbt keeps it and warns, and never runs it
-            {"name": "region", "tests": [{"relationships": {"to": "ref('stg_regions')", "field": "region"}}]},
-        ]},
+        {
+            "name": "stg_customers",
+            "columns": [
+                {"name": "id", "tests": ["not_null"]},
+                # two parents: when stg_regions is renamed away, dbt keeps it and warns, and never runs it
+                {"name": "region", "tests": [{"relationships": {"to": "ref('stg_regions')", "field": "region"}}]},
+            ],
+        },
     ],
 }
 # After dbt committed a model's table and before it reports the node done: mark the moment, then
 # hold it, when MARK_ENV names a file (so a kill lands in the commit window deterministically).
 COMMIT_HOOKS = [
-    {"sql": "{% if env_var('" + MARK_ENV + "', '') %}COPY (SELECT '{{ this.identifier }}' AS committed) "
-            "TO '{{ env_var('" + MARK_ENV + "') }}' (HEADER){% endif %}", "transaction": False},
-    {"sql": "{% if env_var('" + MARK_ENV + "', '') %}SELECT count(*) FROM range(60000) a, range(60000) b "
-            "WHERE a.range * b.range = -1{% endif %}", "transaction": False},
+    {
+        "sql": "{% if env_var('" + MARK_ENV + "', '') %}COPY (SELECT '{{ this.identifier }}' AS committed) "
+        "TO '{{ env_var('" + MARK_ENV + "') }}' (HEADER){% endif %}",
+        "transaction": False,
+    },
+    {
+        "sql": "{% if env_var('" + MARK_ENV + "', '') %}SELECT count(*) FROM range(60000) a, range(60000) b "
+        "WHERE a.range * b.range = -1{% endif %}",
+        "transaction": False,
+    },
 ]
 # dbt runs on-run-start hooks after setup fingerprinted the inputs and before any seed is
 # loaded: with EDIT_ENV set, this one rewrites orders.csv during the build, deterministically.
@@ -78,8 +87,10 @@ EDIT_DURING_BUILD = (
     "COPY (SELECT 10 AS id, 1 AS customer_id, 99.5 AS amount) TO '{{ env_var('" + EDIT_ENV + "') }}' (HEADER)"
     "{% else %}SELECT 1{% endif %}"
 )
-CENSUS_MODEL = ("select count(*) as employees, count(distinct employee_id) as ids, "
-                "round(sum(employee_gross_compensation), 2) as pay from {{ source('raw', 'census') }}")
+CENSUS_MODEL = (
+    "select count(*) as employees, count(distinct employee_id) as ids, "
+    "round(sum(employee_gross_compensation), 2) as pay from {{ source('raw', 'census') }}"
+)
 ORDERS_SQL = [
     "select id, customer_id, amount * {{ var('fx_rate') }} as amount_usd from {{ ref('orders') }}",
     "select id, customer_id, amount * {{ var('fx_rate') }} + 1 as amount_usd from {{ ref('orders') }}",
@@ -102,15 +113,19 @@ def make_project(root: Path, hooks: bool = True) -> Workspace:
     (ws.project / "models" / "staging" / "schema.yml").write_text(yaml.safe_dump(SCHEMA_TESTS, sort_keys=False))
     (ws.project / "tests").mkdir()
     (ws.project / "tests" / "assert_regions_are_non_negative.sql").write_text(
-        "select * from {{ ref('stg_regions') }} where tax_percent < 0")
+        "select * from {{ ref('stg_regions') }} where tax_percent < 0"
+    )
     sources = yaml.safe_load((ws.project / "models" / "staging" / "sources.yml").read_text())
     sources["sources"][0]["tables"].append(
-        {"name": "census", "meta": {"external_location": "{{ var('census_parquet_path') }}"}})
+        {"name": "census", "meta": {"external_location": "{{ var('census_parquet_path') }}"}}
+    )
     (ws.project / "models" / "staging" / "sources.yml").write_text(yaml.safe_dump(sources, sort_keys=False))
     ws.model("stg_census", CENSUS_MODEL)
     # Checks are compared with a clean build's, not required to pass (an edit may empty a table).
-    ws.write_config(census={"path": "census.parquet", "generate": True, "employees": EMPLOYEES, "seed": 42},
-                    validation={"fail_on": []})
+    ws.write_config(
+        census={"path": "census.parquet", "generate": True, "employees": EMPLOYEES, "seed": 42},
+        validation={"fail_on": []},
+    )
     return ws
 
 
@@ -135,8 +150,10 @@ class User:
     def write_regions(self) -> None:
         for name in ("stg_regions", "stg_regions_v2"):
             (self.staging / f"{name}.sql").unlink(missing_ok=True)
-        config = [*(["materialized='ephemeral'"] if self.regions_ephemeral else []),
-                  *(["schema='extra'"] if self.regions_schema else [])]
+        config = [
+            *(["materialized='ephemeral'"] if self.regions_ephemeral else []),
+            *(["schema='extra'"] if self.regions_schema else []),
+        ]
         head = f"{{{{ config({', '.join(config)}) }}}}\n" if config else ""
         (self.staging / f"{self.regions_name}.sql").write_text(head + SHOP_MODELS["stg_regions"])
 
@@ -187,7 +204,9 @@ class User:
     # -- the vocabulary ----------------------------------------------------------------------
 
     def edit_orders_csv(self, rows: list[tuple[int, Decimal]]) -> None:
-        self.ws.seed("orders", "id,customer_id,amount\n" + "".join(f"{20 + i},{c},{a}\n" for i, (c, a) in enumerate(rows)))
+        self.ws.seed(
+            "orders", "id,customer_id,amount\n" + "".join(f"{20 + i},{c},{a}\n" for i, (c, a) in enumerate(rows))
+        )
 
     def edit_orders_sql(self, sql: str) -> None:
         self.ws.model("stg_orders", sql)
@@ -196,14 +215,18 @@ class User:
         self.ws.set_vars(fx_rate=rate)
 
     def edit_events(self, kinds: list[str]) -> None:
-        (self.ws.root / "events.csv").write_text("kind,at\n" + "".join(f"{k},2024-01-0{i + 1}\n" for i, k in enumerate(kinds)))
+        (self.ws.root / "events.csv").write_text(
+            "kind,at\n" + "".join(f"{k},2024-01-0{i + 1}\n" for i, k in enumerate(kinds))
+        )
 
     def edit_drop(self, table: str) -> None:
         self.ws.execute(f'drop table if exists "{table}"')
 
     def edit_regions_columns(self, extra: bool) -> None:  # a seed gains or loses a column
-        self.ws.seed("regions", "region,tax_rate,label\nnorth,0.2,N\nsouth,0.1,S\n" if extra
-                     else "region,tax_rate\nnorth,0.2\nsouth,0.1\n")
+        self.ws.seed(
+            "regions",
+            "region,tax_rate,label\nnorth,0.2,N\nsouth,0.1,S\n" if extra else "region,tax_rate\nnorth,0.2\nsouth,0.1\n",
+        )
 
     def edit_extra_model(self, present: bool) -> None:
         path = self.staging / "stg_big_orders.sql"
@@ -250,7 +273,7 @@ class User:
         self.user_census = (self.ws.root / "census.parquet").read_bytes()
 
     def edit_census_override(self, arg: tuple[str, int]) -> None:
-        """`doit census employees=N` or `doit setup employees=N`: that run's census; the next setup follows the config."""
+        """`doit census employees=N` or `doit setup employees=N`: that run's census; the next follows the config."""
         task, employees = arg
         assert run_doit([task, f"employees={employees}"], self.ws.config_path) == 0
         self.check_user_census()
@@ -262,7 +285,7 @@ class User:
         for i, row in enumerate(rows):
             digits = [j for j, ch in enumerate(row) if ch.isdigit()]
             if digits and row[digits[-1]] != str(digit):
-                rows[i] = row[:digits[-1]] + str(digit) + row[digits[-1] + 1:]
+                rows[i] = row[: digits[-1]] + str(digit) + row[digits[-1] + 1 :]
                 break
         path.write_text(header + "".join(rows))
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `touch -r` would
@@ -308,11 +331,17 @@ def contents(ws: Workspace) -> dict[str, Any]:
     with duckdb.connect(str(ws.db_path), read_only=True) as con:
         relations = con.execute(
             "select table_schema, table_name, table_type from information_schema.tables "
-            "where table_catalog = current_database() order by 1, 2").fetchall()
-        tables = {(s, n, t): sorted(con.execute(f'select * from "{s}"."{n}"').fetchall(), key=repr)
-                  for s, n, t in relations}
-        schemas = {r[0] for r in con.execute(
-            "select schema_name from information_schema.schemata where catalog_name = current_database()").fetchall()}
+            "where table_catalog = current_database() order by 1, 2"
+        ).fetchall()
+        tables = {
+            (s, n, t): sorted(con.execute(f'select * from "{s}"."{n}"').fetchall(), key=repr) for s, n, t in relations
+        }
+        schemas = {
+            r[0]
+            for r in con.execute(
+                "select schema_name from information_schema.schemata where catalog_name = current_database()"
+            ).fetchall()
+        }
     return {"tables": tables, "schemas": schemas}
 
 
@@ -339,8 +368,9 @@ def build(user: User) -> dict[str, Any]:
     # What a rebuild upstream left with the content it read is kept (early cutoff): status could not know.
     task_of = {n["unique_id"]: n["task"] for n in done["nodes"]}
     kept = {task_of[u] for u in done.get("kept_unchanged", [])}
-    assert built | kept == set(predicted) and not built & kept, \
+    assert built | kept == set(predicted) and not built & kept, (
         f"doit status predicted {predicted}, setup built {sorted(built)}, kept {sorted(kept)}"
+    )
     assert all(predicted[t].startswith("upstream changed") for t in kept), (predicted, kept)
     missed = user.forced - built
     assert not missed, f"forgotten tasks not rebuilt: {sorted(missed)}"
@@ -396,16 +426,36 @@ EXPLICIT = [
     # the project's files: move a file between folders and back, a custom schema and back, rename a
     # model and back, switch it to ephemeral (a model added then removed: the last sequence). Late
     # edits must not hide early ones: a later change to a model's yml would re-parse its lost tests.
-    [("move_customers", True), ("move_customers", False), ("regions_schema", True), ("regions_schema", False),
-     ("rename_regions", True), ("rename_regions", False), ("ephemeral_regions", True)],
+    [
+        ("move_customers", True),
+        ("move_customers", False),
+        ("regions_schema", True),
+        ("regions_schema", False),
+        ("rename_regions", True),
+        ("rename_regions", False),
+        ("ephemeral_regions", True),
+    ],
     # forget one, forget all under --continue, vars and back, a seed gaining a column, a same-length
     # edit with the mtime restored (last: a later edit of the file would hide a miss)
-    [("forget", "model:stg_customers"), ("keep_going", True), ("forget", "-a"), ("fx_rate", 3), ("fx_rate", 2),
-     ("regions_columns", True), ("orders_csv", [(1, Decimal("2.50"))]), ("same_length", 9)],
+    [
+        ("forget", "model:stg_customers"),
+        ("keep_going", True),
+        ("forget", "-a"),
+        ("fx_rate", 3),
+        ("fx_rate", 2),
+        ("regions_columns", True),
+        ("orders_csv", [(1, Decimal("2.50"))]),
+        ("same_length", 9),
+    ],
     # census overrides for one run; a file the generator wrote with other parameters; Ctrl-C then
     # forget; an edit during a build, then reverted (last, as it is hidden by a later build of the seed)
-    [("census_override", ("setup", 80)), ("census_override", ("census", 80)), ("census_user", 101),
-     ("ctrl_c_forget", (None, "seed:orders")), ("during_build", None)],
+    [
+        ("census_override", ("setup", 80)),
+        ("census_override", ("census", 80)),
+        ("census_user", 101),
+        ("ctrl_c_forget", (None, "seed:orders")),
+        ("during_build", None),
+    ],
     # kill -9 in the commit window of a new node the user then removes; kill -9 at another instant; kill -9
     # in the commit window of a seed dbt builds afresh (its old table moved aside meanwhile)
     [("kill9", (None, True, True)), ("kill9", (5.0, False, False)), ("kill9", (None, False, False))],
@@ -432,8 +482,13 @@ def _with_examples(test: Any) -> Any:
     return test
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck),
-          phases=[Phase.explicit, Phase.reuse, Phase.generate], print_blob=True)
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    print_blob=True,
+)
 @given(edits=st.lists(EDITS, min_size=1, max_size=3))
 @_with_examples
 def test_incremental_build_equals_clean_build(edits: list[tuple[str, Any]]) -> None:

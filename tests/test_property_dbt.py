@@ -32,18 +32,21 @@ ENV = "SHOP_CHANNEL"
 
 MODELS = {
     "by_channel": "select '{{ env_var('" + ENV + "', 'web') }}' as channel, "
-                  "{{ var('fx_rate') }} * 10 as rate, '{{ target.name }}' as target, count(*) as n from {{ ref('orders') }}",
+    "{{ var('fx_rate') }} * 10 as rate, '{{ target.name }}' as target, count(*) as n from {{ ref('orders') }}",
     "halves": "select o.id, amount::int / 2 as half, {{ shout('name') }} as who from {{ ref('stg_customers_e') }} c "
-              "join {{ ref('orders') }} o on o.customer_id = c.id",
+    "join {{ ref('orders') }} o on o.customer_id = c.id",
     "stg_customers_e": "{{ config(materialized='ephemeral') }}\nselect id, name from {{ ref('customers') }}",
     "stamped": "select '{{ config.get('meta', {}).get('owner', 'nobody') }}' as owner, "
-               "strftime(timestamptz '2024-01-01 12:00:00+00', '%H') as hour",
+    "strftime(timestamptz '2024-01-01 12:00:00+00', '%H') as hour",
 }
 MACRO = "{% macro shout(x) %}upper({{ x }}){% endmacro %}"
-TESTS = {"version": 2, "models": [
-    {"name": "halves", "columns": [{"name": "half", "tests": [{"not_null": {"config": {}}}]}]},
-    {"name": "stg_customers", "columns": [{"name": "id", "tests": [{"unique": {"config": {}}}]}]},
-]}
+TESTS = {
+    "version": 2,
+    "models": [
+        {"name": "halves", "columns": [{"name": "half", "tests": [{"not_null": {"config": {}}}]}]},
+        {"name": "stg_customers", "columns": [{"name": "id", "tests": [{"unique": {"config": {}}}]}]},
+    ],
+}
 SEEDS_CONFIG: dict[str, Any] = {"shop": {"orders": {}}}
 
 
@@ -65,7 +68,10 @@ class Project:
     # -- files -------------------------------------------------------------------------------
 
     def write_yml(self) -> None:
-        data = {**self.tests, "models": [*self.tests["models"], {"name": "stamped", "config": {"meta": {"owner": self.meta}}}]}
+        data = {
+            **self.tests,
+            "models": [*self.tests["models"], {"name": "stamped", "config": {"meta": {"owner": self.meta}}}],
+        }
         (self.ws.project / "models" / "staging" / "props.yml").write_text(yaml.safe_dump(data, sort_keys=False))
 
     def project_yaml(self, change: Callable[[dict[str, Any]], None]) -> None:
@@ -81,8 +87,14 @@ class Project:
         path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     def seed_config(self, **config: Any) -> None:
-        self.project_yaml(lambda d: d.setdefault("seeds", {}).setdefault("shop", {}).setdefault("orders", {}).update(
-            {f"+{k}": v for k, v in config.items()}))
+        self.project_yaml(
+            lambda d: (
+                d.setdefault("seeds", {})
+                .setdefault("shop", {})
+                .setdefault("orders", {})
+                .update({f"+{k}": v for k, v in config.items()})
+            )
+        )
 
     def test_config(self, **config: Any) -> None:
         self.tests["models"][0]["columns"][0]["tests"][0]["not_null"]["config"].update(config)
@@ -150,11 +162,21 @@ EDIT_VALUES = {
     "target": st.sampled_from(["dev", "prod"]),
     "macro": st.sampled_from(["upper({{ x }})", "lower({{ x }})", "{{ x }} || '!'"]),
     "meta": st.sampled_from(["ann", "bob", "cy"]),
-    "ephemeral": st.sampled_from(["select id, name from {{ ref('customers') }}",
-                                  "select id, name || '?' as name from {{ ref('customers') }} where id > 1"]),
+    "ephemeral": st.sampled_from(
+        [
+            "select id, name from {{ ref('customers') }}",
+            "select id, name || '?' as name from {{ ref('customers') }} where id > 1",
+        ]
+    ),
     "materialized": st.sampled_from(["table", "view", "ephemeral"]),
-    "settings": st.sampled_from([{}, {"integer_division": "true"}, {"TimeZone": "Asia/Tokyo"},
-                                 {"integer_division": "true", "TimeZone": "America/New_York"}]),
+    "settings": st.sampled_from(
+        [
+            {},
+            {"integer_division": "true"},
+            {"TimeZone": "Asia/Tokyo"},
+            {"integer_division": "true", "TimeZone": "America/New_York"},
+        ]
+    ),
     "orders": st.lists(st.tuples(st.just(0), AMOUNTS), min_size=1, max_size=4),
     "seed_fast": st.booleans(),
     "column_types": st.sampled_from([None, "varchar", "double", "decimal(10,2)"]),
@@ -165,14 +187,35 @@ EDIT_VALUES = {
 EDITS = st.one_of(*(st.tuples(st.just(name), values) for name, values in EDIT_VALUES.items()))
 # Every edit of the vocabulary, in two chains.
 EXPLICIT = [
-    [("var", 3), ("env", "store"), ("target", "prod"), ("macro", "lower({{ x }})"), ("meta", "bob"),
-     ("ephemeral", "select id, name || '?' as name from {{ ref('customers') }} where id > 1"), ("materialized", "view"),
-     ("settings", {"integer_division": "true", "TimeZone": "America/New_York"})],
-    [("orders", [(0, "null"), (0, "7"), (0, "")]), ("seed_fast", False), ("column_types", "varchar"),
-     ("severity", "warn"), ("where", "half > 1"), ("thresholds", (">= 1", "> 2")), ("materialized", "ephemeral")],
+    [
+        ("var", 3),
+        ("env", "store"),
+        ("target", "prod"),
+        ("macro", "lower({{ x }})"),
+        ("meta", "bob"),
+        ("ephemeral", "select id, name || '?' as name from {{ ref('customers') }} where id > 1"),
+        ("materialized", "view"),
+        ("settings", {"integer_division": "true", "TimeZone": "America/New_York"}),
+    ],
+    [
+        ("orders", [(0, "null"), (0, "7"), (0, "")]),
+        ("seed_fast", False),
+        ("column_types", "varchar"),
+        ("severity", "warn"),
+        ("where", "half > 1"),
+        ("thresholds", (">= 1", "> 2")),
+        ("materialized", "ephemeral"),
+    ],
 ]
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck),
-          phases=[Phase.explicit, Phase.reuse, Phase.generate], print_blob=True)
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    print_blob=True,
+)
 @given(edits=st.lists(EDITS, min_size=1, max_size=3))
 @example(edits=EXPLICIT[1])
 @example(edits=EXPLICIT[0])

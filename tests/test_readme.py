@@ -24,14 +24,16 @@ def section(text: str, title: str) -> str:
 
 def anchors(text: str) -> set[str]:
     """GitHub's anchors of a document's headings: lower case, punctuation gone, spaces as hyphens."""
-    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-            for heading in re.findall(r"^#+ (.+)$", text, re.M)}
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", text, re.M)
+    }
 
 
 def test_configuration_reference_matches_the_schema() -> None:
     assert check_readme_reference(CONFIGURATION.read_text()), (
         "docs/configuration.md's configuration reference is stale: run "
-        "python -c \"from pathlib import Path; from setup_tasks.config import replace_readme_reference as r; "
+        'python -c "from pathlib import Path; from setup_tasks.config import replace_readme_reference as r; '
         "p = Path('docs/configuration.md'); p.write_text(r(p.read_text()))\""
     )
 
@@ -51,8 +53,23 @@ def test_the_readme_is_a_first_read_the_two_commands_a_teams_quick_start_and_the
     assert "python -m setup_tasks init" in team and "doit setup" in team and "doit -k setup" in team, team
     table = section(text, "Tasks")
     named = set(re.findall(r"^\| `doit (\w+)", table, re.M)) | set(re.findall(r"/ `doit (\w+)`", table))
-    wanted = {SETUP_TASK, QUICK_TASK, SEEDS_TASK, STAGING_TASK, MODELS_TASK, CENSUS_TASK, DEPS_TASK, "validate",
-              "status", "clear", "graph", "list", "info", "forget", "dbt"}
+    wanted = {
+        SETUP_TASK,
+        QUICK_TASK,
+        SEEDS_TASK,
+        STAGING_TASK,
+        MODELS_TASK,
+        CENSUS_TASK,
+        DEPS_TASK,
+        "validate",
+        "status",
+        "clear",
+        "graph",
+        "list",
+        "info",
+        "forget",
+        "dbt",
+    }
     assert wanted <= named, f"tasks the README's table does not name: {sorted(wanted - named)}"
 
 

@@ -10,15 +10,24 @@ from setup_tasks.store.records import UNKNOWN_PROJECT, BuildRecord, BuildRecords
 
 
 def _record(**extra: object) -> dict:
-    return {k: v for k, v in asdict(BuildRecord("fp", {}, 0.0, 0.1, "b", relation=("db", "main", "t"))).items()
-            if k != "project"} | extra
+    return {
+        k: v
+        for k, v in asdict(BuildRecord("fp", {}, 0.0, 0.1, "b", relation=("db", "main", "t"))).items()
+        if k != "project"
+    } | extra
 
 
 def test_the_first_project_takes_over_the_old_layout_and_adopts_only_its_own_records(tmp_path: Path) -> None:
     state = tmp_path / ".planwise" / "w.duckdb"
     state.mkdir(parents=True)
-    (state / "records.json").write_text(json.dumps({"version": 1, "records": {
-        "model.shop.stg_a": _record(), "seed.my_pkg.codes": _record(), "model.other.x": _record()}}))
+    (state / "records.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "records": {"model.shop.stg_a": _record(), "seed.my_pkg.codes": _record(), "model.other.x": _record()},
+            }
+        )
+    )
     (state / "doit.sqlite").write_text("doit's state")
     (state / "run.lock").write_text("")
     folder = project_state_dir(state, "shop")
@@ -27,7 +36,10 @@ def test_the_first_project_takes_over_the_old_layout_and_adopts_only_its_own_rec
     assert (state / "run.lock").exists()  # one writer per database: it stays with the database
     records = BuildRecords.load(folder / "records.json", "shop", {"my_pkg"})
     assert {uid: r.project for uid, r in records.records.items()} == {
-        "model.shop.stg_a": "shop", "seed.my_pkg.codes": "shop", "model.other.x": UNKNOWN_PROJECT}
+        "model.shop.stg_a": "shop",
+        "seed.my_pkg.codes": "shop",
+        "model.other.x": UNKNOWN_PROJECT,
+    }
     assert set(records.of_project("shop")) == {"model.shop.stg_a", "seed.my_pkg.codes"}  # only these can retire
     assert project_state_dir(state, "hr") == state / "projects" / "hr"  # a second project starts afresh
     assert not (state / "projects" / "hr").exists()
@@ -44,8 +56,9 @@ def test_other_projects_records_are_read_for_reporting(tmp_path: Path) -> None:
 def _many(folder: Path, n: int) -> BuildRecords:
     records = BuildRecords(folder / "records.json")
     for i in range(n):
-        records.records[f"model.shop.m{i}"] = BuildRecord(f"fp{i}", {"file:m.sql": "abc"}, 0.0, 0.1, "b",
-                                                          relation=("db", "main", f"m{i}"), project="shop")
+        records.records[f"model.shop.m{i}"] = BuildRecord(
+            f"fp{i}", {"file:m.sql": "abc"}, 0.0, 0.1, "b", relation=("db", "main", f"m{i}"), project="shop"
+        )
     records.save()
     return records
 

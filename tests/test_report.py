@@ -17,7 +17,12 @@ from setup_tasks.errors import SetupError
 from setup_tasks.naming import Translator
 from setup_tasks.validation.results import CheckResult
 from setup_tasks.ops.run_report import (
-    HISTORY_LIMIT, append_history, last_run, read_history, regressions, write_run_report,
+    HISTORY_LIMIT,
+    append_history,
+    last_run,
+    read_history,
+    regressions,
+    write_run_report,
 )
 
 
@@ -42,7 +47,9 @@ def engine_after_a_run(root: Path) -> FakeEngine:
     }
     run.outcomes = {
         "model.shop.stg_orders": Outcome("model.shop.stg_orders", "success", seconds=0.4, rows=4),
-        "model.shop.stg_customer_orders": Outcome("model.shop.stg_customer_orders", "error", "model stg_customer_orders failed: boom", 0.1),
+        "model.shop.stg_customer_orders": Outcome(
+            "model.shop.stg_customer_orders", "error", "model stg_customer_orders failed: boom", 0.1
+        ),
     }
     run.invocations = 1
     return engine
@@ -59,8 +66,13 @@ def test_report_says_what_each_node_did_and_why(tmp_path: Path) -> None:
     report = json.loads(path.read_text())
     nodes = by_task(report)
     assert nodes["model:stg_orders"] == {
-        "unique_id": "model.shop.stg_orders", "task": "model:stg_orders", "status": "built",
-        "reason": "var changed: fx_rate (1 -> 2)", "message": "", "seconds": 0.4, "rows": 4,
+        "unique_id": "model.shop.stg_orders",
+        "task": "model:stg_orders",
+        "status": "built",
+        "reason": "var changed: fx_rate (1 -> 2)",
+        "message": "",
+        "seconds": 0.4,
+        "rows": 4,
     }
     assert nodes["model:stg_customer_orders"]["status"] == "failed"
     assert "boom" in nodes["model:stg_customer_orders"]["message"]
@@ -158,7 +170,9 @@ def history(path: Path, *runs: dict[str, float]) -> Path:
 def test_regression_is_a_step_slower_than_factor_times_its_median(tmp_path: Path) -> None:
     path = history(
         tmp_path / "h.jsonl",
-        {"a": 1.0, "b": 1.0}, {"a": 1.2, "b": 1.0}, {"a": 0.8, "b": 1.0},
+        {"a": 1.0, "b": 1.0},
+        {"a": 1.2, "b": 1.0},
+        {"a": 0.8, "b": 1.0},
         {"a": 1.6, "b": 1.4},
     )
     assert regressions(path) == [("a", 1.6, 1.0)]

@@ -167,8 +167,10 @@ def test_long_names_keep_one_column_and_the_longest_is_cut(engine: FakeEngine) -
     out = Stream(tty=False)
     reporter = make_reporter(out, {"verbosity": 1}, engine)
     long_name = "validate:" + "x" * 80
-    tasks = {name: SimpleNamespace(name=name, actions=[object()], task_dep=[])
-             for name in ("seed:customers", "validate:a_check_with_a_long_name", long_name)}
+    tasks = {
+        name: SimpleNamespace(name=name, actions=[object()], task_dep=[])
+        for name in ("seed:customers", "validate:a_check_with_a_long_name", long_name)
+    }
     tasks["setup"] = SimpleNamespace(name="setup", actions=[], task_dep=list(tasks))
     reporter.initialize(tasks, ["setup"])
     for name in tasks:
@@ -201,7 +203,10 @@ def test_unchanged_warnings_are_one_line_of_the_summary(engine: FakeEngine) -> N
     reporter.complete_run()
     text = out.getvalue()
     assert "w1" not in text and "w2" not in text
-    assert re.search(r"validations: 1 passed, 2 warn\n  2 warnings unchanged since 2001-09-09 \d\d:\d\d: doit status lists them", text)
+    assert re.search(
+        r"validations: 1 passed, 2 warn\n  2 warnings unchanged since 2001-09-09 \d\d:\d\d: doit status lists them",
+        text,
+    )
 
 
 def test_the_exit_status_is_1_for_a_failure_whatever_doit_would_say() -> None:
@@ -214,10 +219,17 @@ def test_the_exit_status_is_1_for_a_failure_whatever_doit_would_say() -> None:
     assert app.exit_status() == 143
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["setup"], 1), (["-v", "2", "setup"], 2), (["-v0", "setup"], 0), (["--verbosity=2"], 2), (["--verbosity", "0"], 0),
-    (["setup", "-v", "2"], 2),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["setup"], 1),
+        (["-v", "2", "setup"], 2),
+        (["-v0", "setup"], 0),
+        (["--verbosity=2"], 2),
+        (["--verbosity", "0"], 0),
+        (["setup", "-v", "2"], 2),
+    ],
+)
 def test_verbosity_comes_from_doits_option(argv: list[str], expected: int) -> None:
     assert cli_verbosity(argv) == expected
 
@@ -245,8 +257,12 @@ def test_doits_json_report_ends_with_setups_status() -> None:
         return ended.value.code
 
     assert finished(("model:stg_orders", UnmetDependency("model:stg_customers"))) == 0  # doit would say 2
-    assert finished(("model:stg_customers", TaskFailed("broken")),
-                    ("model:stg_orders", UnmetDependency("model:stg_customers"))) == 1
+    assert (
+        finished(
+            ("model:stg_customers", TaskFailed("broken")), ("model:stg_orders", UnmetDependency("model:stg_customers"))
+        )
+        == 1
+    )
 
 
 def test_setups_doit_plugins_are_installed_and_declared_for_a_checkout() -> None:
@@ -254,13 +270,19 @@ def test_setups_doit_plugins_are_installed_and_declared_for_a_checkout() -> None
     import tomllib
     from importlib.metadata import entry_points
 
-    plugins = {"doit.COMMAND": {"forget": "setup_tasks.cli.forget:Forget", "info": "setup_tasks.cli.info:Info",
-                                "list": "setup_tasks.cli.info:List"},
-               "doit.REPORTER": {"json": "setup_tasks.cli.json_reporter:JsonReporter"}}
+    plugins = {
+        "doit.COMMAND": {
+            "forget": "setup_tasks.cli.forget:Forget",
+            "info": "setup_tasks.cli.info:Info",
+            "list": "setup_tasks.cli.info:List",
+        },
+        "doit.REPORTER": {"json": "setup_tasks.cli.json_reporter:JsonReporter"},
+    }
     for group, wanted in plugins.items():
         installed = {e.name: e.value for e in entry_points(group=group)}
         assert installed.items() >= wanted.items(), (
-            f"{group}: {installed} -- fix: pip install -e . (the package's entry points are its metadata)")
+            f"{group}: {installed} -- fix: pip install -e . (the package's entry points are its metadata)"
+        )
     doit = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["tool"]["doit"]
     assert doit["plugins"]["command"] == plugins["doit.COMMAND"]
     assert doit["plugins"]["reporter"] == plugins["doit.REPORTER"]
@@ -289,8 +311,14 @@ def test_another_projects_dodo_gets_doits_own_forget_and_json_exit_status(tmp_pa
     (tmp_path / "dodo.py").write_text(FOREIGN_DODO)
 
     def doit(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "doit", *args], cwd=tmp_path, env=clean_env(),
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "doit", *args],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     console, as_json = doit("--continue"), doit("--continue", "--reporter", "json")
     assert console.returncode == as_json.returncode != 0, (console.returncode, as_json.returncode, as_json.stderr)
@@ -303,16 +331,24 @@ def test_another_projects_dodo_gets_doits_own_forget_and_json_exit_status(tmp_pa
     unknown = doit("info", "nope")  # but no KeyError traceback for a name it does not know
     assert unknown.returncode == 3 and "'nope' is not a task" in unknown.stderr and "Traceback" not in unknown.stderr
     assert "fine" in doit("list").stdout
-    imported = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "forget", "fine"], cwd=tmp_path,
-                              env=clean_env(), capture_output=True, text=True, timeout=120).stderr
+    imported = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "doit", "forget", "fine"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stderr
     heavy = {line.rsplit("|", 1)[-1].strip() for line in imported.splitlines() if line.startswith("import time:")}
     assert not {"setup_tasks.cli.app", "setup_tasks.engine.engine", "duckdb"} & heavy, sorted(
-        m for m in heavy if m.startswith("setup_tasks"))
+        m for m in heavy if m.startswith("setup_tasks")
+    )
 
 
 @pytest.mark.parametrize("verbosity, note, says", [(1, False, True), (1, True, False), (2, False, False)])
 def test_only_a_no_op_that_printed_nothing_but_its_summary_leaves_it_to_say_again(
-        engine: FakeEngine, verbosity: int, note: bool, says: bool) -> None:
+    engine: FakeEngine, verbosity: int, note: bool, says: bool
+) -> None:
     """What the witness repeats (cli.shortcut) is the whole output of the run it witnessed: a tally at
     doit's default verbosity, no note, no line for a task."""
     out = Stream(tty=False)

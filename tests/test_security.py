@@ -128,9 +128,21 @@ def fake_worker(sock_path: str, record_dir: str, ready_fd: int) -> None:
         except ValueError:
             conn.close()
             continue
-        replies = [{"event": "outcome", "unique_id": uid, "status": "success", "message": "", "seconds": 0.01,
-                    "rows": 3, "failures": None} for uid, _ in request.get("targets", [])]
-        replies.append({"event": "done", "result": {"setup": [], "foundation": []} if request.get("op") == "parse" else None})
+        replies = [
+            {
+                "event": "outcome",
+                "unique_id": uid,
+                "status": "success",
+                "message": "",
+                "seconds": 0.01,
+                "rows": 3,
+                "failures": None,
+            }
+            for uid, _ in request.get("targets", [])
+        ]
+        replies.append(
+            {"event": "done", "result": {"setup": [], "foundation": []} if request.get("op") == "parse" else None}
+        )
         try:
             conn.sendall(b"".join(json.dumps(r).encode() + b"\n" for r in replies))
         except OSError:
@@ -180,7 +192,8 @@ def plant_pickles(ws: Workspace, marker: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_a_worker_directory_another_user_created_is_refused_and_dbt_runs_here(
-        built_shop: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    built_shop: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another user creates $TMPDIR/planwise-setup-<uid> first, listens on every socket name, and plants
     symlinks for the lock and log files: setup sends nothing, follows no symlink, builds with dbt in
     process (not loading the code-running pickle planted in the project either), and says why in one line."""
@@ -212,18 +225,30 @@ def test_a_worker_directory_another_user_created_is_refused_and_dbt_runs_here(
         wait_ready(ready_r)
         assert wdir.stat().st_uid == NOBODY
         # dbt must run (not setup's own build): the worker is what the attacker is after
-        run = ws.doit("setup", json_report=False, env={"PLANWISE_SETUP_WORKER": "1", "TMPDIR": str(tmpdir),
-                                                      "DBT_PASSWORD": SECRET, "PLANWISE_SETUP_DIRECT": "0"})
+        run = ws.doit(
+            "setup",
+            json_report=False,
+            env={
+                "PLANWISE_SETUP_WORKER": "1",
+                "TMPDIR": str(tmpdir),
+                "DBT_PASSWORD": SECRET,
+                "PLANWISE_SETUP_DIRECT": "0",
+            },
+        )
         text = output(run)
         got = requests_in(wdir)
-        written = sorted(p.name for p in victim_files.iterdir()) != ["precious.txt"] or precious.read_text() != "precious\n"
+        written = (
+            sorted(p.name for p in victim_files.iterdir()) != ["precious.txt"] or precious.read_text() != "precious\n"
+        )
     finally:
         stop(pid)
         shutil.rmtree(tmpdir, ignore_errors=True)
     problems = []
     if got:
-        problems.append(f"setup sent {len(got)} request(s) to another user's worker "
-                        f"(DBT_PASSWORD in them: {any(SECRET.encode() in g for g in got)})")
+        problems.append(
+            f"setup sent {len(got)} request(s) to another user's worker "
+            f"(DBT_PASSWORD in them: {any(SECRET.encode() in g for g in got)})"
+        )
     if run.returncode != 0 or "Traceback" in text:
         problems.append(f"rc {run.returncode}:\n{tail(text)}")
     if regions_percent(ws) != [10.0, 30.0]:
@@ -351,7 +376,8 @@ def test_the_worker_answers_no_client_of_another_user(worker_in_thread: Path) ->
 
 
 def test_the_client_sends_the_worker_the_environment_dbt_would_see_here(
-        shop: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One environment: the worker's dbt sees exactly what dbt in the doit process would (a variable read
     by a name computed in Jinja, or dbt's DBT_ENV_CUSTOM_ENV_*, reaches it too). What listens on the
     socket is the user's own uid (SO_PEERCRED, other tests): it could read this process's environment
@@ -420,11 +446,18 @@ def test_a_planted_manifest_pickle_is_never_unpickled(tmp_path: Path, monkeypatc
 # -- paths never pasted into SQL ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, refused", [
-    ("census.parquet", False), ("my census 2024.parquet", False), ("o'brien/census.parquet", True),
-    ("census (1).parquet", True), ("census{year}.parquet", True), ("a.parquet' union all select * from 'b", True),
-    ("line\nbreak.parquet", True),
-])
+@pytest.mark.parametrize(
+    "name, refused",
+    [
+        ("census.parquet", False),
+        ("my census 2024.parquet", False),
+        ("o'brien/census.parquet", True),
+        ("census (1).parquet", True),
+        ("census{year}.parquet", True),
+        ("a.parquet' union all select * from 'b", True),
+        ("line\nbreak.parquet", True),
+    ],
+)
 def test_paths_dbt_duckdb_cannot_quote_are_recognised(name: str, refused: bool) -> None:
     assert (sql_path_problem(f"/data/{name}") is not None) == refused
 
@@ -446,19 +479,54 @@ def census_workspace(root: Path, census: Path) -> Workspace:
     ws = Workspace(root)
     models = ws.project / "models"
     models.mkdir(parents=True)
-    (ws.project / "dbt_project.yml").write_text(yaml.safe_dump(
-        {"name": "hr", "version": "1.0", "profile": "hr", "config-version": 2, "models": {"hr": {"+materialized": "table"}}}))
-    (ws.project / "profiles.yml").write_text(yaml.safe_dump({"hr": {"target": "dev", "outputs": {"dev": {
-        "type": "duckdb", "path": "{{ env_var('DUCKDB_PATH') }}", "threads": 1}}}}))
-    (models / "hr.yml").write_text(yaml.safe_dump({"version": 2, "sources": [
-        {"name": "hr", "tables": [{"name": "census", "meta": {"external_location": "{{ var('census_parquet_path') }}"}}]}]}))
+    (ws.project / "dbt_project.yml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "hr",
+                "version": "1.0",
+                "profile": "hr",
+                "config-version": 2,
+                "models": {"hr": {"+materialized": "table"}},
+            }
+        )
+    )
+    (ws.project / "profiles.yml").write_text(
+        yaml.safe_dump(
+            {
+                "hr": {
+                    "target": "dev",
+                    "outputs": {"dev": {"type": "duckdb", "path": "{{ env_var('DUCKDB_PATH') }}", "threads": 1}},
+                }
+            }
+        )
+    )
+    (models / "hr.yml").write_text(
+        yaml.safe_dump(
+            {
+                "version": 2,
+                "sources": [
+                    {
+                        "name": "hr",
+                        "tables": [
+                            {"name": "census", "meta": {"external_location": "{{ var('census_parquet_path') }}"}}
+                        ],
+                    }
+                ],
+            }
+        )
+    )
     (models / "stg_census.sql").write_text("select employee_id, active from {{ source('hr', 'census') }}")
     _parquet(census, ["E1", "E2"])
-    ws.config_path.write_text(yaml.safe_dump({
-        "database": {"path": "warehouse.duckdb"}, "dbt": {"project_dir": "proj", "setup_selection": "stg_census",
-                                                         "foundation_selection": "stg_census"},
-        "census": {"path": str(census), "generate": False},
-        "validation": {"census_required_columns": ["employee_id", "active"], "run_dbt_tests": False}}))
+    ws.config_path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"path": "warehouse.duckdb"},
+                "dbt": {"project_dir": "proj", "setup_selection": "stg_census", "foundation_selection": "stg_census"},
+                "census": {"path": str(census), "generate": False},
+                "validation": {"census_required_columns": ["employee_id", "active"], "run_dbt_tests": False},
+            }
+        )
+    )
     return ws
 
 
@@ -478,7 +546,9 @@ def test_a_census_path_that_would_inject_sql_is_refused_in_one_line(tmp_path: Pa
     assert not rows, f"stg_census built from the crafted path: {rows}"
     assert run.returncode == 1, tail(text)
     lines = [line for line in text.splitlines() if str(census) in line and "fix:" in line]
-    assert lines and "single quote" in lines[0], "refused without one line naming the census path and the fix:\n" + tail(text)
+    assert lines and "single quote" in lines[0], (
+        "refused without one line naming the census path and the fix:\n" + tail(text)
+    )
     assert "correct models/stg_census.sql" not in text, "wrong hint: the model's SQL is fine, the path is the problem"
 
 
@@ -508,8 +578,9 @@ def test_secrets_and_personal_data_on_disk_are_private_and_keyed(built_shop: Wor
     os.chmod(root, 0o755)  # a checkout as people have it (pytest makes its folders 0700)
     ws.model("stg_token", "select length('{{ env_var(\"SHOP_API_TOKEN\") }}') as token_length")
     config = yaml.safe_load(ws.config_path.read_text())
-    config["validation"] = {"custom_checks": [
-        {"name": "customers_listed", "severity": "warning", "sql": "select * from stg_customers"}]}
+    config["validation"] = {
+        "custom_checks": [{"name": "customers_listed", "severity": "warning", "sql": "select * from stg_customers"}]
+    }
     ws.config_path.write_text(yaml.safe_dump(config))
     old = os.umask(0o022)
     try:
@@ -525,12 +596,17 @@ def test_secrets_and_personal_data_on_disk_are_private_and_keyed(built_shop: Wor
     sensitive |= {p for p in ws.project.rglob("*") if p.is_file() and p.suffix in (".pickle", ".msgpack")}
     holding_secret = {p for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()}
     assert holding_secret, "the secret should be somewhere (dbt's rendered SQL): the test would prove nothing"
-    exposed = sorted(f"{stat.filemode(p.stat().st_mode)} {p.relative_to(root)}"
-                     for p in sensitive | holding_secret if _readable_by_others(p, root))
+    exposed = sorted(
+        f"{stat.filemode(p.stat().st_mode)} {p.relative_to(root)}"
+        for p in sensitive | holding_secret
+        if _readable_by_others(p, root)
+    )
     assert not exposed, "readable by other users:\n" + "\n".join(exposed)
 
     plain = hashlib.sha256(SECRET.encode()).hexdigest()[:12]
-    holders = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and plain.encode() in p.read_bytes())
+    holders = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and plain.encode() in p.read_bytes()
+    )
     assert not holders, f"plain sha256 of SHOP_API_TOKEN's value stored in: {holders}"
     records = BuildRecords.load(root / ".planwise" / "warehouse.duckdb" / "projects" / "shop" / "records.json")
     part = records.records["model.shop.stg_token"].parts["env:SHOP_API_TOKEN"]

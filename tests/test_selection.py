@@ -44,8 +44,10 @@ def _searches(manifest: Any, project: Path, selectors: list[tuple[str, str]]) ->
     set_task_contextvars(project_root=str(project))
     every = set(manifest.nodes) | set(manifest.sources) | set(manifest.exposures) | set(manifest.metrics)
     methods = MethodManager(manifest, None)
-    return {(method, value): set(methods.get_method(MethodName(method), []).search(every, value))
-            for method, value in selectors}
+    return {
+        (method, value): set(methods.get_method(MethodName(method), []).search(every, value))
+        for method, value in selectors
+    }
 
 
 @pytest.mark.parametrize("kind", ["generated", "jaffle_shop", "package"])
@@ -58,8 +60,19 @@ def test_the_index_selects_what_dbt_selects(kind: str, tmp_path: Path) -> None:
     nodes = [*manifest.nodes.values(), *manifest.sources.values()]
     selectors = [("path", n.original_file_path) for n in nodes] + [("fqn", ".".join(n.fqn)) for n in nodes]
     selectors += [("fqn", n.name) for n in nodes] + [("fqn", ".".join(n.fqn[1:])) for n in nodes if len(n.fqn) > 2]
-    selectors += [("path", p) for p in ("models", "seeds", "models/schema.yml", "models/layer_1",
-                                        "models/staging", "models/*.sql", "nowhere.sql", "models/../models")]
+    selectors += [
+        ("path", p)
+        for p in (
+            "models",
+            "seeds",
+            "models/schema.yml",
+            "models/layer_1",
+            "models/staging",
+            "models/*.sql",
+            "nowhere.sql",
+            "models/../models",
+        )
+    ]
     selectors += [("fqn", f) for f in (manifest.metadata.project_name or "", "staging", "layer_0", "m_*", "nothing")]
     expected = _searches(manifest, project, selectors)
     with indexed_selection():

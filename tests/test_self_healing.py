@@ -87,7 +87,8 @@ def _temp_files(directory: Path) -> list[str]:
 
 @pytest.mark.parametrize("how", DAMAGES)
 def test_every_loader_discards_a_damaged_own_file_with_a_note(
-        built_shop: Workspace, how: str, caplog: pytest.LogCaptureFixture) -> None:
+    built_shop: Workspace, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The engine of a run over damaged caches and state (every file damaged the same way) loads, says
     which it discarded at INFO (``-v 2``), and answers every node's status: those whose records went
     are stale, never an exception."""
@@ -105,8 +106,14 @@ def test_every_loader_discards_a_damaged_own_file_with_a_note(
     engine.close()
     damage(own_file(ws, "setup_cache.json"), how)
     cache = manifest_cache(engine.ctx)
-    assert cache.load(project_stamp(engine.ctx, {"setup": settings.dbt.setup_selection,
-                                                 "foundation": settings.dbt.foundation_selection})) is None
+    assert (
+        cache.load(
+            project_stamp(
+                engine.ctx, {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
+            )
+        )
+        is None
+    )
     notes = caplog.text
     silent = sorted(name for name in [*damaged, "setup_cache.json"] if f"discarded {own_file(ws, name)}" not in notes)
     assert not silent, f"discarded without a note: {silent}\n{notes}"
@@ -139,10 +146,17 @@ def test_damaged_files_heal_and_no_table_is_lost(built_shop: Workspace) -> None:
     assert "moved aside" in text and "doit.sqlite" in text, "no line says doit's state was damaged and moved aside"
     notes = [line for line in (output(status) + text).splitlines() if line.startswith("discarded ")]
     # Never read: the report (written only), the pickle and manifest.json (re-parsed: setup_cache.json was damaged).
-    silent = [name for name in OWN_FILES if name not in ("run_report", "manifest.pickle", "manifest.json")
-              and not any(str(own_file(ws, name)) in line for line in notes) and (name in left or name == "setup_cache.json")]
+    silent = [
+        name
+        for name in OWN_FILES
+        if name not in ("run_report", "manifest.pickle", "manifest.json")
+        and not any(str(own_file(ws, name)) in line for line in notes)
+        and (name in left or name == "setup_cache.json")
+    ]
     assert not silent, f"discarded without a note at -v 2: {silent}\n" + "\n".join(notes)
-    assert len(list((ws.root / STATE).glob("doit.sqlite.damaged-*"))) == 2, "the damaged state files were not kept aside"
+    assert len(list((ws.root / STATE).glob("doit.sqlite.damaged-*"))) == 2, (
+        "the damaged state files were not kept aside"
+    )
     assert ws.tables() == tables, "tables changed or lost"
     again = ws.doit("setup")
     assert_no_traceback(again)
@@ -222,8 +236,9 @@ def test_disk_full_is_one_line_without_traceback_or_temp_files(full_disk: tuple[
     assert not problems, "\n".join(problems)
 
 
-def one_line_failure(label: str, run: Any, codes: tuple[int, ...], needle: str, ws: Workspace,
-                     tables: dict[str, Any]) -> list[str]:
+def one_line_failure(
+    label: str, run: Any, codes: tuple[int, ...], needle: str, ws: Workspace, tables: dict[str, Any]
+) -> list[str]:
     """What is wrong with a run that met an unwritable location: a traceback, another exit code, a failure
     without one line holding ``needle`` and the fix, changed tables (with the output's tail)."""
     text = output(run)
@@ -260,8 +275,9 @@ def test_read_only_database_directory_is_one_line_without_traceback(built_shop: 
     assert not problems, "\n".join(problems)
 
 
-def test_a_read_only_folder_around_a_writable_database_is_not_ready_and_fails_in_one_line(built_shop: Workspace,
-                                                                                        tmp_path: Path) -> None:
+def test_a_read_only_folder_around_a_writable_database_is_not_ready_and_fails_in_one_line(
+    built_shop: Workspace, tmp_path: Path
+) -> None:
     """The database file can be written, its folder cannot (DuckDB writes the WAL there): `doit status`
     says NOT READY naming the folder, and a build fails in one line with exit 1 (not 3), no traceback."""
     ws = built_shop
@@ -279,8 +295,9 @@ def test_a_read_only_folder_around_a_writable_database_is_not_ready_and_fails_in
     finally:
         umount(ws.root)
     assert_no_traceback(status)
-    assert status.returncode == 1 and f"NOT READY: the database folder {ws.root} is not writable" in status.stdout, \
+    assert status.returncode == 1 and f"NOT READY: the database folder {ws.root} is not writable" in status.stdout, (
         tail(output(status))
+    )
     assert_no_traceback(build)
     assert build.returncode == 1, tail(output(build))
     assert any("fix:" in line and str(ws.root) in line for line in output(build).splitlines()), tail(output(build))

@@ -56,11 +56,15 @@ def env(extra: dict[str, str] | None = None, bytecode: bool | None = None) -> di
     return environ
 
 
-def doit(ws: Workspace, *args: str, extra: dict[str, str] | None = None, program: list[str] | None = None,
-         bytecode: bool | None = None) -> subprocess.CompletedProcess[str]:
+def doit(
+    ws: Workspace,
+    *args: str,
+    extra: dict[str, str] | None = None,
+    program: list[str] | None = None,
+    bytecode: bool | None = None,
+) -> subprocess.CompletedProcess[str]:
     command = [*(program or [sys.executable, "-m", "doit"]), *(args or ("setup",))]
-    return subprocess.run(command, cwd=ws.root, env=env(extra, bytecode), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(command, cwd=ws.root, env=env(extra, bytecode), capture_output=True, text=True, timeout=300)
 
 
 def report(ws: Workspace) -> dict[str, Any]:
@@ -96,11 +100,13 @@ def test_a_no_op_from_its_witness_says_reports_and_exits_as_the_full_check(built
     assert short_report["shortcut"]["witness_of"] == full_report["run_id"] != short_report["run_id"]
     assert without_times(short.stdout) == without_times(full.stdout) and "up to date" in short.stdout
     assert {k: v for k, v in short_report.items() if k not in RUN_SLOTS} == {
-        k: v for k, v in full_report.items() if k not in RUN_SLOTS}
+        k: v for k, v in full_report.items() if k not in RUN_SLOTS
+    }
     history = [json.loads(line) for line in (ws.root / "warehouse.setup_history.jsonl").read_text().splitlines()]
     assert [h["run_id"] for h in history[-2:]] == [full_report["run_id"], short_report["run_id"]]
     assert {k: v for k, v in history[-1].items() if k not in RUN_SLOTS} == {
-        k: v for k, v in history[-2].items() if k not in RUN_SLOTS}
+        k: v for k, v in history[-2].items() if k not in RUN_SLOTS
+    }
     # The `doit` script (its shebang names the interpreter otherwise) finds the same witness.
     script = Path(sysconfig.get_path("scripts")) / "doit"  # this Python's console script (not a shim on PATH)
     if script.is_file():
@@ -135,8 +141,10 @@ CHANGES: dict[str, tuple[Callable[[Workspace], None], set[str]]] = {
     "table dropped by another program": (lambda ws: ws.execute("drop table stg_regions"), {"model:stg_regions"}),
     "doit forget": (forget_a_model, {"model:stg_orders"}),
     "setup.yaml var changed": (lambda ws: ws.set_vars(fx_rate=3), {"model:stg_orders"}),
-    "external file edited": (lambda ws: (ws.root / "events.csv").write_text(EVENTS_CSV + "view,2024-01-04\n"),
-                             {"model:stg_events"}),
+    "external file edited": (
+        lambda ws: (ws.root / "events.csv").write_text(EVENTS_CSV + "view,2024-01-04\n"),
+        {"model:stg_events"},
+    ),
 }
 
 
@@ -162,18 +170,35 @@ def not_inputs(ws: Workspace) -> tuple[str, ...]:
     and caches (derived from watched inputs: losing one costs time only), the lock (the shortcut checks it)."""
     state = ws.root / ".planwise" / ws.db_path.name
     project_state = state / "projects" / "shop"
-    installed = {*sysconfig.get_paths().values(), sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                 *site.getsitepackages(), site.getusersitepackages()}
-    return (*{os.path.join(p, "") for p in installed}, "/proc/", "/dev/", "/sys/", "/etc/",
-            str(ws.root / "warehouse.setup_report.json"), str(ws.root / "warehouse.setup_history.jsonl"),
-            str(ws.project / "target" / "planwise") + os.sep, str(state / "run.lock"),
-            str(project_state / "db_contents.json"), str(project_state / "file_hashes.json"),
-            os.path.join(os.environ["XDG_CACHE_HOME"], ""))
+    installed = {
+        *sysconfig.get_paths().values(),
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        *site.getsitepackages(),
+        site.getusersitepackages(),
+    }
+    return (
+        *{os.path.join(p, "") for p in installed},
+        "/proc/",
+        "/dev/",
+        "/sys/",
+        "/etc/",
+        str(ws.root / "warehouse.setup_report.json"),
+        str(ws.root / "warehouse.setup_history.jsonl"),
+        str(ws.project / "target" / "planwise") + os.sep,
+        str(state / "run.lock"),
+        str(project_state / "db_contents.json"),
+        str(project_state / "file_hashes.json"),
+        os.path.join(os.environ["XDG_CACHE_HOME"], ""),
+    )
 
 
 @pytest.mark.parametrize("bytecode", [True, False], ids=["bytecode written", "PYTHONDONTWRITEBYTECODE"])
-def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop: Workspace, tmp_path: Path,
-                                                                      bytecode: bool) -> None:
+def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(
+    built_shop: Workspace, tmp_path: Path, bytecode: bool
+) -> None:
     """Python's bytecode cache (``__pycache__``, its temporary ``.pyc.<id>`` files) is no input: Python
     checks it against the source, which is watched. A module beside dodo.py is (next test)."""
     ws = in_its_folder(built_shop)
@@ -195,14 +220,19 @@ def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(built_shop
         # tempfile's probe of the temporary folder (a random name, removed at once)
         probe = os.path.dirname(path) == tempfile.gettempdir() and not os.path.exists(path)
         cache = f"{os.sep}__pycache__{os.sep}" in path  # Python's bytecode, checked against its source
-        return not (path.startswith(skip) or cache or temp or metadata or probe
-                    or path in import_dirs or path == str(seen_file))
+        return not (
+            path.startswith(skip) or cache or temp or metadata or probe or path in import_dirs or path == str(seen_file)
+        )
 
     # Setup's private files are opened relative to their verified folder (a descriptor, user_folders): the
     # audit event has only their names, the user's key's, the witness store's and folder's, the valid configs'.
     store = WitnessStore.for_root(ws.root).path
-    by_name = {"key": str(key_path()), store.name: str(store), store.parent.name: str(store.parent),
-               VALID_CACHE: str(cache_folder().path / VALID_CACHE)}
+    by_name = {
+        "key": str(key_path()),
+        store.name: str(store),
+        store.parent.name: str(store.parent),
+        VALID_CACHE: str(cache_folder().path / VALID_CACHE),
+    }
     opened = {p for p in (by_name.get(p, p) for p in seen["open"]) if input_path(p) and not os.path.isdir(p)}
     listed = {p for p in seen["list"] if input_path(p) and not p.endswith("__pycache__")}
     state = ws.root / ".planwise" / ws.db_path.name / "projects" / "shop"
@@ -233,4 +263,3 @@ def test_a_module_added_beside_dodo_py_that_shadows_an_import_goes_the_full_way(
     run = doit(ws)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "shadow module imported" in run.stderr and report(ws)["shortcut"] is None
-

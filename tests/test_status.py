@@ -17,7 +17,15 @@ from setup_tasks.engine.staleness import NodeStatus
 from setup_tasks.errors import ProjectError
 from setup_tasks.naming import Translator
 from setup_tasks.ops.status import (
-    CensusState, DatabaseState, NodeState, SystemStatus, census_state, collect_status, node_statuses, readiness, render,
+    CensusState,
+    DatabaseState,
+    NodeState,
+    SystemStatus,
+    census_state,
+    collect_status,
+    node_statuses,
+    readiness,
+    render,
 )
 
 REACHABLE = DatabaseState("w.duckdb", "reachable", "", 3)
@@ -32,19 +40,31 @@ def status(**facts: object) -> SystemStatus:
 # -- the rule -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("facts, why", [
-    ({}, ""),
-    ({"database": DatabaseState("w.duckdb", "absent", "does not exist yet")}, ""),
-    ({"nodes": ()}, ""),
-    ({"project_problem": "cycle a --> b --> a"}, "dbt project unusable: cycle a --> b --> a"),
-    ({"database": DatabaseState("w.duckdb", "locked", "locked by python (PID 7)")}, "database w.duckdb: locked by python (PID 7)"),
-    ({"database": DatabaseState("w.duckdb", "in-use", "a setup run is in progress (PID 8)")}, "in progress (PID 8)"),
-    ({"database": DatabaseState("w.duckdb", "unreadable", "not a DuckDB file")}, "not a DuckDB file"),
-    ({"census": CENSUS_MISSING}, "census c.parquet: missing (and census.generate is false)"),
-    ({"census": CensusState("c.parquet", True, False, 10, ("active",), "lacks required columns: active")}, "lacks required columns"),
-    ({"census": CensusState("c.parquet", True, True, problem="missing")}, ""),  # setup generates it
-    ({"census": CensusState("c.parquet", False, False, problem="missing")}, ""),  # the project does not read it
-])
+@pytest.mark.parametrize(
+    "facts, why",
+    [
+        ({}, ""),
+        ({"database": DatabaseState("w.duckdb", "absent", "does not exist yet")}, ""),
+        ({"nodes": ()}, ""),
+        ({"project_problem": "cycle a --> b --> a"}, "dbt project unusable: cycle a --> b --> a"),
+        (
+            {"database": DatabaseState("w.duckdb", "locked", "locked by python (PID 7)")},
+            "database w.duckdb: locked by python (PID 7)",
+        ),
+        (
+            {"database": DatabaseState("w.duckdb", "in-use", "a setup run is in progress (PID 8)")},
+            "in progress (PID 8)",
+        ),
+        ({"database": DatabaseState("w.duckdb", "unreadable", "not a DuckDB file")}, "not a DuckDB file"),
+        ({"census": CENSUS_MISSING}, "census c.parquet: missing (and census.generate is false)"),
+        (
+            {"census": CensusState("c.parquet", True, False, 10, ("active",), "lacks required columns: active")},
+            "lacks required columns",
+        ),
+        ({"census": CensusState("c.parquet", True, True, problem="missing")}, ""),  # setup generates it
+        ({"census": CensusState("c.parquet", False, False, problem="missing")}, ""),  # the project does not read it
+    ],
+)
 def test_readiness_rule(facts: dict[str, object], why: str) -> None:
     reason = readiness(status(**facts))
     assert (reason == "") if not why else (why in reason)
@@ -77,11 +97,16 @@ def test_what_would_stop_setups_first_build_makes_it_unready(tmp_path: Path) -> 
     """Issue 25: `doit status` said "ready to set up" and the census generator stopped the run (0 of 28 built):
     status runs setup's own pre-flight (``Engine.preflight``) and shows each problem."""
     engine = FakeEngine(tmp_path)
-    engine.problems = ["census c.parquet cannot be generated: job levels seeds/config_job_levels.csv lack a usable "
-                       "column ('target_distribution') -- fix: give ...", "seed orders: malformed CSV -- fix: ..."]
+    engine.problems = [
+        "census c.parquet cannot be generated: job levels seeds/config_job_levels.csv lack a usable "
+        "column ('target_distribution') -- fix: give ...",
+        "seed orders: malformed CSV -- fix: ...",
+    ]
     result = collect_status(engine.settings, lambda: engine, Translator())
     assert not result.ready
-    assert result.reason.startswith("setup would fail: census c.parquet cannot be generated") and "1 more" in result.reason
+    assert (
+        result.reason.startswith("setup would fail: census c.parquet cannot be generated") and "1 more" in result.reason
+    )
     text = "\n".join(result.lines())
     assert all(f"problem    {p}" in text for p in engine.problems), text
 
@@ -109,8 +134,12 @@ def test_unusable_project_is_not_ready(tmp_path: Path) -> None:
 @contextmanager
 def another_process(code: str) -> Iterator[int]:
     """Run ``code`` in another Python process until the block ends; yields its PID once it printed 'ok'."""
-    proc = subprocess.Popen([sys.executable, "-c", f"{code}; print('ok', flush=True); import time; time.sleep(60)"],
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"{code}; print('ok', flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
         yield proc.pid
@@ -137,8 +166,10 @@ def test_locked_database_is_not_ready_and_names_the_holder(tmp_path: Path) -> No
 
 def test_run_in_progress_is_not_ready(tmp_path: Path) -> None:
     engine = FakeEngine(tmp_path)
-    code = ("from pathlib import Path; from setup_tasks.store.lock import RunLock; "
-            f"lock = RunLock(Path({str(engine.lock.path)!r}), Path('w')); lock.acquire()")
+    code = (
+        "from pathlib import Path; from setup_tasks.store.lock import RunLock; "
+        f"lock = RunLock(Path({str(engine.lock.path)!r}), Path('w')); lock.acquire()"
+    )
     with another_process(code) as pid:
         result = collect_status(engine.settings, lambda: engine, Translator())
     assert not result.ready
@@ -160,8 +191,11 @@ def test_census_facts(tmp_path: Path) -> None:
 
 def test_render_shows_every_fact() -> None:
     facts = status(
-        seeds=("a",), models=("stg_a",), last_run={"run_id": "r1", "seconds": 1.5, "exit_code": 0, "counts": {"built": 2}},
-        regressions=(("model:stg_a", 3.0, 1.0),), census=CENSUS_MISSING,
+        seeds=("a",),
+        models=("stg_a",),
+        last_run={"run_id": "r1", "seconds": 1.5, "exit_code": 0, "counts": {"built": 2}},
+        regressions=(("model:stg_a", 3.0, 1.0),),
+        census=CENSUS_MISSING,
     )
     lines = "\n".join(render(replace(facts, reason=readiness(facts))))
     assert "NOT READY: census c.parquet: missing" in lines
@@ -171,8 +205,10 @@ def test_render_shows_every_fact() -> None:
 
 
 def test_versions_come_without_importing_dbt() -> None:
-    code = ("import sys; from setup_tasks.ops.status import package_versions; "
-            "v = package_versions(); assert 'dbt' not in sys.modules, 'dbt imported'; print(v['dbt-core'])")
+    code = (
+        "import sys; from setup_tasks.ops.status import package_versions; "
+        "v = package_versions(); assert 'dbt' not in sys.modules, 'dbt imported'; print(v['dbt-core'])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()[0].isdigit()
@@ -223,7 +259,9 @@ def test_status_runs_setups_preflight_on_the_nodes_it_would_build(shop: Workspac
     shop.seed("orders", "id,customer_id,amount\n10,1,20.5\n11,2\n")
     run = shop.doit("status", json_report=False)
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "NOT READY: setup would fail: seed orders: malformed CSV" in run.stdout and "line 3" in run.stdout, run.stdout
+    assert "NOT READY: setup would fail: seed orders: malformed CSV" in run.stdout and "line 3" in run.stdout, (
+        run.stdout
+    )
     assert "problem    seed orders: malformed CSV" in run.stdout
     assert not shop.db_path.exists()  # still never builds
 
@@ -240,5 +278,7 @@ def test_after_a_failed_run_status_names_the_failed_node_and_repeats_the_runs_ow
     last = next(line for line in lines if line.startswith("last run"))
     assert last.endswith(f"exit 1: {tally}"), (last, tally)
     failed = [line for line in lines if line.startswith("failed ")]
-    assert len(failed) == 1 and "model:stg_orders: model stg_orders (models/staging/stg_orders.sql) failed:" in failed[0]
+    assert (
+        len(failed) == 1 and "model:stg_orders: model stg_orders (models/staging/stg_orders.sql) failed:" in failed[0]
+    )
     assert "fix:" in failed[0], failed

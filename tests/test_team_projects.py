@@ -41,8 +41,13 @@ def code_lines(path: Path) -> list[str]:
     import ast
 
     tree = ast.parse(path.read_text())
-    body = tree.body[1:] if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(
-        getattr(tree.body[0], "value", None), ast.Constant) else tree.body
+    body = (
+        tree.body[1:]
+        if tree.body
+        and isinstance(tree.body[0], ast.Expr)
+        and isinstance(getattr(tree.body[0], "value", None), ast.Constant)
+        else tree.body
+    )
     return [ast.unparse(node) for node in body]
 
 
@@ -94,8 +99,13 @@ def test_init_writes_a_two_line_dodo_and_a_commented_setup_yaml_next_to_dbt_proj
     assert len(statements) <= 2 and "setup_tasks" in dodo.read_text(), dodo.read_text()
     text = (repo.project / "setup.yaml").read_text()
     assert sum(line.lstrip().startswith("#") for line in text.splitlines()) >= 3, text  # commented for the team
-    check = subprocess.run([sys.executable, "-m", "setup_tasks.config", "--check", "setup.yaml"],
-                           cwd=repo.project, env=tp.team_env(), capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-m", "setup_tasks.config", "--check", "setup.yaml"],
+        cwd=repo.project,
+        env=tp.team_env(),
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0 and check.stdout.strip() == "ok", output(check)
     # init reads files only: it neither parses with dbt nor touches a database
     assert not (repo.project / "target").exists() and not list(repo.project.glob("*.duckdb"))
@@ -211,8 +221,9 @@ def test_init_on_a_disk_that_fills_between_its_files_writes_neither_and_the_next
         assert "setup_tasks" in (repo.project / "dodo.py").read_text() and config_of(repo)["dbt"]
 
 
-def test_init_writes_neither_file_when_the_second_cannot_be_written(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_writes_neither_file_when_the_second_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same, where no disk can be mounted: the second file's write raises ENOSPC."""
     import errno
 
@@ -345,8 +356,15 @@ def test_init_names_what_to_keep_out_of_git() -> None:
     """Issue 25, item 7: the hint left out __pycache__/ and the graph files."""
     from setup_tasks.ops.init_project import IGNORED
 
-    for entry in (".planwise/", "*.setup_report.json", "*.setup_history.jsonl", "*.setup_graph.*", "__pycache__/",
-                  "target/", "logs/"):
+    for entry in (
+        ".planwise/",
+        "*.setup_report.json",
+        "*.setup_history.jsonl",
+        "*.setup_graph.*",
+        "__pycache__/",
+        "target/",
+        "logs/",
+    ):
         assert entry in IGNORED
 
 
@@ -362,8 +380,10 @@ def test_a_missing_profile_names_every_place_looked_in(tmp_path: Path) -> None:
     (repo.root / "profiles.yml").rename(repo.root / "old_profiles.yml")
     (repo.project / "profiles.yml").write_text("other_team: {target: dev, outputs: {dev: {type: duckdb}}}\n")
     ctx = dbt_context(load_settings(root=repo.home, environ={}))
-    dbt_says = ProjectError("dbt could not parse the project in x: Runtime Error Could not find profile named "
-                            "'uss_duckdb'", "fix the file named above, then run again")
+    dbt_says = ProjectError(
+        "dbt could not parse the project in x: Runtime Error Could not find profile named 'uss_duckdb'",
+        "fix the file named above, then run again",
+    )
     line = str(_named_file(dbt_says, ctx))
     assert "uss_duckdb" in line and "fix:" in line
     for place in (repo.root / "profiles.yml", repo.project / "profiles.yml", Path.home() / ".dbt" / "profiles.yml"):
@@ -420,9 +440,16 @@ class TestJaffleShop:
         assert again.returncode == 0 and again.ran() == set(), output(again)[-3000:]
         assert tp.JAFFLE_NODES <= up_to_date(again)
         # the profile's database came from the parse cache: no dbt, even to learn which file it is
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "setup"], cwd=jaffle.repo.project,
-                              env=tp.team_env(), capture_output=True, text=True)
-        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "doit", "setup"],
+            cwd=jaffle.repo.project,
+            env=tp.team_env(),
+            capture_output=True,
+            text=True,
+        )
+        imported = {
+            line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
+        }
         assert proc.returncode == 0 and "dbt" not in imported and "dbt.cli" not in imported, proc.stdout[-2000:]
 
     def test_list_info_status_forget_work_in_the_team_repository(self, jaffle: Any) -> None:
@@ -451,8 +478,9 @@ class TestJaffleShop:
         text = output(run)
         assert run.returncode == 1 and "Traceback" not in text, text
         assert not re.search(r"✓ (seed|model):", text), text
-        assert any(str(elsewhere) in line and str(jaffle.repo.db_path) in line and "fix:" in line
-                   for line in lines(text)), text
+        assert any(
+            str(elsewhere) in line and str(jaffle.repo.db_path) in line and "fix:" in line for line in lines(text)
+        ), text
         assert not elsewhere.exists()
 
     def test_the_team_sees_only_its_own_kinds_of_node_and_the_tasks_that_apply(self, jaffle: Any) -> None:
@@ -484,8 +512,14 @@ class TestJaffleShop:
         started(jaffle)
         below = jaffle.repo.project / "models" / "staging"
         for args in (("status",), ("setup",)):
-            run = subprocess.run([sys.executable, "-m", "doit", "-k", *args], cwd=below, env=tp.team_env(),
-                                 capture_output=True, text=True, timeout=300)
+            run = subprocess.run(
+                [sys.executable, "-m", "doit", "-k", *args],
+                cwd=below,
+                env=tp.team_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert run.returncode == 0 and "Traceback" not in run.stderr, output(run)
         assert str(jaffle.repo.db_path) in run.stdout or "up to date" in run.stdout, run.stdout
 
@@ -573,7 +607,9 @@ class TestSeedsReadThroughSources:
         started(sourced)
         info = sourced.repo.doit("info", "model:stg_orders")
         assert info.returncode == 0 and says_source_is_seed(info.stdout, "raw_orders"), output(info)
-        assert re.search(r"^(runs after|\s+) seed:raw_orders$", info.stdout, re.M), info.stdout  # and doit builds it first
+        assert re.search(r"^(runs after|\s+) seed:raw_orders$", info.stdout, re.M), (
+            info.stdout
+        )  # and doit builds it first
 
     def test_one_seed_edit_rebuilds_its_readers_in_the_same_run(self, sourced: Any) -> None:
         started(sourced)
@@ -586,9 +622,11 @@ class TestSeedsReadThroughSources:
         sourced.repo.seed("raw_orders", tp.SOURCE_SEEDS["raw_orders"] + "4,2,2024-01-04,8.0\n")
         run = sourced.repo.doit("setup", json_report=False)
         # the run says it builds in an order a plain `dbt build` does not know (issue 20, item 14)
-        assert run.returncode == 0 and re.search(r"model stg_orders reads seed raw_orders through source\(\): .*a plain "
-                                                 r"`dbt build` does not know that order", " ".join(output(run).split())), \
-            output(run)[-3000:]
+        assert run.returncode == 0 and re.search(
+            r"model stg_orders reads seed raw_orders through source\(\): .*a plain "
+            r"`dbt build` does not know that order",
+            " ".join(output(run).split()),
+        ), output(run)[-3000:]
 
 
 @pytest.mark.slow
@@ -604,8 +642,10 @@ def test_two_projects_share_a_database_and_never_drop_each_others_tables(tmp_pat
     built_ok(hr.setup(), {"seed:hr_raw", "model:hr_headcount"})
     shared = tmp_path / "shared.duckdb"
     assert tp.tables(shared) == {  # what `dbt build` in each project makes
-        "hr_headcount": [("it", 1), ("ops", 2)], "hr_raw": [(1, "ops"), (2, "ops"), (3, "it")],
-        "sales_raw": [(1, 10), (2, 32)], "sales_total": [(2, 42)],
+        "hr_headcount": [("it", 1), ("ops", 2)],
+        "hr_raw": [(1, "ops"), (2, "ops"), (3, "it")],
+        "sales_raw": [(1, 10), (2, 32)],
+        "sales_total": [(2, 42)],
     }
     built_ok(sales.setup(), set())
     built_ok(hr.setup(), set())
@@ -669,14 +709,24 @@ def test_a_package_host_out_of_reach_is_one_line_with_the_fix_at_once(tmp_path: 
 def test_package_entries_name_the_host_dbt_deps_needs(tmp_path: Path) -> None:
     from setup_tasks.project.packages import HUB_HOST, declared
 
-    (tmp_path / "packages.yml").write_text(yaml.safe_dump({"packages": [
-        {"package": "dbt-labs/dbt_utils", "version": "1.3.0"}, {"local": "../mine"},
-        {"git": "https://github.example/team/macros.git", "revision": "v1"},
-        {"git": "git@gitlab.example:team/other.git"}]}))
+    (tmp_path / "packages.yml").write_text(
+        yaml.safe_dump(
+            {
+                "packages": [
+                    {"package": "dbt-labs/dbt_utils", "version": "1.3.0"},
+                    {"local": "../mine"},
+                    {"git": "https://github.example/team/macros.git", "revision": "v1"},
+                    {"git": "git@gitlab.example:team/other.git"},
+                ]
+            }
+        )
+    )
     assert [(p.label, p.host) for p in declared(tmp_path)] == [
-        ("dbt-labs/dbt_utils 1.3.0", HUB_HOST), ("local ../mine", None),
+        ("dbt-labs/dbt_utils 1.3.0", HUB_HOST),
+        ("local ../mine", None),
         ("https://github.example/team/macros.git", "github.example"),
-        ("git@gitlab.example:team/other.git", "gitlab.example")]
+        ("git@gitlab.example:team/other.git", "gitlab.example"),
+    ]
 
 
 def test_a_model_naming_a_table_no_node_built_yet_is_told_which_node_builds_it() -> None:
@@ -686,13 +736,22 @@ def test_a_model_naming_a_table_no_node_built_yet_is_told_which_node_builds_it()
     from setup_tasks.project.manifest import manifest_from_dict
     from factories import make_manifest, manifest_node
 
-    manifest = manifest_from_dict(make_manifest(
-        manifest_node("seed.p.raw_customers"), manifest_node("model.p.stg_direct"), manifest_node("model.p.stg_ok")))
-    view = SimpleNamespace(manifest=manifest, node=manifest.nodes.__getitem__, run=SimpleNamespace(outcomes={}),
-                           label=lambda uid: f"{manifest.nodes[uid].resource_type} {manifest.nodes[uid].name}")
+    manifest = manifest_from_dict(
+        make_manifest(
+            manifest_node("seed.p.raw_customers"), manifest_node("model.p.stg_direct"), manifest_node("model.p.stg_ok")
+        )
+    )
+    view = SimpleNamespace(
+        manifest=manifest,
+        node=manifest.nodes.__getitem__,
+        run=SimpleNamespace(outcomes={}),
+        label=lambda uid: f"{manifest.nodes[uid].resource_type} {manifest.nodes[uid].name}",
+    )
     recorder = SimpleNamespace(view=view)
-    duckdb_says = ('Catalog Error: Table with name raw_customers does not exist! Did you mean "pragma_database_list"? '
-                   'LINE 10: select count(*) as n from raw_customers')
+    duckdb_says = (
+        'Catalog Error: Table with name raw_customers does not exist! Did you mean "pragma_database_list"? '
+        "LINE 10: select count(*) as n from raw_customers"
+    )
     hint = BuildRecorder.unbuilt_input(recorder, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
     assert hint and "seed raw_customers" in hint.split("-- fix:")[1] and "ref('raw_customers')" in hint, hint
     assert "correct models/stg_direct.sql" not in hint
@@ -734,7 +793,8 @@ def own_census(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 PLANWISE_NODES = {f"seed:{p.stem}" for p in (REPO / "dbt" / "seeds").glob("*.csv")} | {
-    f"model:{p.stem}" for p in (REPO / "dbt" / "models" / "staging").glob("*.sql")}
+    f"model:{p.stem}" for p in (REPO / "dbt" / "models" / "staging").glob("*.sql")
+}
 
 
 @pytest.mark.slow
@@ -762,7 +822,7 @@ class TestPlanWiseProjectWithItsOwnCensus:
         info = repo.doit("info", "model:stg_census_data")
         assert info.returncode == 0 and f"in {repo.home}" in info.stdout, output(info)
         assert "--project-dir" in info.stdout and "census_parquet_path" not in info.stdout, info.stdout
-        debug = repo.doit("dbt", 'args=debug --config-dir', json_report=False)
+        debug = repo.doit("dbt", "args=debug --config-dir", json_report=False)
         shown = [line for line in debug.stdout.splitlines() if line.startswith("setup runs dbt")]
         assert shown and "--vars" not in shown[0] and f"in {repo.home}" in shown[0], output(debug)[-2000:]
 
@@ -808,18 +868,27 @@ class TestProjectInASubfolder:
         seeds = {n: r for n, r in subfolder.cold.results.items() if n.startswith("validate:seed_data_integrity.")}
         assert seeds and all(r == "success" for r in seeds.values()), seeds
         report = json.loads(subfolder.repo.db_path.with_suffix(".setup_report.json").read_text())
-        verdicts = {name: c["status"] for name, c in report["validation"]["checks"].items()
-                    if name.startswith("seed_data_integrity.")}
+        verdicts = {
+            name: c["status"]
+            for name, c in report["validation"]["checks"].items()
+            if name.startswith("seed_data_integrity.")
+        }
         assert set(verdicts.values()) == {"skipped"}, verdicts
 
     def test_a_file_the_glob_matches_rebuilds_its_readers(self, subfolder: Any) -> None:
         started(subfolder)
         again = subfolder.repo.doit("setup")
         assert again.returncode == 0 and again.ran() == set(), output(again)[-3000:]
-        (subfolder.repo.root / "data" / "products" / "products_3.json").write_text('[{"id": 4, "name": "pot", "sku": "T"}]\n')
-        (subfolder.repo.root / "data" / "returns.csv").write_text(tp.SUBFOLDER_DATA["data/returns.csv"] + "3,1,2024-03-01,1\n")
-        built_ok(subfolder.repo.setup(), {"model:products", "model:stg_products", "model:returns", "model:stg_returns",
-                                          "model:returns_bridge"})
+        (subfolder.repo.root / "data" / "products" / "products_3.json").write_text(
+            '[{"id": 4, "name": "pot", "sku": "T"}]\n'
+        )
+        (subfolder.repo.root / "data" / "returns.csv").write_text(
+            tp.SUBFOLDER_DATA["data/returns.csv"] + "3,1,2024-03-01,1\n"
+        )
+        built_ok(
+            subfolder.repo.setup(),
+            {"model:products", "model:stg_products", "model:returns", "model:stg_returns", "model:returns_bridge"},
+        )
         assert len(tp.tables(subfolder.repo.db_path)["stg_products"]) == 4
 
 

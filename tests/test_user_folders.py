@@ -1,4 +1,5 @@
-"""Issue 24: setup's folders outside the project (cache, state, worker) follow one rule, heal, or are stepped aside from.
+"""Issue 24: setup's folders outside the project (cache, state, worker) follow one rule, heal, or are stepped aside
+from.
 
 Another user's folders (a shared XDG_CACHE_HOME, variables inherited after `su`) never fail a
 run nor change its results; a damaged key heals atomically; a write the disk refuses says so.
@@ -60,10 +61,12 @@ def notes(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 # -- one reader: the rule for every file of setup's folders ------------------------------------------
 
 
-@pytest.mark.parametrize("flaw", ["another owner", "writable by the group", "writable by others", "a symlink",
-                                  "a folder"])
+@pytest.mark.parametrize(
+    "flaw", ["another owner", "writable by the group", "writable by others", "a symlink", "a folder"]
+)
 def test_a_file_that_breaks_the_rule_is_ignored_with_a_line_at_v2(
-        own_folders: Path, caplog: pytest.LogCaptureFixture, flaw: str) -> None:
+    own_folders: Path, caplog: pytest.LogCaptureFixture, flaw: str
+) -> None:
     folder = cache_folder()
     folder.write("memo.json", b'["trusted"]')
     path = folder.path / "memo.json"
@@ -108,9 +111,14 @@ def stat_mode(path: Path) -> int:
 def code_constants(path: Path) -> Iterator[str]:
     """String constants of a module's code (not its docstrings)."""
     tree = ast.parse(path.read_text())
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             yield node.value
@@ -121,19 +129,28 @@ def code_constants(path: Path) -> Iterator[str]:
 def test_every_folder_outside_the_project_is_found_in_one_module() -> None:
     """So a new cache cannot forget the rule: only user_folders names the user's cache, state and runtime
     folders (the others ask it for a UserFolder)."""
-    offenders = {str(p.relative_to(REPO)): sorted(set(found)) for p in PACKAGE.rglob("*.py")
-                 if p.name != "user_folders.py"
-                 for found in [[c for c in code_constants(p)
-                                if c.startswith("XDG_") or c in ("gettempdir", "PLANWISE_SETUP_WORKER_DIR", ".cache")]]
-                 if found}
+    offenders = {
+        str(p.relative_to(REPO)): sorted(set(found))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "user_folders.py"
+        for found in [
+            [
+                c
+                for c in code_constants(p)
+                if c.startswith("XDG_") or c in ("gettempdir", "PLANWISE_SETUP_WORKER_DIR", ".cache")
+            ]
+        ]
+        if found
+    }
     assert offenders == {}
 
 
 # -- item 2: a cache another user wrote is not trusted -------------------------------------------------
 
 
-def test_valid_configs_another_user_planted_are_not_trusted(shared: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_valid_configs_another_user_planted_are_not_trusted(
+    shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With a shared XDG_CACHE_HOME, another user plants valid-configs.json holding the digest of this user's
     invalid setup.yaml: the schema still checks it, and the run names both problems (it skipped the check
     and ended in a traceback)."""
@@ -232,7 +249,8 @@ def test_another_users_state_folder_costs_the_key_in_one_line(shared: Path) -> N
 
 
 def test_a_read_only_cache_folder_is_read_and_its_writes_are_stepped_aside_from(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     with small_disk(tmp_path / "ro", "64k") as mount:
         monkeypatch.setenv("XDG_CACHE_HOME", str(mount))
         folder = cache_folder()
@@ -249,8 +267,7 @@ def test_a_read_only_cache_folder_is_read_and_its_writes_are_stepped_aside_from(
 
 
 @pytest.mark.parametrize("damage", ["empty", "short", "long", "readable by others", "a symlink"])
-def test_a_damaged_key_is_replaced_atomically(own_folders: Path, caplog: pytest.LogCaptureFixture,
-                                              damage: str) -> None:
+def test_a_damaged_key_is_replaced_atomically(own_folders: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
     key = keys.user_key()
     path = keys.key_path()
     outside = own_folders / "elsewhere"
@@ -273,8 +290,9 @@ def test_a_damaged_key_is_replaced_atomically(own_folders: Path, caplog: pytest.
     assert keys.user_key() == healed  # kept: the next process reads the same
 
 
-def test_a_key_write_the_disk_refuses_says_so_and_leaves_nothing(own_folders: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_key_write_the_disk_refuses_says_so_and_leaves_nothing(
+    own_folders: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import setup_tasks.user_folders as user_folders
 
     def full(fd: int) -> None:
@@ -296,8 +314,10 @@ def test_a_key_write_the_disk_refuses_says_so_and_leaves_nothing(own_folders: Pa
 def test_processes_making_the_key_at_once_agree_on_it(own_folders: Path) -> None:
     code = "from setup_tasks.keys import user_key; print(user_key().hex())"
     env = clean_env({"XDG_STATE_HOME": str(own_folders / "state")})
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     seen = {proc.communicate(timeout=60)[0].strip() for proc in procs}
     assert len(seen) == 1 and len(next(iter(seen))) == 64
 
@@ -325,8 +345,12 @@ def test_a_full_disk_leaves_no_empty_key_behind(tmp_path: Path) -> None:
 
 def interpreter_reachable_by_nobody() -> bool:
     """Can uid 65534 run this Python (not so when it lives under a 0700 home)?"""
-    got, _ = as_nobody(lambda: os.access(os.path.realpath(sys.executable), os.X_OK)
-                       and os.access(os.path.dirname(yaml.__file__), os.R_OK | os.X_OK))
+    got, _ = as_nobody(
+        lambda: (
+            os.access(os.path.realpath(sys.executable), os.X_OK)
+            and os.access(os.path.dirname(yaml.__file__), os.R_OK | os.X_OK)
+        )
+    )
     return bool(got)
 
 
@@ -355,11 +379,21 @@ def test_a_second_user_with_the_first_users_folders_is_never_stopped(shared: Pat
     second = second_users(shared / "second", 0o755)
     ws = write_shop_project(second / "ws")
     second_users(second, 0o755)
-    env = clean_env({"XDG_CACHE_HOME": str(first / "cache"), "XDG_STATE_HOME": str(first / "state"),
-                     "XDG_RUNTIME_DIR": str(first / "runtime"), "HOME": str(second), "PLANWISE_SETUP_WORKER": "1"})
+    env = clean_env(
+        {
+            "XDG_CACHE_HOME": str(first / "cache"),
+            "XDG_STATE_HOME": str(first / "state"),
+            "XDG_RUNTIME_DIR": str(first / "runtime"),
+            "HOME": str(second),
+            "PLANWISE_SETUP_WORKER": "1",
+        }
+    )
     env.pop("PLANWISE_SETUP_WORKER_DIR")
-    run_as = run_as_nobody if victim_is_nobody else (lambda cmd, **kw: subprocess.run(cmd, capture_output=True,
-                                                                                         text=True, **kw))
+    run_as = (
+        run_as_nobody
+        if victim_is_nobody
+        else (lambda cmd, **kw: subprocess.run(cmd, capture_output=True, text=True, **kw))
+    )
     results = {}
     try:
         for step in ("XDG_*", "PLANWISE_SETUP_WORKER_DIR"):
@@ -367,8 +401,9 @@ def test_a_second_user_with_the_first_users_folders_is_never_stopped(shared: Pat
                 env["PLANWISE_SETUP_WORKER_DIR"] = str(first / "worker")
                 ws.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
             for command in (["setup"], []):
-                results[(step, *command)] = run_as([sys.executable, "-m", "doit", *command,
-                                                    f"config={ws.config_path}"], cwd=REPO, env=env, timeout=300)
+                results[(step, *command)] = run_as(
+                    [sys.executable, "-m", "doit", *command, f"config={ws.config_path}"], cwd=REPO, env=env, timeout=300
+                )
     finally:  # root may serve from a folder of its own inside the other user's XDG_RUNTIME_DIR: safe, and its own
         stop_workers(first / "runtime" / "planwise-setup")
     found = []
@@ -378,8 +413,11 @@ def test_a_second_user_with_the_first_users_folders_is_never_stopped(shared: Pat
         if run.returncode != 0 or "Traceback" in text or "PermissionError" in text or len(said) != len(set(said)):
             found.append(f"{' doit '.join(name)}: rc {run.returncode}\n{text[-2500:]}")
     cold = results[("XDG_*", "setup")].stdout + results[("XDG_*", "setup")].stderr
-    for folder in (first / "cache" / "planwise-setup", first / "state" / "planwise-setup",
-                   *([first / "runtime"] if victim_is_nobody else [])):
+    for folder in (
+        first / "cache" / "planwise-setup",
+        first / "state" / "planwise-setup",
+        *([first / "runtime"] if victim_is_nobody else []),
+    ):
         if not any(str(folder) in line for line in cold.splitlines()):
             found.append(f"no line names {folder}:\n{cold[-2500:]}")
     later = results[("PLANWISE_SETUP_WORKER_DIR", "setup")]

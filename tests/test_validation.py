@@ -43,8 +43,11 @@ def result(name: str = "a", status: str = "passed", severity: str = "error", **k
 
 
 def test_result_round_trips_through_json() -> None:
-    original = result(details=vr.jsonable({"n": decimal.Decimal("1.50"), "when": dt.date(2025, 1, 2), "ids": ("a",)}),
-                      guidance="fix it", seconds=0.5)
+    original = result(
+        details=vr.jsonable({"n": decimal.Decimal("1.50"), "when": dt.date(2025, 1, 2), "ids": ("a",)}),
+        guidance="fix it",
+        seconds=0.5,
+    )
     text = json.dumps(original.as_dict())
     back = vr.CheckResult.from_dict(json.loads(text))
     assert back == original
@@ -63,11 +66,16 @@ def test_one_line_and_blocking_follow_fail_on() -> None:
 
 
 def test_summary_counts_rate_and_failures() -> None:
-    summary = vr.summarize([
-        result("p1"), result("p2"), result("p3"),
-        result("c", "failed", "critical", guidance="g"), result("w", "failed", "warning"),
-        result("s", "skipped", "error", message="table t absent"),
-    ])
+    summary = vr.summarize(
+        [
+            result("p1"),
+            result("p2"),
+            result("p3"),
+            result("c", "failed", "critical", guidance="g"),
+            result("w", "failed", "warning"),
+            result("s", "skipped", "error", message="table t absent"),
+        ]
+    )
     assert (summary.run, summary.passed, summary.failed, summary.skipped) == (5, 3, 2, 1)
     assert summary.success_rate == pytest.approx(0.6)
     assert [r.name for r in summary.critical_failures] == ["c"]
@@ -108,7 +116,12 @@ def test_register_check_documents_and_rejects_bad_definitions() -> None:
         return ctx.passed("none")
 
     check = registry.get("team.no_interns")
-    assert (check.severity, check.reads, check.group, check.description) == ("warning", ("census",), "team", "No interns in the baseline.")
+    assert (check.severity, check.reads, check.group, check.description) == (
+        "warning",
+        ("census",),
+        "team",
+        "No interns in the baseline.",
+    )
     with pytest.raises(SetupError, match="defined twice"):
         framework.register_check("team.no_interns", registry=registry)(lambda ctx: ctx.passed(""))
     with pytest.raises(SetupError, match="is not valid"):
@@ -124,7 +137,9 @@ def _settings(tmp_path: Path, text: str = "") -> Settings:
 
 
 def test_load_checks_adds_custom_checks_and_honours_run_dbt_tests(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, "validation:\n  run_dbt_tests: false\n  custom_checks: [{name: mine, sql: select 1 where false}]\n")
+    settings = _settings(
+        tmp_path, "validation:\n  run_dbt_tests: false\n  custom_checks: [{name: mine, sql: select 1 where false}]\n"
+    )
     names = [c.name for c in catalog.load_checks(settings.validation, tmp_path)]
     assert "dbt_tests" not in names and names[-1] == "mine"
     assert "baseline_workforce.headcount" in names
@@ -132,19 +147,27 @@ def test_load_checks_adds_custom_checks_and_honours_run_dbt_tests(tmp_path: Path
 
 def test_disabled_checks_by_name_or_area_are_not_defined(tmp_path: Path) -> None:
     every = {c.name for c in catalog.load_checks(_settings(tmp_path).validation, tmp_path)}
-    settings = _settings(tmp_path, "validation:\n  disabled_checks: [census_data_quality, "
-                                   "configuration_consistency.hazard_bands, dbt_tests]\n")
+    settings = _settings(
+        tmp_path,
+        "validation:\n  disabled_checks: [census_data_quality, configuration_consistency.hazard_bands, dbt_tests]\n",
+    )
     names = {c.name for c in catalog.load_checks(settings.validation, tmp_path)}
     assert every - names == {n for n in every if n.startswith("census_data_quality.")} | {
-        "configuration_consistency.hazard_bands", "dbt_tests"}
+        "configuration_consistency.hazard_bands",
+        "dbt_tests",
+    }
     assert "configuration_consistency.cola_years" in names
 
 
 def test_an_unknown_disabled_check_says_the_nearest_name(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  disabled_checks: [census_data_qualty]\n")
-    with pytest.raises(SetupError, match=r"disabled_checks\[0\]: 'census_data_qualty' is no check or area "
-                                         r"\(did you mean 'census_data_quality'\?\)"):
+    with pytest.raises(
+        SetupError,
+        match=r"disabled_checks\[0\]: 'census_data_qualty' is no check or area "
+        r"\(did you mean 'census_data_quality'\?\)",
+    ):
         catalog.load_checks(settings.validation, tmp_path)
+
 
 def test_custom_check_named_like_a_builtin_is_a_definition_error(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  custom_checks: [{name: dbt_tests, sql: select 1}]\n")
@@ -153,14 +176,16 @@ def test_custom_check_named_like_a_builtin_is_a_definition_error(tmp_path: Path)
 
 
 def test_check_modules_register_python_checks(tmp_path: Path) -> None:
-    (tmp_path / "acme_checks_ok.py").write_text(textwrap.dedent("""
+    (tmp_path / "acme_checks_ok.py").write_text(
+        textwrap.dedent("""
         from setup_tasks.validation import register_check
 
         @register_check("acme.headcount_even", severity="info", reads=["census"])
         def even(ctx):
             \"\"\"Headcount is even.\"\"\"
             return ctx.passed("even")
-    """))
+    """)
+    )
     settings = _settings(tmp_path, "validation:\n  check_modules: [acme_checks_ok]\n")
     try:
         names = [c.name for c in catalog.load_checks(settings.validation, tmp_path)]
@@ -194,17 +219,28 @@ def test_a_crashing_check_fails_instead_of_ending_the_run(tmp_path: Path) -> Non
 
 def _node(uid: str, rtype: str, deps: tuple[str, ...] = ()) -> dict[str, Any]:
     name = uid.rsplit(".", 1)[1]
-    return {"unique_id": uid, "resource_type": rtype, "name": name, "schema": "main", "database": "wh",
-            "depends_on": {"nodes": list(deps)}, "original_file_path": f"seeds/{name}.csv" if rtype == "seed" else None,
-            "config": {"materialized": "table"} if rtype == "model" else {}}
+    return {
+        "unique_id": uid,
+        "resource_type": rtype,
+        "name": name,
+        "schema": "main",
+        "database": "wh",
+        "depends_on": {"nodes": list(deps)},
+        "original_file_path": f"seeds/{name}.csv" if rtype == "seed" else None,
+        "config": {"materialized": "table"} if rtype == "model" else {},
+    }
 
 
 class FakeEngine:
     """What the validation tasks use of an Engine, without dbt."""
 
     def __init__(self, tmp_path: Path, settings: Settings, db: Path) -> None:
-        nodes = [_node("seed.p.cola_seed", "seed"), _node("model.p.stg_config_cola_by_year", "model", ("seed.p.cola_seed",)),
-                 _node("model.p.stg_census_data", "model"), _node("model.p.stg_config_job_levels", "model")]
+        nodes = [
+            _node("seed.p.cola_seed", "seed"),
+            _node("model.p.stg_config_cola_by_year", "model", ("seed.p.cola_seed",)),
+            _node("model.p.stg_census_data", "model"),
+            _node("model.p.stg_config_job_levels", "model"),
+        ]
         self.manifest = manifest_from_dict({"nodes": {n["unique_id"]: n for n in nodes}})
         self.graph = SetupGraph.from_manifest(self.manifest)
         self.settings, self.db_path, self.root = settings, db, tmp_path
@@ -217,8 +253,9 @@ class FakeEngine:
         self.records = SimpleNamespace(get=lambda uid: BuildRecord("d", {}, 0.0, 0.0, "b", signature=f"sig-{uid}"))
         self.run = RunState()
         self.task_nodes = self.setup_nodes
-        self.definitions = SimpleNamespace(tests=lambda: self.graph.tests_of(self.setup_nodes),
-                                           test_scope=lambda: set(self.setup_nodes))
+        self.definitions = SimpleNamespace(
+            tests=lambda: self.graph.tests_of(self.setup_nodes), test_scope=lambda: set(self.setup_nodes)
+        )
         self.unbuilt: dict[str, str] = {}  # what ensure() answers: the inputs that did not build
 
     def ensure(self, uids: Any) -> dict[str, str]:
@@ -250,7 +287,9 @@ class FakeEngine:
 def engine(tmp_path: Path) -> FakeEngine:
     db = tmp_path / "wh.duckdb"
     con = duckdb.connect(str(db))
-    con.execute("create table stg_config_cola_by_year as select range as year, 0.02 as cola_rate from range(2024, 2031)")
+    con.execute(
+        "create table stg_config_cola_by_year as select range as year, 0.02 as cola_rate from range(2024, 2031)"
+    )
     con.close()
     return FakeEngine(tmp_path, _settings(tmp_path), db)
 
@@ -259,8 +298,9 @@ def _scope(engine: FakeEngine) -> v_scope.ValidationScope:
     return v_scope.ValidationScope(engine)  # type: ignore[arg-type]
 
 
-def _run_action(engine: FakeEngine, check: framework.Check, scope: v_scope.ValidationScope | None = None
-                ) -> tuple[CheckUpToDate, Any]:
+def _run_action(
+    engine: FakeEngine, check: framework.Check, scope: v_scope.ValidationScope | None = None
+) -> tuple[CheckUpToDate, Any]:
     scope = scope or _scope(engine)
     engine.scope = scope
     target = CheckUpToDate(scope, check, f"validate:{check.name}", scope.reads(check)[0])
@@ -305,9 +345,11 @@ def test_blocking_failure_fails_the_task_with_one_line(engine: FakeEngine, tmp_p
     engine.settings = _settings(tmp_path, "validation: {simulation_end_year: 2033}\n")
     _, outcome = _run_action(engine, framework.REGISTRY.get(COLA))
     assert isinstance(outcome, TaskFailed)
-    assert outcome.message == (f"{COLA} fail: no COLA rate in stg_config_cola_by_year for 2031, 2032, 2033 "
-                               "(simulation years 2025-2033) -- fix: add those years to seeds/cola_seed.csv, or change "
-                               "validation.simulation_start_year / validation.simulation_end_year")
+    assert outcome.message == (
+        f"{COLA} fail: no COLA rate in stg_config_cola_by_year for 2031, 2032, 2033 "
+        "(simulation years 2025-2033) -- fix: add those years to seeds/cola_seed.csv, or change "
+        "validation.simulation_start_year / validation.simulation_end_year"
+    )
     assert engine.scope.results[COLA].failed
 
 
@@ -348,9 +390,12 @@ def test_a_check_is_stale_while_a_table_it_reads_is(engine: FakeEngine) -> None:
 
 
 def test_tasks_dependencies_groups_and_quick(engine: FakeEngine, tmp_path: Path) -> None:
-    engine.settings = _settings(tmp_path, "validation:\n  custom_checks:\n"
-                                          "    - {name: cola_known, sql: select * from stg_config_cola_by_year where cola_rate is null}\n"
-                                          "    - {name: pay_known, sql: select * from stg_census_data where employee_gross_compensation is null}\n")
+    engine.settings = _settings(
+        tmp_path,
+        "validation:\n  custom_checks:\n"
+        "    - {name: cola_known, sql: select * from stg_config_cola_by_year where cola_rate is null}\n"
+        "    - {name: pay_known, sql: select * from stg_census_data where employee_gross_compensation is null}\n",
+    )
     vt = _tasks(engine)
     tasks = {t["basename"]: t for t in vt.tasks()}
     cola = tasks[f"validate:{COLA}"]
@@ -383,9 +428,10 @@ def test_definition_errors_stop_doit_with_one_line(engine: FakeEngine, tmp_path:
 # -- end to end: doit in a subprocess on a tiny PlanWise-shaped project ------------------------------
 
 MINI_SEEDS = {
-    "census_raw": "employee_id,active,employee_gross_compensation,employee_birth_date,employee_hire_date,employee_termination_date\n"
-                  + "".join(f"E{i},true,{45000 + 9000 * i},19{70 + i}-05-01,20{10 + i}-02-01,\n" for i in range(10))
-                  + "E10,false,50000,1990-01-01,2015-01-01,2024-03-31\n",
+    "census_raw": "employee_id,active,employee_gross_compensation,employee_birth_date,employee_hire_date,"
+    "employee_termination_date\n"
+    + "".join(f"E{i},true,{45000 + 9000 * i},19{70 + i}-05-01,20{10 + i}-02-01,\n" for i in range(10))
+    + "E10,false,50000,1990-01-01,2015-01-01,2024-03-31\n",
     "config_job_levels": "level_id,min_compensation,max_compensation\n1,40000,75000\n2,75000,110000\n3,110000,160000\n",
     "config_cola_by_year": "year,cola_rate\n" + "".join(f"{y},0.02\n" for y in range(2025, 2030)),
     "scenario_meta": "scenario_id\ndefault\n",
@@ -394,59 +440,107 @@ MINI_SEEDS = {
     "hazard_tenure": "tenure_band,min_tenure,max_tenure\nnew,0,5\nlong,5,100\n",
 }
 MINI_MODELS = {
-    "stg_census_data": "census_raw", "stg_config_job_levels": "config_job_levels",
-    "stg_config_cola_by_year": "config_cola_by_year", "stg_scenario_meta": "scenario_meta", "stg_comp_levers": "comp_levers",
+    "stg_census_data": "census_raw",
+    "stg_config_job_levels": "config_job_levels",
+    "stg_config_cola_by_year": "config_cola_by_year",
+    "stg_scenario_meta": "scenario_meta",
+    "stg_comp_levers": "comp_levers",
 }
-MINI_TESTS = {"version": 2, "models": [
-    {"name": "stg_census_data", "columns": [{"name": "employee_id", "data_tests": ["unique", "not_null"]}]},
-    {"name": "stg_config_cola_by_year", "columns": [{"name": "year", "data_tests": ["unique"]}]},
-]}
+MINI_TESTS = {
+    "version": 2,
+    "models": [
+        {"name": "stg_census_data", "columns": [{"name": "employee_id", "data_tests": ["unique", "not_null"]}]},
+        {"name": "stg_config_cola_by_year", "columns": [{"name": "year", "data_tests": ["unique"]}]},
+    ],
+}
 # Wires the validation tasks the way the lead's dodo.py will (only if it does not already).
-DODO = '''
+DODO = """
 from setup_tasks.cli import dodo_namespace
 
 globals().update(dodo_namespace())
-'''
+"""
 
 
 def write_mini_project(root: Path, **validation: Any) -> Workspace:
     ws = Workspace(root)
     (ws.project / "seeds").mkdir(parents=True)
     (ws.project / "models" / "staging").mkdir(parents=True)
-    (ws.project / "dbt_project.yml").write_text(yaml.safe_dump({
-        "name": "mini", "version": "1.0", "profile": "mini", "config-version": 2,
-        "models": {"mini": {"+materialized": "table"}}}))
-    (ws.project / "profiles.yml").write_text(yaml.safe_dump({"mini": {"target": "dev", "outputs": {"dev": {
-        "type": "duckdb", "path": "{{ env_var('DUCKDB_PATH', 'mini.duckdb') }}", "threads": 2}}}}))
+    (ws.project / "dbt_project.yml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "mini",
+                "version": "1.0",
+                "profile": "mini",
+                "config-version": 2,
+                "models": {"mini": {"+materialized": "table"}},
+            }
+        )
+    )
+    (ws.project / "profiles.yml").write_text(
+        yaml.safe_dump(
+            {
+                "mini": {
+                    "target": "dev",
+                    "outputs": {
+                        "dev": {"type": "duckdb", "path": "{{ env_var('DUCKDB_PATH', 'mini.duckdb') }}", "threads": 2}
+                    },
+                }
+            }
+        )
+    )
     for name, text in MINI_SEEDS.items():
         ws.seed(name, text)
     for model, seed in MINI_MODELS.items():
         ws.model(model, f"select * from {{{{ ref('{seed}') }}}}")
     (ws.project / "models" / "staging" / "schema.yml").write_text(yaml.safe_dump(MINI_TESTS, sort_keys=False))
     (root / "dodo.py").write_text(DODO)
-    tables = {"promotion_age_multipliers": "hazard_age", "termination_age_multipliers": "hazard_age",
-              "promotion_tenure_multipliers": "hazard_tenure", "termination_tenure_multipliers": "hazard_tenure"}
-    ws.config_path.write_text(yaml.safe_dump({
-        "database": {"path": "warehouse.duckdb"},
-        "dbt": {"project_dir": "proj", "foundation_selection": "stg_census_data stg_config_job_levels stg_comp_levers"},
-        "census": {"path": "census.parquet", "generate": False},
-        "validation": {"min_baseline_workforce_count": 5, "tables": tables, **validation},
-    }, sort_keys=False))
+    tables = {
+        "promotion_age_multipliers": "hazard_age",
+        "termination_age_multipliers": "hazard_age",
+        "promotion_tenure_multipliers": "hazard_tenure",
+        "termination_tenure_multipliers": "hazard_tenure",
+    }
+    ws.config_path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"path": "warehouse.duckdb"},
+                "dbt": {
+                    "project_dir": "proj",
+                    "foundation_selection": "stg_census_data stg_config_job_levels stg_comp_levers",
+                },
+                "census": {"path": "census.parquet", "generate": False},
+                "validation": {"min_baseline_workforce_count": 5, "tables": tables, **validation},
+            },
+            sort_keys=False,
+        )
+    )
     return ws
 
 
 def doit(ws: Workspace, *args: str) -> Any:
-    return ws.doit(*args[:1], "-f", str(ws.root / "dodo.py"), *args[1:]) if args[0] in ("list", "info") \
+    return (
+        ws.doit(*args[:1], "-f", str(ws.root / "dodo.py"), *args[1:])
+        if args[0] in ("list", "info")
         else ws.doit("-f", str(ws.root / "dodo.py"), *args)
+    )
 
 
-GROUPS = {"seed_data_integrity", "staging_models", "baseline_workforce", "census_data_quality", "configuration_consistency"}
+GROUPS = {
+    "seed_data_integrity",
+    "staging_models",
+    "baseline_workforce",
+    "census_data_quality",
+    "configuration_consistency",
+}
 
 
 def checks_run(run: Any) -> set[str]:
     """Check tasks that ran (passed or failed), not group tasks."""
-    return {n for n, r in run.results.items()
-            if n.startswith("validate:") and r in ("success", "fail") and n.split(":", 1)[1] not in GROUPS}
+    return {
+        n
+        for n, r in run.results.items()
+        if n.startswith("validate:") and r in ("success", "fail") and n.split(":", 1)[1] not in GROUPS
+    }
 
 
 @pytest.mark.slow
@@ -462,7 +556,7 @@ def test_setup_validates_then_reruns_only_checks_whose_inputs_changed(tmp_path: 
     assert again.returncode == 0
     assert checks_run(again) == set()
     assert again.results[f"validate:{COLA}"] == "up-to-date"
-    summary = json.loads(again.stdout[again.stdout.find("{"):])
+    summary = json.loads(again.stdout[again.stdout.find("{") :])
     validate_out = next(t["out"] for t in summary["tasks"] if t["name"] == "validate")
     assert "validation: 21 checks, 21 passed, success rate 100%" in validate_out  # 18 checks + 3 dbt tests
 
@@ -471,9 +565,14 @@ def test_setup_validates_then_reruns_only_checks_whose_inputs_changed(tmp_path: 
     assert broken.returncode == 1
     assert broken.results[f"validate:{COLA}"] == "fail"
     assert checks_run(broken) == {
-        f"validate:{COLA}", "validate:seed_data_integrity.present", "validate:seed_data_integrity.row_counts",
-        "validate:seed_data_integrity.null_columns", "validate:staging_models.materialized",
-        "validate:staging_models.non_empty", "validate:dbt_tests"}  # a blocking failure stops no other check
+        f"validate:{COLA}",
+        "validate:seed_data_integrity.present",
+        "validate:seed_data_integrity.row_counts",
+        "validate:seed_data_integrity.null_columns",
+        "validate:staging_models.materialized",
+        "validate:staging_models.non_empty",
+        "validate:dbt_tests",
+    }  # a blocking failure stops no other check
     assert "no COLA rate in stg_config_cola_by_year for 2027 (simulation years 2025-2029)" in broken.stdout
     assert "fix: add those years to seeds/config_cola_by_year.csv" in broken.stdout
 
@@ -484,22 +583,36 @@ def test_setup_validates_then_reruns_only_checks_whose_inputs_changed(tmp_path: 
 @pytest.mark.slow
 def test_quick_runs_foundation_checks_and_custom_checks_fail_by_severity(tmp_path: Path) -> None:
     custom = [
-        {"name": "no_top_earners", "description": "pay above 100k", "severity": "warning",
-         "sql": "select employee_id from stg_census_data where employee_gross_compensation > 100000"},
-        {"name": "levers_for_2026", "description": "no lever for 2026", "severity": "error",
-         "sql": "select scenario_id from stg_scenario_meta s where not exists"
-                " (select 1 from stg_comp_levers l where l.scenario_id = s.scenario_id and fiscal_year = 2026)"},
+        {
+            "name": "no_top_earners",
+            "description": "pay above 100k",
+            "severity": "warning",
+            "sql": "select employee_id from stg_census_data where employee_gross_compensation > 100000",
+        },
+        {
+            "name": "levers_for_2026",
+            "description": "no lever for 2026",
+            "severity": "error",
+            "sql": "select scenario_id from stg_scenario_meta s where not exists"
+            " (select 1 from stg_comp_levers l where l.scenario_id = s.scenario_id and fiscal_year = 2026)",
+        },
     ]
     ws = write_mini_project(tmp_path, custom_checks=custom, run_dbt_tests=False)
     quick = doit(ws, "quick")
     assert quick.returncode == 0, quick.stdout + quick.stderr
     assert checks_run(quick) == {
-        "validate:baseline_workforce.headcount", "validate:baseline_workforce.compensation",
-        "validate:baseline_workforce.compensation_range", "validate:census_data_quality.required_nulls",
-        "validate:census_data_quality.hire_after_termination", "validate:census_data_quality.implausible_ages",
-        "validate:census_data_quality.compensation_outliers", "validate:configuration_consistency.job_level_bands",
-        "validate:configuration_consistency.active_pay_in_job_level", "validate:no_top_earners"}
-    out = json.loads(quick.stdout[quick.stdout.find("{"):])
+        "validate:baseline_workforce.headcount",
+        "validate:baseline_workforce.compensation",
+        "validate:baseline_workforce.compensation_range",
+        "validate:census_data_quality.required_nulls",
+        "validate:census_data_quality.hire_after_termination",
+        "validate:census_data_quality.implausible_ages",
+        "validate:census_data_quality.compensation_outliers",
+        "validate:configuration_consistency.job_level_bands",
+        "validate:configuration_consistency.active_pay_in_job_level",
+        "validate:no_top_earners",
+    }
+    out = json.loads(quick.stdout[quick.stdout.find("{") :])
     warning = next(t["out"] for t in out["tasks"] if t["name"] == "_validate:quick")
     assert "no_top_earners warn: 3 offending rows (pay above 100k)" in warning
 
@@ -507,8 +620,10 @@ def test_quick_runs_foundation_checks_and_custom_checks_fail_by_severity(tmp_pat
     assert setup.returncode == 1
     assert setup.results["validate:levers_for_2026"] == "fail"
     assert setup.results["validate:no_top_earners"] == "up-to-date"
-    assert ("levers_for_2026 fail: 1 offending row (no lever for 2026) -- fix: correct the rows "
-            "the query of validation.custom_checks[1] (levers_for_2026) selects") in setup.stdout
+    assert (
+        "levers_for_2026 fail: 1 offending row (no lever for 2026) -- fix: correct the rows "
+        "the query of validation.custom_checks[1] (levers_for_2026) selects"
+    ) in setup.stdout
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The no-op witness (store.witness) and the shortcut's rules (cli.shortcut), on real files: what voids one, what does not.
+"""The no-op witness (store.witness) and the shortcut's rules (cli.shortcut), on real files: what voids one, what does
+not.
 
 The runs themselves (a no-op answered from a witness equals the full check; every kind of
 change goes the full way and rebuilds) are in test_shortcut_runs.py.
@@ -18,15 +19,29 @@ import pytest
 import setup_tasks.store.witness as witness_module
 from setup_tasks.cli import shortcut
 from setup_tasks.files import path_key
-from setup_tasks.store.witness import (RUN_SLOTS, Witness, WitnessStore, environment_digest, fill_slots, keys_of,
-                                       racy_path, run_context, slot)
+from setup_tasks.store.witness import (
+    RUN_SLOTS,
+    Witness,
+    WitnessStore,
+    environment_digest,
+    fill_slots,
+    keys_of,
+    racy_path,
+    run_context,
+    slot,
+)
 
 ARGV = ["setup"]
 
 
 def make_witness(paths: list[Path], environ: dict[str, str] | None = None, **extra: object) -> Witness:
-    return Witness(context=run_context(ARGV), environment=environment_digest(environ or dict(os.environ)),
-                   keys=keys_of(paths), run_id="r1", **extra)  # type: ignore[arg-type]
+    return Witness(
+        context=run_context(ARGV),
+        environment=environment_digest(environ or dict(os.environ)),
+        keys=keys_of(paths),
+        run_id="r1",
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def void(witness: Witness, environ: dict[str, str] | None = None, argv: list[str] = ARGV) -> str | None:
@@ -47,7 +62,9 @@ def test_nothing_changed_holds(files: dict[str, Path]) -> None:
     assert void(make_witness(list(files.values()))) is None
 
 
-@pytest.mark.parametrize("change", ["same size, mtime restored", "replaced by a copy", "removed", "created", "entry added"])
+@pytest.mark.parametrize(
+    "change", ["same size, mtime restored", "replaced by a copy", "removed", "created", "entry added"]
+)
 def test_every_kind_of_change_voids_it(files: dict[str, Path], change: str) -> None:
     witness = make_witness(list(files.values()))
     seed = files["seed"]
@@ -70,7 +87,9 @@ def test_every_kind_of_change_voids_it(files: dict[str, Path], change: str) -> N
     assert void(witness) is not None
 
 
-def test_environment_command_line_and_place(files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_command_line_and_place(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     environ = {"HOME": "/home/x", "DBT_TARGET": "dev", "SHLVL": "1", "PWD": "/a"}
     witness = make_witness([files["seed"]], environ)
     assert void(witness, {**environ, "SHLVL": "3", "PWD": "/b", "_": "/usr/bin/doit"}) is None  # another terminal
@@ -86,7 +105,9 @@ def test_the_environment_is_kept_as_a_keyed_digest() -> None:
     assert "hunter2" not in digest and digest != environment_digest({"PASSWORD": "hunter3"})
 
 
-def test_a_path_changed_within_the_racy_margin_proves_nothing(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_path_changed_within_the_racy_margin_proves_nothing(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     keys = keys_of(files.values())
     assert racy_path(keys, time.time_ns()) is not None  # just written
     monkeypatch.setattr(witness_module, "RACY_NS", 0)
@@ -117,8 +138,9 @@ def test_store_round_trip_and_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize("damage", ["garbage", "wrong shape", "another version", "writable by others", "another owner"])
-def test_a_witness_file_setup_cannot_trust_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      files: dict[str, Path], damage: str) -> None:
+def test_a_witness_file_setup_cannot_trust_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, Path], damage: str
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     store = WitnessStore.for_root(tmp_path)
     store.put(ARGV, make_witness([files["seed"]]))
@@ -145,8 +167,16 @@ def test_only_no_op_command_lines_started_by_doit_are_eligible(monkeypatch: pyte
     monkeypatch.delenv(shortcut.SHORTCUT_ENV, raising=False)
     for argv in ([], ["setup"], ["quick"], ["run", "setup"]):
         assert shortcut.eligible(argv)
-    for argv in (["setup", "-v", "2"], ["--reporter", "json", "setup"], ["setup", "config=x.yaml"], ["status"],
-                 ["list"], ["forget", "model:x"], ["census", "employees=10"], ["setup", "quick"]):
+    for argv in (
+        ["setup", "-v", "2"],
+        ["--reporter", "json", "setup"],
+        ["setup", "config=x.yaml"],
+        ["status"],
+        ["list"],
+        ["forget", "model:x"],
+        ["census", "employees=10"],
+        ["setup", "quick"],
+    ):
         assert not shortcut.eligible(argv)
     monkeypatch.setenv(shortcut.SHORTCUT_ENV, "0")
     assert not shortcut.eligible(["setup"])
@@ -157,8 +187,9 @@ def test_only_no_op_command_lines_started_by_doit_are_eligible(monkeypatch: pyte
     assert shortcut.eligible(["setup"])
 
 
-def test_a_setup_run_holding_the_database_goes_the_full_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           files: dict[str, Path]) -> None:
+def test_a_setup_run_holding_the_database_goes_the_full_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, Path]
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(sys, "argv", ["doit", "setup"])
     lock = tmp_path / "run.lock"

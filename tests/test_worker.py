@@ -48,8 +48,14 @@ def test_rebuilds_reuse_one_warm_worker(shop: Workspace, worker_env: dict[str, s
 def test_ctrl_c_cancels_the_build_in_the_worker_which_serves_on(shop: Workspace, worker_env: dict[str, str]) -> None:
     assert shop.doit("setup", env=worker_env).returncode == 0
     shop.model("stg_slow", "select sum(a.range * b.range) as s from range(60000) a, range(60000) b")
-    proc = subprocess.Popen([sys.executable, "-m", "doit", "setup", f"config={shop.config_path}"], cwd=REPO,
-                            env=clean_env(worker_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doit", "setup", f"config={shop.config_path}"],
+        cwd=REPO,
+        env=clean_env(worker_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     for line in proc.stdout:  # Ctrl-C once the build runs in the worker (a fixed delay raced the parse under load)
         seen.append(line)

@@ -53,8 +53,9 @@ def holder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """A process that holds a database open, started the way setup's worker is named (its command line)."""
     db = tmp_path / "w.duckdb"
     make_database(db)
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(db), "setup_tasks.dbt.worker"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(db), "setup_tasks.dbt.worker"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     yield proc, db
     proc.kill()
@@ -76,7 +77,9 @@ def fake_worker(path: Path, pid: int, busy_with: str | None, on_shutdown: Any) -
             with conn:
                 op = json.loads(conn.makefile("r").readline()).get("op")
                 if op == "hello":
-                    conn.sendall(json.dumps({"event": "done", "result": {"pid": pid, "busy_with": busy_with}}).encode() + b"\n")
+                    conn.sendall(
+                        json.dumps({"event": "done", "result": {"pid": pid, "busy_with": busy_with}}).encode() + b"\n"
+                    )
                 elif op == "shutdown":
                     on_shutdown()
                     conn.sendall(b'{"event": "done", "result": "bye"}\n')
@@ -149,7 +152,8 @@ def test_the_worker_ends_after_a_request_that_leaves_a_database_held(tmp_path: P
 
 
 def test_a_lock_held_by_an_idle_worker_of_setup_is_ended_and_said(
-        worker_dir: Path, holder: tuple[subprocess.Popen[str], Path], caplog: pytest.LogCaptureFixture) -> None:
+    worker_dir: Path, holder: tuple[subprocess.Popen[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
     proc, db = holder
     fake_worker(worker_dir / "worker-0123456789abcdef.sock", proc.pid, None, proc.kill)
     contents = Database(db, locked_by=DbtClient(900).free_database).contents()
@@ -159,17 +163,21 @@ def test_a_lock_held_by_an_idle_worker_of_setup_is_ended_and_said(
 
 
 def test_a_lock_held_by_a_busy_worker_of_setup_names_the_run_it_serves(
-        worker_dir: Path, holder: tuple[subprocess.Popen[str], Path]) -> None:
+    worker_dir: Path, holder: tuple[subprocess.Popen[str], Path]
+) -> None:
     proc, db = holder
     fake_worker(worker_dir / "worker-0123456789abcdef.sock", proc.pid, "setup of /x/other.duckdb (PID 4242)", proc.kill)
     with pytest.raises(DatabaseLockedError) as err:
         Database(db, locked_by=DbtClient(900).free_database).contents()
-    assert f"setup's dbt worker (PID {proc.pid}), running dbt for setup of /x/other.duckdb (PID 4242)" in err.value.cause
+    assert (
+        f"setup's dbt worker (PID {proc.pid}), running dbt for setup of /x/other.duckdb (PID 4242)" in err.value.cause
+    )
     assert err.value.fix.startswith("wait for that run") and proc.poll() is None  # never ended mid-build
 
 
 def test_a_lock_held_by_a_worker_this_run_cannot_reach_is_still_named_setups(
-        worker_dir: Path, holder: tuple[subprocess.Popen[str], Path]) -> None:
+    worker_dir: Path, holder: tuple[subprocess.Popen[str], Path]
+) -> None:
     """Started with another worker folder (or with the worker off now): named as setup's worker, with a fix
     that ends it, never "close that connection (notebook, IDE...)"."""
     if not Path("/proc/self/cmdline").exists():
@@ -230,8 +238,11 @@ def test_a_profile_extension_that_cannot_load_never_locks_the_next_runs_out(shop
     fixed, builds (before: "locked by python3.11 (PID n) -- fix: close that connection (notebook, IDE...)",
     or in process "Can't open a connection to same database file with a different configuration")."""
     directory = short_temp_dir("pw-")
-    env = {"PLANWISE_SETUP_WORKER": "1" if where == "worker" else "0", "PLANWISE_SETUP_WORKER_DIR": str(directory),
-           "PLANWISE_SETUP_DIRECT": "0"}
+    env = {
+        "PLANWISE_SETUP_WORKER": "1" if where == "worker" else "0",
+        "PLANWISE_SETUP_WORKER_DIR": str(directory),
+        "PLANWISE_SETUP_DIRECT": "0",
+    }
     try:
         with_extension(shop, "httpfs")
         failed = shop.doit("setup", json_report=False, env=env)
@@ -249,7 +260,15 @@ def test_a_profile_extension_that_cannot_load_never_locks_the_next_runs_out(shop
         with_extension(shop, None)
         fixed = shop.doit("setup", env=env)
         assert fixed.returncode == 0, (fixed.stdout + fixed.stderr)[-3000:]
-        assert fixed.ran() == {"seed:customers", "seed:orders", "seed:regions", "model:stg_customers",
-                               "model:stg_orders", "model:stg_customer_orders", "model:stg_regions", "model:stg_events"}
+        assert fixed.ran() == {
+            "seed:customers",
+            "seed:orders",
+            "seed:regions",
+            "model:stg_customers",
+            "model:stg_orders",
+            "model:stg_customer_orders",
+            "model:stg_regions",
+            "model:stg_events",
+        }
     finally:
         stop_workers(directory)

@@ -54,10 +54,19 @@ class App:
     ending the process.
     """
 
-    def __init__(self, config: str | Path | None = None, *, settings: Settings | None = None,
-                 translator: Translator | None = None, mode: str = "cli", root: Path | None = None,
-                 engine: Engine | None = None, read_only: bool = False, argv: Sequence[str] | None = None,
-                 keep_going: bool = False) -> None:
+    def __init__(
+        self,
+        config: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        translator: Translator | None = None,
+        mode: str = "cli",
+        root: Path | None = None,
+        engine: Engine | None = None,
+        read_only: bool = False,
+        argv: Sequence[str] | None = None,
+        keep_going: bool = False,
+    ) -> None:
         self.config = config
         self.root = root or Path.cwd()
         self.translator = translator or Translator()
@@ -80,8 +89,9 @@ class App:
         options = EngineOptions(keep_going=keep_going or self.command_line.keep_going, looks_only=read_only)
         self.loader = ProjectLoader(config, self.root, settings, engine, options, self.on_engine_event, self.live.clear)
         # How the run ends: interrupts, a halt, the exit status (cli.lifecycle).
-        self.lifecycle = RunLifecycle(mode, lambda: None if self.current_engine is None else self.current_engine.run,
-                                      self._last_words)
+        self.lifecycle = RunLifecycle(
+            mode, lambda: None if self.current_engine is None else self.current_engine.run, self._last_words
+        )
         self.action, self.on_keyboard_interrupt = self.lifecycle.action, self.lifecycle.on_keyboard_interrupt
 
     # -- what the run works on --------------------------------------------------------------
@@ -160,7 +170,9 @@ class App:
         engine = self.current_engine
         if engine is None:
             return frozenset()
-        return frozenset(self.translator.task_names(n for n in engine.manifest.nodes.values() if n.is_buildable).values())
+        return frozenset(
+            self.translator.task_names(n for n in engine.manifest.nodes.values() if n.is_buildable).values()
+        )
 
     # -- how the run ends ---------------------------------------------------------------------
 
@@ -193,8 +205,14 @@ class App:
         if engine is None or self.read_only:
             return
         try:
-            self.report = report_run(engine, self.check_results, self.translator, interrupted=self.interrupted,
-                                     exit_code=exit_code, tally=self.tally)
+            self.report = report_run(
+                engine,
+                self.check_results,
+                self.translator,
+                interrupted=self.interrupted,
+                exit_code=exit_code,
+                tally=self.tally,
+            )
         except SetupError as err:
             sys.stderr.write(f"warning: {err.one_line()}\n")
 
@@ -222,7 +240,7 @@ class App:
         self.write_report(status)
 
     def install_process_hooks(self) -> None:
-        """Command line only: Ctrl-C and SIGTERM outside actions, notes shown, the report written when the process ends."""
+        """Command line only: Ctrl-C and SIGTERM outside actions, notes shown, the report written at the end."""
         self.lifecycle.install_process_hooks(self.show_note, self._at_exit)
 
     def show_note(self, text: str) -> None:

@@ -28,7 +28,9 @@ TaskDict = dict[str, Any]
 PLAN_TASK = PLAN_PREFIX + VALIDATE_TASK
 
 
-def check_action(scope: ValidationScope, check: Check, target: CheckUpToDate, app: App | None = None) -> dict[str, Any] | TaskFailed:
+def check_action(
+    scope: ValidationScope, check: Check, target: CheckUpToDate, app: App | None = None
+) -> dict[str, Any] | TaskFailed:
     """Task action: build what the check reads if stale, run it, record its results, fail on a blocking failure."""
     try:
         unbuilt = scope.engine.ensure(target.inputs)
@@ -83,8 +85,10 @@ class ValidationTasks:
         """Reads only foundation tables (and sources): `quick` runs it."""
         uids, untracked = self.scope.reads(check)
         allowed = set(self.engine.foundation_nodes)
-        return bool(uids) and not untracked and all(
-            u in allowed or self.engine.node(u).resource_type == "source" for u in uids
+        return (
+            bool(uids)
+            and not untracked
+            and all(u in allowed or self.engine.node(u).resource_type == "source" for u in uids)
         )
 
     def doc(self, check: Check) -> str:
@@ -109,8 +113,9 @@ class ValidationTasks:
         last = self.scope.last_failures().get(check.name)
         if last:  # and its last failures, offending rows included
             fail_on = self.scope.validation.fail_on
-            meta["failed last time"] = [line for r in last for line in
-                                        (f"{r.name} {r.verdict(fail_on)}: {r.message}", r.sample_line()) if line]
+            meta["failed last time"] = [
+                line for r in last for line in (f"{r.name} {r.verdict(fail_on)}: {r.message}", r.sample_line()) if line
+            ]
         if meta:
             task["meta"] = meta
         return task
@@ -132,17 +137,33 @@ class ValidationTasks:
         for check in self.checks:
             yield self.check_task(check)
         for group, members in self.groups().items():
-            yield {"basename": self.translator.check_task_name(group), "doc": f"Run the {group} checks",
-                   "actions": None, "task_dep": members}
-        yield {"basename": PLAN_TASK, "doc": "Tell the engine which nodes the checks read, so stale ones build in one dbt run",
-               "actions": [self.app.action(self.plan_action, self.engine, self.plan_nodes())], "verbosity": 0}
-        yield {"basename": VALIDATE_TASK,
-               "doc": "Run every validation check (each only when what it reads changed) and print the summary",
-               "actions": [self.app.action(summary_action, self.scope, self.app)], "task_dep": [PLAN_TASK, *names],
-               "verbosity": 1, "params": list(RUN_OPTIONS)}
-        yield {"basename": QUICK_SUMMARY_TASK, "doc": "Run the checks that read only the foundation, print the summary",
-               "actions": [self.app.action(summary_action, self.scope, self.app)], "task_dep": self.quick_names(),
-               "verbosity": 1}
+            yield {
+                "basename": self.translator.check_task_name(group),
+                "doc": f"Run the {group} checks",
+                "actions": None,
+                "task_dep": members,
+            }
+        yield {
+            "basename": PLAN_TASK,
+            "doc": "Tell the engine which nodes the checks read, so stale ones build in one dbt run",
+            "actions": [self.app.action(self.plan_action, self.engine, self.plan_nodes())],
+            "verbosity": 0,
+        }
+        yield {
+            "basename": VALIDATE_TASK,
+            "doc": "Run every validation check (each only when what it reads changed) and print the summary",
+            "actions": [self.app.action(summary_action, self.scope, self.app)],
+            "task_dep": [PLAN_TASK, *names],
+            "verbosity": 1,
+            "params": list(RUN_OPTIONS),
+        }
+        yield {
+            "basename": QUICK_SUMMARY_TASK,
+            "doc": "Run the checks that read only the foundation, print the summary",
+            "actions": [self.app.action(summary_action, self.scope, self.app)],
+            "task_dep": self.quick_names(),
+            "verbosity": 1,
+        }
 
     def quick_names(self) -> list[str]:
         return [self.task_name(c) for c in self.checks if self.is_foundation(c)]

@@ -13,12 +13,32 @@ from .notes import cli_verbosity
 
 # doit's own run options, which people also put after the task name (`doit setup -v 2`):
 # the group tasks accept them as task options, and the app reads them from the command line.
-RUN_OPTIONS: tuple[Mapping[str, Any], ...] = ({"name": "verbosity", "short": "v", "long": "verbosity", "type": int, "default": None,
-                "help": "as doit's -v before the task name: 0 errors only, 2 also dbt's own lines"},
-               {"name": "continue", "short": "c", "long": "continue", "type": bool, "default": False,
-                "help": "as doit's --continue: keep building what does not depend on a failed node"},
-               {"name": "reporter", "short": "r", "long": "reporter", "type": str, "default": "",
-                "help": "as doit's --reporter, e.g. json"})
+RUN_OPTIONS: tuple[Mapping[str, Any], ...] = (
+    {
+        "name": "verbosity",
+        "short": "v",
+        "long": "verbosity",
+        "type": int,
+        "default": None,
+        "help": "as doit's -v before the task name: 0 errors only, 2 also dbt's own lines",
+    },
+    {
+        "name": "continue",
+        "short": "c",
+        "long": "continue",
+        "type": bool,
+        "default": False,
+        "help": "as doit's --continue: keep building what does not depend on a failed node",
+    },
+    {
+        "name": "reporter",
+        "short": "r",
+        "long": "reporter",
+        "type": str,
+        "default": "",
+        "help": "as doit's --reporter, e.g. json",
+    },
+)
 # doit commands and setup tasks that only look: on a database that does not exist yet they
 # leave nothing behind (no state folder, no doit state file, no caches, no report).
 READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
@@ -26,9 +46,29 @@ READ_ONLY_TASKS = frozenset({"status", "graph", "verify"})
 # doit's own reporters (doit/cmd_run.py); plugins add theirs through entry points.
 DOIT_REPORTERS = ("console", "executed-only", "json", "zero", "error-only")
 # doit options (and the graph task's) that take the next argument as their value.
-VALUE_OPTIONS = frozenset({"-v", "--verbosity", "-n", "--process", "-P", "--parallel-type", "--reporter", "-r",
-                           "-o", "--output-file", "-f", "--file", "-d", "--dir", "--db-file", "--backend",
-                           "--dep-file", "--check_file_uptodate", "--seek-file"})
+VALUE_OPTIONS = frozenset(
+    {
+        "-v",
+        "--verbosity",
+        "-n",
+        "--process",
+        "-P",
+        "--parallel-type",
+        "--reporter",
+        "-r",
+        "-o",
+        "--output-file",
+        "-f",
+        "--file",
+        "-d",
+        "--dir",
+        "--db-file",
+        "--backend",
+        "--dep-file",
+        "--check_file_uptodate",
+        "--seek-file",
+    }
+)
 
 
 def only_looks(args: Sequence[str]) -> bool:
@@ -55,8 +95,10 @@ def check_reporter(name: str | None) -> None:
         return
     known = set(DOIT_REPORTERS) | {entry.name for entry in entry_points(group="doit.REPORTER")}
     if name not in known:
-        raise InvalidDodoFile(f"there is no reporter {name!r} -- fix: use one of {', '.join(sorted(known))} "
-                              "(e.g. --reporter json), or leave --reporter out")
+        raise InvalidDodoFile(
+            f"there is no reporter {name!r} -- fix: use one of {', '.join(sorted(known))} "
+            "(e.g. --reporter json), or leave --reporter out"
+        )
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,10 @@ def clear_action(app: App, engine: Engine) -> TaskFailed | None:
     except SetupError as err:
         return TaskFailed(err.one_line())
     patterns = ", ".join(engine.settings.setup.clear_table_patterns)
-    print(f"dropped {len(dropped)} table(s) and view(s) matching {patterns}" + (f": {', '.join(dropped)}" if dropped else ""))
+    print(
+        f"dropped {len(dropped)} table(s) and view(s) matching {patterns}"
+        + (f": {', '.join(dropped)}" if dropped else "")
+    )
     if forgotten:
         print(f"forgot {len(forgotten)} task(s), rebuilt by the next setup: {', '.join(forgotten)}")
     options, tables = engine.settings.setup, engine.database_contents(live=True).tables
@@ -101,7 +104,10 @@ def graph_action(app: App, engine: Engine, checks: list[Mapping[str, Any]], out_
     try:
         mmd, dot = write_graph(engine, diagram, out_dir)
     except OSError as exc:
-        return TaskFailed(f"cannot write the graph into {graph_paths(engine, out_dir)[0].parent}: {exc.strerror} -- fix: pass a writable --dir")
+        return TaskFailed(
+            f"cannot write the graph into {graph_paths(engine, out_dir)[0].parent}: {exc.strerror}"
+            " -- fix: pass a writable --dir"
+        )
     stale = sum(n.state == "stale" for n in diagram.nodes)
     print(f"{len(diagram.nodes)} nodes ({stale} stale), {len(diagram.edges)} edges")
     print(f"wrote {mmd}\nwrote {dot}")
@@ -111,8 +117,15 @@ def graph_action(app: App, engine: Engine, checks: list[Mapping[str, Any]], out_
 def graph_task(app: App, engine: Engine, checks: Sequence[Mapping[str, Any]]) -> TaskDict:
     return {
         "actions": [app.action(graph_action, app, engine, checks)],
-        "params": [{"name": "out_dir", "long": "dir", "type": str, "default": "",
-                    "help": "folder for the .mmd and .dot files (default: beside the database)"}],
+        "params": [
+            {
+                "name": "out_dir",
+                "long": "dir",
+                "type": str,
+                "default": "",
+                "help": "folder for the .mmd and .dot files (default: beside the database)",
+            }
+        ],
         "verbosity": 2,
     }
 
@@ -128,8 +141,10 @@ def dbt_action(app: App) -> TaskFailed | None:
     try:
         args = shlex.split(given)
     except ValueError as exc:  # an unclosed quote
-        return TaskFailed(f"args={given} cannot be read as a command line: {exc} -- fix: close the quote, e.g. "
-                          'doit dbt args="test --select my_test"')
+        return TaskFailed(
+            f"args={given} cannot be read as a command line: {exc} -- fix: close the quote, e.g. "
+            'doit dbt args="test --select my_test"'
+        )
     if not args:
         return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
     from ..dbt.invoke import InProcessDbt
@@ -143,7 +158,9 @@ def dbt_action(app: App) -> TaskFailed | None:
     ctx = dbt_context(with_project_census(app.settings))
     print(f"setup runs dbt {ctx.described(shlex.join(args))}", flush=True)  # what setup passes to dbt, as typed
     status = InProcessDbt().run_cli(ctx, args, colour=sys.stdout.isatty(), on_phase=on_phase)
-    return None if status == 0 else TaskFailed(f"`dbt {' '.join(args)}` exited with status {status} (dbt's lines above)")
+    return (
+        None if status == 0 else TaskFailed(f"`dbt {' '.join(args)}` exited with status {status} (dbt's lines above)")
+    )
 
 
 def dbt_task(app: App) -> TaskDict:
@@ -152,15 +169,19 @@ def dbt_task(app: App) -> TaskDict:
 
 # -- verify --------------------------------------------------------------------------------
 
-VERIFY_DOC = "Build the project with `dbt build` into a scratch database and compare it with setup's: exit 1 if they differ"
+VERIFY_DOC = (
+    "Build the project with `dbt build` into a scratch database and compare it with setup's: exit 1 if they differ"
+)
 
 
 def verify_action(app: App, engine: Engine) -> TaskFailed | None:
     """setup's database against a fresh `dbt build` of the same files, relation by relation and test by test."""
     stale = [engine.label(u) for u in engine.setup_nodes if engine.status(u).stale]
     if stale:
-        print(f"note: {len(stale)} node(s) are stale ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): "
-              "run `doit setup` first to compare what it builds")
+        print(
+            f"note: {len(stale)} node(s) are stale ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): "
+            "run `doit setup` first to compare what it builds"
+        )
     print("building the project with `dbt build` into a scratch database ...", flush=True)
     try:
         from ..ops.verify import verify_engine
@@ -169,8 +190,13 @@ def verify_action(app: App, engine: Engine) -> TaskFailed | None:
     except SetupError as err:
         return TaskFailed(err.one_line())
     print("\n".join(result.lines()))
-    return None if result.equal else TaskFailed(f"setup's database differs from a fresh `dbt build` in "
-                                                f"{len(result.differences)} place(s) (listed above)")
+    return (
+        None
+        if result.equal
+        else TaskFailed(
+            f"setup's database differs from a fresh `dbt build` in {len(result.differences)} place(s) (listed above)"
+        )
+    )
 
 
 def setup_test_results(app: App, engine: Engine) -> list[dict[str, Any]]:

@@ -50,7 +50,9 @@ def saved_values(path: Path) -> dict[str, str] | None:
             rows = con.execute("SELECT task_id, task_data FROM doit").fetchall()
     except (sqlite3.Error, OSError, ValueError):
         return None
-    return {str(task_id): hashlib.sha256(repr(data).encode("utf-8", "surrogatepass")).hexdigest() for task_id, data in rows}
+    return {
+        str(task_id): hashlib.sha256(repr(data).encode("utf-8", "surrogatepass")).hexdigest() for task_id, data in rows
+    }
 
 
 def task_values(path: Path, task_name: str) -> dict[str, Any]:
@@ -89,7 +91,7 @@ def damage(path: Path) -> str | None:
 
 def move_aside(path: Path) -> Path:
     """Rename a damaged state file out of doit's way (kept for whoever wants to look at it)."""
-    stamp = time.strftime('%Y%m%dT%H%M%S')
+    stamp = time.strftime("%Y%m%dT%H%M%S")
     aside = path.with_name(f"{path.name}.damaged-{stamp}")
     n = 1
     while aside.exists():  # moved aside twice in one second: keep both

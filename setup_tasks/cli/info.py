@@ -51,8 +51,9 @@ class Info(DoitInfo):
         tasks = {t.name: t for t in self.task_list}
         if len(pos_args) != 1:
             example = "setup" if "setup" in tasks else next((t for t in sorted(tasks) if not t.startswith("_")), "")
-            raise InvalidCommand(f"`doit info` shows one task, {len(pos_args)} given -- fix: name one, e.g. "
-                                 f"doit info {example}")
+            raise InvalidCommand(
+                f"`doit info` shows one task, {len(pos_args)} given -- fix: name one, e.g. doit info {example}"
+            )
         name = pos_args[0]
         if name not in tasks:
             raise unknown_task(name, tasks)

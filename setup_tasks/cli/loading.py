@@ -18,8 +18,16 @@ from ..errors import SetupError, cannot_write
 class ProjectLoader:
     """Loads the run's settings and engine once; keeps why not when the project cannot load."""
 
-    def __init__(self, config: str | Path | None, root: Path, settings: Settings | None, engine: Engine | None,
-                 options: EngineOptions, listener: Listener, loaded: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: str | Path | None,
+        root: Path,
+        settings: Settings | None,
+        engine: Engine | None,
+        options: EngineOptions,
+        listener: Listener,
+        loaded: Callable[[], None],
+    ) -> None:
         self.config, self.root, self.options = config, root, options
         self.listener = listener  # told what the engine does (steps, progress), from its first step on
         self.loaded = loaded  # the load ended, done or not (the live line clears)
@@ -53,8 +61,9 @@ class ProjectLoader:
                 raise
             except OSError as exc:  # a folder setup or dbt writes in (target/, .planwise/) refuses: one line
                 place = Path(exc.filename) if exc.filename else self.root
-                self.error = cannot_write("setup's files", place, exc, "run setup from a copy of the project "
-                                          "in a folder you can write")
+                self.error = cannot_write(
+                    "setup's files", place, exc, "run setup from a copy of the project in a folder you can write"
+                )
                 raise self.error from None
             finally:
                 self.loaded()

@@ -34,8 +34,13 @@ from .notes import cli_verbosity
 __all__ = ["JsonReporter", "SetupReporter", "cli_verbosity", "reporter_for"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PIPED_NAME_WIDTH = 64  # no terminal to fit: long names keep the column up to this width
-MARKS: Mapping[str, tuple[str, str]] = {"pass": ("✓", "green"), "fail": ("✗", "red"), "warn": ("!", "yellow"), "not run": ("-", "dim"),
-         "skipped": ("·", "dim")}
+MARKS: Mapping[str, tuple[str, str]] = {
+    "pass": ("✓", "green"),
+    "fail": ("✗", "red"),
+    "warn": ("!", "yellow"),
+    "not run": ("-", "dim"),
+    "skipped": ("·", "dim"),
+}
 
 
 def exception_line(fail: Any) -> str:
@@ -63,8 +68,11 @@ class SetupReporter:
         self.style = Style(outstream)
         self.verbosity = options.get("verbosity", cli_verbosity(sys.argv[1:]))
         live = self.app.live
-        self.live = live if live.stream is outstream and live.enabled else LiveLine(
-            outstream, self.style.enabled and self.verbosity > 0, colour=self.style.enabled)
+        self.live = (
+            live
+            if live.stream is outstream and live.enabled
+            else LiveLine(outstream, self.style.enabled and self.verbosity > 0, colour=self.style.enabled)
+        )
         self.started = self.app.started
         self.task_started: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
@@ -235,8 +243,10 @@ class SetupReporter:
             return
         if uid in self.batch_tests:  # a test of the batch, right after what it reads
             total = len(self.batch_tests)
-            self.live.show(f"running {plural(total, 'dbt tests')} ({min(self.tests_done + 1, total)} of {total})",
-                           since=self.batch_started)
+            self.live.show(
+                f"running {plural(total, 'dbt tests')} ({min(self.tests_done + 1, total)} of {total})",
+                since=self.batch_started,
+            )
             return
         position = min(self.batch_done + 1, len(self.batch))
         self.live.show(f"building {self._task_name(uid)} ({position} of {len(self.batch)})", since=self.batch_started)
@@ -276,14 +286,16 @@ class SetupReporter:
         self._line(worst if worst != "skipped" else "pass", task_name, f"{elapsed}  {counted}", always=worst == "fail")
         for result in run.results:
             if (result.failed or result.not_run) and not result.up_to_date:
-                self._write(self._indented(self._result_text(result, fail_on, with_name=True)), always=result.blocking(fail_on))
+                self._write(
+                    self._indented(self._result_text(result, fail_on, with_name=True)), always=result.blocking(fail_on)
+                )
                 self._sample(result)
         return True
 
     @staticmethod
     def _result_text(result: CheckResult, fail_on: Sequence[str], with_name: bool) -> str:
         text = result.one_line(fail_on)
-        return text if with_name else text[len(result.name) + 1:]
+        return text if with_name else text[len(result.name) + 1 :]
 
     def _sample(self, result: CheckResult) -> None:
         line = result.sample_line()
@@ -325,8 +337,10 @@ class SetupReporter:
         scope = self.app.current_validation
         held, since = scope.held_on_rebuilt() if scope is not None else (0, 0.0)
         if held:  # a cold rebuild: why no check ran on a brand-new database
-            lines.append(f"  {plural(held, 'checks')} not run again: the tables they read were rebuilt with the "
-                         f"content they had when checked{f' at {when(since)}' if since else ''}")
+            lines.append(
+                f"  {plural(held, 'checks')} not run again: the tables they read were rebuilt with the "
+                f"content they had when checked{f' at {when(since)}' if since else ''}"
+            )
         lines += [f"  {line}" for line in summary.fresh_lines() if line.startswith("skipped (")]
         return lines
 

@@ -72,7 +72,9 @@ def code_paths(root: Path) -> Iterator[Path]:
     # Not the dodo's folder doit puts first on sys.path: the run report is written there. What
     # it could add to a run is a module that shadows one the run imports: those names are watched.
     yield from shadowing_paths({root, cwd})
-    yield from (Path(p) for p in sys.path if p and os.path.isdir(p) and Path(p).resolve() not in (root.resolve(), cwd.resolve()))
+    yield from (
+        Path(p) for p in sys.path if p and os.path.isdir(p) and Path(p).resolve() not in (root.resolve(), cwd.resolve())
+    )
 
 
 def shadowing_paths(folders: set[Path]) -> Iterator[Path]:
@@ -109,12 +111,19 @@ def answer(witness: Witness, started: float, started_wall: float) -> int:
     """Say what the witnessed run said, and report this run as it would have: exit status 0."""
     width = terminal_width() if Style(sys.stdout).enabled else None
     ended = time.time()
-    run = {"run_id": new_build_id(), "started": iso(started_wall),
-           "ended": iso(ended), "seconds": round(ended - started_wall, 3), "exit_code": 0,
-           "shortcut": {"witness_of": witness.run_id, "paths_unchanged": len(witness.keys)}}
+    run = {
+        "run_id": new_build_id(),
+        "started": iso(started_wall),
+        "ended": iso(ended),
+        "seconds": round(ended - started_wall, 3),
+        "exit_code": 0,
+        "shortcut": {"witness_of": witness.run_id, "paths_unchanged": len(witness.keys)},
+    }
     history = {**witness.history, **{k: v for k, v in run.items() if k in witness.history}}
     try:
-        write_report_files(fill_slots(witness.report, run), history, Path(witness.report_path), Path(witness.history_path))
+        write_report_files(
+            fill_slots(witness.report, run), history, Path(witness.report_path), Path(witness.history_path)
+        )
     except SetupError as err:
         sys.stderr.write(f"warning: {err.one_line()}\n")
     said = witness.said

@@ -42,8 +42,9 @@ class DoitStateFile:
         if self.error is not None:
             return
         path = self.path or self.folder() / "doit.sqlite"
-        self.error = cannot_write("doit's state", path, as_os_error(exc, path),
-                                  "set database.path (or DUCKDB_PATH) to a writable location")
+        self.error = cannot_write(
+            "doit's state", path, as_os_error(exc, path), "set database.path (or DUCKDB_PATH) to a writable location"
+        )
         sys.stdout.flush()
         sys.stderr.write(f"error: {self.error.one_line()}\n")
         sys.stderr.flush()
@@ -62,8 +63,12 @@ class DoitStateFile:
         except OSError as exc:
             # A folder the user cannot write: a look still looks (status says why setup cannot run);
             # anything else ends at its first task, with this one line and exit 1.
-            error = cannot_write("setup's state folder", state_dir, exc,
-                                 "set database.path (or DUCKDB_PATH) to a file in a folder you can write")
+            error = cannot_write(
+                "setup's state folder",
+                state_dir,
+                exc,
+                "set database.path (or DUCKDB_PATH) to a file in a folder you can write",
+            )
             if halt is not None:
                 halt(error)
             self.path = self._scratch_state()
@@ -84,11 +89,20 @@ class DoitStateFile:
             scratch = tempfile.mkdtemp(prefix="planwise-doit-")
             atexit.register(shutil.rmtree, scratch, True)
             fresh = Path(scratch) / "doit.sqlite"
-            log.warning("doit's state %s is damaged (%s) and cannot be moved aside (%s): this run uses an empty one, "
-                        "so every task counts as forgotten", path, problem, exc.strerror)
+            log.warning(
+                "doit's state %s is damaged (%s) and cannot be moved aside (%s): this run uses an empty one, "
+                "so every task counts as forgotten",
+                path,
+                problem,
+                exc.strerror,
+            )
             return fresh
-        log.warning("doit's state %s was damaged (%s): moved aside to %s; its tasks count as forgotten and rebuild",
-                    path, problem, aside.name)
+        log.warning(
+            "doit's state %s was damaged (%s): moved aside to %s; its tasks count as forgotten and rebuild",
+            path,
+            problem,
+            aside.name,
+        )
         return path
 
     def _scratch_state(self) -> Path:

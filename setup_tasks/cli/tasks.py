@@ -15,8 +15,16 @@ from ..engine.census import CensusRequest
 from ..engine.engine import Engine
 from ..errors import SetupError
 from ..config import default_of
-from ..naming import (CENSUS_TASK, CLEAR_DERIVED_TASK, DEPS_TASK, MODELS_TASK, QUICK_TASK, SEEDS_TASK, SETUP_TASK,
-                      STAGING_TASK)
+from ..naming import (
+    CENSUS_TASK,
+    CLEAR_DERIVED_TASK,
+    DEPS_TASK,
+    MODELS_TASK,
+    QUICK_TASK,
+    SEEDS_TASK,
+    SETUP_TASK,
+    STAGING_TASK,
+)
 from ..project.manifest import Node
 from .app import App
 from .command_line import RUN_OPTIONS
@@ -36,6 +44,7 @@ class DbtCommand:
     def __repr__(self) -> str:
         return self.line
 
+
 GROUP_DOCS: Mapping[str, str] = {
     SETUP_TASK: "Build everything stale, then validate: the default task",
     QUICK_TASK: "Build only the foundation (dbt.foundation_selection) and what it needs",
@@ -45,15 +54,24 @@ GROUP_DOCS: Mapping[str, str] = {
 }
 # Groups that fail when their selection is empty: (the setting that selects, how to fix it).
 EMPTY_GROUP_FIXES: Mapping[str, tuple[str, str]] = {
-    SETUP_TASK: ("setup_selection", "select the seeds and models to build in dbt.setup_selection (setup.yaml), "
-                                    "e.g. \"resource_type:seed resource_type:model\""),
-    QUICK_TASK: ("foundation_selection", "list the models the simulation needs first in dbt.foundation_selection "
-                                         "(setup.yaml), or run doit setup"),
+    SETUP_TASK: (
+        "setup_selection",
+        "select the seeds and models to build in dbt.setup_selection (setup.yaml), "
+        'e.g. "resource_type:seed resource_type:model"',
+    ),
+    QUICK_TASK: (
+        "foundation_selection",
+        "list the models the simulation needs first in dbt.foundation_selection (setup.yaml), or run doit setup",
+    ),
 }
-DEPS_DOC = ("Install the dbt packages (dbt deps) when packages.yml, dependencies.yml or package-lock.yml "
-            "changed or a package is missing")
-CENSUS_DOC = ("Generate the synthetic census when missing or its parameters changed (never over a file setup did not write): "
-              "doit census employees=N")
+DEPS_DOC = (
+    "Install the dbt packages (dbt deps) when packages.yml, dependencies.yml or package-lock.yml "
+    "changed or a package is missing"
+)
+CENSUS_DOC = (
+    "Generate the synthetic census when missing or its parameters changed (never over a file setup did not write): "
+    "doit census employees=N"
+)
 
 
 def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
@@ -109,8 +127,10 @@ def census_overrides() -> dict[str, int]:
         try:
             found[key] = int(str(value).replace("_", ""))
         except ValueError:
-            raise InvalidDodoFile(f"{key}={value} is not a whole number -- fix: e.g. {key}="
-                                  f"{'2000' if key == 'employees' else '7'}, or census.{key} in setup.yaml") from None
+            raise InvalidDodoFile(
+                f"{key}={value} is not a whole number -- fix: e.g. {key}="
+                f"{'2000' if key == 'employees' else '7'}, or census.{key} in setup.yaml"
+            ) from None
     return found
 
 
@@ -132,12 +152,16 @@ class NodeTasks:
         if engine.settings.census.generate and engine.reads_census(node.unique_id):
             deps.append(CENSUS_TASK)
         if not engine.settings.setup.load_seeds:
-            deps = [d for d in deps if d not in {self.name(p) for p in parents if engine.node(p).resource_type == "seed"}]
+            deps = [
+                d for d in deps if d not in {self.name(p) for p in parents if engine.node(p).resource_type == "seed"}
+            ]
         return deps
 
     def node_task(self, node: Node) -> TaskDict:
-        built_sources = [(self.engine.node(source).display_name, self.name(builder))
-                         for source, builder in self.engine.graph.built_sources(node.unique_id)]
+        built_sources = [
+            (self.engine.node(source).display_name, self.name(builder))
+            for source, builder in self.engine.graph.built_sources(node.unique_id)
+        ]
         return {
             "basename": self.translator.task_name(node),
             "doc": self.translator.doc(node, built_sources),
@@ -189,9 +213,15 @@ class NodeTasks:
         models = [u for u in engine.setup_nodes if engine.node(u).resource_type != "seed"]
         seeds = [u for u in engine.setup_nodes if engine.node(u).resource_type == "seed"]
         staging = [u for u in models if engine.node(u).in_staging_folder]
-        setup = [u for u in engine.setup_nodes if (u in seeds and options.load_seeds) or (u in models and options.run_staging_models)]
+        setup = [
+            u
+            for u in engine.setup_nodes
+            if (u in seeds and options.load_seeds) or (u in models and options.run_staging_models)
+        ]
         found = {SETUP_TASK: setup}
-        if engine.foundation_nodes or engine.settings.dbt.foundation_selection != default_of("dbt.foundation_selection"):
+        if engine.foundation_nodes or engine.settings.dbt.foundation_selection != default_of(
+            "dbt.foundation_selection"
+        ):
             found[QUICK_TASK] = list(engine.foundation_nodes)
         if seeds:
             found[SEEDS_TASK] = seeds
@@ -232,8 +262,12 @@ class NodeTasks:
     def group_tasks(self, extra_deps: dict[str, list[str]]) -> Iterator[TaskDict]:
         for group, uids in self.groups().items():
             if not uids and group in EMPTY_GROUP_FIXES:
-                yield {"basename": group, "doc": self.group_doc(group),
-                       "actions": [self.app.action(self.empty_selection, group)], "verbosity": 1}
+                yield {
+                    "basename": group,
+                    "doc": self.group_doc(group),
+                    "actions": [self.app.action(self.empty_selection, group)],
+                    "verbosity": 1,
+                }
                 continue
             plan = self.translator.plan_task_name(group)
             # doit runs dependency-free tasks in list order: the census first (so its readers
@@ -251,8 +285,13 @@ class NodeTasks:
                 "doc": self.group_doc(group),
                 "actions": None,
                 "params": list(RUN_OPTIONS),  # `doit setup -v 2` works as `doit -v 2 setup` does
-                "task_dep": [*deps, *([CENSUS_TASK] if census else []), plan, *(self.name(u) for u in uids),
-                             *extra_deps.get(group, [])],
+                "task_dep": [
+                    *deps,
+                    *([CENSUS_TASK] if census else []),
+                    plan,
+                    *(self.name(u) for u in uids),
+                    *extra_deps.get(group, []),
+                ],
             }
 
 
@@ -306,8 +345,9 @@ class TaskCreators:
         asked = census_overrides()  # no model reads one: no census task, and a request for one says so
         if asked:
             words = " ".join(f"{key}={value}" for key, value in asked.items())
-            raise InvalidDodoFile(f"{words}: no model of project {engine.project} reads a census (census.path) -- "
-                                  f"fix: leave {words} out")
+            raise InvalidDodoFile(
+                f"{words}: no model of project {engine.project} reads a census (census.path) -- fix: leave {words} out"
+            )
         return None
 
     def task_validation(self) -> Iterator[TaskDict]:
@@ -334,7 +374,7 @@ class TaskCreators:
         return dbt_task(self.app)
 
     def task_verify(self) -> TaskDict:
-        """Build the project with `dbt build` into a scratch database and compare it with setup's (exit 1 if they differ)"""
+        """Build the project with `dbt build` in a scratch database, compare it with setup's (exit 1 if they differ)"""
         engine = self.app.task_engine()
         if engine is None:
             return self.unavailable("verify", VERIFY_DOC)

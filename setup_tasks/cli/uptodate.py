@@ -87,7 +87,9 @@ class DepsUpToDate:
         folder = packages_dir(self.engine.ctx.project_dir).name
         if not self.checked:
             return f"DepsUpToDate({folder}/)"
-        return f"DepsUpToDate({folder}/): " + (f"installed in this run: {installed.reason}" if installed else "installed")
+        return f"DepsUpToDate({folder}/): " + (
+            f"installed in this run: {installed.reason}" if installed else "installed"
+        )
 
     def in_words(self) -> str:
         installed = self.engine.definitions.packages_installed
@@ -130,8 +132,11 @@ class CheckUpToDate:
     def stale_inputs(self) -> list[str]:
         """Inputs this run has not built yet and will (doit no longer orders them first: see cli.checks)."""
         engine = self.scope.engine
-        return [f"reads {engine.label(u)}, which is stale: {status.reason}" for u in self.inputs
-                if u not in engine.run.outcomes and (status := engine.status(u)).stale]
+        return [
+            f"reads {engine.label(u)}, which is stale: {status.reason}"
+            for u in self.inputs
+            if u not in engine.run.outcomes and (status := engine.status(u)).stale
+        ]
 
     def __repr__(self) -> str:
         state = "" if self.reasons is None else ": " + ("; ".join(self.reasons) if self.reasons else "up to date")

@@ -20,7 +20,6 @@ from .doit_state import saved_values
 from .shortcut import code_paths, eligible
 
 
-
 class Run(Protocol):
     """What the keeper reads of a run (``cli.app.App``)."""
 
@@ -91,11 +90,18 @@ class WitnessKeeper:
             return "it did not succeed"
         if self.worked or self.said is None or app.notes_shown:
             return "a task ran, or the run said more than a tally"
-        if set(report["counts"]) - {"up-to-date"} or report["dbt_invocations"] or report["direct_builds"] \
-                or report["direct_tests"] or "dropped_leftovers" in report or "record_errors" in report:
+        if (
+            set(report["counts"]) - {"up-to-date"}
+            or report["dbt_invocations"]
+            or report["direct_builds"]
+            or report["direct_tests"]
+            or "dropped_leftovers" in report
+            or "record_errors" in report
+        ):
             return "it built, ran dbt or dropped a table"
         if engine.definitions.packages_installed is not None or not all(
-                r.up_to_date for r in app.check_results.values()):
+            r.up_to_date for r in app.check_results.values()
+        ):
             return "it installed packages or ran a check"
         return None
 
@@ -117,8 +123,18 @@ class WitnessKeeper:
             return
         template = {**report, **{name: slot(name) for name in RUN_SLOTS}}
         argv = sys.argv[1:]
-        self.store.put(argv, Witness(
-            context=run_context(argv), environment=environment_digest(os.environ), keys={**keys, **dep_key},
-            run_id=str(report["run_id"]), said=dict(self.said or {}), report=json_text(template),
-            history=history_entry(template), report_path=str(engine.settings.report.path),
-            history_path=str(engine.settings.report.history_path), lock_path=str(engine.lock.path)))
+        self.store.put(
+            argv,
+            Witness(
+                context=run_context(argv),
+                environment=environment_digest(os.environ),
+                keys={**keys, **dep_key},
+                run_id=str(report["run_id"]),
+                said=dict(self.said or {}),
+                report=json_text(template),
+                history=history_entry(template),
+                report_path=str(engine.settings.report.path),
+                history_path=str(engine.settings.report.history_path),
+                lock_path=str(engine.lock.path),
+            ),
+        )

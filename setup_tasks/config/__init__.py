@@ -18,7 +18,13 @@ environment variable overrides it. Adding a key means editing the schema, then
 from .behaviour import GLOB_CHARS, freeze, thaw
 from .loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_NAME, PROFILES_FILE, load_settings, profiles_candidates
 from .problems import Problem, nearest
-from .reference import REFERENCE_END, REFERENCE_START, check_readme_reference, config_reference_markdown, replace_readme_reference
+from .reference import (
+    REFERENCE_END,
+    REFERENCE_START,
+    check_readme_reference,
+    config_reference_markdown,
+    replace_readme_reference,
+)
 from .schema import ENV_OVERRIDES, REFERENCE_COMMAND, SCHEMA_PATH, Limits, default_of, limits, load_schema, schema_text
 from .sections import (
     CensusSettings,
@@ -32,9 +38,35 @@ from .sections import (
 )
 
 __all__ = [
-    "CONFIG_ENV_VAR", "DEFAULT_CONFIG_NAME", "ENV_OVERRIDES", "GLOB_CHARS", "REFERENCE_COMMAND", "REFERENCE_END",
-    "REFERENCE_START", "SCHEMA_PATH", "CensusSettings", "CustomCheck", "DatabaseSettings", "DbtSettings", "Limits",
-    "PROFILES_FILE", "Problem", "ReportSettings", "Settings", "SetupOptions", "ValidationSettings", "check_readme_reference",
-    "config_reference_markdown", "default_of", "freeze", "limits", "load_schema", "load_settings", "nearest", "profiles_candidates",
-    "replace_readme_reference", "schema_text", "thaw",
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_NAME",
+    "ENV_OVERRIDES",
+    "GLOB_CHARS",
+    "REFERENCE_COMMAND",
+    "REFERENCE_END",
+    "REFERENCE_START",
+    "SCHEMA_PATH",
+    "CensusSettings",
+    "CustomCheck",
+    "DatabaseSettings",
+    "DbtSettings",
+    "Limits",
+    "PROFILES_FILE",
+    "Problem",
+    "ReportSettings",
+    "Settings",
+    "SetupOptions",
+    "ValidationSettings",
+    "check_readme_reference",
+    "config_reference_markdown",
+    "default_of",
+    "freeze",
+    "limits",
+    "load_schema",
+    "load_settings",
+    "nearest",
+    "profiles_candidates",
+    "replace_readme_reference",
+    "schema_text",
+    "thaw",
 ]

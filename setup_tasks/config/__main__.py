@@ -1,4 +1,4 @@
-"""The configuration command line: ``python -m setup_tasks.config --check [PATH] | --show [PATH] | --reference | --schema | --write-classes``."""
+"""The configuration command line: ``python -m setup_tasks.config`` checks, shows, documents or regenerates."""
 
 from __future__ import annotations
 
@@ -21,14 +21,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--reference", action="store_true", help="print the configuration reference (Markdown)")
-    action.add_argument("--schema", action="store_true",
-                        help="print the JSON Schema (the repository keeps a copy in schemas/ for editors)")
-    action.add_argument("--write-classes", action="store_true",
-                        help=f"rewrite {CLASSES_PATH.name}, the settings classes, from the schema (after editing it)")
-    action.add_argument("--check", nargs="?", const=True, default=False, metavar="PATH",
-                        help="validate PATH (default: $SETUP_CONFIG or ./setup.yaml) and print the problems or 'ok'")
-    action.add_argument("--show", nargs="?", const=True, default=False, metavar="PATH",
-                        help="print the effective settings as JSON")
+    action.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the JSON Schema (the repository keeps a copy in schemas/ for editors)",
+    )
+    action.add_argument(
+        "--write-classes",
+        action="store_true",
+        help=f"rewrite {CLASSES_PATH.name}, the settings classes, from the schema (after editing it)",
+    )
+    action.add_argument(
+        "--check",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="PATH",
+        help="validate PATH (default: $SETUP_CONFIG or ./setup.yaml) and print the problems or 'ok'",
+    )
+    action.add_argument(
+        "--show", nargs="?", const=True, default=False, metavar="PATH", help="print the effective settings as JSON"
+    )
     args = parser.parse_args(argv)
     if args.reference or args.schema:
         print(config_reference_markdown() if args.reference else schema_text(), end="")

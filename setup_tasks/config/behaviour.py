@@ -1,4 +1,5 @@
-"""The behaviour of the settings classes (their bases: ``SetupOptions.matches``, ``Settings.with_database``, ...) and deep freeze/thaw.
+"""The behaviour of the settings classes (their bases: ``SetupOptions.matches``, ``Settings.with_database``, ...) and
+deep freeze/thaw.
 
 The classes themselves, with their fields, are generated from the schema into
 ``sections.py``, which subclasses these. Each base declares the fields its
@@ -120,8 +121,9 @@ class SettingsBehaviour(_Dataclass):
 
     def with_database(self, path: Path) -> Self:
         """These settings for the database file dbt's profile names (``database.path`` was null)."""
-        return dataclasses.replace(self, database=dataclasses.replace(self.database, path=path),
-                                   report=self.report.for_database(path))
+        return dataclasses.replace(
+            self, database=dataclasses.replace(self.database, path=path), report=self.report.for_database(path)
+        )
 
     def set_by_user(self, key: str) -> bool:
         """Did the configuration file or an environment variable set this dotted key (``census.path``)?"""

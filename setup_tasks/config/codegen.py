@@ -25,8 +25,13 @@ WIDTH = 100  # the longest line written
 # The class names where the rule (section "census" -> CensusSettings) does not give them.
 _CLASS_NAMES: Mapping[str, str] = {"setup": "SetupOptions", "validation.custom_checks": "CustomCheck"}
 # Each class's base in behaviour.py, where its methods are.
-_BEHAVIOUR: Mapping[str, str] = {"dbt": "DbtBehaviour", "setup": "SetupBehaviour", "validation": "ValidationBehaviour",
-              "report": "ReportBehaviour", "": "SettingsBehaviour"}
+_BEHAVIOUR: Mapping[str, str] = {
+    "dbt": "DbtBehaviour",
+    "setup": "SetupBehaviour",
+    "validation": "ValidationBehaviour",
+    "report": "ReportBehaviour",
+    "": "SettingsBehaviour",
+}
 _SCALARS: Mapping[str, str] = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
 _SETTINGS_DOC = "The effective setup configuration: file, environment and defaults merged."
 _SETTINGS_HEAD = (
@@ -34,8 +39,11 @@ _SETTINGS_HEAD = (
     ("source", "Path | None", "The configuration file read; None when there was none (all defaults)."),
 )
 _SETTINGS_TAIL = (
-    ("explicit", "tuple[str, ...] = ()",
-     "The dotted keys the file or the environment set to a value (a default is not the user's choice)."),
+    (
+        "explicit",
+        "tuple[str, ...] = ()",
+        "The dotted keys the file or the environment set to a value (a default is not the user's choice).",
+    ),
 )
 _HEADER = f'''"""The typed settings classes, one per section of the configuration schema: generated from it.
 
@@ -99,10 +107,17 @@ def _python_type(key: str, schema: Mapping[str, Any], within: Mapping[str, Any],
         raise TypeError(f"{key}: a key takes one JSON type (and null); the schema gives {kinds}")
     if kind == "array":
         items = resolve_ref(schema["items"], within)
-        item = _class(key, items, within, classes) if "properties" in items else _python_type(f"{key}[]", items, within, classes)
+        item = (
+            _class(key, items, within, classes)
+            if "properties" in items
+            else _python_type(f"{key}[]", items, within, classes)
+        )
         hint = f"tuple[{item}, ...]"
     elif kind == "object":
-        values = {_python_type(f"{key}.{k}", resolve_ref(s, within), within, classes) for k, s in schema.get("properties", {}).items()}
+        values = {
+            _python_type(f"{key}.{k}", resolve_ref(s, within), within, classes)
+            for k, s in schema.get("properties", {}).items()
+        }
         hint = f"Mapping[str, {values.pop() if len(values) == 1 else 'Any'}]"
     elif kind == "string" and schema.get(PATH_KEYWORD):
         hint = "Path"

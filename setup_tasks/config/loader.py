@@ -110,7 +110,9 @@ def _read_yaml(path: Path, label: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {label}: {exc.strerror}", "check the path and its permissions") from exc
+        raise ConfigError(
+            f"cannot read config file {label}: {exc.strerror}", "check the path and its permissions"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {label} is not UTF-8 text", "save it as UTF-8") from exc
     try:
@@ -118,7 +120,9 @@ def _read_yaml(path: Path, label: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}", "fix the YAML syntax at that line") from exc
+        raise ConfigError(
+            f"{where}: invalid YAML: {exc.problem or exc.context}", "fix the YAML syntax at that line"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}: invalid YAML: {exc}", "fix the YAML syntax") from exc
     return {} if data is None else data
@@ -160,10 +164,7 @@ def _path_bases(raw: Any, file_dir: Path) -> dict[str, Path]:
     if not isinstance(raw, dict):
         return {}
     return {
-        f"{section}.{key}": file_dir
-        for section, values in raw.items()
-        if isinstance(values, dict)
-        for key in values
+        f"{section}.{key}": file_dir for section, values in raw.items() if isinstance(values, dict) for key in values
     }
 
 

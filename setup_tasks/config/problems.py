@@ -72,9 +72,13 @@ def problems_error(problems: list[Problem]) -> ConfigError:
     """One ConfigError listing every problem, with the fixes they call for."""
     lines = [p.line() for p in problems]
     sources = list(dict.fromkeys(p.where for p in problems))
-    cause = lines[0] if len(lines) == 1 else (
-        f"{len(lines)} problems in the setup configuration ({', '.join(sources)}):\n"
-        + "\n".join(f"  {line}" for line in lines)
+    cause = (
+        lines[0]
+        if len(lines) == 1
+        else (
+            f"{len(lines)} problems in the setup configuration ({', '.join(sources)}):\n"
+            + "\n".join(f"  {line}" for line in lines)
+        )
     )
     fixes = []
     if any(p.where not in ENV_OVERRIDES for p in problems):
@@ -107,7 +111,7 @@ def _remember_valid(digest: str) -> None:
     """Validation is a pure function of (schema, document): remember documents that passed (a cache: a
     folder setup cannot write keeps none, and the next load validates again)."""
     folder = cache_folder()
-    known = [d for d in folder.read_json(VALID_CACHE, [], quiet=True) if d != digest][-(VALID_CACHE_SIZE - 1):]
+    known = [d for d in folder.read_json(VALID_CACHE, [], quiet=True) if d != digest][-(VALID_CACHE_SIZE - 1) :]
     folder.save(VALID_CACHE, json_text([*known, digest]).encode())
 
 
@@ -157,7 +161,9 @@ def _message(error: Any) -> str:
     if "propertyNames" in error.relative_schema_path:
         return f"key {error.instance!r} must be a string (quote it)"
     if error.validator == "type":
-        expected: list[str] = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        expected: list[str] = (
+            error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        )
         words = " or ".join(YAML_TYPE_WORDS.get(t, t) for t in expected)
         return f"expected {words}, got {_kind(error.instance)}"
     examples = error.schema.get("examples") if isinstance(error.schema, Mapping) else None
@@ -241,7 +247,11 @@ def _custom_check_problems(checks: list[Any], where: str) -> list[Problem]:
         path = f"validation.custom_checks[{index}]"
         if isinstance(name, str) and name in first_index:
             problems.append(
-                Problem(where, f"{path}.name", f"duplicate check name '{name}' (first used by custom_checks[{first_index[name]}])")
+                Problem(
+                    where,
+                    f"{path}.name",
+                    f"duplicate check name '{name}' (first used by custom_checks[{first_index[name]}])",
+                )
             )
         elif isinstance(name, str):
             first_index[name] = index

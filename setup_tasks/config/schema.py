@@ -121,10 +121,7 @@ def with_defaults(schema: Mapping[str, Any], value: Any) -> Any:
     """``value`` with missing keys filled from the schema; unknown keys dropped."""
     props = schema.get("properties")
     if props is not None and isinstance(value, dict):
-        return {
-            name: with_defaults(sub, value[name]) if name in value else default(sub)
-            for name, sub in props.items()
-        }
+        return {name: with_defaults(sub, value[name]) if name in value else default(sub) for name, sub in props.items()}
     items = schema.get("items")
     if items is not None and isinstance(value, list):
         return [with_defaults(items, v) for v in value]
@@ -147,12 +144,14 @@ def nulls_as_empty(schema: Mapping[str, Any], value: Any) -> Any:
 
 
 def _env_overrides(schema: Mapping[str, Any]) -> Mapping[str, tuple[str, str]]:
-    return types.MappingProxyType({
-        sub[ENV_KEYWORD]: (section, key)
-        for section, values in schema["properties"].items()
-        for key, sub in values.get("properties", {}).items()
-        if ENV_KEYWORD in sub
-    })
+    return types.MappingProxyType(
+        {
+            sub[ENV_KEYWORD]: (section, key)
+            for section, values in schema["properties"].items()
+            for key, sub in values.get("properties", {}).items()
+            if ENV_KEYWORD in sub
+        }
+    )
 
 
 # Environment variable -> (section, key) it overrides; env wins over the file.

@@ -26,7 +26,8 @@ _T = TypeVar("_T", bound="DataclassInstance")
 
 # Section name -> its class, in schema order.
 SECTIONS: Mapping[str, type] = types.MappingProxyType(
-    {name: typing.get_type_hints(Settings)[name] for name in document()["properties"]})
+    {name: typing.get_type_hints(Settings)[name] for name in document()["properties"]}
+)
 
 
 def build(cls: type[_T], values: Mapping[str, Any], to_path: Callable[[str, str], Path], prefix: str) -> _T:
@@ -35,10 +36,12 @@ def build(cls: type[_T], values: Mapping[str, Any], to_path: Callable[[str, str]
     ``to_path(key, value)`` makes the absolute path of a path-valued key.
     """
     hints = typing.get_type_hints(cls)
-    return cls(**{
-        f.name: _convert(hints[f.name], values[f.name], to_path, f"{prefix}.{f.name}")
-        for f in dataclasses.fields(cls)
-    })
+    return cls(
+        **{
+            f.name: _convert(hints[f.name], values[f.name], to_path, f"{prefix}.{f.name}")
+            for f in dataclasses.fields(cls)
+        }
+    )
 
 
 def _convert(hint: Any, value: Any, to_path: Callable[[str, str], Path], key: str) -> Any:

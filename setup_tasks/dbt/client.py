@@ -45,8 +45,7 @@ from ..project.context import PROCESS_ENV, DbtContext, DbtProfile
 from ..project.manifest import Node
 from ..project.packages import Package
 from ..store.caches import manifest_cache
-from ..user_folders import (RUNTIME_ENV, STATE_ENV, WORKER_DIR_ENV, FolderUnusable, UserFolder, open_file,
-                            worker_folder)
+from ..user_folders import RUNTIME_ENV, STATE_ENV, WORKER_DIR_ENV, FolderUnusable, UserFolder, open_file, worker_folder
 from .invoke import InProcessDbt, NodeOutcome, Parsed
 from .worker import context_to_dict, peer_uid
 
@@ -100,8 +99,12 @@ class WorkerClient:
     def socket_path(self) -> Path:
         return self.dir / f"worker-{self.version}.sock"
 
-    def request(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
-                on_connected: Callable[[], None] | None = None) -> dict[str, Any]:
+    def request(
+        self,
+        payload: dict[str, Any],
+        on_event: Callable[[dict[str, Any]], None],
+        on_connected: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """Send one request and follow its events; ``on_connected``: the worker answers (it started first
         if none ran: it imports dbt before it listens)."""
         sock = self._connect()
@@ -167,7 +170,7 @@ class WorkerClient:
             raise WorkerUnavailable(f"setup's worker folder {self.dir}: {exc.strerror or exc}") from None
 
     def serving(self) -> bool:
-        """Is a socket of this version's worker there (without starting one)? False when the folder cannot be looked in."""
+        """Is a socket of this version's worker there (none is started)? False when the folder cannot be looked in."""
         try:
             return self.socket_path.exists()
         except OSError:
@@ -185,9 +188,12 @@ class WorkerClient:
                 if sock is None:
                     self._start(directory)
                     sock = self._wait()
-                    log.warning("started a dbt worker (PID %s) for later runs: it keeps dbt loaded until %s pass "
-                                "without one (dbt.worker_idle_seconds; PLANWISE_SETUP_WORKER=0: dbt in each run)",
-                                self.process.pid if self.process else "?", idle_words(self.idle))
+                    log.warning(
+                        "started a dbt worker (PID %s) for later runs: it keeps dbt loaded until %s pass "
+                        "without one (dbt.worker_idle_seconds; PLANWISE_SETUP_WORKER=0: dbt in each run)",
+                        self.process.pid if self.process else "?",
+                        idle_words(self.idle),
+                    )
                 return sock
         finally:
             os.close(directory)
@@ -213,7 +219,9 @@ class WorkerClient:
         if uid != os.getuid():
             sock.close()  # nothing was sent: an impostor never sees a request
             self.socket_path.unlink(missing_ok=True)
-            raise WorkerUnavailable(f"the worker socket {self.socket_path} was served by uid {uid}, not by you: removed it")
+            raise WorkerUnavailable(
+                f"the worker socket {self.socket_path} was served by uid {uid}, not by you: removed it"
+            )
         return sock
 
     def _start(self, directory: int) -> None:
@@ -225,9 +233,22 @@ class WorkerClient:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "setup_tasks.dbt.worker", "--socket", str(self.socket_path), "--idle", str(self.idle)],
-                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, start_new_session=True,
-                cwd=str(self.dir), env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "setup_tasks.dbt.worker",
+                    "--socket",
+                    str(self.socket_path),
+                    "--idle",
+                    str(self.idle),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                close_fds=True,
+                start_new_session=True,
+                cwd=str(self.dir),
+                env=env,
             )
         finally:
             os.close(log_fd)
@@ -380,16 +401,26 @@ class DbtClient:
             return f"{holder}, running dbt for {said['busy_with']}", "wait for that run to finish, then run again"
         if not finder.end(pid, path):
             return holder, f"end it (kill {pid}): it is setup's own warm worker, and did not stop when asked"
-        log.warning("%s still held the database after an earlier request: ended it (the next build starts a "
-                    "fresh one)", holder)
+        log.warning(
+            "%s still held the database after an earlier request: ended it (the next build starts a fresh one)", holder
+        )
         return holder, None
 
-    def _remote(self, payload: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
-                on_connected: Callable[[], None] | None = None) -> Any:
+    def _remote(
+        self,
+        payload: dict[str, Any],
+        on_event: Callable[[dict[str, Any]], None],
+        on_connected: Callable[[], None] | None = None,
+    ) -> Any:
         assert self.client is not None
         ctx: DbtContext = payload["ctx"]
-        payload = {**payload, "ctx": context_to_dict(ctx), "env": ctx.environ(),
-                   "cwd": str(ctx.cwd), "who": f"setup of {ctx.database_path or ctx.project_dir} (PID {os.getpid()})"}
+        payload = {
+            **payload,
+            "ctx": context_to_dict(ctx),
+            "env": ctx.environ(),
+            "cwd": str(ctx.cwd),
+            "who": f"setup of {ctx.database_path or ctx.project_dir} (PID {os.getpid()})",
+        }
         done = self.client.request(payload, on_event, on_connected)
         if done.get("error"):
             _raise_remote(done["error"])
@@ -410,19 +441,22 @@ class DbtClient:
             return "starting dbt (importing it)"
         return f"starting dbt (in a worker, kept {idle_words(self.client.idle)} idle)"
 
-    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str], full: bool = False,
-                      on_phase: Phase | None = None) -> Parsed:
+    def parse_project(
+        self, ctx: DbtContext, selections: Mapping[str, str], full: bool = False, on_phase: Phase | None = None
+    ) -> Parsed:
         if self.client is not None:
             try:
                 self._starting(on_phase)
                 # "parsing" once the worker answers: not while it starts (it imports dbt first).
                 parsing = (lambda: on_phase("parsing")) if on_phase is not None else None
-                result = self._remote({"op": "parse", "ctx": ctx, "selections": dict(selections), "full": full},
-                                      lambda e: None, parsing)
+                result = self._remote(
+                    {"op": "parse", "ctx": ctx, "selections": dict(selections), "full": full}, lambda e: None, parsing
+                )
                 raw = json.loads(manifest_cache(ctx).manifest_path.read_text())
                 resolved = {k: tuple(v) for k, v in result["selections"].items()}
-                return Parsed(raw, resolved, DbtProfile.from_dict(result["profile"]),
-                              tuple(result.get("env_reads") or ()))
+                return Parsed(
+                    raw, resolved, DbtProfile.from_dict(result["profile"]), tuple(result.get("env_reads") or ())
+                )
             except WorkerUnavailable as exc:
                 self._local_fallback(exc)
         return self.local.parse_project(ctx, selections, full, on_phase)
@@ -437,7 +471,7 @@ class DbtClient:
                 raise PackagesError(
                     f"dbt deps could not reach {host} for {', '.join(labels)} ({problem})",
                     f"connect to the network and run again; offline, copy the package beside the project and "
-                    f"list it in packages.yml as \"- local: ../{local}\"",
+                    f'list it in packages.yml as "- local: ../{local}"',
                 )
         if self.client is not None:
             try:
@@ -447,27 +481,58 @@ class DbtClient:
                 self._local_fallback(exc)
         self.local.install_packages(ctx)
 
-    def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
-                    on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
-                    on_start: Callable[[str], None] | None = None, dbt_lines: Log | None = None,
-                    on_phase: Phase | None = None, edges: Sequence[tuple[str, str]] = ()) -> None:
+    def build_nodes(
+        self,
+        ctx: DbtContext,
+        manifest_path: Path,
+        nodes: Sequence[Node],
+        on_outcome: Callable[[NodeOutcome], None],
+        quiet: bool = True,
+        on_start: Callable[[str], None] | None = None,
+        dbt_lines: Log | None = None,
+        on_phase: Phase | None = None,
+        edges: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self._run("build", ctx, manifest_path, nodes, on_outcome, quiet, on_start, dbt_lines, on_phase, edges)
 
-    def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Node],
-                  on_outcome: Callable[[NodeOutcome], None], quiet: bool = True, dbt_lines: Log | None = None,
-                  on_phase: Phase | None = None) -> None:
+    def run_tests(
+        self,
+        ctx: DbtContext,
+        manifest_path: Path,
+        tests: Sequence[Node],
+        on_outcome: Callable[[NodeOutcome], None],
+        quiet: bool = True,
+        dbt_lines: Log | None = None,
+        on_phase: Phase | None = None,
+    ) -> None:
         self._run("tests", ctx, manifest_path, tests, on_outcome, quiet, None, dbt_lines, on_phase)
 
-    def compile_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
-                      on_outcome: Callable[[NodeOutcome], None], quiet: bool = True, dbt_lines: Log | None = None,
-                      on_phase: Phase | None = None) -> None:
+    def compile_nodes(
+        self,
+        ctx: DbtContext,
+        manifest_path: Path,
+        nodes: Sequence[Node],
+        on_outcome: Callable[[NodeOutcome], None],
+        quiet: bool = True,
+        dbt_lines: Log | None = None,
+        on_phase: Phase | None = None,
+    ) -> None:
         """Compile models and tests without building them (``InProcessDbt.compile_nodes``)."""
         self._run("compile", ctx, manifest_path, nodes, on_outcome, quiet, None, dbt_lines, on_phase)
 
-    def _run(self, op: str, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Node],
-             on_outcome: Callable[[NodeOutcome], None], quiet: bool, on_start: Callable[[str], None] | None,
-             dbt_lines: Log | None = None, on_phase: Phase | None = None,
-             edges: Sequence[tuple[str, str]] = ()) -> None:
+    def _run(
+        self,
+        op: str,
+        ctx: DbtContext,
+        manifest_path: Path,
+        nodes: Sequence[Node],
+        on_outcome: Callable[[NodeOutcome], None],
+        quiet: bool,
+        on_start: Callable[[str], None] | None,
+        dbt_lines: Log | None = None,
+        on_phase: Phase | None = None,
+        edges: Sequence[tuple[str, str]] = (),
+    ) -> None:
         reported: set[str] = set()
         if not nodes:
             return
@@ -484,8 +549,13 @@ class DbtClient:
                 elif kind == "log":
                     (dbt_lines or print)(event["line"])
 
-            payload = {"op": op, "ctx": ctx, "quiet": quiet and dbt_lines is None,
-                       "targets": [[n.unique_id, n.selector] for n in nodes], "edges": [list(e) for e in edges]}
+            payload = {
+                "op": op,
+                "ctx": ctx,
+                "quiet": quiet and dbt_lines is None,
+                "targets": [[n.unique_id, n.selector] for n in nodes],
+                "edges": [list(e) for e in edges],
+            }
             try:
                 self._remote(payload, on_event)
                 return

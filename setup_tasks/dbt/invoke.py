@@ -115,9 +115,14 @@ def _runner(manifest: Any = None, callbacks: Sequence[Callable[[Any], None]] = (
     return dbtRunner(manifest=manifest, callbacks=list(callbacks))
 
 
-def _invoke(ctx: DbtContext, args: Sequence[str], manifest: Any = None,
-            callbacks: Sequence[Callable[[Any], None]] = (), quiet: bool = True,
-            reads: InvocationReads | None = None) -> Any:
+def _invoke(
+    ctx: DbtContext,
+    args: Sequence[str],
+    manifest: Any = None,
+    callbacks: Sequence[Callable[[Any], None]] = (),
+    quiet: bool = True,
+    reads: InvocationReads | None = None,
+) -> Any:
     # Quiet: nothing on the console (outcomes carry the errors; the caller may take
     # dbt's lines through a callback) and only warnings in logs/dbt.log; its debug
     # lines cost up to 3 s of a cold build. Never colour: lines reach the user through setup.
@@ -298,8 +303,12 @@ def indexed_selection() -> Iterator[None]:
 
     def by_path(self: Any, included: Any, selector: str) -> Iterator[Any]:
         root = Path(get_project_root() or Path.cwd())  # type: ignore[no-untyped-call]  # dbt's, untyped
-        if not selector or any(w in selector for w in WILDCARDS) or Path(selector).is_absolute() \
-                or not (root / selector).is_file():
+        if (
+            not selector
+            or any(w in selector for w in WILDCARDS)
+            or Path(selector).is_absolute()
+            or not (root / selector).is_file()
+        ):
             yield from path_search(self, included, selector)
             return
         if "path" not in indexes:
@@ -444,9 +453,15 @@ def _rendered_profile(ctx: DbtContext) -> DbtProfile:
 
         config = load_profile(str(ctx.project_dir), dict(ctx.vars), None, ctx.target, ctx.threads)
         credentials = config.credentials
-    return DbtProfile.rendered(config.profile_name, config.target_name, credentials.type,
-                               getattr(credentials, "path", None), ctx.cwd, _target_context(config),
-                               _connection(credentials))
+    return DbtProfile.rendered(
+        config.profile_name,
+        config.target_name,
+        credentials.type,
+        getattr(credentials, "path", None),
+        ctx.cwd,
+        _target_context(config),
+        _connection(credentials),
+    )
 
 
 def _target_context(config: Any) -> str:
@@ -462,8 +477,18 @@ def _target_context(config: Any) -> str:
 
 
 # Profile keys of dbt-duckdb whose effect setup cannot reproduce on its own connection.
-UNSUPPORTED_CONNECTION = ("secrets", "filesystems", "plugins", "remote", "use_credential_provider", "retries",
-                          "flights", "motherduck_token", "is_ducklake", "disable_transactions")
+UNSUPPORTED_CONNECTION = (
+    "secrets",
+    "filesystems",
+    "plugins",
+    "remote",
+    "use_credential_provider",
+    "retries",
+    "flights",
+    "motherduck_token",
+    "is_ducklake",
+    "disable_transactions",
+)
 
 
 def _connection(credentials: Any) -> Connection:
@@ -485,8 +510,9 @@ def _connection(credentials: Any) -> Connection:
         attach = []
         unsupported.append("attach")
     settings = {str(k): str(v) for k, v in (credentials.settings or {}).items()}
-    return Connection(dict(credentials.config_options or {}), tuple(extensions), tuple(attach), settings,
-                      tuple(unsupported))
+    return Connection(
+        dict(credentials.config_options or {}), tuple(extensions), tuple(attach), settings, tuple(unsupported)
+    )
 
 
 def _outcome_from_event(event: Any, manifest: Any = None, reads: InvocationReads | None = None) -> NodeOutcome | None:
@@ -525,8 +551,9 @@ class InProcessDbt:
     def _remember(self, invocation_id: str, manifest: Any) -> None:
         self._manifests = {invocation_id: manifest}
 
-    def parse_project(self, ctx: DbtContext, selections: Mapping[str, str],
-                      full: bool = False, on_phase: Phase | None = None) -> Parsed:
+    def parse_project(
+        self, ctx: DbtContext, selections: Mapping[str, str], full: bool = False, on_phase: Phase | None = None
+    ) -> Parsed:
         """Parse the project with dbt (writing target/manifest.json), resolve the selections, and
         read the profile dbt rendered (the database file it writes): no extra cost, dbt just did it.
 
@@ -564,8 +591,16 @@ class InProcessDbt:
         """`dbt deps`: install the packages packages.yml / dependencies.yml name (a PackagesError if it fails)."""
         from dbt.cli.main import dbtRunner
 
-        args = ["--log-level", "none", "deps", "--project-dir", str(ctx.project_dir),
-                "--profiles-dir", str(ctx.profiles_dir), "--no-send-anonymous-usage-stats"]
+        args = [
+            "--log-level",
+            "none",
+            "deps",
+            "--project-dir",
+            str(ctx.project_dir),
+            "--profiles-dir",
+            str(ctx.profiles_dir),
+            "--no-send-anonymous-usage-stats",
+        ]
         if ctx.vars:
             args += ["--vars", json.dumps(dict(ctx.vars), sort_keys=True, default=str)]
         with _environment(ctx):
@@ -573,8 +608,10 @@ class InProcessDbt:
         if isinstance(result.exception, KeyboardInterrupt):
             raise KeyboardInterrupt
         if not result.success:
-            raise PackagesError(f"dbt deps failed in {ctx.project_dir}: {one_line(str(result.exception))}",
-                                "correct the entry packages.yml names above, then run again")
+            raise PackagesError(
+                f"dbt deps failed in {ctx.project_dir}: {one_line(str(result.exception))}",
+                "correct the entry packages.yml names above, then run again",
+            )
 
     def resolve_selection(self, ctx: DbtContext, manifest: Any, selection: str, name: str = "") -> tuple[str, ...]:
         """Unique ids of the seeds, models and snapshots a dbt selection expression picks.
@@ -593,20 +630,35 @@ class InProcessDbt:
         key = f"dbt.{name}_selection" if name else "the selection"
         result = _invoke(
             ctx,
-            ["--log-level", "none", "ls", "--select", selection, *SELECTABLE,
-             "--output", "json", "--output-keys", "unique_id"],
-            manifest=manifest, callbacks=[warned], quiet=False,
+            [
+                "--log-level",
+                "none",
+                "ls",
+                "--select",
+                selection,
+                *SELECTABLE,
+                "--output",
+                "json",
+                "--output-keys",
+                "unique_id",
+            ],
+            manifest=manifest,
+            callbacks=[warned],
+            quiet=False,
         )
         if not result.success:
             message = one_line(str(result.exception))
             cycle = CYCLE_RE.search(message)
             if cycle:
                 raise GraphCycleError([part.strip() for part in cycle.group(1).split("-->")])
-            raise ProjectError(f"dbt could not resolve {key} {selection!r}: {message}",
-                               f"use dbt's node selection syntax in {key}")
+            raise ProjectError(
+                f"dbt could not resolve {key} {selection!r}: {message}", f"use dbt's node selection syntax in {key}"
+            )
         if unmatched and name == "setup":
-            raise ProjectError(f"{key} {selection!r}: {'; '.join(unmatched)}",
-                               f"correct {key} in the setup config (dbt's node selection syntax, e.g. path:models/staging)")
+            raise ProjectError(
+                f"{key} {selection!r}: {'; '.join(unmatched)}",
+                f"correct {key} in the setup config (dbt's node selection syntax, e.g. path:models/staging)",
+            )
         return tuple(sorted(json.loads(line)["unique_id"] for line in result.result or []))
 
     def dbt_manifest(self, manifest_path: Path) -> Any:
@@ -632,11 +684,19 @@ class InProcessDbt:
         self._remember(raw_meta.get("invocation_id"), manifest)
         return manifest
 
-    def _run(self, ctx: DbtContext, manifest_path: Path, command: list[str], nodes: Sequence[Selected],
-             on_outcome: Callable[[NodeOutcome], None], quiet: bool,
-             on_start: Callable[[str], None] | None = None,
-             log: Callable[[str], None] | None = None, on_phase: Phase | None = None,
-             edges: Sequence[tuple[str, str]] = ()) -> dict[str, NodeOutcome]:
+    def _run(
+        self,
+        ctx: DbtContext,
+        manifest_path: Path,
+        command: list[str],
+        nodes: Sequence[Selected],
+        on_outcome: Callable[[NodeOutcome], None],
+        quiet: bool,
+        on_start: Callable[[str], None] | None = None,
+        log: Callable[[str], None] | None = None,
+        on_phase: Phase | None = None,
+        edges: Sequence[tuple[str, str]] = (),
+    ) -> dict[str, NodeOutcome]:
         """One dbt invocation over ``nodes``; each outcome reported as dbt finishes it.
 
         ``log`` takes dbt's own lines (then dbt itself writes nothing to the console, so
@@ -667,7 +727,9 @@ class InProcessDbt:
         failure = None
         try:
             with indexed_selection():
-                result = _invoke(ctx, [*command, "--select", selection], manifest, [callback], quiet or log is not None, reads)
+                result = _invoke(
+                    ctx, [*command, "--select", selection], manifest, [callback], quiet or log is not None, reads
+                )
             if not result.success and result.exception is not None:
                 failure = one_line(str(result.exception))
             del result  # dbt's result keeps the errors (and what their tracebacks hold open) alive
@@ -680,11 +742,18 @@ class InProcessDbt:
                 on_outcome(outcomes[node.unique_id])
         return outcomes
 
-    def build_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Selected],
-                    on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
-                    on_start: Callable[[str], None] | None = None,
-                    log: Callable[[str], None] | None = None, on_phase: Phase | None = None,
-                    edges: Sequence[tuple[str, str]] = ()) -> dict[str, NodeOutcome]:
+    def build_nodes(
+        self,
+        ctx: DbtContext,
+        manifest_path: Path,
+        nodes: Sequence[Selected],
+        on_outcome: Callable[[NodeOutcome], None],
+        quiet: bool = True,
+        on_start: Callable[[str], None] | None = None,
+        log: Callable[[str], None] | None = None,
+        on_phase: Phase | None = None,
+        edges: Sequence[tuple[str, str]] = (),
+    ) -> dict[str, NodeOutcome]:
         """Build seeds and models in one dbt invocation (dbt orders them), and the tests among ``nodes``
         (each right after what it reads; what is downstream of one that fails is skipped, as in `dbt build`).
 
@@ -702,20 +771,35 @@ class InProcessDbt:
             command = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
         return self._run(ctx, manifest_path, command, nodes, on_outcome, quiet, on_start, log, on_phase, edges)
 
-    def run_tests(self, ctx: DbtContext, manifest_path: Path, tests: Sequence[Selected],
-                  on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
-                  log: Callable[[str], None] | None = None, on_phase: Phase | None = None) -> dict[str, NodeOutcome]:
+    def run_tests(
+        self,
+        ctx: DbtContext,
+        manifest_path: Path,
+        tests: Sequence[Selected],
+        on_outcome: Callable[[NodeOutcome], None],
+        quiet: bool = True,
+        log: Callable[[str], None] | None = None,
+        on_phase: Phase | None = None,
+    ) -> dict[str, NodeOutcome]:
         """Run the given dbt tests in one invocation (a failed one's outcome carries its compiled query)."""
         return self._run(ctx, manifest_path, ["test"], tests, on_outcome, quiet, log=log, on_phase=on_phase)
 
-    def compile_nodes(self, ctx: DbtContext, manifest_path: Path, nodes: Sequence[Selected],
-                      on_outcome: Callable[[NodeOutcome], None], quiet: bool = True,
-                      log: Callable[[str], None] | None = None, on_phase: Phase | None = None) -> dict[str, NodeOutcome]:
+    def compile_nodes(
+        self,
+        ctx: DbtContext,
+        manifest_path: Path,
+        nodes: Sequence[Selected],
+        on_outcome: Callable[[NodeOutcome], None],
+        quiet: bool = True,
+        log: Callable[[str], None] | None = None,
+        on_phase: Phase | None = None,
+    ) -> dict[str, NodeOutcome]:
         """Compile the given models and tests as a plain `dbt build` would (its flags), never querying the
         database (``--no-introspect``: a node whose Jinja queries it fails to compile here, and says so);
         each outcome carries the compiled SQL and what its Jinja read."""
-        return self._run(ctx, manifest_path, ["compile", "--no-introspect"], nodes, on_outcome, quiet,
-                         log=log, on_phase=on_phase)
+        return self._run(
+            ctx, manifest_path, ["compile", "--no-introspect"], nodes, on_outcome, quiet, log=log, on_phase=on_phase
+        )
 
     def run_cli(self, ctx: DbtContext, args: Sequence[str], colour: bool, on_phase: Phase | None = None) -> int:
         """dbt's own command line with setup's context (project, profiles, target, vars, database): its exit status.

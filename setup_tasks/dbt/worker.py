@@ -56,19 +56,28 @@ class Target:
 
 def context_to_dict(ctx: DbtContext) -> dict[str, Any]:
     return {
-        "project_dir": str(ctx.project_dir), "profiles_dir": str(ctx.profiles_dir), "target": ctx.target,
-        "vars": json.loads(json.dumps(dict(ctx.vars), default=str)), "threads": ctx.threads,
-        "database_path": None if ctx.database_path is None else str(ctx.database_path), "duckdb_threads": ctx.duckdb_threads,
-        "duckdb_memory_limit": ctx.duckdb_memory_limit, "root": None if ctx.root is None else str(ctx.root),
+        "project_dir": str(ctx.project_dir),
+        "profiles_dir": str(ctx.profiles_dir),
+        "target": ctx.target,
+        "vars": json.loads(json.dumps(dict(ctx.vars), default=str)),
+        "threads": ctx.threads,
+        "database_path": None if ctx.database_path is None else str(ctx.database_path),
+        "duckdb_threads": ctx.duckdb_threads,
+        "duckdb_memory_limit": ctx.duckdb_memory_limit,
+        "root": None if ctx.root is None else str(ctx.root),
     }
 
 
 def context_from_dict(data: dict[str, Any]) -> DbtContext:
     return DbtContext(
-        project_dir=Path(data["project_dir"]), profiles_dir=Path(data["profiles_dir"]), target=data["target"],
-        vars=data["vars"], threads=data["threads"],
+        project_dir=Path(data["project_dir"]),
+        profiles_dir=Path(data["profiles_dir"]),
+        target=data["target"],
+        vars=data["vars"],
+        threads=data["threads"],
         database_path=None if data["database_path"] is None else Path(data["database_path"]),
-        duckdb_threads=data.get("duckdb_threads"), duckdb_memory_limit=data.get("duckdb_memory_limit"),
+        duckdb_threads=data.get("duckdb_threads"),
+        duckdb_memory_limit=data.get("duckdb_memory_limit"),
         root=Path(data["root"]) if data.get("root") else None,
     )
 
@@ -276,7 +285,10 @@ class Worker:
             except SetupError as err:
                 reply = {"event": "done", "error": {"type": type(err).__name__, "cause": err.cause, "fix": err.fix}}
             except Exception as exc:  # report, and stay up for the next request
-                reply = {"event": "done", "error": {"type": "crash", "cause": f"{type(exc).__name__}: {exc}", "fix": ""}}
+                reply = {
+                    "event": "done",
+                    "error": {"type": "crash", "cause": f"{type(exc).__name__}: {exc}", "fix": ""},
+                }
         finally:
             os.environ.clear()
             os.environ.update(saved_env)
@@ -302,8 +314,11 @@ class Worker:
             return None
         if request["op"] == "parse":
             parsed = self.dbt.parse_project(ctx, request["selections"], bool(request.get("full")))
-            return {"selections": {name: list(ids) for name, ids in parsed.selections.items()},
-                    "profile": parsed.profile.as_dict(), "env_reads": list(parsed.env_reads)}
+            return {
+                "selections": {name: list(ids) for name, ids in parsed.selections.items()},
+                "profile": parsed.profile.as_dict(),
+                "env_reads": list(parsed.env_reads),
+            }
         targets = [Target(uid, selector) for uid, selector in request["targets"]]
         on_outcome: Callable[[Any], None] = lambda o: conn.send({"event": "outcome", **asdict(o)})
         on_start: Callable[[str], None] = lambda uid: conn.send({"event": "start", "unique_id": uid})
@@ -312,7 +327,9 @@ class Worker:
         manifest_path = manifest_cache(ctx).manifest_path
         if request["op"] == "build":
             edges = [(reader, builder) for reader, builder in request.get("edges") or ()]
-            self.dbt.build_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), on_start, log, edges=edges)
+            self.dbt.build_nodes(
+                ctx, manifest_path, targets, on_outcome, request.get("quiet", True), on_start, log, edges=edges
+            )
         elif request["op"] == "compile":
             self.dbt.compile_nodes(ctx, manifest_path, targets, on_outcome, request.get("quiet", True), log)
         else:

@@ -67,11 +67,19 @@ class BatchPlanner:
         reading = batch_tests(view.graph, scope, batch)
         upstream = view.graph.ancestors(batch)
         known = set(reading)
-        gating = [t for t in scope if t not in known and view.node(t).depends_on and set(view.node(t).depends_on) <= upstream
-                  and view.test_outcomes.current(t, view.test_state(t)) is None]
+        gating = [
+            t
+            for t in scope
+            if t not in known
+            and view.node(t).depends_on
+            and set(view.node(t).depends_on) <= upstream
+            and view.test_outcomes.current(t, view.test_state(t)) is None
+        ]
         return reading + gating
 
-    def direct_batch(self, uids: list[str], tests: Sequence[str] = ()) -> tuple[list[direct_build.DirectNode], list[direct_build.DirectTest]] | None:
+    def direct_batch(
+        self, uids: list[str], tests: Sequence[str] = ()
+    ) -> tuple[list[direct_build.DirectNode], list[direct_build.DirectTest]] | None:
         """The batch in build order and its tests, when every node of it can be built and every test run
         without dbt (see ``direct_build``, ``direct_tests``); None when dbt builds it
         (``PLANWISE_SETUP_DIRECT=0`` always)."""

@@ -44,8 +44,14 @@ class Builder:
         """Make the node's table up to date, building with it every stale node in scope."""
         if uid not in self.run.outcomes:
             failed = self.first_failure()
-            if self.fail_fast and failed is not None and uid not in self.run.deferred:  # deferred: of a batch begun before
-                self.recorder.set(Outcome(uid, "skipped", f"not built: stopped after {self.view.label(failed)} failed (setup.fail_fast)"))
+            if (
+                self.fail_fast and failed is not None and uid not in self.run.deferred
+            ):  # deferred: of a batch begun before
+                self.recorder.set(
+                    Outcome(
+                        uid, "skipped", f"not built: stopped after {self.view.label(failed)} failed (setup.fail_fast)"
+                    )
+                )
                 return self.run.outcomes[uid]
             try:
                 self._ready_to_build()
@@ -94,7 +100,11 @@ class Builder:
         if outcome.status == "error":
             return f"{label(uid)} failed"
         failed = [u for u in self.view.graph.ancestors([uid]) if self.run.outcomes.get(u, outcome).status == "error"]
-        cause = f"{', '.join(label(u) for u in sorted(failed))} failed" if failed else outcome.message.removeprefix("not built: ")
+        cause = (
+            f"{', '.join(label(u) for u in sorted(failed))} failed"
+            if failed
+            else outcome.message.removeprefix("not built: ")
+        )
         return f"{label(uid)} was not built ({cause})"
 
     def _build_batch(self, uid: str) -> None:
@@ -113,8 +123,9 @@ class Builder:
             runnable, tests, more, direct = self._plan(uid, defer=False)
             blocked |= more  # the first plan's preflight failed or skipped them: not in this plan
             tests = [t for t in tests if not set(view.graph.built_parents(t)) & blocked]
-        self.events.emit("batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None,
-                                   "tests": tests})
+        self.events.emit(
+            "batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None, "tests": tests}
+        )
         if runnable:
             self.intents.intend([view.node(u) for u in [*runnable, *tests]])
             self.intents.restore_aside()  # what a run killed while it had relations moved aside left: back first
@@ -125,7 +136,9 @@ class Builder:
                 if retry:
                     self._build_with_dbt(retry)
             finally:  # dbt did not start skipped nodes; a failed one may have committed (a post-hook failed)
-                view.records.settle(u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped")
+                view.records.settle(
+                    u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped"
+                )
                 view.contents.invalidate(self._written(runnable))  # the next question reads what it holds now
             built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
             recorder.sign(built)
@@ -177,7 +190,8 @@ class Builder:
         post-hook) may write any other (None)."""
         nodes = [self.view.node(u) for u in uids]
         if any(n.resource_type == "operation" for n in self.view.manifest.nodes.values()) or any(
-                n.config.get(hook) for n in nodes for hook in ("pre-hook", "post-hook", "pre_hook", "post_hook")):
+            n.config.get(hook) for n in nodes for hook in ("pre-hook", "post-hook", "pre_hook", "post_hook")
+        ):
             return None
         return [n.relation.key() for n in nodes if n.relation is not None]
 
@@ -206,8 +220,16 @@ class Builder:
         connection = profile.connection if profile is not None else None
         try:
             assert connection is not None
-            handed = direct_build.build(lambda: view.db.dbt_session(connection), items, parents, outcome, self._on_start,
-                                        tests, self._run_test, view.gate)
+            handed = direct_build.build(
+                lambda: view.db.dbt_session(connection),
+                items,
+                parents,
+                outcome,
+                self._on_start,
+                tests,
+                self._run_test,
+                view.gate,
+            )
         except DatabaseError as err:  # the connection cannot be made as dbt-duckdb makes it: dbt builds all
             log.info("dbt builds %s: %s", ", ".join(uids), err.cause)
             return [u for u in [*uids, *test_ids] if u not in self.run.outcomes and u not in self.run.test_outcomes]
@@ -229,8 +251,14 @@ class Builder:
         aside = self.intents.move_aside([n for n in nodes if n.resource_type != "test"])
         try:
             self.dbt.build_nodes(
-                view.ctx, view.definitions.manifest_path, nodes, self.recorder.on_dbt_outcome, quiet=self.events.quiet,
-                on_start=self._on_start, dbt_lines=self.events.log, on_phase=self.events.phase,
+                view.ctx,
+                view.definitions.manifest_path,
+                nodes,
+                self.recorder.on_dbt_outcome,
+                quiet=self.events.quiet,
+                on_start=self._on_start,
+                dbt_lines=self.events.log,
+                on_phase=self.events.phase,
                 edges=view.graph.implied_edges(uids),
             )
         finally:
@@ -242,10 +270,16 @@ class Builder:
         `dbt build` does not know that order (and may fail): said, so that nobody relies on it unawares."""
         label, node = self.view.label, self.view.node
         for reader, builder in self.view.graph.implied_edges(uids):
-            self.events.emit("warning", {"message": (
-                f"{label(reader)} reads {label(builder)} through source(): setup builds "
-                f"{label(builder)} first, a plain `dbt build` does not know that order -- fix: "
-                f"write {{{{ ref('{node(builder).name}') }}}} in {node(reader).path}")})
+            self.events.emit(
+                "warning",
+                {
+                    "message": (
+                        f"{label(reader)} reads {label(builder)} through source(): setup builds "
+                        f"{label(builder)} first, a plain `dbt build` does not know that order -- fix: "
+                        f"write {{{{ ref('{node(builder).name}') }}}} in {node(reader).path}"
+                    )
+                },
+            )
 
     def compile_with_dbt(self, nodes: Any, on_outcome: Callable[[Any], None]) -> bool:
         """dbt compiles nodes whose compile key changed (``compiling``). Not on a first build: there
@@ -256,8 +290,15 @@ class Builder:
         view.db.close_reader()
         self.events.step(f"compiling {len(nodes)} model(s) and test(s) whose compile context changed")
         try:
-            self.dbt.compile_nodes(view.ctx, view.definitions.manifest_path, list(nodes), on_outcome, quiet=self.events.quiet,
-                                   dbt_lines=self.events.log, on_phase=self.events.phase)
+            self.dbt.compile_nodes(
+                view.ctx,
+                view.definitions.manifest_path,
+                list(nodes),
+                on_outcome,
+                quiet=self.events.quiet,
+                dbt_lines=self.events.log,
+                on_phase=self.events.phase,
+            )
         finally:
             self.events.step(None)
         self.run.compiles += len(nodes)

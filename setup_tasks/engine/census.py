@@ -40,8 +40,16 @@ PARTICIPATION_RATE = 0.82
 CORE_CONTRIBUTION_RATE = 0.02
 # Deferral rates elected by participants, with their shares (sum to 1).
 DEFERRAL_RATE_SHARES = (
-    (0.01, 0.05), (0.02, 0.05), (0.03, 0.15), (0.04, 0.10), (0.05, 0.15),
-    (0.06, 0.20), (0.08, 0.10), (0.10, 0.10), (0.12, 0.05), (0.15, 0.05),
+    (0.01, 0.05),
+    (0.02, 0.05),
+    (0.03, 0.15),
+    (0.04, 0.10),
+    (0.05, 0.15),
+    (0.06, 0.20),
+    (0.08, 0.10),
+    (0.10, 0.10),
+    (0.12, 0.05),
+    (0.15, 0.05),
 )
 
 REQUIRED_CENSUS_COLUMNS: tuple[str, ...] = (
@@ -66,16 +74,32 @@ REQUIRED_CENSUS_COLUMNS: tuple[str, ...] = (
 # The type each required column must have, by family (DuckDB type names): stg_census_data uses them as they are.
 TEXT, DATE, NUMBER, BOOLEAN = "text", "DATE", "number", "BOOLEAN"
 CENSUS_COLUMN_TYPES: Mapping[str, str] = {
-    "employee_id": TEXT, "employee_ssn": TEXT,
-    "employee_birth_date": DATE, "employee_hire_date": DATE, "employee_termination_date": DATE,
+    "employee_id": TEXT,
+    "employee_ssn": TEXT,
+    "employee_birth_date": DATE,
+    "employee_hire_date": DATE,
+    "employee_termination_date": DATE,
     "active": BOOLEAN,
     **{name: NUMBER for name in REQUIRED_CENSUS_COLUMNS if name.endswith(("compensation", "contribution", "rate"))},
 }
 TYPE_FAMILIES: Mapping[str, tuple[str, ...]] = {
     TEXT: ("VARCHAR",),
     DATE: ("DATE",),
-    NUMBER: ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT",
-             "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT"),
+    NUMBER: (
+        "DOUBLE",
+        "FLOAT",
+        "REAL",
+        "DECIMAL",
+        "INTEGER",
+        "BIGINT",
+        "SMALLINT",
+        "TINYINT",
+        "HUGEINT",
+        "UBIGINT",
+        "UINTEGER",
+        "USMALLINT",
+        "UTINYINT",
+    ),
     BOOLEAN: ("BOOLEAN",),
 }
 TYPE_FIXES: Mapping[str, str] = {
@@ -98,7 +122,9 @@ class CensusDefects:
         for name, rate in asdict(self).items():
             bounds = limits(f"census.{name}")
             if not bounds.allows(rate):
-                raise CensusError(f"census defect rate {name}={rate} is outside {bounds}", "use a fraction such as 0.002")
+                raise CensusError(
+                    f"census defect rate {name}={rate} is outside {bounds}", "use a fraction such as 0.002"
+                )
 
 
 @dataclass(frozen=True)
@@ -142,8 +168,11 @@ class CensusInfo:
 
     def wrong_types(self) -> dict[str, str]:
         """Required columns whose type is not what stg_census_data needs: column -> needed type family."""
-        return {name: family for name, family in CENSUS_COLUMN_TYPES.items()
-                if name in self.columns and not self.columns[name].upper().startswith(TYPE_FAMILIES[family])}
+        return {
+            name: family
+            for name, family in CENSUS_COLUMN_TYPES.items()
+            if name in self.columns and not self.columns[name].upper().startswith(TYPE_FAMILIES[family])
+        }
 
 
 # --- job level bands -------------------------------------------------------
@@ -157,7 +186,9 @@ def load_job_level_bands(csv_path: Path | None = None) -> tuple[JobLevelBand, ..
         with open(csv_path, newline="") as handle:
             bands = tuple(_band_from_row(row) for row in csv.DictReader(handle))
     except OSError as exc:
-        raise CensusError(f"cannot read job levels {csv_path}: {exc.strerror}", "check the job levels CSV path") from None
+        raise CensusError(
+            f"cannot read job levels {csv_path}: {exc.strerror}", "check the job levels CSV path"
+        ) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise CensusError(
             f"job levels {csv_path} lack a usable column ({exc})",
@@ -300,8 +331,10 @@ def generate_census(
 def _check_generation_request(path: Path, employees: int, seed: int, plan_year: int, force: bool) -> None:
     employee_limits, seed_limits = limits("census.employees"), limits("census.seed")
     if not employee_limits.allows(employees):
-        raise CensusError(f"cannot generate a census of {employees} employees",
-                          f"ask for {employee_limits.minimum:,} to {employee_limits.maximum:,}")
+        raise CensusError(
+            f"cannot generate a census of {employees} employees",
+            f"ask for {employee_limits.minimum:,} to {employee_limits.maximum:,}",
+        )
     if not seed_limits.allows(seed):
         raise CensusError(f"census seed {seed} is outside {seed_limits}", "use a smaller non-negative seed")
     if not 1950 <= plan_year <= 2100:
@@ -318,7 +351,9 @@ def _write_atomically(path: Path, select_sql: str, provenance: dict[str, Any]) -
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CensusError(f"cannot create census directory {path.parent}: {exc.strerror}", "choose a writable census path") from None
+        raise CensusError(
+            f"cannot create census directory {path.parent}: {exc.strerror}", "choose a writable census path"
+        ) from None
     sweep_temps(path.parent, path.name)  # of generations killed before they finished (kill -9)
     temporary = temp_path(path)
     # Paths and values are bound, never pasted into the SQL.
@@ -332,7 +367,9 @@ def _write_atomically(path: Path, select_sql: str, provenance: dict[str, Any]) -
             con.execute(copy, {"path": str(temporary), "provenance": json.dumps(provenance, sort_keys=True)})
         os.replace(temporary, path)
     except (duckdb.Error, OSError) as exc:
-        raise CensusError(f"cannot write census {path}: {exc}", "check free space and permissions of its directory") from None
+        raise CensusError(
+            f"cannot write census {path}: {exc}", "check free space and permissions of its directory"
+        ) from None
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -366,8 +403,18 @@ class _Draws:
 # repeat on a duplicate record, the others are the record's own.
 _PERSON_DRAWS = ("age_a", "age_b")
 _RECORD_DRAWS = (
-    "level", "tenure", "pay_a", "pay_b", "participates", "deferral", "source",
-    "terminated", "leave_day", "ssn_missing", "hire_after_termination", "days_before_hire",
+    "level",
+    "tenure",
+    "pay_a",
+    "pay_b",
+    "participates",
+    "deferral",
+    "source",
+    "terminated",
+    "leave_day",
+    "ssn_missing",
+    "hire_after_termination",
+    "days_before_hire",
 )
 
 
@@ -402,8 +449,8 @@ def _spine_sql(draws: _Draws, employees: int, defects: CensusDefects) -> str:
     return f"""
     SELECT
         i,
-        CASE WHEN i % 2 = 1 AND {draws.uniform('duplicate')} < {2 * defects.duplicate_id_rate!r}
-            THEN 2 * {draws.below('(i + 1) // 2', 'duplicate_of')}
+        CASE WHEN i % 2 = 1 AND {draws.uniform("duplicate")} < {2 * defects.duplicate_id_rate!r}
+            THEN 2 * {draws.below("(i + 1) // 2", "duplicate_of")}
             ELSE i
         END AS person
     FROM range({employees}) AS t(i)"""
@@ -440,7 +487,7 @@ def _people_sql(bands: Sequence[JobLevelBand], plan_year: int, seed: int) -> str
         *,
         DATE '{plan_year}-12-31'
             - CAST(floor((22 + 44 * (u_age_a + u_age_b) / 2) * 365.25) AS INTEGER) AS birth_date,
-        {_pick([(band.level_id, band.target_distribution) for band in bands], 'u_level')} AS level_id,
+        {_pick([(band.level_id, band.target_distribution) for band in bands], "u_level")} AS level_id,
         concat(900 + {ssn} // 1000000, '-', lpad(CAST(({ssn} // 10000) % 100 AS VARCHAR), 2, '0'),
             '-', lpad(CAST({ssn} % 10000 AS VARCHAR), 4, '0')) AS ssn
     FROM draws"""
@@ -534,13 +581,17 @@ def inspect_census(path: Path) -> CensusInfo:
     """Rows and columns of a census parquet file and which required columns it lacks."""
     path = Path(path)
     if not path.is_file():
-        raise CensusError(f"census file {path} does not exist", "generate one (census.generate: true) or set census.path")
+        raise CensusError(
+            f"census file {path} does not exist", "generate one (census.generate: true) or set census.path"
+        )
     try:
         with memory_connection() as con:
             described = con.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}).fetchall()
             (rows,) = con.execute("SELECT count(*) FROM read_parquet($path)", {"path": str(path)}).fetchone()  # type: ignore[misc]  # an aggregate: one row
     except duckdb.Error as exc:
-        raise CensusError(f"census file {path} is not readable parquet: {exc}", "export the census as parquet") from None
+        raise CensusError(
+            f"census file {path} is not readable parquet: {exc}", "export the census as parquet"
+        ) from None
     columns = {row[0]: row[1] for row in described}
     missing = tuple(name for name in REQUIRED_CENSUS_COLUMNS if name not in columns)
     return CensusInfo(path, rows, columns, missing)
@@ -560,13 +611,17 @@ def census_contract_problem(info: CensusInfo) -> CensusError | None:
         example = _example_value(path, name)
         shown = f" (e.g. {example!r})" if example is not None else ""
         problems.append(f"{name} is {info.columns[name]}{shown} where {_needs(family)} is needed")
-    fixes = [f"export {', '.join(sorted(n for n, f in wrong.items() if f == family))} as {TYPE_FIXES[family]}"
-             for family in dict.fromkeys(wrong.values())]
+    fixes = [
+        f"export {', '.join(sorted(n for n, f in wrong.items() if f == family))} as {TYPE_FIXES[family]}"
+        for family in dict.fromkeys(wrong.values())
+    ]
     if info.missing_columns:
         fixes.insert(0, f"add {', '.join(info.missing_columns)}")
-    return CensusError(f"census {path}: {'; '.join(problems)}",
-                       f"{'; '.join(fixes)} in that file, or regenerate it with `doit census` "
-                       f"(docs/census.md lists the {len(REQUIRED_CENSUS_COLUMNS)} columns and their types)")
+    return CensusError(
+        f"census {path}: {'; '.join(problems)}",
+        f"{'; '.join(fixes)} in that file, or regenerate it with `doit census` "
+        f"(docs/census.md lists the {len(REQUIRED_CENSUS_COLUMNS)} columns and their types)",
+    )
 
 
 def _needs(family: str) -> str:
@@ -576,8 +631,9 @@ def _needs(family: str) -> str:
 def _example_value(path: Path, column: str) -> Any:
     try:
         with memory_connection() as con:
-            row = con.execute(f'SELECT "{column}" FROM read_parquet($path) WHERE "{column}" IS NOT NULL LIMIT 1',
-                              {"path": str(path)}).fetchone()
+            row = con.execute(
+                f'SELECT "{column}" FROM read_parquet($path) WHERE "{column}" IS NOT NULL LIMIT 1', {"path": str(path)}
+            ).fetchone()
     except duckdb.Error:
         return None
     return row[0] if row else None
@@ -592,7 +648,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     defects = CensusDefects(args.duplicate_id_rate, args.missing_ssn_rate, args.hire_after_termination_rate)
     try:
         summary = generate_census(
-            args.path, args.employees, args.seed, defects, args.job_levels_csv, plan_year=args.plan_year, force=args.force
+            args.path,
+            args.employees,
+            args.seed,
+            defects,
+            args.job_levels_csv,
+            plan_year=args.plan_year,
+            force=args.force,
         )
     except CensusError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -605,8 +667,12 @@ def _argument_parser() -> argparse.ArgumentParser:
     defaults = CensusDefects()
     parser = argparse.ArgumentParser(prog="python -m setup_tasks.engine.census", description=main.__doc__)
     parser.add_argument("--path", type=Path, default=Path(default_of("census.path")), help="parquet file to write")
-    parser.add_argument("--employees", type=int, default=default_of("census.employees"), help="rows to write (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=default_of("census.seed"), help="same seed, same content (default %(default)s)")
+    parser.add_argument(
+        "--employees", type=int, default=default_of("census.employees"), help="rows to write (default %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=default_of("census.seed"), help="same seed, same content (default %(default)s)"
+    )
     parser.add_argument("--plan-year", type=int, default=DEFAULT_PLAN_YEAR, help="year the census covers")
     parser.add_argument("--job-levels-csv", type=Path, help="config_job_levels seed to take pay bands from")
     parser.add_argument("--duplicate-id-rate", type=float, default=defaults.duplicate_id_rate)
@@ -633,14 +699,17 @@ class CensusRequest:
 
     def provenance(self) -> dict[str, Any]:
         """The provenance a file generated for this request carries."""
-        return census_provenance(self.employees, self.seed, self.defects,
-                                 load_job_level_bands(self.job_levels_csv), self.plan_year)
+        return census_provenance(
+            self.employees, self.seed, self.defects, load_job_level_bands(self.job_levels_csv), self.plan_year
+        )
 
     def why(self, provenance: Callable[[Path], dict[str, Any] | None] | None = None) -> str | None:
         """Why it must be (re)generated, or None when the file is current or carries no provenance."""
-        return census_needs_generation(self.path, self.employees, self.seed, self.defects,
-                                       self.job_levels_csv, self.plan_year, provenance)
+        return census_needs_generation(
+            self.path, self.employees, self.seed, self.defects, self.job_levels_csv, self.plan_year, provenance
+        )
 
     def generate(self) -> CensusSummary:
-        return generate_census(self.path, self.employees, self.seed, self.defects,
-                               self.job_levels_csv, plan_year=self.plan_year)
+        return generate_census(
+            self.path, self.employees, self.seed, self.defects, self.job_levels_csv, plan_year=self.plan_year
+        )

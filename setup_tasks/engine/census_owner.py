@@ -47,7 +47,9 @@ class CensusOwner:
             path=census.path,
             employees=self.overrides.get("employees", census.employees),
             seed=self.overrides.get("seed", census.seed),
-            defects=CensusDefects(census.duplicate_id_rate, census.missing_ssn_rate, census.hire_after_termination_rate),
+            defects=CensusDefects(
+                census.duplicate_id_rate, census.missing_ssn_rate, census.hire_after_termination_rate
+            ),
             job_levels_csv=defs.ctx.project_dir / bands.path if bands and bands.path else None,
             plan_year=int(defs.variables().get("plan_year", DEFAULT_PLAN_YEAR)),
         )
@@ -76,10 +78,12 @@ class CensusOwner:
             return None
         path = self.settings.path
         asked = " ".join(f"{key}={value}" for key, value in sorted(self.overrides.items()))
-        return CensusError(f"census {path} is your own file (setup did not write it, or it changed since): "
-                           f"setup never regenerates it, so {asked} cannot apply",
-                           f"delete {path} (or move it away) to have setup generate one with {asked}, "
-                           f"or run without {asked} to use your file as it is")
+        return CensusError(
+            f"census {path} is your own file (setup did not write it, or it changed since): "
+            f"setup never regenerates it, so {asked} cannot apply",
+            f"delete {path} (or move it away) to have setup generate one with {asked}, "
+            f"or run without {asked} to use your file as it is",
+        )
 
     def written(self) -> None:
         """The census task wrote the file: it is setup's, with these parameters."""
@@ -108,8 +112,9 @@ class CensusOwner:
         """In words, for `doit status` and `doit info census`: whose file it is, what setup will do."""
         owner = self.owner()
         if owner == USER:
-            return ("your own file (setup did not write it, or it changed since): used as is, never regenerated"
-                    + (" -- delete it to have setup generate one" if self.settings.generate else ""))
+            return "your own file (setup did not write it, or it changed since): used as is, never regenerated" + (
+                " -- delete it to have setup generate one" if self.settings.generate else ""
+            )
         why = self.why()
         if why is None:
             return "written by setup, current"

@@ -51,8 +51,11 @@ class Compiling:
             counted = self.definitions.stamp_parts  # the parse's environment variables are in it already
             # Only those set count (as in the parse's stamp): the names compiles looked up grow as dbt
             # compiles more nodes, and one unset is what it was before anything looked it up.
-            env = {name: keyed_digest("env", name, environ[name])
-                   for name in sorted(self.kept.env) if f"env:{name}" not in counted and environ.get(name) is not None}
+            env = {
+                name: keyed_digest("env", name, environ[name])
+                for name in sorted(self.kept.env)
+                if f"env:{name}" not in counted and environ.get(name) is not None
+            }
             self._context = context_digest(self.manifest, self.definitions.stamp_parts, env)
         return self._context
 
@@ -98,10 +101,18 @@ class Compiling:
         run by dbt in a build of every node, as a fresh `dbt build` runs it after all of them)."""
         profile = self.manifest.profile
         connection = profile.connection.as_dict() if profile is not None else {}
-        overrides = {uid: self.manifest.macros[uid][0] for uid in self.manifest.overrides if uid in self.manifest.macros}
+        overrides = {
+            uid: self.manifest.macros[uid][0] for uid in self.manifest.overrides if uid in self.manifest.macros
+        }
         hooks = {uid: node.definition for uid, node in self.manifest.nodes.items() if node.resource_type == "operation"}
-        return _sha({"connection": connection, "overrides": overrides, "hooks": hooks,
-                     "context": self.context() if hooks else ""})
+        return _sha(
+            {
+                "connection": connection,
+                "overrides": overrides,
+                "hooks": hooks,
+                "context": self.context() if hooks else "",
+            }
+        )
 
     # -- compiling --------------------------------------------------------------------------------
 

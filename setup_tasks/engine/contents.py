@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import DatabaseLockedError, RunInProgressError, SetupError
-from ..store.database import (Database, DatabaseContents, DbRelation, DropResult, TableState, contents_from_dict,
-                              contents_to_dict, drop_order)
+from ..store.database import (
+    Database,
+    DatabaseContents,
+    DbRelation,
+    DropResult,
+    TableState,
+    contents_from_dict,
+    contents_to_dict,
+    drop_order,
+)
 from ..files import RACY_NS, read_json, write_json_atomic
 from ..store.lock import RunLock
 
@@ -117,8 +125,16 @@ class ContentsView:
         if now is None:
             self.saved_path.unlink(missing_ok=True)
             return
-        write_json_atomic(self.saved_path, {"version": SAVED_VERSION, "file": now, "keys": _digest(self.signed_keys()),
-                                            "saved_ns": time.time_ns(), "contents": contents_to_dict(contents)})
+        write_json_atomic(
+            self.saved_path,
+            {
+                "version": SAVED_VERSION,
+                "file": now,
+                "keys": _digest(self.signed_keys()),
+                "saved_ns": time.time_ns(),
+                "contents": contents_to_dict(contents),
+            },
+        )
 
     def drop(self, wanted: Callable[[DbRelation], bool]) -> DropResult:
         """Drop the wanted tables and views (views first, foreign-key order), holding the run
@@ -127,8 +143,9 @@ class ContentsView:
         result = self.db.drop_relations(lambda relations: drop_order(relations, wanted))
         gone = {rel.key for rel in result.dropped}
         if gone and self._contents is not None:
-            self._contents = replace(self._contents, tables={
-                key: state for key, state in self._contents.tables.items() if key not in gone})
+            self._contents = replace(
+                self._contents, tables={key: state for key, state in self._contents.tables.items() if key not in gone}
+            )
         return result
 
     def move_aside(self, keys: dict[str, Key], suffix: str) -> dict[str, Key]:

@@ -23,13 +23,24 @@ from ..project.context import DbtContext, effective_vars, read_project_yaml
 from ..project.packages import declared, deps_reason, installed, packages_state
 from ..project.graph import SetupGraph
 from ..project.inputs import external_paths, glob_folders, not_utf8
-from ..project.manifest import (Manifest, Node, file_set, manifest_from_dict, parse_problems, project_files,
-                                project_stamp, stamp_parts, why_parse)
+from ..project.manifest import (
+    Manifest,
+    Node,
+    file_set,
+    manifest_from_dict,
+    parse_problems,
+    project_files,
+    project_stamp,
+    stamp_parts,
+    why_parse,
+)
 from ..store.caches import load_graph_memo, manifest_cache, save_graph_memo
 from ..store.database import SqlParser
 
 DEPS_RECORD = "deps.json"
-FOUND_NO_PROFILE_RE = re.compile(r"^dbt found no profile named '([^']+)'")  # beside the context's manifest: what the last `dbt deps` by setup left
+FOUND_NO_PROFILE_RE = re.compile(
+    r"^dbt found no profile named '([^']+)'"
+)  # beside the context's manifest: what the last `dbt deps` by setup left
 Step = Callable[[str | None], None]  # a step of the run begins (its words), or ends (None)
 
 
@@ -70,8 +81,9 @@ def _deps_record(ctx: DbtContext) -> Path:
     return ctx.target_path() / DEPS_RECORD
 
 
-def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient,
-                  on_step: Step | None = None) -> tuple[Manifest, PackagesInstalled | None, dict[str, str]]:
+def load_manifest(
+    ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient, on_step: Step | None = None
+) -> tuple[Manifest, PackagesInstalled | None, dict[str, str]]:
     """The project's manifest, parsed by dbt only when a project file changed: node for node and
     test for test what a fresh ``dbt parse`` gives (``on_step`` hears that dbt parses, and why).
     Also: what `dbt deps` installed first, when the parse needed it (package macros are the
@@ -98,7 +110,10 @@ def load_manifest(ctx: DbtContext, selections: Mapping[str, str], dbt: DbtClient
             stamp = project_stamp(ctx, selections, parts)
         files = file_set(ctx)
         full = cache.file_set() != files
-        phases = {"starting": dbt.starting_words(), "parsing": f"parsing the dbt project ({why_parse(cache.parts(), parts)})"}
+        phases = {
+            "starting": dbt.starting_words(),
+            "parsing": f"parsing the dbt project ({why_parse(cache.parts(), parts)})",
+        }
 
         def on_phase(phase: str) -> None:
             step(phases.get(phase, phase))
@@ -142,18 +157,27 @@ def _named_file(err: ProjectError, ctx: DbtContext) -> ProjectError:
         problem = not_utf8(path)
         if problem:
             rel = path.relative_to(ctx.project_dir).as_posix()
-            return ProjectError(f"dbt could not parse the project in {ctx.project_dir}: {rel} is not UTF-8 text ({problem})",
-                                f"save {rel} with UTF-8 encoding (it looks like Latin-1 or Windows-1252 text)")
+            return ProjectError(
+                f"dbt could not parse the project in {ctx.project_dir}: {rel} is not UTF-8 text ({problem})",
+                f"save {rel} with UTF-8 encoding (it looks like Latin-1 or Windows-1252 text)",
+            )
     return err
 
 
 class Definitions:
     """The manifest's nodes as setup sees them, and the graph over them."""
 
-    def __init__(self, ctx: DbtContext, manifest: Manifest, manifest_path: Path, root: Path,
-                 census_path: Path, graph: SetupGraph | None = None,
-                 packages_installed: PackagesInstalled | None = None,
-                 stamp_parts: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: DbtContext,
+        manifest: Manifest,
+        manifest_path: Path,
+        root: Path,
+        census_path: Path,
+        graph: SetupGraph | None = None,
+        packages_installed: PackagesInstalled | None = None,
+        stamp_parts: Mapping[str, str] | None = None,
+    ) -> None:
         self.ctx = ctx
         # What dbt's parse depended on (``project.manifest.stamp_parts``): the compile context is made of it.
         self.stamp_parts = dict(stamp_parts or {})
@@ -167,16 +191,27 @@ class Definitions:
         self._tests: list[str] | None = None
         self._sql_parser = SqlParser()
         self._names: Mapping[str, str] | None = None
-        self.graph = graph or SetupGraph.from_manifest(manifest, load_graph_memo(self.graph_memo_path, manifest.invocation_id))
+        self.graph = graph or SetupGraph.from_manifest(
+            manifest, load_graph_memo(self.graph_memo_path, manifest.invocation_id)
+        )
         self.setup_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("setup", ())))
-        self.foundation_nodes = self.graph.buildable(self.graph.with_ancestors(manifest.selections.get("foundation", ())))
+        self.foundation_nodes = self.graph.buildable(
+            self.graph.with_ancestors(manifest.selections.get("foundation", ()))
+        )
 
     @classmethod
     def load(cls, settings: Settings, ctx: DbtContext, dbt: DbtClient, on_step: Step | None = None) -> "Definitions":
         selections = {"setup": settings.dbt.setup_selection, "foundation": settings.dbt.foundation_selection}
         manifest, packages, parts = load_manifest(ctx, selections, dbt, on_step)
-        return cls(ctx, manifest, manifest_cache(ctx).manifest_path, settings.root, settings.census.path,
-                   packages_installed=packages, stamp_parts=parts)
+        return cls(
+            ctx,
+            manifest,
+            manifest_cache(ctx).manifest_path,
+            settings.root,
+            settings.census.path,
+            packages_installed=packages,
+            stamp_parts=parts,
+        )
 
     def save(self) -> None:
         save_graph_memo(self.graph_memo_path, self.graph.memo)
@@ -247,5 +282,6 @@ class Definitions:
         )
 
     def node_for_seed(self, name: str) -> Node | None:
-        return next((n for n in self.manifest.nodes.values()
-                     if n.resource_type == "seed" and n.name == name and n.path), None)
+        return next(
+            (n for n in self.manifest.nodes.values() if n.resource_type == "seed" and n.name == name and n.path), None
+        )

@@ -33,8 +33,21 @@ from ..store.database import interrupted, memory_connection, qualified, quote
 
 DIRECT_ENV = "PLANWISE_SETUP_DIRECT"  # "0": dbt builds every node and runs every test
 # Config keys whose presence (truthy) means dbt does more than this module does.
-DBT_ONLY_CONFIG = ("pre-hook", "post-hook", "pre_hook", "post_hook", "grants", "indexes", "sql_header",
-                   "partitioned_by", "sorted_by", "persist_docs", "plugin", "location", "options")
+DBT_ONLY_CONFIG = (
+    "pre-hook",
+    "post-hook",
+    "pre_hook",
+    "post_hook",
+    "grants",
+    "indexes",
+    "sql_header",
+    "partitioned_by",
+    "sorted_by",
+    "persist_docs",
+    "plugin",
+    "location",
+    "options",
+)
 NULL_VALUES = ("null", "")  # dbt's null values for every inferred type
 INTERMEDIATE, BACKUP = "__dbt_tmp", "__dbt_backup"  # dbt's names for a relation being replaced
 
@@ -210,9 +223,12 @@ class _Relations:
     at 1,000 tables, and each node asked it four times (issue 21)."""
 
     def __init__(self, con: Any) -> None:
-        rows = con.execute("select table_catalog, table_schema, table_name, table_type from information_schema.tables").fetchall()
-        self.kinds: dict[tuple[str, ...], str] = {(c.lower(), s.lower(), n.lower()): ("VIEW" if t == "VIEW" else "TABLE")
-                                                   for c, s, n, t in rows}
+        rows = con.execute(
+            "select table_catalog, table_schema, table_name, table_type from information_schema.tables"
+        ).fetchall()
+        self.kinds: dict[tuple[str, ...], str] = {
+            (c.lower(), s.lower(), n.lower()): ("VIEW" if t == "VIEW" else "TABLE") for c, s, n, t in rows
+        }
         self.undo: dict[tuple[str, ...], str | None] = {}  # the node's changes: key -> its kind before
 
     def kind(self, name: Name) -> str | None:
@@ -313,9 +329,16 @@ RunTest = Callable[[Any, DirectTest], NodeOutcome]
 Gate = Callable[[str, set[str]], "str | None"]
 
 
-def build(connect: Callable[[], ContextManager[Any]], items: Sequence[DirectNode], parents: Mapping[str, Sequence[str]],
-          on_outcome: Callable[[NodeOutcome], None], on_start: Callable[[str], None] | None = None,
-          tests: Sequence[DirectTest] = (), run_test: RunTest | None = None, gate: Gate | None = None) -> list[str]:
+def build(
+    connect: Callable[[], ContextManager[Any]],
+    items: Sequence[DirectNode],
+    parents: Mapping[str, Sequence[str]],
+    on_outcome: Callable[[NodeOutcome], None],
+    on_start: Callable[[str], None] | None = None,
+    tests: Sequence[DirectTest] = (),
+    run_test: RunTest | None = None,
+    gate: Gate | None = None,
+) -> list[str]:
     """Build ``items`` (in dependency order) in one connection (``connect``: configured as dbt-duckdb's),
     one transaction each, each of ``tests`` right after the nodes it reads; a node whose parent failed in
     this batch is skipped, as dbt skips it, and so is one ``gate`` stops (a test it waits for failed).
@@ -375,8 +398,11 @@ def _build_one(con: Any, relations: _Relations, item: DirectNode, on_outcome: Ca
         relations.begin()
         con.execute("begin transaction")
         con.execute(f"create schema if not exists {quote(schema[0])}.{quote(schema[1])}")
-        rows = (_build_seed(con, relations, item) if item.node.resource_type == "seed"
-                else _build_model(con, relations, item))  # type: ignore[func-returns-value]  # a model: no row count, as in dbt's
+        rows: int | None = None  # a model: no row count, as in dbt's
+        if item.node.resource_type == "seed":
+            rows = _build_seed(con, relations, item)
+        else:
+            _build_model(con, relations, item)
         con.execute("commit")
     except Exception as exc:  # noqa: BLE001 - dbt reports any failure of a node the same way
         if interrupted(exc):

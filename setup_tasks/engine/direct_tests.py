@@ -52,8 +52,10 @@ def test_query(sql: str, config: Mapping[str, Any]) -> str:
     error_if = config.get("error_if") or "!= 0"
     limit = config.get("limit")
     main = f"{sql}\n  limit {limit}" if limit is not None else sql
-    return (f"select\n  {fail_calc} as failures,\n  {fail_calc} {warn_if} as should_warn,\n"
-            f"  {fail_calc} {error_if} as should_error\nfrom (\n{main}\n) dbt_internal_test")
+    return (
+        f"select\n  {fail_calc} as failures,\n  {fail_calc} {warn_if} as should_warn,\n"
+        f"  {fail_calc} {error_if} as should_error\nfrom (\n{main}\n) dbt_internal_test"
+    )
 
 
 def _results(count: int) -> str:

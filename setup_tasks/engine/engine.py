@@ -45,8 +45,9 @@ class Engine:
     """One run's doors to its project and database: the view, the builder and retirement, composed."""
 
     @classmethod
-    def open(cls, settings: Settings, listeners: Iterable[Listener] = (),
-             options: EngineOptions = EngineOptions()) -> "Engine":
+    def open(
+        cls, settings: Settings, listeners: Iterable[Listener] = (), options: EngineOptions = EngineOptions()
+    ) -> "Engine":
         """The engine of ``settings``' project: dbt parses it when it changed; its settings name the project's
         census (unless census.path is set) and the database file dbt's profile writes."""
         settings = with_project_census(settings)
@@ -56,27 +57,52 @@ class Engine:
         definitions = Definitions.load(settings, ctx, dbt, events.step)
         return cls(database_settings(settings, definitions.manifest.profile), ctx, dbt, definitions, events, options)
 
-    def __init__(self, settings: Settings, ctx: DbtContext, dbt: DbtClient, definitions: Definitions, events: Events,
-                 options: EngineOptions = EngineOptions()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ctx: DbtContext,
+        dbt: DbtClient,
+        definitions: Definitions,
+        events: Events,
+        options: EngineOptions = EngineOptions(),
+    ) -> None:
         self.settings, self.ctx, self.dbt, self.definitions, self.events = settings, ctx, dbt, definitions, events
         self.step, self.phase, self.progress = events.step, events.phase, events.progress
         self.db_path: Path = settings.database.path  # type: ignore[assignment]  # database_settings resolved database.path
         # SQL's relative paths resolve where dbt runs; a lock held by setup's own worker is freed, not blamed
         self.db = Database(self.db_path, ctx.duckdb_config(), files_from=ctx.cwd, locked_by=dbt.free_database)
         self.run = RunState()
-        self.view = view = StateView(settings, ctx, definitions, self.db, self.run,
-                                       lambda nodes, on_outcome: self.builder.compile_with_dbt(nodes, on_outcome))
+        self.view = view = StateView(
+            settings,
+            ctx,
+            definitions,
+            self.db,
+            self.run,
+            lambda nodes, on_outcome: self.builder.compile_with_dbt(nodes, on_outcome),
+        )
         # A command that only looks at a database not built yet writes no state beside it.
         self.keep_state = not (options.looks_only and not self.db_path.exists())
         self.builder = Builder(view, dbt, events, bool(settings.setup.fail_fast) and not options.keep_going)
         self.retirement = Retirement(view, self.builder.intents, events)
         # The parts callers read (what the project and this project's state for the database are).
         self.root: Path = settings.root
-        self.manifest, self.manifest_path, self.graph = definitions.manifest, definitions.manifest_path, definitions.graph
-        self.setup_nodes, self.foundation_nodes, self.task_nodes = (definitions.setup_nodes, definitions.foundation_nodes,
-                                                                    view.task_nodes)
+        self.manifest, self.manifest_path, self.graph = (
+            definitions.manifest,
+            definitions.manifest_path,
+            definitions.graph,
+        )
+        self.setup_nodes, self.foundation_nodes, self.task_nodes = (
+            definitions.setup_nodes,
+            definitions.foundation_nodes,
+            view.task_nodes,
+        )
         self.project, self.state_dir, self.lock, self.records = view.project, view.state_dir, view.lock, view.records
-        self.hasher, self.contents, self.census, self.staleness = view.hasher, view.contents, view.census, view.staleness
+        self.hasher, self.contents, self.census, self.staleness = (
+            view.hasher,
+            view.contents,
+            view.census,
+            view.staleness,
+        )
         self.kept_sql, self.compiling, self.test_outcomes = view.kept_sql, view.compiling, view.test_outcomes
         # The view's answers: what the project and the database hold, what is stale and why.
         self.node, self.label, self.names, self.reads_census = view.node, view.label, view.names, view.reads_census

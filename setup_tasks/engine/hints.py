@@ -27,17 +27,23 @@ PROFILE_RE = re.compile(
     re.I,
 )
 # An extension the profile lists that DuckDB cannot install or load (offline, a typo, another platform).
-EXTENSION_RE = re.compile(r'(?:Failed to (?:download|install|load) extension|Extension) "?(?P<name>[\w.-]+)"?'
-                          r'.*?(?:Could not establish connection|not found|Failed to|could not be loaded|ERROR)', re.I)
+EXTENSION_RE = re.compile(
+    r'(?:Failed to (?:download|install|load) extension|Extension) "?(?P<name>[\w.-]+)"?'
+    r".*?(?:Could not establish connection|not found|Failed to|could not be loaded|ERROR)",
+    re.I,
+)
 # The database file name with a character dbt-duckdb cannot use: it names its catalog after the
 # file, unquoted in some statements (a quote or backslash breaks them, ; and # end or comment them).
 UNQUOTABLE = ("'", '"', "\\", ";", "#")
 # A failure over a value's type (where a seed's cell may be the cause), and the values it quotes.
-TYPE_FAILURE_RE = re.compile(r"Conversion Error|Could not convert|out of range|VARCHAR|Could not parse|invalid input syntax",
-                             re.I)
+TYPE_FAILURE_RE = re.compile(
+    r"Conversion Error|Could not convert|out of range|VARCHAR|Could not parse|invalid input syntax", re.I
+)
 QUOTED_VALUE_RE = re.compile(r"""(?:"([^"\n]{1,200})"|'([^'\n]{1,200})')""")
 # DuckDB's CSV errors end in the reader's settings, a dozen lines of them: the cause is before.
-CSV_NOISE_RE = re.compile(r"\s(?:\* Check whether|Possible fixes:|file = |Column .* is being converted as type).*", re.S)
+CSV_NOISE_RE = re.compile(
+    r"\s(?:\* Check whether|Possible fixes:|file = |Column .* is being converted as type).*", re.S
+)
 
 
 @dataclass(frozen=True)
@@ -72,31 +78,43 @@ def explain(failure: NodeFailure, ctx: DbtContext, database: Path | None = None)
     if locked is not None:  # someone took the file between our check and dbt's connection
         return locked.one_line()
     if DISK_FULL_RE.search(failure.message):
-        return (f"{failure.label} failed: the disk is full ({failure.message}) -- fix: free disk space where the "
-                f"database ({database.parent if database else ctx.project_dir}) and dbt's target folder live, or set database.path elsewhere, "
-                "then run again; the table built before is kept")
+        return (
+            f"{failure.label} failed: the disk is full ({failure.message}) -- fix: free disk space where the "
+            f"database ({database.parent if database else ctx.project_dir}) and dbt's target folder live, "
+            "or set database.path elsewhere, "
+            "then run again; the table built before is kept"
+        )
     extension = EXTENSION_RE.search(failure.message)
     if extension:
         profiles = ctx.profiles_dir / "profiles.yml"
         target = f"outputs.{ctx.target}" if ctx.target else "the default target's output"
         name = extension["name"]
-        return (f"{failure.label} failed: the DuckDB extension {name} that dbt's profile {profiles} loads is not "
-                f"available ({failure.message}) -- fix: install it once while online (duckdb -c \"INSTALL {name}\"), "
-                f"or remove it from extensions: in {target} of {profiles}; then run again")
+        return (
+            f"{failure.label} failed: the DuckDB extension {name} that dbt's profile {profiles} loads is not "
+            f'available ({failure.message}) -- fix: install it once while online (duckdb -c "INSTALL {name}"), '
+            f"or remove it from extensions: in {target} of {profiles}; then run again"
+        )
     if PROFILE_RE.search(failure.message):
         profiles = ctx.profiles_dir / "profiles.yml"
         target = f"outputs.{ctx.target}" if ctx.target else "the default target's output"
-        return (f"{failure.label} failed: dbt's profile {profiles} does not work with DuckDB: {failure.message} -- fix: "
-                f"correct {target} in {profiles} (its settings, path and type), then run again")
+        return (
+            f"{failure.label} failed: dbt's profile {profiles} does not work with DuckDB: {failure.message} -- fix: "
+            f"correct {target} in {profiles} (its settings, path and type), then run again"
+        )
     message = short_message(failure.message)
     cell = seed_cell_problem(failure.seed) if failure.seed is not None else None
     if cell is not None:
         return f"{failure.label} ({failure.path}) failed: {cell}"
     carried = carried_value(failure) if TYPE_FAILURE_RE.search(failure.message) else None
     if carried is not None:
-        return f"{failure.label} ({failure.path}) failed: {message} -- fix: {carried}, or {failure.path} if the value is right"
-    return (f"{failure.label} ({failure.path}) failed: {message} -- fix: correct {failure.path} and run again; "
-            "the table built before is kept")
+        return (
+            f"{failure.label} ({failure.path}) failed: {message} -- fix: {carried}, "
+            f"or {failure.path} if the value is right"
+        )
+    return (
+        f"{failure.label} ({failure.path}) failed: {message} -- fix: correct {failure.path} and run again; "
+        "the table built before is kept"
+    )
 
 
 def short_message(message: str) -> str:
@@ -117,9 +135,11 @@ def seed_cell_problem(seed: SeedFile) -> str | None:
         index = first_uncastable([c.value for c in cells], str(sql_type))
         if index is not None:
             cell = cells[index]
-            return (f"line {cell.line}, column {column} holds {cell.value!r}, which is not a {sql_type} (the "
-                    f"column's type in column_types) -- fix: correct that value in {seed.relative}, or the column's "
-                    "type in the seed's column_types; the table built before is kept")
+            return (
+                f"line {cell.line}, column {column} holds {cell.value!r}, which is not a {sql_type} (the "
+                f"column's type in column_types) -- fix: correct that value in {seed.relative}, or the column's "
+                "type in the seed's column_types; the table built before is kept"
+            )
     return None
 
 
@@ -132,11 +152,16 @@ def carried_value(failure: NodeFailure) -> str | None:
         cells = seed_cells(seed.path, seed.delimiter)
         cell = next((c for c in cells if c.value.strip() in quoted), None)
         if cell is not None:
-            return f"correct {seed.relative} line {cell.line}, column {cell.column} ({cell.value!r}), where the value comes from"
+            return (
+                f"correct {seed.relative} line {cell.line}, column {cell.column} ({cell.value!r}), "
+                "where the value comes from"
+            )
         for column, (odd, kind) in odd_cells(cells).items():
             if column in words and column not in seed.column_types:
-                return (f"correct {seed.relative} line {odd.line}, column {column} ({odd.value!r}): its other values "
-                        f"are {kind}s, so dbt loaded the column as text")
+                return (
+                    f"correct {seed.relative} line {odd.line}, column {column} ({odd.value!r}): its other values "
+                    f"are {kind}s, so dbt loaded the column as text"
+                )
     return None
 
 
@@ -150,10 +175,13 @@ def profile_error(profile: DbtProfile, problem: ProfileProblem, ctx: DbtContext)
     fix = f"correct {where.split(' (')[0]} in {profiles}"
     if problem.key.startswith("extensions"):
         name = problem.key.split("(", 1)[1].rstrip(")")
-        fix = (f"let DuckDB download {name} once (it needs the network: INSTALL {name}), or remove it from "
-               f"{profile.name}.outputs.{profile.target}.extensions in {profiles}")
-    return ProfileError(f"dbt's profile {profiles}: {where} does not work with DuckDB: {problem.error}",
-                        f"{fix}, then run again")
+        fix = (
+            f"let DuckDB download {name} once (it needs the network: INSTALL {name}), or remove it from "
+            f"{profile.name}.outputs.{profile.target}.extensions in {profiles}"
+        )
+    return ProfileError(
+        f"dbt's profile {profiles}: {where} does not work with DuckDB: {problem.error}", f"{fix}, then run again"
+    )
 
 
 def database_name_problem(path: Path) -> str | None:
@@ -161,5 +189,7 @@ def database_name_problem(path: Path) -> str | None:
     bad = [c for c in UNQUOTABLE if c in path.stem]
     if not bad:
         return None
-    return (f"the database file name {path.name} holds {' and '.join(repr(c) for c in bad)}: dbt-duckdb names its "
-            f"catalog after the file and cannot quote it")
+    return (
+        f"the database file name {path.name} holds {' and '.join(repr(c) for c in bad)}: dbt-duckdb names its "
+        f"catalog after the file and cannot quote it"
+    )

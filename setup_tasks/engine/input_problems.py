@@ -31,8 +31,10 @@ class InputProblems:
             path = self.ctx.project_dir / node.path
             encoding = not_utf8(path)
             if encoding:
-                return (f"seed {node.name}: {path} is not UTF-8 text ({encoding}) -- fix: save {node.path} with UTF-8 "
-                        "encoding (it looks like Latin-1 or Windows-1252 text)")
+                return (
+                    f"seed {node.name}: {path} is not UTF-8 text ({encoding}) -- fix: save {node.path} with UTF-8 "
+                    "encoding (it looks like Latin-1 or Windows-1252 text)"
+                )
         for parent in self.definitions.graph.built_parents(uid):
             source = self.definitions.node(parent)
             if source.resource_type == "source" and source.external_location:
@@ -51,8 +53,14 @@ class InputProblems:
         delimiter = node.config.get("delimiter")
         delimiter = "," if delimiter is None else str(delimiter)
         problem = first_ragged_row(self.ctx.project_dir / node.path, delimiter) if len(delimiter) == 1 else None
-        return (f"seed {node.name}: malformed CSV {self.ctx.project_dir / node.path} {problem} -- fix: correct that row "
-                "(every row needs the header's number of fields)") if problem else None
+        return (
+            (
+                f"seed {node.name}: malformed CSV {self.ctx.project_dir / node.path} {problem} -- fix: correct "
+                "that row (every row needs the header's number of fields)"
+            )
+            if problem
+            else None
+        )
 
     def seed_load_problem(self, uid: str) -> str | None:
         """Why loading the seed as dbt-duckdb loads it would fail now (tried in a database in memory, the way
@@ -63,7 +71,10 @@ class InputProblems:
         message = direct_build.dry_run_seed(node, self.ctx.project_dir / node.path)
         if message is None:
             return None
-        return self.malformed_seed(uid) or f"seed {node.name}: {node.path} does not load: {message} -- fix: correct {node.path}"
+        return (
+            self.malformed_seed(uid)
+            or f"seed {node.name}: {node.path} does not load: {message} -- fix: correct {node.path}"
+        )
 
     def _external_input_problem(self, source: Node) -> str | None:
         location = source.external_location or ""
@@ -71,20 +82,30 @@ class InputProblems:
         census = Path(self.settings.census.path)
         problem = sql_path_problem(census)
         if problem and any(p.resolve() == census.resolve() for p in paths):
-            return CensusError(f"census path {census} {problem}",
-                               "rename or move the file so that its path has none of ' ( ) { }, and set census.path "
-                               "(or CENSUS_PATH) to it").one_line()
+            return CensusError(
+                f"census path {census} {problem}",
+                "rename or move the file so that its path has none of ' ( ) { }, and set census.path "
+                "(or CENSUS_PATH) to it",
+            ).one_line()
         if "(" not in location and not location.startswith("'") and "'" in location:
-            return CensusError(f"input location {location} of source {source.name} {sql_path_problem(location)}",
-                               "rename or move the file so that its path has no quote").one_line()
+            return CensusError(
+                f"input location {location} of source {source.name} {sql_path_problem(location)}",
+                "rename or move the file so that its path has no quote",
+            ).one_line()
         missing = [p for p in paths if not p.exists()]
         if not paths or missing:
             where = missing[0] if missing else location
             census = Path(self.settings.census.path)
             if missing and missing[0].resolve() == census.resolve():
-                err = CensusError(f"census file {census} does not exist", "run `doit census` to generate one, or set census.path / CENSUS_PATH to your file")
+                err = CensusError(
+                    f"census file {census} does not exist",
+                    "run `doit census` to generate one, or set census.path / CENSUS_PATH to your file",
+                )
             else:
-                err = CensusError(f"input file {where} of source {source.name} does not exist", "create it or fix the source's external_location")
+                err = CensusError(
+                    f"input file {where} of source {source.name} does not exist",
+                    "create it or fix the source's external_location",
+                )
             return err.one_line()
         return self._census_columns_problem(paths)
 
@@ -99,7 +120,10 @@ class InputProblems:
         except CensusError as err:
             return err.one_line()
         except Exception as exc:  # unreadable parquet: name the file, keep the cause
-            return CensusError(f"census file {census} cannot be read: {exc}", "replace it with a valid parquet file or run `doit census`").one_line()
+            return CensusError(
+                f"census file {census} cannot be read: {exc}",
+                "replace it with a valid parquet file or run `doit census`",
+            ).one_line()
         if problem is not None:
             return problem.one_line()
         missing = [c for c in self.settings.validation.census_required_columns if c not in info.columns]

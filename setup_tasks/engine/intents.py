@@ -31,9 +31,12 @@ class WriteIntents:
         run killed at any instant leaves nothing a later run does not know of, and a table
         nothing writes any more (a test that stopped storing failures) is dropped as a leftover."""
         relations = {
-            n.unique_id: [key[:2] + (key[2] + suffix,) for suffix in
-                          (DBT_INTERMEDIATES if n.resource_type != "test" else ("",))]
-            for n in nodes if n.relation is not None for key in [n.relation.key()]
+            n.unique_id: [
+                key[:2] + (key[2] + suffix,) for suffix in (DBT_INTERMEDIATES if n.resource_type != "test" else ("",))
+            ]
+            for n in nodes
+            if n.relation is not None
+            for key in [n.relation.key()]
         }
         if not relations:
             return
@@ -45,8 +48,11 @@ class WriteIntents:
         """Rename the existing relation of each node whose materialization reads it (seeds, incremental and
         custom materializations) to its ``__setup_prev`` name, as if it was not there: what a fresh build
         sees. Returns node -> the relation moved aside."""
-        wanted = {n.unique_id: n.relation.key() for n in nodes
-                  if n.relation is not None and n.materialized not in FRESH_MATERIALIZATIONS}
+        wanted = {
+            n.unique_id: n.relation.key()
+            for n in nodes
+            if n.relation is not None and n.materialized not in FRESH_MATERIALIZATIONS
+        }
         if not wanted:
             return {}
         self.records.set_aside(wanted.values(), True)  # first: a run killed from here on leaves them known

@@ -75,9 +75,14 @@ class KeptSql:
         if not isinstance(entries, dict):
             discarded(path, "wrong shape or another version")
             return
-        self.nodes = {uid: entry for uid, entry in entries.items()
-                      if isinstance(entry, dict) and isinstance(entry.get("key"), str)
-                      and isinstance(entry.get("sql"), (str, type(None))) and isinstance(entry.get("reads"), list)}
+        self.nodes = {
+            uid: entry
+            for uid, entry in entries.items()
+            if isinstance(entry, dict)
+            and isinstance(entry.get("key"), str)
+            and isinstance(entry.get("sql"), (str, type(None)))
+            and isinstance(entry.get("reads"), list)
+        }
         self.env = {str(name) for name in stored.get("env") or () if isinstance(name, str)}
 
     def get(self, uid: str, key: str) -> Compiled | None:
@@ -107,8 +112,9 @@ class KeptSql:
         """Best effort: a lost entry costs a compile of its node, never a wrong result."""
         if not self.dirty:
             return
-        payload = json.dumps({"version": KEPT_VERSION, "nodes": self.nodes, "env": sorted(self.env)},
-                             sort_keys=True).encode()
+        payload = json.dumps(
+            {"version": KEPT_VERSION, "nodes": self.nodes, "env": sorted(self.env)}, sort_keys=True
+        ).encode()
         try:
             write_bytes_atomic(self.path, seal(KEPT_PURPOSE, payload))
             self.dirty = False

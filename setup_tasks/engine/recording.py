@@ -38,17 +38,29 @@ class BuildRecorder:
         """The node's outcome in this run; a success also writes its build record (durably, now)."""
         with self._lock:
             if outcome.ok:
-                built = {u: rec.fingerprint for u, o in self.run.outcomes.items() if o.ok and (rec := self.records.get(u))}
+                built = {
+                    u: rec.fingerprint for u, o in self.run.outcomes.items() if o.ok and (rec := self.records.get(u))
+                }
                 fp = self.view.staleness.rebuilt(outcome.unique_id, built)
                 relation = self.view.node(outcome.unique_id).relation
                 try:
                     self.records.put(
                         outcome.unique_id,
-                        BuildRecord(fp.digest, dict(fp.parts), time.time(), outcome.seconds, self.run.build_id, outcome.rows,
-                                    relation=relation.key() if relation is not None else None, project=self.view.project),
+                        BuildRecord(
+                            fp.digest,
+                            dict(fp.parts),
+                            time.time(),
+                            outcome.seconds,
+                            self.run.build_id,
+                            outcome.rows,
+                            relation=relation.key() if relation is not None else None,
+                            project=self.view.project,
+                        ),
                     )
                 except WriteError as err:  # the table is built; without its record the next run builds it again
-                    outcome = Outcome(outcome.unique_id, "error", f"built, but {err.one_line()}", outcome.seconds, outcome.rows)
+                    outcome = Outcome(
+                        outcome.unique_id, "error", f"built, but {err.one_line()}", outcome.seconds, outcome.rows
+                    )
             self.run.outcomes[outcome.unique_id] = outcome
         self.events.emit("node", {"unique_id": outcome.unique_id, "outcome": outcome})
 
@@ -73,8 +85,11 @@ class BuildRecorder:
             message = self.view.gate(result.unique_id, failing) or message
         if status == "error":
             uid = result.unique_id
-            message = self.unbuilt_input(uid, result.message) or self.view.inputs.malformed_seed(uid) or explain(
-                self.failure(uid, result.message), self.view.ctx, self.view.db_path)
+            message = (
+                self.unbuilt_input(uid, result.message)
+                or self.view.inputs.malformed_seed(uid)
+                or explain(self.failure(uid, result.message), self.view.ctx, self.view.db_path)
+            )
         self.set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 
     def note_checked(self, status: NodeStatus) -> None:
@@ -101,13 +116,22 @@ class BuildRecorder:
                     seen.add(parent)
                     queue.append(parent)
                     upstream += [parent] if view.node(parent).resource_type == "seed" else []
-        return NodeFailure(view.label(uid), node.path, message,
-                           self.seed_file(node) if node.resource_type == "seed" else None,
-                           tuple(self.seed_file(view.node(u)) for u in upstream))
+        return NodeFailure(
+            view.label(uid),
+            node.path,
+            message,
+            self.seed_file(node) if node.resource_type == "seed" else None,
+            tuple(self.seed_file(view.node(u)) for u in upstream),
+        )
 
     def seed_file(self, node: Node) -> SeedFile:
-        return SeedFile(node.name, str(node.path), self.view.ctx.project_dir / str(node.path),
-                        node.config.get("delimiter") or ",", dict(node.config.get("column_types") or {}))
+        return SeedFile(
+            node.name,
+            str(node.path),
+            self.view.ctx.project_dir / str(node.path),
+            node.config.get("delimiter") or ",",
+            dict(node.config.get("column_types") or {}),
+        )
 
     def unbuilt_input(self, uid: str, dbt_message: str) -> str | None:
         """A node that failed reading a table another node builds and has not (yet), in one line
@@ -122,9 +146,11 @@ class BuildRecorder:
         outcome = view.run.outcomes.get(builder)
         if outcome is not None and not outcome.ok:
             return f"{failed} -- fix: {view.label(builder)} builds that table and failed in this run: fix it first"
-        return (f"{failed} -- fix: {view.label(builder)} builds {match['table']}, and {node.name} does not read it "
-                f"through ref(): write {{{{ ref('{view.node(builder).name}') }}}} in {node.path}, so setup builds "
-                f"{view.label(builder)} first")
+        return (
+            f"{failed} -- fix: {view.label(builder)} builds {match['table']}, and {node.name} does not read it "
+            f"through ref(): write {{{{ ref('{view.node(builder).name}') }}}} in {node.path}, so setup builds "
+            f"{view.label(builder)} first"
+        )
 
     # -- once a batch is built ---------------------------------------------------------------------
 
@@ -153,12 +179,20 @@ class BuildRecorder:
         tainted = view.graph.descendants(changed) & set(built) | (set(changed) & set(built))
         marks = {uid: {part: CHANGED_DURING_BUILD for part in changed.get(uid, ())} for uid in tainted}
         for uid in tainted:
-            marks[uid].update({f"upstream:{p}": CHANGED_DURING_BUILD for p in view.graph.parents(uid) if p in changed or p in tainted})
+            marks[uid].update(
+                {f"upstream:{p}": CHANGED_DURING_BUILD for p in view.graph.parents(uid) if p in changed or p in tainted}
+            )
         self.records.taint(marks, CHANGED_DURING_BUILD)
         self.view.staleness.invalidate()  # their readers read nothing current either
         for uid, parts in sorted(changed.items()):
             files = ", ".join(part.partition(":")[2] for part in parts)
-            self.events.emit("warning", {"message": f"{view.label(uid)}: {files} changed while it was being built; the next setup builds it again"})
+            self.events.emit(
+                "warning",
+                {
+                    "message": f"{view.label(uid)}: {files} changed while it was being built; "
+                    "the next setup builds it again"
+                },
+            )
 
     def _input_changed(self, part: str) -> bool:
         kind, _, what = part.partition(":")

@@ -33,7 +33,9 @@ class Retirement:
             dropped = [str(rel) for rel in result.dropped]
             for rel, message in sorted(result.failed.items(), key=lambda item: item[0].key):
                 retired.discard(leftovers[rel.key])
-                self.events.emit("warning", {"message": f"cannot drop {view.leftover_label(leftovers[rel.key], rel.key)}: {message}"})
+                self.events.emit(
+                    "warning", {"message": f"cannot drop {view.leftover_label(leftovers[rel.key], rel.key)}: {message}"}
+                )
         if retired:
             view.records.drop(sorted(retired))
         self._drop_empty_schemas()

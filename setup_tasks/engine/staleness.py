@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Protocol
 
 from ..errors import SetupError
-from ..project.fingerprints import (CHANGED_DURING_BUILD, CONTENT_PREFIX, FileHasher, Fingerprint, FingerprintCalculator,
-                                    digest_of, explain)
+from ..project.fingerprints import (
+    CHANGED_DURING_BUILD,
+    CONTENT_PREFIX,
+    FileHasher,
+    Fingerprint,
+    FingerprintCalculator,
+    digest_of,
+    explain,
+)
 from ..project.manifest import Node
 from ..store.records import ASIDE_SUFFIX, BuildRecords
 from .contents import ContentsView, Key
@@ -60,9 +67,15 @@ class CompiledParts(Protocol):
 class Staleness:
     """Fingerprints of every tracked node, and each node's status against its build record."""
 
-    def __init__(self, definitions: Definitions, contents: ContentsView, records: BuildRecords,
-                 hasher: FileHasher, expected: Callable[[], Mapping[Path, str]] = dict,
-                 compiled: CompiledParts | None = None) -> None:
+    def __init__(
+        self,
+        definitions: Definitions,
+        contents: ContentsView,
+        records: BuildRecords,
+        hasher: FileHasher,
+        expected: Callable[[], Mapping[Path, str]] = dict,
+        compiled: CompiledParts | None = None,
+    ) -> None:
         self.definitions = definitions
         self.contents = contents
         self.records = records
@@ -112,8 +125,14 @@ class Staleness:
             record = self.records.get(uid) if uid in built else None
             if record is None:
                 continue
-            parts = {**record.parts, **{key: value for key, value in fingerprint.parts.items() if key.startswith("upstream:")
-                                        and record.parts.get(key, value) != CHANGED_DURING_BUILD}}
+            parts = {
+                **record.parts,
+                **{
+                    key: value
+                    for key, value in fingerprint.parts.items()
+                    if key.startswith("upstream:") and record.parts.get(key, value) != CHANGED_DURING_BUILD
+                },
+            }
             if parts != record.parts:
                 self.records.amend({uid: (digest_of(parts), parts)})
         self._fingerprints = result
@@ -137,8 +156,12 @@ class Staleness:
         if self._status_for(uid, Fingerprint(record.fingerprint, record.parts)).stale:
             return None  # stale for another reason too (forgotten, edited outside setup, interrupted)
         changed = {k for k in {*record.parts, *current.parts} if record.parts.get(k) != current.parts.get(k)}
-        if not changed or any(not k.startswith("upstream:") or current.parts.get(k, CONTENT_PREFIX).startswith(CONTENT_PREFIX)
-                              or not record.parts.get(k, "").startswith(CONTENT_PREFIX) for k in changed):
+        if not changed or any(
+            not k.startswith("upstream:")
+            or current.parts.get(k, CONTENT_PREFIX).startswith(CONTENT_PREFIX)
+            or not record.parts.get(k, "").startswith(CONTENT_PREFIX)
+            for k in changed
+        ):
             return None
         return {k.partition(":")[2] for k in changed}
 
@@ -156,13 +179,20 @@ class Staleness:
         calculator = self._calculator(*self._inputs)
         calculator.settled = None
         parts = calculator.parts(self.definitions.node(uid), known)
-        parts.update({f"upstream:{p}": current.parts[f"upstream:{p}"] for p in parents
-                      if p not in built and f"upstream:{p}" in current.parts})
+        parts.update(
+            {
+                f"upstream:{p}": current.parts[f"upstream:{p}"]
+                for p in parents
+                if p not in built and f"upstream:{p}" in current.parts
+            }
+        )
         return Fingerprint(digest_of(parts), parts)
 
     def unknown_sql(self) -> list[str]:
         """Nodes whose ``sql`` part is unknown (dbt has not compiled them under their current key)."""
-        return sorted(u for u, fp in (self._fingerprints or {}).items() if fp.parts.get("sql", "").startswith("unknown:"))
+        return sorted(
+            u for u, fp in (self._fingerprints or {}).items() if fp.parts.get("sql", "").startswith("unknown:")
+        )
 
     def refresh_compiled(self) -> list[str]:
         """dbt compiled (built or tested) nodes whose ``sql`` part was unknown: fingerprints say what it
@@ -175,11 +205,20 @@ class Staleness:
     def _calculator(self, sources: Mapping[Key, str], expected: Mapping[Path, str]) -> FingerprintCalculator:
         defs, compiled = self.definitions, self.compiled
         return FingerprintCalculator(
-            defs.manifest, defs.graph, defs.ctx.project_dir, defs.variables(), self.hasher, sources,
-            environ=defs.ctx.environ(), expected=expected, cwd=defs.ctx.cwd, readers=defs.reader_paths,
+            defs.manifest,
+            defs.graph,
+            defs.ctx.project_dir,
+            defs.variables(),
+            self.hasher,
+            sources,
+            environ=defs.ctx.environ(),
+            expected=expected,
+            cwd=defs.ctx.cwd,
+            readers=defs.reader_paths,
             compiled=compiled.part if compiled is not None else None,
             build_context=compiled.build_context() if compiled is not None else "",
-            compiled_sql=compiled.compiled_sql if compiled is not None else None, settled=self.settled,
+            compiled_sql=compiled.compiled_sql if compiled is not None else None,
+            settled=self.settled,
         )
 
     def invalidate(self) -> None:
@@ -236,9 +275,16 @@ class Staleness:
         wanted = None if scope is None else set(scope)
         retired = self.retired_nodes()
         found: dict[Key, str] = {}
-        aside = {(k[0], k[1], k[2] + ASIDE_SUFFIX) for k in self.records.aside}  # put back or dropped first, not retired
+        aside = {
+            (k[0], k[1], k[2] + ASIDE_SUFFIX) for k in self.records.aside
+        }  # put back or dropped first, not retired
         for uid, key in self.records.relations():
-            if key not in claimed and key not in aside and key in tables and (uid in retired or wanted is None or uid in wanted):
+            if (
+                key not in claimed
+                and key not in aside
+                and key in tables
+                and (uid in retired or wanted is None or uid in wanted)
+            ):
                 found.setdefault(key, uid)
         return found
 
@@ -264,7 +310,10 @@ class Staleness:
         contents = self.contents.get()
         nodes = self.definitions.manifest.nodes.values()
         used = {key[:2] for key in contents.tables} | {
-            n.relation.key()[:2] for n in nodes if n.is_buildable and n.relation is not None}
+            n.relation.key()[:2] for n in nodes if n.is_buildable and n.relation is not None
+        }
         created = sorted(s for s in self.records.schemas if s[1] != "main")
-        return ([s for s in created if s in contents.schemas and s not in used],
-                [s for s in created if s not in contents.schemas])
+        return (
+            [s for s in created if s in contents.schemas and s not in used],
+            [s for s in created if s not in contents.schemas],
+        )

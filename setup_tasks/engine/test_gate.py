@@ -52,8 +52,11 @@ class TestOutcomes:
     @classmethod
     def load(cls, path: Path) -> "TestOutcomes":
         stored = read_json(path, {}, version=OUTCOMES_VERSION).get("tests") or {}
-        outcomes = {uid: TestOutcome(str(entry["status"]), str(entry["state"])) for uid, entry in stored.items()
-                    if isinstance(entry, dict) and isinstance(entry.get("status"), str) and isinstance(entry.get("state"), str)}
+        outcomes = {
+            uid: TestOutcome(str(entry["status"]), str(entry["state"]))
+            for uid, entry in stored.items()
+            if isinstance(entry, dict) and isinstance(entry.get("status"), str) and isinstance(entry.get("state"), str)
+        }
         if len(outcomes) < len(stored):
             discarded(path, f"{len(stored) - len(outcomes)} entries of the wrong shape")
         return cls(path, outcomes)
@@ -74,8 +77,13 @@ class TestOutcomes:
         if not self.dirty:
             return
         try:
-            write_json_atomic(self.path, {"version": OUTCOMES_VERSION,
-                                          "tests": {u: {"status": o.status, "state": o.state} for u, o in self.outcomes.items()}})
+            write_json_atomic(
+                self.path,
+                {
+                    "version": OUTCOMES_VERSION,
+                    "tests": {u: {"status": o.status, "state": o.state} for u, o in self.outcomes.items()},
+                },
+            )
             self.dirty = False
         except OSError:
             pass

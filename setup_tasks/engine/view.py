@@ -36,15 +36,23 @@ from .test_gate import OUTCOMES_FILE, TestOutcomes, gating_tests
 
 # doit's state (watched by its own rule: see cli.witnessing) and caches, which cost time, never correctness.
 CACHE_STATE = ("doit.sqlite", "file_hashes.json", "db_contents.json")
-DATABASE_NAME_FIX = ("set database.path (or DUCKDB_PATH) to a file named with letters, digits and underscores, "
-                     "e.g. simulation.duckdb")
+DATABASE_NAME_FIX = (
+    "set database.path (or DUCKDB_PATH) to a file named with letters, digits and underscores, e.g. simulation.duckdb"
+)
 
 
 class StateView:
     """Answers what exists and what is stale (and why) for one project's nodes in one database; changes nothing."""
 
-    def __init__(self, settings: Settings, ctx: DbtContext, definitions: Definitions, db: Database, run: RunState,
-                 compile_with_dbt: CompileWithDbt) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ctx: DbtContext,
+        definitions: Definitions,
+        db: Database,
+        run: RunState,
+        compile_with_dbt: CompileWithDbt,
+    ) -> None:
         self.settings, self.ctx, self.definitions, self.db, self.run = settings, ctx, definitions, db, run
         self.manifest, self.graph = definitions.manifest, definitions.graph
         # Nodes that get a task: what setup builds and what the foundation needs.
@@ -61,13 +69,16 @@ class StateView:
         # Each test's last outcome with the state of its inputs: a stored failure still gates (test_gate).
         self.test_outcomes = TestOutcomes.load(state_dir / OUTCOMES_FILE)
         self.contents = ContentsView(db, self.lock, state_dir / "db_contents.json", self._signed_keys)
-        self.census = CensusOwner(settings, definitions, self.hasher, WrittenFiles.load(settings.state_dir / "census.json"))
+        self.census = CensusOwner(
+            settings, definitions, self.hasher, WrittenFiles.load(settings.state_dir / "census.json")
+        )
         # SQL dbt compiled for models and tests, by compile key (kept_sql): their ``sql`` fingerprint
         # part, and what setup builds and tests without dbt.
         self.kept_sql = KeptSql(definitions.manifest_path.parent / KEPT_FILE)
         self.compiling = Compiling(definitions, self.kept_sql, run.build_id, compile_with_dbt)
-        self.staleness = Staleness(definitions, self.contents, self.records, self.hasher, self.census.expected,
-                                   self.compiling)
+        self.staleness = Staleness(
+            definitions, self.contents, self.records, self.hasher, self.census.expected, self.compiling
+        )
         self.inputs = InputProblems(settings, ctx, definitions)
 
     # -- the project's nodes -------------------------------------------------------------------
@@ -85,8 +96,11 @@ class StateView:
         return self.definitions.reads_census(uid)
 
     def _signed_keys(self) -> list[Key]:
-        return [self.node(u).relation.key() for u in self.definitions.tracked()  # type: ignore[union-attr]  # node(u).relation checked in the condition
-                if self.node(u).relation and self.node(u).resource_type != "test"]
+        return [
+            relation.key()
+            for u in self.definitions.tracked()
+            if (relation := self.node(u).relation) is not None and self.node(u).resource_type != "test"
+        ]
 
     def database_contents(self, live: bool = False) -> DatabaseContents:
         """What the database holds (``live``: open it even when the saved copy is current)."""
@@ -100,14 +114,24 @@ class StateView:
         the configuration, the dbt project and profile, seeds, the census and other external files,
         the database file and its WAL, this project's records, the user's key."""
         settings, ctx = self.settings, self.ctx
-        paths = [*watched_project_paths(ctx.project_dir), ctx.profiles_dir / "profiles.yml",
-                 *(folder / "profiles.yml" for folder in ctx.profiles_searched),  # one appearing earlier wins
-                 Path.home() / ".dbt" / "profiles.yml", settings.root / "setup.yaml", settings.root / "dbt_project.yml"]
+        paths = [
+            *watched_project_paths(ctx.project_dir),
+            ctx.profiles_dir / "profiles.yml",
+            *(folder / "profiles.yml" for folder in ctx.profiles_searched),  # one appearing earlier wins
+            Path.home() / ".dbt" / "profiles.yml",
+            settings.root / "setup.yaml",
+            settings.root / "dbt_project.yml",
+        ]
         if settings.source is not None:
             paths.append(settings.source)
         paths += self.hasher.hashed_paths()  # seeds, the census, external files
-        paths += [settings.census.path, self.db_path, Path(f"{self.db_path}.wal"), key_path(),
-                  settings.state_dir / "census.json"]
+        paths += [
+            settings.census.path,
+            self.db_path,
+            Path(f"{self.db_path}.wal"),
+            key_path(),
+            settings.state_dir / "census.json",
+        ]
         paths += [self.state_dir / name for name in PROJECT_STATE if name not in CACHE_STATE]
         for uid in self.definitions.tracked():
             node = self.node(uid)
@@ -138,9 +162,13 @@ class StateView:
 
     def stored_failures(self) -> list[str]:
         """Tests whose last outcome failed with severity error, on inputs still as they were."""
-        return sorted(uid for uid, outcome in self.test_outcomes.outcomes.items()
-                      if uid in self.manifest.nodes and outcome.blocks(self.node(uid))
-                      and self.test_outcomes.current(uid, self.test_state(uid)) is not None)
+        return sorted(
+            uid
+            for uid, outcome in self.test_outcomes.outcomes.items()
+            if uid in self.manifest.nodes
+            and outcome.blocks(self.node(uid))
+            and self.test_outcomes.current(uid, self.test_state(uid)) is not None
+        )
 
     def gate(self, uid: str, failing: Iterable[str]) -> str | None:
         """Why `dbt build` would not build ``uid`` after the ``failing`` tests failed (it waits for each
@@ -148,8 +176,10 @@ class StateView:
         found = gating_tests(self.graph, self.manifest.nodes, uid, failing)
         if not found:
             return None
-        return (f"not built: test {self.node(found[0]).name} failed (`dbt build` builds nothing downstream "
-                f"of a failing test)")
+        return (
+            f"not built: test {self.node(found[0]).name} failed (`dbt build` builds nothing downstream "
+            f"of a failing test)"
+        )
 
     # -- tables no node builds any more, and tables other projects built --------------------------
 
@@ -158,7 +188,9 @@ class StateView:
         (or unsettled intent) claims: another project may build the same table, and built it last."""
         found = self.staleness.leftover_tables(scope)
         claimed = self.claims() if found else {}  # other projects' records are read only when it matters
-        return {key: uid for key, uid in found.items() if all(project == self.project for project in claimed.get(key, {}))}
+        return {
+            key: uid for key, uid in found.items() if all(project == self.project for project in claimed.get(key, {}))
+        }
 
     def leftover_label(self, uid: str, key: Key) -> str:
         return self.staleness.leftover_label(uid, key)
@@ -183,7 +215,11 @@ class StateView:
 
     def built_by_others(self) -> set[Key]:
         """Tables another project built last (by the build records): never this project's to drop."""
-        return {key for key, by in self.claims().items() if max(by, key=lambda p: (by[p], p == self.project)) != self.project}
+        return {
+            key
+            for key, by in self.claims().items()
+            if max(by, key=lambda p: (by[p], p == self.project)) != self.project
+        }
 
     def other_projects_tables(self) -> dict[str, list[Key]]:
         """Tables of this database that other dbt projects built, by project: kept, never retired here."""

@@ -27,7 +27,8 @@ def forget(engine: Engine, dropped: Iterable[DbRelation], forget_task: ForgetTas
     keys = {rel.key for rel in dropped}
     names = task_names(engine, translator)
     uids = sorted(
-        uid for uid in names
+        uid
+        for uid in names
         if engine.node(uid).relation is not None and engine.node(uid).relation.key() in keys  # type: ignore[union-attr]  # relation checked in the condition
     )
     engine.records.drop(uids)
@@ -47,8 +48,9 @@ def drop_failure(result: DropResult) -> DatabaseError | None:
     )
 
 
-def clear_matching(engine: Engine, wanted: Callable[[DbRelation], bool], forget_task: ForgetTask,
-                   translator: Translator) -> tuple[list[str], list[str]]:
+def clear_matching(
+    engine: Engine, wanted: Callable[[DbRelation], bool], forget_task: ForgetTask, translator: Translator
+) -> tuple[list[str], list[str]]:
     """Drop the wanted relations and forget their builds; returns (dropped, forgotten tasks).
 
     Builds of tables that were dropped are forgotten even when another drop failed.
@@ -64,7 +66,9 @@ def clear_matching(engine: Engine, wanted: Callable[[DbRelation], bool], forget_
 def clear(engine: Engine, forget_task: ForgetTask, translator: Translator) -> tuple[list[str], list[str]]:
     """`doit clear`: every table and view the patterns match, but those another project built last."""
     options, theirs = engine.settings.setup, engine.built_by_others()
-    return clear_matching(engine, lambda rel: options.matches(rel.name) and rel.key not in theirs, forget_task, translator)
+    return clear_matching(
+        engine, lambda rel: options.matches(rel.name) and rel.key not in theirs, forget_task, translator
+    )
 
 
 def clear_derived_tables(engine: Engine, forget_task: ForgetTask, translator: Translator) -> list[str]:
@@ -80,5 +84,6 @@ def clear_derived_tables(engine: Engine, forget_task: ForgetTask, translator: Tr
     built = {engine.node(u).relation.key() for u in engine.setup_nodes if engine.node(u).relation is not None}  # type: ignore[union-attr]  # relation checked in the condition
     built |= {key for keys in engine.other_projects_tables().values() for key in keys}
     options = engine.settings.setup
-    return clear_matching(engine, lambda rel: options.matches(rel.name) and rel.key not in built,
-                          forget_task, translator)[0]
+    return clear_matching(
+        engine, lambda rel: options.matches(rel.name) and rel.key not in built, forget_task, translator
+    )[0]

@@ -63,7 +63,9 @@ class Diagram:
         ]
         for node in self.nodes:
             label = dot_text(node.name) + (f"\\n{dot_text(node.note)}" if node.note else "")
-            lines.append(f'  {ids[node.name]} [label="{label}", fillcolor="{STYLES[node.state][1]}", class="{node.state}"];')
+            lines.append(
+                f'  {ids[node.name]} [label="{label}", fillcolor="{STYLES[node.state][1]}", class="{node.state}"];'
+            )
         lines += [f"  {ids[a]} -> {ids[b]};" for a, b in self.edges]
         return "\n".join(lines) + "\n}\n"
 
@@ -100,8 +102,12 @@ def node_state(status: NodeStatus | None) -> tuple[str, str]:
     return ("stale", status.reason) if status.stale else ("fresh", "")
 
 
-def setup_diagram(engine: Engine, statuses: Mapping[str, NodeStatus], translator: Translator,
-                  validations: Iterable[Mapping[str, Any]] = ()) -> Diagram:
+def setup_diagram(
+    engine: Engine,
+    statuses: Mapping[str, NodeStatus],
+    translator: Translator,
+    validations: Iterable[Mapping[str, Any]] = (),
+) -> Diagram:
     """The setup nodes, their sources and the validation tasks, with staleness from ``statuses``.
 
     ``validations`` are the check tasks: ``{"name": ..., "task_dep": [...]}``.

@@ -36,7 +36,17 @@ def history_entry(report: Mapping[str, Any]) -> dict[str, Any]:
         # A result reused from an earlier run (up_to_date) took no time in this one.
         if isinstance(check.get("seconds"), (int, float)) and not check.get("up_to_date"):
             steps[name if name.startswith("validate:") else f"validate:{name}"] = round(check["seconds"], 3)
-    keys = ("run_id", "started", "ended", "seconds", "exit_code", "interrupted", "config_digest", "counts", "dbt_invocations")
+    keys = (
+        "run_id",
+        "started",
+        "ended",
+        "seconds",
+        "exit_code",
+        "interrupted",
+        "config_digest",
+        "counts",
+        "dbt_invocations",
+    )
     return {
         **{k: report[k] for k in keys},
         "tally": report.get("tally"),

@@ -1,4 +1,5 @@
-"""`python -m setup_tasks init`: set up a team's dbt repository, a dodo.py and a commented setup.yaml where the team runs dbt.
+"""`python -m setup_tasks init`: set up a team's dbt repository, a dodo.py and a commented setup.yaml where the team
+runs dbt.
 
 init reads files only: it neither runs dbt nor opens a database, so it works before
 `dbt deps` and without a profile. It only ever creates its two files, both or neither, and
@@ -40,17 +41,33 @@ from ..validation.framework import REGISTRY
 PROJECT_FILE = "dbt_project.yml"
 DODO_NAME = "dodo.py"
 SEARCH_DEPTH = 3
-SKIPPED_FOLDERS: AbstractSet[str] = {"target", "dbt_packages", "logs", "venv", "node_modules", "site-packages", "__pycache__"}
+SKIPPED_FOLDERS: AbstractSet[str] = {
+    "target",
+    "dbt_packages",
+    "logs",
+    "venv",
+    "node_modules",
+    "site-packages",
+    "__pycache__",
+}
 NODE_KINDS = ("seed", "model", "snapshot")  # what `dbt build` materialises
 DODO_LINES = ("from setup_tasks.cli import dodo_namespace", "globals().update(dodo_namespace(__file__))")
 DODO_TEXT = (
     "# planwise-setup tasks for this dbt project: `doit list` shows them, `doit setup` builds what is stale.\n"
-    + "\n".join(DODO_LINES) + "\n"
+    + "\n".join(DODO_LINES)
+    + "\n"
 )
 # What setup (and dbt, for it) writes beside the project that no repository wants: its state, run
 # reports, graphs, dbt's target and log folders, Python's bytecode of dodo.py.
-IGNORED = (".planwise/", "*.setup_report.json", "*.setup_history.jsonl", "*.setup_graph.*", "target/", "logs/",
-           "__pycache__/")
+IGNORED = (
+    ".planwise/",
+    "*.setup_report.json",
+    "*.setup_history.jsonl",
+    "*.setup_graph.*",
+    "target/",
+    "logs/",
+    "__pycache__/",
+)
 DEFAULT_CENSUS = str(default_of("census.path"))
 
 
@@ -199,11 +216,15 @@ def find_project(directory: Path) -> Path:
         return directory
     found = list(_candidates(directory, SEARCH_DEPTH))
     if not found:
-        raise SetupError(f"init: no {PROJECT_FILE} in {directory} or below",
-                         "run init in your dbt project's folder (python -m setup_tasks init PATH)")
+        raise SetupError(
+            f"init: no {PROJECT_FILE} in {directory} or below",
+            "run init in your dbt project's folder (python -m setup_tasks init PATH)",
+        )
     if len(found) > 1:
-        raise SetupError(f"init: several dbt projects below {directory}: {', '.join(str(p) for p in found)}",
-                         "run init in one of them (python -m setup_tasks init PATH)")
+        raise SetupError(
+            f"init: several dbt projects below {directory}: {', '.join(str(p) for p in found)}",
+            "run init in one of them (python -m setup_tasks init PATH)",
+        )
     return found[0]
 
 
@@ -226,27 +247,36 @@ def _profile_place(scan: ProjectScan) -> str:
 def census_lines(scan: ProjectScan) -> list[str]:
     """The census section: decided by what the project has (its census var, its seeds), not its folders."""
     if not scan.reads_census:
-        return ["census:",
-                f"  # No model of this project reads the PlanWise census ({CENSUS_VAR}): no synthetic census is generated.",
-                "  generate: false"]
+        return [
+            "census:",
+            f"  # No model of this project reads the PlanWise census ({CENSUS_VAR}): no synthetic census is generated.",
+            "  generate: false",
+        ]
     if scan.census_var is not None:
         value = scan.census_var
         absent = "{{" not in value and not (scan.runs_in / os.path.expanduser(value)).is_file()
-        return ["census:",
-                f"  # This project reads its own census: {value}",
-                f"  # ({CENSUS_VAR} in dbt_project.yml, relative to where dbt runs). setup uses that file as is,",
-                "  # never generates one, and passes dbt no census path of its own.",
-                *(["  # It is not there yet: put the file there before `doit setup`."] if absent else []),
-                f"  # To read another file instead, set path (setup then passes it to dbt as {CENSUS_VAR}):",
-                f"  # path: {value}",
-                "  generate: false"]
+        return [
+            "census:",
+            f"  # This project reads its own census: {value}",
+            f"  # ({CENSUS_VAR} in dbt_project.yml, relative to where dbt runs). setup uses that file as is,",
+            "  # never generates one, and passes dbt no census path of its own.",
+            *(["  # It is not there yet: put the file there before `doit setup`."] if absent else []),
+            f"  # To read another file instead, set path (setup then passes it to dbt as {CENSUS_VAR}):",
+            f"  # path: {value}",
+            "  generate: false",
+        ]
     if scan.generator_problem is not None:
-        return ["census:",
-                f"  # A model reads the census ({CENSUS_VAR}), but setup cannot generate one: {scan.generator_problem}.",
-                f"  # Put your census at {DEFAULT_CENSUS} (or set path to it) before `doit setup`.",
-                "  generate: false"]
-    return [f"# census: setup generates a synthetic census at {DEFAULT_CENSUS} (pay bands from seeds/{JOB_LEVELS_SEED}.csv)",
-            "# when that file is missing; a file of yours there (or at census.path) is used as is, never regenerated."]
+        return [
+            "census:",
+            f"  # A model reads the census ({CENSUS_VAR}), but setup cannot generate one: {scan.generator_problem}.",
+            f"  # Put your census at {DEFAULT_CENSUS} (or set path to it) before `doit setup`.",
+            "  generate: false",
+        ]
+    return [
+        f"# census: setup generates a synthetic census at {DEFAULT_CENSUS} (pay bands from "
+        f"seeds/{JOB_LEVELS_SEED}.csv)",
+        "# when that file is missing; a file of yours there (or at census.path) is used as is, never regenerated.",
+    ]
 
 
 def setup_yaml(scan: ProjectScan) -> str:
@@ -255,7 +285,8 @@ def setup_yaml(scan: ProjectScan) -> str:
     lines = [
         f"# planwise-setup configuration for the dbt project '{scan.name}', written by `python -m setup_tasks init`.",
         "# Every key is optional: `python -m setup_tasks.config --reference` lists them all with their defaults,",
-        f"# `python -m setup_tasks.config --check {DEFAULT_CONFIG_NAME}` checks this file. Relative paths resolve against",
+        f"# `python -m setup_tasks.config --check {DEFAULT_CONFIG_NAME}` checks this file. Relative paths resolve "
+        f"against",
         "# this file's directory.",
         "",
         f"# The database is the file dbt's profile '{scan.profile}' ({where}, its default target) writes:",
@@ -267,13 +298,16 @@ def setup_yaml(scan: ProjectScan) -> str:
         f"  project_dir: {os.path.relpath(scan.directory, scan.runs_in)}",
     ]
     if scan.runs_in != scan.directory:
-        lines.insert(-2, f"# dbt runs here, as `dbt build --project-dir {os.path.relpath(scan.directory, scan.runs_in)}`: "
-                         "profiles.yml and relative paths are found from this folder.")
+        lines.insert(
+            -2,
+            f"# dbt runs here, as `dbt build --project-dir {os.path.relpath(scan.directory, scan.runs_in)}`: "
+            "profiles.yml and relative paths are found from this folder.",
+        )
     if scan.planwise_shaped:
         lines += [
             "  # A PlanWise project: setup builds the seeds and the staging models (the simulation builds the",
             "  # marts), and `doit quick` the foundation models the simulation starts from (the defaults).",
-            f"  # setup_selection: \"{default_of('dbt.setup_selection')}\"",
+            f'  # setup_selection: "{default_of("dbt.setup_selection")}"',
         ]
     else:
         found = {"seed": scan.seeds, "model": scan.models, "snapshot": scan.snapshots}
@@ -284,11 +318,15 @@ def setup_yaml(scan: ProjectScan) -> str:
         example = " ".join(scan.models[:2]) or "my_model"
         lines += [
             f"  # Everything `dbt build` materialises (today {counts}; new files of these kinds are picked up"
-            + (f"; add resource_type:{' / resource_type:'.join(missing)} once the project has one)." if missing else ")."),
-            f"  setup_selection: \"{' '.join(f'resource_type:{kind}' for kind in kinds)}\"",
+            + (
+                f"; add resource_type:{' / resource_type:'.join(missing)} once the project has one)."
+                if missing
+                else ")."
+            ),
+            f'  setup_selection: "{" ".join(f"resource_type:{kind}" for kind in kinds)}"',
             "  # `doit quick` builds a foundation subset first; this project names none. To use it, list the models",
             "  # (dbt selection syntax), for example:",
-            f"  # foundation_selection: \"{example}\"",
+            f'  # foundation_selection: "{example}"',
         ]
     lines += ["", *census_lines(scan)]
     if not scan.planwise_shaped:
@@ -328,8 +366,14 @@ def not_ignored(directory: Path) -> list[str]:
     """Of ``IGNORED``, what no .gitignore of the project (its folder, or one above it in the repository)
     names yet; ``target/`` and ``logs/`` as dbt_project.yml names them."""
     project = read_project_yaml(directory) if (directory / "dbt_project.yml").is_file() else {}
-    wanted = [f"{str(project.get('target-path') or 'target').strip('/')}/" if p == "target/" else
-              f"{str(project.get('log-path') or 'logs').strip('/')}/" if p == "logs/" else p for p in IGNORED]
+    wanted = [
+        f"{str(project.get('target-path') or 'target').strip('/')}/"
+        if p == "target/"
+        else f"{str(project.get('log-path') or 'logs').strip('/')}/"
+        if p == "logs/"
+        else p
+        for p in IGNORED
+    ]
     present: set[str] = set()
     for folder in [directory, *directory.parents][:6]:
         try:

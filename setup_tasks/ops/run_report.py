@@ -19,11 +19,29 @@ from ..engine.staleness import NodeStatus
 from ..files import json_text
 from ..naming import Translator
 from ..validation.results import CheckResult, summarize
-from .history import (HISTORY_LIMIT, append_history, history_entry, iso, last_run, read_history, regressions,
-                      write_report_files)
+from .history import (
+    HISTORY_LIMIT,
+    append_history,
+    history_entry,
+    iso,
+    last_run,
+    read_history,
+    regressions,
+    write_report_files,
+)
 
-__all__ = ["HISTORY_LIMIT", "append_history", "build_report", "history_entry", "last_run", "read_history",
-           "regressions", "report_run", "task_names", "write_run_report"]
+__all__ = [
+    "HISTORY_LIMIT",
+    "append_history",
+    "build_report",
+    "history_entry",
+    "last_run",
+    "read_history",
+    "regressions",
+    "report_run",
+    "task_names",
+    "write_run_report",
+]
 
 REPORT_VERSION = 1
 STATUS_OF_OUTCOME: Mapping[str, str] = {"success": "built", "error": "failed", "skipped": "skipped"}
@@ -44,7 +62,11 @@ def node_entry(uid: str, task: str, outcome: Outcome | None, checked: NodeStatus
     else:
         status = "skipped" if checked is not None and checked.stale else "up-to-date"
     reason = checked.reason if checked is not None else ("built with its batch" if status == "built" else "")
-    message = outcome.message if outcome is not None else ("stale, but the run stopped before it" if status == "skipped" else "")
+    message = (
+        outcome.message
+        if outcome is not None
+        else ("stale, but the run stopped before it" if status == "skipped" else "")
+    )
     return {
         "unique_id": uid,
         "task": task,
@@ -59,12 +81,22 @@ def node_entry(uid: str, task: str, outcome: Outcome | None, checked: NodeStatus
 def validation_section(checks: Mapping[str, CheckResult], fail_on: tuple[str, ...]) -> dict[str, Any]:
     """The run's check results: counts by status and each result as data."""
     summary = summarize(checks.values(), fail_on)
-    return {"counts": dict(Counter(r.status for r in summary.results)),
-            "checks": {name: checks[name].as_dict() for name in sorted(checks)}}
+    return {
+        "counts": dict(Counter(r.status for r in summary.results)),
+        "checks": {name: checks[name].as_dict() for name in sorted(checks)},
+    }
 
 
-def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: Translator, *, ended: float,
-                 interrupted: bool = False, exit_code: int | None = None, tally: str | None = None) -> dict[str, Any]:
+def build_report(
+    engine: Engine,
+    checks: Mapping[str, CheckResult],
+    translator: Translator,
+    *,
+    ended: float,
+    interrupted: bool = False,
+    exit_code: int | None = None,
+    tally: str | None = None,
+) -> dict[str, Any]:
     """The run report of the engine's current run and the checks it ran, as JSON-able data; ``tally``: the
     run's summary as the console said it (`doit status` repeats it), None when no console reporter ran."""
     run, settings = engine.run, engine.settings
@@ -103,8 +135,14 @@ def build_report(engine: Engine, checks: Mapping[str, CheckResult], translator: 
     return report
 
 
-def write_run_report(engine: Engine, checks: Mapping[str, CheckResult], translator: Translator, *,
-                     interrupted: bool = False, exit_code: int | None = None) -> Path | None:
+def write_run_report(
+    engine: Engine,
+    checks: Mapping[str, CheckResult],
+    translator: Translator,
+    *,
+    interrupted: bool = False,
+    exit_code: int | None = None,
+) -> Path | None:
     """Write this run's report and put it in the history; returns the report's path.
 
     Raises SetupError (one line, with the fix) when a file cannot be written.
@@ -117,14 +155,26 @@ def write_run_report(engine: Engine, checks: Mapping[str, CheckResult], translat
     return engine.settings.report.path if report is not None else None
 
 
-def report_run(engine: Engine, checks: Mapping[str, CheckResult], translator: Translator, *,
-               interrupted: bool = False, exit_code: int | None = None, tally: str | None = None) -> dict[str, Any] | None:
+def report_run(
+    engine: Engine,
+    checks: Mapping[str, CheckResult],
+    translator: Translator,
+    *,
+    interrupted: bool = False,
+    exit_code: int | None = None,
+    tally: str | None = None,
+) -> dict[str, Any] | None:
     """``write_run_report``, returning the report written (None: nothing to report)."""
     run = engine.run
     if not (run.checked or run.outcomes or checks):
         return None
-    report = build_report(engine, checks, translator, ended=time.time(), interrupted=interrupted, exit_code=exit_code,
-                          tally=tally)
-    write_report_files(json_text(report), history_entry(report), engine.settings.report.path,  # type: ignore[arg-type]  # the engine knows the database, so the report paths
-                       engine.settings.report.history_path)  # type: ignore[arg-type]  # as above
+    report = build_report(
+        engine, checks, translator, ended=time.time(), interrupted=interrupted, exit_code=exit_code, tally=tally
+    )
+    write_report_files(
+        json_text(report),
+        history_entry(report),
+        engine.settings.report.path,  # type: ignore[arg-type]  # the engine knows the database, so the report paths
+        engine.settings.report.history_path,  # type: ignore[arg-type]  # as above
+    )
     return report

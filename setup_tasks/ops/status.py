@@ -40,6 +40,7 @@ from ..validation.scope import read_last_failures
 from .run_report import last_run, regressions, task_names
 from .history import run_failures
 
+
 @dataclass(frozen=True)
 class DatabaseState:
     """Whether the database can be read: reachable, absent, in-use, locked, unreadable or unknown (no project)."""
@@ -134,7 +135,11 @@ def package_versions(adapter: str = "duckdb") -> dict[str, str]:
 def database_state(path: Path, read: Callable[[], DatabaseContents], run_holder: int | None = None) -> DatabaseState:
     """Read the database the way a build would, and say what stopped it."""
     if run_holder:
-        return DatabaseState(str(path), "in-use", f"a setup run is in progress (PID {run_holder})" if run_holder > 0 else "a setup run is in progress")
+        return DatabaseState(
+            str(path),
+            "in-use",
+            f"a setup run is in progress (PID {run_holder})" if run_holder > 0 else "a setup run is in progress",
+        )
     try:
         snap = read()
     except RunInProgressError:
@@ -213,7 +218,9 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
     status = SystemStatus(
         ready=False,
         versions=package_versions(engine.manifest.adapter_type if engine else "duckdb"),
-        project=str(settings.dbt.project_dir) if engine is None else f"{engine.manifest.project_name} ({settings.dbt.project_dir})",
+        project=str(settings.dbt.project_dir)
+        if engine is None
+        else f"{engine.manifest.project_name} ({settings.dbt.project_dir})",
         project_problem=problem,
         database=db,
         census=census,
@@ -224,9 +231,10 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
     if engine is not None:
         status = _with_nodes(status, engine, db.readable, translator)
     if engine is not None:
-        problem = engine.build_problem() if db.readable else None  # type: ignore[assignment]  # the name, a str above, now holds the build problem
-        status = replace(status, failed_checks=failed_checks(engine),
-                         build_problem=problem.one_line() if problem is not None else "")  # type: ignore[attr-defined]  # as above
+        refused = engine.build_problem() if db.readable else None
+        status = replace(
+            status, failed_checks=failed_checks(engine), build_problem=refused.one_line() if refused is not None else ""
+        )
     if engine is not None and db.readable and not (census is not None and census.blocks_setup):
         status = replace(status, problems=tuple(engine.preflight()))
     reason = readiness(status)
@@ -236,13 +244,19 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
 def failed_checks(engine: Engine) -> tuple[str, ...]:
     """'known_warning warn: 1 offending row (...) -- fix: ... (since 05:03)' for each failed result of the last runs."""
     fail_on = tuple(engine.settings.validation.fail_on)
-    return tuple(f"{r.one_line(fail_on)}{f' (since {when(r.checked_at)})' if r.checked_at else ''}"
-                 for results in read_last_failures(engine.state_dir).values() for r in results)
+    return tuple(
+        f"{r.one_line(fail_on)}{f' (since {when(r.checked_at)})' if r.checked_at else ''}"
+        for results in read_last_failures(engine.state_dir).values()
+        for r in results
+    )
 
 
 def _with_nodes(status: SystemStatus, engine: Engine, readable: bool, translator: Translator) -> SystemStatus:
     names = task_names(engine, translator)
-    by_type = {kind: tuple(engine.node(u).name for u in engine.setup_nodes if engine.node(u).resource_type == kind) for kind in ("seed", "model")}
+    by_type = {
+        kind: tuple(engine.node(u).name for u in engine.setup_nodes if engine.node(u).resource_type == kind)
+        for kind in ("seed", "model")
+    }
     nodes: tuple[NodeState, ...] = ()
     if readable:
         nodes = tuple(NodeState(names[u], u, s.stale, s.reason) for u, s in node_statuses(engine).items())
@@ -255,8 +269,15 @@ def _with_nodes(status: SystemStatus, engine: Engine, readable: bool, translator
         for project, keys in engine.other_projects_tables().items():
             others += [f"{'.'.join(k[1:])} (project {project})" for k in keys if k not in built]
             shared += [f"{'.'.join(k[1:])} (also built by project {project})" for k in keys if k in built]
-    return replace(status, seeds=by_type["seed"], models=by_type["model"], nodes=nodes, leftovers=leftovers,
-                   others=tuple(others), shared=tuple(shared))
+    return replace(
+        status,
+        seeds=by_type["seed"],
+        models=by_type["model"],
+        nodes=nodes,
+        leftovers=leftovers,
+        others=tuple(others),
+        shared=tuple(shared),
+    )
 
 
 def unready(reason: str) -> SystemStatus:
@@ -314,12 +335,18 @@ def census_line(census: CensusState) -> str:
 
 def nodes_lines(status: SystemStatus) -> list[str]:
     if not status.nodes:
-        return [] if status.database is None or status.database.readable else ["nodes      not checked: the database cannot be read"]
+        return (
+            []
+            if status.database is None or status.database.readable
+            else ["nodes      not checked: the database cannot be read"]
+        )
     stale = sum(n.stale for n in status.nodes)
     lines = [f"nodes      {stale} stale, {len(status.nodes) - stale} up to date"]
     width = max(len(n.task) for n in status.nodes)
     for node in status.nodes:
-        lines.append(f"  {'stale' if node.stale else 'ok':5}  {node.task:{width}}  {node.reason if node.stale else ''}".rstrip())
+        lines.append(
+            f"  {'stale' if node.stale else 'ok':5}  {node.task:{width}}  {node.reason if node.stale else ''}".rstrip()
+        )
     return lines
 
 

@@ -74,13 +74,17 @@ class Verification:
         return not self.differences
 
     def lines(self) -> list[str]:
-        head = (f"equal to a fresh `dbt build`: {self.relations} relations (columns, types, rows) and "
-                f"{self.tests} test outcomes compared")
+        head = (
+            f"equal to a fresh `dbt build`: {self.relations} relations (columns, types, rows) and "
+            f"{self.tests} test outcomes compared"
+        )
         if self.equal:
             return [head]
-        return [f"differs from a fresh `dbt build` in {len(self.differences)} place(s) "
-                f"({self.relations} relations and {self.tests} test outcomes compared):",
-                *(f"  {d.line()}" for d in self.differences)]
+        return [
+            f"differs from a fresh `dbt build` in {len(self.differences)} place(s) "
+            f"({self.relations} relations and {self.tests} test outcomes compared):",
+            *(f"  {d.line()}" for d in self.differences),
+        ]
 
 
 # -- the fresh build --------------------------------------------------------------------------------
@@ -92,17 +96,25 @@ def scratch_profiles(profiles_file: Path, profile: DbtProfile, database: Path, f
         profiles = yaml.safe_load(profiles_file.read_text()) or {}
         output = profiles[profile.name]["outputs"][profile.target]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ProjectError(f"cannot read target {profile.target} of profile {profile.name} in {profiles_file}: {exc}",
-                           "fix profiles.yml so that dbt itself can use it") from None
+        raise ProjectError(
+            f"cannot read target {profile.target} of profile {profile.name} in {profiles_file}: {exc}",
+            "fix profiles.yml so that dbt itself can use it",
+        ) from None
     output["path"] = str(database)
     profiles[profile.name]["target"] = profile.target
     (folder / "profiles.yml").write_text(yaml.safe_dump(profiles, sort_keys=False))
     return folder
 
 
-def reference_build(ctx: DbtContext, profile: DbtProfile, selectors: list[str], folder: Path,
-                    name: str, environ: Mapping[str, str] | None = None, seeds_first: list[str] | None = None
-                    ) -> ReferenceBuild:
+def reference_build(
+    ctx: DbtContext,
+    profile: DbtProfile,
+    selectors: list[str],
+    folder: Path,
+    name: str,
+    environ: Mapping[str, str] | None = None,
+    seeds_first: list[str] | None = None,
+) -> ReferenceBuild:
     """`dbt build` of ``selectors`` (and the tests dbt selects with them) into ``folder/name``, in a
     process of its own: a build that shares nothing with setup's. ``seeds_first``: seeds to load with
     `dbt seed` before (a project reading a seed's table through source(): dbt's build does not know
@@ -110,9 +122,21 @@ def reference_build(ctx: DbtContext, profile: DbtProfile, selectors: list[str], 
     database = folder / name
     profiles = scratch_profiles(ctx.profiles_dir / "profiles.yml", profile, database, folder)
     target = folder / "target"
-    common = ["--project-dir", str(ctx.project_dir), "--profiles-dir", str(profiles),
-              "--target", profile.target, "--target-path", str(target), "--log-path", str(folder / "logs"),
-              "--no-partial-parse", "--no-use-colors", "--no-send-anonymous-usage-stats"]
+    common = [
+        "--project-dir",
+        str(ctx.project_dir),
+        "--profiles-dir",
+        str(profiles),
+        "--target",
+        profile.target,
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(folder / "logs"),
+        "--no-partial-parse",
+        "--no-use-colors",
+        "--no-send-anonymous-usage-stats",
+    ]
     if ctx.vars:
         common += ["--vars", json.dumps(dict(ctx.vars), sort_keys=True, default=str)]
     if ctx.threads:
@@ -120,8 +144,9 @@ def reference_build(ctx: DbtContext, profile: DbtProfile, selectors: list[str], 
     env = dict(environ if environ is not None else ctx.environ())
 
     def dbt(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "dbt.cli.main", *args, *common], cwd=ctx.cwd, env=env,
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "dbt.cli.main", *args, *common], cwd=ctx.cwd, env=env, capture_output=True, text=True
+        )
 
     results_file = target / "run_results.json"
     if seeds_first:
@@ -131,11 +156,16 @@ def reference_build(ctx: DbtContext, profile: DbtProfile, selectors: list[str], 
     proc = dbt("build", *(["--select", *selectors, "--indirect-selection", "cautious"] if selectors else []))
     if not results_file.exists():
         tail = " ".join((proc.stdout + proc.stderr).split()[-40:])
-        raise SetupError(f"dbt build into the scratch database {database} did not run (exit {proc.returncode}): {tail}",
-                         "run `doit dbt args=\"build\"` to see dbt's own output")
+        raise SetupError(
+            f"dbt build into the scratch database {database} did not run (exit {proc.returncode}): {tail}",
+            'run `doit dbt args="build"` to see dbt\'s own output',
+        )
     results = json.loads(results_file.read_text()).get("results", [])
-    return ReferenceBuild(database, {r["unique_id"]: str(r["status"]) for r in results},
-                          {r["unique_id"]: " ".join(str(r.get("message") or "").split()) for r in results})
+    return ReferenceBuild(
+        database,
+        {r["unique_id"]: str(r["status"]) for r in results},
+        {r["unique_id"]: " ".join(str(r.get("message") or "").split()) for r in results},
+    )
 
 
 # -- the comparison ---------------------------------------------------------------------------------
@@ -155,15 +185,24 @@ def _profile_difference(ours: RelationProfile, theirs: RelationProfile, compare_
     if ours.error != theirs.error:
         return f"rows cannot be read in {'setup' if ours.error else 'dbt'}'s database: {ours.error or theirs.error}"
     if compare_rows and (ours.rows, ours.digest) != (theirs.rows, theirs.digest):
-        return (f"rows differ: {ours.rows} in setup's database, {theirs.rows} in dbt's"
-                if ours.rows != theirs.rows else f"rows differ in content ({ours.rows} rows in each)")
+        return (
+            f"rows differ: {ours.rows} in setup's database, {theirs.rows} in dbt's"
+            if ours.rows != theirs.rows
+            else f"rows differ in content ({ours.rows} rows in each)"
+        )
     if (ours.comment, ours.column_comments) != (theirs.comment, theirs.column_comments):
         return "comments differ (persist_docs)"
     return None
 
 
-def compare_relations(ours: Path, theirs: Path, keys: Iterable[Key], catalog: tuple[str, str],
-                      history: Iterable[Key] = (), unbuilt: Mapping[Key, str] | None = None) -> tuple[int, list[Difference]]:
+def compare_relations(
+    ours: Path,
+    theirs: Path,
+    keys: Iterable[Key],
+    catalog: tuple[str, str],
+    history: Iterable[Key] = (),
+    unbuilt: Mapping[Key, str] | None = None,
+) -> tuple[int, list[Difference]]:
     """Each relation of ``keys`` in setup's database ``ours`` against dbt's ``theirs`` (the catalog of
     ``theirs`` is named like ours: ``catalog`` maps our catalog name to theirs). ``history``: relations
     compared by columns only (snapshots); ``unbuilt``: relations whose node dbt's build did not build, and
@@ -171,8 +210,12 @@ def compare_relations(ours: Path, theirs: Path, keys: Iterable[Key], catalog: tu
     ours_catalog, theirs_catalog = catalog
     keys = sorted(set(keys))
     mine = relation_profiles(ours, keys)
-    dbts = {(ours_catalog, *key[1:]): profile for key, profile in
-            relation_profiles(theirs, [(theirs_catalog, *k[1:]) if k[0] == ours_catalog else k for k in keys]).items()}
+    dbts = {
+        (ours_catalog, *key[1:]): profile
+        for key, profile in relation_profiles(
+            theirs, [(theirs_catalog, *k[1:]) if k[0] == ours_catalog else k for k in keys]
+        ).items()
+    }
     history, unbuilt = set(history), dict(unbuilt or {})
     differences = []
     for key in keys:
@@ -181,8 +224,9 @@ def compare_relations(ours: Path, theirs: Path, keys: Iterable[Key], catalog: tu
             continue
         if b is None and key in unbuilt:
             how = "failed to build it" if unbuilt[key] == "error" else "skipped it (something upstream failed)"
-            differences.append(Difference(_name(key), f"kept from an earlier build by setup; dbt's fresh build {how}",
-                                          "kept"))
+            differences.append(
+                Difference(_name(key), f"kept from an earlier build by setup; dbt's fresh build {how}", "kept")
+            )
         elif b is None:
             differences.append(Difference(_name(key), "in setup's database, not in dbt's fresh build"))
         elif a is None:
@@ -199,10 +243,13 @@ def setup_test_status(dbt_status: str | None) -> str:
     return {"success": "pass", None: "not run"}.get(dbt_status, dbt_status or "not run")
 
 
-def compare_tests(ours: Mapping[str, str], theirs: Mapping[str, str], manifest: Manifest) -> tuple[int, list[Difference]]:
+def compare_tests(
+    ours: Mapping[str, str], theirs: Mapping[str, str], manifest: Manifest
+) -> tuple[int, list[Difference]]:
     """Each test dbt's build ran (or setup ran) with its outcome on either side."""
-    tests = sorted(u for u in set(ours) | set(theirs) if u in manifest.nodes
-                   and manifest.nodes[u].resource_type == "test")
+    tests = sorted(
+        u for u in set(ours) | set(theirs) if u in manifest.nodes and manifest.nodes[u].resource_type == "test"
+    )
     differences = []
     for uid in tests:
         a, b = setup_test_status(ours.get(uid)), theirs.get(uid, "not run")
@@ -213,15 +260,26 @@ def compare_tests(ours: Mapping[str, str], theirs: Mapping[str, str], manifest: 
 
 def project_relations(manifest: Manifest, nodes: Iterable[str], recorded: Iterable[Key]) -> list[Key]:
     """The relations to compare: what the nodes build, and what setup's records say this project built."""
-    keys = {manifest.nodes[u].relation.key() for u in nodes  # type: ignore[union-attr]  # relation checked in the condition
-            if manifest.nodes[u].is_buildable and manifest.nodes[u].relation is not None}
+    keys = {
+        relation.key()
+        for u in nodes
+        if manifest.nodes[u].is_buildable and (relation := manifest.nodes[u].relation) is not None
+    }
     return sorted(keys | set(recorded))
 
 
-def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node], recorded: Iterable[Key],
-           setup_tests: Mapping[str, str], environ: Mapping[str, str] | None = None,
-           keep: Path | None = None, tests: list[Node] | None = None,
-           volatile: Callable[[str], bool] = lambda uid: False) -> Verification:
+def verify(
+    ctx: DbtContext,
+    manifest: Manifest,
+    database: Path,
+    nodes: list[Node],
+    recorded: Iterable[Key],
+    setup_tests: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
+    keep: Path | None = None,
+    tests: list[Node] | None = None,
+    volatile: Callable[[str], bool] = lambda uid: False,
+) -> Verification:
     """Build the project with `dbt build` into a scratch database and compare setup's ``database`` with it.
 
     ``nodes``: what setup builds, ``tests``: the tests it runs (dbt builds and runs them); ``volatile``: nodes whose
@@ -243,13 +301,20 @@ def verify(ctx: DbtContext, manifest: Manifest, database: Path, nodes: list[Node
         built = project_relations(manifest, [n.unique_id for n in nodes], recorded)
         extra = {k for k in relation_names(reference.database) if k[1] not in ("information_schema", "pg_catalog")}
         keys = set(built) | {(ours_catalog, *k[1:]) for k in extra}
-        history = [n.relation.key() for n in nodes if n.relation is not None and (
-            n.resource_type == "snapshot" or volatile(n.unique_id))]
-        unbuilt = {n.relation.key(): reference.statuses[n.unique_id] for n in nodes if n.relation is not None
-                   and reference.statuses.get(n.unique_id) in ("skipped", "error")}
+        history = [
+            n.relation.key()
+            for n in nodes
+            if n.relation is not None and (n.resource_type == "snapshot" or volatile(n.unique_id))
+        ]
+        unbuilt = {
+            n.relation.key(): reference.statuses[n.unique_id]
+            for n in nodes
+            if n.relation is not None and reference.statuses.get(n.unique_id) in ("skipped", "error")
+        }
         result = Verification()
-        result.relations, differences = compare_relations(database, reference.database, keys,
-                                                          (ours_catalog, theirs_catalog), history, unbuilt)
+        result.relations, differences = compare_relations(
+            database, reference.database, keys, (ours_catalog, theirs_catalog), history, unbuilt
+        )
         tests = {u: s for u, s in reference.statuses.items() if u.startswith("test.")}  # type: ignore[assignment]  # the parameter, read above, becomes dbt's outcome of each test
         result.tests, test_differences = compare_tests(setup_tests, tests, manifest)  # type: ignore[arg-type]  # see the line above
         result.differences = differences + test_differences
@@ -274,13 +339,25 @@ def test_outcomes(results: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 
 def verify_engine(engine: Engine, setup_results: Iterable[Mapping[str, Any]], keep: Path | None = None) -> Verification:
     """``verify`` for the engine's project and database; ``setup_results``: the dbt_tests check's stored results."""
-    recorded = [rec.relation for rec in engine.records.records.values()
-                if rec.relation is not None and rec.project in (None, engine.project)]
+    recorded = [
+        rec.relation
+        for rec in engine.records.records.values()
+        if rec.relation is not None and rec.project in (None, engine.project)
+    ]
     engine.db.close_reader()
+
     def volatile(uid: str) -> bool:
         compiled = engine.compiling.get(uid) if engine.node(uid).is_compiled else None
         return compiled is not None and compiled.kind == VOLATILE
 
-    return verify(engine.ctx, engine.manifest, engine.db_path, [engine.node(u) for u in engine.setup_nodes],
-                  recorded, test_outcomes(setup_results), keep=keep,
-                  tests=[engine.node(u) for u in engine.definitions.tests()], volatile=volatile)
+    return verify(
+        engine.ctx,
+        engine.manifest,
+        engine.db_path,
+        [engine.node(u) for u in engine.setup_nodes],
+        recorded,
+        test_outcomes(setup_results),
+        keep=keep,
+        tests=[engine.node(u) for u in engine.definitions.tests()],
+        volatile=volatile,
+    )

@@ -42,14 +42,33 @@ VOLATILE_READS: Mapping[str, str] = {
 }
 # Names that read the database, dbt's graph or the command while compiling: kept SQL is not trusted.
 CONTEXT_READS: Mapping[str, str] = {
-    "run_query": "the database", "statement": "the database", "load_result": "the database",
-    "store_result": "the database", "store_raw_result": "the database", "load_relation": "the database",
-    "load_cached_relation": "the database", "write": "files it writes", "submit_python_job": "Python",
-    "graph": "the project's graph", "flags.WHICH": "the dbt command being run",
+    "run_query": "the database",
+    "statement": "the database",
+    "load_result": "the database",
+    "store_result": "the database",
+    "store_raw_result": "the database",
+    "load_relation": "the database",
+    "load_cached_relation": "the database",
+    "write": "files it writes",
+    "submit_python_job": "Python",
+    "graph": "the project's graph",
+    "flags.WHICH": "the dbt command being run",
 }
 # The adapter's methods that read nothing but the project (dispatching macros, quoting names).
-PURE_ADAPTER = frozenset({"dispatch", "quote", "quote_as_configured", "quote_seed_column", "type", "Relation",
-                          "Column", "config", "get_binding_char", "render_raw_columns_constraints"})
+PURE_ADAPTER = frozenset(
+    {
+        "dispatch",
+        "quote",
+        "quote_as_configured",
+        "quote_seed_column",
+        "type",
+        "Relation",
+        "Column",
+        "config",
+        "get_binding_char",
+        "render_raw_columns_constraints",
+    }
+)
 ENV_READ = "env:"  # a read that is an environment variable dbt looked up in the same invocation
 
 
@@ -67,7 +86,7 @@ def kind(reads: Iterable[str], compiled: bool = True) -> tuple[str, str]:
         return CONTEXT, "dbt could not compile it without querying the database"
     for name in sorted(names):
         what = CONTEXT_READS.get(name)
-        if what is None and name.startswith("adapter.") and name[len("adapter."):] not in PURE_ADAPTER:
+        if what is None and name.startswith("adapter.") and name[len("adapter.") :] not in PURE_ADAPTER:
             what = "the database"
         if what is not None:
             return CONTEXT, f"its SQL reads {what} ({name}) when dbt compiles it"
@@ -76,7 +95,7 @@ def kind(reads: Iterable[str], compiled: bool = True) -> tuple[str, str]:
 
 def env_names(reads: Iterable[str]) -> set[str]:
     """The environment variables among a compile's reads."""
-    return {name[len(ENV_READ):] for name in reads if name.startswith(ENV_READ)}
+    return {name[len(ENV_READ) :] for name in reads if name.startswith(ENV_READ)}
 
 
 def context_digest(manifest: Manifest, stamp: Mapping[str, str], env: Mapping[str, str]) -> str:
@@ -86,8 +105,9 @@ def context_digest(manifest: Manifest, stamp: Mapping[str, str], env: Mapping[st
     vars, folders, dbt_project.yml files, environment digests); ``env``: digests of the values of the
     environment variables compiles looked up since (keyed, as the stamp's).
     """
-    kept = {k: v for k, v in stamp.items()
-            if not k.startswith(("file:", "selection:")) or k.endswith("dbt_project.yml")}
+    kept = {
+        k: v for k, v in stamp.items() if not k.startswith(("file:", "selection:")) or k.endswith("dbt_project.yml")
+    }
     profile = manifest.profile.context if manifest.profile is not None else ""
     return _digest({"manifest": manifest.context, "profile": profile, "stamp": kept, "env": dict(env)})
 

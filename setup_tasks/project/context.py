@@ -1,4 +1,4 @@
-"""How dbt sees the project: paths, profile, target, vars and the database file its profile writes; why a parse failed."""
+"""How dbt sees the project: paths, profile, target, vars, the database file its profile writes; why a parse failed."""
 
 from __future__ import annotations
 
@@ -66,13 +66,22 @@ class DbtContext:
     def target_path(self) -> Path:
         """dbt's target path for this context: one folder per database, target, profiles and vars,
         so that runs on two databases never read each other's manifest."""
-        key = json.dumps([str(self.database_path), self.target, str(self.profiles_dir), dict(self.vars), str(self.cwd)],
-                         sort_keys=True, default=str)
-        return target_dir(self.project_dir, read_project_yaml(self.project_dir)) / f"ctx-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+        key = json.dumps(
+            [str(self.database_path), self.target, str(self.profiles_dir), dict(self.vars), str(self.cwd)],
+            sort_keys=True,
+            default=str,
+        )
+        return (
+            target_dir(self.project_dir, read_project_yaml(self.project_dir))
+            / f"ctx-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+        )
 
     def duckdb_config(self) -> dict[str, str]:
         """The same settings for the engine's own connections."""
-        return {"threads": self.env_overrides()["PLANWISE_DUCKDB_THREADS"], "memory_limit": self.env_overrides()["PLANWISE_DUCKDB_MEMORY_LIMIT"]}
+        return {
+            "threads": self.env_overrides()["PLANWISE_DUCKDB_THREADS"],
+            "memory_limit": self.env_overrides()["PLANWISE_DUCKDB_MEMORY_LIMIT"],
+        }
 
     def described(self, command: str = "...") -> str:
         """What setup passes to dbt, in one line: where dbt runs, its options and the variables setup exports."""
@@ -129,15 +138,24 @@ class Connection:
         return (*(f"{verb} {name}" for name in self.extensions for verb in ("INSTALL", "LOAD")), *self.attach)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"config": dict(self.config), "extensions": list(self.extensions), "attach": list(self.attach),
-                "settings": dict(self.settings), "unsupported": list(self.unsupported)}
+        return {
+            "config": dict(self.config),
+            "extensions": list(self.extensions),
+            "attach": list(self.attach),
+            "settings": dict(self.settings),
+            "unsupported": list(self.unsupported),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Connection":
         data = data or {}
-        return cls(dict(data.get("config") or {}), tuple(data.get("extensions") or ()), tuple(data.get("attach") or ()),
-                   {str(k): str(v) for k, v in (data.get("settings") or {}).items()},
-                   tuple(data.get("unsupported") or ()))
+        return cls(
+            dict(data.get("config") or {}),
+            tuple(data.get("extensions") or ()),
+            tuple(data.get("attach") or ()),
+            {str(k): str(v) for k, v in (data.get("settings") or {}).items()},
+            tuple(data.get("unsupported") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -160,8 +178,16 @@ class DbtProfile:
     connection: Connection = field(default_factory=Connection)
 
     @classmethod
-    def rendered(cls, name: str, target: str, adapter: str, written: str | None, cwd: Path,
-                 context: str = "", connection: Connection | None = None) -> "DbtProfile":
+    def rendered(
+        cls,
+        name: str,
+        target: str,
+        adapter: str,
+        written: str | None,
+        cwd: Path,
+        context: str = "",
+        connection: Connection | None = None,
+    ) -> "DbtProfile":
         path = os.path.normpath(cwd / written) if written and is_database_file(written) else written
         return cls(name, target, adapter, written, path, context, connection or Connection())
 
@@ -185,11 +211,15 @@ class DbtProfile:
     def database_file(self, configured: Path | None) -> Path:
         """The one database setup inspects: the profile's file; ``configured`` (database.path) must agree."""
         if self.adapter != "duckdb":
-            raise DatabaseError(f"{self.label} uses the {self.adapter} adapter; setup builds DuckDB files",
-                                "choose a duckdb target with dbt.target (or DBT_TARGET)")
+            raise DatabaseError(
+                f"{self.label} uses the {self.adapter} adapter; setup builds DuckDB files",
+                "choose a duckdb target with dbt.target (or DBT_TARGET)",
+            )
         if not self.path or not is_database_file(self.path):
-            raise DatabaseError(f"{self.label} writes to {self.path or ':memory:'}, not a database file",
-                                "set path: in profiles.yml to a DuckDB file")
+            raise DatabaseError(
+                f"{self.label} writes to {self.path or ':memory:'}, not a database file",
+                "set path: in profiles.yml to a DuckDB file",
+            )
         written = Path(self.path)
         if configured is not None and os.path.realpath(configured) != os.path.realpath(written):
             raise DatabaseError(
@@ -200,13 +230,27 @@ class DbtProfile:
         return written
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "target": self.target, "adapter": self.adapter, "written": self.written,
-                "path": self.path, "context": self.context, "connection": self.connection.as_dict()}
+        return {
+            "name": self.name,
+            "target": self.target,
+            "adapter": self.adapter,
+            "written": self.written,
+            "path": self.path,
+            "context": self.context,
+            "connection": self.connection.as_dict(),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DbtProfile":
-        return cls(str(data["name"]), str(data["target"]), str(data["adapter"]), data.get("written"), data.get("path"),
-                   str(data.get("context") or ""), Connection.from_dict(data.get("connection")))
+        return cls(
+            str(data["name"]),
+            str(data["target"]),
+            str(data["adapter"]),
+            data.get("written"),
+            data.get("path"),
+            str(data.get("context") or ""),
+            Connection.from_dict(data.get("connection")),
+        )
 
 
 def is_database_file(path: str) -> bool:
@@ -358,23 +402,30 @@ def parse_failure(ctx: DbtContext, message: str) -> SetupError:
     failed_os = OS_ERROR_RE.search(message)
     if failed_os:
         error = OSError(int(failed_os[1]), failed_os[2], failed_os[3])
-        return cannot_write("dbt's files", Path(failed_os[3]), error,
-                            "run setup from a copy of the project in a folder you can write")
+        return cannot_write(
+            "dbt's files", Path(failed_os[3]), error, "run setup from a copy of the project in a folder you can write"
+        )
     folder = MISSING_PATH_RE.search(message)
     if folder and Path(folder[1]) == ctx.profiles_dir:
-        return ProjectError(f"the folder dbt reads profiles.yml from, {ctx.profiles_dir}, does not exist",
-                            f"create {ctx.profiles_dir / 'profiles.yml'} with the project's profile, or set "
-                            "dbt.profiles_dir (or DBT_PROFILES_DIR) to the folder that holds yours")
+        return ProjectError(
+            f"the folder dbt reads profiles.yml from, {ctx.profiles_dir}, does not exist",
+            f"create {ctx.profiles_dir / 'profiles.yml'} with the project's profile, or set "
+            "dbt.profiles_dir (or DBT_PROFILES_DIR) to the folder that holds yours",
+        )
     profile = MISSING_PROFILE_RE.search(message)
     if profile:
         return ctx.missing_profile(profile[1])
     variable = MISSING_ENV_RE.search(message)
     if variable:
-        return ProjectError(cause, f"set the environment variable {variable[1]}, or give env_var('{variable[1]}', ...) "
-                                   "a default where the project reads it")
+        return ProjectError(
+            cause,
+            f"set the environment variable {variable[1]}, or give env_var('{variable[1]}', ...) "
+            "a default where the project reads it",
+        )
     named = PROJECT_FILE_RE.search(message)
     if named:
         return ProjectError(cause, f"correct {named[0]} as dbt's message says, then run again")
-    return ProjectError(cause, "correct the project as dbt's message says (doit dbt args=\"parse\" shows all of "
-                               "dbt's output), then run again")
-
+    return ProjectError(
+        cause,
+        "correct the project as dbt's message says (doit dbt args=\"parse\" shows all of dbt's output), then run again",
+    )

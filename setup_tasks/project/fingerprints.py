@@ -95,9 +95,15 @@ class FileHasher:
     def load(cls, path: Path) -> "FileHasher":
         """The hashes cached in ``path``; entries of the wrong shape are discarded (and hashed again)."""
         stored = read_json(path, {})
-        cache = {k: v for k, v in stored.items()
-                 if isinstance(v, list) and len(v) == 2 and isinstance(v[0], list) and len(v[0]) == 5
-                 and all(isinstance(x, int) for x in v[0])}
+        cache = {
+            k: v
+            for k, v in stored.items()
+            if isinstance(v, list)
+            and len(v) == 2
+            and isinstance(v[0], list)
+            and len(v[0]) == 5
+            and all(isinstance(x, int) for x in v[0])
+        }
         if len(cache) < len(stored):
             discarded(path, f"{len(stored) - len(cache)} entries of the wrong shape")
         return cls(cache)
@@ -330,13 +336,18 @@ _Phrase = Callable[[str, str, "str | None", "str | None"], str]
 _PHRASES: Mapping[str, _Phrase] = {
     "file": lambda what, label, b, a: f"file changed: {what}",
     "var": lambda what, label, b, a: f"var changed: {what}{_shown_change(b, a)}",
-    "env": lambda what, label, b, a: (f"environment variable changed: {what}" if not _unkeyed(b, a) else
-                                      f"environment variable {what}: its digest is now keyed (setup upgrade)"),
+    "env": lambda what, label, b, a: (
+        f"environment variable changed: {what}"
+        if not _unkeyed(b, a)
+        else f"environment variable {what}: its digest is now keyed (setup upgrade)"
+    ),
     "external": lambda what, label, b, a: f"input file changed: {what}",
     "upstream": lambda what, label, b, a: f"upstream changed: {label}",
     "macro": lambda what, label, b, a: f"macro changed: {label}",
     "table": lambda what, label, b, a: f"source table changed: {what}",
-    "built_by": lambda what, label, b, a: f"source table now built by {label}" if a else f"source table no longer built by {label}",
+    "built_by": lambda what, label, b, a: (
+        f"source table now built by {label}" if a else f"source table no longer built by {label}"
+    ),
     "config": lambda what, label, b, a: "dbt config changed",
     "engine": lambda what, label, b, a: f"dbt changed: {b} -> {a}",
     "input": lambda what, label, b, a: f"input changed: {label}",
@@ -344,11 +355,17 @@ _PHRASES: Mapping[str, _Phrase] = {
     "setting": lambda what, label, b, a: f"setting changed: {what}{_shown_change(b, a)}",
     "definition": lambda what, label, b, a: "check definition changed",
     "sql": lambda what, label, b, a: _sql_change(a),
-    "build": lambda what, label, b, a: "how dbt builds changed (the profile's connection settings, or a macro overriding dbt's)",
-    "absent": lambda what, label, b, a: f"table {what} appeared in the database" if a is None else f"table {what} no longer read",
+    "build": lambda what, label, b, a: (
+        "how dbt builds changed (the profile's connection settings, or a macro overriding dbt's)"
+    ),
+    "absent": lambda what, label, b, a: (
+        f"table {what} appeared in the database" if a is None else f"table {what} no longer read"
+    ),
 }
 # Kinds whose phrase already covers a part that appeared or disappeared.
-_PHRASED_WHEN_ADDED_OR_REMOVED = frozenset({"input", "test", "setting", "absent", "definition", "built_by", "sql", "build"})
+_PHRASED_WHEN_ADDED_OR_REMOVED = frozenset(
+    {"input", "test", "setting", "absent", "definition", "built_by", "sql", "build"}
+)
 
 
 def explain(old: Mapping[str, str], new: Mapping[str, str], names: Mapping[str, str] | None = None) -> list[str]:

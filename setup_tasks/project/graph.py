@@ -49,14 +49,17 @@ class SetupGraph:
     upstream of its readers, for order and for staleness.
     """
 
-    def __init__(self, nodes: Mapping[str, Node], memo: GraphMemo | None = None,
-                 source_builders: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, nodes: Mapping[str, Node], memo: GraphMemo | None = None, source_builders: Mapping[str, str] | None = None
+    ) -> None:
         self.nodes = dict(nodes)
         self.memo = memo or GraphMemo("")
         self.source_builders = dict(source_builders or {})
         self._parents = {
-            uid: sorted({p for p in self.nodes[uid].depends_on if p in self.nodes}
-                        | ({self.source_builders[uid]} if uid in self.source_builders else set()))
+            uid: sorted(
+                {p for p in self.nodes[uid].depends_on if p in self.nodes}
+                | ({self.source_builders[uid]} if uid in self.source_builders else set())
+            )
             for uid in sorted(self.nodes)
         }
         self._children: dict[str, list[str]] = {uid: [] for uid in self._parents}
@@ -178,8 +181,11 @@ class SetupGraph:
     def unresolved_tests(self, uids: Iterable[str]) -> list[str]:
         """Tests dbt only warns about (a ref() names no node) whose other parents lie in the given set."""
         scope = set(uids)
-        return sorted(u for u, node in self.nodes.items()
-                      if node.resource_type == "test" and node.unresolved and set(self._parents[u]) <= scope)
+        return sorted(
+            u
+            for u, node in self.nodes.items()
+            if node.resource_type == "test" and node.unresolved and set(self._parents[u]) <= scope
+        )
 
     def topological(self, uids: Iterable[str] | None = None) -> list[str]:
         """Deterministic topological order of the given nodes (all when None)."""

@@ -24,20 +24,46 @@ from ..config import GLOB_CHARS
 from .manifest import Node
 
 # DuckDB's table functions whose first argument is the file(s) they read (core, json, parquet, excel, spatial).
-READER_FUNCTIONS = frozenset({
-    "read_csv", "read_csv_auto", "sniff_csv", "read_parquet", "parquet_scan", "parquet_metadata",
-    "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata", "read_json", "read_json_auto",
-    "read_json_objects", "read_json_objects_auto", "read_ndjson", "read_ndjson_auto", "read_ndjson_objects",
-    "read_text", "read_blob", "read_xlsx", "st_read",
-})
+READER_FUNCTIONS = frozenset(
+    {
+        "read_csv",
+        "read_csv_auto",
+        "sniff_csv",
+        "read_parquet",
+        "parquet_scan",
+        "parquet_metadata",
+        "parquet_schema",
+        "parquet_file_metadata",
+        "parquet_kv_metadata",
+        "read_json",
+        "read_json_auto",
+        "read_json_objects",
+        "read_json_objects_auto",
+        "read_ndjson",
+        "read_ndjson_auto",
+        "read_ndjson_objects",
+        "read_text",
+        "read_blob",
+        "read_xlsx",
+        "st_read",
+    }
+)
 # A quoted file name in FROM is read by DuckDB's replacement scan when its suffix is one of these.
 SCANNED_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl", ".ndjson", ".xlsx")
 COMPRESSED_SUFFIXES = (".gz", ".zst")
 ReaderPaths = Callable[[str], list[str]]  # SQL -> the paths its reader calls read (store.database.reader_paths)
 # dbt-duckdb puts an external location into SQL between single quotes without escaping
 # them, pastes it as it is when it contains a parenthesis, and formats braces first.
-UNQUOTABLE: Mapping[str, str] = {"'": "a single quote", "(": "a parenthesis", ")": "a parenthesis", "{": "a brace", "}": "a brace",
-              "\n": "a line break", "\r": "a line break", "\0": "a NUL byte"}
+UNQUOTABLE: Mapping[str, str] = {
+    "'": "a single quote",
+    "(": "a parenthesis",
+    ")": "a parenthesis",
+    "{": "a brace",
+    "}": "a brace",
+    "\n": "a line break",
+    "\r": "a line break",
+    "\0": "a NUL byte",
+}
 
 
 def sql_path_problem(path: str | Path) -> str | None:
@@ -114,7 +140,12 @@ def reader_call_paths(tree: Any) -> list[str]:
                 found += _string_constants(positional[0]) if positional else []
         elif kind == "BASE_TABLE" and not node.get("schema_name") and not node.get("catalog_name"):
             name = str(node.get("table_name", ""))
-            if name.lower().removesuffix(COMPRESSED_SUFFIXES[0]).removesuffix(COMPRESSED_SUFFIXES[1]).endswith(SCANNED_SUFFIXES):
+            if (
+                name.lower()
+                .removesuffix(COMPRESSED_SUFFIXES[0])
+                .removesuffix(COMPRESSED_SUFFIXES[1])
+                .endswith(SCANNED_SUFFIXES)
+            ):
                 found.append(name)
     return list(dict.fromkeys(found))
 
@@ -169,8 +200,14 @@ def format_location(location: str, node: Node) -> str:
     """The location as dbt-duckdb formats it: newstyle ``{name}`` (the default), oldstyle ``%(name)s`` or
     a ``$name`` template, with the source's name, identifier, schema, database and meta; as written
     when a field is unknown (dbt-duckdb fails there, and says so)."""
-    fields: dict[str, Any] = {"name": node.name, "identifier": node.relation.identifier if node.relation else node.name,
-                              "schema": "", "database": None, "tags": list(node.tags), **node.location_meta}
+    fields: dict[str, Any] = {
+        "name": node.name,
+        "identifier": node.relation.identifier if node.relation else node.name,
+        "schema": "",
+        "database": None,
+        "tags": list(node.tags),
+        **node.location_meta,
+    }
     if node.relation:
         fields.update(schema=node.relation.schema or "", database=node.relation.database)
     formatter = str(node.location_meta.get("formatter") or "newstyle")
@@ -236,8 +273,11 @@ def seed_cells(path: Path, delimiter: str = ",") -> list[Cell]:
             header = next(reader, [])
             cells = []
             for row in reader:
-                cells += [Cell(reader.line_num, name, value) for name, value in zip(header, row)
-                          if value.strip().lower() not in NULL_CELLS]
+                cells += [
+                    Cell(reader.line_num, name, value)
+                    for name, value in zip(header, row)
+                    if value.strip().lower() not in NULL_CELLS
+                ]
             return cells
     except (OSError, UnicodeDecodeError, csv.Error):
         return []

@@ -97,8 +97,11 @@ class Node:
     def is_compiled(self) -> bool:
         """Does dbt compile SQL for it on its own (a SQL model, snapshot or data test; not a seed, source,
         Python model, or ephemeral model: its SQL is compiled into each node reading it)?"""
-        return (self.resource_type in ("model", "snapshot", "test") and not (self.path or "").endswith(".py")
-                and self.materialized != "ephemeral")
+        return (
+            self.resource_type in ("model", "snapshot", "test")
+            and not (self.path or "").endswith(".py")
+            and self.materialized != "ephemeral"
+        )
 
     @property
     def in_staging_folder(self) -> bool:
@@ -146,8 +149,11 @@ class Manifest:
     def builder_of(self, identifier: str) -> str | None:
         """The buildable node whose table is named ``identifier`` (DuckDB compares names case-insensitively)."""
         wanted = identifier.lower()
-        found = sorted(uid for uid, n in self.nodes.items()
-                       if n.is_buildable and n.relation is not None and n.relation.identifier.lower() == wanted)
+        found = sorted(
+            uid
+            for uid, n in self.nodes.items()
+            if n.is_buildable and n.relation is not None and n.relation.identifier.lower() == wanted
+        )
         return found[0] if found else None
 
 
@@ -158,8 +164,7 @@ def source_builders(nodes: Mapping[str, Node]) -> dict[str, str]:
     reach the source's readers and a cold build read the table before the seed wrote it.
     Sources with an external location are files, never a node's table.
     """
-    built = {n.relation.key(): uid for uid, n in sorted(nodes.items())
-             if n.is_buildable and n.relation is not None}
+    built = {n.relation.key(): uid for uid, n in sorted(nodes.items()) if n.is_buildable and n.relation is not None}
     found = {}
     for uid, node in nodes.items():
         if node.resource_type != "source" or node.external_location or node.relation is None:
@@ -192,8 +197,10 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
         path=raw.get("original_file_path"),
         fqn=tuple(raw.get("fqn") or ()),
         # a test storing its failures writes a table too (in dbt's audit schema)
-        relation=_relation(raw) if rtype in ("seed", "model", "snapshot", "source") or (
-            rtype == "test" and (config.get("store_failures") or config.get("store_failures_as"))) else None,
+        relation=_relation(raw)
+        if rtype in ("seed", "model", "snapshot", "source")
+        or (rtype == "test" and (config.get("store_failures") or config.get("store_failures_as")))
+        else None,
         materialized=materialized,
         tags=tuple(sorted(set(raw.get("tags") or ()) | set(config.get("tags") or ()))),
         depends_on=tuple(sorted((raw.get("depends_on") or {}).get("nodes") or ())),
@@ -228,8 +235,18 @@ def _unresolved(raw: Mapping[str, Any], refs: set[str], sources: set[tuple[str, 
 
 
 # Fields of a parsed node that say nothing of what it compiles to (when, where dbt wrote it).
-VOLATILE_FIELDS = frozenset({"created_at", "compiled_path", "build_path", "deferred", "compiled", "compiled_code",
-                             "extra_ctes", "extra_ctes_injected"})
+VOLATILE_FIELDS = frozenset(
+    {
+        "created_at",
+        "compiled_path",
+        "build_path",
+        "deferred",
+        "compiled",
+        "compiled_code",
+        "extra_ctes",
+        "extra_ctes_injected",
+    }
+)
 DBT_PACKAGES = ("dbt", "dbt_duckdb")
 
 
@@ -251,25 +268,44 @@ class Digests:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Digests":
-        return cls({str(k): str(v) for k, v in data["definitions"].items()}, str(data["context"]),
-                   tuple(map(str, data["overrides"])))
+        return cls(
+            {str(k): str(v) for k, v in data["definitions"].items()},
+            str(data["context"]),
+            tuple(map(str, data["overrides"])),
+        )
 
 
 def manifest_digests(raw: Mapping[str, Any]) -> Digests:
     """Each node's definition, the compile context of the project, the macros overriding dbt's (see ``Manifest``)."""
     entries = {**raw.get("nodes", {}), **raw.get("sources", {})}
-    definitions = {uid: _digest({k: v for k, v in entry.items() if k not in VOLATILE_FIELDS})
-                   for uid, entry in entries.items()}
+    definitions = {
+        uid: _digest({k: v for k, v in entry.items() if k not in VOLATILE_FIELDS}) for uid, entry in entries.items()
+    }
     macros = raw.get("macros", {})
-    own = {uid: m.get("macro_sql") or "" for uid, m in macros.items()
-           if not uid.startswith(tuple(f"macro.{p}." for p in DBT_PACKAGES))}
-    docs = {uid: d.get("block_contents") for uid, d in (raw.get("docs") or {}).items()
-            if not uid.startswith(tuple(f"doc.{p}." for p in DBT_PACKAGES))}
+    own = {
+        uid: m.get("macro_sql") or ""
+        for uid, m in macros.items()
+        if not uid.startswith(tuple(f"macro.{p}." for p in DBT_PACKAGES))
+    }
+    docs = {
+        uid: d.get("block_contents")
+        for uid, d in (raw.get("docs") or {}).items()
+        if not uid.startswith(tuple(f"doc.{p}." for p in DBT_PACKAGES))
+    }
     meta = raw.get("metadata", {})
-    context = _digest({"macros": own, "docs": docs, "dbt": meta.get("dbt_version"), "adapter": meta.get("adapter_type")})
-    builtin = {_stem(uid.split(".", 2)[2]) for uid in macros if uid.startswith(tuple(f"macro.{p}." for p in DBT_PACKAGES))}
-    overrides = sorted(uid for uid in own if (stem := _stem(uid.split(".", 2)[2])) in builtin
-                       and not stem.startswith(COMPILE_TIME_PREFIXES) and stem not in COMPILE_TIME_MACROS)
+    context = _digest(
+        {"macros": own, "docs": docs, "dbt": meta.get("dbt_version"), "adapter": meta.get("adapter_type")}
+    )
+    builtin = {
+        _stem(uid.split(".", 2)[2]) for uid in macros if uid.startswith(tuple(f"macro.{p}." for p in DBT_PACKAGES))
+    }
+    overrides = sorted(
+        uid
+        for uid in own
+        if (stem := _stem(uid.split(".", 2)[2])) in builtin
+        and not stem.startswith(COMPILE_TIME_PREFIXES)
+        and stem not in COMPILE_TIME_MACROS
+    )
     return Digests(definitions, context, tuple(overrides))
 
 
@@ -283,12 +319,16 @@ def _stem(name: str) -> str:
     """A dispatched macro's name without its adapter prefix: 'duckdb__create_table_as' -> 'create_table_as'."""
     for prefix in ("default__", "duckdb__"):
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
-def manifest_from_dict(raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]] | None = None,
-                       profile: DbtProfile | None = None, digests: Digests | None = None) -> Manifest:
+def manifest_from_dict(
+    raw: Mapping[str, Any],
+    selections: Mapping[str, tuple[str, ...]] | None = None,
+    profile: DbtProfile | None = None,
+    digests: Digests | None = None,
+) -> Manifest:
     """Turn manifest.json content into a ``Manifest`` (pure; no dbt import). ``digests``: what
     ``manifest_digests`` gives for ``raw``, when kept (computed otherwise)."""
     digests = manifest_digests(raw) if digests is None else digests
@@ -333,9 +373,7 @@ def project_files(project_dir: Path, project_yaml: Mapping[str, Any]) -> list[Pa
         for rel in project_yaml.get(key, defaults) or []:
             root = project_dir / str(rel)
             if root.is_dir():
-                files.extend(
-                    p for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()
-                )
+                files.extend(p for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file())
     for extra in (*PACKAGE_FILES, "selectors.yml"):
         if (project_dir / extra).is_file():
             files.append(project_dir / extra)
@@ -372,12 +410,18 @@ def watched_project_paths(project_dir: Path) -> list[Path]:
 def file_set(ctx: DbtContext) -> str:
     """Which project files exist (names, not content): a file added, removed, renamed or moved
     between folders changes it. dbt's partial parse mishandles exactly those changes."""
-    names = sorted(os.path.relpath(p, ctx.project_dir) for p in parsed_files(ctx.project_dir, read_project_yaml(ctx.project_dir)))
+    names = sorted(
+        os.path.relpath(p, ctx.project_dir) for p in parsed_files(ctx.project_dir, read_project_yaml(ctx.project_dir))
+    )
     return hashlib.sha256("\0".join(names).encode()).hexdigest()
 
 
 # Folders whose files each become a node of the kind named, by suffix.
-_NODE_FILES: Mapping[str, tuple[str, AbstractSet[str]]] = {"model-paths": ("model", {".sql", ".py"}), "seed-paths": ("seed", {".csv"}), "test-paths": ("test", {".sql"})}
+_NODE_FILES: Mapping[str, tuple[str, AbstractSet[str]]] = {
+    "model-paths": ("model", {".sql", ".py"}),
+    "seed-paths": ("seed", {".csv"}),
+    "test-paths": ("test", {".sql"}),
+}
 
 
 def parse_problems(raw: Mapping[str, Any], project_dir: Path) -> list[str]:
@@ -388,11 +432,18 @@ def parse_problems(raw: Mapping[str, Any], project_dir: Path) -> list[str]:
     project = raw.get("metadata", {}).get("project_name")
     project_yaml = read_project_yaml(project_dir)
     parsed = [n for n in raw.get("nodes", {}).values() if n.get("package_name") == project]
-    parsed += [n for versions in (raw.get("disabled") or {}).values() for n in versions if n.get("package_name") == project]
+    parsed += [
+        n for versions in (raw.get("disabled") or {}).values() for n in versions if n.get("package_name") == project
+    ]
     known = {(n.get("resource_type"), n.get("original_file_path")) for n in parsed}
-    problems = [f"{path}: no such file" for kind, path in sorted(known, key=str)
-                if kind in BUILDABLE + ("test",) and path and path.endswith((".sql", ".py", ".csv"))
-                and not (project_dir / path).is_file()]
+    problems = [
+        f"{path}: no such file"
+        for kind, path in sorted(known, key=str)
+        if kind in BUILDABLE + ("test",)
+        and path
+        and path.endswith((".sql", ".py", ".csv"))
+        and not (project_dir / path).is_file()
+    ]
     for key, (kind, suffixes) in _NODE_FILES.items():
         for rel in project_yaml.get(key, PATH_KEYS[key]) or []:
             root = project_dir / str(rel)
@@ -444,8 +495,11 @@ def stamp_parts(ctx: DbtContext, selections: Mapping[str, str], env_names: Itera
     # A name dbt looked up in its last parse counts only while it is set: dbt reads some of its own only on
     # some paths (DBT_PP_TEST in a partial parse, not a full one), and an unset one counted on one run and
     # not the next would change the stamp, and so every compile key, for nothing. Set later, it counts.
-    names = {*literal, *(name for name in env_names if env.get(name) is not None),
-             *(name for name in env if name.startswith(DBT_ENV_PREFIX))}
+    names = {
+        *literal,
+        *(name for name in env_names if env.get(name) is not None),
+        *(name for name in env if name.startswith(DBT_ENV_PREFIX)),
+    }
     context = {
         "version": STAMP_VERSION,
         "dbt": _dbt_version(),
@@ -453,8 +507,10 @@ def stamp_parts(ctx: DbtContext, selections: Mapping[str, str], env_names: Itera
         # No database path: setup exports it as DUCKDB_PATH, so it counts (below) exactly when profiles.yml reads it.
         "profiles_dir": str(ctx.profiles_dir),
         **{f"var:{k}": v for k, v in ctx.vars.items()},
-        **{f"env:{name}": None if env.get(name) is None else keyed_digest("env", name, env[name])
-           for name in sorted(names)},
+        **{
+            f"env:{name}": None if env.get(name) is None else keyed_digest("env", name, env[name])
+            for name in sorted(names)
+        },
         **{f"selection:{k}": v for k, v in selections.items()},
     }
     parts.update({key: json.dumps(value, sort_keys=True, default=str) for key, value in context.items()})
@@ -475,8 +531,12 @@ def why_parse(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:
         return "no earlier parse"
     if not old:
         return "the last parse kept no record of its inputs"
-    kinds = {"file": "files changed", "var": "vars changed", "env": "environment variables changed",
-             "selection": "selections changed"}
+    kinds = {
+        "file": "files changed",
+        "var": "vars changed",
+        "env": "environment variables changed",
+        "selection": "selections changed",
+    }
     found: dict[str, list[str]] = {}
     for key in sorted(set(old) | set(new)):
         if old.get(key) == new.get(key):

@@ -72,8 +72,12 @@ def installed(project_dir: Path, project_yaml: Mapping[str, Any] | None = None) 
 
 def files_digest(project_dir: Path) -> dict[str, str]:
     """A digest of each of packages.yml, dependencies.yml and package-lock.yml as they are now."""
-    return {name: hashlib.sha256((project_dir / name).read_bytes()).hexdigest()[:20] if (project_dir / name).is_file()
-            else "absent" for name in PACKAGE_FILES}
+    return {
+        name: hashlib.sha256((project_dir / name).read_bytes()).hexdigest()[:20]
+        if (project_dir / name).is_file()
+        else "absent"
+        for name in PACKAGE_FILES
+    }
 
 
 def packages_state(project_dir: Path) -> dict[str, Any]:
@@ -96,7 +100,9 @@ def deps_reason(project_dir: Path, recorded: Mapping[str, Any] | None) -> str | 
     if not recorded:
         return None
     before, now_files = recorded.get("files") or {}, files_digest(project_dir)
-    changed = [name for name in PACKAGE_FILES if before.get(name) != now_files[name]] if isinstance(before, dict) else []
+    changed = (
+        [name for name in PACKAGE_FILES if before.get(name) != now_files[name]] if isinstance(before, dict) else []
+    )
     if changed or not isinstance(before, dict):
         return f"{' and '.join(changed) or 'the package files'} changed"
     missing = sorted(set(recorded.get("installed") or ()) - set(now))

@@ -44,8 +44,12 @@ class ManifestCache:
             return None  # manifest.json rewritten by someone else's dbt run, or damaged
         selections, profile = cache.get("selections"), cache.get("profile")
         try:
-            return manifest_from_dict(raw, {k: tuple(map(str, v)) for k, v in selections.items()},
-                                      DbtProfile.from_dict(profile), Digests.from_dict(cache["digests"]))
+            return manifest_from_dict(
+                raw,
+                {k: tuple(map(str, v)) for k, v in selections.items()},
+                DbtProfile.from_dict(profile),
+                Digests.from_dict(cache["digests"]),
+            )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             shaped = isinstance(selections, dict) and isinstance(profile, dict)
             discarded(self.manifest_path if shaped else self.path, f"wrong shape ({type(exc).__name__})")
@@ -60,26 +64,37 @@ class ManifestCache:
         names = read_json(self.path, {}, version=CACHE_VERSION).get("env_reads")
         return [str(n) for n in names] if isinstance(names, list) else []
 
-    def save(self, stamp: str, raw: Mapping[str, Any], selections: Mapping[str, tuple[str, ...]],
-             profile: DbtProfile, files: str | None = None, parts: Mapping[str, str] | None = None,
-             env_reads: tuple[str, ...] = (), digests: Digests | None = None) -> Digests:
+    def save(
+        self,
+        stamp: str,
+        raw: Mapping[str, Any],
+        selections: Mapping[str, tuple[str, ...]],
+        profile: DbtProfile,
+        files: str | None = None,
+        parts: Mapping[str, str] | None = None,
+        env_reads: tuple[str, ...] = (),
+        digests: Digests | None = None,
+    ) -> Digests:
         """The parse's stamp, with what dbt resolved in it (the selections and the profile: its
         database file), the project's file set, the stamp's parts, the environment variables the
         parse read and what is derived of the manifest once (``manifest_digests``). Returns that."""
         digests = manifest_digests(raw) if digests is None else digests
         make_private_dir(self.path.parent.parent)
         make_private_dir(self.path.parent)
-        write_json_atomic(self.path, {
-            "version": CACHE_VERSION,
-            "stamp": stamp,
-            "files": files,
-            "invocation_id": raw.get("metadata", {}).get("invocation_id"),
-            "selections": {k: list(v) for k, v in selections.items()},
-            "profile": profile.as_dict(),
-            "parts": dict(parts or {}),
-            "env_reads": sorted(env_reads),
-            "digests": digests.as_dict(),
-        })
+        write_json_atomic(
+            self.path,
+            {
+                "version": CACHE_VERSION,
+                "stamp": stamp,
+                "files": files,
+                "invocation_id": raw.get("metadata", {}).get("invocation_id"),
+                "selections": {k: list(v) for k, v in selections.items()},
+                "profile": profile.as_dict(),
+                "parts": dict(parts or {}),
+                "env_reads": sorted(env_reads),
+                "digests": digests.as_dict(),
+            },
+        )
         prune_contexts(self.path.parent.parent, keep=self.path.parent)
         return digests
 
@@ -122,6 +137,7 @@ def prune_contexts(base: Path, keep: Path) -> None:
     Everything but the ``KEPT_CONTEXTS`` most recently parsed context folders goes: the
     folder is setup's own, and a removed context only costs its next run a parse.
     """
+
     def parsed(folder: Path) -> float:  # a folder being parsed has no cache file yet
         return _modified(folder / CACHE_FILE) or _modified(folder)
 
@@ -129,8 +145,10 @@ def prune_contexts(base: Path, keep: Path) -> None:
         entries = list(base.iterdir())
     except OSError:
         return
-    contexts = sorted((e for e in entries if e.name.startswith("ctx-") and e.is_dir() and e != keep), key=parsed, reverse=True)
-    kept = {keep, *contexts[:KEPT_CONTEXTS - 1]}
+    contexts = sorted(
+        (e for e in entries if e.name.startswith("ctx-") and e.is_dir() and e != keep), key=parsed, reverse=True
+    )
+    kept = {keep, *contexts[: KEPT_CONTEXTS - 1]}
     for entry in entries:
         if entry in kept:
             continue
@@ -149,7 +167,8 @@ def load_graph_memo(path: Path, manifest_id: str) -> GraphMemo:
     if not stored or stored.get("manifest") != manifest_id:
         return GraphMemo(manifest_id)
     if not isinstance(answers, dict) or not all(
-            isinstance(v, list) and all(isinstance(u, str) for u in v) for v in answers.values()):
+        isinstance(v, list) and all(isinstance(u, str) for u in v) for v in answers.values()
+    ):
         discarded(path, "wrong shape")
         return GraphMemo(manifest_id)
     return GraphMemo(manifest_id, dict(answers))

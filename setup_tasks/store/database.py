@@ -145,7 +145,8 @@ def held_databases() -> list[str] | None:
 def interrupted(error: BaseException) -> bool:
     """Is this how DuckDB ends a query on a signal? It turns a pending SIGINT into RuntimeError('Query interrupted')."""
     return isinstance(error, duckdb.InterruptException) or (
-        isinstance(error, RuntimeError) and str(error).strip().lower() == "query interrupted")
+        isinstance(error, RuntimeError) and str(error).strip().lower() == "query interrupted"
+    )
 
 
 def locked_error(path: Path | str, error: Exception) -> DatabaseLockedError | None:
@@ -153,8 +154,12 @@ def locked_error(path: Path | str, error: Exception) -> DatabaseLockedError | No
     as such, with a fix that ends it, never 'close that connection (notebook, IDE...)'."""
     holder = lock_holder(error)
     if holder and holder.startswith("setup's"):  # a worker this run could not reach (another worker folder)
-        return DatabaseLockedError(str(path), holder, f"end it (kill {lock_pid(error)}; it is setup's own warm "
-                                   "worker, started with another worker folder) and run again")
+        return DatabaseLockedError(
+            str(path),
+            holder,
+            f"end it (kill {lock_pid(error)}; it is setup's own warm "
+            "worker, started with another worker folder) and run again",
+        )
     return DatabaseLockedError(str(path), holder) if holder else None
 
 
@@ -187,11 +192,15 @@ SIGNATURE_VERSION = "s2"
 
 
 def _row_digests(key: tuple[str, str, str], i: int) -> str:
-    return (f"SELECT {i} AS i, count(*) AS n, bit_xor(h) AS x, sum(h::HUGEINT) AS s "
-            f"FROM (SELECT hash(t) AS h FROM {qualified(key)} AS t)")
+    return (
+        f"SELECT {i} AS i, count(*) AS n, bit_xor(h) AS x, sum(h::HUGEINT) AS s "
+        f"FROM (SELECT hash(t) AS h FROM {qualified(key)} AS t)"
+    )
 
 
-def _column_digests(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+def _column_digests(
+    con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], str]:
     """Each table's columns (name and type, in order), digested: one catalog query for all."""
     wanted = {tuple(part.lower() for part in key) for key in keys}
     schemas = sorted({key[:2] for key in wanted})
@@ -199,17 +208,23 @@ def _column_digests(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, s
     rows = con.execute(
         "SELECT lower(database_name), lower(schema_name), lower(table_name), "
         "list(column_name || ' ' || data_type ORDER BY column_index) FROM duckdb_columns() "
-        f"WHERE {where} GROUP BY ALL", [part for schema in schemas for part in schema]).fetchall()
-    return {(c, s, n): hashlib.sha256("\n".join(cols).encode()).hexdigest()[:12]
-            for c, s, n, cols in rows if (c, s, n) in wanted}
+        f"WHERE {where} GROUP BY ALL",
+        [part for schema in schemas for part in schema],
+    ).fetchall()
+    return {
+        (c, s, n): hashlib.sha256("\n".join(cols).encode()).hexdigest()[:12]
+        for c, s, n, cols in rows
+        if (c, s, n) in wanted
+    }
 
 
 def _signature(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]) -> str | None:
     return _signatures(con, [key], one_by_one=False).get(key)
 
 
-def _signatures(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]],
-                one_by_one: bool = True) -> dict[tuple[str, str, str], str | None]:
+def _signatures(
+    con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]], one_by_one: bool = True
+) -> dict[tuple[str, str, str], str | None]:
     """The content signature of each table (``SIGNATURE_VERSION``), in two queries."""
     if not keys:
         return {}
@@ -221,8 +236,10 @@ def _signatures(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, str]]
         if interrupted(exc):
             raise
         return {key: _signature(con, key) for key in keys} if one_by_one else {key: None for key in keys}
-    return {keys[i]: f"{SIGNATURE_VERSION}:{n}:{x}:{total}:{columns.get(tuple(p.lower() for p in keys[i]), '')}"
-            for i, n, x, total in rows}
+    return {
+        keys[i]: f"{SIGNATURE_VERSION}:{n}:{x}:{total}:{columns.get(tuple(p.lower() for p in keys[i]), '')}"
+        for i, n, x, total in rows
+    }
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], str]:
@@ -247,8 +264,11 @@ def file_state(path: Path) -> list[int] | None:
 
 
 def contents_to_dict(snap: DatabaseContents) -> dict[str, Any]:
-    return {"exists": snap.exists, "tables": [[list(k), v.kind, v.signature] for k, v in snap.tables.items()],
-            "schemas": sorted(list(s) for s in snap.schemas)}
+    return {
+        "exists": snap.exists,
+        "tables": [[list(k), v.kind, v.signature] for k, v in snap.tables.items()],
+        "schemas": sorted(list(s) for s in snap.schemas),
+    }
 
 
 def contents_from_dict(path: Path, data: Mapping[str, Any]) -> DatabaseContents:
@@ -289,7 +309,8 @@ class Catalog:
             found: dict[tuple[str, str, str], list[str]] = {}
             rows = self._con.execute(
                 "SELECT table_catalog, table_schema, table_name, column_name FROM information_schema.columns"
-                " ORDER BY table_catalog, table_schema, table_name, ordinal_position").fetchall()
+                " ORDER BY table_catalog, table_schema, table_name, ordinal_position"
+            ).fetchall()
             for catalog, schema, table, column in rows:
                 found.setdefault((catalog.lower(), schema.lower(), table.lower()), []).append(column)
             self._columns = {k: tuple(v) for k, v in found.items()}
@@ -323,7 +344,7 @@ class Reader:
     def find(self, name: str) -> tuple[str, str, str] | None:
         """The table or view called ``name`` ('t', 'schema.t' or 'db.schema.t'); schema main first."""
         parts = [p.lower() for p in name.split(".")]
-        matches = sorted(k for k in self.tables() if list(k[3 - len(parts):]) == parts)
+        matches = sorted(k for k in self.tables() if list(k[3 - len(parts) :]) == parts)
         main = [k for k in matches if k[1] == "main"]
         return (main or matches or [None])[0]  # type: ignore[list-item]  # None: no match
 
@@ -488,8 +509,13 @@ class Database:
     dbt-duckdb's own connections to the same file are untouched).
     """
 
-    def __init__(self, path: Path, settings: Mapping[str, str] | None = None, files_from: Path | None = None,
-                 locked_by: LockedBy | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        settings: Mapping[str, str] | None = None,
+        files_from: Path | None = None,
+        locked_by: LockedBy | None = None,
+    ) -> None:
         self.path = path
         self.settings = dict(settings or {})
         self.files_from = files_from
@@ -597,7 +623,9 @@ class Database:
                         raise DatabaseError(f"the profile's setting {key!r} is not a DuckDB setting name")
                     con.execute(f"SET {key} = '{str(value).replace(chr(39), chr(39) * 2)}'")
             except duckdb.Error as exc:
-                raise DatabaseError(f"cannot configure DuckDB as the profile does: {' '.join(str(exc).split())}") from None
+                raise DatabaseError(
+                    f"cannot configure DuckDB as the profile does: {' '.join(str(exc).split())}"
+                ) from None
             with interrupts_raised():
                 yield con
         finally:
@@ -616,8 +644,11 @@ class Database:
 
     # -- what it holds --------------------------------------------------------------------
 
-    def contents(self, signed: Iterable[tuple[str, str, str]] = (),
-                 known: Mapping[tuple[str, str, str], TableState] | None = None) -> DatabaseContents:
+    def contents(
+        self,
+        signed: Iterable[tuple[str, str, str]] = (),
+        known: Mapping[tuple[str, str, str], TableState] | None = None,
+    ) -> DatabaseContents:
         """Tables present, with content signatures for the ``signed`` ones (tables only). ``known``: tables
         whose signature is known to hold (nothing wrote them since): theirs is not computed again."""
         if not self.path.exists():
@@ -651,11 +682,15 @@ class Database:
         """Fail early, with the fix, when the database cannot be created or written."""
         parent = self.path.parent
         if parent.exists() and not parent.is_dir():
-            raise DatabaseError(f"database directory {parent} is not a directory", "set database.path to a file in a writable directory")
+            raise DatabaseError(
+                f"database directory {parent} is not a directory", "set database.path to a file in a writable directory"
+            )
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DatabaseError(f"cannot create database directory {parent}: {exc.strerror}", "set database.path to a writable location") from None
+            raise DatabaseError(
+                f"cannot create database directory {parent}: {exc.strerror}", "set database.path to a writable location"
+            ) from None
         problem = self.write_problem()
         if problem is not None:
             raise problem
@@ -670,9 +705,11 @@ class Database:
         for target, what in ((path, "file"), (parent, "folder")):
             if target.exists() and not os.access(target, os.W_OK):
                 also = f" (DuckDB writes {path.name}.wal there)" if what == "folder" and path.exists() else ""
-                return DatabaseError(f"the database {what} {target} is not writable for you{also}",
-                                     f"make {target} writable for you, or set database.path (or DUCKDB_PATH) to a "
-                                     "file in a folder you can write")
+                return DatabaseError(
+                    f"the database {what} {target} is not writable for you{also}",
+                    f"make {target} writable for you, or set database.path (or DUCKDB_PATH) to a "
+                    "file in a folder you can write",
+                )
         return None
 
     # -- dropping ---------------------------------------------------------------------------
@@ -794,11 +831,15 @@ class RelationProfile:
 
 
 def _row_digest_sql(key: tuple[str, str, str], columns: list[tuple[str, str]]) -> str:
-    values = [f"printf('%.12g', {quote(name)})" if kind.upper() in FLOAT_TYPES else quote(name) for name, kind in columns]
+    values = [
+        f"printf('%.12g', {quote(name)})" if kind.upper() in FLOAT_TYPES else quote(name) for name, kind in columns
+    ]
     row = f"hash({', '.join(values)})" if values else "0"
     # sum over hugeint: duplicates count (an xor would cancel a repeated row); the xor guards the sum's collisions
-    return (f"SELECT count(*), sum({row}::HUGEINT)::VARCHAR || ':' || coalesce(bit_xor({row}), 0)::VARCHAR "
-            f"FROM {qualified(key)}")
+    return (
+        f"SELECT count(*), sum({row}::HUGEINT)::VARCHAR || ':' || coalesce(bit_xor({row}), 0)::VARCHAR "
+        f"FROM {qualified(key)}"
+    )
 
 
 def relation_profiles(path: Path, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], RelationProfile]:
@@ -814,14 +855,20 @@ def relation_profiles(path: Path, keys: Iterable[tuple[str, str, str]]) -> dict[
     found: dict[tuple[str, str, str], RelationProfile] = {}
     try:
         with interrupts_raised():
-            tables = {(d.lower(), s.lower(), n.lower()): (d, s, n, t, c) for d, s, n, t, c in con.execute(
-                "SELECT database_name, schema_name, table_name, 'table', comment FROM duckdb_tables() WHERE NOT internal "
-                "UNION ALL SELECT database_name, schema_name, view_name, 'view', comment FROM duckdb_views() "
-                "WHERE NOT internal").fetchall()}
+            tables = {
+                (d.lower(), s.lower(), n.lower()): (d, s, n, t, c)
+                for d, s, n, t, c in con.execute(
+                    "SELECT database_name, schema_name, table_name, 'table', comment FROM duckdb_tables() "
+                    "WHERE NOT internal UNION ALL "
+                    "SELECT database_name, schema_name, view_name, 'view', comment FROM duckdb_views() "
+                    "WHERE NOT internal"
+                ).fetchall()
+            }
             columns: dict[tuple[str, str, str], list[tuple[str, str, str | None]]] = {}
             for d, s, n, col, kind, comment in con.execute(
-                    "SELECT database_name, schema_name, table_name, column_name, data_type, comment "
-                    "FROM duckdb_columns() ORDER BY database_name, schema_name, table_name, column_index").fetchall():
+                "SELECT database_name, schema_name, table_name, column_name, data_type, comment "
+                "FROM duckdb_columns() ORDER BY database_name, schema_name, table_name, column_index"
+            ).fetchall():
                 columns.setdefault((d.lower(), s.lower(), n.lower()), []).append((col, kind, comment))
             for key in sorted(wanted & set(tables)):
                 d, s, n, kind, comment = tables[key]
@@ -833,8 +880,9 @@ def relation_profiles(path: Path, keys: Iterable[tuple[str, str, str]]) -> dict[
                 except duckdb.Error as exc:
                     if interrupted(exc):
                         raise
-                    found[key] = RelationProfile(kind, shape, comment=comment or None, column_comments=notes,
-                                                 error=" ".join(str(exc).split()))
+                    found[key] = RelationProfile(
+                        kind, shape, comment=comment or None, column_comments=notes, error=" ".join(str(exc).split())
+                    )
                     continue
                 found[key] = RelationProfile(kind, shape, int(rows), str(digest), comment or None, notes)
     finally:
@@ -867,8 +915,11 @@ def first_uncastable(values: Iterable[str], sql_type: str) -> int | None:
         return None
     with memory_connection() as con:
         try:
-            row = con.execute(f"SELECT i FROM (SELECT unnest(range(len($1))) AS i, unnest($1) AS v) "
-                              f"WHERE TRY_CAST(v AS {sql_type}) IS NULL ORDER BY i LIMIT 1", [texts]).fetchone()
+            row = con.execute(
+                f"SELECT i FROM (SELECT unnest(range(len($1))) AS i, unnest($1) AS v) "
+                f"WHERE TRY_CAST(v AS {sql_type}) IS NULL ORDER BY i LIMIT 1",
+                [texts],
+            ).fetchone()
         except duckdb.Error:
             return None
     return None if row is None else int(row[0])
@@ -882,8 +933,9 @@ class ProfileProblem:
     error: str
 
 
-def profile_problem(config: Mapping[str, Any], extensions: Iterable[Any], settings: Mapping[str, Any]
-                    ) -> ProfileProblem | None:
+def profile_problem(
+    config: Mapping[str, Any], extensions: Iterable[Any], settings: Mapping[str, Any]
+) -> ProfileProblem | None:
     """The first part of a dbt-duckdb profile DuckDB refuses, tried as dbt-duckdb applies them (its
     connection config, each extension installed and loaded, each setting SET), on a database in memory."""
     try:
@@ -912,4 +964,3 @@ def profile_problem(config: Mapping[str, Any], extensions: Iterable[Any], settin
 def _one_line(error: Exception) -> str:
     """DuckDB's message on one line, without its pointers to the documentation."""
     return " ".join(MORE_INFO_RE.sub("", str(error)).split())
-

@@ -64,8 +64,12 @@ class RunLock:
         self._fh = fh
 
     def _unwritable(self, exc: OSError) -> Exception:
-        return cannot_write("the setup state directory", self.path.parent, exc,
-                            "set database.path (or DUCKDB_PATH) to a writable location")
+        return cannot_write(
+            "the setup state directory",
+            self.path.parent,
+            exc,
+            "set database.path (or DUCKDB_PATH) to a writable location",
+        )
 
     def release(self) -> None:
         if self._fh is not None:

@@ -6,7 +6,8 @@ already completed: doit's own dependency file is only written when a run closes.
 is one line appended to the journal beside the records (``records.journal``), never a
 rewrite of every record: a run's writes grow with what it built, not with the project.
 Loading replays the journal over the records; once it has grown past a share of them, the
-end of a run folds it in (one atomic rewrite, then the journal goes). ``doit forget`` marks a record forced: the next setup rebuilds it. Each
+end of a run folds it in (one atomic rewrite, then the journal goes). ``doit forget`` marks a record forced: the next
+setup rebuilds it. Each
 dbt project writing a database keeps its records (and doit's state) in its own folder,
 ``<state dir>/projects/<project>/``: projects sharing a file never take each other's
 tables for their own.
@@ -58,8 +59,11 @@ class BuildRecord:
 
     def __post_init__(self) -> None:
         """Refuse (TypeError) a record of the wrong shape read from a damaged file."""
-        if not isinstance(self.fingerprint, str) or not isinstance(self.parts, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in self.parts.items()):
+        if (
+            not isinstance(self.fingerprint, str)
+            or not isinstance(self.parts, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in self.parts.items())
+        ):
             raise TypeError("fingerprint and parts must be strings")
         if self.relation is not None:  # JSON gives a list
             if not (isinstance(self.relation, (list, tuple)) and len(self.relation) == 3):
@@ -123,8 +127,7 @@ class BuildRecords:
             records[uid] = record
         if len(records) < len(stored):
             discarded(path, f"{len(stored) - len(records)} record(s) of the wrong shape")
-        return cls(path, records, intents=intents, schemas=schemas, project=project, aside=aside,
-                   journaled=journaled)
+        return cls(path, records, intents=intents, schemas=schemas, project=project, aside=aside, journaled=journaled)
 
     def of_project(self, project: str) -> dict[str, BuildRecord]:
         """The records of nodes ``project`` built (not those it only holds from an older layout)."""
@@ -235,17 +238,27 @@ class BuildRecords:
     def save(self) -> None:
         """Write every record (the journal folded in, then removed); WriteError (one line, with the fix)
         when the disk refuses."""
-        lines = ",\n".join(f"{json.dumps(uid)}: {json.dumps(_record_dict(rec), sort_keys=True)}"
-                           for uid, rec in sorted(self.records.items()))
-        rest = json.dumps({"intents": {k: [list(r) for r in v] for k, v in sorted(self.intents.items())},
-                           "schemas": sorted(list(s) for s in self.schemas), "version": RECORDS_VERSION,
-                           "aside": sorted(list(r) for r in self.aside)}, sort_keys=True)
+        lines = ",\n".join(
+            f"{json.dumps(uid)}: {json.dumps(_record_dict(rec), sort_keys=True)}"
+            for uid, rec in sorted(self.records.items())
+        )
+        rest = json.dumps(
+            {
+                "intents": {k: [list(r) for r in v] for k, v in sorted(self.intents.items())},
+                "schemas": sorted(list(s) for s in self.schemas),
+                "version": RECORDS_VERSION,
+                "aside": sorted(list(r) for r in self.aside),
+            },
+            sort_keys=True,
+        )
         text = '{"records": {\n' + lines + "\n},\n" + rest[1:] + "\n"  # one record per line: people read it
         try:
             write_text_atomic(self.path, text)
             self.journal.unlink(missing_ok=True)
         except OSError as exc:
-            raise cannot_write("setup's build records", self.path, exc, "set database.path (or DUCKDB_PATH) elsewhere") from None
+            raise cannot_write(
+                "setup's build records", self.path, exc, "set database.path (or DUCKDB_PATH) elsewhere"
+            ) from None
         self.journaled = 0
         self.dirty = False
 
@@ -265,7 +278,9 @@ class BuildRecords:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise cannot_write("setup's build records", self.journal, exc, "set database.path (or DUCKDB_PATH) elsewhere") from None
+            raise cannot_write(
+                "setup's build records", self.journal, exc, "set database.path (or DUCKDB_PATH) elsewhere"
+            ) from None
         self.journaled += len(changes)
 
 
@@ -292,8 +307,13 @@ def _record(data: Any) -> BuildRecord | None:
         return None
 
 
-def _replay(journal: Path, records: dict[str, Any], intents: dict[str, list[Relation]],
-            schemas: set[tuple[str, str]], aside: set[Relation]) -> int:
+def _replay(
+    journal: Path,
+    records: dict[str, Any],
+    intents: dict[str, list[Relation]],
+    schemas: set[tuple[str, str]],
+    aside: set[Relation],
+) -> int:
     """Apply the journal's changes in order; returns how many. A line that does not parse (torn by a kill,
     or damaged) is skipped: its node is rebuilt, as with a damaged records file."""
     try:
@@ -349,8 +369,16 @@ JOURNAL_FILE = "records.journal"  # changes since records.json was last written 
 # What one project keeps in its state folder; in the single-project layout (records version 1)
 # these sat in the database's state folder itself.
 TEST_OUTCOMES_FILE = "test_outcomes.json"  # each dbt test's last outcome (engine.test_gate)
-PROJECT_STATE = (RECORDS_FILE, JOURNAL_FILE, "doit.sqlite", "file_hashes.json", "db_contents.json", "failed_checks",
-                 "check_failures.json", TEST_OUTCOMES_FILE)
+PROJECT_STATE = (
+    RECORDS_FILE,
+    JOURNAL_FILE,
+    "doit.sqlite",
+    "file_hashes.json",
+    "db_contents.json",
+    "failed_checks",
+    "check_failures.json",
+    TEST_OUTCOMES_FILE,
+)
 
 
 def project_state_dir(state_dir: Path, project: str) -> Path:
@@ -375,6 +403,8 @@ def other_projects(state_dir: Path, project: str) -> Iterator[tuple[str, BuildRe
     for folder in sorted((state_dir / PROJECTS_DIR).glob("*")):
         if folder.name != project and ((folder / RECORDS_FILE).is_file() or (folder / JOURNAL_FILE).is_file()):
             yield folder.name, BuildRecords.load(folder / RECORDS_FILE, folder.name)
+
+
 @dataclass
 class WrittenFiles:
     """Files setup generated (the census), by path: the digest of each version it wrote, by
@@ -388,7 +418,8 @@ class WrittenFiles:
         stored = read_json(path, {}, version=WRITTEN_VERSION)
         files = stored.get("files", {})
         if not isinstance(files, dict) or not all(
-                isinstance(v, dict) and all(isinstance(d, str) for d in v.values()) for v in files.values()):
+            isinstance(v, dict) and all(isinstance(d, str) for d in v.values()) for v in files.values()
+        ):
             discarded(path, "wrong shape")
             files = {}
         return cls(path, files)
@@ -403,8 +434,9 @@ class WrittenFiles:
         try:
             write_json_atomic(self.path, {"version": WRITTEN_VERSION, "files": self.files})
         except OSError as exc:
-            raise cannot_write("the record of the census setup wrote", self.path, exc,
-                               "set database.path (or DUCKDB_PATH) elsewhere") from None
+            raise cannot_write(
+                "the record of the census setup wrote", self.path, exc, "set database.path (or DUCKDB_PATH) elsewhere"
+            ) from None
 
 
 def _relation(key: Any) -> Relation:

@@ -1,4 +1,5 @@
-"""The no-op witness: proof, by file keys, that nothing a full check reads changed since one found everything up to date.
+"""The no-op witness: proof, by file keys, that nothing a full check reads changed since one found everything up to
+date.
 
 Make trusts timestamps; setup checks contents (fingerprints, table signatures), and
 on a no-op most of its time goes into loading what those checks need. So a run
@@ -40,12 +41,39 @@ from ..user_folders import UserFolder, cache_folder
 WITNESS_VERSION = 1
 # Shell bookkeeping that differs between terminals and says nothing about a build: left out of
 # the environment's digest, so a second terminal still finds the witness.
-VOLATILE_ENV = frozenset({
-    "_", "OLDPWD", "PWD", "SHLVL", "PS1", "PS2", "PROMPT_COMMAND", "HISTFILE", "HISTSIZE", "HISTCONTROL",
-    "COLUMNS", "LINES", "WINDOWID", "TERM_SESSION_ID", "ITERM_SESSION_ID", "KITTY_WINDOW_ID", "TMUX_PANE",
-    "STY", "WINDOW", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY",
-    "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID", "PYTEST_XDIST_WORKER_COUNT",
-})
+VOLATILE_ENV = frozenset(
+    {
+        "_",
+        "OLDPWD",
+        "PWD",
+        "SHLVL",
+        "PS1",
+        "PS2",
+        "PROMPT_COMMAND",
+        "HISTFILE",
+        "HISTSIZE",
+        "HISTCONTROL",
+        "COLUMNS",
+        "LINES",
+        "WINDOWID",
+        "TERM_SESSION_ID",
+        "ITERM_SESSION_ID",
+        "KITTY_WINDOW_ID",
+        "TMUX_PANE",
+        "STY",
+        "WINDOW",
+        "SSH_CLIENT",
+        "SSH_CONNECTION",
+        "SSH_TTY",
+        "SSH_AUTH_SOCK",
+        "DISPLAY",
+        "XAUTHORITY",
+        "PYTEST_CURRENT_TEST",
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_TESTRUNUID",
+        "PYTEST_XDIST_WORKER_COUNT",
+    }
+)
 Key = list[int] | None
 # What differs between runs that find the same: filled in when the witness answers.
 RUN_SLOTS = ("run_id", "started", "ended", "seconds", "exit_code", "shortcut")
@@ -73,9 +101,15 @@ def run_context(argv: Iterable[str]) -> dict[str, Any]:
     """Who runs what, where: a witness holds only for the same."""
     # The interpreter resolved: `doit` (its script's shebang names python3.11) and `python -m doit` are one.
     # Setup's own code where this process imported it (an install moved elsewhere runs other files).
-    return {"version": WITNESS_VERSION, "argv": list(argv), "cwd": os.getcwd(),
-            "python": os.path.realpath(sys.executable), "python_version": sys.version, "uid": os.getuid(),
-            "code": str(Path(__file__).resolve().parent.parent)}
+    return {
+        "version": WITNESS_VERSION,
+        "argv": list(argv),
+        "cwd": os.getcwd(),
+        "python": os.path.realpath(sys.executable),
+        "python_version": sys.version,
+        "uid": os.getuid(),
+        "code": str(Path(__file__).resolve().parent.parent),
+    }
 
 
 def keys_of(paths: Iterable[str | Path]) -> dict[str, Key]:
@@ -128,10 +162,18 @@ class Witness:
             witness = cls(**data)
         except TypeError:
             return None
-        keys_shaped = all(k is None or (isinstance(k, list) and len(k) == 5) for k in witness.keys.values()) \
-            if isinstance(witness.keys, dict) else False
-        shaped = (keys_shaped and isinstance(witness.context, dict) and isinstance(witness.said, dict)
-                  and isinstance(witness.report, str) and isinstance(witness.history, dict))
+        keys_shaped = (
+            all(k is None or (isinstance(k, list) and len(k) == 5) for k in witness.keys.values())
+            if isinstance(witness.keys, dict)
+            else False
+        )
+        shaped = (
+            keys_shaped
+            and isinstance(witness.context, dict)
+            and isinstance(witness.said, dict)
+            and isinstance(witness.report, str)
+            and isinstance(witness.history, dict)
+        )
         return witness if shaped else None
 
 

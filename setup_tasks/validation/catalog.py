@@ -41,7 +41,9 @@ def custom_check(index: int, name: str, sql: str, severity: str, description: st
         try:
             return ctx.audit(sql, what=what, guidance=guidance)
         except DatabaseError as err:
-            return ctx.failed(f"the query failed: {err.cause.removeprefix('query failed: ')}", f"fix the SQL of {origin}.sql")
+            return ctx.failed(
+                f"the query failed: {err.cause.removeprefix('query failed: ')}", f"fix the SQL of {origin}.sql"
+            )
 
     reads: Reads = tuple(sorted(tables)) if tables is not None else _everything
     return Check(name, severity, run, reads, (), description, origin, definition=sql)
@@ -71,8 +73,9 @@ def models_area(project: ProjectView) -> str:
     return STAGING_AREA if all(n.in_staging_folder for n in models) else MODELS_AREA
 
 
-def load_checks(validation: ValidationSettings, root: Path, registry: CheckRegistry | None = None,
-                area: str = STAGING_AREA) -> list[Check]:
+def load_checks(
+    validation: ValidationSettings, root: Path, registry: CheckRegistry | None = None, area: str = STAGING_AREA
+) -> list[Check]:
     """Built-in, Python-registered and custom SQL checks, in that order; names checked unique.
 
     ``area``: the name of the built-in model checks' area (``models_area``)."""
@@ -80,8 +83,10 @@ def load_checks(validation: ValidationSettings, root: Path, registry: CheckRegis
     registry = registry or REGISTRY
     _import_check_modules(validation, root)
     # The project's own dbt tests go after the built-in SQL checks (one slow invocation, last).
-    found = sorted((_in_area(c, area) for c in registry.checks() if validation.run_dbt_tests or c.name != DBT_TESTS_CHECK),
-                   key=lambda c: c.name == DBT_TESTS_CHECK)
+    found = sorted(
+        (_in_area(c, area) for c in registry.checks() if validation.run_dbt_tests or c.name != DBT_TESTS_CHECK),
+        key=lambda c: c.name == DBT_TESTS_CHECK,
+    )
     taken = {c.name for c in found} | {c.group for c in found if c.group}
     for index, entry in enumerate(validation.custom_checks):
         if entry.name in taken:
@@ -92,8 +97,11 @@ def load_checks(validation: ValidationSettings, root: Path, registry: CheckRegis
         taken.add(entry.name)
         found.append(custom_check(index, entry.name, entry.sql, entry.severity, entry.description))
     # The model checks' PlanWise names keep disabling them when they are called "models" here.
-    renamed = {} if area == STAGING_AREA else {
-        STAGING_AREA: area, **{_in_area_name(c.name, STAGING_AREA): c.name for c in found if c.group == area}}
+    renamed = (
+        {}
+        if area == STAGING_AREA
+        else {STAGING_AREA: area, **{_in_area_name(c.name, STAGING_AREA): c.name for c in found if c.group == area}}
+    )
     disabled = [renamed.get(name, name) for name in validation.disabled_checks]
     return _without_disabled(found, disabled, taken | {DBT_TESTS_CHECK})
 

@@ -79,7 +79,6 @@ class Table:
         return self.sql
 
 
-
 class TableMemo:
     """What a check measured of each table, kept between its runs: a check over many tables reads again
     only those whose content or inputs changed (``state``: the table's, in words that change with them)."""
@@ -114,8 +113,14 @@ class TableMemo:
 class CheckContext:
     """Everything a check function uses: settings, tables, queries and result helpers."""
 
-    def __init__(self, check: "Check", validation: ValidationSettings, reader: Reader,
-                 project: ProjectView | None = None, memo: TableMemo | None = None) -> None:
+    def __init__(
+        self,
+        check: "Check",
+        validation: ValidationSettings,
+        reader: Reader,
+        project: ProjectView | None = None,
+        memo: TableMemo | None = None,
+    ) -> None:
         self.check = check
         self.validation = validation
         self.reader = reader
@@ -203,7 +208,7 @@ class CheckContext:
             else:
                 missing.append(i)
         for start in range(0, len(missing), 100):
-            chunk = missing[start:start + 100]
+            chunk = missing[start : start + 100]
             union = " UNION ALL ".join(f"SELECT {i} AS i, count(*) AS n FROM {tables[i]}" for i in chunk)
             for i, n in self.query(union).rows:
                 node = tables[int(i)].node
@@ -219,8 +224,9 @@ class CheckContext:
         rows = self.query(sql, params).rows
         return rows[0][0] if rows else None
 
-    def audit(self, sql: str, params: Sequence[Any] | None = None, *, what: str, guidance: str,
-              **details: Any) -> CheckResult:
+    def audit(
+        self, sql: str, params: Sequence[Any] | None = None, *, what: str, guidance: str, **details: Any
+    ) -> CheckResult:
         """Passed when ``sql`` selects no rows; else failed with the count and a sample."""
         body = sql.strip().rstrip(";")
         count = self.scalar(f"SELECT count(*) FROM ({body}) AS offending", params) or 0
@@ -235,7 +241,9 @@ class CheckContext:
         return CheckResult(self.check.name, PASSED, self.check.severity, message, jsonable(details))
 
     def failed(self, message: str, guidance: str, severity: str | None = None, **details: Any) -> CheckResult:
-        return CheckResult(self.check.name, FAILED, severity or self.check.severity, message, jsonable(details), guidance)
+        return CheckResult(
+            self.check.name, FAILED, severity or self.check.severity, message, jsonable(details), guidance
+        )
 
 
 # -- checks -----------------------------------------------------------------------------
@@ -263,7 +271,9 @@ class Environment:
             return TableMemo()
         definition = check.definition_digest()
         fingerprints = engine.fingerprints()
-        return TableMemo(self.previous.get("tables"), lambda uid: f"{definition}|{input_state(engine, uid, fingerprints)}")
+        return TableMemo(
+            self.previous.get("tables"), lambda uid: f"{definition}|{input_state(engine, uid, fingerprints)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -316,13 +326,25 @@ class Check:
         except SkipCheck as skip:
             results = [CheckResult(self.name, SKIPPED, self.severity, skip.reason)]
         except SetupError as err:
-            fix = err.fix or (f"check the types of the tables and columns it reads (validation.tables, "
-                              f"validation.columns), or fix {self.origin or self.name}")
-            results = [CheckResult(self.name, FAILED, self.severity, f"could not run: {err.cause}", {}, fix,
-                                   incomplete=True)]
+            fix = err.fix or (
+                f"check the types of the tables and columns it reads (validation.tables, "
+                f"validation.columns), or fix {self.origin or self.name}"
+            )
+            results = [
+                CheckResult(self.name, FAILED, self.severity, f"could not run: {err.cause}", {}, fix, incomplete=True)
+            ]
         except Exception as exc:  # a broken check must not end the run: report it as failed
-            results = [CheckResult(self.name, FAILED, self.severity, f"check crashed: {type(exc).__name__}: {exc}",
-                                   {}, f"fix the check {self.origin or self.name}", incomplete=True)]
+            results = [
+                CheckResult(
+                    self.name,
+                    FAILED,
+                    self.severity,
+                    f"check crashed: {type(exc).__name__}: {exc}",
+                    {},
+                    f"fix the check {self.origin or self.name}",
+                    incomplete=True,
+                )
+            ]
         seconds, now = time.perf_counter() - started, time.time()
         return [replace(r, seconds=r.seconds or seconds, checked_at=r.checked_at or now) for r in results]
 
@@ -368,8 +390,12 @@ def _loaded_beside(module_file: Path) -> list[str]:
     found = set()
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if file and file.endswith(".py") and Path(file).resolve().is_relative_to(root) \
-                and not (module.__name__ or "").startswith(f"{_PACKAGE}."):
+        if (
+            file
+            and file.endswith(".py")
+            and Path(file).resolve().is_relative_to(root)
+            and not (module.__name__ or "").startswith(f"{_PACKAGE}.")
+        ):
             found.add(str(Path(file).resolve()))
     found.discard(str(module_file.resolve()))
     return sorted(found)
@@ -418,23 +444,35 @@ def _check_definition(name: str, severity: str, origin: str) -> None:
             "use lower case letters, digits and underscores, optionally 'group.name'",
         )
     if severity not in SEVERITIES:
-        raise SetupError(f"validation check {name!r} ({origin}) has severity {severity!r}",
-                         f"use one of {', '.join(SEVERITIES)}")
+        raise SetupError(
+            f"validation check {name!r} ({origin}) has severity {severity!r}", f"use one of {', '.join(SEVERITIES)}"
+        )
 
 
-def register_check(name: str, *, severity: str = "error", reads: Reads = (), thresholds: Sequence[str] = (),
-                   description: str | None = None, registry: CheckRegistry | None = None
-                   ) -> Callable[[Callable[[CheckContext], Any]], Callable[[CheckContext], Any]]:
+def register_check(
+    name: str,
+    *,
+    severity: str = "error",
+    reads: Reads = (),
+    thresholds: Sequence[str] = (),
+    description: str | None = None,
+    registry: CheckRegistry | None = None,
+) -> Callable[[Callable[[CheckContext], Any]], Callable[[CheckContext], Any]]:
     """Decorator: the function becomes the check ``validate:<name>`` (see the module docstring)."""
 
     def decorator(function: Callable[[CheckContext], Any]) -> Callable[[CheckContext], Any]:
         doc = (inspect.getdoc(function) or "").strip().splitlines()
-        (registry or REGISTRY).add(Check(
-            name=name, severity=severity, function=function,
-            reads=reads if callable(reads) else tuple(reads), thresholds=tuple(thresholds),
-            description=description if description is not None else (doc[0] if doc else ""),
-            origin=f"{function.__module__}.{function.__qualname__}",
-        ))
+        (registry or REGISTRY).add(
+            Check(
+                name=name,
+                severity=severity,
+                function=function,
+                reads=reads if callable(reads) else tuple(reads),
+                thresholds=tuple(thresholds),
+                description=description if description is not None else (doc[0] if doc else ""),
+                origin=f"{function.__module__}.{function.__qualname__}",
+            )
+        )
         return function
 
     return decorator

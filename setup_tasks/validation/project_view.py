@@ -26,10 +26,18 @@ class ProjectView:
     @classmethod
     def from_engine(cls, engine: Engine) -> "ProjectView":
         """The engine's project (make it once per engine: ``validation.scope.ValidationScope`` does)."""
-        return cls(engine.ctx.project_dir, engine.manifest.nodes, tuple(engine.setup_nodes),
-                   tuple(engine.foundation_nodes), tuple(engine.definitions.tests()),
-                   tuple(u for u in engine.graph.unresolved_tests(engine.definitions.test_scope())
-                         if engine.node(u).package == engine.manifest.project_name))
+        return cls(
+            engine.ctx.project_dir,
+            engine.manifest.nodes,
+            tuple(engine.setup_nodes),
+            tuple(engine.foundation_nodes),
+            tuple(engine.definitions.tests()),
+            tuple(
+                u
+                for u in engine.graph.unresolved_tests(engine.definitions.test_scope())
+                if engine.node(u).package == engine.manifest.project_name
+            ),
+        )
 
     def selected(self, *resource_types: str) -> list[Node]:
         """Nodes setup builds, of the given types, in build order."""
@@ -43,7 +51,7 @@ class ProjectView:
             if n.relation is not None and (n.is_buildable or n.resource_type == "source"):
                 key = n.relation.key()
                 for size in (1, 2, 3):
-                    index.setdefault(tuple(key[3 - size:]), []).append(n)
+                    index.setdefault(tuple(key[3 - size :]), []).append(n)
         return index
 
     def node_for_table(self, name: str) -> Node | None:
@@ -69,12 +77,10 @@ class ProjectView:
         return sorted(files)
 
 
-
-
 def names_table(key: tuple[str, str, str], name: str) -> bool:
     """Does 'table', 'schema.table' or 'db.schema.table' (any case) name the relation ``key``?"""
     parts = [p.lower() for p in name.split(".")]
-    return list(key[3 - len(parts):]) == parts
+    return list(key[3 - len(parts) :]) == parts
 
 
 def input_state(engine: Engine, uid: str, fingerprints: Mapping[str, Any]) -> str:

@@ -93,7 +93,9 @@ class CheckResult:
     def one_line(self, fail_on: Iterable[str] = DEFAULT_FAIL_ON) -> str:
         """'<name> warn: <message> -- fix: <guidance>' (the severity only where the verdict does not imply it)."""
         verdict = self.verdict(fail_on)
-        severity = "" if IMPLIED.get(verdict, self.severity) == self.severity or not self.failed else f" ({self.severity})"
+        severity = (
+            "" if IMPLIED.get(verdict, self.severity) == self.severity or not self.failed else f" ({self.severity})"
+        )
         text = f"{self.name} {verdict}{severity}: {self.message}"
         return f"{text} -- fix: {self.guidance}" if self.failed and self.guidance else text
 
@@ -107,25 +109,43 @@ class CheckResult:
         if not sample:
             return every
         total = details.get("offending_rows") or details.get("failures") or len(sample)
-        rows = "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) if isinstance(row, Mapping) else str(row)
-                         for row in sample)
-        line = f"offending rows ({len(sample)} of {total:,}): {rows}" if isinstance(total, int) else f"offending rows: {rows}"
+        rows = "; ".join(
+            ", ".join(f"{k}={v}" for k, v in row.items()) if isinstance(row, Mapping) else str(row) for row in sample
+        )
+        line = (
+            f"offending rows ({len(sample)} of {total:,}): {rows}"
+            if isinstance(total, int)
+            else f"offending rows: {rows}"
+        )
         return f"{line}; {every}" if every else line
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "status": self.status, "severity": self.severity, "message": self.message,
-            "details": jsonable(self.details), "guidance": self.guidance, "seconds": round(self.seconds, 4),
-            "up_to_date": self.up_to_date, "incomplete": self.incomplete, "checked_at": round(self.checked_at, 3),
+            "name": self.name,
+            "status": self.status,
+            "severity": self.severity,
+            "message": self.message,
+            "details": jsonable(self.details),
+            "guidance": self.guidance,
+            "seconds": round(self.seconds, 4),
+            "up_to_date": self.up_to_date,
+            "incomplete": self.incomplete,
+            "checked_at": round(self.checked_at, 3),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CheckResult":
         return cls(
-            name=data["name"], status=data["status"], severity=data["severity"], message=data.get("message", ""),
-            details=data.get("details") or {}, guidance=data.get("guidance", ""),
-            seconds=float(data.get("seconds") or 0.0), up_to_date=bool(data.get("up_to_date")),
-            incomplete=bool(data.get("incomplete")), checked_at=float(data.get("checked_at") or 0.0),
+            name=data["name"],
+            status=data["status"],
+            severity=data["severity"],
+            message=data.get("message", ""),
+            details=data.get("details") or {},
+            guidance=data.get("guidance", ""),
+            seconds=float(data.get("seconds") or 0.0),
+            up_to_date=bool(data.get("up_to_date")),
+            incomplete=bool(data.get("incomplete")),
+            checked_at=float(data.get("checked_at") or 0.0),
         )
 
 
@@ -193,7 +213,9 @@ class ValidationSummary:
         """'150 passed, 1 fail, 2 warn, 16 skipped' (dbt's words)."""
         counts = Counter(r.verdict(self.fail_on) for r in self.results)
         words = {"pass": "passed"}
-        return ", ".join(f"{counts[v]} {words.get(v, v)}" for v in ("pass", "fail", "warn", NOT_RUN, SKIPPED) if counts[v])
+        return ", ".join(
+            f"{counts[v]} {words.get(v, v)}" for v in ("pass", "fail", "warn", NOT_RUN, SKIPPED) if counts[v]
+        )
 
     def unchanged_line(self) -> str:
         """'3 warnings unchanged since 05:03: doit status lists them', or ''."""
@@ -201,7 +223,8 @@ class ValidationSummary:
         if not reused:
             return ""
         since = min((r.checked_at for r in reused if r.checked_at), default=0.0)
-        return f"{plural(len(reused), 'warnings')} unchanged{f' since {when(since)}' if since else ''}: doit status lists them"
+        since_text = f" since {when(since)}" if since else ""
+        return f"{plural(len(reused), 'warnings')} unchanged{since_text}: doit status lists them"
 
     def fresh_lines(self) -> list[str]:
         """This run's failures, checks not run, and skips by reason (results reused from earlier runs left out)."""
@@ -214,14 +237,20 @@ class ValidationSummary:
         return lines + [f"skipped ({reason}): {', '.join(names)}" for reason, names in by_reason.items()]
 
     def lines(self) -> list[str]:
-        head = f"validation: {self.run + self.not_run + self.skipped} checks, {self.tally() or 'none'}, success rate {self.success_rate:.0%}"
+        checks = self.run + self.not_run + self.skipped
+        head = f"validation: {checks} checks, {self.tally() or 'none'}, success rate {self.success_rate:.0%}"
         unchanged = self.unchanged_line()
         return [head, *(f"  {line}" for line in self.fresh_lines()), *([f"  {unchanged}"] if unchanged else [])]
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "checks_run": self.run, "passed": self.passed, "failed": self.failed, "skipped": self.skipped,
-            "not_run": self.not_run, "success_rate": round(self.success_rate, 4), "ok": self.ok,
+            "checks_run": self.run,
+            "passed": self.passed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "not_run": self.not_run,
+            "success_rate": round(self.success_rate, 4),
+            "ok": self.ok,
             "critical_failures": [r.name for r in self.critical_failures],
             "blocking_failures": [r.name for r in self.blocking_failures],
             "results": [r.as_dict() for r in self.results],

@@ -32,7 +32,7 @@ def read_last_failures(state_dir: Path) -> dict[str, list[CheckResult]]:
     """The failed results each check had when it last ran (a check that passed since has none)."""
     found: dict[str, list[CheckResult]] = {}
     data = read_json(last_failures_path(state_dir), {})
-    for name, results in (data.items() if isinstance(data, dict) else ()):
+    for name, results in data.items() if isinstance(data, dict) else ():
         try:
             found[name] = [CheckResult.from_dict(r) for r in results]
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -44,8 +44,11 @@ def _read_memo(path: Path) -> dict[str, Any]:
     """The passing results a check's last failed run kept, or {} when the file is missing or of the wrong shape."""
     memo = read_json(path, {})
     results = memo.get("results", [])
-    if memo and not (isinstance(memo.get("parts", {}), dict) and isinstance(results, list)
-                     and all(isinstance(r, dict) for r in results)):
+    if memo and not (
+        isinstance(memo.get("parts", {}), dict)
+        and isinstance(results, list)
+        and all(isinstance(r, dict) for r in results)
+    ):
         discarded(path, "wrong shape")
         return {}
     return memo
@@ -84,8 +87,9 @@ def resolve_reads(check: Check, engine: Engine, project: ProjectView) -> tuple[l
     return uids, untracked
 
 
-def fingerprint_parts(check: Check, engine: Engine, project: ProjectView,
-                      reads: tuple[list[str], list[str]] | None = None) -> dict[str, str]:
+def fingerprint_parts(
+    check: Check, engine: Engine, project: ProjectView, reads: tuple[list[str], list[str]] | None = None
+) -> dict[str, str]:
     """Everything a check's result depends on, by name: a change in any part re-runs it (``reads``: the
     check's ``resolve_reads``, when known)."""
     validation = engine.settings.validation
@@ -132,8 +136,9 @@ class ValidationScope:
     def __init__(self, engine: Engine, checks: list[Check] | None = None) -> None:
         self.engine = engine
         self.project = ProjectView.from_engine(engine)
-        self.checks = checks if checks is not None else load_checks(self.validation, engine.root,
-                                                                    area=models_area(self.project))
+        self.checks = (
+            checks if checks is not None else load_checks(self.validation, engine.root, area=models_area(self.project))
+        )
         self.results: dict[str, CheckResult] = {}  # this run's results, by result name
         self.runs: dict[str, CheckRun] = {}  # this run's run of each check, by check name
         self.reused: dict[str, tuple[Check, list[CheckResult]]] = {}  # checks up to date in this run
@@ -184,14 +189,18 @@ class ValidationScope:
         else:
             known.pop(check.name)
         try:
-            write_json_atomic(last_failures_path(self.engine.state_dir),
-                              {name: [r.as_dict() for r in found] for name, found in known.items()})
+            write_json_atomic(
+                last_failures_path(self.engine.state_dir),
+                {name: [r.as_dict() for r in found] for name, found in known.items()},
+            )
         except OSError:
             pass  # only `doit info` and `doit status` read it
 
     # -- running a check -------------------------------------------------------------------
 
-    def run_check(self, check: Check, previous: Mapping[str, Any], unbuilt: Mapping[str, str] | None = None) -> "CheckRun":
+    def run_check(
+        self, check: Check, previous: Mapping[str, Any], unbuilt: Mapping[str, str] | None = None
+    ) -> "CheckRun":
         """Run one check (``previous``: what its last run stored) and record its results.
 
         ``unbuilt``: nodes of this run without a good table, and why. A check reading
@@ -203,12 +212,21 @@ class ValidationScope:
         """
         unbuilt = dict(unbuilt or {})
         memo = self.failed_run_memo(check)
-        env = Environment(self.validation, self.engine.db, self.project, self.engine,
-                          previous if previous.get("results") else _read_memo(memo), unbuilt)
+        env = Environment(
+            self.validation,
+            self.engine.db,
+            self.project,
+            self.engine,
+            previous if previous.get("results") else _read_memo(memo),
+            unbuilt,
+        )
         missing = list(dict.fromkeys(unbuilt[u] for u in self.reads(check)[0] if u in unbuilt))
         if missing and not check.runs_without_some_inputs:
-            results = [CheckResult(check.name, NOT_RUN, check.severity, "; ".join(missing), incomplete=True,
-                                   checked_at=time.time())]
+            results = [
+                CheckResult(
+                    check.name, NOT_RUN, check.severity, "; ".join(missing), incomplete=True, checked_at=time.time()
+                )
+            ]
         else:
             results = check.run(env)
             self._remember_failures(check, results)
@@ -219,8 +237,9 @@ class ValidationScope:
         self.runs[check.name] = run = self._outcome(check, results, parts, memo, env.tables)
         return run
 
-    def _outcome(self, check: Check, results: list[CheckResult], parts: dict[str, str], memo: Path,
-                 tables: dict[str, Any]) -> "CheckRun":
+    def _outcome(
+        self, check: Check, results: list[CheckResult], parts: dict[str, str], memo: Path, tables: dict[str, Any]
+    ) -> "CheckRun":
         measured = {"tables": tables} if tables else {}  # what it measured of each table, for its next run
         blocking = [r for r in results if r.blocking(self.validation.fail_on)]
         if blocking or any(r.incomplete for r in results):
@@ -229,8 +248,16 @@ class ValidationScope:
             _keep_memo(memo, {"parts": parts, "results": kept, **measured})
             return CheckRun(results, blocking, {} if blocking else {"parts": parts, **measured})
         _keep_memo(memo, None)
-        return CheckRun(results, [], {"parts": parts, "results": [r.as_dict() for r in results],
-                                      "build_id": self.engine.run.build_id, **measured})
+        return CheckRun(
+            results,
+            [],
+            {
+                "parts": parts,
+                "results": [r.as_dict() for r in results],
+                "build_id": self.engine.run.build_id,
+                **measured,
+            },
+        )
 
     def reuse(self, stored: Mapping[str, Any], check: Check | None = None) -> None:
         """An up-to-date check: its stored results are this run's results."""

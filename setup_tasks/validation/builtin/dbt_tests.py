@@ -30,7 +30,14 @@ from ..project_view import ProjectView
 from ..results import FAILED, NOT_RUN, PASSED, SKIPPED, CheckResult, jsonable, plural
 
 SEVERITY: Mapping[str, str] = {"warn": "warning", "error": "error"}
-STATUS: Mapping[str, str] = {"pass": PASSED, "success": PASSED, "fail": FAILED, "warn": FAILED, "error": FAILED, "skipped": SKIPPED}
+STATUS: Mapping[str, str] = {
+    "pass": PASSED,
+    "success": PASSED,
+    "fail": FAILED,
+    "warn": FAILED,
+    "error": FAILED,
+    "skipped": SKIPPED,
+}
 
 
 def _test_parents(project: ProjectView, validation: ValidationSettings) -> list[str]:
@@ -50,7 +57,7 @@ def _test_parents(project: ProjectView, validation: ValidationSettings) -> list[
 
 @dataclass(frozen=True)
 class DbtTestsCheck(Check):
-    """Runs the stale dbt tests through the engine's runner (one dbt invocation) and reuses the others' stored results."""
+    """Runs the stale dbt tests through the engine's runner (one dbt invocation); the others' stored results hold."""
 
     runs_without_some_inputs: ClassVar[bool] = True
 
@@ -64,18 +71,39 @@ class DbtTestsCheck(Check):
         if not project.tests and not project.unresolved_tests:
             return [CheckResult(self.name, SKIPPED, self.severity, "no dbt tests on the selected nodes")]
         # Tests the builds of this run ran, right after what they read (as `dbt build` runs them).
-        built = {uid: engine.run.test_outcomes[uid] for uid in project.tests
-                 if uid in engine.run.test_outcomes and engine.run.test_outcomes[uid].status != "skipped"}
+        built = {
+            uid: engine.run.test_outcomes[uid]
+            for uid in project.tests
+            if uid in engine.run.test_outcomes and engine.run.test_outcomes[uid].status != "skipped"
+        }
         kept = {} if len(built) == len(project.tests) else self.reusable(engine, project, env.previous)
         kept = {uid: result for uid, result in kept.items() if uid not in built}
-        blocked = {uid: reasons for uid in project.tests if uid not in kept and uid not in built
-                   and (reasons := [env.unbuilt[p] for p in engine.graph.built_parents(uid) if p in env.unbuilt])}
+        blocked = {
+            uid: reasons
+            for uid in project.tests
+            if uid not in kept
+            and uid not in built
+            and (reasons := [env.unbuilt[p] for p in engine.graph.built_parents(uid) if p in env.unbuilt])
+        }
         stale = [uid for uid in project.tests if uid not in kept and uid not in blocked and uid not in built]
         fresh = self.run_tests(engine, stale) if stale else {}
-        fresh.update({uid: self.result(engine, uid, o.status, o.message, o.failures, o.sql) for uid, o in built.items()})
-        fresh.update({uid: CheckResult(f"{self.name}.{engine.node(uid).name}", NOT_RUN, self.severity, "; ".join(reasons),
-                                       {"unique_id": uid}, incomplete=True, checked_at=time.time())
-                      for uid, reasons in blocked.items()})
+        fresh.update(
+            {uid: self.result(engine, uid, o.status, o.message, o.failures, o.sql) for uid, o in built.items()}
+        )
+        fresh.update(
+            {
+                uid: CheckResult(
+                    f"{self.name}.{engine.node(uid).name}",
+                    NOT_RUN,
+                    self.severity,
+                    "; ".join(reasons),
+                    {"unique_id": uid},
+                    incomplete=True,
+                    checked_at=time.time(),
+                )
+                for uid, reasons in blocked.items()
+            }
+        )
         unrunnable = [self.unresolved(engine, uid) for uid in project.unresolved_tests]
         return [kept.get(uid) or fresh[uid] for uid in project.tests] + unrunnable
 
@@ -83,8 +111,10 @@ class DbtTestsCheck(Check):
         """A test whose ref() names no node: dbt's warning, never a failure."""
         node = engine.node(uid)
         missing = ", ".join(node.unresolved)
-        return replace(self.result(engine, uid, "skipped", "", None),
-                       message=f"not run: it depends on {missing}, which the project does not define (dbt warns and skips it)")
+        return replace(
+            self.result(engine, uid, "skipped", "", None),
+            message=f"not run: it depends on {missing}, which the project does not define (dbt warns and skips it)",
+        )
 
     def reusable(self, engine: Engine, project: ProjectView, previous: Mapping[str, Any]) -> dict[str, CheckResult]:
         """Stored results of tests whose definition and inputs are what they were."""
@@ -131,8 +161,15 @@ class DbtTestsCheck(Check):
                 engine.run.invocations += 1
                 engine.intend([engine.node(u) for u in through_dbt])  # the tables tests storing failures write
                 engine.db.close_reader()  # dbt opens the file, here or in the worker
-                engine.dbt.run_tests(engine.ctx, engine.manifest_path, [engine.node(u) for u in through_dbt],
-                                     finished, quiet=engine.quiet, dbt_lines=engine.log, on_phase=engine.phase)
+                engine.dbt.run_tests(
+                    engine.ctx,
+                    engine.manifest_path,
+                    [engine.node(u) for u in through_dbt],
+                    finished,
+                    quiet=engine.quiet,
+                    dbt_lines=engine.log,
+                    on_phase=engine.phase,
+                )
         except Exception as exc:  # dbt could not run at all: every test is failed with the cause
             message = f"dbt could not run the tests: {type(exc).__name__}: {exc}"
             return {u: replace(self.result(engine, u, "error", message, None), incomplete=True) for u in uids}
@@ -143,26 +180,43 @@ class DbtTestsCheck(Check):
             engine.kept_sql.save()
             engine.note_tests(o for o in outcomes.values() if o.status in ("pass", "warn", "fail", "error"))
         return {
-            u: self.result(engine, u, o.status, o.message, o.failures, o.sql) if (o := outcomes.get(u))
+            u: self.result(engine, u, o.status, o.message, o.failures, o.sql)
+            if (o := outcomes.get(u))
             else replace(self.result(engine, u, "error", "dbt did not report this test", None), incomplete=True)
             for u in uids
         }
 
-    def result(self, engine: Engine, uid: str, dbt_status: str, message: str, failures: int | None,
-               sql: str | None = None) -> CheckResult:
+    def result(
+        self, engine: Engine, uid: str, dbt_status: str, message: str, failures: int | None, sql: str | None = None
+    ) -> CheckResult:
         node = engine.node(uid)
         status = STATUS.get(dbt_status, FAILED)
         severity = "warning" if dbt_status == "warn" else SEVERITY.get(node.test_severity or "error", "error")
         if dbt_status == "error":
             severity = "error"
         parents = [engine.node(p).name for p in engine.graph.built_parents(uid)]
-        details = {"unique_id": uid, "dbt_status": dbt_status, "failures": failures, "path": node.path,
-                   "reads": parents, **(offending_rows(engine, sql) if sql and status == FAILED else {})}
+        details = {
+            "unique_id": uid,
+            "dbt_status": dbt_status,
+            "failures": failures,
+            "path": node.path,
+            "reads": parents,
+            **(offending_rows(engine, sql) if sql and status == FAILED else {}),
+        }
         text = message or ("passed" if status == PASSED else dbt_status)
-        guidance = (f"the offending rows: `doit info validate:{self.name}`; run it by hand: "
-                    f"`doit dbt args=\"test --select {node.name}\"` (defined in {node.path})")
-        return CheckResult(f"{self.name}.{node.name}", status, severity, text, details,
-                           guidance if status == FAILED else "", checked_at=time.time())
+        guidance = (
+            f"the offending rows: `doit info validate:{self.name}`; run it by hand: "
+            f'`doit dbt args="test --select {node.name}"` (defined in {node.path})'
+        )
+        return CheckResult(
+            f"{self.name}.{node.name}",
+            status,
+            severity,
+            text,
+            details,
+            guidance if status == FAILED else "",
+            checked_at=time.time(),
+        )
 
 
 def offending_rows(engine: Engine, sql: str) -> dict[str, Any]:
@@ -177,9 +231,14 @@ def offending_rows(engine: Engine, sql: str) -> dict[str, Any]:
     return {"offending_rows": int(total), "sample": jsonable(sample)}
 
 
-REGISTRY.add(DbtTestsCheck(
-    name="dbt_tests", severity="error", function=None, reads=_test_parents,
-    description="The dbt project's own tests on the selected nodes, each with its dbt severity",
-    origin="setup_tasks.validation.builtin.dbt_tests",
-    definition=hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:20],
-))
+REGISTRY.add(
+    DbtTestsCheck(
+        name="dbt_tests",
+        severity="error",
+        function=None,
+        reads=_test_parents,
+        description="The dbt project's own tests on the selected nodes, each with its dbt severity",
+        origin="setup_tasks.validation.builtin.dbt_tests",
+        definition=hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:20],
+    )
+)

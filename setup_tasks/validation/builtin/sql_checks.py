@@ -70,8 +70,9 @@ def _present_seeds(ctx: CheckContext) -> tuple[list[tuple[str, Node | None, Tabl
     return present, missing
 
 
-@register_check("seed_data_integrity.present", severity="critical", reads=_seed_reads,
-                thresholds=["required_seed_tables"])
+@register_check(
+    "seed_data_integrity.present", severity="critical", reads=_seed_reads, thresholds=["required_seed_tables"]
+)
 def seeds_present(ctx: CheckContext) -> CheckResult:
     """Every required seed table is loaded"""
     present, missing = _present_seeds(ctx)
@@ -80,12 +81,16 @@ def seeds_present(ctx: CheckContext) -> CheckResult:
         return ctx.failed(
             f"{len(missing)} of {total} required seed tables missing: {_listed(missing)}",
             "run `doit seeds` to load them, or take them out of validation.required_seed_tables",
-            missing=missing, required=total, **_every(missing))
+            missing=missing,
+            required=total,
+            **_every(missing),
+        )
     return ctx.passed(f"all {total} required seed tables present", required=total)
 
 
-@register_check("seed_data_integrity.row_counts", severity="error", reads=_seed_reads,
-                thresholds=["required_seed_tables"])
+@register_check(
+    "seed_data_integrity.row_counts", severity="error", reads=_seed_reads, thresholds=["required_seed_tables"]
+)
 def seed_row_counts(ctx: CheckContext) -> CheckResult:
     """Each seed table has as many rows as its CSV has data rows"""
     present, _ = _present_seeds(ctx)
@@ -94,22 +99,27 @@ def seed_row_counts(ctx: CheckContext) -> CheckResult:
         if node is None or not node.path or ctx.project is None:
             continue
         path, delimiter = ctx.project.project_dir / node.path, node.config.get("delimiter") or ","
-        csv_rows, table_rows = ctx.measured(table, lambda: [csv_data_rows(path, delimiter),
-                                                            ctx.scalar(f"SELECT count(*) FROM {table}")])
+        csv_rows, table_rows = ctx.measured(
+            table, lambda: [csv_data_rows(path, delimiter), ctx.scalar(f"SELECT count(*) FROM {table}")]
+        )
         counts[name] = {"csv_rows": csv_rows, "table_rows": table_rows}
         if csv_rows != table_rows:
             wrong.append(f"{name} has {plural(table_rows, 'rows')}, {node.path} has {csv_rows:,}")
     if not counts:
         raise SkipCheck("no loaded seed has a CSV file in the dbt project")
     if wrong:
-        return ctx.failed(f"seed row counts differ from their CSV files: {_listed(wrong)}",
-                          "run `doit setup` to reload them (a table edited outside setup is reloaded)",
-                          seeds=counts, **_every(wrong))
+        return ctx.failed(
+            f"seed row counts differ from their CSV files: {_listed(wrong)}",
+            "run `doit setup` to reload them (a table edited outside setup is reloaded)",
+            seeds=counts,
+            **_every(wrong),
+        )
     return ctx.passed(f"{len(counts)} seed tables match their CSV row counts", seeds=counts)
 
 
-@register_check("seed_data_integrity.null_columns", severity="warning", reads=_seed_reads,
-                thresholds=["required_seed_tables"])
+@register_check(
+    "seed_data_integrity.null_columns", severity="warning", reads=_seed_reads, thresholds=["required_seed_tables"]
+)
 def seed_null_columns(ctx: CheckContext) -> CheckResult:
     """No seed column is entirely null"""
     present, _ = _present_seeds(ctx)
@@ -118,8 +128,12 @@ def seed_null_columns(ctx: CheckContext) -> CheckResult:
         if table.columns:
             empty += [f"{name}.{c}" for c in ctx.measured(table, lambda: _null_columns(ctx, table))]
     if empty:
-        return ctx.failed(f"{len(empty)} seed columns entirely null: {_listed(empty)}",
-                          "fill them in the seed CSV, or check its header and delimiter", columns=empty, **_every(empty))
+        return ctx.failed(
+            f"{len(empty)} seed columns entirely null: {_listed(empty)}",
+            "fill them in the seed CSV, or check its header and delimiter",
+            columns=empty,
+            **_every(empty),
+        )
     return ctx.passed(f"no entirely null column in {len(present)} seed tables", tables=len(present))
 
 
@@ -150,8 +164,12 @@ def models_materialized(ctx: CheckContext) -> CheckResult:
     models = _models(ctx)
     missing = [n.name for n in models if ctx.find_table(n.unique_id) is None]
     if missing:
-        return ctx.failed(f"{len(missing)} of {len(models)} selected models not in the database: {_listed(missing)}",
-                          "run `doit setup` and fix the models that fail", missing=missing, **_every(missing))
+        return ctx.failed(
+            f"{len(missing)} of {len(models)} selected models not in the database: {_listed(missing)}",
+            "run `doit setup` and fix the models that fail",
+            missing=missing,
+            **_every(missing),
+        )
     return ctx.passed(f"all {len(models)} selected models materialised", models=len(models))
 
 
@@ -163,17 +181,22 @@ def models_non_empty(ctx: CheckContext) -> CheckResult:
     rows = dict(zip((name for name, _ in found), ctx.row_counts([table for _, table in found])))
     empty = [name for name, n in rows.items() if n == 0 and name.lower() not in allowed]
     if empty:
-        return ctx.failed(f"{len(empty)} models have no rows: {_listed(empty)}",
-                          "check their inputs; if empty is legitimate, list them in validation.allow_empty_models",
-                          empty=empty, rows=rows, **_every(empty))
+        return ctx.failed(
+            f"{len(empty)} models have no rows: {_listed(empty)}",
+            "check their inputs; if empty is legitimate, list them in validation.allow_empty_models",
+            empty=empty,
+            rows=rows,
+            **_every(empty),
+        )
     return ctx.passed(f"{len(rows)} models checked, none empty that must have rows", rows=rows)
 
 
 # -- baseline workforce ----------------------------------------------------------------------------
 
 
-@register_check("baseline_workforce.headcount", severity="critical", reads=["census"],
-                thresholds=["min_baseline_workforce_count"])
+@register_check(
+    "baseline_workforce.headcount", severity="critical", reads=["census"], thresholds=["min_baseline_workforce_count"]
+)
 def baseline_headcount(ctx: CheckContext) -> CheckResult:
     """Enough active employees to simulate"""
     census = ctx.table("census")
@@ -182,9 +205,11 @@ def baseline_headcount(ctx: CheckContext) -> CheckResult:
     minimum = ctx.validation.min_baseline_workforce_count
     numbers: dict[str, Any] = {"active_employees": count, "census_rows": total, "minimum": minimum}
     if count < minimum:
-        return ctx.failed(f"{count:,} active employees in {census.name}, fewer than the minimum {minimum:,}",
-                          "load the full census (census.path) or lower validation.min_baseline_workforce_count",
-                          **numbers)
+        return ctx.failed(
+            f"{count:,} active employees in {census.name}, fewer than the minimum {minimum:,}",
+            "load the full census (census.path) or lower validation.min_baseline_workforce_count",
+            **numbers,
+        )
     return ctx.passed(f"{count:,} active employees (minimum {minimum:,})", **numbers)
 
 
@@ -197,11 +222,16 @@ def baseline_compensation(ctx: CheckContext) -> CheckResult:
         f"SELECT {ident} AS employee_id, {pay} AS compensation FROM {census}"
         f" WHERE {active} AND ({pay} IS NULL OR {pay} <= 0)",
         what="active employees without a positive compensation",
-        guidance="correct their compensation in the census file (census.path); the sample lists some")
+        guidance="correct their compensation in the census file (census.path); the sample lists some",
+    )
 
 
-@register_check("baseline_workforce.compensation_range", severity="warning", reads=["census"],
-                thresholds=["min_reasonable_compensation", "max_reasonable_compensation"])
+@register_check(
+    "baseline_workforce.compensation_range",
+    severity="warning",
+    reads=["census"],
+    thresholds=["min_reasonable_compensation", "max_reasonable_compensation"],
+)
 def baseline_compensation_range(ctx: CheckContext) -> CheckResult:
     """Active compensation within the reasonable minimum and maximum"""
     census = ctx.table("census")
@@ -209,20 +239,32 @@ def baseline_compensation_range(ctx: CheckContext) -> CheckResult:
     low, high = ctx.validation.min_reasonable_compensation, ctx.validation.max_reasonable_compensation
     lowest, highest, below, above = ctx.query(
         f"SELECT min({pay}), max({pay}), count(*) FILTER (WHERE {pay} < ?), count(*) FILTER (WHERE {pay} > ?)"
-        f" FROM {census} WHERE {active} AND {pay} > 0", [low, high]).rows[0]
-    numbers: dict[str, Any] = {"minimum": lowest, "maximum": highest, "below_minimum": below, "above_maximum": above,
-               "min_reasonable_compensation": low, "max_reasonable_compensation": high}
+        f" FROM {census} WHERE {active} AND {pay} > 0",
+        [low, high],
+    ).rows[0]
+    numbers: dict[str, Any] = {
+        "minimum": lowest,
+        "maximum": highest,
+        "below_minimum": below,
+        "above_maximum": above,
+        "min_reasonable_compensation": low,
+        "max_reasonable_compensation": high,
+    }
     problems = []
     if below:
         problems.append(f"{below:,} below {_money(low)} (lowest {_money(lowest)})")
     if above:
         problems.append(f"{above:,} above {_money(high)} (highest {_money(highest)})")
     if problems:
-        return ctx.failed(f"suspicious active compensation: {'; '.join(problems)}",
-                          "check those employees' pay, or change validation.min_reasonable_compensation / "
-                          "validation.max_reasonable_compensation", **numbers)
-    return ctx.passed(f"active compensation {_money(lowest)} to {_money(highest)}, within "
-                      f"{_money(low)}-{_money(high)}", **numbers)
+        return ctx.failed(
+            f"suspicious active compensation: {'; '.join(problems)}",
+            "check those employees' pay, or change validation.min_reasonable_compensation / "
+            "validation.max_reasonable_compensation",
+            **numbers,
+        )
+    return ctx.passed(
+        f"active compensation {_money(lowest)} to {_money(highest)}, within {_money(low)}-{_money(high)}", **numbers
+    )
 
 
 # -- census data quality ---------------------------------------------------------------------------
@@ -239,11 +281,15 @@ def census_duplicate_ids(ctx: CheckContext) -> CheckResult:
         f" WHERE {ident} IS NOT NULL GROUP BY {ident} HAVING count(*) > 1",
         what=f"employee ids occurring more than once in {census.name}",
         guidance="staging must keep one record per employee: fix the de-duplication of the census model "
-                 "or the duplicate records in the census file", **raw)
+        "or the duplicate records in the census file",
+        **raw,
+    )
     if result.passed and raw.get("raw_duplicate_ids"):
-        return ctx.passed(f"employee ids unique in {census.name}; staging resolved {raw['raw_duplicate_ids']:,} "
-                          f"duplicate ids of the raw census ({raw['resolved_by_staging']:,} records dropped)",
-                          **result.details)
+        return ctx.passed(
+            f"employee ids unique in {census.name}; staging resolved {raw['raw_duplicate_ids']:,} "
+            f"duplicate ids of the raw census ({raw['resolved_by_staging']:,} records dropped)",
+            **result.details,
+        )
     return result
 
 
@@ -258,8 +304,9 @@ def _raw_duplicates(ctx: CheckContext) -> dict[str, Any]:
     return {"raw_duplicate_ids": ids, "raw_duplicate_records": records, "resolved_by_staging": records - ids}
 
 
-@register_check("census_data_quality.required_nulls", severity="error", reads=["census"],
-                thresholds=["census_required_columns"])
+@register_check(
+    "census_data_quality.required_nulls", severity="error", reads=["census"], thresholds=["census_required_columns"]
+)
 def census_required_nulls(ctx: CheckContext) -> CheckResult:
     """No nulls in the census's required columns"""
     census = ctx.table("census")
@@ -274,9 +321,12 @@ def census_required_nulls(ctx: CheckContext) -> CheckResult:
     note = f" ({len(absent)} required columns absent: {_listed(absent)})" if absent else ""
     if nulls:
         shown = [f"{c} ({n:,})" for c, n in nulls.items()]
-        return ctx.failed(f"nulls in required census columns: {_listed(shown)}{note}",
-                          "fill them in the census file, or change validation.census_required_columns",
-                          **numbers, **_every(shown, absent))
+        return ctx.failed(
+            f"nulls in required census columns: {_listed(shown)}{note}",
+            "fill them in the census file, or change validation.census_required_columns",
+            **numbers,
+            **_every(shown, absent),
+        )
     return ctx.passed(f"no nulls in {len(present)} required census columns{note}", **numbers)
 
 
@@ -289,11 +339,16 @@ def census_hire_after_termination(ctx: CheckContext) -> CheckResult:
         f"SELECT {ident} AS employee_id, {hired} AS hire_date, {left} AS termination_date FROM {census}"
         f" WHERE {left} IS NOT NULL AND {hired} > {left}",
         what="employees hired after their termination date",
-        guidance="correct the hire or termination dates in the census file")
+        guidance="correct the hire or termination dates in the census file",
+    )
 
 
-@register_check("census_data_quality.implausible_ages", severity="warning", reads=["census"],
-                thresholds=["min_employee_age", "max_employee_age", "simulation_start_year"])
+@register_check(
+    "census_data_quality.implausible_ages",
+    severity="warning",
+    reads=["census"],
+    thresholds=["min_employee_age", "max_employee_age", "simulation_start_year"],
+)
 def census_implausible_ages(ctx: CheckContext) -> CheckResult:
     """Ages at the simulation start within the plausible range"""
     census = ctx.table("census")
@@ -305,11 +360,16 @@ def census_implausible_ages(ctx: CheckContext) -> CheckResult:
         f" WHERE age < ? OR age > ?",
         [v.simulation_start_year, v.min_employee_age, v.max_employee_age],
         what=f"employees aged outside {v.min_employee_age}-{v.max_employee_age} on 1 January {v.simulation_start_year}",
-        guidance="correct their birth dates, or change validation.min_employee_age / validation.max_employee_age")
+        guidance="correct their birth dates, or change validation.min_employee_age / validation.max_employee_age",
+    )
 
 
-@register_check("census_data_quality.compensation_outliers", severity="warning", reads=["census", "job_levels"],
-                thresholds=["compensation_outlier_zscore"])
+@register_check(
+    "census_data_quality.compensation_outliers",
+    severity="warning",
+    reads=["census", "job_levels"],
+    thresholds=["compensation_outlier_zscore"],
+)
 def census_compensation_outliers(ctx: CheckContext) -> CheckResult:
     """Active compensation within the configured z-score of its job level's mean"""
     census = ctx.table("census")
@@ -319,8 +379,7 @@ def census_compensation_outliers(ctx: CheckContext) -> CheckResult:
     if levels is not None:
         lid, low, high = (ctx.find_column(levels, k) for k in ("level_id", "min_compensation", "max_compensation"))
         if lid and low and high:
-            level_sql = (f"(SELECT min(l.{lid}) FROM {levels} AS l"
-                         f" WHERE c.{pay} >= l.{low} AND c.{pay} < l.{high})")
+            level_sql = f"(SELECT min(l.{lid}) FROM {levels} AS l WHERE c.{pay} >= l.{low} AND c.{pay} < l.{high})"
             grouping = f"job level ({levels.name} bands)"
     limit = ctx.validation.compensation_outlier_zscore
     return ctx.audit(
@@ -334,7 +393,8 @@ def census_compensation_outliers(ctx: CheckContext) -> CheckResult:
         [limit],
         what=f"active employees paid more than {limit} standard deviations from the mean of their {grouping}",
         guidance="check their pay, or raise validation.compensation_outlier_zscore",
-        grouped_by=grouping)
+        grouped_by=grouping,
+    )
 
 
 # -- configuration consistency --------------------------------------------------------------------
@@ -346,7 +406,8 @@ def band_problems(ctx: CheckContext, table: Table, lower: str, upper: str, label
         f"SELECT * FROM (SELECT {label} AS band, {lower} AS lo, {upper} AS hi,"
         f" lead({label}) OVER w AS next_band, lead({lower}) OVER w AS next_lo FROM {table}"
         f" WINDOW w AS (ORDER BY {lower}, {upper}))"
-        f" WHERE lo IS NULL OR hi IS NULL OR hi <= lo OR (next_lo IS NOT NULL AND next_lo <> hi)").rows
+        f" WHERE lo IS NULL OR hi IS NULL OR hi <= lo OR (next_lo IS NOT NULL AND next_lo <> hi)"
+    ).rows
     problems = []
     for band, lo, hi, next_band, next_lo in rows:
         if lo is None or hi is None:
@@ -365,8 +426,12 @@ def _num(value: Any) -> str:
     return f"{number:,.0f}" if number.is_integer() else f"{number:,}"
 
 
-@register_check("configuration_consistency.job_level_bands", severity="error", reads=["job_levels"],
-                thresholds=["columns.job_levels"])
+@register_check(
+    "configuration_consistency.job_level_bands",
+    severity="error",
+    reads=["job_levels"],
+    thresholds=["columns.job_levels"],
+)
 def job_level_bands(ctx: CheckContext) -> CheckResult:
     """Job-level pay bands are contiguous and do not overlap"""
     levels = ctx.table("job_levels")
@@ -374,14 +439,21 @@ def job_level_bands(ctx: CheckContext) -> CheckResult:
     problems = band_problems(ctx, levels, low, high, f"'level ' || {lid}")
     count = ctx.scalar(f"SELECT count(*) FROM {levels}")
     if problems:
-        return ctx.failed(f"job-level bands in {levels.name}: {_listed(problems)}",
-                          f"make each level's max_compensation equal the next level's min_compensation in "
-                          f"{ctx.fix_location(levels)}", problems=problems, levels=count, **_every(problems))
+        return ctx.failed(
+            f"job-level bands in {levels.name}: {_listed(problems)}",
+            f"make each level's max_compensation equal the next level's min_compensation in {ctx.fix_location(levels)}",
+            problems=problems,
+            levels=count,
+            **_every(problems),
+        )
     return ctx.passed(f"{count} job-level bands contiguous, no overlap", levels=count)
 
 
-@register_check("configuration_consistency.comp_lever_references", severity="error",
-                reads=["comp_levers", "scenarios", "job_levels"])
+@register_check(
+    "configuration_consistency.comp_lever_references",
+    severity="error",
+    reads=["comp_levers", "scenarios", "job_levels"],
+)
 def comp_lever_references(ctx: CheckContext) -> CheckResult:
     """Every comp lever names an existing scenario and job level"""
     levers = ctx.table("comp_levers")
@@ -396,16 +468,22 @@ def comp_lever_references(ctx: CheckContext) -> CheckResult:
             continue
         rows = ctx.query(
             f"SELECT l.{column}, count(*) FROM {levers} AS l WHERE l.{column} IS NOT NULL AND NOT EXISTS"
-            f" (SELECT 1 FROM {target} AS t WHERE t.{target_column} = l.{column}) GROUP BY 1 ORDER BY 1").rows
+            f" (SELECT 1 FROM {target} AS t WHERE t.{target_column} = l.{column}) GROUP BY 1 ORDER BY 1"
+        ).rows
         orphans[ref] = {str(value): n for value, n in rows}
     if not orphans:
-        raise SkipCheck(f"neither reference of {levers.name} can be checked (scenario and job level tables or columns absent)")
+        raise SkipCheck(
+            f"neither reference of {levers.name} can be checked (scenario and job level tables or columns absent)"
+        )
     problems = [f"{ref} {value} ({n} levers)" for ref, found in orphans.items() for value, n in found.items()]
     numbers: dict[str, Any] = {"unknown": orphans, "not_checked": not_checked}
     if problems:
-        return ctx.failed(f"comp levers in {levers.name} refer to undefined {_listed(problems)}",
-                          f"define them in the scenario / job level tables, or remove those levers from "
-                          f"{ctx.fix_location(levers)}", **numbers, **_every(problems))
+        return ctx.failed(
+            f"comp levers in {levers.name} refer to undefined {_listed(problems)}",
+            f"define them in the scenario / job level tables, or remove those levers from {ctx.fix_location(levers)}",
+            **numbers,
+            **_every(problems),
+        )
     checked = " and ".join(orphans)
     return ctx.passed(f"every comp lever's {checked} exists", **numbers)
 
@@ -418,7 +496,9 @@ def _hazard_tables(ctx: CheckContext) -> dict[str, list[tuple[str, Table, str, s
             table = ctx.find_table(logical)
             if table is None:
                 continue
-            cols = [ctx.find_column(table, k, columns_of=f"{dimension}_multipliers") for k in ("band", "lower", "upper")]
+            cols = [
+                ctx.find_column(table, k, columns_of=f"{dimension}_multipliers") for k in ("band", "lower", "upper")
+            ]
             if all(cols):
                 found.setdefault(dimension, []).append((logical, table, *cols))  # type: ignore[arg-type]  # all(cols): three names
     return found
@@ -433,13 +513,18 @@ def _coverage_sql(ctx: CheckContext, dimension: str) -> str | None:
     start, active = ctx.find_column(census, key), ctx.find_column(census, "active")
     if start is None or active is None:
         return None
-    return (f"SELECT date_sub('year', {start}, make_date(?, 1, 1)) AS v FROM {census}"
-            f" WHERE {active} AND {start} IS NOT NULL")
+    return (
+        f"SELECT date_sub('year', {start}, make_date(?, 1, 1)) AS v FROM {census}"
+        f" WHERE {active} AND {start} IS NOT NULL"
+    )
 
 
-@register_check("configuration_consistency.hazard_bands", severity="error",
-                reads=[t for pair in HAZARD_TABLES.values() for t in pair] + ["census"],
-                thresholds=["simulation_start_year", "columns.age_multipliers", "columns.tenure_multipliers"])
+@register_check(
+    "configuration_consistency.hazard_bands",
+    severity="error",
+    reads=[t for pair in HAZARD_TABLES.values() for t in pair] + ["census"],
+    thresholds=["simulation_start_year", "columns.age_multipliers", "columns.tenure_multipliers"],
+)
 def hazard_bands(ctx: CheckContext) -> CheckResult:
     """Hazard multipliers cover every age and tenure band, alike for promotion and termination"""
     tables = _hazard_tables(ctx)
@@ -454,44 +539,65 @@ def hazard_bands(ctx: CheckContext) -> CheckResult:
             bands[table.name] = set(ctx.query(f"SELECT {low}, {high} FROM {table}").rows)
             coverage = _coverage_sql(ctx, dimension)
             if coverage is not None:
-                n = ctx.scalar(f"SELECT count(*) FROM ({coverage}) AS e WHERE NOT EXISTS"
-                               f" (SELECT 1 FROM {table} AS b WHERE e.v >= b.{low} AND e.v < b.{high})",
-                               [ctx.validation.simulation_start_year])
+                n = ctx.scalar(
+                    f"SELECT count(*) FROM ({coverage}) AS e WHERE NOT EXISTS"
+                    f" (SELECT 1 FROM {table} AS b WHERE e.v >= b.{low} AND e.v < b.{high})",
+                    [ctx.validation.simulation_start_year],
+                )
                 if n:
                     uncovered[table.name] = n
                     problems.append(f"{table.name}: {n:,} active employees' {dimension} in no band")
         if len(bands) > 1 and len({frozenset(b) for b in bands.values()}) > 1:
             problems.append(f"{' and '.join(bands)} define different {dimension} bands")
     checked = [t.name for entries in tables.values() for _, t, *_ in entries]
-    numbers: dict[str, Any] = {"tables_checked": checked, "uncovered_employees": uncovered,
-               "not_checked": [ctx.table_name(t) for pair in HAZARD_TABLES.values() for t in pair
-                               if ctx.table_name(t) not in checked]}
+    numbers: dict[str, Any] = {
+        "tables_checked": checked,
+        "uncovered_employees": uncovered,
+        "not_checked": [
+            ctx.table_name(t) for pair in HAZARD_TABLES.values() for t in pair if ctx.table_name(t) not in checked
+        ],
+    }
     if problems:
-        return ctx.failed(f"hazard bands: {_listed(problems)}",
-                          "make the bands contiguous and alike across promotion and termination, covering every "
-                          "employee's age and tenure (the multiplier seeds)", problems=problems, **numbers,
-                          **_every(problems))
+        return ctx.failed(
+            f"hazard bands: {_listed(problems)}",
+            "make the bands contiguous and alike across promotion and termination, covering every "
+            "employee's age and tenure (the multiplier seeds)",
+            problems=problems,
+            **numbers,
+            **_every(problems),
+        )
     return ctx.passed(f"{len(checked)} hazard multiplier tables cover their bands without gaps", **numbers)
 
 
-@register_check("configuration_consistency.cola_years", severity="error", reads=["cola"],
-                thresholds=["simulation_start_year", "simulation_end_year"])
+@register_check(
+    "configuration_consistency.cola_years",
+    severity="error",
+    reads=["cola"],
+    thresholds=["simulation_start_year", "simulation_end_year"],
+)
 def cola_years(ctx: CheckContext) -> CheckResult:
     """A COLA rate for every simulation year"""
     cola = ctx.table("cola")
     year, rate = ctx.column(cola, "year"), ctx.column(cola, "rate")
     first, last = ctx.validation.simulation_start_year, ctx.validation.simulation_end_year
-    missing = [r[0] for r in ctx.query(
-        f"SELECT y.year FROM range(?, ? + 1) AS y(year) WHERE NOT EXISTS"
-        f" (SELECT 1 FROM {cola} AS c WHERE c.{year} = y.year AND c.{rate} IS NOT NULL) ORDER BY 1",
-        [first, last]).rows]
+    missing = [
+        r[0]
+        for r in ctx.query(
+            f"SELECT y.year FROM range(?, ? + 1) AS y(year) WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {cola} AS c WHERE c.{year} = y.year AND c.{rate} IS NOT NULL) ORDER BY 1",
+            [first, last],
+        ).rows
+    ]
     numbers: dict[str, Any] = {"missing_years": missing, "simulation_years": [first, last]}
     if missing:
-        return ctx.failed(f"no COLA rate in {cola.name} for {_listed([str(y) for y in missing], 10)} "
-                          f"(simulation years {first}-{last})",
-                          f"add those years to {ctx.fix_location(cola)}, or change "
-                          "validation.simulation_start_year / validation.simulation_end_year", **numbers,
-                          **_every([str(y) for y in missing], shown=10))
+        return ctx.failed(
+            f"no COLA rate in {cola.name} for {_listed([str(y) for y in missing], 10)} "
+            f"(simulation years {first}-{last})",
+            f"add those years to {ctx.fix_location(cola)}, or change "
+            "validation.simulation_start_year / validation.simulation_end_year",
+            **numbers,
+            **_every([str(y) for y in missing], shown=10),
+        )
     return ctx.passed(f"COLA rates for every simulation year {first}-{last}", **numbers)
 
 
@@ -506,4 +612,5 @@ def active_pay_in_job_level(ctx: CheckContext) -> CheckResult:
         f" WHERE c.{active} AND c.{pay} IS NOT NULL AND NOT EXISTS"
         f" (SELECT 1 FROM {levels} AS l WHERE c.{pay} >= l.{low} AND c.{pay} <= l.{high})",
         what=f"active employees paid outside every job level band of {levels.name}",
-        guidance=f"widen the bands in {ctx.fix_location(levels)} or correct those employees' pay")
+        guidance=f"widen the bands in {ctx.fix_location(levels)} or correct those employees' pay",
+    )
