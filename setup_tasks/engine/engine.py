@@ -11,7 +11,7 @@ anything is built. The engine knows nothing of doit: the ``cli`` layer drives it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from ..config import Settings
 from ..dbt.client import DbtClient
@@ -24,6 +24,7 @@ from .definitions import Definitions
 from .events import Events, Listener
 from .retirement import Retirement
 from .run_state import EngineOptions, RunState
+from .test_runner import TestRunner
 from .view import StateView
 
 
@@ -84,6 +85,7 @@ class Engine:
         self.keep_state = not (options.looks_only and not self.db_path.exists())
         self.builder = Builder(view, dbt, events, bool(settings.setup.fail_fast) and not options.keep_going)
         self.retirement = Retirement(view, self.builder.intents, events)
+        self.tests = TestRunner(view, dbt, events, self.builder.intents, self.builder.recorder)
         # The parts callers read (what the project and this project's state for the database are).
         self.root: Path = settings.root
         self.manifest, self.manifest_path, self.graph = (
@@ -156,6 +158,10 @@ class Engine:
     @property
     def log(self) -> Callable[[str], None] | None:
         return self.events.log
+
+    def run_tests(self, uids: list[str], what: str) -> dict[str, Any]:
+        """The dbt-tests check's door: run these tests (``TestRunner``), each outcome by unique id."""
+        return self.tests.run(uids, what, self.manifest_path)
 
     def refresh_compiled(self) -> list[str]:
         """dbt compiled nodes of this run whose ``sql`` part was unknown: fingerprints say what it compiled."""

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import DatabaseLockedError, ProfileError
+from ..errors import ProfileError
 from ..project.context import DbtContext, DbtProfile
 from ..project.inputs import Cell, odd_cells, seed_cells
-from ..store.database import ProfileProblem, first_uncastable, lock_holder, locked_error
+from ..store.database import ProfileProblem, first_uncastable, locked_error
 
 DISK_FULL_RE = re.compile(r"No space left on device|ENOSPC|disk is full|Disk full|Disk quota exceeded", re.I)
 PROFILE_RE = re.compile(

@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from ...config import ValidationSettings
-from ...engine.direct_tests import run_direct, why_not_direct
 from ...engine.engine import Engine
 from ...errors import SetupError
-from ...store.database import Reader
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
 from ..project_view import ProjectView
 from ..results import FAILED, NOT_RUN, PASSED, SKIPPED, CheckResult, jsonable, plural
@@ -129,56 +127,12 @@ class DbtTestsCheck(Check):
         return kept
 
     def run_tests(self, engine: Engine, uids: list[str]) -> dict[str, CheckResult]:
-        outcomes: dict[str, Any] = {}
-        what = f"running {plural(len(uids), 'dbt tests')}"
-
-        def finished(outcome: Any) -> None:
-            outcomes[outcome.unique_id] = outcome
-            engine.progress(what, len(outcomes), len(uids))
-
-        environ = engine.ctx.environ()
-        allowed = [u for u in uids if why_not_direct(engine.node(u), engine.manifest, environ) is None]
-        direct = {u: sql for u in allowed if (sql := engine.compiling.sql(u)) is not None}
-        through_dbt = [u for u in uids if u not in direct]
-        engine.step(what)
+        """The engine runs the tests (straight in DuckDB where it may, the others in one dbt run); their results."""
         try:
-            if direct:
-                try:  # on a connection configured as dbt-duckdb's (the profile's settings change results)
-                    assert engine.manifest.profile is not None
-                    with engine.db.dbt_session(engine.manifest.profile.connection, read_only=True) as con:
-                        reader = Reader(con, engine.db_path)
-                        for uid, sql in direct.items():
-                            outcome = run_direct(reader, engine.node(uid), sql)
-                            if outcome.status == "error":  # the shortcut's failure until dbt says otherwise
-                                through_dbt.append(uid)
-                                continue
-                            engine.run.direct_tests += 1
-                            finished(outcome)
-                except SetupError:  # the database cannot be read here: dbt runs them, and says why
-                    through_dbt = list(uids)
-                    outcomes.clear()
-            if through_dbt:
-                engine.run.invocations += 1
-                engine.intend([engine.node(u) for u in through_dbt])  # the tables tests storing failures write
-                engine.db.close_reader()  # dbt opens the file, here or in the worker
-                engine.dbt.run_tests(
-                    engine.ctx,
-                    engine.manifest_path,
-                    [engine.node(u) for u in through_dbt],
-                    finished,
-                    quiet=engine.quiet,
-                    dbt_lines=engine.log,
-                    on_phase=engine.phase,
-                )
+            outcomes = engine.run_tests(uids, f"running {plural(len(uids), 'dbt tests')}")
         except Exception as exc:  # dbt could not run at all: every test is failed with the cause
             message = f"dbt could not run the tests: {type(exc).__name__}: {exc}"
             return {u: replace(self.result(engine, u, "error", message, None), incomplete=True) for u in uids}
-        finally:
-            engine.step(None)
-            for outcome in outcomes.values():
-                engine.compiling.keep(outcome)
-            engine.kept_sql.save()
-            engine.note_tests(o for o in outcomes.values() if o.status in ("pass", "warn", "fail", "error"))
         return {
             u: self.result(engine, u, o.status, o.message, o.failures, o.sql)
             if (o := outcomes.get(u))
