@@ -89,6 +89,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json_text(data))
 
 
+def read_text(path: Path) -> str | None:
+    """A small file's text, None when it cannot be read (missing, a folder, not UTF-8)."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def discarded(path: Path, why: str) -> None:
     """Note (for ``-v 2``) that one of setup's own files was ignored and will be rebuilt."""
     log.info("discarded %s: %s; it is rebuilt", path, why)

@@ -53,3 +53,27 @@ def test_an_invalid_config_is_an_error_not_an_exception(shop: Workspace) -> None
     result = run_setup(shop.config_path)
     assert not result.success and result.exit_code == 3
     assert "did you mean 'threads'" in result.error
+
+
+def test_a_profile_duckdb_accepted_is_not_tried_again_until_it_changes(
+    shop: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: trying the profile's settings costs a DuckDB connection per build run; once accepted, the
+    same settings are not tried again -- changed ones are (issue 22's one-line refusal still holds)."""
+    import yaml
+
+    import setup_tasks.engine.view as view
+
+    assert run_setup(shop.config_path).success
+    tried: list[object] = []
+    real = view.profile_problem
+    monkeypatch.setattr(view, "profile_problem", lambda *parts: tried.append(parts) or real(*parts))
+    shop.seed("regions", "region,tax_rate\nnorth,0.25\nsouth,0.1\n")
+    assert run_setup(shop.config_path).success and tried == []
+    path = shop.project / "profiles.yml"
+    profiles = yaml.safe_load(path.read_text())
+    profiles["shop"]["outputs"]["dev"]["settings"] = {"memory_limit": "lots"}
+    path.write_text(yaml.safe_dump(profiles))
+    shop.seed("regions", "region,tax_rate\nnorth,0.3\nsouth,0.1\n")
+    refused = run_setup(shop.config_path)
+    assert not refused.success and len(tried) == 1 and "memory_limit" in refused.error, refused.error

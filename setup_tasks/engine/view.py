@@ -15,12 +15,13 @@ from typing import Iterable, Mapping
 
 from ..config import Settings
 from ..errors import CensusError, DatabaseError, SetupError
+from ..files import read_text, write_text_atomic
 from ..keys import key_path
 from ..project.context import DbtContext
 from ..project.fingerprints import FileHasher, Fingerprint
 from ..project.inputs import searched_folders
 from ..project.manifest import Node, watched_project_paths
-from ..store.database import Database, DatabaseContents, profile_problem
+from ..store.database import Database, DatabaseContents, profile_digest, profile_problem
 from ..store.lock import RunLock
 from ..store.records import PROJECT_STATE, RECORDS_FILE, BuildRecords, WrittenFiles, other_projects, project_state_dir
 from .census_owner import CensusOwner
@@ -39,6 +40,9 @@ CACHE_STATE = ("doit.sqlite", "file_hashes.json", "db_contents.json")
 DATABASE_NAME_FIX = (
     "set database.path (or DUCKDB_PATH) to a file named with letters, digits and underscores, e.g. simulation.duckdb"
 )
+
+
+PROFILE_ACCEPTED = "profile_accepted"  # the digest of the dbt profile's DuckDB settings DuckDB last accepted
 
 
 class StateView:
@@ -243,8 +247,20 @@ class StateView:
         if name:
             return DatabaseError(name, DATABASE_NAME_FIX)
         profile = self.manifest.profile
-        refused = profile_problem(profile.config_options, profile.extensions, profile.settings) if profile else None
-        return profile_error(profile, refused, self.ctx) if refused is not None and profile is not None else None
+        if profile is None:
+            return None
+        # DuckDB accepted these settings before (a connection costs 50-80 ms): only a change is tried again.
+        parts = (profile.config_options, profile.extensions, profile.settings)
+        digest, accepted = profile_digest(*parts), self.state_dir / PROFILE_ACCEPTED
+        if read_text(accepted) == digest:
+            return None
+        refused = profile_problem(*parts)
+        if refused is None and self.state_dir.is_dir():  # a look at a database never built writes nothing
+            try:
+                write_text_atomic(accepted, digest)
+            except OSError:
+                pass  # tried again next time
+        return profile_error(profile, refused, self.ctx) if refused is not None else None
 
     def preflight(self) -> list[str]:
         """What would stop setup's next run before it builds anything, found without building (``doit

@@ -933,6 +933,12 @@ class ProfileProblem:
     error: str
 
 
+def profile_digest(config: Mapping[str, Any], extensions: Iterable[Any], settings: Mapping[str, Any]) -> str:
+    """What ``profile_problem`` tries, and the DuckDB that tries it: one accepted profile is accepted again."""
+    tried = [duckdb.__version__, dict(config), list(extensions), dict(settings)]
+    return hashlib.sha256(json.dumps(tried, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def profile_problem(
     config: Mapping[str, Any], extensions: Iterable[Any], settings: Mapping[str, Any]
 ) -> ProfileProblem | None:
