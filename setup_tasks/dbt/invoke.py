@@ -30,9 +30,12 @@ from ..project.context import Connection, DbtContext, DbtProfile, parse_failure
 from ..store.caches import manifest_cache
 from ..store.database import held_databases
 
-# Invocation flags that cut dbt's fixed costs: no artifacts, no relation cache
-# warm-up, no network (these machines have none).
-COMMON_FLAGS: Sequence[str] = ["--no-write-json", "--no-populate-cache", "--no-send-anonymous-usage-stats"]
+# Invocation flags that cut dbt's fixed costs: no artifacts, no network (these machines have none).
+COMMON_FLAGS: Sequence[str] = ["--no-write-json", "--no-send-anonymous-usage-stats"]
+# Commands that write relations populate dbt's relation cache first, as `dbt build` does: without it, a
+# thread listing the schema mid-run re-adds a relation another thread has just renamed ("Cache
+# inconsistency detected: in rename, new key ... already in cache"). A compile or parse needs none.
+WRITING_COMMANDS = frozenset({"build", "test", "seed", "run", "snapshot"})
 SELECTABLE: Sequence[str] = ["--resource-type", "seed", "--resource-type", "model", "--resource-type", "snapshot"]
 
 
@@ -130,7 +133,8 @@ def _invoke(
     with _environment(ctx):
         runner = _runner(manifest, callbacks)
         with recorded_reads(reads):
-            result = runner.invoke([*level, *args, *ctx.cli_args(), *COMMON_FLAGS, "--no-use-colors"])
+            cache = [] if WRITING_COMMANDS & set(args) else ["--no-populate-cache"]
+            result = runner.invoke([*level, *args, *ctx.cli_args(), *COMMON_FLAGS, *cache, "--no-use-colors"])
     if isinstance(result.exception, KeyboardInterrupt):
         raise KeyboardInterrupt
     return result
