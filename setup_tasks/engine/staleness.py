@@ -32,6 +32,10 @@ from .contents import ContentsView, Key
 from .definitions import Definitions
 
 
+# An upstream part recorded while the parent's table, built in the same batch, was not signed yet.
+UNSETTLED_PREFIX = "unsettled:"
+
+
 @dataclass(frozen=True)
 class NodeStatus:
     """Whether a node's table is up to date, and if not, why (in words)."""
@@ -174,18 +178,18 @@ class Staleness:
             return current
         known = {p: Fingerprint(built[p], {}) if p in built else self.fingerprints()[p] for p in parents}
         # While dbt holds the database, nothing may read it: what the parents built before this run read as
-        # is in the fingerprint taken before the build; those built in it are named by their digest until
-        # their tables are signed (``settle``).
+        # is in the fingerprint taken before the build; those built in it are "unsettled" -- a value no
+        # fingerprint has, so a run interrupted before their tables were signed (``settle``) leaves this
+        # node stale, not up to date by the chance that its parent's inputs are what they were.
         calculator = self._calculator(*self._inputs)
         calculator.settled = None
         parts = calculator.parts(self.definitions.node(uid), known)
-        parts.update(
-            {
-                f"upstream:{p}": current.parts[f"upstream:{p}"]
-                for p in parents
-                if p not in built and f"upstream:{p}" in current.parts
-            }
-        )
+        for p in parents:
+            key = f"upstream:{p}"
+            if p in built:
+                parts[key] = UNSETTLED_PREFIX + built[p]
+            elif key in current.parts:
+                parts[key] = current.parts[key]
         return Fingerprint(digest_of(parts), parts)
 
     def unknown_sql(self) -> list[str]:
