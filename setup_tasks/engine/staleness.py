@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Mapping, Protocol
 
 from ..errors import SetupError
 from ..project.fingerprints import (
+    PENDING_PREFIX,
     CHANGED_DURING_BUILD,
     CONTENT_PREFIX,
     FileHasher,
@@ -30,10 +31,6 @@ from ..project.manifest import Node
 from ..store.records import ASIDE_SUFFIX, BuildRecords
 from .contents import ContentsView, Key
 from .definitions import Definitions
-
-
-# An upstream part recorded while the parent's table, built in the same batch, was not signed yet.
-UNSETTLED_PREFIX = "unsettled:"
 
 
 @dataclass(frozen=True)
@@ -142,12 +139,16 @@ class Staleness:
         self._fingerprints = result
 
     def settled(self, uid: str, fingerprint: Fingerprint) -> str | None:
-        """The content signature of the node's table when that table is up to date under ``fingerprint``
-        (built from it, signed, unchanged since, not forgotten), else None."""
+        """What a reader of the node reads, when not its fingerprint: ``content:<signature>`` while its table
+        is up to date under ``fingerprint`` (built from it, signed, unchanged since, not forgotten);
+        ``pending:<digest>`` while a table it built is to be built again -- its readers may read other
+        content then, whatever their records say they read; None otherwise (its fingerprint's digest)."""
         record = self.records.get(uid)
-        if record is None or not record.signature or record.fingerprint != fingerprint.digest:
+        if record is None:
             return None
-        return None if self._status_for(uid, fingerprint).stale else record.signature
+        if self._status_for(uid, fingerprint).stale:
+            return PENDING_PREFIX + fingerprint.digest
+        return CONTENT_PREFIX + record.signature if record.signature else None
 
     def waits_on(self, uid: str) -> set[str] | None:
         """The upstream nodes whose rebuild alone makes this node stale (their tables' content may come
@@ -178,18 +179,18 @@ class Staleness:
             return current
         known = {p: Fingerprint(built[p], {}) if p in built else self.fingerprints()[p] for p in parents}
         # While dbt holds the database, nothing may read it: what the parents built before this run read as
-        # is in the fingerprint taken before the build; those built in it are "unsettled" -- a value no
-        # fingerprint has, so a run interrupted before their tables were signed (``settle``) leaves this
-        # node stale, not up to date by the chance that its parent's inputs are what they were.
+        # is in the fingerprint taken before the build; those built in it are named by their digest until
+        # their tables are signed (``settle``).
         calculator = self._calculator(*self._inputs)
         calculator.settled = None
         parts = calculator.parts(self.definitions.node(uid), known)
-        for p in parents:
-            key = f"upstream:{p}"
-            if p in built:
-                parts[key] = UNSETTLED_PREFIX + built[p]
-            elif key in current.parts:
-                parts[key] = current.parts[key]
+        parts.update(
+            {
+                f"upstream:{p}": current.parts[f"upstream:{p}"]
+                for p in parents
+                if p not in built and f"upstream:{p}" in current.parts
+            }
+        )
         return Fingerprint(digest_of(parts), parts)
 
     def unknown_sql(self) -> list[str]:

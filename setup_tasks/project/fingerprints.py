@@ -31,6 +31,8 @@ VAR_RE = re.compile(r"""\bvar\(\s*['"]([^'"]+)['"]""")
 SHOWN_VALUE_LIMIT = 60
 # An upstream part that names the content of the table its reader read (not the upstream's inputs).
 CONTENT_PREFIX = "content:"
+# An upstream part while the upstream table is to be built again (``Staleness.settled``).
+PENDING_PREFIX = "pending:"
 KEYED_PREFIX = "hmac:"
 # The value of a part (and the digest of a record) whose input changed while the node was being
 # built: what dbt read is unknown, so nothing current can equal it.
@@ -217,8 +219,8 @@ class FingerprintCalculator:
 
     def upstream_part(self, parent: str, fingerprint: Fingerprint) -> str:
         """What a reader of ``parent`` depends on: its table's content once that is up to date, else its inputs."""
-        content = self.settled(parent, fingerprint) if self.settled is not None else None
-        return CONTENT_PREFIX + content if content else fingerprint.digest
+        said = self.settled(parent, fingerprint) if self.settled is not None else None
+        return said or fingerprint.digest
 
     def _code_parts(self, node: Node) -> dict[str, str]:
         parts: dict[str, str] = {}
