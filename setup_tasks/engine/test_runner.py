@@ -3,6 +3,7 @@ is known to be the same, the others in one dbt invocation; outcomes kept with th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from ..dbt.client import DbtClient
@@ -25,7 +26,7 @@ class TestRunner:
     ) -> None:
         self.view, self.dbt, self.events, self.intents, self.recorder = view, dbt, events, intents, recorder
 
-    def run(self, uids: list[str], what: str, manifest_path: Any) -> dict[str, Any]:
+    def run(self, uids: list[str], what: str, manifest_path: Path) -> dict[str, Any]:
         """Each test's outcome (dbt's result shape) by unique id; those missing were not reported. Raises
         what stopped dbt from running at all (the caller fails every test with it)."""
         view, events = self.view, self.events
@@ -71,7 +72,7 @@ class TestRunner:
                 finished(outcome)
         return through_dbt
 
-    def _run_with_dbt(self, uids: list[str], finished: Callable[[Any], None], manifest_path: Any) -> None:
+    def _run_with_dbt(self, uids: list[str], finished: Callable[[Any], None], manifest_path: Path) -> None:
         view, events = self.view, self.events
         view.run.invocations += 1
         nodes = [view.node(u) for u in uids]
