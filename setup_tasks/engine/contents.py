@@ -59,9 +59,7 @@ class ContentsView:
         if live and self._contents is not None and self._contents is self._saved:
             self._known, self._contents = dict(self._saved.tables), None
         if self._contents is None:
-            holder = self.lock.holder()
-            if holder:
-                raise RunInProgressError(str(self.db.path), holder if holder > 0 else None)
+            self.lock.share()  # refused while another run builds; none builds while this one reads
             self._file_state = self.db.file_state()
             saved = self._load_saved()
             if live and saved is not None:  # the file is unchanged since: its signatures hold

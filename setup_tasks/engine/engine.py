@@ -19,6 +19,7 @@ from ..errors import ProjectError, SetupError
 from ..files import write_json_atomic
 from ..project.context import DbtContext, DbtProfile, dbt_context, with_project_census
 from ..store.database import Database, DbRelation, DropResult
+from ..store.lock import RunLock
 from .builder import Builder
 from .definitions import Definitions
 from .events import Events, Listener
@@ -71,13 +72,18 @@ class Engine:
         self.step, self.phase, self.progress = events.step, events.phase, events.progress
         self.db_path: Path = settings.database.path  # type: ignore[assignment]  # database_settings resolved database.path
         # SQL's relative paths resolve where dbt runs; a lock held by setup's own worker is freed, not blamed
-        self.db = Database(self.db_path, ctx.duckdb_config(), files_from=ctx.cwd, locked_by=dbt.free_database)
+        # one building run per database file, and none while another run has it open
+        lock = RunLock(settings.state_dir / "run.lock", self.db_path)
+        self.db = Database(
+            self.db_path, ctx.duckdb_config(), files_from=ctx.cwd, locked_by=dbt.free_database, before_open=lock.share
+        )
         self.run = RunState()
         self.view = view = StateView(
             settings,
             ctx,
             definitions,
             self.db,
+            lock,
             self.run,
             lambda nodes, on_outcome: self.builder.compile_with_dbt(nodes, on_outcome),
         )

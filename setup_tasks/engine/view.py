@@ -54,6 +54,7 @@ class StateView:
         ctx: DbtContext,
         definitions: Definitions,
         db: Database,
+        lock: RunLock,
         run: RunState,
         compile_with_dbt: CompileWithDbt,
     ) -> None:
@@ -67,7 +68,7 @@ class StateView:
         self.state_dir = state_dir = project_state_dir(settings.state_dir, self.project)
         packages = {n.package for n in self.manifest.nodes.values()} | {m.split(".")[1] for m in self.manifest.macros}
         self.records = BuildRecords.load(state_dir / RECORDS_FILE, self.project, packages)
-        self.lock = RunLock(settings.state_dir / "run.lock", self.db_path)  # one writer per database file
+        self.lock = lock
         self.hash_cache_path = state_dir / "file_hashes.json"
         self.hasher = FileHasher.load(self.hash_cache_path)
         # Each test's last outcome with the state of its inputs: a stored failure still gates (test_gate).

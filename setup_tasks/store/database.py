@@ -515,6 +515,7 @@ class Database:
         settings: Mapping[str, str] | None = None,
         files_from: Path | None = None,
         locked_by: LockedBy | None = None,
+        before_open: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.settings = dict(settings or {})
@@ -522,6 +523,7 @@ class Database:
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._catalog: Catalog | None = None  # the kept reader's: nothing writes while it is open
         self.locked_by = locked_by
+        self.before_open = before_open  # called before each connection opens (the run's readers' lock)
 
     # -- connections ------------------------------------------------------------------
 
@@ -537,6 +539,8 @@ class Database:
 
     def _open(self, read_only: bool, config: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
         """The file opened with ``config``; once more after setup's own worker let go of it."""
+        if self.before_open is not None:
+            self.before_open()
         try:
             return duckdb.connect(str(self.path), read_only=read_only, config=dict(config))
         except duckdb.Error as exc:
