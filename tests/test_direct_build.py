@@ -11,8 +11,8 @@ import duckdb
 import pytest
 import yaml
 
-from factories import Workspace, write_shop_project
-from setup_tasks.engine.direct_build import seed_columns, why_not_direct
+from factories import REPO, Workspace, write_shop_project
+from setup_tasks.engine.direct_build import plain_seed_columns, seed_columns, why_not_direct
 from setup_tasks.project.context import Connection, DbtProfile
 from setup_tasks.project.manifest import manifest_from_dict
 
@@ -144,6 +144,63 @@ def test_seed_column_types_are_the_ones_dbt_infers(tmp_path: Path, name: str) ->
         for i, column in enumerate(table.column_names)
     ]
     assert seed_columns(path, overrides, delimiter) == dbts
+
+
+# Values near every edge of dbt's type tests: what the plain reading must decide as agate does, or leave to it.
+PLAIN_LOOKING = (
+    *("", "null", "NULL", "0", "7", "-3", "007", "1.5", "2.0", "-0.50", "1.000", "123456789012345", "3.14159"),
+    *("true", "false", "True", "FALSE", "abc", "Ada Lovelace", "x", "T", "Tokyo", "high", "N/A", "ünïcode"),
+    *("<25", ">=65", "25-34", "65+", "1-2", "1.5-2.5", "2024-2025", "<1", "2024-01", "USD 5", "e5", "E1"),
+)
+EDGES = (
+    *(" null", "Null ", "1234567890123456", ".5", "5.", "+5", "1e5", "1E-3", "1,000", "$5", "5%", "-$5", " 5"),
+    *("5 ", "1_000", "tr,ue", " true", "yes", "t", "inf", "Infinity", "NaN", "nan1", "sNaN", "Inf%", "In,f"),
+    *("a,b", "50%", "abc ", "-5-3", "2024-01-31", "2024-02-30", "2024-01-31 10:00:00", "2024-01-31T10:00:00"),
+    *("2024-01-31T10:00:00Z", "10:00"),
+)
+
+
+def test_the_plain_reading_of_a_seed_is_dbts_inference() -> None:
+    """For random CSVs over values at every edge of agate's tests, the reading without agate either defers
+    to agate or gives the column types dbt's own seed loader infers (dbt_common's from_csv)."""
+    import random
+    import tempfile
+
+    from dbt.adapters.duckdb import DuckDBAdapter
+    from dbt_common.clients.agate_helper import from_csv
+
+    rng = random.Random(20261206)
+    answered = deferred = 0
+    for draw in range(500):
+        columns = rng.randint(1, 4)
+        pools = [
+            rng.sample(PLAIN_LOOKING, 3) + (rng.sample(EDGES, 1) if rng.random() < 0.1 else []) for _ in range(columns)
+        ]
+        rows = [[rng.choice(pool) for pool in pools] for _ in range(rng.randint(1, 5))]
+        header = [f"c{i}" for i in range(columns)]
+        text = "\n".join(",".join(f'"{v}"' if "," in v else v for v in row) for row in [header, *rows]) + "\n"
+        forced = {"c0": "varchar"} if draw % 7 == 0 else {}
+        plain = plain_seed_columns(text, forced, ",")
+        if plain is None:
+            deferred += 1
+            continue
+        answered += 1
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "seed.csv"
+            path.write_text(text, encoding="utf-8")
+            table = from_csv(str(path), list(forced), delimiter=",")
+        dbts = [
+            (str(column), forced.get(str(column), DuckDBAdapter.convert_type(table, i)))
+            for i, column in enumerate(table.column_names)
+        ]
+        assert plain == dbts, text
+    assert answered > 300 and deferred > 20  # it compares most drawings, and defers where it must
+
+
+def test_the_demos_seeds_are_read_without_agate() -> None:
+    """Every seed of the demo is plain: a seed edit costs no agate (its import and babel's locale, ~0.1 s)."""
+    seeds = sorted((REPO / "dbt" / "seeds").glob("*.csv"))
+    assert seeds and [p.name for p in seeds if plain_seed_columns(p.read_text(), {}, ",") is None] == []
 
 
 def _node(

@@ -22,6 +22,9 @@ whole batch goes to dbt, which keeps the SQL of its models for the next run.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -164,15 +167,83 @@ def _type_tester(text_columns: Sequence[str]) -> Any:
     return agate.TypeTester(force=force, types=types), Integer
 
 
+# A value agate's tests (as dbt configures them) decide without doubt, by its shape alone.
+_NULL, _NUMBER, _BOOLEAN, _TEXT = "null", "number", "boolean", "text"
+_PLAIN_NUMBER = re.compile(r"-?(\d+)(?:\.(\d+))?")
+_PLAIN_TEXT = re.compile(r"[A-Za-z][^,%]*")  # no ',' (Boolean and Number drop it), no '%' (Number strips it)
+_BAND = re.compile(r"[<>]=?\d+(?:\.\d+)?|\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?|\+)")  # '<25', '25-34', '65+'
+_DECIMAL_WORDS = ("inf", "nan", "snan")  # Decimal('Infinity'), Decimal('NaN1'): numbers to agate
+_MAX_DIGITS = 15  # within the 28 digits of Decimal's context: max_precision never rounds
+
+
+def _plain_kind(value: str) -> str | None:
+    """The kind of a CSV value whose outcome in every one of dbt's agate type tests is certain: a null, a
+    plain decimal number, true/false, text starting with a letter or a band ('25-34') that no number, date
+    or boolean test accepts; None for anything else (dates, '1,000', '$5', '1e5', ' 5': agate decides those)."""
+    lower = value.lower()
+    if lower in NULL_VALUES:
+        return _NULL
+    number = _PLAIN_NUMBER.fullmatch(value)
+    if number is not None:
+        return _NUMBER if len(number[1]) + len(number[2] or "") <= _MAX_DIGITS else None
+    if lower in ("true", "false"):
+        return _BOOLEAN
+    if _PLAIN_TEXT.fullmatch(value) and not lower.startswith(_DECIMAL_WORDS) and value == value.strip():
+        return _TEXT
+    if _BAND.fullmatch(value):  # no number to Decimal, no %Y-%m-%d date, no 'T' for an ISO datetime
+        return _TEXT
+    return None
+
+
+def plain_seed_columns(text: str, column_types: Mapping[str, str], delimiter: str) -> list[tuple[str, str]] | None:
+    """What ``seed_columns`` answers for a CSV whose every value is plain (``_plain_kind``), read as agate reads
+    it, without agate (importing it and babel's locale costs more than a small seed's whole build); None when
+    a value, a header or a row is not plain."""
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    if not rows:
+        return None
+    header, body = rows[0], rows[1:]
+    if len(set(header)) != len(header) or not all(header) or any(len(row) != len(header) for row in body):
+        return None  # agate renames empty and repeated names, pads short rows: its own answer
+    columns = []
+    for index, name in enumerate(header):
+        kinds = set()
+        fraction = False
+        for row in body:
+            value = row[index]
+            kind = _plain_kind(value)
+            if kind is None:
+                return None
+            kinds.add(kind)
+            number = _PLAIN_NUMBER.fullmatch(value) if kind == _NUMBER else None
+            fraction = fraction or bool(number is not None and (number[2] or "").rstrip("0"))
+        kinds.discard(_NULL)
+        if not kinds or kinds == {_NUMBER}:  # agate's Number; its max_precision of normalized values
+            inferred = "float8" if fraction else "integer"
+        elif kinds == {_BOOLEAN}:
+            inferred = "boolean"
+        else:  # text, or kinds no single test accepts together
+            inferred = "text"
+        columns.append((name, column_types.get(name, inferred)))
+    return columns
+
+
 def seed_columns(path: Path, column_types: Mapping[str, str], delimiter: str = ",") -> list[tuple[str, str]]:
     """(name, type) of each column of the seed's table, as dbt-duckdb creates it."""
-    import agate
-
-    tester, integer = _type_tester(list(column_types))
     with path.open(encoding="utf-8") as handle:
         if handle.read(1) != "\ufeff":
             handle.seek(0)
-        table = agate.Table.from_csv(handle, column_types=tester, delimiter=delimiter)
+        text = handle.read()
+    plain = plain_seed_columns(text, column_types, delimiter)
+    return plain if plain is not None else _agate_seed_columns(text, column_types, delimiter)
+
+
+def _agate_seed_columns(text: str, column_types: Mapping[str, str], delimiter: str) -> list[tuple[str, str]]:
+    """``seed_columns`` by agate's type tests, as dbt configures them."""
+    import agate
+
+    tester, integer = _type_tester(list(column_types))
+    table = agate.Table.from_csv(io.StringIO(text), column_types=tester, delimiter=delimiter)
     columns = []
     for index, (name, kind) in enumerate(zip(table.column_names, table.column_types)):
         if isinstance(kind, integer):
