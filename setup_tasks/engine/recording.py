@@ -157,8 +157,15 @@ class BuildRecorder:
     def sign(self, uids: list[str]) -> None:
         """Remember each fresh table's content signature, to notice edits made outside setup."""
         keys = {self.view.node(u).relation.key(): u for u in uids if self.view.node(u).relation}  # type: ignore[union-attr]  # node(u).relation checked in the condition
+        if not keys:
+            return
         try:
-            signed = self.view.db.signatures(keys)
+            # the run's view of the database signs what was written since its last read, through the
+            # connection that settling the records and the checks read next (one open, not two)
+            tables = self.view.contents.get().tables
+            signed = {key: tables[key].signature if key in tables else None for key in keys}  # views: None
+            unsigned = [k for k in keys if k in tables and tables[k].kind == "BASE TABLE" and signed[k] is None]
+            signed.update(self.view.db.signatures(unsigned) if unsigned else {})
         except DatabaseError:
             return
         self.records.sign({keys[key]: signature for key, signature in signed.items()})
