@@ -22,6 +22,7 @@ from setup_tasks.store.lock import ReadersStayError, RunLock
 
 
 def _lock(tmp_path: Path, wait: float = 5.0) -> RunLock:
+    (tmp_path / "state").mkdir(exist_ok=True)  # a run built here before (a look at a new one leaves nothing)
     return RunLock(tmp_path / "state" / "run.lock", tmp_path / "w.duckdb", readers_wait=wait)
 
 
@@ -90,7 +91,7 @@ def test_a_reader_refused_building_lets_the_builder_go_at_once(tmp_path: Path) -
 def test_a_holder_probe_does_not_refuse_a_build(tmp_path: Path) -> None:
     """Another run asking who builds holds run.lock shared for an instant: a build starting then proceeds."""
     lock_path = tmp_path / "state" / "run.lock"
-    lock_path.parent.mkdir()
+    lock_path.parent.mkdir(exist_ok=True)
     lock_path.write_text("")
 
     with lock_path.open("r") as probe:

@@ -3,9 +3,11 @@
 Any write to a DuckDB file changes its stat key (``files.stat_key``: inode, size, modification
 and change times) or its WAL's, and restoring the modification time afterwards changes the change
 time: a file whose keys equal those of the last run's end needs no DuckDB at all. A copy saved
-while the file had changed within ``files.RACY_NS`` is not trusted (a second write in the same
-clock tick could keep the keys), nor one keyed by an older format. A build and `doit status`
-always open the file (``live``).
+while the file had changed within ``files.RACY_NS`` (as every building run's is: it saves right
+after its last write) is trusted only when the file's headers and WAL are still those it was saved
+with (``content_proof``: a second write in the same clock tick could keep the keys, not those
+bytes); nor is one keyed by an older format. A build and `doit status` always open the file
+(``live``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..store.database import (
     DbRelation,
     DropResult,
     TableState,
+    content_proof,
     contents_from_dict,
     contents_to_dict,
     drop_order,
@@ -31,7 +34,7 @@ from ..files import RACY_NS, read_json, write_json_atomic
 from ..store.lock import RunLock
 
 Key = tuple[str, str, str]
-SAVED_VERSION = 3  # 3: keyed by the files' full stat keys (change time included)
+SAVED_VERSION = 4  # 3: keyed by the files' full stat keys (change time included); 4: with the content proof
 
 
 def _digest(values: Iterable[Any]) -> str:
@@ -49,6 +52,7 @@ class ContentsView:
         self._contents: DatabaseContents | None = None
         self._saved: DatabaseContents | None = None
         self._file_state: list[int] | None = None
+        self._proof: str | None = None  # the content proof taken before the last read (content_proof)
         # Tables whose content signature still holds at the next read (nothing wrote them since it was taken).
         self._known: dict[Key, TableState] = {}
 
@@ -60,6 +64,7 @@ class ContentsView:
             self._known, self._contents = dict(self._saved.tables), None
         if self._contents is None:
             self.lock.share()  # refused while another run builds; none builds while this one reads
+            self._proof = content_proof(self.db.path)  # before the read: it is of this content, or later
             self._file_state = self.db.file_state()
             saved = self._load_saved()
             if live and saved is not None:  # the file is unchanged since: its signatures hold
@@ -101,8 +106,10 @@ class ContentsView:
         if saved.get("version") != SAVED_VERSION or not isinstance(saved.get("saved_ns"), int):
             return None
         changed = max(self._file_state[4], self._file_state[9])  # the change times of the file and its WAL
-        if saved["saved_ns"] - changed <= RACY_NS:  # saved while it was changing: read it again
-            return None
+        if saved["saved_ns"] - changed <= RACY_NS:  # saved while it was changing: its keys prove nothing
+            proof = saved.get("proof")
+            if not isinstance(proof, str) or proof != self._proof:
+                return None
         if saved.get("keys") != _digest(self.signed_keys()):
             return None
         try:
@@ -114,10 +121,14 @@ class ContentsView:
         """At the end of a run: what the database holds now, keyed by its file state."""
         if self._contents is None:
             return
-        now = self.db.file_state()
+        proof, now = content_proof(self.db.path), self.db.file_state()
         try:
-            contents = self._contents if now == self._file_state else self.db.contents(self.signed_keys())
-            now = self.db.file_state()
+            if now != self._file_state or proof != self._proof:  # written since the last read
+                contents = self.db.contents(self.signed_keys())
+                if (content_proof(self.db.path), self.db.file_state()) != (proof, now):
+                    now = None  # written while being read: the next run reads it itself
+            else:
+                contents = self._contents
         except SetupError:  # locked by someone meanwhile: the next run reads the database itself
             now = None
         if now is None:
@@ -130,6 +141,7 @@ class ContentsView:
                 "file": now,
                 "keys": _digest(self.signed_keys()),
                 "saved_ns": time.time_ns(),
+                "proof": proof,
                 "contents": contents_to_dict(contents),
             },
         )

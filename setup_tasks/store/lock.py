@@ -76,10 +76,9 @@ class RunLock:
         if self._fh is not None or self._readers is not None:
             return
         self._refuse_if_held()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # no state folder: no run has built here yet (one that starts makes it), and a look leaves none
             fh = self.readers_path.open("a+")
-        except OSError:  # a state folder this user cannot write: read without telling builders
+        except OSError:  # no state folder yet, or one this user cannot write: read without telling builders
             return
         if not _try_lock(fh, fcntl.LOCK_SH):  # a builder took it since we looked
             fh.close()
