@@ -68,42 +68,45 @@ class DbtTestsCheck(Check):
             return [CheckResult(self.name, SKIPPED, self.severity, "dbt tests run only inside a setup run")]
         if not project.tests and not project.unresolved_tests:
             return [CheckResult(self.name, SKIPPED, self.severity, "no dbt tests on the selected nodes")]
-        # Tests the builds of this run ran, right after what they read (as `dbt build` runs them).
-        built = {
-            uid: engine.run.test_outcomes[uid]
-            for uid in project.tests
-            if uid in engine.run.test_outcomes and engine.run.test_outcomes[uid].status != "skipped"
-        }
+        built = self.built(engine, project)
         kept = {} if len(built) == len(project.tests) else self.reusable(engine, project, env.previous)
         kept = {uid: result for uid, result in kept.items() if uid not in built}
-        blocked = {
-            uid: reasons
-            for uid in project.tests
-            if uid not in kept
-            and uid not in built
-            and (reasons := [env.unbuilt[p] for p in engine.graph.built_parents(uid) if p in env.unbuilt])
-        }
-        stale = [uid for uid in project.tests if uid not in kept and uid not in blocked and uid not in built]
+        waiting = [uid for uid in project.tests if uid not in kept and uid not in built]
+        blocked = self.blocked(engine, waiting, env.unbuilt)
+        stale = [uid for uid in waiting if uid not in blocked]
         fresh = self.run_tests(engine, stale) if stale else {}
         fresh.update(
             {uid: self.result(engine, uid, o.status, o.message, o.failures, o.sql) for uid, o in built.items()}
         )
-        fresh.update(
-            {
-                uid: CheckResult(
-                    f"{self.name}.{engine.node(uid).name}",
-                    NOT_RUN,
-                    self.severity,
-                    "; ".join(reasons),
-                    {"unique_id": uid},
-                    incomplete=True,
-                    checked_at=time.time(),
-                )
-                for uid, reasons in blocked.items()
-            }
-        )
+        fresh.update({uid: self.not_run(engine, uid, reasons) for uid, reasons in blocked.items()})
         unrunnable = [self.unresolved(engine, uid) for uid in project.unresolved_tests]
         return [kept.get(uid) or fresh[uid] for uid in project.tests] + unrunnable
+
+    @staticmethod
+    def built(engine: Engine, project: ProjectView) -> dict[str, Any]:
+        """Tests the builds of this run ran, right after what they read (as `dbt build` runs them): their outcomes."""
+        outcomes = engine.run.test_outcomes
+        return {uid: outcomes[uid] for uid in project.tests if uid in outcomes and outcomes[uid].status != "skipped"}
+
+    @staticmethod
+    def blocked(engine: Engine, uids: list[str], unbuilt: Mapping[str, str]) -> dict[str, list[str]]:
+        """Tests among ``uids`` reading a table that did not build in this run: why each cannot run."""
+        return {
+            uid: reasons
+            for uid in uids
+            if (reasons := [unbuilt[p] for p in engine.graph.built_parents(uid) if p in unbuilt])
+        }
+
+    def not_run(self, engine: Engine, uid: str, reasons: list[str]) -> CheckResult:
+        return CheckResult(
+            f"{self.name}.{engine.node(uid).name}",
+            NOT_RUN,
+            self.severity,
+            "; ".join(reasons),
+            {"unique_id": uid},
+            incomplete=True,
+            checked_at=time.time(),
+        )
 
     def unresolved(self, engine: Engine, uid: str) -> CheckResult:
         """A test whose ref() names no node: dbt's warning, never a failure."""
