@@ -122,7 +122,7 @@ def short_message(message: str) -> str:
 
 
 def seed_cell_problem(seed: SeedFile) -> Problem | None:
-    """'line 9, column rate holds 'abc', which is not a decimal(8,4) ... -- fix: ...' for the first cell of a
+    """'line 9, column rate holds 'abc', which is not a decimal(8,4) ...' and its fix, for the first cell of a
     seed that its ``column_types`` cannot hold, else None."""
     if not seed.column_types:
         return None
