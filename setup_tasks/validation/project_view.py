@@ -84,5 +84,5 @@ def names_table(key: tuple[str, str, str], name: str) -> bool:
 
 
 def input_state(engine: CheckEngine, uid: str, fingerprints: Mapping[str, Any]) -> str:
-    """A node's inputs and, for a built table, the content it was built with (as ``engine.view.StateView.input_state``)."""
+    """A node's inputs and, for a built table, the content it was built with (``StateView.input_state``)."""
     return input_state_of(fingerprints.get(uid), engine.records.get(uid))
