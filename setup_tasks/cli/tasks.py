@@ -76,7 +76,7 @@ CENSUS_DOC = (
 
 def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
     """Task action: build (batched) and report this node's outcome in doit's terms."""
-    outcome = engine.build(unique_id)
+    outcome = engine.builder.build(unique_id)
     if not outcome.ok:
         return TaskFailed(outcome.message)
     record = engine.records.get(unique_id)
@@ -84,10 +84,10 @@ def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
 
 
 def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
-    engine.add_scope(uids)
+    engine.builder.add_scope(uids)
     # Before any build: a node renamed in this change frees its old table's name.
     try:
-        engine.retire_leftovers()
+        engine.retirement.retire_leftovers()
     except SetupError as err:  # the database is locked, or a setup run holds it: the run stops here
         engine.run.fatal = err
         return TaskFailed(err.one_line())

@@ -360,7 +360,7 @@ def verify_engine(engine: Engine, setup_results: Iterable[Mapping[str, Any]], ke
     engine.db.close_reader()
 
     def volatile(uid: str) -> bool:
-        compiled = engine.compiling.get(uid) if engine.node(uid).is_compiled else None
+        compiled = engine.view.compiling.get(uid) if engine.node(uid).is_compiled else None
         return compiled is not None and compiled.kind == VOLATILE
 
     return verify(
