@@ -1,9 +1,37 @@
-"""User-facing errors: one base class, each message names the thing and the fix."""
+"""User-facing errors: one base class, each message names the thing and the fix.
+
+A problem found but not (yet) raised is a ``Problem`` value; ``one_line`` is the one place either is worded.
+"""
 
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
+
+
+def one_line(cause: str, fix: str = "") -> str:
+    """What the user sees of a problem: ``<cause> -- fix: <fix>``, the cause alone when there is no fix."""
+    return f"{cause} -- fix: {fix}" if fix else cause
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A failure the user can act on, as a value: a one-line cause and the fix (``SetupError.of`` raises it)."""
+
+    cause: str
+    fix: str = ""
+
+    def one_line(self) -> str:
+        return one_line(self.cause, self.fix)
+
+    def __str__(self) -> str:
+        return self.one_line()
+
+    def about(self, subject: str) -> Problem:
+        """The same problem, its cause preceded by what it is about: ``seed levels: <cause>``."""
+        return Problem(f"{subject}: {self.cause}", self.fix)
 
 
 class SetupError(Exception):
@@ -21,8 +49,17 @@ class SetupError(Exception):
         self.fix = fix
         super().__init__(self.one_line())
 
+    @classmethod
+    def of(cls, problem: Problem) -> Self:
+        """The error to raise for a problem found earlier."""
+        return cls(problem.cause, problem.fix)
+
+    @property
+    def problem(self) -> Problem:
+        return Problem(self.cause, self.fix)
+
     def one_line(self) -> str:
-        return f"{self.cause} -- fix: {self.fix}" if self.fix else self.cause
+        return one_line(self.cause, self.fix)
 
 
 class ConfigError(SetupError):

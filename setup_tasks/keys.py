@@ -19,7 +19,7 @@ import hmac
 import os
 from pathlib import Path
 
-from .errors import cannot_write
+from .errors import cannot_write, one_line
 from .files import discarded, log
 from .user_folders import FolderUnusable, UserFolder, locked, read_trusted, state_folder, write_into
 
@@ -46,12 +46,10 @@ def _key(path: str) -> bytes:
         folder.step_aside(str(exc))
     except OSError as exc:
         err = cannot_write("setup's private key", path, exc, f"set {folder.setting} to a folder of your own")
-        log.warning(
-            "%s: this run does not reuse dbt's cached manifest, and nodes reading env_var() count as "
-            "changed -- fix: %s",
-            err.cause,
-            err.fix,
+        cause = (
+            f"{err.cause}: this run does not reuse dbt's cached manifest, and nodes reading env_var() count as changed"
         )
+        log.warning("%s", one_line(cause, err.fix))
     return os.urandom(KEY_BYTES)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .errors import cannot_write
+from .errors import cannot_write, one_line
 from .files import PRIVATE, discarded, log, parse_json
 
 BASE_NAME = "planwise-setup"
@@ -88,13 +88,8 @@ class UserFolder:
 
     def step_aside(self, reason: str, fix: str | None = None) -> None:
         """Say once per run (a dim line) that setup goes without this folder, and what that costs."""
-        log.warning(
-            "%s: setup goes without it (%s) -- fix: %s",
-            reason,
-            COSTS.get(self.role, "no cache"),
-            fix or self.fix(),
-            extra={"once": f"folder:{self.base}"},
-        )
+        cause = f"{reason}: setup goes without it ({COSTS.get(self.role, 'no cache')})"
+        log.warning("%s", one_line(cause, fix or self.fix()), extra={"once": f"folder:{self.base}"})
 
     def fix(self) -> str:
         if self.role == "worker" and os.environ.get(WORKER_DIR_ENV):

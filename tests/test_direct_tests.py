@@ -128,7 +128,7 @@ def test_kept_sql_gives_dbts_verdict_for_every_kind_of_test(tmp_path: Path) -> N
         by_dbt: dict[str, object] = {}
         engine.dbt.run_tests(
             engine.ctx,
-            engine.manifest_path,
+            engine.definitions.manifest_path,
             [engine.node(u) for u in tests],
             lambda outcome: by_dbt.__setitem__(outcome.unique_id, outcome),
         )
@@ -137,7 +137,7 @@ def test_kept_sql_gives_dbts_verdict_for_every_kind_of_test(tmp_path: Path) -> N
             for uid in tests:
                 node = engine.node(uid)
                 assert why_not_direct(node, engine.manifest, {}) is None, uid
-                sql = engine.compiling.sql(uid)
+                sql = engine.view.compiling.sql(uid)
                 assert sql is not None, f"the first run kept no SQL for {uid}"
                 mine, theirs = run_direct(reader, node, sql), by_dbt[uid]
                 assert (mine.status, mine.failures, mine.message) == (theirs.status, theirs.failures, theirs.message), (

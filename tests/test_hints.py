@@ -26,18 +26,21 @@ slow = pytest.mark.slow
 CTX = DbtContext(Path("/repo/dbt"), Path("/repo/dbt"), "dev", {}, None, Path("/repo/simulation.duckdb"))
 
 
+def said(failure: NodeFailure, ctx: DbtContext) -> str:
+    """What the user reads of a node's failure: its explanation in one line."""
+    return explain(failure, ctx).one_line()
+
+
 def test_a_node_failure_names_the_node_file_only_when_it_is_the_nodes() -> None:
-    sql = explain(NodeFailure("model stg_x", "models/stg_x.sql", 'Parser Error: syntax error at or near "frm"'), CTX)
+    sql = said(NodeFailure("model stg_x", "models/stg_x.sql", 'Parser Error: syntax error at or near "frm"'), CTX)
     assert (
         sql.startswith("model stg_x (models/stg_x.sql) failed: Parser Error") and "fix: correct models/stg_x.sql" in sql
     )
-    disk = explain(NodeFailure("model stg_x", "models/stg_x.sql", "IO Error: No space left on device"), CTX)
+    disk = said(NodeFailure("model stg_x", "models/stg_x.sql", "IO Error: No space left on device"), CTX)
     assert "the disk is full" in disk and "free disk space" in disk and "correct models/stg_x.sql" not in disk
-    profile = explain(
-        NodeFailure("seed s", "seeds/s.csv", 'Catalog Error: unrecognized configuration parameter "x"'), CTX
-    )
+    profile = said(NodeFailure("seed s", "seeds/s.csv", 'Catalog Error: unrecognized configuration parameter "x"'), CTX)
     assert "/repo/dbt/profiles.yml" in profile and "outputs.dev" in profile and "correct seeds/s.csv" not in profile
-    locked = explain(
+    locked = said(
         NodeFailure(
             "seed s",
             "seeds/s.csv",
@@ -46,7 +49,7 @@ def test_a_node_failure_names_the_node_file_only_when_it_is_the_nodes() -> None:
         CTX,
     )
     assert locked.startswith("database /repo/simulation.duckdb is locked by python3 (PID 42)")
-    extension = explain(
+    extension = said(
         NodeFailure(
             "seed s",
             "seeds/s.csv",
@@ -73,7 +76,7 @@ def test_a_node_failing_on_a_lock_of_setups_own_worker_names_the_worker() -> Non
     )
     try:
         assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"  # its command line is set
-        locked = explain(
+        locked = said(
             NodeFailure(
                 "seed s",
                 "seeds/s.csv",
@@ -91,7 +94,7 @@ def test_a_node_failing_on_a_lock_of_setups_own_worker_names_the_worker() -> Non
 
 def test_a_database_file_name_dbt_duckdb_cannot_quote_is_named() -> None:
     assert database_name_problem(Path("/x/simulation.duckdb")) is None
-    assert "ware'house.duckdb" in (database_name_problem(Path("/x/ware'house.duckdb")) or "")
+    assert "ware'house.duckdb" in str(database_name_problem(Path("/x/ware'house.duckdb")))
 
 
 def test_why_dbt_parses_again_in_words() -> None:
@@ -233,19 +236,19 @@ def test_a_seed_cell_its_column_type_cannot_hold_is_one_line_with_line_column_an
         "file = /x/cola.csv delimiter = , (Set By User) quote = (empty) (Auto-Detected) sample_size = 20480"
     )
     seed = seed_file(tmp_path, "cola", COLA, year="integer", cola_rate="decimal(8,4)")
-    line = explain(NodeFailure("seed cola", "seeds/cola.csv", dump, seed=seed), CTX)
+    line = said(NodeFailure("seed cola", "seeds/cola.csv", dump, seed=seed), CTX)
     assert line.startswith("seed cola (seeds/cola.csv) failed: line 4, column cola_rate holds 'abc'"), line
     assert "decimal(8,4)" in line and "fix: correct that value in seeds/cola.csv" in line, line
     assert "sample_size" not in line and "delimiter" not in line, line
     # Without column types, dbt reads the column as text: nothing to say of a cell, DuckDB's cause kept short.
-    untyped = explain(NodeFailure("seed cola", "seeds/cola.csv", dump, seed=seed_file(tmp_path, "cola", COLA)), CTX)
+    untyped = said(NodeFailure("seed cola", "seeds/cola.csv", dump, seed=seed_file(tmp_path, "cola", COLA)), CTX)
     assert "Could not convert string" in untyped and "sample_size" not in untyped, untyped
 
 
 def test_a_model_failing_on_a_seed_value_names_the_seed_line_column_and_value(tmp_path: Path) -> None:
     orders = seed_file(tmp_path, "orders", "id,order_date\n1,2026-01-05\n2,2026-02-30\n3,2026-03-01\n")
     payments = seed_file(tmp_path, "payments", "id,amount\n1,1000\n2,2000\n3,abc\n4,250\n")
-    date = explain(
+    date = said(
         NodeFailure(
             "model fct_orders",
             "models/marts/fct_orders.sql",
@@ -257,7 +260,7 @@ def test_a_model_failing_on_a_seed_value_names_the_seed_line_column_and_value(tm
     assert "fix: correct seeds/orders.csv line 3, column order_date ('2026-02-30')" in date, date
     assert "correct models/marts/fct_orders.sql and" not in date, date
     # No value quoted (a type mismatch): the column that one odd cell made text, named in dbt's message.
-    binder = explain(
+    binder = said(
         NodeFailure(
             "model stg_payments",
             "models/stg_payments.sql",
@@ -269,7 +272,7 @@ def test_a_model_failing_on_a_seed_value_names_the_seed_line_column_and_value(tm
     )
     assert "fix: correct seeds/payments.csv line 4, column amount ('abc')" in binder, binder
     # A model's own mistake is still the model's.
-    own = explain(
+    own = said(
         NodeFailure(
             "model m",
             "models/m.sql",
@@ -300,7 +303,7 @@ def test_a_profile_part_duckdb_refuses_is_named_with_its_value() -> None:
 
 def test_a_database_file_name_with_a_semicolon_or_hash_is_named() -> None:
     for name in ("ja;ffle.duckdb", "ja#ffle.duckdb"):
-        assert name in (database_name_problem(Path(f"/x/{name}")) or ""), name
+        assert name in str(database_name_problem(Path(f"/x/{name}"))), name
     assert database_name_problem(Path("/x/jaffle-shop v2.duckdb")) is None  # these dbt-duckdb can use
 
 

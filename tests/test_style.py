@@ -1,4 +1,5 @@
-"""The code is as `ruff format` writes it (pyproject.toml: line length 120), and no line is longer."""
+"""The code is as `ruff format` writes it (pyproject.toml: line length 120), no line is longer, and no function
+is too complex to follow (radon rank C or better)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,19 @@ def test_the_code_is_formatted() -> None:
 def test_no_line_is_over_the_limit() -> None:
     run = ruff("check", "--output-format", "concise")
     assert run.returncode == 0, f"{run.stdout}{run.stderr}\nfix: split the lines ruff names (strings and comments)"
+
+
+def test_no_function_is_too_complex_to_follow() -> None:
+    """radon's cyclomatic complexity rank C or better (at most 20 paths) for every function and class of setup."""
+    from radon.complexity import cc_rank, cc_visit
+
+    too_complex = []
+    for path in sorted((REPO / "setup_tasks").rglob("*.py")):
+        for block in cc_visit(path.read_text(encoding="utf-8")):
+            for item in [block, *getattr(block, "methods", [])]:
+                if cc_rank(item.complexity) not in "ABC":
+                    where = f"{path.relative_to(REPO)}:{item.lineno}"
+                    too_complex.append(f"{where} {item.fullname} {cc_rank(item.complexity)} ({item.complexity})")
+    assert not too_complex, (
+        "\n".join(too_complex) + "\nfix: split these into named helpers (radon cc -s -n D setup_tasks)"
+    )

@@ -753,10 +753,11 @@ def test_a_model_naming_a_table_no_node_built_yet_is_told_which_node_builds_it()
         "LINE 10: select count(*) as n from raw_customers"
     )
     hint = BuildRecorder.unbuilt_input(recorder, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
-    assert hint and "seed raw_customers" in hint.split("-- fix:")[1] and "ref('raw_customers')" in hint, hint
-    assert "correct models/stg_direct.sql" not in hint
+    assert hint and "seed raw_customers" in hint.fix and "ref('raw_customers')" in hint.one_line(), hint
+    assert "correct models/stg_direct.sql" not in hint.one_line()
     view.run.outcomes["seed.p.raw_customers"] = Outcome("seed.p.raw_customers", "error", "bad CSV")
-    assert "failed in this run" in BuildRecorder.unbuilt_input(recorder, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
+    again = BuildRecorder.unbuilt_input(recorder, "model.p.stg_direct", duckdb_says)  # type: ignore[arg-type]
+    assert again and "failed in this run" in again.one_line(), again
     # any other failure: the SQL's own hint (engine.hints.explain)
     assert BuildRecorder.unbuilt_input(recorder, "model.p.stg_ok", "Parser Error: syntax error at or near x") is None  # type: ignore[arg-type]
 

@@ -9,6 +9,8 @@ from typing import Any, Mapping, Sequence
 
 from doit.exceptions import InvalidDodoFile
 
+from ..errors import one_line
+
 from .notes import cli_verbosity
 
 # doit's own run options, which people also put after the task name (`doit setup -v 2`):
@@ -96,8 +98,10 @@ def check_reporter(name: str | None) -> None:
     known = set(DOIT_REPORTERS) | {entry.name for entry in entry_points(group="doit.REPORTER")}
     if name not in known:
         raise InvalidDodoFile(
-            f"there is no reporter {name!r} -- fix: use one of {', '.join(sorted(known))} "
-            "(e.g. --reporter json), or leave --reporter out"
+            one_line(
+                f"there is no reporter {name!r}",
+                f"use one of {', '.join(sorted(known))} (e.g. --reporter json), or leave --reporter out",
+            )
         )
 
 

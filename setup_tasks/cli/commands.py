@@ -10,7 +10,7 @@ from doit import get_var
 from doit.exceptions import TaskFailed
 
 from ..engine.engine import Engine
-from ..errors import SetupError
+from ..errors import SetupError, one_line
 from ..files import read_json
 from ..naming import CLEAR_DERIVED_TASK
 from ..project.context import dbt_context, with_project_census
@@ -105,8 +105,10 @@ def graph_action(app: App, engine: Engine, checks: list[Mapping[str, Any]], out_
         mmd, dot = write_graph(engine, diagram, out_dir)
     except OSError as exc:
         return TaskFailed(
-            f"cannot write the graph into {graph_paths(engine, out_dir)[0].parent}: {exc.strerror}"
-            " -- fix: pass a writable --dir"
+            one_line(
+                f"cannot write the graph into {graph_paths(engine, out_dir)[0].parent}: {exc.strerror}",
+                "pass a writable --dir",
+            )
         )
     stale = sum(n.state == "stale" for n in diagram.nodes)
     print(f"{len(diagram.nodes)} nodes ({stale} stale), {len(diagram.edges)} edges")
@@ -142,11 +144,13 @@ def dbt_action(app: App) -> TaskFailed | None:
         args = shlex.split(given)
     except ValueError as exc:  # an unclosed quote
         return TaskFailed(
-            f"args={given} cannot be read as a command line: {exc} -- fix: close the quote, e.g. "
-            'doit dbt args="test --select my_test"'
+            one_line(
+                f"args={given} cannot be read as a command line: {exc}",
+                'close the quote, e.g. doit dbt args="test --select my_test"',
+            )
         )
     if not args:
-        return TaskFailed('no dbt command given -- fix: name one, e.g. doit dbt args="test --select my_test"')
+        return TaskFailed(one_line("no dbt command given", 'name one, e.g. doit dbt args="test --select my_test"'))
     from ..dbt.invoke import InProcessDbt
 
     def on_phase(phase: str) -> None:  # dbt's import prints nothing for seconds: the live line says why

@@ -11,7 +11,7 @@ other dodo file it is doit's own info, with the unknown task caught the same way
 
 Both commands write through ``cli.pipes`` (`doit list | head -1` ends quietly). Registered
 like ``cli.forget`` (entry points, pyproject.toml's [tool.doit.plugins]); they import nothing
-of setup but the pipe and the json reporter's test of a setup task.
+of setup but the pipe, the json reporter's test of a setup task and the wording of errors.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from doit.cmd_info import Info as DoitInfo
 from doit.cmd_list import List as DoitList
 from doit.exceptions import InvalidCommand
 
+from ..errors import one_line
+
 from .json_reporter import is_setup_task
 from .pipes import PipeSafe, pipe_safe
 
@@ -31,7 +33,7 @@ def unknown_task(name: str, known: Iterable[str]) -> InvalidCommand:
     """doit's command-line error for a task name it does not know, with the likeliest ones meant."""
     close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
     meant = f"; did you mean {' or '.join(close)}?" if close else ""
-    return InvalidCommand(f"{name!r} is not a task{meant} -- fix: `doit list` shows every task")
+    return InvalidCommand(one_line(f"{name!r} is not a task{meant}", "`doit list` shows every task"))
 
 
 def words(item: Any) -> str:
@@ -52,7 +54,7 @@ class Info(DoitInfo):
         if len(pos_args) != 1:
             example = "setup" if "setup" in tasks else next((t for t in sorted(tasks) if not t.startswith("_")), "")
             raise InvalidCommand(
-                f"`doit info` shows one task, {len(pos_args)} given -- fix: name one, e.g. doit info {example}"
+                one_line(f"`doit info` shows one task, {len(pos_args)} given", f"name one, e.g. doit info {example}")
             )
         name = pos_args[0]
         if name not in tasks:

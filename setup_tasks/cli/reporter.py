@@ -272,25 +272,40 @@ class SetupReporter:
         self.counts["failed" if failed else "not run" if worst == "not run" else "ran"] += 1
         elapsed = seconds(self._elapsed(task_name))
         if len(run.results) == 1:
-            result = run.results[0]
-            if worst in ("pass", "skipped"):
-                if worst == "pass" or self.verbosity >= 2:
-                    self._line(worst, task_name, elapsed if worst == "pass" else f"skipped: {result.message}")
-                return True
-            own = result.name == check
-            self._line(worst, task_name, self._result_text(result, fail_on, with_name=not own), always=worst == "fail")
-            self._sample(result)
-            return True
-        tally = Counter(verdicts)
-        counted = ", ".join(f"{n} {'passed' if v == 'pass' else v}" for v, n in tally.items())
+            self._one_result_lines(task_name, run.results[0], worst, elapsed, fail_on, own=run.results[0].name == check)
+        else:
+            self._results_lines(task_name, run.results, verdicts, worst, elapsed, fail_on)
+        return True
+
+    def _one_result_lines(
+        self, task_name: str, result: CheckResult, worst: str, elapsed: str, fail_on: Sequence[str], own: bool
+    ) -> None:
+        """A check of one result: its line (a pass is its time, a skip is said at -v 2), and its sample."""
+        if worst in ("pass", "skipped"):
+            if worst == "pass" or self.verbosity >= 2:
+                self._line(worst, task_name, elapsed if worst == "pass" else f"skipped: {result.message}")
+            return
+        self._line(worst, task_name, self._result_text(result, fail_on, with_name=not own), always=worst == "fail")
+        self._sample(result)
+
+    def _results_lines(
+        self,
+        task_name: str,
+        results: Sequence[CheckResult],
+        verdicts: list[str],
+        worst: str,
+        elapsed: str,
+        fail_on: Sequence[str],
+    ) -> None:
+        """A check of several results: the tally, then a line for each new one that failed or did not run."""
+        counted = ", ".join(f"{n} {'passed' if v == 'pass' else v}" for v, n in Counter(verdicts).items())
         self._line(worst if worst != "skipped" else "pass", task_name, f"{elapsed}  {counted}", always=worst == "fail")
-        for result in run.results:
+        for result in results:
             if (result.failed or result.not_run) and not result.up_to_date:
                 self._write(
                     self._indented(self._result_text(result, fail_on, with_name=True)), always=result.blocking(fail_on)
                 )
                 self._sample(result)
-        return True
 
     @staticmethod
     def _result_text(result: CheckResult, fail_on: Sequence[str], with_name: bool) -> str:

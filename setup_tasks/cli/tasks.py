@@ -13,7 +13,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 
 from ..engine.census import CensusRequest
 from ..engine.engine import Engine
-from ..errors import SetupError
+from ..errors import SetupError, one_line
 from ..config import default_of
 from ..naming import (
     CENSUS_TASK,
@@ -76,7 +76,7 @@ CENSUS_DOC = (
 
 def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
     """Task action: build (batched) and report this node's outcome in doit's terms."""
-    outcome = engine.build(unique_id)
+    outcome = engine.builder.build(unique_id)
     if not outcome.ok:
         return TaskFailed(outcome.message)
     record = engine.records.get(unique_id)
@@ -84,10 +84,10 @@ def build_action(engine: Engine, unique_id: str) -> dict[str, Any] | TaskFailed:
 
 
 def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
-    engine.add_scope(uids)
+    engine.builder.add_scope(uids)
     # Before any build: a node renamed in this change frees its old table's name.
     try:
-        engine.retire_leftovers()
+        engine.retirement.retire_leftovers()
     except SetupError as err:  # the database is locked, or a setup run holds it: the run stops here
         engine.run.fatal = err
         return TaskFailed(err.one_line())
@@ -127,9 +127,9 @@ def census_overrides() -> dict[str, int]:
         try:
             found[key] = int(str(value).replace("_", ""))
         except ValueError:
+            example = "2000" if key == "employees" else "7"
             raise InvalidDodoFile(
-                f"{key}={value} is not a whole number -- fix: e.g. {key}="
-                f"{'2000' if key == 'employees' else '7'}, or census.{key} in setup.yaml"
+                one_line(f"{key}={value} is not a whole number", f"e.g. {key}={example}, or census.{key} in setup.yaml")
             ) from None
     return found
 
@@ -255,8 +255,9 @@ class NodeTasks:
         settings = self.engine.settings
         expression = getattr(settings.dbt, key)
         return TaskFailed(
-            f"{group}: dbt.{key} ({expression!r}) selects no seed or model of project {self.engine.project} "
-            f"-- fix: {fix}"
+            one_line(
+                f"{group}: dbt.{key} ({expression!r}) selects no seed or model of project {self.engine.project}", fix
+            )
         )
 
     def group_tasks(self, extra_deps: dict[str, list[str]]) -> Iterator[TaskDict]:
@@ -346,7 +347,9 @@ class TaskCreators:
         if asked:
             words = " ".join(f"{key}={value}" for key, value in asked.items())
             raise InvalidDodoFile(
-                f"{words}: no model of project {engine.project} reads a census (census.path) -- fix: leave {words} out"
+                one_line(
+                    f"{words}: no model of project {engine.project} reads a census (census.path)", f"leave {words} out"
+                )
             )
         return None
 

@@ -34,7 +34,7 @@ class TableUpToDate:
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
         self.last = self.engine.status(self.unique_id)
-        self.engine.note_checked(self.last)  # doit asked: this node is part of the run
+        self.engine.builder.recorder.note_checked(self.last)  # doit asked: this node is part of the run
         return not self.last.stale
 
     def __repr__(self) -> str:

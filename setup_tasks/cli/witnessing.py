@@ -110,7 +110,7 @@ class WitnessKeeper:
         engine, report, dep_file = app.current_engine, app.report, app.dep_file
         if self.not_a_no_op(app) is not None or engine is None or report is None or dep_file is None:
             return
-        keys = keys_of([*engine.watched_paths(), *code_paths(self.root)])
+        keys = keys_of([*engine.view.watched_paths(), *code_paths(self.root)])
         if racy_path(keys, self.started_ns) is not None:
             return  # changed too recently to be proven unchanged later by its key
         # doit's state: this run's bookkeeping tasks rewrote their rows; any other row changed

@@ -17,7 +17,7 @@ environment variable overrides it. Adding a key means editing the schema, then
 
 from .behaviour import GLOB_CHARS, freeze, thaw
 from .loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_NAME, PROFILES_FILE, load_settings, profiles_candidates
-from .problems import Problem, nearest
+from .problems import ConfigProblem, nearest
 from .reference import (
     REFERENCE_END,
     REFERENCE_START,
@@ -47,12 +47,12 @@ __all__ = [
     "REFERENCE_START",
     "SCHEMA_PATH",
     "CensusSettings",
+    "ConfigProblem",
     "CustomCheck",
     "DatabaseSettings",
     "DbtSettings",
     "Limits",
     "PROFILES_FILE",
-    "Problem",
     "ReportSettings",
     "Settings",
     "SetupOptions",

@@ -33,7 +33,7 @@ _ORDERED_PAIRS = (
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class ConfigProblem:
     """One configuration problem: where it came from, the key path, the message."""
 
     where: str
@@ -50,13 +50,13 @@ def nearest(name: str, options: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def document_problems(raw: Any, data: Mapping[str, Any], where: str) -> list[Problem]:
+def document_problems(raw: Any, data: Mapping[str, Any], where: str) -> list[ConfigProblem]:
     """The problems of a file's document ``raw`` (``data``: it with defaults filled), in section order."""
     problems = _schema_problems(raw, where) + list(_non_finite_problems(raw, where))
     return _in_section_order(problems + _cross_field_problems(data, where))
 
 
-def env_problems(environ: Mapping[str, str]) -> list[Problem]:
+def env_problems(environ: Mapping[str, str]) -> list[ConfigProblem]:
     """The problems of the environment variables that override keys."""
     problems = []
     for var, (section, key) in ENV_OVERRIDES.items():
@@ -64,11 +64,11 @@ def env_problems(environ: Mapping[str, str]) -> list[Problem]:
             continue
         prop = document()["properties"][section]["properties"][key]
         for error in _validator().descend(environ[var], prop):
-            problems.append(Problem(var, f"{section}.{key}", _message(error)))
+            problems.append(ConfigProblem(var, f"{section}.{key}", _message(error)))
     return problems
 
 
-def problems_error(problems: list[Problem]) -> ConfigError:
+def problems_error(problems: list[ConfigProblem]) -> ConfigError:
     """One ConfigError listing every problem, with the fixes they call for."""
     lines = [p.line() for p in problems]
     sources = list(dict.fromkeys(p.where for p in problems))
@@ -115,7 +115,7 @@ def _remember_valid(digest: str) -> None:
     folder.save(VALID_CACHE, json_text([*known, digest]).encode())
 
 
-def _schema_problems(instance: Any, where: str) -> list[Problem]:
+def _schema_problems(instance: Any, where: str) -> list[ConfigProblem]:
     # An empty document is all defaults; a document that passed before passes
     # again: neither needs jsonschema (whose import alone costs a no-op run 10%).
     if instance == {}:
@@ -131,16 +131,16 @@ def _schema_problems(instance: Any, where: str) -> list[Problem]:
     return list(dict.fromkeys(problems))  # one "required" error per key, each describing all missing keys
 
 
-def _describe(error: Any, where: str) -> list[Problem]:
+def _describe(error: Any, where: str) -> list[ConfigProblem]:
     path = list(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
         unknown = [k for k in error.instance if k not in allowed]
-        return [Problem(where, _dotted([*path, str(k)]), _unknown_key(str(k), allowed)) for k in unknown]
+        return [ConfigProblem(where, _dotted([*path, str(k)]), _unknown_key(str(k), allowed)) for k in unknown]
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
-        return [Problem(where, _dotted([*path, k]), "required key is missing") for k in missing]
-    return [Problem(where, _dotted(path), _message(error))]
+        return [ConfigProblem(where, _dotted([*path, k]), "required key is missing") for k in missing]
+    return [ConfigProblem(where, _dotted(path), _message(error))]
 
 
 def _dotted(parts: Iterable[str | int]) -> str:
@@ -188,10 +188,10 @@ def _kind(value: Any) -> str:
 # ---------------------------------------------------------------- beyond the schema
 
 
-def _non_finite_problems(value: Any, where: str, path: tuple[str | int, ...] = ()) -> Iterator[Problem]:
+def _non_finite_problems(value: Any, where: str, path: tuple[str | int, ...] = ()) -> Iterator[ConfigProblem]:
     """YAML's .nan and .inf pass every numeric bound in the schema; catch them here."""
     if isinstance(value, float) and not math.isfinite(value):
-        yield Problem(where, _dotted(path), f"{value!r} is not a finite number")
+        yield ConfigProblem(where, _dotted(path), f"{value!r} is not a finite number")
     elif isinstance(value, dict):
         for k, v in value.items():
             yield from _non_finite_problems(v, where, (*path, str(k)))
@@ -200,18 +200,18 @@ def _non_finite_problems(value: Any, where: str, path: tuple[str | int, ...] = (
             yield from _non_finite_problems(v, where, (*path, i))
 
 
-def _in_section_order(problems: list[Problem]) -> list[Problem]:
+def _in_section_order(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     """Group problems by section, in schema order (the sample file's order); stable within a section."""
     sections = list(document()["properties"])
 
-    def position(problem: Problem) -> int:
+    def position(problem: ConfigProblem) -> int:
         section = re.split(r"[.\[]", problem.path, maxsplit=1)[0]
         return sections.index(section) if section in sections else -1
 
     return sorted(problems, key=position)
 
 
-def _cross_field_problems(data: Mapping[str, Any], where: str) -> list[Problem]:
+def _cross_field_problems(data: Mapping[str, Any], where: str) -> list[ConfigProblem]:
     """Rules relating several keys, which JSON Schema cannot express."""
     problems = [p for pair in _ORDERED_PAIRS if (p := _order_problem(data, where, *pair))]
     validation = data.get("validation")
@@ -221,7 +221,9 @@ def _cross_field_problems(data: Mapping[str, Any], where: str) -> list[Problem]:
     return problems
 
 
-def _order_problem(data: Mapping[str, Any], where: str, section: str, low_key: str, high_key: str) -> Problem | None:
+def _order_problem(
+    data: Mapping[str, Any], where: str, section: str, low_key: str, high_key: str
+) -> ConfigProblem | None:
     values = data.get(section)
     if not isinstance(values, dict):
         return None
@@ -230,15 +232,15 @@ def _order_problem(data: Mapping[str, Any], where: str, section: str, low_key: s
         return None  # the schema has reported it
     if high >= low:
         return None
-    return Problem(where, f"{section}.{high_key}", f"{high!r} is less than {low_key} ({low!r})")
+    return ConfigProblem(where, f"{section}.{high_key}", f"{high!r} is less than {low_key} ({low!r})")
 
 
 def _number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _custom_check_problems(checks: list[Any], where: str) -> list[Problem]:
-    problems: list[Problem] = []
+def _custom_check_problems(checks: list[Any], where: str) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
     first_index: dict[str, int] = {}
     for index, check in enumerate(checks):
         if not isinstance(check, dict):
@@ -247,7 +249,7 @@ def _custom_check_problems(checks: list[Any], where: str) -> list[Problem]:
         path = f"validation.custom_checks[{index}]"
         if isinstance(name, str) and name in first_index:
             problems.append(
-                Problem(
+                ConfigProblem(
                     where,
                     f"{path}.name",
                     f"duplicate check name '{name}' (first used by custom_checks[{first_index[name]}])",
@@ -256,5 +258,5 @@ def _custom_check_problems(checks: list[Any], where: str) -> list[Problem]:
         elif isinstance(name, str):
             first_index[name] = index
         if isinstance(sql, str) and sql and not sql.strip():
-            problems.append(Problem(where, f"{path}.sql", "SQL is blank"))
+            problems.append(ConfigProblem(where, f"{path}.sql", "SQL is blank"))
     return problems

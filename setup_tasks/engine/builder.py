@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable
 
 from ..dbt.client import DbtClient
 from ..dbt.invoke import NodeOutcome
-from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError
+from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError, one_line
 from ..files import log
 from ..store.database import Reader
 from . import direct_build
@@ -169,7 +169,7 @@ class Builder:
         for uid in batch:
             problem = view.inputs.of(uid)
             if problem:
-                failed[uid] = problem
+                failed[uid] = problem.one_line()
         blocked = set(failed)
         stored = [t for t in view.stored_failures() if t not in tests]
         for uid in batch if stored else ():
@@ -273,10 +273,10 @@ class Builder:
             self.events.emit(
                 "warning",
                 {
-                    "message": (
-                        f"{label(reader)} reads {label(builder)} through source(): setup builds "
-                        f"{label(builder)} first, a plain `dbt build` does not know that order -- fix: "
-                        f"write {{{{ ref('{node(builder).name}') }}}} in {node(reader).path}"
+                    "message": one_line(
+                        f"{label(reader)} reads {label(builder)} through source(): setup builds {label(builder)} "
+                        "first, a plain `dbt build` does not know that order",
+                        f"write {{{{ ref('{node(builder).name}') }}}} in {node(reader).path}",
                     )
                 },
             )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config.schema import default_of, limits
-from ..errors import CensusError
+from ..errors import CensusError, Problem
 from ..files import sweep_temps, temp_path
 from ..store.database import duckdb, memory_connection  # duckdb (lazy) only for duckdb.Error
 
@@ -597,7 +597,7 @@ def inspect_census(path: Path) -> CensusInfo:
     return CensusInfo(path, rows, columns, missing)
 
 
-def census_contract_problem(info: CensusInfo) -> CensusError | None:
+def census_contract_problem(info: CensusInfo) -> Problem | None:
     """Whether a census file meets the contract: every required column, each of its type (docs/census.md).
 
     Reads one value of a mistyped column, for the message; nothing else.
@@ -617,7 +617,7 @@ def census_contract_problem(info: CensusInfo) -> CensusError | None:
     ]
     if info.missing_columns:
         fixes.insert(0, f"add {', '.join(info.missing_columns)}")
-    return CensusError(
+    return Problem(
         f"census {path}: {'; '.join(problems)}",
         f"{'; '.join(fixes)} in that file, or regenerate it with `doit census` "
         f"(docs/census.md lists the {len(REQUIRED_CENSUS_COLUMNS)} columns and their types)",

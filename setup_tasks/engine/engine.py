@@ -69,7 +69,7 @@ class Engine:
         options: EngineOptions = EngineOptions(),
     ) -> None:
         self.settings, self.ctx, self.dbt, self.definitions, self.events = settings, ctx, dbt, definitions, events
-        self.step, self.phase, self.progress = events.step, events.phase, events.progress
+        self.step = events.step
         self.db_path: Path = settings.database.path  # type: ignore[assignment]  # database_settings resolved database.path
         # SQL's relative paths resolve where dbt runs; a lock held by setup's own worker is freed, not blamed
         # one building run per database file, and none while another run has it open
@@ -94,36 +94,23 @@ class Engine:
         self.tests = TestRunner(view, dbt, events, self.builder.intents, self.builder.recorder)
         # The parts callers read (what the project and this project's state for the database are).
         self.root: Path = settings.root
-        self.manifest, self.manifest_path, self.graph = (
-            definitions.manifest,
-            definitions.manifest_path,
-            definitions.graph,
-        )
+        self.manifest, self.graph = definitions.manifest, definitions.graph
         self.setup_nodes, self.foundation_nodes, self.task_nodes = (
             definitions.setup_nodes,
             definitions.foundation_nodes,
             view.task_nodes,
         )
         self.project, self.state_dir, self.lock, self.records = view.project, view.state_dir, view.lock, view.records
-        self.hasher, self.contents, self.census, self.staleness = (
-            view.hasher,
-            view.contents,
-            view.census,
-            view.staleness,
-        )
-        self.kept_sql, self.compiling, self.test_outcomes = view.kept_sql, view.compiling, view.test_outcomes
+        self.hasher, self.census = view.hasher, view.census
         # The view's answers: what the project and the database hold, what is stale and why.
         self.node, self.label, self.names, self.reads_census = view.node, view.label, view.names, view.reads_census
         self.status, self.fingerprints, self.database_contents = view.status, view.fingerprints, view.database_contents
-        self.watched_paths, self.test_state, self.claims = view.watched_paths, view.test_state, view.claims
+        self.test_state = view.test_state
         self.leftover_tables, self.leftover_label = view.leftover_tables, view.leftover_label
         self.built_by_others, self.other_projects_tables = view.built_by_others, view.other_projects_tables
         self.build_problem, self.preflight = view.build_problem, view.preflight
-        # What changes them: builds, intents, what doit saw, leftovers retired.
-        self.add_scope, self.build, self.ensure = self.builder.add_scope, self.builder.build, self.builder.ensure
-        self.intend = self.builder.intents.intend
-        self.note_checked, self.note_tests = self.builder.recorder.note_checked, self.builder.recorder.note_tests
-        self.retire_leftovers = self.retirement.retire_leftovers
+        # What changes them (the rest is the builder's and retirement's): what a check needs built.
+        self.ensure = self.builder.ensure
 
     def close(self) -> None:
         """Keep what this run learnt, and let other runs build this database again."""
@@ -135,14 +122,15 @@ class Engine:
 
     def save_caches(self) -> None:
         """Signatures of builds, the database contents, graph answers and file hashes, at the end of a run."""
+        view = self.view
         self.definitions.save()  # beside the manifest, not the database
-        self.kept_sql.save()
+        view.kept_sql.save()
         if not self.keep_state:
             return
         try:
             self.records.flush()
-            self.contents.save()
-            self.test_outcomes.save()
+            view.contents.save()
+            view.test_outcomes.save()
         except (OSError, SetupError):
             pass  # a lost signature costs a rebuild, a lost copy of the contents a read
         if self.hasher.dirty:
@@ -167,20 +155,20 @@ class Engine:
 
     def run_tests(self, uids: list[str], what: str) -> dict[str, Any]:
         """The dbt-tests check's door: run these tests (``TestRunner``), each outcome by unique id."""
-        return self.tests.run(uids, what, self.manifest_path)
+        return self.tests.run(uids, what, self.definitions.manifest_path)
 
     def refresh_compiled(self) -> list[str]:
         """dbt compiled nodes of this run whose ``sql`` part was unknown: fingerprints say what it compiled."""
-        return self.staleness.refresh_compiled()
+        return self.view.staleness.refresh_compiled()
 
     def census_written(self) -> None:
         """The census task wrote the file: fingerprints that hashed the old one are void."""
         self.census.written()
-        self.staleness.invalidate()
+        self.view.staleness.invalidate()
 
     def force(self, uids: Iterable[str]) -> list[str]:
         """`doit forget`: these nodes are rebuilt by the next setup. Returns those that had been built."""
         return self.records.force([u for u in uids if u in self.manifest.nodes])
 
     def drop_tables(self, wanted: Callable[[DbRelation], bool]) -> DropResult:
-        return self.contents.drop(wanted)
+        return self.view.contents.drop(wanted)

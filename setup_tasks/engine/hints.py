@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import ProfileError
+from ..errors import Problem, ProfileError
 from ..project.context import DbtContext, DbtProfile
 from ..project.inputs import Cell, odd_cells, seed_cells
 from ..store.database import ProfileProblem, first_uncastable, locked_error
@@ -68,52 +68,51 @@ class NodeFailure:
     upstream_seeds: tuple[SeedFile, ...] = ()  # the seeds it is built from, nearest first
 
 
-def explain(failure: NodeFailure, ctx: DbtContext, database: Path | None = None) -> str:
-    """One line: the cause in the user's terms and the fix (never 'correct the SQL' for a full disk).
+def explain(failure: NodeFailure, ctx: DbtContext, database: Path | None = None) -> Problem:
+    """The cause in the user's terms and the fix (never 'correct the SQL' for a full disk).
 
     ``database``: the file dbt writes (when the profile, not setup, names it).
     """
     database = database or ctx.database_path
     locked = locked_error(str(database), Exception(failure.message))
     if locked is not None:  # someone took the file between our check and dbt's connection
-        return locked.one_line()
+        return locked.problem
     if DISK_FULL_RE.search(failure.message):
-        return (
-            f"{failure.label} failed: the disk is full ({failure.message}) -- fix: free disk space where the "
-            f"database ({database.parent if database else ctx.project_dir}) and dbt's target folder live, "
-            "or set database.path elsewhere, "
-            "then run again; the table built before is kept"
+        return Problem(
+            f"{failure.label} failed: the disk is full ({failure.message})",
+            f"free disk space where the database ({database.parent if database else ctx.project_dir}) and dbt's "
+            "target folder live, or set database.path elsewhere, then run again; the table built before is kept",
         )
     extension = EXTENSION_RE.search(failure.message)
     if extension:
         profiles = ctx.profiles_dir / "profiles.yml"
         target = f"outputs.{ctx.target}" if ctx.target else "the default target's output"
         name = extension["name"]
-        return (
+        return Problem(
             f"{failure.label} failed: the DuckDB extension {name} that dbt's profile {profiles} loads is not "
-            f'available ({failure.message}) -- fix: install it once while online (duckdb -c "INSTALL {name}"), '
-            f"or remove it from extensions: in {target} of {profiles}; then run again"
+            f"available ({failure.message})",
+            f'install it once while online (duckdb -c "INSTALL {name}"), '
+            f"or remove it from extensions: in {target} of {profiles}; then run again",
         )
     if PROFILE_RE.search(failure.message):
         profiles = ctx.profiles_dir / "profiles.yml"
         target = f"outputs.{ctx.target}" if ctx.target else "the default target's output"
-        return (
-            f"{failure.label} failed: dbt's profile {profiles} does not work with DuckDB: {failure.message} -- fix: "
-            f"correct {target} in {profiles} (its settings, path and type), then run again"
+        return Problem(
+            f"{failure.label} failed: dbt's profile {profiles} does not work with DuckDB: {failure.message}",
+            f"correct {target} in {profiles} (its settings, path and type), then run again",
         )
     message = short_message(failure.message)
     cell = seed_cell_problem(failure.seed) if failure.seed is not None else None
     if cell is not None:
-        return f"{failure.label} ({failure.path}) failed: {cell}"
+        return cell.about(f"{failure.label} ({failure.path}) failed")
     carried = carried_value(failure) if TYPE_FAILURE_RE.search(failure.message) else None
     if carried is not None:
-        return (
-            f"{failure.label} ({failure.path}) failed: {message} -- fix: {carried}, "
-            f"or {failure.path} if the value is right"
+        return Problem(
+            f"{failure.label} ({failure.path}) failed: {message}", f"{carried}, or {failure.path} if the value is right"
         )
-    return (
-        f"{failure.label} ({failure.path}) failed: {message} -- fix: correct {failure.path} and run again; "
-        "the table built before is kept"
+    return Problem(
+        f"{failure.label} ({failure.path}) failed: {message}",
+        f"correct {failure.path} and run again; the table built before is kept",
     )
 
 
@@ -122,8 +121,8 @@ def short_message(message: str) -> str:
     return CSV_NOISE_RE.sub("", message).strip()
 
 
-def seed_cell_problem(seed: SeedFile) -> str | None:
-    """'line 9, column rate holds 'abc', which is not a decimal(8,4) ... -- fix: ...' for the first cell of a
+def seed_cell_problem(seed: SeedFile) -> Problem | None:
+    """'line 9, column rate holds 'abc', which is not a decimal(8,4) ...' and its fix, for the first cell of a
     seed that its ``column_types`` cannot hold, else None."""
     if not seed.column_types:
         return None
@@ -135,10 +134,11 @@ def seed_cell_problem(seed: SeedFile) -> str | None:
         index = first_uncastable([c.value for c in cells], str(sql_type))
         if index is not None:
             cell = cells[index]
-            return (
+            return Problem(
                 f"line {cell.line}, column {column} holds {cell.value!r}, which is not a {sql_type} (the "
-                f"column's type in column_types) -- fix: correct that value in {seed.relative}, or the column's "
-                "type in the seed's column_types; the table built before is kept"
+                "column's type in column_types)",
+                f"correct that value in {seed.relative}, or the column's type in the seed's column_types; the "
+                "table built before is kept",
             )
     return None
 
@@ -184,12 +184,14 @@ def profile_error(profile: DbtProfile, problem: ProfileProblem, ctx: DbtContext)
     )
 
 
-def database_name_problem(path: Path) -> str | None:
+def database_name_problem(path: Path) -> Problem | None:
     """Why dbt-duckdb cannot use this database file, by its name alone (it names its catalog after the file)."""
     bad = [c for c in UNQUOTABLE if c in path.stem]
     if not bad:
         return None
-    return (
+    return Problem(
         f"the database file name {path.name} holds {' and '.join(repr(c) for c in bad)}: dbt-duckdb names its "
-        f"catalog after the file and cannot quote it"
+        f"catalog after the file and cannot quote it",
+        "set database.path (or DUCKDB_PATH) to a file named with letters, digits and underscores, e.g. "
+        "simulation.duckdb",
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..dbt.invoke import NodeOutcome
-from ..errors import DatabaseError, WriteError
+from ..errors import DatabaseError, Problem, WriteError
 from ..project.fingerprints import CHANGED_DURING_BUILD
 from ..project.manifest import Node
 from ..store.records import BuildRecord
@@ -85,11 +85,12 @@ class BuildRecorder:
             message = self.view.gate(result.unique_id, failing) or message
         if status == "error":
             uid = result.unique_id
-            message = (
+            problem = (
                 self.unbuilt_input(uid, result.message)
                 or self.view.inputs.malformed_seed(uid)
                 or explain(self.failure(uid, result.message), self.view.ctx, self.view.db_path)
             )
+            message = problem.one_line()
         self.set(Outcome(result.unique_id, status, message, result.seconds, result.rows))
 
     def note_checked(self, status: NodeStatus) -> None:
@@ -133,9 +134,9 @@ class BuildRecorder:
             dict(node.config.get("column_types") or {}),
         )
 
-    def unbuilt_input(self, uid: str, dbt_message: str) -> str | None:
-        """A node that failed reading a table another node builds and has not (yet), in one line
-        with the fix that names that node; None for any other failure."""
+    def unbuilt_input(self, uid: str, dbt_message: str) -> Problem | None:
+        """A node that failed reading a table another node builds and has not (yet), with the fix that
+        names that node; None for any other failure."""
         view = self.view
         match = MISSING_TABLE_RE.search(dbt_message)
         builder = view.manifest.builder_of(match["table"]) if match else None
@@ -145,11 +146,12 @@ class BuildRecorder:
         failed = f"{view.label(uid)} ({node.path}) failed: {dbt_message}"
         outcome = view.run.outcomes.get(builder)
         if outcome is not None and not outcome.ok:
-            return f"{failed} -- fix: {view.label(builder)} builds that table and failed in this run: fix it first"
-        return (
-            f"{failed} -- fix: {view.label(builder)} builds {match['table']}, and {node.name} does not read it "
-            f"through ref(): write {{{{ ref('{view.node(builder).name}') }}}} in {node.path}, so setup builds "
-            f"{view.label(builder)} first"
+            return Problem(failed, f"{view.label(builder)} builds that table and failed in this run: fix it first")
+        return Problem(
+            failed,
+            f"{view.label(builder)} builds {match['table']}, and {node.name} does not read it through ref(): "
+            f"write {{{{ ref('{view.node(builder).name}') }}}} in {node.path}, so setup builds {view.label(builder)} "
+            "first",
         )
 
     # -- once a batch is built ---------------------------------------------------------------------

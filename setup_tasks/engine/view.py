@@ -37,9 +37,6 @@ from .test_gate import OUTCOMES_FILE, TestOutcomes, gating_tests
 
 # doit's state (watched by its own rule: see cli.witnessing) and caches, which cost time, never correctness.
 CACHE_STATE = ("doit.sqlite", "file_hashes.json", "db_contents.json")
-DATABASE_NAME_FIX = (
-    "set database.path (or DUCKDB_PATH) to a file named with letters, digits and underscores, e.g. simulation.duckdb"
-)
 
 
 PROFILE_ACCEPTED = "profile_accepted"  # the digest of the dbt profile's DuckDB settings DuckDB last accepted
@@ -245,8 +242,8 @@ class StateView:
         if problem is not None:
             return problem
         name = database_name_problem(self.db_path)
-        if name:
-            return DatabaseError(name, DATABASE_NAME_FIX)
+        if name is not None:
+            return DatabaseError.of(name)
         profile = self.manifest.profile
         if profile is None:
             return None
@@ -281,5 +278,5 @@ class StateView:
                 continue  # setup writes its census first
             problem = (self.inputs.of(uid) or self.inputs.seed_load_problem(uid)) if self.status(uid).stale else None
             if problem:
-                problems.append(problem)
+                problems.append(problem.one_line())
         return problems

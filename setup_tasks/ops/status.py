@@ -196,25 +196,14 @@ def readiness(status: SystemStatus) -> str:
 
 def collect_status(settings: Settings, make_engine: Callable[[], Engine], translator: Translator) -> SystemStatus:
     """Gather the facts `doit status` shows. Reads the database; never builds or writes it."""
-    try:
-        engine: Engine | None = make_engine()
-    except SetupError as err:
-        engine, problem = None, err.one_line()
-    else:
-        problem = "" if engine.setup_nodes else "the setup selection holds no seed or model"  # type: ignore[union-attr]  # the else of the try: make_engine() returned one
-        settings = engine.settings  # type: ignore[union-attr]  # as above; the database is the file dbt's profile writes
-    db_path = settings.database.path
+    engine, problem = _load(make_engine)
     if engine is not None:
-        db = database_state(db_path, lambda: engine.database_contents(live=True), engine.lock.holder())  # type: ignore[arg-type]  # the engine's settings name the database file
-        if engine.manifest.profile is not None:
-            db = replace(db, named_by=engine.manifest.profile.label)
-    elif db_path is not None:
-        db = database_state(db_path, lambda: Database(db_path).contents())
-    else:
-        db = DatabaseState("(dbt's profile names it)", "unknown", "not known until the project loads")
+        settings = engine.settings  # the database is the file dbt's profile writes
+    db = _database_state(settings, engine)
     read = reads_census(engine)
     # A project that reads no census gets no census line (the file setup would generate is nobody's input).
     census = census_state(settings, read, engine) if read else None
+    history = settings.report.history_path
     status = SystemStatus(
         ready=False,
         versions=package_versions(engine.manifest.adapter_type if engine else "duckdb"),
@@ -224,21 +213,47 @@ def collect_status(settings: Settings, make_engine: Callable[[], Engine], transl
         project_problem=problem,
         database=db,
         census=census,
-        last_run=(run := last_run(settings.report.history_path) if settings.report.history_path else None),
+        last_run=(run := last_run(history) if history else None),
         last_failures=tuple(run_failures(run, settings.report.path)) if run else (),
-        regressions=tuple(regressions(settings.report.history_path)) if settings.report.history_path else (),
+        regressions=tuple(regressions(history)) if history else (),
     )
     if engine is not None:
-        status = _with_nodes(status, engine, db.readable, translator)
-    if engine is not None:
-        refused = engine.build_problem() if db.readable else None
-        status = replace(
-            status, failed_checks=failed_checks(engine), build_problem=refused.one_line() if refused is not None else ""
-        )
-    if engine is not None and db.readable and not (census is not None and census.blocks_setup):
-        status = replace(status, problems=tuple(engine.preflight()))
+        status = _with_engine(status, engine, db, translator)
     reason = readiness(status)
     return replace(status, ready=not reason, reason=reason)
+
+
+def _load(make_engine: Callable[[], Engine]) -> tuple[Engine | None, str]:
+    """The engine, or None with the problem that keeps the project from loading (or from selecting anything)."""
+    try:
+        engine = make_engine()
+    except SetupError as err:
+        return None, err.one_line()
+    return engine, "" if engine.setup_nodes else "the setup selection holds no seed or model"
+
+
+def _database_state(settings: Settings, engine: Engine | None) -> DatabaseState:
+    db_path = settings.database.path
+    if engine is not None and db_path is not None:  # the engine's settings name the database file
+        db = database_state(db_path, lambda: engine.database_contents(live=True), engine.lock.holder())
+        profile = engine.manifest.profile
+        return replace(db, named_by=profile.label) if profile is not None else db
+    if db_path is not None:
+        return database_state(db_path, lambda: Database(db_path).contents())
+    return DatabaseState("(dbt's profile names it)", "unknown", "not known until the project loads")
+
+
+def _with_engine(status: SystemStatus, engine: Engine, db: DatabaseState, translator: Translator) -> SystemStatus:
+    """What a loaded project adds: its nodes, the checks that failed, and what would stop its next build."""
+    status = _with_nodes(status, engine, db.readable, translator)
+    refused = engine.build_problem() if db.readable else None
+    status = replace(
+        status, failed_checks=failed_checks(engine), build_problem=refused.one_line() if refused is not None else ""
+    )
+    census = status.census
+    if db.readable and not (census is not None and census.blocks_setup):
+        status = replace(status, problems=tuple(engine.preflight()))
+    return status
 
 
 def failed_checks(engine: Engine) -> tuple[str, ...]:

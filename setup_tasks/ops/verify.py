@@ -297,31 +297,44 @@ def verify(
         builders = set(manifest.source_builders.values())  # read through source(): loaded first (see above)
         seeds = [n.selector for n in nodes if n.unique_id in builders and n.resource_type == "seed"]
         reference = reference_build(ctx, profile, selectors, folder, database.name, environ, seeds)
-        ours_catalog, theirs_catalog = database.stem.lower(), reference.database.stem.lower()
-        built = project_relations(manifest, [n.unique_id for n in nodes], recorded)
-        extra = {k for k in relation_names(reference.database) if k[1] not in ("information_schema", "pg_catalog")}
-        keys = set(built) | {(ours_catalog, *k[1:]) for k in extra}
-        history = [
-            n.relation.key()
-            for n in nodes
-            if n.relation is not None and (n.resource_type == "snapshot" or volatile(n.unique_id))
-        ]
-        unbuilt = {
-            n.relation.key(): reference.statuses[n.unique_id]
-            for n in nodes
-            if n.relation is not None and reference.statuses.get(n.unique_id) in ("skipped", "error")
-        }
-        result = Verification()
-        result.relations, differences = compare_relations(
-            database, reference.database, keys, (ours_catalog, theirs_catalog), history, unbuilt
-        )
-        tests = {u: s for u, s in reference.statuses.items() if u.startswith("test.")}  # type: ignore[assignment]  # the parameter, read above, becomes dbt's outcome of each test
-        result.tests, test_differences = compare_tests(setup_tests, tests, manifest)  # type: ignore[arg-type]  # see the line above
-        result.differences = differences + test_differences
-        return result
+        return _compare(database, reference, manifest, nodes, recorded, setup_tests, volatile)
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _compare(
+    database: Path,
+    reference: ReferenceBuild,
+    manifest: Manifest,
+    nodes: list[Node],
+    recorded: Iterable[Key],
+    setup_tests: Mapping[str, str],
+    volatile: Callable[[str], bool],
+) -> Verification:
+    """Setup's ``database`` against dbt's reference build: every relation either holds, and every test's outcome."""
+    ours_catalog, theirs_catalog = database.stem.lower(), reference.database.stem.lower()
+    built = project_relations(manifest, [n.unique_id for n in nodes], recorded)
+    extra = {k for k in relation_names(reference.database) if k[1] not in ("information_schema", "pg_catalog")}
+    keys = set(built) | {(ours_catalog, *k[1:]) for k in extra}
+    history = [
+        n.relation.key()
+        for n in nodes
+        if n.relation is not None and (n.resource_type == "snapshot" or volatile(n.unique_id))
+    ]
+    unbuilt = {
+        n.relation.key(): reference.statuses[n.unique_id]
+        for n in nodes
+        if n.relation is not None and reference.statuses.get(n.unique_id) in ("skipped", "error")
+    }
+    result = Verification()
+    result.relations, differences = compare_relations(
+        database, reference.database, keys, (ours_catalog, theirs_catalog), history, unbuilt
+    )
+    dbt_tests = {u: s for u, s in reference.statuses.items() if u.startswith("test.")}
+    result.tests, test_differences = compare_tests(setup_tests, dbt_tests, manifest)
+    result.differences = differences + test_differences
+    return result
 
 
 def test_outcomes(results: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -347,7 +360,7 @@ def verify_engine(engine: Engine, setup_results: Iterable[Mapping[str, Any]], ke
     engine.db.close_reader()
 
     def volatile(uid: str) -> bool:
-        compiled = engine.compiling.get(uid) if engine.node(uid).is_compiled else None
+        compiled = engine.view.compiling.get(uid) if engine.node(uid).is_compiled else None
         return compiled is not None and compiled.kind == VOLATILE
 
     return verify(

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import AbstractSet, Any, Iterable, Mapping, Sequence
+from typing import AbstractSet, Any, Iterable, Iterator, Mapping, Sequence
 
 from ..keys import keyed_digest
 from .context import DbtContext, DbtProfile, read_project_yaml
@@ -185,10 +185,9 @@ def _relation(raw: Mapping[str, Any]) -> Relation | None:
 def _node_from_dict(raw: Mapping[str, Any]) -> Node:
     config = raw.get("config") or {}
     rtype = raw["resource_type"]
-    materialized = config.get("materialized") if rtype != "source" else None
-    meta = {**(raw.get("source_meta") or {}), **(raw.get("meta") or {})}
-    external = (raw.get("config") or {}).get("external_location") or meta.get("external_location")
-    test_meta = raw.get("test_metadata") or {}
+    depends_on = raw.get("depends_on") or {}
+    external, location_meta = _external_location(raw, config)
+    test_severity, test_name, test_kwargs = _test_fields(raw, config)
     return Node(
         unique_id=raw["unique_id"],
         resource_type=rtype,
@@ -196,29 +195,55 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
         package=raw.get("package_name", ""),
         path=raw.get("original_file_path"),
         fqn=tuple(raw.get("fqn") or ()),
-        # a test storing its failures writes a table too (in dbt's audit schema)
-        relation=_relation(raw)
-        if rtype in ("seed", "model", "snapshot", "source")
-        or (rtype == "test" and (config.get("store_failures") or config.get("store_failures_as")))
-        else None,
-        materialized=materialized,
+        relation=_relation(raw) if _writes_table(rtype, config) else None,
+        materialized=config.get("materialized") if rtype != "source" else None,
         tags=tuple(sorted(set(raw.get("tags") or ()) | set(config.get("tags") or ()))),
-        depends_on=tuple(sorted((raw.get("depends_on") or {}).get("nodes") or ())),
-        macros=tuple(sorted((raw.get("depends_on") or {}).get("macros") or ())),
+        depends_on=tuple(sorted(depends_on.get("nodes") or ())),
+        macros=tuple(sorted(depends_on.get("macros") or ())),
         raw_code=raw.get("raw_code") or "",
         config=config,
-        columns={
-            name: {"data_type": col.get("data_type"), "constraints": col.get("constraints") or []}
-            for name, col in (raw.get("columns") or {}).items()
-        },
+        columns=_columns(raw),
         description=raw.get("description") or "",
         external_location=external,
-        location_meta={**meta, **{k: v for k, v in config.items() if k == "formatter"}} if external else {},
-        test_severity=(config.get("severity") or "ERROR").lower() if rtype == "test" else None,
-        test_name=test_meta.get("name") if rtype == "test" else None,
-        test_kwargs=test_meta.get("kwargs") or {},
+        location_meta=location_meta,
+        test_severity=test_severity,
+        test_name=test_name,
+        test_kwargs=test_kwargs,
         source_name=raw.get("source_name") if rtype == "source" else None,
     )
+
+
+def _writes_table(rtype: str, config: Mapping[str, Any]) -> bool:
+    """Does the node have a table (or view) of its own? A test storing its failures writes one too (in dbt's
+    audit schema)."""
+    if rtype in ("seed", "model", "snapshot", "source"):
+        return True
+    return rtype == "test" and bool(config.get("store_failures") or config.get("store_failures_as"))
+
+
+def _columns(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {"data_type": col.get("data_type"), "constraints": col.get("constraints") or []}
+        for name, col in (raw.get("columns") or {}).items()
+    }
+
+
+def _external_location(raw: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The file a source reads (its config's, else its meta's), and the meta that says how to read it."""
+    meta = {**(raw.get("source_meta") or {}), **(raw.get("meta") or {})}
+    external = config.get("external_location") or meta.get("external_location")
+    if not external:
+        return external, {}
+    return external, {**meta, **{k: v for k, v in config.items() if k == "formatter"}}
+
+
+def _test_fields(raw: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    """A test's severity, generic test name and arguments (None and None for any other node)."""
+    test_meta = raw.get("test_metadata") or {}
+    kwargs = test_meta.get("kwargs") or {}
+    if raw["resource_type"] != "test":
+        return None, None, kwargs
+    return (config.get("severity") or "ERROR").lower(), test_meta.get("name"), kwargs
 
 
 def _ref_name(ref: Any) -> str:
@@ -429,30 +454,40 @@ def parse_problems(raw: Mapping[str, Any], project_dir: Path) -> list[str]:
 
     A fresh parse never does; a partial one (dbt re-parsing only what changed) sometimes does.
     """
-    project = raw.get("metadata", {}).get("project_name")
+    known = _parsed_files(raw)
+    problems = [f"{path}: no such file" for kind, path in sorted(known, key=str) if _lost(kind, path, project_dir)]
     project_yaml = read_project_yaml(project_dir)
+    for key, (kind, suffixes) in _NODE_FILES.items():
+        for rel in project_yaml.get(key, PATH_KEYS[key]) or []:
+            for name in _node_files(project_dir, project_dir / str(rel), kind, suffixes):
+                if (kind, name) not in known:
+                    problems.append(f"{name}: no {kind} parsed from it")
+    return problems
+
+
+def _parsed_files(raw: Mapping[str, Any]) -> set[tuple[Any, Any]]:
+    """(resource type, file) of each node of the project the parse holds, enabled or disabled."""
+    project = raw.get("metadata", {}).get("project_name")
     parsed = [n for n in raw.get("nodes", {}).values() if n.get("package_name") == project]
     parsed += [
         n for versions in (raw.get("disabled") or {}).values() for n in versions if n.get("package_name") == project
     ]
-    known = {(n.get("resource_type"), n.get("original_file_path")) for n in parsed}
-    problems = [
-        f"{path}: no such file"
-        for kind, path in sorted(known, key=str)
-        if kind in BUILDABLE + ("test",)
-        and path
-        and path.endswith((".sql", ".py", ".csv"))
-        and not (project_dir / path).is_file()
-    ]
-    for key, (kind, suffixes) in _NODE_FILES.items():
-        for rel in project_yaml.get(key, PATH_KEYS[key]) or []:
-            root = project_dir / str(rel)
-            for path in sorted(root.rglob("*")) if root.is_dir() else []:
-                name = str(path.relative_to(project_dir))
-                generic = kind == "test" and "generic" in path.relative_to(root).parts[:-1]
-                if path.suffix in suffixes and path.is_file() and not generic and (kind, name) not in known:
-                    problems.append(f"{name}: no {kind} parsed from it")
-    return problems
+    return {(n.get("resource_type"), n.get("original_file_path")) for n in parsed}
+
+
+def _lost(kind: Any, path: Any, project_dir: Path) -> bool:
+    """Is this the file of a parsed node that is not on disk (any more)?"""
+    if kind not in BUILDABLE + ("test",) or not path or not path.endswith((".sql", ".py", ".csv")):
+        return False
+    return not (project_dir / path).is_file()
+
+
+def _node_files(project_dir: Path, root: Path, kind: str, suffixes: AbstractSet[str]) -> Iterator[str]:
+    """The files under ``root`` dbt parses a node of ``kind`` from (generic tests' macros are not nodes)."""
+    for path in sorted(root.rglob("*")) if root.is_dir() else []:
+        generic = kind == "test" and "generic" in path.relative_to(root).parts[:-1]
+        if path.suffix in suffixes and path.is_file() and not generic:
+            yield str(path.relative_to(project_dir))
 
 
 def _dbt_version() -> str:

@@ -48,11 +48,11 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from ..config import ValidationSettings
-from ..engine.engine import Engine
 from ..errors import SetupError
 from ..project.inputs import resolved
 from ..store.database import Database, QueryResult, Reader, qualified, quote, scratch_reader
 from ..project.manifest import Node
+from .engine_port import CheckEngine
 from .project_view import ProjectView, input_state
 from .results import FAILED, PASSED, SEVERITIES, SKIPPED, CheckResult, SkipCheck, jsonable, plural
 
@@ -258,7 +258,7 @@ class Environment:
     validation: ValidationSettings
     db: Database
     project: ProjectView | None = None
-    engine: Engine | None = None
+    engine: CheckEngine | None = None
     previous: Mapping[str, Any] = field(default_factory=dict)
     unbuilt: Mapping[str, str] = field(default_factory=dict)  # nodes without a good table in this run, and why
     # What the check measured of each table in this run (``TableMemo.kept``): stored with its results.
@@ -303,7 +303,7 @@ class Check:
     def definition_digest(self) -> str:
         return _sha(self.definition + "\0" + _source_digest(self.function))
 
-    def input_parts(self, engine: Engine, project: ProjectView) -> dict[str, str]:
+    def input_parts(self, engine: CheckEngine, project: ProjectView) -> dict[str, str]:
         """Fingerprint parts beyond the tables read (subclasses: e.g. each dbt test's definition): the
         files the check's SQL (a custom check's) reads, where dbt runs (``read_csv('extra.csv')``)."""
         if not self.definition:

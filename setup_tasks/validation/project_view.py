@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..engine.engine import Engine
+from .engine_port import CheckEngine
 from ..engine.run_state import input_state_of
 from ..project.manifest import Node
 
@@ -24,7 +24,7 @@ class ProjectView:
     unresolved_tests: tuple[str, ...] = ()  # tests dbt warns about and never runs (a ref() to no node)
 
     @classmethod
-    def from_engine(cls, engine: Engine) -> "ProjectView":
+    def from_engine(cls, engine: CheckEngine) -> "ProjectView":
         """The engine's project (make it once per engine: ``validation.scope.ValidationScope`` does)."""
         return cls(
             engine.ctx.project_dir,
@@ -83,6 +83,6 @@ def names_table(key: tuple[str, str, str], name: str) -> bool:
     return list(key[3 - len(parts) :]) == parts
 
 
-def input_state(engine: Engine, uid: str, fingerprints: Mapping[str, Any]) -> str:
-    """A node's inputs and, for a built table, the content it was built with (``Engine.input_state``)."""
+def input_state(engine: CheckEngine, uid: str, fingerprints: Mapping[str, Any]) -> str:
+    """A node's inputs and, for a built table, the content it was built with (``StateView.input_state``)."""
     return input_state_of(fingerprints.get(uid), engine.records.get(uid))

@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from ..errors import one_line
+
 SEVERITIES = ("critical", "error", "warning", "info")
 PASSED, FAILED, SKIPPED, NOT_RUN = "passed", "failed", "skipped", "not run"
 LISTED = "listed"  # a result's detail: every item of a list its message names only the first few of
@@ -97,7 +99,7 @@ class CheckResult:
             "" if IMPLIED.get(verdict, self.severity) == self.severity or not self.failed else f" ({self.severity})"
         )
         text = f"{self.name} {verdict}{severity}: {self.message}"
-        return f"{text} -- fix: {self.guidance}" if self.failed and self.guidance else text
+        return one_line(text, self.guidance if self.failed else "")
 
     def sample_line(self) -> str:
         """What -v 2 and `doit info` add to the message: 'offending rows (2 of 14): {...}, {...}' when the

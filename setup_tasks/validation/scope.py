@@ -16,6 +16,7 @@ from ..config import ValidationSettings, thaw
 from ..engine.engine import Engine
 from ..project.fingerprints import explain
 from .catalog import load_checks, models_area
+from .engine_port import CheckEngine
 from ..files import discarded, read_json, write_json_atomic
 from .framework import Check, Environment
 from .project_view import ProjectView, input_state, names_table
@@ -73,7 +74,7 @@ def setting_value(validation: ValidationSettings, dotted: str) -> Any:
     return thaw(value)
 
 
-def resolve_reads(check: Check, engine: Engine, project: ProjectView) -> tuple[list[str], list[str]]:
+def resolve_reads(check: Check, engine: CheckEngine, project: ProjectView) -> tuple[list[str], list[str]]:
     """(node unique ids, names that are no node of the project) the check reads."""
     validation = engine.settings.validation
     uids: list[str] = []
@@ -88,7 +89,7 @@ def resolve_reads(check: Check, engine: Engine, project: ProjectView) -> tuple[l
 
 
 def fingerprint_parts(
-    check: Check, engine: Engine, project: ProjectView, reads: tuple[list[str], list[str]] | None = None
+    check: Check, engine: CheckEngine, project: ProjectView, reads: tuple[list[str], list[str]] | None = None
 ) -> dict[str, str]:
     """Everything a check's result depends on, by name: a change in any part re-runs it (``reads``: the
     check's ``resolve_reads``, when known)."""

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from ...config import ValidationSettings
-from ...engine.engine import Engine
 from ...errors import SetupError
+from ..engine_port import CheckEngine
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
 from ..project_view import ProjectView
 from ..results import FAILED, NOT_RUN, PASSED, SKIPPED, CheckResult, jsonable, plural
@@ -59,7 +59,7 @@ class DbtTestsCheck(Check):
 
     runs_without_some_inputs: ClassVar[bool] = True
 
-    def input_parts(self, engine: Engine, project: ProjectView) -> dict[str, str]:
+    def input_parts(self, engine: CheckEngine, project: ProjectView) -> dict[str, str]:
         return {f"test:{uid}": engine.test_state(uid) for uid in project.tests}
 
     def run(self, env: Environment) -> list[CheckResult]:
@@ -68,44 +68,47 @@ class DbtTestsCheck(Check):
             return [CheckResult(self.name, SKIPPED, self.severity, "dbt tests run only inside a setup run")]
         if not project.tests and not project.unresolved_tests:
             return [CheckResult(self.name, SKIPPED, self.severity, "no dbt tests on the selected nodes")]
-        # Tests the builds of this run ran, right after what they read (as `dbt build` runs them).
-        built = {
-            uid: engine.run.test_outcomes[uid]
-            for uid in project.tests
-            if uid in engine.run.test_outcomes and engine.run.test_outcomes[uid].status != "skipped"
-        }
+        built = self.built(engine, project)
         kept = {} if len(built) == len(project.tests) else self.reusable(engine, project, env.previous)
         kept = {uid: result for uid, result in kept.items() if uid not in built}
-        blocked = {
-            uid: reasons
-            for uid in project.tests
-            if uid not in kept
-            and uid not in built
-            and (reasons := [env.unbuilt[p] for p in engine.graph.built_parents(uid) if p in env.unbuilt])
-        }
-        stale = [uid for uid in project.tests if uid not in kept and uid not in blocked and uid not in built]
+        waiting = [uid for uid in project.tests if uid not in kept and uid not in built]
+        blocked = self.blocked(engine, waiting, env.unbuilt)
+        stale = [uid for uid in waiting if uid not in blocked]
         fresh = self.run_tests(engine, stale) if stale else {}
         fresh.update(
             {uid: self.result(engine, uid, o.status, o.message, o.failures, o.sql) for uid, o in built.items()}
         )
-        fresh.update(
-            {
-                uid: CheckResult(
-                    f"{self.name}.{engine.node(uid).name}",
-                    NOT_RUN,
-                    self.severity,
-                    "; ".join(reasons),
-                    {"unique_id": uid},
-                    incomplete=True,
-                    checked_at=time.time(),
-                )
-                for uid, reasons in blocked.items()
-            }
-        )
+        fresh.update({uid: self.not_run(engine, uid, reasons) for uid, reasons in blocked.items()})
         unrunnable = [self.unresolved(engine, uid) for uid in project.unresolved_tests]
         return [kept.get(uid) or fresh[uid] for uid in project.tests] + unrunnable
 
-    def unresolved(self, engine: Engine, uid: str) -> CheckResult:
+    @staticmethod
+    def built(engine: CheckEngine, project: ProjectView) -> dict[str, Any]:
+        """Tests the builds of this run ran, right after what they read (as `dbt build` runs them): their outcomes."""
+        outcomes = engine.run.test_outcomes
+        return {uid: outcomes[uid] for uid in project.tests if uid in outcomes and outcomes[uid].status != "skipped"}
+
+    @staticmethod
+    def blocked(engine: CheckEngine, uids: list[str], unbuilt: Mapping[str, str]) -> dict[str, list[str]]:
+        """Tests among ``uids`` reading a table that did not build in this run: why each cannot run."""
+        return {
+            uid: reasons
+            for uid in uids
+            if (reasons := [unbuilt[p] for p in engine.graph.built_parents(uid) if p in unbuilt])
+        }
+
+    def not_run(self, engine: CheckEngine, uid: str, reasons: list[str]) -> CheckResult:
+        return CheckResult(
+            f"{self.name}.{engine.node(uid).name}",
+            NOT_RUN,
+            self.severity,
+            "; ".join(reasons),
+            {"unique_id": uid},
+            incomplete=True,
+            checked_at=time.time(),
+        )
+
+    def unresolved(self, engine: CheckEngine, uid: str) -> CheckResult:
         """A test whose ref() names no node: dbt's warning, never a failure."""
         node = engine.node(uid)
         missing = ", ".join(node.unresolved)
@@ -114,7 +117,9 @@ class DbtTestsCheck(Check):
             message=f"not run: it depends on {missing}, which the project does not define (dbt warns and skips it)",
         )
 
-    def reusable(self, engine: Engine, project: ProjectView, previous: Mapping[str, Any]) -> dict[str, CheckResult]:
+    def reusable(
+        self, engine: CheckEngine, project: ProjectView, previous: Mapping[str, Any]
+    ) -> dict[str, CheckResult]:
         """Stored results of tests whose definition and inputs are what they were."""
         old_parts = previous.get("parts") or {}
         parts = self.input_parts(engine, project)
@@ -126,7 +131,7 @@ class DbtTestsCheck(Check):
                 kept[uid] = replace(CheckResult.from_dict(stored), up_to_date=True)
         return kept
 
-    def run_tests(self, engine: Engine, uids: list[str]) -> dict[str, CheckResult]:
+    def run_tests(self, engine: CheckEngine, uids: list[str]) -> dict[str, CheckResult]:
         """The engine runs the tests (straight in DuckDB where it may, the others in one dbt run); their results."""
         try:
             outcomes = engine.run_tests(uids, f"running {plural(len(uids), 'dbt tests')}")
@@ -141,7 +146,7 @@ class DbtTestsCheck(Check):
         }
 
     def result(
-        self, engine: Engine, uid: str, dbt_status: str, message: str, failures: int | None, sql: str | None = None
+        self, engine: CheckEngine, uid: str, dbt_status: str, message: str, failures: int | None, sql: str | None = None
     ) -> CheckResult:
         node = engine.node(uid)
         status = STATUS.get(dbt_status, FAILED)
@@ -173,7 +178,7 @@ class DbtTestsCheck(Check):
         )
 
 
-def offending_rows(engine: Engine, sql: str) -> dict[str, Any]:
+def offending_rows(engine: CheckEngine, sql: str) -> dict[str, Any]:
     """The first rows a failed test's query selects, and how many it selects (empty when it cannot be read)."""
     body = sql.strip().rstrip(";")
     try:
