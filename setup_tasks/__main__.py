@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import SetupError
+from .errors import PlanwiseError
 from .ops.init_project import init
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written = init(args.directory)
-    except SetupError as err:
+    except PlanwiseError as err:
         print(err.one_line(), file=sys.stderr)
         return err.exit_code
     print("\n".join(written.lines(Path.cwd())))

@@ -31,7 +31,7 @@ from .cli.lifecycle import RunHalted
 from .cli.forget import Forget
 from .cli.info import Info, List
 from .config import Settings, load_settings
-from .errors import ConfigError, SetupError
+from .errors import ConfigError, PlanwiseError
 from .naming import CENSUS_TASK, DEPS_TASK, Translator
 from .ops.status import SystemStatus, collect_status, unready
 from .ops.verify import Verification, verify_engine
@@ -192,7 +192,7 @@ def run_setup(
     try:
         # None keeps setup.fail_fast as configured; True turns it off for this run (as doit's --continue).
         app = _app(config, translator, keep_going=bool(continue_on_failure))
-    except SetupError as err:
+    except PlanwiseError as err:
         return SetupResult(False, 3, (), {}, 0.0, err.one_line())
     recorder = _Recorder(app)
     args = ["run", *(tasks or ["quick" if quick else "setup"])]
@@ -203,9 +203,9 @@ def run_setup(
         except RunHalted:  # the database is locked: the failure that said so is recorded
             code = 1
         code = code if code == 3 else app.exit_status()  # 3: doit refused the command line
-    except (SetupError, InvalidDodoFile) as err:
+    except (PlanwiseError, InvalidDodoFile) as err:
         app.close()
-        message = err.one_line() if isinstance(err, SetupError) else str(err)
+        message = err.one_line() if isinstance(err, PlanwiseError) else str(err)
         code = (
             3 if isinstance(err, (ConfigError, InvalidDodoFile)) else 1
         )  # as doit says: a dodo error, or a failed run
@@ -229,7 +229,7 @@ def get_system_status(
     """
     try:
         app = _app(config, translator, read_only=True)
-    except SetupError as err:
+    except PlanwiseError as err:
         return unready(err.one_line())
     try:
         return collect_status(app.settings, app.engine, app.translator)

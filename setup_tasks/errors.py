@@ -18,7 +18,7 @@ def one_line(cause: str, fix: str = "") -> str:
 
 @dataclass(frozen=True)
 class Problem:
-    """A failure the user can act on, as a value: a one-line cause and the fix (``SetupError.of`` raises it)."""
+    """A failure the user can act on, as a value: a one-line cause and the fix (``PlanwiseError.of`` raises it)."""
 
     cause: str
     fix: str = ""
@@ -34,7 +34,7 @@ class Problem:
         return Problem(f"{subject}: {self.cause}", self.fix)
 
 
-class SetupError(Exception):
+class PlanwiseError(Exception):
     """A failure the user can act on: a one-line cause and the fix.
 
     ``str(error)`` is what the user sees: ``<cause> -- fix: <fix>``.
@@ -62,11 +62,11 @@ class SetupError(Exception):
         return one_line(self.cause, self.fix)
 
 
-class ConfigError(SetupError):
+class ConfigError(PlanwiseError):
     """The setup configuration file or an environment override is invalid."""
 
 
-class ProjectError(SetupError):
+class ProjectError(PlanwiseError):
     """The dbt project cannot be read or parsed."""
 
 
@@ -81,7 +81,7 @@ class GraphCycleError(ProjectError):
         )
 
 
-class DatabaseError(SetupError):
+class DatabaseError(PlanwiseError):
     """The DuckDB database cannot be opened or written."""
 
 
@@ -97,7 +97,7 @@ class DatabaseLockedError(DatabaseError):
         )
 
 
-class RunInProgressError(SetupError):
+class RunInProgressError(PlanwiseError):
     """Another planwise-setup run is already building this database."""
 
     def __init__(self, path: str, pid: int | None) -> None:
@@ -108,15 +108,15 @@ class RunInProgressError(SetupError):
         )
 
 
-class ProfileError(SetupError):
+class ProfileError(PlanwiseError):
     """dbt's profile does not work with DuckDB: a setting, an extension or the connection config it names."""
 
 
-class CensusError(SetupError):
+class CensusError(PlanwiseError):
     """The census file is missing or does not meet the contract."""
 
 
-class WriteError(SetupError):
+class WriteError(PlanwiseError):
     """Setup cannot write one of its files, or the database: disk full, read-only, no permission."""
 
 
@@ -139,5 +139,5 @@ def cannot_write(what: str, path: str | Path, exc: OSError, elsewhere: str) -> W
     return WriteError(f"cannot write {what} {place}: {reason}", fix)
 
 
-class PackagesError(SetupError):
+class PackagesError(PlanwiseError):
     """`dbt deps` could not install the project's packages (no network, a bad entry)."""

@@ -13,7 +13,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from factories import FakeEngine
 from setup_tasks.engine.run_state import Outcome
 from setup_tasks.engine.staleness import NodeStatus
-from setup_tasks.errors import SetupError
+from setup_tasks.errors import PlanwiseError
 from setup_tasks.naming import Translator
 from setup_tasks.validation.results import CheckResult
 from setup_tasks.ops.run_report import (
@@ -140,7 +140,7 @@ def test_a_process_that_ran_nothing_writes_nothing(tmp_path: Path) -> None:
 def test_an_unwritable_report_is_one_line_with_the_fix(tmp_path: Path) -> None:
     engine = engine_after_a_run(tmp_path)
     (tmp_path / "warehouse.setup_report.json").mkdir()  # a directory where the file should go
-    with pytest.raises(SetupError) as err:
+    with pytest.raises(PlanwiseError) as err:
         write(engine)
     assert "cannot write the run report" in err.value.cause and "report.path" in err.value.fix
 

@@ -262,14 +262,14 @@ def test_init_writes_neither_file_when_the_second_cannot_be_written(
 
 
 def test_init_names_the_projects_when_it_cannot_choose_one(tmp_path: Path) -> None:
-    from setup_tasks.errors import SetupError
+    from setup_tasks.errors import PlanwiseError
     from setup_tasks.ops.init_project import init
 
-    with pytest.raises(SetupError, match="no dbt_project.yml"):
+    with pytest.raises(PlanwiseError, match="no dbt_project.yml"):
         init(tmp_path)
     tp.write_jaffle_shop(tmp_path / "a")
     tp.write_source_seed_project(tmp_path / "b")
-    with pytest.raises(SetupError) as error:
+    with pytest.raises(PlanwiseError) as error:
         init(tmp_path)
     assert "jaffle_shop" in error.value.cause and "shop_src" in error.value.cause and "fix:" in str(error.value)
     assert not list(tmp_path.rglob("dodo.py"))

@@ -26,7 +26,7 @@ from setup_tasks.validation import scope as v_scope
 from setup_tasks.config import Settings, load_settings
 from setup_tasks.store.database import Database, DatabaseContents
 from setup_tasks.engine.run_state import RunState
-from setup_tasks.errors import SetupError
+from setup_tasks.errors import PlanwiseError
 from setup_tasks.project.fingerprints import Fingerprint
 from setup_tasks.project.graph import SetupGraph
 from setup_tasks.project.manifest import manifest_from_dict
@@ -122,11 +122,11 @@ def test_register_check_documents_and_rejects_bad_definitions() -> None:
         "team",
         "No interns in the baseline.",
     )
-    with pytest.raises(SetupError, match="defined twice"):
+    with pytest.raises(PlanwiseError, match="defined twice"):
         framework.register_check("team.no_interns", registry=registry)(lambda ctx: ctx.passed(""))
-    with pytest.raises(SetupError, match="is not valid"):
+    with pytest.raises(PlanwiseError, match="is not valid"):
         framework.register_check("Bad Name", registry=registry)(no_interns)
-    with pytest.raises(SetupError, match="severity 'fatal'"):
+    with pytest.raises(PlanwiseError, match="severity 'fatal'"):
         framework.register_check("ok_name", severity="fatal", registry=registry)(no_interns)
 
 
@@ -162,7 +162,7 @@ def test_disabled_checks_by_name_or_area_are_not_defined(tmp_path: Path) -> None
 def test_an_unknown_disabled_check_says_the_nearest_name(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  disabled_checks: [census_data_qualty]\n")
     with pytest.raises(
-        SetupError,
+        PlanwiseError,
         match=r"disabled_checks\[0\]: 'census_data_qualty' is no check or area "
         r"\(did you mean 'census_data_quality'\?\)",
     ):
@@ -171,7 +171,7 @@ def test_an_unknown_disabled_check_says_the_nearest_name(tmp_path: Path) -> None
 
 def test_custom_check_named_like_a_builtin_is_a_definition_error(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  custom_checks: [{name: dbt_tests, sql: select 1}]\n")
-    with pytest.raises(SetupError, match=r"custom_checks\[0\].name: 'dbt_tests' is already"):
+    with pytest.raises(PlanwiseError, match=r"custom_checks\[0\].name: 'dbt_tests' is already"):
         catalog.load_checks(settings.validation, tmp_path)
 
 
@@ -197,7 +197,7 @@ def test_check_modules_register_python_checks(tmp_path: Path) -> None:
 
 def test_unimportable_check_module_names_the_key(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "validation:\n  check_modules: [acme_missing_checks]\n")
-    with pytest.raises(SetupError, match="validation.check_modules: cannot import acme_missing_checks"):
+    with pytest.raises(PlanwiseError, match="validation.check_modules: cannot import acme_missing_checks"):
         catalog.load_checks(settings.validation, tmp_path)
 
 

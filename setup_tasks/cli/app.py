@@ -33,7 +33,7 @@ from doit.exceptions import InvalidDodoFile
 from ..config import Settings
 from ..engine.engine import Engine
 from ..engine.run_state import EngineOptions
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..naming import Translator
 from ..ops.run_report import report_run
 from ..validation.scope import ValidationScope
@@ -102,7 +102,7 @@ class App:
         return self.loader.settings
 
     def engine(self) -> Engine:
-        """The engine, made on first use; raises the SetupError that keeps the project from loading."""
+        """The engine, made on first use; raises the PlanwiseError that keeps the project from loading."""
         return self.loader.engine()
 
     def on_engine_event(self, kind: str, payload: dict[str, Any]) -> None:
@@ -146,7 +146,7 @@ class App:
         if self._validation is None:
             try:
                 self._validation = ValidationScope(self.engine())
-            except SetupError as err:
+            except PlanwiseError as err:
                 raise InvalidDodoFile(err.one_line()) from None
         return self._validation
 
@@ -213,7 +213,7 @@ class App:
                 exit_code=exit_code,
                 tally=self.tally,
             )
-        except SetupError as err:
+        except PlanwiseError as err:
             sys.stderr.write(f"warning: {err.one_line()}\n")
 
     def close(self) -> None:
@@ -289,7 +289,7 @@ class App:
             "continue": True,
         }
 
-    def _halt(self, error: SetupError) -> None:
+    def _halt(self, error: PlanwiseError) -> None:
         """Nothing of this run can work (its state folder refuses): its first task ends it, after this line."""
         assert self.current_engine is not None  # halt is given only then (doit_config)
         self.current_engine.run.fatal = error
@@ -302,7 +302,7 @@ class App:
         return self.doit_state.path
 
     @property
-    def state_error(self) -> SetupError | None:
+    def state_error(self) -> PlanwiseError | None:
         return self.doit_state.error
 
     def guard_state(self) -> None:

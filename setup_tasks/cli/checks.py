@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..naming import PLAN_PREFIX, QUICK_SUMMARY_TASK, VALIDATE_TASK
 from ..validation.framework import Check
 from ..validation.scope import ValidationScope
@@ -35,7 +35,7 @@ def check_action(
     try:
         unbuilt = scope.engine.ensure(target.inputs)
         run = scope.run_check(check, target.values, unbuilt)
-    except SetupError as err:  # what it reads cannot be looked at (the database is locked, say)
+    except PlanwiseError as err:  # what it reads cannot be looked at (the database is locked, say)
         return TaskFailed(err.one_line())
     if app is None or not app.console:  # the console reporter shows results itself
         for line in run.lines():

@@ -10,7 +10,7 @@ from doit import get_var
 from doit.exceptions import TaskFailed
 
 from ..engine.engine import Engine
-from ..errors import SetupError, one_line
+from ..errors import PlanwiseError, one_line
 from ..files import read_json
 from ..naming import CLEAR_DERIVED_TASK
 from ..project.context import dbt_context, with_project_census
@@ -47,7 +47,7 @@ def clear_action(app: App, engine: Engine) -> TaskFailed | None:
 
     try:
         dropped, forgotten = clear(engine, forget_in_run, app.translator)
-    except SetupError as err:
+    except PlanwiseError as err:
         return TaskFailed(err.one_line())
     patterns = ", ".join(engine.settings.setup.clear_table_patterns)
     print(
@@ -70,7 +70,7 @@ def clear_derived_action(app: App, engine: Engine) -> TaskFailed | None:
 
     try:
         dropped = clear_derived_tables(engine, forget_in_run, app.translator)
-    except SetupError as err:
+    except PlanwiseError as err:
         return TaskFailed(err.one_line())
     if dropped:
         print(f"dropped {len(dropped)} table(s) derived from inputs this run rebuilt: {', '.join(dropped)}")
@@ -191,7 +191,7 @@ def verify_action(app: App, engine: Engine) -> TaskFailed | None:
         from ..ops.verify import verify_engine
 
         result = verify_engine(engine, setup_test_results(app, engine))
-    except SetupError as err:
+    except PlanwiseError as err:
         return TaskFailed(err.one_line())
     print("\n".join(result.lines()))
     return (

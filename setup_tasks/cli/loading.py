@@ -12,7 +12,7 @@ from ..config import Settings, load_settings
 from ..engine.engine import Engine
 from ..engine.events import Listener
 from ..engine.run_state import EngineOptions
-from ..errors import SetupError, cannot_write
+from ..errors import PlanwiseError, cannot_write
 
 
 class ProjectLoader:
@@ -33,7 +33,7 @@ class ProjectLoader:
         self.loaded = loaded  # the load ended, done or not (the live line clears)
         self._settings = engine.settings if engine is not None else settings  # once the engine exists, its own
         self.current: Engine | None = engine
-        self.error: SetupError | None = None
+        self.error: PlanwiseError | None = None
 
     @property
     def settings(self) -> Settings:
@@ -44,19 +44,19 @@ class ProjectLoader:
         if self._settings is None:
             try:
                 self._settings = load_settings(self.config, root=self.root)
-            except SetupError as err:
+            except PlanwiseError as err:
                 raise InvalidDodoFile(err.one_line()) from None
         return self._settings
 
     def engine(self) -> Engine:
-        """The engine, made on first use; raises the SetupError that keeps the project from loading."""
+        """The engine, made on first use; raises the PlanwiseError that keeps the project from loading."""
         if self.current is None:
             if self.error is not None:
                 raise self.error
             try:
                 self.current = Engine.open(self.settings, [self.listener], self.options)
                 self._settings = self.current.settings  # the project's census and database resolved: one object
-            except SetupError as err:
+            except PlanwiseError as err:
                 self.error = err
                 raise
             except OSError as exc:  # a folder setup or dbt writes in (target/, .planwise/) refuses: one line
@@ -73,7 +73,7 @@ class ProjectLoader:
         """The engine, or None when the project cannot be loaded (``error`` says why)."""
         try:
             return self.engine()
-        except SetupError:
+        except PlanwiseError:
             return None
 
     @property

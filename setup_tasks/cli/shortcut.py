@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..ops.history import iso, write_report_files
 from ..store.lock import RunLock
 from ..store.records import new_build_id
@@ -124,7 +124,7 @@ def answer(witness: Witness, started: float, started_wall: float) -> int:
         write_report_files(
             fill_slots(witness.report, run), history, Path(witness.report_path), Path(witness.history_path)
         )
-    except SetupError as err:
+    except PlanwiseError as err:
         sys.stderr.write(f"warning: {err.one_line()}\n")
     said = witness.said
     lines = summary_lines(str(said.get("tally", "")), time.perf_counter() - started, list(said.get("lines", [])))

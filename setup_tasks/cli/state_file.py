@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..errors import SetupError, cannot_write
+from ..errors import PlanwiseError, cannot_write
 from ..files import log, make_private_dir, sweep_temps
 from .doit_state import as_os_error, damage, guard_writes, move_aside
 
@@ -30,7 +30,7 @@ class DoitStateFile:
     def __init__(self, folder: Callable[[], Path]) -> None:
         self.folder = folder  # where it lives: with this project's build records for its database (``App.state_dir``)
         self.path: Path | None = None  # doit's dep_file, once placed
-        self.error: SetupError | None = None  # doit's state could not be written
+        self.error: PlanwiseError | None = None  # doit's state could not be written
         self._scratch: Path | None = None
 
     def guard(self) -> None:
@@ -49,7 +49,7 @@ class DoitStateFile:
         sys.stderr.write(f"error: {self.error.one_line()}\n")
         sys.stderr.flush()
 
-    def place(self, leaves_no_files: bool, halt: Callable[[SetupError], None] | None) -> Path:
+    def place(self, leaves_no_files: bool, halt: Callable[[PlanwiseError], None] | None) -> Path:
         """doit's state file: with the project's records beside the database, or (a look at a
         database not built yet, whose state file does not exist either) in a scratch folder
         removed when the run ends. ``halt``: how a run that builds stops when the folder refuses."""

@@ -13,7 +13,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 
 from ..engine.census import CensusRequest
 from ..engine.engine import Engine
-from ..errors import SetupError, one_line
+from ..errors import PlanwiseError, one_line
 from ..config import default_of
 from ..naming import (
     CENSUS_TASK,
@@ -88,7 +88,7 @@ def plan_action(engine: Engine, uids: list[str]) -> TaskFailed | None:
     # Before any build: a node renamed in this change frees its old table's name.
     try:
         engine.retirement.retire_leftovers()
-    except SetupError as err:  # the database is locked, or a setup run holds it: the run stops here
+    except PlanwiseError as err:  # the database is locked, or a setup run holds it: the run stops here
         engine.run.fatal = err
         return TaskFailed(err.one_line())
     return None
@@ -109,7 +109,7 @@ def census_action(engine: Engine, request: CensusRequest) -> dict[str, Any] | Ta
     try:
         summary = request.generate()
         engine.census_written()
-    except SetupError as err:
+    except PlanwiseError as err:
         return TaskFailed(err.one_line())
     finally:
         engine.step(None)

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from ..engine.census import CensusRequest
 from ..engine.engine import Engine
 from ..engine.staleness import NodeStatus
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..project.packages import packages_dir
 from ..validation.framework import Check
 from ..validation.scope import ValidationScope
@@ -122,7 +122,7 @@ class CheckUpToDate:
     def compute_reasons(self, values: Mapping[str, Any]) -> list[str]:
         try:
             parts = self.scope.parts(self.check)
-        except SetupError as err:
+        except PlanwiseError as err:
             return [f"cannot check: {err.cause}"]
         reasons = self.scope.stale_reasons(values.get("parts") or {}, parts)
         if not reasons and not values.get("results"):

@@ -370,10 +370,10 @@ def _unreachable(host: str) -> str | None:
 
 def _raise_remote(error: Mapping[str, Any]) -> None:
     cls = getattr(errors, error.get("type", ""), None)
-    if isinstance(cls, type) and issubclass(cls, errors.SetupError):
+    if isinstance(cls, type) and issubclass(cls, errors.PlanwiseError):
         # Rebuilt from its words, not its arguments: a GraphCycleError is made from a path, not a cause.
         err = cls.__new__(cls)
-        errors.SetupError.__init__(err, error.get("cause", ""), error.get("fix", ""))
+        errors.PlanwiseError.__init__(err, error.get("cause", ""), error.get("fix", ""))
         raise err
     raise WorkerUnavailable(error.get("cause", "the worker failed"))
 

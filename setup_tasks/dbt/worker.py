@@ -37,7 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..project.context import DbtContext
 from ..store.caches import manifest_cache
 from . import invoke
@@ -282,7 +282,7 @@ class Worker:
                 reply: dict[str, Any] = {"event": "done", "result": result}
             except KeyboardInterrupt:
                 reply = {"event": "done", "cancelled": True}
-            except SetupError as err:
+            except PlanwiseError as err:
                 reply = {"event": "done", "error": {"type": type(err).__name__, "cause": err.cause, "fix": err.fix}}
             except Exception as exc:  # report, and stay up for the next request
                 reply = {

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable
 
 from ..dbt.client import DbtClient
 from ..dbt.invoke import NodeOutcome
-from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError, one_line
+from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, PlanwiseError, one_line
 from ..files import log
 from ..store.database import Reader
 from . import direct_build
@@ -56,7 +56,7 @@ class Builder:
             try:
                 self._ready_to_build()
                 self._build_batch(uid)
-            except SetupError as err:
+            except PlanwiseError as err:
                 if isinstance(err, (RunInProgressError, DatabaseLockedError)) or not self.run.ready:
                     self.run.fatal = err  # nothing else of this run can work: the app stops it
                 self.recorder.set(Outcome(uid, "error", err.one_line()))

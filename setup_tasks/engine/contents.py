@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..errors import DatabaseLockedError, RunInProgressError, SetupError
+from ..errors import DatabaseLockedError, RunInProgressError, PlanwiseError
 from ..store.database import (
     Database,
     DatabaseContents,
@@ -129,7 +129,7 @@ class ContentsView:
                     now = None  # written while being read: the next run reads it itself
             else:
                 contents = self._contents
-        except SetupError:  # locked by someone meanwhile: the next run reads the database itself
+        except PlanwiseError:  # locked by someone meanwhile: the next run reads the database itself
             now = None
         if now is None:
             self.saved_path.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ import time
 from typing import Any, Mapping
 
 from ..dbt.invoke import NodeOutcome
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..project.manifest import Manifest, Node
 from .direct_build import DIRECT_ENV, how_dbt_builds_problem
 
@@ -84,7 +84,7 @@ def run_direct(reader: Any, node: Node, sql: str) -> NodeOutcome:
     started = time.perf_counter()
     try:
         result = reader.query(test_query(sql, node.config))
-    except SetupError as err:
+    except PlanwiseError as err:
         return NodeOutcome(node.unique_id, "error", err.one_line(), time.perf_counter() - started, sql=sql)
     row = result.rows[0] if len(result.rows) == 1 else None
     return outcome_of(node.unique_id, node, row, time.perf_counter() - started, sql)

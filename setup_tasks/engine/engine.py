@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from ..config import Settings
 from ..dbt.client import DbtClient
-from ..errors import ProjectError, SetupError
+from ..errors import ProjectError, PlanwiseError
 from ..files import write_json_atomic
 from ..project.context import DbtContext, DbtProfile, dbt_context, with_project_census
 from ..store.database import Database, DbRelation, DropResult
@@ -131,7 +131,7 @@ class Engine:
             self.records.flush()
             view.contents.save()
             view.test_outcomes.save()
-        except (OSError, SetupError):
+        except (OSError, PlanwiseError):
             pass  # a lost signature costs a rebuild, a lost copy of the contents a read
         if self.hasher.dirty:
             try:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..dbt.invoke import NodeOutcome
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..project.fingerprints import CONTENT_PREFIX, Fingerprint
 from ..store.records import BuildRecord, new_build_id
 from .staleness import NodeStatus
@@ -65,7 +65,7 @@ class RunState:
     deferred: set[str] = field(default_factory=set)
     kept: list[str] = field(default_factory=list)
     # Why nothing more of this run can work (the database is locked, another setup run holds it).
-    fatal: SetupError | None = None
+    fatal: PlanwiseError | None = None
     # The run may build: its lock, the database file and dbt's profile were checked (Builder._ready_to_build).
     ready: bool = False
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Protocol
 
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..project.fingerprints import (
     PENDING_PREFIX,
     CHANGED_DURING_BUILD,
@@ -40,7 +40,7 @@ class NodeStatus:
     unique_id: str
     stale: bool
     reasons: tuple[str, ...] = ()
-    error: SetupError | None = None
+    error: PlanwiseError | None = None
 
     @property
     def reason(self) -> str:
@@ -234,7 +234,7 @@ class Staleness:
         """Is the node's table up to date?"""
         try:
             return self._status(uid)
-        except SetupError as err:
+        except PlanwiseError as err:
             return NodeStatus(uid, True, (f"cannot check: {err.cause}",), err)
 
     def _status(self, uid: str) -> NodeStatus:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..dbt.client import DbtClient
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..store.database import Reader
 from .direct_tests import run_direct, why_not_direct
 from .events import Events
@@ -45,7 +45,7 @@ class TestRunner:
             if direct:
                 try:  # on a connection configured as dbt-duckdb's (the profile's settings change results)
                     through_dbt = self._run_direct(direct, through_dbt, finished)
-                except SetupError:  # the database cannot be read here: dbt runs them, and says why
+                except PlanwiseError:  # the database cannot be read here: dbt runs them, and says why
                     through_dbt = list(uids)
                     outcomes.clear()
             if through_dbt:

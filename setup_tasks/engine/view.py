@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..config import Settings
-from ..errors import CensusError, DatabaseError, SetupError
+from ..errors import CensusError, DatabaseError, PlanwiseError
 from ..files import read_text, write_text_atomic
 from ..keys import key_path
 from ..project.context import DbtContext
@@ -235,7 +235,7 @@ class StateView:
 
     # -- what would stop the next build ------------------------------------------------------------
 
-    def build_problem(self) -> SetupError | None:
+    def build_problem(self) -> PlanwiseError | None:
         """What would fail every build alike (``doit status`` asks too, creating nothing): a database file
         DuckDB cannot write or dbt-duckdb cannot name, a part of dbt's profile DuckDB refuses."""
         problem = self.db.write_problem()

@@ -58,7 +58,7 @@ def history_entry(report: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_report_files(report: str, entry: Mapping[str, Any], path: Path, history: Path) -> None:
     """Write a run's report (its JSON text) to ``path`` and its ``history_entry`` to ``history``;
-    SetupError (one line, the fix) when one cannot be."""
+    PlanwiseError (one line, the fix) when one cannot be."""
     for written in (path, history):
         sweep_temps(written.parent, written.name)  # of a run killed while writing them
     try:

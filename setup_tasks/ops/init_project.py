@@ -31,7 +31,7 @@ import yaml
 from ..config import DEFAULT_CONFIG_NAME, PROFILES_FILE, default_of
 from ..engine.census import load_job_level_bands
 from ..engine.census_owner import JOB_LEVELS_SEED
-from ..errors import SetupError, cannot_write
+from ..errors import PlanwiseError, cannot_write
 from ..files import temp_path
 from ..project.context import CENSUS_VAR, effective_vars, read_project_yaml
 from ..project.manifest import PATH_KEYS
@@ -172,7 +172,7 @@ def _generator_problem(job_levels: Path | None) -> str | None:
         return f"the project has no {JOB_LEVELS_SEED} seed to take the pay bands from"
     try:
         load_job_level_bands(job_levels)
-    except SetupError as err:
+    except PlanwiseError as err:
         return err.cause
     return None
 
@@ -216,12 +216,12 @@ def find_project(directory: Path) -> Path:
         return directory
     found = list(_candidates(directory, SEARCH_DEPTH))
     if not found:
-        raise SetupError(
+        raise PlanwiseError(
             f"init: no {PROJECT_FILE} in {directory} or below",
             "run init in your dbt project's folder (python -m setup_tasks init PATH)",
         )
     if len(found) > 1:
-        raise SetupError(
+        raise PlanwiseError(
             f"init: several dbt projects below {directory}: {', '.join(str(p) for p in found)}",
             "run init in one of them (python -m setup_tasks init PATH)",
         )
@@ -407,8 +407,8 @@ def init(directory: Path) -> Written:
     return Written(scan, targets)
 
 
-def _exists(path: Path) -> SetupError:
-    return SetupError(
+def _exists(path: Path) -> PlanwiseError:
+    return PlanwiseError(
         f"init: {path} exists; nothing written",
         f"move it aside and run init again, or add the two lines yourself to {DODO_NAME}: " + "; ".join(DODO_LINES),
     )

@@ -145,7 +145,7 @@ def write_run_report(
 ) -> Path | None:
     """Write this run's report and put it in the history; returns the report's path.
 
-    Raises SetupError (one line, with the fix) when a file cannot be written.
+    Raises PlanwiseError (one line, with the fix) when a file cannot be written.
     Calling it again in the same run rewrites both (the history keeps one line per
     run id). A process that neither checked, built nor validated anything (`doit
     list`, `status`, `graph`, `clear`) writes nothing and returns None, so such

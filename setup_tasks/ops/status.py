@@ -32,7 +32,7 @@ from ..config import Settings
 from ..engine.census import REQUIRED_CENSUS_COLUMNS, inspect_census
 from ..engine.engine import Engine
 from ..engine.staleness import NodeStatus
-from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, SetupError
+from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, PlanwiseError
 from ..naming import Translator
 from ..store.database import Database, DatabaseContents
 from ..validation.results import when
@@ -165,7 +165,7 @@ def census_state(settings: Settings, read_by_project: bool, engine: Engine | Non
         return CensusState(str(path), read_by_project, generate, problem="missing", plan=plan)
     try:
         info = inspect_census(path)
-    except SetupError as err:
+    except PlanwiseError as err:
         return CensusState(str(path), read_by_project, generate, problem=err.cause, plan=plan)
     problem = f"lacks required columns: {', '.join(info.missing_columns)}" if info.missing_columns else ""
     return CensusState(str(path), read_by_project, generate, info.rows, tuple(info.missing_columns), problem, plan)
@@ -227,7 +227,7 @@ def _load(make_engine: Callable[[], Engine]) -> tuple[Engine | None, str]:
     """The engine, or None with the problem that keeps the project from loading (or from selecting anything)."""
     try:
         engine = make_engine()
-    except SetupError as err:
+    except PlanwiseError as err:
         return None, err.one_line()
     return engine, "" if engine.setup_nodes else "the setup selection holds no seed or model"
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from ..engine.engine import Engine
-from ..errors import ProjectError, SetupError
+from ..errors import ProjectError, PlanwiseError
 from ..project.compile_context import VOLATILE
 from ..project.context import DbtContext, DbtProfile
 from ..project.manifest import Manifest, Node
@@ -156,7 +156,7 @@ def reference_build(
     proc = dbt("build", *(["--select", *selectors, "--indirect-selection", "cautious"] if selectors else []))
     if not results_file.exists():
         tail = " ".join((proc.stdout + proc.stderr).split()[-40:])
-        raise SetupError(
+        raise PlanwiseError(
             f"dbt build into the scratch database {database} did not run (exit {proc.returncode}): {tail}",
             'run `doit dbt args="build"` to see dbt\'s own output',
         )

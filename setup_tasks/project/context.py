@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..config import PROFILES_FILE, Settings, profiles_candidates
-from ..errors import DatabaseError, ProjectError, SetupError, cannot_write
+from ..errors import DatabaseError, ProjectError, PlanwiseError, cannot_write
 
 CENSUS_VAR = "census_parquet_path"
 # What any process needs of the environment to run (the warm worker starts with only these).
@@ -395,7 +395,7 @@ MISSING_ENV_RE = re.compile(r"Env var required but not provided: '([^']+)'")
 PROJECT_FILE_RE = re.compile(r"[\w./-]+\.(?:ya?ml|sql|csv|py|md)\b")
 
 
-def parse_failure(ctx: DbtContext, message: str) -> SetupError:
+def parse_failure(ctx: DbtContext, message: str) -> PlanwiseError:
     """Why dbt could not parse the project, in one line whose fix names the file or setting to change:
     a folder dbt cannot write, the profiles.yml it looked in, the variable it lacks, the file it names."""
     cause = f"dbt could not parse the project in {ctx.project_dir}: {message}"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ValidationSettings, nearest
-from ..errors import DatabaseError, SetupError
+from ..errors import DatabaseError, PlanwiseError
 from ..store.database import tables_in_sql
 from . import builtin
 from .framework import REGISTRY, Check, CheckContext, CheckRegistry, Reads
@@ -61,7 +61,7 @@ def _import_check_modules(validation: ValidationSettings, root: Path) -> None:
         try:
             importlib.import_module(module)
         except Exception as exc:  # any import failure is a definition error, named
-            raise SetupError(
+            raise PlanwiseError(
                 f"validation.check_modules: cannot import {module}: {type(exc).__name__}: {exc}",
                 f"make {module} importable from {root} (or installed), or remove it from validation.check_modules",
             ) from None
@@ -90,7 +90,7 @@ def load_checks(
     taken = {c.name for c in found} | {c.group for c in found if c.group}
     for index, entry in enumerate(validation.custom_checks):
         if entry.name in taken:
-            raise SetupError(
+            raise PlanwiseError(
                 f"validation.custom_checks[{index}].name: {entry.name!r} is already a built-in or registered check",
                 "choose another name",
             )
@@ -122,7 +122,7 @@ def _without_disabled(checks: list[Check], disabled: Sequence[str], known: set[s
     for index, name in enumerate(disabled):
         if name not in known:
             close = nearest(name, known)
-            raise SetupError(
+            raise PlanwiseError(
                 f"validation.disabled_checks[{index}]: {name!r} is no check or area"
                 + (f" (did you mean {close!r}?)" if close else ""),
                 "use a name from `doit list` without the validate: prefix",

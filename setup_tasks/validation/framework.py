@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from ..config import ValidationSettings
-from ..errors import SetupError
+from ..errors import PlanwiseError
 from ..project.inputs import resolved
 from ..store.database import Database, QueryResult, Reader, qualified, quote, scratch_reader
 from ..project.manifest import Node
@@ -325,7 +325,7 @@ class Check:
                 env.tables.update(ctx.memo.kept)
         except SkipCheck as skip:
             results = [CheckResult(self.name, SKIPPED, self.severity, skip.reason)]
-        except SetupError as err:
+        except PlanwiseError as err:
             fix = err.fix or (
                 f"check the types of the tables and columns it reads (validation.tables, "
                 f"validation.columns), or fix {self.origin or self.name}"
@@ -414,7 +414,7 @@ class CheckRegistry:
         _check_definition(check.name, check.severity, check.origin)
         existing = self._checks.get(check.name)
         if existing is not None and existing.origin != check.origin:
-            raise SetupError(
+            raise PlanwiseError(
                 f"validation check {check.name!r} is defined twice: {existing.origin} and {check.origin}",
                 "rename one of them",
             )
@@ -439,12 +439,12 @@ REGISTRY = CheckRegistry()
 
 def _check_definition(name: str, severity: str, origin: str) -> None:
     if not NAME_RE.match(name):
-        raise SetupError(
+        raise PlanwiseError(
             f"validation check name {name!r} ({origin}) is not valid",
             "use lower case letters, digits and underscores, optionally 'group.name'",
         )
     if severity not in SEVERITIES:
-        raise SetupError(
+        raise PlanwiseError(
             f"validation check {name!r} ({origin}) has severity {severity!r}", f"use one of {', '.join(SEVERITIES)}"
         )
 

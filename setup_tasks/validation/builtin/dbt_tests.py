@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from ...config import ValidationSettings
-from ...errors import SetupError
+from ...errors import PlanwiseError
 from ..engine_port import CheckEngine
 from ..framework import REGISTRY, SAMPLE_ROWS, Check, Environment
 from ..project_view import ProjectView
@@ -185,7 +185,7 @@ def offending_rows(engine: CheckEngine, sql: str) -> dict[str, Any]:
         with engine.db.read_only(keep_open=True) as reader:
             total = reader.query(f"SELECT count(*) FROM ({body}) AS offending").rows[0][0]
             sample = reader.query(f"SELECT * FROM ({body}) AS offending LIMIT {SAMPLE_ROWS}").records()
-    except SetupError:
+    except PlanwiseError:
         return {}
     return {"offending_rows": int(total), "sample": jsonable(sample)}
 
