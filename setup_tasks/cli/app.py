@@ -20,7 +20,6 @@ another task failed, with or without --continue; 0 otherwise.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 import time
@@ -35,9 +34,9 @@ from ..engine.engine import Engine
 from ..engine.run_state import EngineOptions
 from ..errors import PlanwiseError
 from ..naming import Translator
-from ..ops.run_report import report_run
 from ..validation.scope import ValidationScope
 from .command_line import CommandLine, check_reporter
+from .ending import at_exit, last_words, write_report
 from .lifecycle import RunLifecycle
 from .live import LiveLine
 from .loading import ProjectLoader
@@ -73,7 +72,6 @@ class App:
         self.mode = mode
         self.command_line = CommandLine.parse(sys.argv[1:] if argv is None and mode == "cli" else argv or ())
         self.read_only = read_only  # the command only looks (list, info, status, graph)
-        self.doit_state = DoitStateFile(self.state_dir)
         self.started = time.perf_counter()  # the run's clock starts when dodo.py is imported
         self.console = False  # the console reporter shows check results itself (set when it starts)
         self._validation: ValidationScope | None = None
@@ -88,9 +86,12 @@ class App:
         # --continue (or the API's continue_on_failure): setup.fail_fast off for this run.
         options = EngineOptions(keep_going=keep_going or self.command_line.keep_going, looks_only=read_only)
         self.loader = ProjectLoader(config, self.root, settings, engine, options, self.on_engine_event, self.live.clear)
+        self.doit_state = DoitStateFile(self.loader.state_dir)  # with the loaded project's records
         # How the run ends: interrupts, a halt, the exit status (cli.lifecycle).
         self.lifecycle = RunLifecycle(
-            mode, lambda: None if self.current_engine is None else self.current_engine.run, self._last_words
+            mode,
+            lambda: None if self.current_engine is None else self.current_engine.run,
+            lambda status: last_words(self, status),
         )
         self.action, self.on_keyboard_interrupt = self.lifecycle.action, self.lifecycle.on_keyboard_interrupt
 
@@ -201,47 +202,16 @@ class App:
 
     def write_report(self, exit_code: int | None = None) -> None:
         """Write the run report of a process that ran tasks (not of `list`, `info`, ...)."""
-        engine = self.current_engine
-        if engine is None or self.read_only:
-            return
-        try:
-            self.report = report_run(
-                engine,
-                self.check_results,
-                self.translator,
-                interrupted=self.interrupted,
-                exit_code=exit_code,
-                tally=self.tally,
-            )
-        except PlanwiseError as err:
-            sys.stderr.write(f"warning: {err.one_line()}\n")
+        write_report(self, exit_code)
 
     def close(self) -> None:
         if self.current_engine is not None:
             self.current_engine.close()
         self.doit_state.remove_scratch()
 
-    def _at_exit(self) -> None:
-        self.live.close()
-        self.write_report(self.exit_status())
-        engine = self.current_engine
-        if engine is not None:
-            engine.save_caches()  # after the report: it asks the graph too
-            engine.db.close_reader()
-            self.witness.leave(self)
-        self.doit_state.remove_scratch()
-        # The run is over and what needed closing is closed: the interpreter's last collection, over every
-        # object the run made (manifest, fingerprints, tasks), would cost a tenth of a check's time.
-        gc.freeze()
-
-    def _last_words(self, status: int) -> None:
-        """An interrupt outside any action ends the process now: the live line closed, the report written."""
-        self.live.close()
-        self.write_report(status)
-
     def install_process_hooks(self) -> None:
         """Command line only: Ctrl-C and SIGTERM outside actions, notes shown, the report written at the end."""
-        self.lifecycle.install_process_hooks(self.show_note, self._at_exit)
+        self.lifecycle.install_process_hooks(self.show_note, lambda: at_exit(self))
 
     def show_note(self, text: str) -> None:
         """One of setup's notes: through the reporter when it runs, else on stderr."""
@@ -253,19 +223,6 @@ class App:
             sys.stderr.flush()
 
     # -- doit ---------------------------------------------------------------------------------
-
-    def state_dir(self) -> Path:
-        """Where doit's state file lives: with this project's build records for its database.
-
-        The database is the file dbt's profile writes, so the engine (the project, parsed
-        when it changed: ``open``) comes first. A project that cannot load gets a folder of its
-        own: its tasks only fail with the reason, and save nothing.
-        """
-        engine = self.current_engine
-        if engine is not None:
-            return engine.state_dir
-        settings = self.settings
-        return (settings.state_dir if settings.database.path is not None else settings.root / ".planwise") / "unloaded"
 
     def doit_config(self, reporter: type) -> dict[str, Any]:
         """DOIT_CONFIG: default task, the reporter, and doit's state kept per project and database (private: 0700).

@@ -84,3 +84,15 @@ class ProjectLoader:
         """
         path = self.settings.database.path if self.options.looks_only else None
         return path is not None and not path.exists()
+
+    def state_dir(self) -> Path:
+        """Where doit's state file lives: with this project's build records for its database.
+
+        The database is the file dbt's profile writes, so the engine (the project, parsed when it
+        changed) comes first. A project that cannot load gets a folder of its own: its tasks only
+        fail with the reason, and save nothing.
+        """
+        if self.current is not None:
+            return self.current.state_dir
+        settings = self.settings
+        return (settings.state_dir if settings.database.path is not None else settings.root / ".planwise") / "unloaded"
