@@ -5,6 +5,7 @@ from __future__ import annotations
 import compileall
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,10 @@ compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "setup_tasks
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="pw-suite-cache-")
 os.environ["PLANWISE_SETUP_WORKER"] = os.environ.get("PLANWISE_SUITE_WORKER", "1")
 os.environ["PLANWISE_SETUP_WORKER_DIR"] = str(SUITE_WORKER_DIR)
+# A suite started in the background of a shell without job control (`pytest &` in a script, nohup) has
+# SIGINT ignored, and every doit the tests start inherits that: the Ctrl-C tests would then see a run
+# that ignores Ctrl-C. A handler (not SIG_IGN) here gives each child Python's default Ctrl-C again.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from factories import Workspace, stop_workers, write_shop_project  # noqa: E402
 
