@@ -85,7 +85,12 @@ class DatabaseError(PlanwiseError):
     """The DuckDB database cannot be opened or written."""
 
 
-class DatabaseLockedError(DatabaseError):
+class DatabaseUnopenable(DatabaseError):
+    """The database file cannot be opened at all (locked, not a DuckDB file, unreadable): no build of it can
+    work in this run, whoever builds it."""
+
+
+class DatabaseLockedError(DatabaseUnopenable):
     """Another process holds the DuckDB write lock (``fix``: what to do about that holder)."""
 
     def __init__(self, path: str, holder: str, fix: str = "") -> None:

@@ -67,6 +67,32 @@ def test_failed_node_skips_descendants_but_builds_unrelated_under_continue(built
     assert last_report(built)["exit_code"] == 0
 
 
+def test_a_reader_holding_the_database_stops_a_build_without_dbt(built: Workspace) -> None:
+    """Another program holds the file read-only: setup reads it, but its own build session cannot write it.
+    The run's one failure names the holder, and dbt is not started for what it could not build either."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, time; "
+            f"c = duckdb.connect({str(built.db_path)!r}, read_only=True); print('ok', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        built.seed("regions", "region,tax_rate\nnorth,0.3\n")
+        run = built.doit("setup", json_report=False)
+        assert_clean_failure(run, "is locked by", f"PID {holder.pid}", "close that connection")
+        assert run.returncode == 1
+        assert last_report(built)["dbt_invocations"] == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert built.doit("setup").ran() >= {"seed:regions"}
+
+
 def test_database_locked_by_another_process_names_the_holder(built: Workspace) -> None:
     holder = subprocess.Popen(
         [

@@ -7,7 +7,14 @@ from typing import Any, Callable, Iterable
 
 from ..dbt.client import DbtClient
 from ..dbt.invoke import NodeOutcome
-from ..errors import DatabaseError, DatabaseLockedError, RunInProgressError, PlanwiseError, one_line
+from ..errors import (
+    DatabaseError,
+    DatabaseLockedError,
+    DatabaseUnopenable,
+    PlanwiseError,
+    RunInProgressError,
+    one_line,
+)
 from ..files import log
 from ..store.database import Reader
 from . import direct_build
@@ -113,19 +120,13 @@ class Builder:
         if status.error is not None:
             raise status.error
         view.lock.acquire()
-        view.database_contents(live=True)  # a build needs the file: is it free? (a saved snapshot cannot tell)
         view.fingerprints()  # read the database and inputs before dbt holds the file
-        before = set(self.run.deferred)
-        runnable, tests, blocked, direct = self._plan(uid, defer=True)
-        if direct is None and runnable and self.run.deferred - before:
-            # dbt builds this batch: one dbt run costs more than what waits for it, so it goes along
-            self.run.deferred = before
-            runnable, tests, more, direct = self._plan(uid, defer=False)
-            blocked |= more  # the first plan's preflight failed or skipped them: not in this plan
-            tests = [t for t in tests if not set(view.graph.built_parents(t)) & blocked]
+        runnable, tests, blocked, direct = self._batch_plan(uid)
         self.events.emit(
             "batch", {"nodes": runnable, "blocked": sorted(blocked), "without_dbt": direct is not None, "tests": tests}
         )
+        if runnable and direct is None:  # dbt builds: is the file free? (a saved copy cannot tell; dbt's words
+            view.database_contents(live=True)  # for a lock are not ours). Setup's own session opens it first.
         if runnable:
             self.intents.intend([view.node(u) for u in [*runnable, *tests]])
             self.intents.restore_aside()  # what a run killed while it had relations moved aside left: back first
@@ -140,15 +141,32 @@ class Builder:
                     u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped"
                 )
                 view.contents.invalidate(self._written(runnable))  # the next question reads what it holds now
-            built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
-            recorder.sign(built)
-            view.staleness.settle(built)  # records and fingerprints name the content built now
-            recorder.check_inputs(built)  # first: it compares files with what this run hashed
-            view.staleness.refresh_compiled()  # later batches and checks see what dbt compiled for these
-            recorder.note_tests(self.run.test_outcomes[t] for t in tests if t in self.run.test_outcomes)
+            self._record_batch(runnable, tests)
         for u in runnable:
             if u not in self.run.outcomes:
                 recorder.set(Outcome(u, "skipped", "not built: an upstream node failed"))
+
+    def _batch_plan(self, uid: str) -> tuple[list[str], list[str], set[str], Direct | None]:
+        """``_plan`` with what waits for the batch's content deferred, unless dbt builds the batch: one dbt run
+        costs more than what waits for it, so then it goes along."""
+        before = set(self.run.deferred)
+        runnable, tests, blocked, direct = self._plan(uid, defer=True)
+        if direct is None and runnable and self.run.deferred - before:
+            self.run.deferred = before
+            runnable, tests, more, direct = self._plan(uid, defer=False)
+            blocked |= more  # the first plan's preflight failed or skipped them: not in this plan
+            tests = [t for t in tests if not set(self.view.graph.built_parents(t)) & blocked]
+        return runnable, tests, blocked, direct
+
+    def _record_batch(self, runnable: list[str], tests: list[str]) -> None:
+        """After a batch: what was built signed and settled, the inputs that changed meanwhile, tests' outcomes."""
+        view, recorder = self.view, self.recorder
+        built = [u for u in runnable if self.run.outcomes.get(u, Outcome(u, "x")).ok]
+        recorder.sign(built)
+        view.staleness.settle(built)  # records and fingerprints name the content built now
+        recorder.check_inputs(built)  # first: it compares files with what this run hashed
+        view.staleness.refresh_compiled()  # later batches and checks see what dbt compiled for these
+        recorder.note_tests(self.run.test_outcomes[t] for t in tests if t in self.run.test_outcomes)
 
     def _plan(self, uid: str, defer: bool) -> tuple[list[str], list[str], set[str], Direct | None]:
         """The batch for ``uid``: the nodes that can run, their tests, those its preflight blocked, and how to
@@ -230,6 +248,8 @@ class Builder:
                 self._run_test,
                 view.gate,
             )
+        except DatabaseUnopenable:  # locked, not a database: dbt could not build it either (the run's failure)
+            raise
         except DatabaseError as err:  # the connection cannot be made as dbt-duckdb makes it: dbt builds all
             log.info("dbt builds %s: %s", ", ".join(uids), err.cause)
             return [u for u in [*uids, *test_ids] if u not in self.run.outcomes and u not in self.run.test_outcomes]

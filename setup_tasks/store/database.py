@@ -20,7 +20,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
-from ..errors import DatabaseError, DatabaseLockedError
+from ..errors import DatabaseError, DatabaseLockedError, DatabaseUnopenable
 from ..files import path_key
 from ..project.context import Connection
 from ..project.inputs import may_read_files, reader_call_paths
@@ -163,11 +163,11 @@ def locked_error(path: Path | str, error: Exception) -> DatabaseLockedError | No
     return DatabaseLockedError(str(path), holder) if holder else None
 
 
-def _open_error(path: Path, error: Exception) -> DatabaseError:
+def _open_error(path: Path, error: Exception) -> DatabaseUnopenable:
     locked = locked_error(path, error)
     if locked is not None:
         return locked
-    return DatabaseError(f"cannot open database {path}: {error}", "check the path in database.path / DUCKDB_PATH")
+    return DatabaseUnopenable(f"cannot open database {path}: {error}", "check the path in database.path / DUCKDB_PATH")
 
 
 # What setup does about a lock held by process ``pid`` (setup's own worker): None when ``pid`` is
