@@ -7,6 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -67,55 +70,49 @@ def test_failed_node_skips_descendants_but_builds_unrelated_under_continue(built
     assert last_report(built)["exit_code"] == 0
 
 
-def test_a_reader_holding_the_database_stops_a_build_without_dbt(built: Workspace) -> None:
-    """Another program holds the file read-only: setup reads it, but its own build session cannot write it.
-    The run's one failure names the holder, and dbt is not started for what it could not build either."""
+@contextmanager
+def _holding(db_path: Path, read_only: bool = False) -> Iterator[int]:
+    """Another program with the database open (read-only or not) while the block runs; yields its PID."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import duckdb, time; "
-            f"c = duckdb.connect({str(built.db_path)!r}, read_only=True); print('ok', flush=True); time.sleep(60)",
+            f"c = duckdb.connect({str(db_path)!r}, read_only={read_only}); print('ok', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert holder.stdout.readline().strip() == "ok"
-        built.seed("regions", "region,tax_rate\nnorth,0.3\n")
-        run = built.doit("setup", json_report=False)
-        assert_clean_failure(run, "is locked by", f"PID {holder.pid}", "close that connection")
-        assert run.returncode == 1
-        assert last_report(built)["dbt_invocations"] == 0
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_reader_holding_the_database_stops_a_build_without_dbt(built: Workspace) -> None:
+    """Another program holds the file read-only: setup reads it, but its own build session cannot write it.
+    The run's one failure names the holder, and dbt is not started for what it could not build either."""
+    with _holding(built.db_path, read_only=True) as pid:
+        built.seed("regions", "region,tax_rate\nnorth,0.3\n")
+        run = built.doit("setup", json_report=False)
+        assert_clean_failure(run, "is locked by", f"PID {pid}", "close that connection")
+        assert run.returncode == 1
+        assert last_report(built)["dbt_invocations"] == 0
     assert built.doit("setup").ran() >= {"seed:regions"}
 
 
 def test_database_locked_by_another_process_names_the_holder(built: Workspace) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, time; c = duckdb.connect({str(built.db_path)!r}); print('ok', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "ok"
+    with _holding(built.db_path) as pid:
         built.seed("regions", "region,tax_rate\nnorth,0.3\n")
         run = built.doit("setup", json_report=False)
-        assert_clean_failure(run, f"is locked by", f"PID {holder.pid}", "close that connection")
+        assert_clean_failure(run, f"is locked by", f"PID {pid}", "close that connection")
         assert run.returncode == 1
         built.remove("models/staging/stg_events.sql")  # its table is now a leftover to drop: same answer
         run = built.doit("setup", json_report=False)
-        assert_clean_failure(run, f"is locked by", f"PID {holder.pid}", "close that connection")
+        assert_clean_failure(run, f"is locked by", f"PID {pid}", "close that connection")
         assert run.returncode == 1
-    finally:
-        holder.kill()
-        holder.wait()
     assert built.doit("setup").returncode == 0
     assert "stg_events" not in built.tables()
 
