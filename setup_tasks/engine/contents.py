@@ -6,8 +6,8 @@ time: a file whose keys equal those of the last run's end needs no DuckDB at all
 while the file had changed within ``files.RACY_NS`` (as every building run's is: it saves right
 after its last write) is trusted only when the file's headers and WAL are still those it was saved
 with (``content_proof``: a second write in the same clock tick could keep the keys, not those
-bytes); nor is one keyed by an older format. A build and `doit status` always open the file
-(``live``).
+bytes); nor is one keyed by an older format. `doit status` and a batch dbt builds always open the
+file (``live``: is it free?); a batch setup builds itself learns that from its own session.
 """
 
 from __future__ import annotations
