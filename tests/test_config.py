@@ -750,3 +750,59 @@ def test_cli_check_and_reference(
     assert "\nfix: " in err
     assert main(["--reference"]) == 0
     assert capsys.readouterr().out == config_reference_markdown()
+
+
+# -- YAML parsed before, by its text (config.yaml_cache) ------------------------------------------------------
+
+
+def test_a_config_parsed_before_is_loaded_without_pyyaml(tmp_path: Path) -> None:
+    """PyYAML's import is a full check's largest: a text parsed before comes from the cache, and a run that
+    loads the settings and the dbt project then imports no yaml at all."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "setup.yaml").write_text("database:\n  threads: 2\ncensus:\n  employees: 50\n")
+    (tmp_path / "dbt_project.yml").write_text("name: p\nversion: '1'\nprofile: p\n")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from setup_tasks.config import load_settings\n"
+        "from setup_tasks.project.context import read_project_yaml\n"
+        f"settings = load_settings(root=Path({str(tmp_path)!r}))\n"
+        f"project = read_project_yaml(Path({str(tmp_path)!r}))\n"
+        "print(settings.database.threads, settings.census.employees, project['name'], 'yaml' in sys.modules)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True) for _ in range(2)]
+    assert [r.stdout.split() for r in runs] == [["2", "50", "p", "True"], ["2", "50", "p", "False"]], runs[0].stderr
+
+
+def test_the_cache_keeps_each_loaders_answer_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text another loader accepted (PyYAML's safe loader keeps the last of two equal keys) is still refused
+    by the config's loader, which rejects duplicate keys: the cache is keyed by loader and text."""
+    from setup_tasks.config import yaml_cache
+    from setup_tasks.project.context import _parse_safely
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    text = "database:\n  threads: 2\n  threads: 3\n"
+    assert yaml_cache.parsed(text, "safe", _parse_safely) == {"database": {"threads": 3}}
+    (tmp_path / "setup.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="duplicate key 'threads'"):
+        load_settings(root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "value, exact",
+    [
+        ({"a": [1, 2.5, "x", None, True]}, True),
+        ({"when": __import__("datetime").date(2024, 1, 31)}, False),  # a YAML date: JSON would give a string
+        ({1: "a"}, False),  # a key JSON would make a string
+        ({"s": {1, 2}}, False),
+        ({"x": float("nan")}, False),
+    ],
+)
+def test_only_what_json_gives_back_exactly_is_kept(value: Any, exact: bool) -> None:
+    from setup_tasks.config.yaml_cache import exact_in_json
+
+    assert exact_in_json(value) is exact

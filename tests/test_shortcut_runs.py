@@ -27,6 +27,7 @@ from factories import REPO, EVENTS_CSV, Workspace, clean_env
 from setup_tasks.cli.shortcut import SHORTCUT_ENV
 from setup_tasks.files import RACY_NS
 from setup_tasks.config.problems import VALID_CACHE
+from setup_tasks.config.yaml_cache import CACHE_FILE as YAML_CACHE
 from setup_tasks.keys import key_path
 from setup_tasks.store.witness import RUN_SLOTS, WitnessStore
 from setup_tasks.user_folders import cache_folder
@@ -225,13 +226,15 @@ def test_the_witness_watches_every_file_and_folder_a_full_no_op_reads(
         )
 
     # Setup's private files are opened relative to their verified folder (a descriptor, user_folders): the
-    # audit event has only their names, the user's key's, the witness store's and folder's, the valid configs'.
+    # audit event has only their names, the user's key's, the witness store's and folder's, the valid
+    # configs' and the parsed YAML's.
     store = WitnessStore.for_root(ws.root).path
     by_name = {
         "key": str(key_path()),
         store.name: str(store),
         store.parent.name: str(store.parent),
         VALID_CACHE: str(cache_folder().path / VALID_CACHE),
+        YAML_CACHE: str(cache_folder().path / YAML_CACHE),
     }
     opened = {p for p in (by_name.get(p, p) for p in seen["open"]) if input_path(p) and not os.path.isdir(p)}
     listed = {p for p in seen["list"] if input_path(p) and not p.endswith("__pycache__")}
@@ -259,7 +262,7 @@ def test_a_module_added_beside_dodo_py_that_shadows_an_import_goes_the_full_way(
     ws = in_its_folder(built_shop)
     full_no_op(ws)
     assert doit(ws).returncode == 0 and report(ws)["shortcut"] is not None  # the witness answers
-    (ws.root / "yaml.py").write_text(SHADOW)
+    (ws.root / "difflib.py").write_text(SHADOW)  # imported by every full run (config's "did you mean")
     run = doit(ws)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "shadow module imported" in run.stderr and report(ws)["shortcut"] is None

@@ -13,13 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
 from .problems import document_problems, env_problems, problems_error
 from .schema import ENV_OVERRIDES, document, nulls_as_empty, with_defaults
 from .sections import Settings
 from .settings import SECTIONS, build
+from .yaml_cache import parsed
 
 CONFIG_ENV_VAR = "SETUP_CONFIG"
 DEFAULT_CONFIG_NAME = "setup.yaml"
@@ -32,38 +31,39 @@ _DEFAULTS_LABEL = "defaults"
 # ---------------------------------------------------------------- files
 
 
-def _resolvers_without_timestamps() -> dict[str, list[Any]]:
-    # Dates stay strings: settings must be JSON-able (digest, dbt --vars).
-    return {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
+def _parse_config(text: str) -> Any:
+    """PyYAML's safe parse (libyaml's when PyYAML has it: about ten times faster, the same documents and
+    marks), keeping dates as strings and rejecting duplicate keys. PyYAML is imported here, when a text is
+    parsed for the first time (``yaml_cache``): on a full check it is the largest import setup has."""
+    import yaml
 
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-# libyaml's parser when PyYAML has it (about ten times faster; the same documents and marks), else PyYAML's own.
-SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    class ConfigLoader(base):
+        """PyYAML silently keeps the last of two equal keys, which hides typos and merge mistakes in a file
+        people edit by hand; dates stay strings: settings must be JSON-able (digest, dbt --vars)."""
 
+        yaml_implicit_resolvers = {
+            first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
 
-class _ConfigLoader(SafeLoader):  # type: ignore[misc,valid-type]
-    """SafeLoader that keeps dates as strings and rejects duplicate keys.
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[str] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"duplicate key '{key_node.value}'",
+                        key_node.start_mark,
+                    )
+                seen.add(key_node.value)
+            return super().construct_mapping(node, deep=deep)
 
-    PyYAML silently keeps the last of two equal keys, which hides typos and
-    merge mistakes in a file people edit by hand.
-    """
-
-    yaml_implicit_resolvers = _resolvers_without_timestamps()
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark, f"duplicate key '{key_node.value}'", key_node.start_mark
-                )
-            seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _display(path: Path, root: Path) -> str:
@@ -116,15 +116,19 @@ def _read_yaml(path: Path, label: str) -> Any:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {label} is not UTF-8 text", "save it as UTF-8") from exc
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        raise ConfigError(
-            f"{where}: invalid YAML: {exc.problem or exc.context}", "fix the YAML syntax at that line"
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{label}: invalid YAML: {exc}", "fix the YAML syntax") from exc
+        data = parsed(text, "setup-config", _parse_config)
+    except Exception as exc:
+        import yaml  # a text that does not parse: _parse_config imported it
+
+        if isinstance(exc, yaml.MarkedYAMLError):
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+            raise ConfigError(
+                f"{where}: invalid YAML: {exc.problem or exc.context}", "fix the YAML syntax at that line"
+            ) from exc
+        if isinstance(exc, yaml.YAMLError):
+            raise ConfigError(f"{label}: invalid YAML: {exc}", "fix the YAML syntax") from exc
+        raise
     return {} if data is None else data
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from ..config import PROFILES_FILE, Settings, profiles_candidates
+from ..config.yaml_cache import parsed
 from ..errors import DatabaseError, ProjectError, PlanwiseError, cannot_write
 
 CENSUS_VAR = "census_parquet_path"
@@ -260,6 +260,8 @@ def is_database_file(path: str) -> bool:
 
 def _profiles_in(path: Path) -> str:
     """'absent', 'holds a, b' or why it cannot be read: what a profiles.yml offers, for a missing profile's message."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -358,17 +360,28 @@ def read_project_yaml(project_dir: Path) -> dict[str, Any]:
     return _read_project_yaml(path, project_dir, version)
 
 
+def _parse_safely(text: str) -> Any:
+    """PyYAML's safe parse, libyaml's when PyYAML has it (imported only for a text not parsed before)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+
+
 @functools.lru_cache(maxsize=8)
 def _read_project_yaml(path: Path, project_dir: Path, version: int) -> dict[str, Any]:
     try:
-        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # noqa: S506
+        data = parsed(path.read_text(), "safe", _parse_safely) or {}
     except FileNotFoundError:
         raise ProjectError(
             f"no dbt project at {project_dir} (dbt_project.yml missing)",
             "set dbt.project_dir in the setup config or DBT_PROJECT_DIR",
         ) from None
-    except yaml.YAMLError as exc:
-        raise ProjectError(f"{path} is not valid YAML: {exc}", "fix the file") from None
+    except Exception as exc:
+        import yaml
+
+        if isinstance(exc, yaml.YAMLError):
+            raise ProjectError(f"{path} is not valid YAML: {exc}", "fix the file") from None
+        raise
     if not isinstance(data, dict):
         raise ProjectError(f"{path} is not a mapping", "fix the file")
     return data

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-import yaml
 
 from .context import read_project_yaml
 
@@ -38,8 +37,14 @@ def declared(project_dir: Path) -> list[Package]:
     found: list[Package] = []
     for name in DECLARING_FILES:
         try:
-            data = yaml.safe_load((project_dir / name).read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            text = (project_dir / name).read_text()
+        except OSError:
+            continue
+        import yaml  # only for a project that declares packages
+
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
             continue
         for entry in (data.get("packages") or []) if isinstance(data, dict) else []:
             if isinstance(entry, dict):
