@@ -168,7 +168,8 @@ def _type_tester(text_columns: Sequence[str]) -> Any:
 
 
 # A value agate's tests (as dbt configures them) decide without doubt, by its shape alone.
-_NULL, _NUMBER, _BOOLEAN, _TEXT = "null", "number", "boolean", "text"
+_NULL, _WHOLE, _FRACTION, _BOOLEAN, _TEXT = "null", "whole", "fraction", "boolean", "text"
+_NUMBERS = frozenset({_WHOLE, _FRACTION})
 _PLAIN_NUMBER = re.compile(r"-?(\d+)(?:\.(\d+))?")
 _PLAIN_TEXT = re.compile(r"[A-Za-z][^,%]*")  # no ',' (Boolean and Number drop it), no '%' (Number strips it)
 _BAND = re.compile(r"[<>]=?\d+(?:\.\d+)?|\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?|\+)")  # '<25', '25-34', '65+'
@@ -185,7 +186,9 @@ def _plain_kind(value: str) -> str | None:
         return _NULL
     number = _PLAIN_NUMBER.fullmatch(value)
     if number is not None:
-        return _NUMBER if len(number[1]) + len(number[2] or "") <= _MAX_DIGITS else None
+        if len(number[1]) + len(number[2] or "") > _MAX_DIGITS:
+            return None
+        return _FRACTION if (number[2] or "").rstrip("0") else _WHOLE  # 2.0 normalizes to a whole number
     if lower in ("true", "false"):
         return _BOOLEAN
     if _PLAIN_TEXT.fullmatch(value) and not lower.startswith(_DECIMAL_WORDS) and value == value.strip():
@@ -208,18 +211,14 @@ def plain_seed_columns(text: str, column_types: Mapping[str, str], delimiter: st
     columns = []
     for index, name in enumerate(header):
         kinds = set()
-        fraction = False
         for row in body:
-            value = row[index]
-            kind = _plain_kind(value)
+            kind = _plain_kind(row[index])
             if kind is None:
                 return None
             kinds.add(kind)
-            number = _PLAIN_NUMBER.fullmatch(value) if kind == _NUMBER else None
-            fraction = fraction or bool(number is not None and (number[2] or "").rstrip("0"))
         kinds.discard(_NULL)
-        if not kinds or kinds == {_NUMBER}:  # agate's Number; its max_precision of normalized values
-            inferred = "float8" if fraction else "integer"
+        if kinds <= _NUMBERS:  # agate's Number (all nulls too); its max_precision of normalized values
+            inferred = "float8" if _FRACTION in kinds else "integer"
         elif kinds == {_BOOLEAN}:
             inferred = "boolean"
         else:  # text, or kinds no single test accepts together
