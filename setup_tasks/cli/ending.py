@@ -19,7 +19,7 @@ from .state_file import DoitStateFile
 from .witnessing import Run, WitnessKeeper
 
 
-class App(Run, Protocol):
+class EndingRun(Run, Protocol):
     """What the end of a run reads and writes of it (``cli.app.App``)."""
 
     translator: Translator
@@ -35,7 +35,7 @@ class App(Run, Protocol):
     def check_results(self) -> Mapping[str, Any]: ...
 
 
-def write_report(app: App, exit_code: int | None = None) -> None:
+def write_report(app: EndingRun, exit_code: int | None = None) -> None:
     """Write the run report of a process that ran tasks (not of `list`, `info`, ...)."""
     engine = app.current_engine
     if engine is None or app.read_only:
@@ -53,7 +53,7 @@ def write_report(app: App, exit_code: int | None = None) -> None:
         sys.stderr.write(f"warning: {err.one_line()}\n")
 
 
-def at_exit(app: App) -> None:
+def at_exit(app: EndingRun) -> None:
     """The process ends: the live line closed, the report written, caches saved, the witness left."""
     app.live.close()
     write_report(app, app.exit_status())
@@ -68,7 +68,7 @@ def at_exit(app: App) -> None:
     gc.freeze()
 
 
-def last_words(app: App, status: int) -> None:
+def last_words(app: EndingRun, status: int) -> None:
     """An interrupt outside any action ends the process now: the live line closed, the report written."""
     app.live.close()
     write_report(app, status)
