@@ -44,6 +44,8 @@ SHOP_MODELS = {
     "stg_regions": "select region, tax_rate * 100 as tax_percent from {{ ref('regions') }}",
     "stg_events": "select kind, count(*) as n from {{ source('raw', 'events') }} group by kind",
 }
+# Every task the shop builds: what a full build of it runs.
+SHOP_TASKS = frozenset({*(f"seed:{name}" for name in SHOP_SEEDS), *(f"model:{name}" for name in SHOP_MODELS)})
 SHOP_SOURCES = {
     "version": 2,
     "sources": [

@@ -5,20 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from factories import Workspace
+from factories import SHOP_TASKS, Workspace
 
 pytestmark = pytest.mark.slow
 
-ALL = {
-    "seed:customers",
-    "seed:orders",
-    "seed:regions",
-    "model:stg_customers",
-    "model:stg_orders",
-    "model:stg_customer_orders",
-    "model:stg_regions",
-    "model:stg_events",
-}
+ALL = SHOP_TASKS
 
 
 @pytest.fixture
