@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import stat
 import tempfile
@@ -139,6 +140,18 @@ class UserFolder:
             write_into(fd, name, data, durable=durable)
         finally:
             os.close(fd)
+
+    def recalled(self, name: str, key: str) -> tuple[bool, Any]:
+        """(True, the value) ``remember`` kept under ``key`` in the memo file ``name``; (False, None) when none."""
+        entries = self.read_json(name, {}, quiet=True)
+        return (True, entries[key]) if isinstance(entries, dict) and key in entries else (False, None)
+
+    def remember(self, name: str, key: str, value: Any, kept: int) -> None:
+        """Keep ``value`` (JSON) under ``key`` in the memo file ``name``, with the ``kept - 1`` others kept last
+        (a cache: a folder setup cannot write keeps none)."""
+        entries = self.read_json(name, {}, quiet=True)
+        others = [(k, v) for k, v in entries.items() if k != key] if isinstance(entries, dict) else []
+        self.save(name, json.dumps(dict([*others[-(kept - 1) :], (key, value)])).encode())  # oldest first
 
     def save(self, name: str, data: bytes) -> bool:
         """``write`` for a cache: a folder setup cannot write is stepped aside from (said once); False then."""

@@ -163,7 +163,7 @@ def test_valid_configs_another_user_planted_are_not_trusted(
         folder = shared / "planwise-setup"
         folder.mkdir(mode=0o777)
         os.chmod(folder, 0o777)
-        (folder / "valid-configs.json").write_text(json.dumps([digest]))
+        (folder / "valid-configs.json").write_text(json.dumps({digest: True}))  # as setup remembers one
         os.chmod(folder / "valid-configs.json", 0o666)
 
     as_nobody(plant)
@@ -254,7 +254,7 @@ def test_a_read_only_cache_folder_is_read_and_its_writes_are_stepped_aside_from(
     with small_disk(tmp_path / "ro", "64k") as mount:
         monkeypatch.setenv("XDG_CACHE_HOME", str(mount))
         folder = cache_folder()
-        folder.write("valid-configs.json", b'["d1"]')
+        folder.write("valid-configs.json", b'{"d1": true}')
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         assert problems._known_valid("d1")
         problems._remember_valid("d2")
@@ -370,7 +370,7 @@ def test_a_second_user_with_the_first_users_folders_is_never_stopped(shared: Pat
     first = shared / "first"
     for sub in ("cache/planwise-setup/witness", "state/planwise-setup", "runtime", "worker"):
         (first / sub).mkdir(parents=True)
-    (first / "cache" / "planwise-setup" / "valid-configs.json").write_text("[]")
+    (first / "cache" / "planwise-setup" / "valid-configs.json").write_text("{}")
     (first / "cache" / "planwise-setup" / "witness" / "w.json").write_text("{}")
     for sub in ("cache/planwise-setup/witness", "cache/planwise-setup", "state/planwise-setup", "runtime", "worker"):
         first_users(first / sub)
@@ -426,7 +426,7 @@ def test_a_second_user_with_the_first_users_folders_is_never_stopped(shared: Pat
     assert not found, "\n\n".join(found)
     assert Workspace(ws.root).tables()["stg_regions"] == [("north", 30.0), ("south", 10.0)]
     assert os.listdir(first / "cache" / "planwise-setup" / "witness") == ["w.json"]
-    assert (first / "cache" / "planwise-setup" / "valid-configs.json").read_text() == "[]"
+    assert (first / "cache" / "planwise-setup" / "valid-configs.json").read_text() == "{}"
     assert os.listdir(first / "state" / "planwise-setup") == [] and os.listdir(first / "worker") == []
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from ..errors import ConfigError
-from ..files import json_text
 from ..user_folders import cache_folder
 from .schema import ENV_OVERRIDES, REFERENCE_COMMAND, YAML_TYPE_WORDS, document
 
@@ -104,15 +103,13 @@ def _document_digest(instance: Any) -> str:
 
 
 def _known_valid(digest: str) -> bool:
-    return digest in cache_folder().read_json(VALID_CACHE, [])
+    return cache_folder().recalled(VALID_CACHE, digest)[0]
 
 
 def _remember_valid(digest: str) -> None:
     """Validation is a pure function of (schema, document): remember documents that passed (a cache: a
     folder setup cannot write keeps none, and the next load validates again)."""
-    folder = cache_folder()
-    known = [d for d in folder.read_json(VALID_CACHE, [], quiet=True) if d != digest][-(VALID_CACHE_SIZE - 1) :]
-    folder.save(VALID_CACHE, json_text([*known, digest]).encode())
+    cache_folder().remember(VALID_CACHE, digest, True, VALID_CACHE_SIZE)
 
 
 def _schema_problems(instance: Any, where: str) -> list[ConfigProblem]:

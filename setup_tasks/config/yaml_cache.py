@@ -8,7 +8,6 @@ no keys that are not strings); a text that does not parse is never kept, so its 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from typing import Any, Callable
 
@@ -23,14 +22,12 @@ def parsed(text: str, loader: str, parse: Callable[[str], Any]) -> Any:
     """``parse(text)``, answered from the cache when this ``loader`` parsed this very text before."""
     key = hashlib.sha256(f"{FORMAT}\0{loader}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
     folder = cache_folder()
-    entries = folder.read_json(CACHE_FILE, {}, quiet=True)
-    entries = entries if isinstance(entries, dict) else {}
-    if key in entries:
-        return entries[key]
+    known, data = folder.recalled(CACHE_FILE, key)
+    if known:
+        return data
     data = parse(text)  # raises as the loader does: nothing is kept
     if exact_in_json(data):
-        kept = [(k, v) for k, v in entries.items() if k != key][-(KEPT - 1) :]
-        folder.save(CACHE_FILE, json.dumps(dict([*kept, (key, data)])).encode())  # oldest first
+        folder.remember(CACHE_FILE, key, data, KEPT)
     return data
 
 
