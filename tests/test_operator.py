@@ -18,6 +18,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -476,17 +477,26 @@ def test_a_run_that_starts_the_worker_says_so_and_parses_only_once_dbt_has_start
     worker_dir = short_temp_dir("pw-own-")  # short: socket paths are limited
     os.chmod(worker_dir, 0o700)
     ws.model("stg_regions", "select region, tax_rate * 2 as tax_rate from {{ ref('regions') }}")
+    up: list[float] = []  # when the worker's socket appeared, on the clock of the output's timestamps
+
+    def worker_up() -> bool:
+        sockets = list(worker_dir.glob("*.sock"))
+        if sockets and not up:  # its change time, not when this poll (every 20 ms) saw it: the parse may follow
+            up.append(sockets[0].stat().st_ctime - (time.time() - time.perf_counter()))  # within one poll
+        return bool(sockets)
+
     try:
         run = run_in_terminal(
             doit_cmd(ws, "setup"),
             env={"PLANWISE_SETUP_WORKER_DIR": str(worker_dir)},
-            watch={"worker up": lambda: bool(list(worker_dir.glob("*.sock")))},
+            watch={"worker up": worker_up},
         )
     finally:
         stop_workers(worker_dir)
         shutil.rmtree(worker_dir, ignore_errors=True)
     assert run.returncode == 0, run.plain[-3000:]
-    before = run.output_before(run.events["worker up"])
+    assert up and up[0] <= run.events["worker up"]
+    before = run.output_before(up[0])
     assert "starting dbt (in a worker, kept 15 minutes idle)" in before, before
     assert "parsing the dbt project" not in before, f"'parsing' shown while dbt was still being imported: {before!r}"
     assert "parsing the dbt project (files changed: models/staging/stg_regions.sql)" in run.plain, run.plain[-2000:]
