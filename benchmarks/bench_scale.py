@@ -6,8 +6,9 @@ and measures, in the same rounds (every size in every round, setup and dbt alter
 
     cold, dbt builds       database, records and kept SQL deleted   vs `dbt build` (database deleted)
     cold, SQL kept         database and records deleted             vs the same `dbt build`
-    first check            nothing changed, first run after a build
+    first check            nothing changed, first run after a build (the build's witness when it left one)
     no-op                  nothing changed again (the witness)      vs `dbt build -s state:modified+`
+    full check             nothing changed, the witness turned off (a run after a file was touched)
     leaf seed edited       2 nodes rebuilt                          vs `dbt build -s state:modified+`
     root seed edited       ~40% of the models rebuilt               vs `dbt build -s state:modified+`
     model SQL edited       10 nodes rebuilt                         vs `dbt build -s state:modified+`
@@ -71,12 +72,13 @@ COLD = "cold, dbt builds"
 COLD_KEPT = "cold, SQL kept"
 FIRST_CHECK = "first check after a build"
 NOOP = "no-op (witness)"
+FULL_CHECK = "full check (witness off)"
 LEAF = "leaf seed edited"
 ROOT = "root seed edited"
 MODEL = "model SQL edited"
 REORDERED = "root seed reordered"
 FLOOR = "doit itself (one up-to-date task)"
-CASES = (COLD, COLD_KEPT, FIRST_CHECK, NOOP, LEAF, ROOT, MODEL, REORDERED)
+CASES = (COLD, COLD_KEPT, FIRST_CHECK, NOOP, FULL_CHECK, LEAF, ROOT, MODEL, REORDERED)
 EDITS = (NOOP, LEAF, ROOT, MODEL, REORDERED)
 DBT_BUILD = "dbt build"
 DBT_STATE = "dbt build -s state:modified+"
@@ -127,7 +129,7 @@ class Size:
 
     # -- running ---------------------------------------------------------------------------
 
-    def doit(self, *args: str, fresh: bool = False) -> Timed:
+    def doit(self, *args: str, fresh: bool = False, **extra: str) -> Timed:
         folder = self.root / "w"
         if fresh:
             self.fresh += 1
@@ -136,7 +138,7 @@ class Size:
             return timed(
                 [sys.executable, "-m", "doit", *args],
                 self.ours.root,
-                env(PLANWISE_SETUP_WORKER_DIR=str(folder)),
+                env(PLANWISE_SETUP_WORKER_DIR=str(folder), **extra),
                 worker_folder=folder,
             )
         finally:
@@ -187,6 +189,7 @@ class Size:
         time.sleep(RACY_SECONDS)  # a run within RACY_NS of a change checks in full
         self.record(FIRST_CHECK, self.doit("setup"))
         self.record(NOOP, self.doit("setup"))
+        self.record(FULL_CHECK, self.doit("setup", PLANWISE_SETUP_SHORTCUT="0"))
         self.record(FLOOR, timed([sys.executable, "-m", "doit"], floor_dir(self.root), env()))
         self.dbt_state(NOOP)
 

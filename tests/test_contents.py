@@ -14,6 +14,7 @@ import pytest
 
 from setup_tasks.engine import contents as contents_module
 from setup_tasks.engine.contents import ContentsView
+from setup_tasks.proofs import database_proof
 from setup_tasks.store import database
 from setup_tasks.store.database import Database
 from setup_tasks.store.lock import RunLock
@@ -206,3 +207,23 @@ def test_the_checks_after_a_read_use_its_connection(
         assert reader.tables() and reader.columns(("db", "main", "t1")) == ("x",)
     assert opened == [True]
     contents.db.close_reader()
+
+
+def test_the_view_proves_the_database_only_while_it_holds_what_the_view_read(shop_db: Path) -> None:
+    """The building run's witness proves the database by the proof of its view's last read (cli.witnessing):
+    none before a read, none once another program wrote the file, none once the view is invalidated."""
+    view = _view(shop_db)
+    assert view.view_proof() is None
+    view.get()
+    proof = view.view_proof()
+    assert proof is not None and proof == database_proof(shop_db)
+    view.db.close_reader()  # as a run's end does, before it leaves its witness
+    assert view.view_proof() == proof
+    with duckdb.connect(str(shop_db)) as con:
+        con.execute("insert into orders values (99)")
+    assert view.view_proof() is None
+    view.invalidate()
+    view.get()
+    assert view.view_proof() not in (None, proof)
+    view.invalidate([KEY])
+    assert view.view_proof() is None

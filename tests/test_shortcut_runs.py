@@ -23,13 +23,13 @@ from typing import Any, Callable
 
 import pytest
 
-from factories import REPO, EVENTS_CSV, Workspace, clean_env
+from factories import REPO, EVENTS_CSV, SHOP_MODELS, Workspace, clean_env
 from setup_tasks.cli.shortcut import SHORTCUT_ENV
 from setup_tasks.files import RACY_NS
 from setup_tasks.config.problems import VALID_CACHE
 from setup_tasks.config.yaml_cache import CACHE_FILE as YAML_CACHE
 from setup_tasks.keys import key_path
-from setup_tasks.store.witness import RUN_SLOTS, WitnessStore
+from setup_tasks.store.witness import RUN_SLOTS, Witness, WitnessStore
 from setup_tasks.user_folders import cache_folder
 
 pytestmark = pytest.mark.slow
@@ -266,3 +266,102 @@ def test_a_module_added_beside_dodo_py_that_shadows_an_import_goes_the_full_way(
     run = doit(ws)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "shadow module imported" in run.stderr and report(ws)["shortcut"] is None
+
+
+# -- a building run leaves the witness of the run after it ----------------------------------------
+
+
+def edit_customers(ws: Workspace) -> None:
+    seed = ws.project / "seeds" / "customers.csv"
+    seed.write_text(seed.read_text().replace("Brian", "Bryan"))
+
+
+def same_content_downstream(ws: Workspace) -> None:
+    """A name's case: stg_customers upper-cases it, so its readers are kept (early cutoff)."""
+    seed = ws.project / "seeds" / "customers.csv"
+    seed.write_text(seed.read_text().replace("Chen", "CHEN"))
+
+
+def edit_model(ws: Workspace) -> None:
+    ws.model("stg_regions", SHOP_MODELS["stg_regions"].replace("* 100", "* 100.0"))
+
+
+def edit_events(ws: Workspace) -> None:
+    (ws.root / "events.csv").write_text(EVENTS_CSV + "view,2024-01-04\n")
+
+
+BUILDS: dict[str, tuple[Callable[[Workspace], None], tuple[str, ...]]] = {
+    "seed edited": (edit_customers, ("setup",)),
+    "seed edited, readers come out the same": (same_content_downstream, ("setup",)),
+    "model SQL edited": (edit_model, ("setup",)),
+    "external file edited": (edit_events, ("setup",)),
+    "table dropped by another program": (lambda ws: ws.execute("drop table stg_regions"), ("setup",)),
+    "seed edited, quick": (edit_customers, ("quick",)),
+    "database deleted (SQL kept)": (lambda ws: ws.db_path.unlink(), ("setup",)),
+}
+
+
+def template_of(witness: Witness) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(witness.report).items() if k not in RUN_SLOTS}
+
+
+@pytest.mark.parametrize("change", BUILDS)
+def test_a_building_run_leaves_the_witness_a_full_check_after_it_would(built_shop: Workspace, change: str) -> None:
+    """Differential: what a building run predicts of the run after it (its witness: what that run says and
+    reports, and the files it reads) equals what a full check after it finds, says and reports. The edit
+    is made just before the build, as people make them: the inputs it changed are proven by their bytes."""
+    ws = in_its_folder(built_shop)
+    full_no_op(ws)
+    make, argv = BUILDS[change]
+    make(ws)
+    built = doit(ws, *argv)
+    assert built.returncode == 0 and report(ws)["counts"].get("built"), built.stdout + built.stderr
+    store = WitnessStore.for_root(ws.root)
+    predicted = store.get(list(argv))
+    assert predicted is not None, built.stdout
+    answered = doit(ws, *argv)
+    assert answered.returncode == 0 and report(ws)["shortcut"]["witness_of"] == predicted.run_id, answered.stdout
+
+    store.clear()
+    settle()
+    checked = doit(ws, *argv)
+    assert checked.returncode == 0 and report(ws)["shortcut"] is None, checked.stdout + checked.stderr
+    assert set(report(ws)["counts"]) == {"up-to-date"}, checked.stdout
+    found = store.get(list(argv))
+    assert found is not None, checked.stdout + checked.stderr
+    assert without_times(answered.stdout) == without_times(checked.stdout)
+    assert predicted.said == found.said
+    assert template_of(predicted) == template_of(found)
+    assert {k: v for k, v in predicted.history.items() if k not in RUN_SLOTS} == {
+        k: v for k, v in found.history.items() if k not in RUN_SLOTS
+    }
+    assert set(found.keys) <= set(predicted.keys)
+
+
+def test_a_build_right_after_a_project_file_changed_leaves_no_witness(built_shop: Workspace) -> None:
+    """A file only dbt's parse reads (no fingerprint read its bytes) changed within the racy margin: its key
+    proves nothing, and setup has no digest of what the run read to prove it by."""
+    ws = in_its_folder(built_shop)
+    full_no_op(ws)
+    settle()
+    edit_customers(ws)
+    sources = ws.project / "models" / "staging" / "sources.yml"
+    sources.write_text(sources.read_text() + "\n")  # same sources, changed bytes: a key within the margin
+    built = doit(ws)
+    assert built.returncode == 0 and report(ws)["counts"].get("built"), built.stdout + built.stderr
+    assert WitnessStore.for_root(ws.root).get(["setup"]) is None
+    again = doit(ws)
+    assert again.returncode == 0 and report(ws)["shortcut"] is None
+
+
+def test_the_database_written_after_the_build_voids_its_witness(built_shop: Workspace) -> None:
+    """Another program writes the database after the building run: the next run checks in full and sees it."""
+    ws = in_its_folder(built_shop)
+    full_no_op(ws)
+    edit_customers(ws)
+    assert doit(ws).returncode == 0
+    assert WitnessStore.for_root(ws.root).get(["setup"]) is not None
+    ws.execute("delete from stg_regions")
+    run = doit(ws)
+    assert run.returncode == 0 and report(ws)["shortcut"] is None, run.stdout
+    assert "model:stg_regions" in {n["task"] for n in report(ws)["nodes"] if n["status"] == "built"}, run.stdout

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import setup_tasks.proofs as proofs_module
 import setup_tasks.store.witness as witness_module
 from setup_tasks.cli import shortcut
 from setup_tasks.files import path_key
@@ -115,6 +116,47 @@ def test_a_path_changed_within_the_racy_margin_proves_nothing(
     files["seed"].write_text("id\n")  # written after the run began
     later = keys_of(files.values())
     assert racy_path(later, time.time_ns() - 10**9) == str(files["seed"])
+
+
+def test_a_change_its_key_cannot_show_is_seen_by_its_proof(files: dict[str, Path]) -> None:
+    """A path changed within the racy margin is witnessed with a proof of its bytes too: a second write in the
+    same clock tick (here: the keys taken after it, as its key would not have changed) still voids it."""
+    proofs = {
+        str(files["seed"]): [proofs_module.FILE, proofs_module.proof_of(files["seed"], proofs_module.FILE)],
+        str(files["folder"]): [proofs_module.FOLDER, proofs_module.proof_of(files["folder"], proofs_module.FOLDER)],
+    }
+    assert all(digest for _, digest in proofs.values())
+    assert void(make_witness([files["seed"], files["folder"]], proofs=proofs)) is None
+    files["seed"].write_text("id,name\n1,Ava\n")  # same size
+    assert void(make_witness([files["seed"], files["folder"]], proofs=proofs)) == f"{files['seed']} changed"
+    proofs[str(files["seed"])][1] = proofs_module.proof_of(files["seed"], proofs_module.FILE) or ""
+    (files["folder"] / "new.sql").write_text("select 2")
+    assert void(make_witness([files["seed"], files["folder"]], proofs=proofs)) == f"{files['folder']} changed"
+    (files["folder"] / "new.sql").unlink()
+    assert void(make_witness([files["seed"], files["folder"]], proofs=proofs)) is None
+
+
+def test_a_database_is_proven_by_its_headers_and_wal(tmp_path: Path) -> None:
+    import duckdb
+
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table t as select 1 as x")
+    proof = proofs_module.database_proof(db)
+    assert proof is not None and proofs_module.proof_of(db, proofs_module.DATABASE) == proof
+    with duckdb.connect(str(db)) as con:
+        con.execute("insert into t values (2)")
+    assert proofs_module.database_proof(db) not in (None, proof)
+    (tmp_path / "not.duckdb").write_bytes(b"x" * 20000)
+    assert proofs_module.database_proof(tmp_path / "not.duckdb") is None  # not DuckDB's layout: nothing proven
+    assert proofs_module.proof_of(tmp_path / "absent", proofs_module.FILE) is None
+
+
+def test_a_witness_with_proofs_of_the_wrong_shape_is_no_witness() -> None:
+    data = make_witness([]).as_dict()
+    assert Witness.from_dict({**data, "proofs": {"/a": ["file", "d"]}}) is not None
+    for bad in ({"/a": "d"}, {"/a": ["file"]}, {"/a": ["file", 1]}, ["/a"]):
+        assert Witness.from_dict({**data, "proofs": bad}) is None
 
 
 def test_slots_are_filled_with_this_runs_values() -> None:

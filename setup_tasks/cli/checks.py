@@ -40,7 +40,11 @@ def check_action(
     if app is None or not app.console:  # the console reporter shows results itself
         for line in run.lines():
             print(line)
-    return TaskFailed(run.failure_message(scope.validation.fail_on)) if run.blocking else run.values
+    if run.blocking:
+        return TaskFailed(run.failure_message(scope.validation.fail_on))
+    if app is not None:
+        app.witness.check_ran(target, run.values)
+    return run.values
 
 
 def summary_action(scope: ValidationScope, app: App | None = None) -> None:

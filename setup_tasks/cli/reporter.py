@@ -23,7 +23,7 @@ from doit.exceptions import TaskFailed, UnmetDependency
 from ..engine.engine import Engine
 from ..engine.run_state import Outcome
 from ..naming import VALIDATE_TASK
-from ..validation.results import DEFAULT_FAIL_ON, CheckResult, plural, summarize, when
+from ..validation.results import DEFAULT_FAIL_ON, CheckResult, closing_lines, plural
 from .app import App
 from .exit_status import end_run
 from .json_reporter import JsonReporter
@@ -49,6 +49,16 @@ def exception_line(fail: Any) -> str:
         return ""
     lines = "".join(getattr(fail, "traceback", None) or ()).strip().splitlines()
     return lines[-1].strip() if lines else ""
+
+
+def counted_up_to_date(task: Any) -> bool:
+    """A task the tally counts when it is up to date: neither a helper (``_``) nor a group (no actions)."""
+    return not task.name.startswith("_") and bool(task.actions)
+
+
+def counted_when_run(task: Any) -> bool:
+    """A task the tally counts when it runs: the summary (printed at the end) is no work to list either."""
+    return counted_up_to_date(task) and task.name != VALIDATE_TASK
 
 
 def reporter_for(app: App) -> type:
@@ -99,7 +109,9 @@ class SetupReporter:
         self.width = self._name_width(tasks, selected_tasks)
 
     def get_status(self, task: Any) -> None:
-        pass
+        # Every task doit looks at, once: what a run finding them all up to date would say (cli.witnessing).
+        checked = bool(getattr(task, "uptodate", None))
+        self.app.witness.task_considered(task.name, checked, counted_up_to_date(task), counted_when_run(task))
 
     def execute_task(self, task: Any) -> None:
         self.task_started[task.name] = time.perf_counter()
@@ -109,7 +121,7 @@ class SetupReporter:
 
     def add_success(self, task: Any) -> None:
         self._task_done(task)
-        if task.name.startswith("_") or not task.actions or task.name == VALIDATE_TASK:
+        if not counted_when_run(task):
             return  # helpers, groups and the summary (printed at the end) are no work to list
         if self._check_lines(task.name):
             return
@@ -153,13 +165,14 @@ class SetupReporter:
             self.live.clear()
 
     def skip_uptodate(self, task: Any) -> None:
-        if task.name.startswith("_") or not task.actions:
+        if not counted_up_to_date(task):
             return
         self.counts["up to date"] += 1
         if self.verbosity >= 2:
             self._line("skipped", task.name, "up to date")
 
     def skip_ignore(self, task: Any) -> None:
+        self.app.witness.task_ignored(task.name)
         self.counts["ignored"] += 1
         self._line("skipped", task.name, "ignored")
 
@@ -341,23 +354,9 @@ class SetupReporter:
         return ", ".join(parts) or "nothing to do", self._validation_lines()
 
     def _validation_lines(self) -> list[str]:
-        results = self.app.check_results
-        if not results:
-            return []
-        summary = summarize(results.values(), self._fail_on())
-        lines = [f"validations: {summary.tally()}"]
-        unchanged = summary.unchanged_line()
-        if unchanged:
-            lines.append(f"  {unchanged}")
         scope = self.app.current_validation
         held, since = scope.held_on_rebuilt() if scope is not None else (0, 0.0)
-        if held:  # a cold rebuild: why no check ran on a brand-new database
-            lines.append(
-                f"  {plural(held, 'checks')} not run again: the tables they read were rebuilt with the "
-                f"content they had when checked{f' at {when(since)}' if since else ''}"
-            )
-        lines += [f"  {line}" for line in summary.fresh_lines() if line.startswith("skipped (")]
-        return lines
+        return closing_lines(self.app.check_results.values(), self._fail_on(), held, since)
 
     def _fail_on(self) -> Sequence[str]:
         validation = getattr(getattr(self.engine, "settings", None), "validation", None)

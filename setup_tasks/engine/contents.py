@@ -5,7 +5,7 @@ and change times) or its WAL's, and restoring the modification time afterwards c
 time: a file whose keys equal those of the last run's end needs no DuckDB at all. A copy saved
 while the file had changed within ``files.RACY_NS`` (as every building run's is: it saves right
 after its last write) is trusted only when the file's headers and WAL are still those it was saved
-with (``content_proof``: a second write in the same clock tick could keep the keys, not those
+with (``proofs.database_proof``: a second write in the same clock tick could keep the keys, not those
 bytes); nor is one keyed by an older format. `doit status` and a batch dbt builds always open the
 file (``live``: is it free?); a batch setup builds itself learns that from its own session.
 """
@@ -25,12 +25,12 @@ from ..store.database import (
     DbRelation,
     DropResult,
     TableState,
-    content_proof,
     contents_from_dict,
     contents_to_dict,
     drop_order,
 )
 from ..files import RACY_NS, read_json, write_json_atomic
+from ..proofs import database_proof
 from ..store.lock import RunLock
 
 Key = tuple[str, str, str]
@@ -52,7 +52,7 @@ class ContentsView:
         self._contents: DatabaseContents | None = None
         self._saved: DatabaseContents | None = None
         self._file_state: list[int] | None = None
-        self._proof: str | None = None  # the content proof taken before the last read (content_proof)
+        self._proof: str | None = None  # the content proof taken before the last read (database_proof)
         # Tables whose content signature still holds at the next read (nothing wrote them since it was taken).
         self._known: dict[Key, TableState] = {}
 
@@ -64,7 +64,7 @@ class ContentsView:
             self._known, self._contents = dict(self._saved.tables), None
         if self._contents is None:
             self.lock.share()  # refused while another run builds; none builds while this one reads
-            self._proof = content_proof(self.db.path)  # before the read: it is of this content, or later
+            self._proof = database_proof(self.db.path)  # before the read: it is of this content, or later
             self._file_state = self.db.file_state()
             saved = self._load_saved()
             if live and saved is not None:  # the file is unchanged since: its signatures hold
@@ -90,6 +90,13 @@ class ContentsView:
             base = self._contents.tables if self._contents is not None else self._known
             self._known = {k: state for k, state in base.items() if k not in changed}
         self._contents = self._saved = None
+
+    def view_proof(self) -> str | None:
+        """The ``database_proof`` of the content this run's view describes (taken before its last read), while
+        the file still has it; None when the run holds no current view."""
+        if self._contents is None or self._proof is None or database_proof(self.db.path) != self._proof:
+            return None
+        return self._proof
 
     @property
     def read(self) -> bool:
@@ -121,11 +128,11 @@ class ContentsView:
         """At the end of a run: what the database holds now, keyed by its file state."""
         if self._contents is None:
             return
-        proof, now = content_proof(self.db.path), self.db.file_state()
+        proof, now = database_proof(self.db.path), self.db.file_state()
         try:
             if now != self._file_state or proof != self._proof:  # written since the last read
                 contents = self.db.contents(self.signed_keys())
-                if (content_proof(self.db.path), self.db.file_state()) != (proof, now):
+                if (database_proof(self.db.path), self.db.file_state()) != (proof, now):
                     now = None  # written while being read: the next run reads it itself
             else:
                 contents = self._contents

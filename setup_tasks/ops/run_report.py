@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..engine.engine import Engine
-from ..engine.run_state import Outcome
+from ..engine.run_state import Outcome, RunState
 from ..engine.staleness import NodeStatus
 from ..files import json_text
 from ..naming import Translator
@@ -96,10 +96,12 @@ def build_report(
     interrupted: bool = False,
     exit_code: int | None = None,
     tally: str | None = None,
+    run: RunState | None = None,
 ) -> dict[str, Any]:
-    """The run report of the engine's current run and the checks it ran, as JSON-able data; ``tally``: the
-    run's summary as the console said it (`doit status` repeats it), None when no console reporter ran."""
-    run, settings = engine.run, engine.settings
+    """The run report of the engine's current run (or of ``run``) and the checks it ran, as JSON-able data;
+    ``tally``: the run's summary as the console said it (`doit status` repeats it), None when no console
+    reporter ran."""
+    run, settings = run or engine.run, engine.settings
     outcomes, checked = dict(run.outcomes), dict(run.checked)
     names = task_names(engine, translator)
     uids = engine.graph.topological(set(outcomes) | set(checked))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import AbstractSet, Any, Callable, Iterable, Mapping
 
 from ..files import RACY_NS, discarded, read_json, stat_key
+from ..proofs import file_digest
 from ..keys import keyed_digest
 from .graph import SetupGraph
 from .inputs import ReaderPaths, external_paths, format_location, location_paths, resolved
@@ -72,14 +73,6 @@ def digest_of(parts: Mapping[str, str]) -> str:
     return _sha(_canonical(parts))
 
 
-def _sha_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:20]
-
-
 class FileHasher:
     """Content hashes of files, cached under a key nothing but a change of the file can change.
 
@@ -92,6 +85,7 @@ class FileHasher:
         self.cache: dict[str, list[Any]] = cache if cache is not None else {}
         self.dirty = False
         self.seen: dict[str, list[int]] = {}  # the key of each file when this process hashed it
+        self.digests: dict[str, str] = {}  # the digest of each file's bytes this process's fingerprints read
 
     @classmethod
     def load(cls, path: Path) -> "FileHasher":
@@ -132,8 +126,16 @@ class FileHasher:
         return value if exists else compute(path)
 
     def hash(self, path: Path) -> str:
-        value, exists = self._remembered(str(path.resolve()), path, _sha_file)
-        return value if exists else "missing"
+        key = str(path.resolve())
+        value, exists = self._remembered(key, path, file_digest)
+        if not exists:
+            return "missing"
+        self.digests[key] = value
+        return str(value)
+
+    def read_digest(self, path: Path) -> str | None:
+        """The digest of the bytes this process hashed ``path`` for (None: it did not hash it)."""
+        return self.digests.get(str(path.resolve()))
 
     def hashed_paths(self) -> list[Path]:
         """Every file this process hashed or derived a value from."""

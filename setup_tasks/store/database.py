@@ -263,32 +263,6 @@ def file_state(path: Path) -> list[int] | None:
     return [*main, *(path_key(Path(f"{path}.wal")) or [-1] * 5)]
 
 
-# DuckDB's file header (its magic at offset 8) and its two database headers, 4 KiB each: every checkpoint
-# rewrites one of the two (its iteration counter goes up); what is not checkpointed yet is in the WAL.
-_HEADERS_BYTES, _MAGIC_AT, _MAGIC = 3 * 4096, 8, b"DUCK"
-
-
-def content_proof(path: Path) -> str | None:
-    """A digest of the database's headers and its whole WAL: equal digests prove the content unchanged
-    where stat keys cannot (a write within the same clock tick keeps them). None when the file cannot be
-    read or is not a DuckDB file of the known layout."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(_HEADERS_BYTES)
-        if len(head) < _HEADERS_BYTES or head[_MAGIC_AT : _MAGIC_AT + len(_MAGIC)] != _MAGIC:
-            return None
-        digest = hashlib.sha256(head)
-        try:
-            with open(f"{path}.wal", "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-        except FileNotFoundError:
-            digest.update(b"no wal")
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
 def contents_to_dict(snap: DatabaseContents) -> dict[str, Any]:
     return {
         "exists": snap.exists,

@@ -15,8 +15,9 @@ A witness is void when any watched key differs (a file edited, touched, replaced
 created where none was, removed; a folder gaining or losing an entry), or the
 environment, the command line, the working directory, the interpreter or the user
 differ. A path changed within ``RACY_NS`` before the witnessing run began, or while
-it ran, voids it before it is written (its key could hide a second change within
-one clock tick of the file system), so that run leaves none.
+it ran, has a key that could hide a second change within one clock tick of the file
+system: it is witnessed with a proof of its bytes too (``proofs``; the witnessing
+run decides which it can prove: ``cli.witnessing``), or the run leaves no witness.
 
 Witnesses live in the user's cache folder (``$XDG_CACHE_HOME/planwise-setup/witness``,
 0700, files 0600), one file per dodo folder, read and written through ``user_folders``: one
@@ -36,6 +37,7 @@ from typing import Any, Iterable, Mapping
 
 from ..files import RACY_NS, path_key
 from ..keys import keyed_digest
+from ..proofs import proof_of
 from ..user_folders import UserFolder, cache_folder
 
 WITNESS_VERSION = 1
@@ -117,6 +119,12 @@ def keys_of(paths: Iterable[str | Path]) -> dict[str, Key]:
     return {str(p): path_key(p) for p in paths}
 
 
+def racy_paths(keys: Mapping[str, Key], since_ns: int) -> list[str]:
+    """Every path changed less than ``RACY_NS`` before ``since_ns`` (or after it), as ``racy_path`` finds one."""
+    limit = since_ns - RACY_NS
+    return [p for p, k in keys.items() if k is not None and k[4] >= limit]
+
+
 def racy_path(keys: Mapping[str, Key], since_ns: int) -> str | None:
     """A path changed less than ``RACY_NS`` before ``since_ns`` (or after it): its key proves nothing.
 
@@ -140,6 +148,8 @@ class Witness:
     report_path: str = ""
     history_path: str = ""
     lock_path: str = ""
+    # Paths changed within RACY_NS of the witnessing run, proven by their bytes too (``proofs``): [kind, digest].
+    proofs: dict[str, list[str]] = field(default_factory=dict)
 
     def void_reason(self, context: Mapping[str, Any], environment: str) -> str | None:
         """Why this witness no longer holds (the first reason found), or None."""
@@ -150,6 +160,9 @@ class Witness:
             return "the environment changed"
         for path, key in self.keys.items():
             if path_key(path) != key:
+                return f"{path} changed"
+        for path, (kind, digest) in self.proofs.items():
+            if proof_of(path, kind) != digest:
                 return f"{path} changed"
         return None
 
@@ -167,8 +180,12 @@ class Witness:
             if isinstance(witness.keys, dict)
             else False
         )
+        proofs_shaped = isinstance(witness.proofs, dict) and all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in witness.proofs.values()
+        )
         shaped = (
             keys_shaped
+            and proofs_shaped
             and isinstance(witness.context, dict)
             and isinstance(witness.said, dict)
             and isinstance(witness.report, str)

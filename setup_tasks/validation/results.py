@@ -268,3 +268,25 @@ def when(timestamp: float) -> str:
 def summarize(results: Iterable[CheckResult], fail_on: Iterable[str] = DEFAULT_FAIL_ON) -> ValidationSummary:
     ordered = sorted(results, key=lambda r: (SEVERITIES.index(r.severity) if r.severity in SEVERITIES else 9, r.name))
     return ValidationSummary(tuple(ordered), tuple(fail_on))
+
+
+def closing_lines(
+    results: Iterable[CheckResult], fail_on: Iterable[str], held: int = 0, held_since: float = 0.0
+) -> list[str]:
+    """What a run's closing summary says of its checks: the tally, warnings unchanged since an earlier run,
+    checks ``held`` (not run again on rebuilt tables that came out the same), and this run's skips."""
+    results = list(results)
+    if not results:
+        return []
+    summary = summarize(results, fail_on)
+    lines = [f"validations: {summary.tally()}"]
+    unchanged = summary.unchanged_line()
+    if unchanged:
+        lines.append(f"  {unchanged}")
+    if held:  # a cold rebuild: why no check ran on a brand-new database
+        lines.append(
+            f"  {plural(held, 'checks')} not run again: the tables they read were rebuilt with the "
+            f"content they had when checked{f' at {when(held_since)}' if held_since else ''}"
+        )
+    lines += [f"  {line}" for line in summary.fresh_lines() if line.startswith("skipped (")]
+    return lines
