@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -290,6 +291,13 @@ def edit_events(ws: Workspace) -> None:
     (ws.root / "events.csv").write_text(EVENTS_CSV + "view,2024-01-04\n")
 
 
+def forget_everything(ws: Workspace) -> None:
+    """The database and the state beside it (records, doit's state) gone: everything builds, and doit's
+    state is new (no rows to compare with)."""
+    ws.db_path.unlink()
+    shutil.rmtree(ws.root / ".planwise")
+
+
 BUILDS: dict[str, tuple[Callable[[Workspace], None], tuple[str, ...]]] = {
     "seed edited": (edit_customers, ("setup",)),
     "seed edited, readers come out the same": (same_content_downstream, ("setup",)),
@@ -298,6 +306,7 @@ BUILDS: dict[str, tuple[Callable[[Workspace], None], tuple[str, ...]]] = {
     "table dropped by another program": (lambda ws: ws.execute("drop table stg_regions"), ("setup",)),
     "seed edited, quick": (edit_customers, ("quick",)),
     "database deleted (SQL kept)": (lambda ws: ws.db_path.unlink(), ("setup",)),
+    "database and setup's state deleted": (forget_everything, ("setup",)),
 }
 
 

@@ -102,7 +102,8 @@ class WitnessKeeper:
             return
         self.store.clear()
         if self.witnessed(app):
-            self._doit_values = saved_values(dep_file)
+            # None (not to be compared) when unreadable; no file yet (a first run, a state folder deleted): no rows.
+            self._doit_values = saved_values(dep_file) if os.path.lexists(dep_file) else {}
 
     def task_considered(self, name: str, checked: bool, counted_up_to_date: bool, counted_when_run: bool) -> None:
         """doit looks at a task (once per run): has it up-to-date checks, and would the tally count it up to
