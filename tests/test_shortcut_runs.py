@@ -374,3 +374,30 @@ def test_the_database_written_after_the_build_voids_its_witness(built_shop: Work
     run = doit(ws)
     assert run.returncode == 0 and report(ws)["shortcut"] is None, run.stdout
     assert "model:stg_regions" in {n["task"] for n in report(ws)["nodes"] if n["status"] == "built"}, run.stdout
+
+
+SILENT_CHECK = '''
+from setup_tasks.validation import register_check
+
+@register_check("team.silent", severity="warning", reads=["stg_customers"])
+def silent(ctx):
+    """Finds nothing to say: no result, so nothing stored for the next run to reuse."""
+    return []
+'''
+
+
+def test_a_build_whose_check_stored_no_result_leaves_no_witness(built_shop: Workspace) -> None:
+    """The next run runs such a check again: a witness claiming it up to date would hide that run."""
+    from operator_support import set_config
+
+    ws = in_its_folder(built_shop)
+    (ws.root / "team_silent.py").write_text(SILENT_CHECK)
+    set_config(ws, "validation", check_modules=["team_silent"])
+    settle()
+    edit_customers(ws)
+    built = doit(ws)
+    assert built.returncode == 0 and report(ws)["counts"].get("built"), built.stdout + built.stderr
+    assert WitnessStore.for_root(ws.root).get(["setup"]) is None
+    again = doit(ws, "setup", "-v", "2")
+    assert again.returncode == 0 and "validate:team.silent" in again.stdout, again.stdout
+    assert "up to date" not in next(line for line in again.stdout.splitlines() if "validate:team.silent" in line)

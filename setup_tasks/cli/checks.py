@@ -43,7 +43,7 @@ def check_action(
     if run.blocking:
         return TaskFailed(run.failure_message(scope.validation.fail_on))
     if app is not None:
-        app.witness.check_ran(target, run.values)
+        app.witness.check_ran(target.runs_again(run.values))
     return run.values
 
 

@@ -125,9 +125,15 @@ class CheckUpToDate:
         except PlanwiseError as err:
             return [f"cannot check: {err.cause}"]
         reasons = self.scope.stale_reasons(values.get("parts") or {}, parts)
-        if not reasons and not values.get("results"):
+        if not reasons and self.runs_again(values):
             reasons = ["last result not stored"]
         return reasons or self.stale_inputs()
+
+    @staticmethod
+    def runs_again(stored: Mapping[str, Any]) -> bool:
+        """Does a check that just ran and stored ``stored`` run again next time, nothing it reads changed? Its
+        parts are those it read, and what it reads was built before it ran: only a missing result does."""
+        return not stored.get("results")
 
     def stale_inputs(self) -> list[str]:
         """Inputs this run has not built yet and will (doit no longer orders them first: see cli.checks)."""

@@ -39,12 +39,6 @@ from .doit_state import saved_values
 from .shortcut import code_paths, eligible
 
 
-class CheckTarget(Protocol):
-    """A check's up-to-date check (``cli.uptodate.CheckUpToDate``): why it would run, given doit's values."""
-
-    def compute_reasons(self, values: Mapping[str, Any]) -> list[str]: ...
-
-
 class Run(Protocol):
     """What the keeper reads of a run (``cli.app.App``)."""
 
@@ -88,7 +82,7 @@ class WitnessKeeper:
         self._doit_values: dict[str, str] | None = None  # doit's saved values as the run found them
         # Each task doit looked at: (has up-to-date checks, counted when up to date, counted when run).
         self.considered: dict[str, tuple[bool, bool, bool]] = {}
-        self.checks_ran: list[tuple[CheckTarget, dict[str, Any]]] = []  # each with the values doit keeps
+        self.checks_run_again = False
 
     @staticmethod
     def witnessed(app: Run) -> bool:
@@ -114,9 +108,9 @@ class WitnessKeeper:
         """`doit ignore` set it aside: the next run skips it as this one did, uncounted."""
         self.considered.pop(name, None)
 
-    def check_ran(self, target: CheckTarget, values: Mapping[str, Any]) -> None:
-        """A check ran and doit keeps ``values`` for it: the next run asks its target whether that holds."""
-        self.checks_ran.append((target, dict(values)))
+    def check_ran(self, runs_again: bool) -> None:
+        """A check ran and stored its values: would the next run run it again (``CheckUpToDate.runs_again``)?"""
+        self.checks_run_again = self.checks_run_again or runs_again
 
     def task_executed(self, name: str, checked: bool) -> None:
         """doit runs a task's actions; ``checked``: it has up-to-date checks (it builds or validates)."""
@@ -163,8 +157,8 @@ class WitnessKeeper:
             return dict(self.said or {}), {**report}
         if any(not checked and counted for checked, _, counted in self.considered.values()):
             return None  # a task without up-to-date checks that the tally counts runs every time
-        if any(target.compute_reasons(values) for target, values in self.checks_ran):
-            return None  # a check the next run would run again (it stored no result, an input is stale)
+        if self.checks_run_again:
+            return None  # a check that stored no result runs again
         counted = sum(1 for checked, counts, _ in self.considered.values() if checked and counts)
         tally = f"{counted} up to date" if counted else "nothing to do"
         results = {name: replace(result, up_to_date=True) for name, result in app.check_results.items()}  # reused
