@@ -55,6 +55,8 @@ class ContentsView:
         self._proof: str | None = None  # the content proof taken before the last read (database_proof)
         # Tables whose content signature still holds at the next read (nothing wrote them since it was taken).
         self._known: dict[Key, TableState] = {}
+        # Read through a build's own session before it closed, with the file's proof and state then.
+        self._taken: tuple[DatabaseContents, str, list[int]] | None = None
 
     def get(self, live: bool = False) -> DatabaseContents:
         """What the database holds; ``live`` opens it even when a saved copy is current
@@ -83,13 +85,43 @@ class ContentsView:
     def invalidate(self, written: Iterable[Key] | None = None) -> None:
         """The database changed (a build): read it again when next asked. ``written``: the only tables that
         may have changed (the signatures of the others hold); None: any of them."""
+        self._known = self._still_known(written)
+        self._contents = self._saved = self._taken = None
+
+    def _still_known(self, written: Iterable[Key] | None) -> dict[Key, TableState]:
         if written is None:
-            self._known = {}
-        else:  # since the last read, or since the writes before (moved aside, built, settled)
-            changed = set(written)
-            base = self._contents.tables if self._contents is not None else self._known
-            self._known = {k: state for k, state in base.items() if k not in changed}
-        self._contents = self._saved = None
+            return {}
+        # since the last read, or since the writes before (moved aside, built, settled)
+        changed = set(written)
+        base = self._contents.tables if self._contents is not None else self._known
+        return {k: state for k, state in base.items() if k not in changed}
+
+    def take_in(self, session: Any, written: Iterable[Key] | None) -> None:
+        """At the end of a build's own session (``session``: its writing connection, before it closes):
+        what the database holds, read through it, and the file's proof and state, all while the session
+        still keeps every other process out. ``adopt_taken`` makes it the run's view once it closed; a
+        build that may have written other tables than ``written`` (None: a hook) is read again instead."""
+        self._taken = None
+        if written is None:
+            return
+        try:
+            session.execute("CHECKPOINT")  # the file complete now: closing writes nothing more
+            contents = self.db.contents(self.signed_keys(), self._still_known(written), session=session)
+        except Exception:  # noqa: BLE001 - any failure here only costs the read the run makes anyway
+            return
+        proof, state = database_proof(self.db.path), self.db.file_state()
+        if proof is not None and state is not None:
+            self._taken = (contents, proof, state)
+
+    def adopt_taken(self) -> bool:
+        """After the session closed: what it read is the run's view when the file is still as it was then (no
+        program wrote it since); False: read it again when next asked."""
+        taken, self._taken = self._taken, None
+        if taken is None or (database_proof(self.db.path), self.db.file_state()) != taken[1:]:
+            return False
+        self._contents, self._proof, self._file_state = taken
+        self._saved, self._known = None, {}
+        return True
 
     def view_proof(self) -> str | None:
         """The ``database_proof`` of the content this run's view describes (taken before its last read), while

@@ -408,12 +408,14 @@ def build(
     tests: Sequence[DirectTest] = (),
     run_test: RunTest | None = None,
     gate: Gate | None = None,
+    before_close: Callable[[Any], None] | None = None,
 ) -> list[str]:
     """Build ``items`` (in dependency order) in one connection (``connect``: configured as dbt-duckdb's),
     one transaction each, each of ``tests`` right after the nodes it reads; a node whose parent failed in
     this batch is skipped, as dbt skips it, and so is one ``gate`` stops (a test it waits for failed).
     A failure is reported as it is: the caller has dbt build what failed here before believing it. A test
-    whose query fails here hands the rest over: returns the nodes and tests not done (dbt's to run)."""
+    whose query fails here hands the rest over: returns the nodes and tests not done (dbt's to run).
+    ``before_close``: given the connection once all is done here (nothing handed over), before it closes."""
     failed: set[str] = set()
     failing: set[str] = set()  # tests that failed with severity error
     done: set[str] = set()
@@ -456,6 +458,8 @@ def build(
             return handed + [t.node.unique_id for t in pending]
         for test in pending:
             on_outcome(NodeOutcome(test.node.unique_id, "skipped", "Skipping due to an upstream failure", 0.0))
+        if before_close is not None:
+            before_close(con)
     return []
 
 

@@ -254,6 +254,20 @@ def _schemas(con: duckdb.DuckDBPyConnection) -> frozenset[tuple[str, str]]:
     return frozenset((c.lower(), s.lower()) for c, s in rows)
 
 
+def _contents_of(
+    path: Path,
+    con: duckdb.DuckDBPyConnection,
+    kinds: Mapping[tuple[str, str, str], str],
+    signed: Iterable[tuple[str, str, str]],
+    known: Mapping[tuple[str, str, str], TableState],
+) -> DatabaseContents:
+    wanted = {k for k in signed if kinds.get(k) == "BASE TABLE"}
+    held = {k: known[k].signature for k in wanted if k in known and known[k].kind == "BASE TABLE"}
+    signed_now = {**held, **_signatures(con, sorted(wanted - set(held)))}
+    tables = {key: TableState(kind, signed_now.get(key)) for key, kind in kinds.items()}
+    return DatabaseContents(path, True, tables, _schemas(con))
+
+
 def file_state(path: Path) -> list[int] | None:
     """The stat keys (``files.stat_key``) of the database file and its WAL: any write changes them, and a
     program that restores the modification time afterwards changes the change time in doing so."""
@@ -652,22 +666,19 @@ class Database:
         self,
         signed: Iterable[tuple[str, str, str]] = (),
         known: Mapping[tuple[str, str, str], TableState] | None = None,
+        session: duckdb.DuckDBPyConnection | None = None,
     ) -> DatabaseContents:
         """Tables present, with content signatures for the ``signed`` ones (tables only). ``known``: tables
-        whose signature is known to hold (nothing wrote them since): theirs is not computed again."""
+        whose signature is known to hold (nothing wrote them since): theirs is not computed again.
+        ``session``: read through that connection (a build's own, before it closes), not the kept reader."""
         if not self.path.exists():
             return DatabaseContents(self.path, False, {})
-        known = known or {}
+        if session is not None:
+            return _contents_of(self.path, session, _tables(session), signed, known or {})
         # The kept reader: the checks that follow read through the same connection (an open costs 10 ms
         # at 30 tables, 100 at 1,000), and its catalog; a writer or dbt closes it first.
         with self.read_only(keep_open=True) as reader:
-            con, kinds = reader._con, reader.tables()
-            wanted = {k for k in signed if kinds.get(k) == "BASE TABLE"}
-            held = {k: known[k].signature for k in wanted if k in known and known[k].kind == "BASE TABLE"}
-            signed_now = {**held, **_signatures(con, sorted(wanted - set(held)))}
-            tables = {key: TableState(kind, signed_now.get(key)) for key, kind in kinds.items()}
-            schemas = _schemas(con)
-        return DatabaseContents(self.path, True, tables, schemas)
+            return _contents_of(self.path, reader._con, reader.tables(), signed, known or {})
 
     def signatures(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], str | None]:
         """Content signatures of freshly built tables (None for views and missing ones)."""
