@@ -586,3 +586,31 @@ def test_doit_verify_says_equal_or_names_each_difference(built_shop: Workspace) 
     assert differs.returncode == 1 and "Traceback" not in text, text
     assert "main.stg_orders: rows differ: 3 in setup's database, 4 in dbt's" in text, text
     assert "main.stg_regions: columns differ" in text and "note VARCHAR" in text, text
+
+
+def test_a_tests_outcome_on_a_table_setup_kept_is_kept_where_dbt_skipped_the_test() -> None:
+    """dbt's fresh build failed a seed and skipped what reads it, and their tests; setup keeps those tables
+    from an earlier build, and with them their tests' last outcomes: explained, like the tables ("kept").
+    A test whose inputs dbt built is compared as before. (A property test found this: a seed edited to hold
+    a value its column type refuses, under a model with a not_null test.)"""
+    from factories import make_manifest, manifest_node
+    from setup_tasks.ops.verify import compare_tests
+    from setup_tasks.project.manifest import manifest_from_dict
+
+    manifest = manifest_from_dict(
+        make_manifest(
+            manifest_node("seed.p.orders"),
+            manifest_node("model.p.halves", ("seed.p.orders",)),
+            manifest_node("test.p.not_null_halves_half", ("model.p.halves",)),
+            manifest_node("model.p.regions"),
+            manifest_node("test.p.unique_regions_id", ("model.p.regions",)),
+        )
+    )
+    ours = {"test.p.not_null_halves_half": "success", "test.p.unique_regions_id": "success"}
+    theirs = {"test.p.not_null_halves_half": "skipped", "test.p.unique_regions_id": "skipped"}
+    compared, differences = compare_tests(ours, theirs, manifest, ["seed.p.orders", "model.p.halves"])
+    assert compared == 2
+    assert [(d.what, d.kind) for d in differences] == [
+        ("test not_null_halves_half", "kept"),
+        ("test unique_regions_id", "differs"),
+    ]

@@ -206,6 +206,9 @@ EXPLICIT = [
         ("thresholds", (">= 1", "> 2")),
         ("materialized", "ephemeral"),
     ],
+    # Found by a random draw: the seed ends refused by its column type, so dbt's fresh build fails it and
+    # skips what reads it and their tests, where setup keeps the tables and their tests' outcomes.
+    [("thresholds", ("> 5", "> 10")), ("orders", [(0, "null")])],
 ]
 
 
@@ -217,6 +220,7 @@ EXPLICIT = [
     print_blob=True,
 )
 @given(edits=st.lists(EDITS, min_size=1, max_size=3))
+@example(edits=EXPLICIT[2])
 @example(edits=EXPLICIT[1])
 @example(edits=EXPLICIT[0])
 def test_setup_after_any_edits_equals_a_fresh_dbt_build(edits: list[tuple[str, Any]]) -> None:

@@ -9,6 +9,7 @@ as an audit hook sees them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -47,11 +48,27 @@ def in_its_folder(ws: Workspace) -> Workspace:
     return ws
 
 
+@functools.lru_cache(maxsize=1)
+def installed_here() -> bool:
+    """Does a process started without PYTHONPATH import this repository's package (an editable install of it)?"""
+    found = subprocess.run(
+        [sys.executable, "-c", "import setup_tasks; print(setup_tasks.__file__)"],
+        cwd=tempfile.gettempdir(),
+        env={k: v for k, v in clean_env().items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+    )
+    return found.returncode == 0 and Path(found.stdout.strip()).resolve().parent.parent == REPO.resolve()
+
+
 def env(extra: dict[str, str] | None = None, bytecode: bool | None = None) -> dict[str, str]:
     """The test's environment; ``bytecode``: True as on most machines (Python writes ``__pycache__``),
-    False as on these (PYTHONDONTWRITEBYTECODE=1), None as this process has it."""
+    False as on these (PYTHONDONTWRITEBYTECODE=1), None as this process has it. The repository goes on
+    PYTHONPATH only when the package is not installed from it: a folder on sys.path is watched, and other
+    tests' runs in the repository (the README's) write their reports there, which would void a witness."""
     environ = clean_env(extra)
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
+    if not installed_here():
+        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
     if bytecode is not None:
         environ.pop(BYTECODE_ENV, None)
         environ.update({} if bytecode else {BYTECODE_ENV: "1"})

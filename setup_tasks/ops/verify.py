@@ -244,17 +244,25 @@ def setup_test_status(dbt_status: str | None) -> str:
 
 
 def compare_tests(
-    ours: Mapping[str, str], theirs: Mapping[str, str], manifest: Manifest
+    ours: Mapping[str, str], theirs: Mapping[str, str], manifest: Manifest, unbuilt: Iterable[str] = ()
 ) -> tuple[int, list[Difference]]:
-    """Each test dbt's build ran (or setup ran) with its outcome on either side."""
+    """Each test dbt's build ran (or setup ran) with its outcome on either side. ``unbuilt``: nodes dbt's build
+    did not build (failed, or skipped for what failed upstream): dbt skips their tests, and setup, which keeps
+    their tables from an earlier build, keeps those tests' outcomes on them ("kept", as the tables are)."""
     tests = sorted(
         u for u in set(ours) | set(theirs) if u in manifest.nodes and manifest.nodes[u].resource_type == "test"
     )
+    unbuilt = set(unbuilt)
     differences = []
     for uid in tests:
         a, b = setup_test_status(ours.get(uid)), theirs.get(uid, "not run")
-        if a != b:
-            differences.append(Difference(f"test {manifest.nodes[uid].name}", f"{a} in setup, {b} in dbt's build"))
+        if a == b:
+            continue
+        name = f"test {manifest.nodes[uid].name}"
+        if b == "skipped" and set(manifest.nodes[uid].depends_on) & unbuilt:
+            differences.append(Difference(name, f"{a} in setup on a table it kept, skipped in dbt's build", "kept"))
+        else:
+            differences.append(Difference(name, f"{a} in setup, {b} in dbt's build"))
     return len(tests), differences
 
 
@@ -322,17 +330,14 @@ def _compare(
         for n in nodes
         if n.relation is not None and (n.resource_type == "snapshot" or volatile(n.unique_id))
     ]
-    unbuilt = {
-        n.relation.key(): reference.statuses[n.unique_id]
-        for n in nodes
-        if n.relation is not None and reference.statuses.get(n.unique_id) in ("skipped", "error")
-    }
+    not_built = [n for n in nodes if reference.statuses.get(n.unique_id) in ("skipped", "error")]
+    unbuilt = {n.relation.key(): reference.statuses[n.unique_id] for n in not_built if n.relation is not None}
     result = Verification()
     result.relations, differences = compare_relations(
         database, reference.database, keys, (ours_catalog, theirs_catalog), history, unbuilt
     )
     dbt_tests = {u: s for u, s in reference.statuses.items() if u.startswith("test.")}
-    result.tests, test_differences = compare_tests(setup_tests, dbt_tests, manifest)
+    result.tests, test_differences = compare_tests(setup_tests, dbt_tests, manifest, [n.unique_id for n in not_built])
     result.differences = differences + test_differences
     return result
 
