@@ -118,12 +118,8 @@ class WitnessKeeper:
         if checked:
             self.worked.append(name)
 
-    def not_a_no_op(self, app: Run) -> str | None:
-        """Why this run leaves no witness of its own (it did or said more than a no-op does), or None."""
-        why = self.unsettled(app)
-        if why is not None:
-            return why
-        report = app.report or {}
+    def beyond_a_no_op(self, app: Run, report: Mapping[str, Any]) -> str | None:
+        """What this run did or said that a no-op does not (its own words are then not the next run's), or None."""
         if self.worked or self.said is None:
             return "a task ran, or the run said more than a tally"
         if set(report["counts"]) - {"up-to-date"} or report["dbt_invocations"] or report["direct_builds"]:
@@ -153,7 +149,7 @@ class WitnessKeeper:
         engine, report = app.current_engine, app.report
         if engine is None or report is None or self.unsettled(app) is not None:
             return None
-        if self.not_a_no_op(app) is None:
+        if self.beyond_a_no_op(app, report) is None:
             return dict(self.said or {}), {**report}
         if any(not checked and counted for checked, _, counted in self.considered.values()):
             return None  # a task without up-to-date checks that the tally counts runs every time
@@ -223,7 +219,7 @@ class WitnessKeeper:
         proofs: dict[str, list[str]] = {}
         for path in racy_paths(keys, self.started_ns):
             if path in (db, wal):
-                seen = engine.view.contents.view_proof()
+                seen = proofs[db][1] if db in proofs else engine.view.contents.view_proof()  # of both files
                 if seen is None:
                     return None
                 proofs[db] = [DATABASE, seen]

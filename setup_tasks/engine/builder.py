@@ -132,9 +132,9 @@ class Builder:
             self.intents.restore_aside()  # what a run killed while it had relations moved aside left: back first
             self._say_implied_order(runnable)
             view.db.close_reader()  # dbt writes the file, here or in the worker
-            read = False  # what the database holds now, read in the batch's own session
+            read, written = False, self._written(runnable)  # read: in the batch's own session, before it closed
             try:
-                retry = self._build_direct(*direct, runnable) if direct is not None else [*runnable, *tests]
+                retry = self._build_direct(*direct, written) if direct is not None else [*runnable, *tests]
                 if retry:
                     self._build_with_dbt(retry)
                 read = not retry and view.contents.adopt_taken()
@@ -143,7 +143,7 @@ class Builder:
                     u for u in runnable if u in self.run.outcomes and self.run.outcomes[u].status == "skipped"
                 )
                 if not read:
-                    view.contents.invalidate(self._written(runnable))  # the next question reads what it holds now
+                    view.contents.invalidate(written)  # the next question reads what it holds now
             self._record_batch(runnable, tests)
         for u in runnable:
             if u not in self.run.outcomes:
@@ -220,7 +220,7 @@ class Builder:
         self.events.emit("start", {"unique_id": uid})
 
     def _build_direct(
-        self, items: list[direct_build.DirectNode], tests: list[direct_build.DirectTest], runnable: list[str]
+        self, items: list[direct_build.DirectNode], tests: list[direct_build.DirectTest], written: list[Key] | None
     ) -> list[str]:
         """Build the batch straight in DuckDB, each test right after what it reads; returns what dbt must
         build or run after all: the nodes that failed here and what depends on them, and what a test's
@@ -241,9 +241,10 @@ class Builder:
 
         profile = view.manifest.profile
         connection = profile.connection if profile is not None else None
-        # Read in the session, before it closes, what the batch left: the checks' reader opens once after,
-        # not once more per batch. Not with attached databases: setup's reader does not attach them.
-        written = self._written(runnable) if connection is not None and not connection.attach else None
+        # Read in the session, before it closes, what the batch left (``written``: the tables it may write; None:
+        # any): the checks' reader opens once after, not once more per batch. Not with attached databases:
+        # setup's reader does not attach them.
+        taken = written if connection is not None and not connection.attach else None
         try:
             assert connection is not None
             handed = direct_build.build(
@@ -255,7 +256,7 @@ class Builder:
                 tests,
                 self._run_test,
                 view.gate,
-                lambda con: view.contents.take_in(con, written),
+                lambda con: view.contents.take_in(con, taken),
             )
         except DatabaseUnopenable:  # locked, not a database: dbt could not build it either (the run's failure)
             raise

@@ -120,18 +120,17 @@ def keys_of(paths: Iterable[str | Path]) -> dict[str, Key]:
 
 
 def racy_paths(keys: Mapping[str, Key], since_ns: int) -> list[str]:
-    """Every path changed less than ``RACY_NS`` before ``since_ns`` (or after it), as ``racy_path`` finds one."""
+    """Every path changed less than ``RACY_NS`` before ``since_ns`` (or after it): its key proves nothing.
+
+    Its ctime says when it changed (the kernel's clock: an mtime may be set to any time, even ahead).
+    """
     limit = since_ns - RACY_NS
     return [p for p, k in keys.items() if k is not None and k[4] >= limit]
 
 
 def racy_path(keys: Mapping[str, Key], since_ns: int) -> str | None:
-    """A path changed less than ``RACY_NS`` before ``since_ns`` (or after it): its key proves nothing.
-
-    Its ctime says when it changed (the kernel's clock: an mtime may be set to any time, even ahead).
-    """
-    limit = since_ns - RACY_NS
-    return next((p for p, k in keys.items() if k is not None and k[4] >= limit), None)
+    """The first of ``racy_paths``, or None."""
+    return next(iter(racy_paths(keys, since_ns)), None)
 
 
 @dataclass
